@@ -1,0 +1,153 @@
+"""The streaming concealer interface every concealer (baseline or NextBlock) implements.
+
+A concealer runs causally, block by block, on one channel, exactly as JackTrip's receive side
+(``Regulator::burg`` in JackTrip v2.7.2 makes the same three-way decision per packet):
+
+1. Before block ``n``'s fate is known, the concealer can only see :attr:`~StreamingConcealer.history`
+   – what it *played* for blocks ``< n`` (real blocks where they arrived, its own guesses where
+   they were lost, the cross-faded block after a loss).
+2. :meth:`StreamingConcealer.process` is then told whether block ``n`` arrived (an array) or was
+   lost (``None``) and returns what is played for block ``n``:
+
+   * lost: the first row of :meth:`~StreamingConcealer.predict` – its guess for block ``n``. A run
+     of losses calls :meth:`~StreamingConcealer.predict` again for every lost block, each time on
+     a history that now ends with the previous guess (JackTrip re-trains Burg on every glitch);
+   * arrived right after a loss: a cross-fade (:func:`nextblock.splice.crossfade`) from the
+     second row of the *last* prediction (the guess for block ``n`` made one block earlier) into
+     the real block ``n`` – JackTrip's ``futurePredictedPacket``/``mFadeDown``/``mFadeUp``;
+     subclasses whose JackTrip counterpart does not cross-fade set
+     :attr:`~StreamingConcealer.crossfade_after_loss` to ``False``;
+   * arrived otherwise: the real block, untouched.
+
+Subclasses implement :meth:`~StreamingConcealer.predict` from ``self.history`` only, which makes
+causality hold by construction (``history`` never contains block ``n`` or later when
+``predict`` runs for block ``n``). Subclasses that need to run on *every* block (a model that
+keeps state, a learner) override :meth:`~StreamingConcealer.observe`, which is called with every
+played block after it was appended to the history.
+
+Semantics refined with respect to the first draft of this file (tell the lead):
+
+* :meth:`~StreamingConcealer.process` also counts blocks (:attr:`blocks_processed`) and the
+  blocks since the last arrival (:attr:`blocks_since_arrival`), which JackTrip's Burg needs for its
+  "primed" rule and its mute after 512 ms without packets;
+* :meth:`~StreamingConcealer.observe` is the per-block hook described above (no-op by default).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from ..splice import crossfade
+
+
+class StreamingConcealer(ABC):
+    """One channel's concealer.
+
+    Parameters
+    ----------
+    frames_per_block:
+        Samples per block (JackTrip's ``--bufsize`` / FPP), e.g. 128.
+    sample_rate_hz:
+        Sample rate, e.g. 48000.
+    history_samples:
+        How many past played samples :attr:`history` keeps (oldest first). Must hold at least
+        one block.
+
+    Attributes
+    ----------
+    history : np.ndarray, shape ``(history_samples,)``, float32
+        The last ``history_samples`` played samples, oldest first (zeros before the stream).
+    lost_last : bool
+        Whether the previous block was concealed (the next arriving block is cross-faded).
+    blocks_processed : int
+        How many blocks :meth:`process` has played since :meth:`reset`.
+    blocks_since_arrival : int
+        Blocks played since the last block that arrived (0 right after an arrival; counts from
+        the start of the stream until the first arrival).
+    """
+
+    name: ClassVar[str] = "base"
+    #: whether real audio resuming after a loss is cross-faded from the guess (JackTrip's zeros
+    #: and plain-repeat modes do not cross-fade).
+    crossfade_after_loss: ClassVar[bool] = True
+    #: fade shape passed to :func:`nextblock.splice.crossfade` (JackTrip uses linear ramps).
+    crossfade_kind: ClassVar[str] = "linear"
+
+    def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, history_samples: int = 8192):
+        if frames_per_block <= 0:
+            raise ValueError(f"frames_per_block must be positive, got {frames_per_block}")
+        if sample_rate_hz <= 0:
+            raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
+        if history_samples < frames_per_block:
+            raise ValueError("history_samples must hold at least one block")
+        self.frames_per_block = int(frames_per_block)
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.history_samples = int(history_samples)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all history (silence before the stream starts)."""
+        self.history = np.zeros(self.history_samples, dtype=np.float32)
+        self._pending_next: np.ndarray | None = None
+        self.lost_last = False
+        self.blocks_processed = 0
+        self.blocks_since_arrival = 0
+
+    @abstractmethod
+    def predict(self) -> np.ndarray:
+        """Guess the next two blocks from :attr:`history` alone.
+
+        Returns
+        -------
+        np.ndarray, shape ``(2, frames_per_block)``, float32
+            Row 0: the guess for the next block (played when it is lost). Row 1: the guess for
+            the block after it (faded out under the real block if that one arrives).
+        """
+
+    def observe(self, played: np.ndarray) -> None:
+        """Hook called with every played block (shape ``(frames_per_block,)``) after
+        :attr:`history` was updated. No-op by default."""
+
+    def process(self, block: np.ndarray | None) -> np.ndarray:
+        """Feed block ``n`` (shape ``(frames_per_block,)``) or ``None`` when it was lost.
+
+        Returns
+        -------
+        np.ndarray, shape ``(frames_per_block,)``, float32
+            The samples played for block ``n``.
+        """
+        if block is None:
+            out = self._conceal()
+            self.lost_last = True
+            self.blocks_since_arrival += 1
+        else:
+            real = np.asarray(block, dtype=np.float32)
+            if real.shape != (self.frames_per_block,):
+                raise ValueError(f"block has shape {real.shape}, expected ({self.frames_per_block},)")
+            if self.lost_last and self.crossfade_after_loss and self._pending_next is not None:
+                out = crossfade(self._pending_next, real, self.crossfade_kind)
+            else:
+                out = real
+            self._pending_next = None
+            self.lost_last = False
+            self.blocks_since_arrival = 0
+        self._append_history(out)
+        self.blocks_processed += 1
+        self.observe(out)
+        return out
+
+    def _conceal(self) -> np.ndarray:
+        """Run :meth:`predict`, keep row 1 for the cross-fade and return row 0."""
+        guess = np.asarray(self.predict(), dtype=np.float32)
+        if guess.shape != (2, self.frames_per_block):
+            raise ValueError(f"{self.name}.predict returned shape {guess.shape}, expected (2, {self.frames_per_block})")
+        self._pending_next = guess[1]
+        return guess[0]
+
+    def _append_history(self, played: np.ndarray) -> None:
+        n = played.shape[0]
+        self.history[:-n] = self.history[n:]
+        self.history[-n:] = played
