@@ -11,7 +11,9 @@ The consumer (this process) sleeps in ``Consumer.wait_for_blocks`` (futex) and m
 
 Baseline in the same run: the same producer/consumer pair woken through a pipe (``os.write`` /
 blocking ``os.read``), the plain OS primitive. A third process spins on the other core
-(``--no-load`` to skip it). The last line is one JSON object.
+(``--no-load`` to skip it). Both processes run SCHED_FIFO like JackTrip's audio threads and the
+run holds a PM-QoS CPU latency request of 0 µs, as ``nextblock.attach`` does (``--sched other``,
+``--no-pm-qos`` to measure without). The last line is one JSON object.
 
 Usage::
 
@@ -22,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -30,6 +33,7 @@ import time
 import numpy as np
 
 from nextblock.capture import Consumer, Producer, monotonic_ns
+from nextblock.capture.realtime import hold_cpu_dma_latency, set_realtime_priority
 
 FRAMES, CHANNELS, RATE_HZ = 128, 2, 48000
 PERIOD_S = FRAMES / RATE_HZ
@@ -47,18 +51,9 @@ def _spin(stop) -> None:
             x += 1
 
 
-def set_realtime(priority: int) -> bool:
-    """Run the calling process with SCHED_FIFO ``priority`` (as JackTrip's threads run); False if not permitted."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        return True
-    except (PermissionError, OSError):
-        return False
-
-
 def _producer(name, n_blocks, mode, wake_w, ready, out, rt) -> None:
     if rt:
-        set_realtime(70)
+        set_realtime_priority(70)
     p = Producer(name, RATE_HZ, FRAMES, CHANNELS)
     block = np.zeros((FRAMES, CHANNELS), np.float32)
     ready.set()
@@ -151,8 +146,12 @@ def main() -> None:
     ap.add_argument("--sched", choices=["fifo", "other"], default="fifo",
                     help="scheduling of producer and consumer: SCHED_FIFO as JackTrip's audio threads (default; "
                          "falls back to 'other' when not permitted) or the normal time-sharing class")
+    ap.add_argument("--no-pm-qos", action="store_true",
+                    help="do not hold /dev/cpu_dma_latency at 0 µs (what nextblock.attach does by default)")
     args = ap.parse_args()
-    rt = args.sched == "fifo" and set_realtime(60)
+    pm_qos = contextlib.ExitStack()
+    pm_qos_held = False if args.no_pm_qos else pm_qos.enter_context(hold_cpu_dma_latency(0))
+    rt = args.sched == "fifo" and set_realtime_priority(60)
     ctx = mp.get_context("fork")
     stop = ctx.Event()
     spinner = None if args.no_load else ctx.Process(target=_spin_normal, args=(stop,), daemon=True)
@@ -165,6 +164,7 @@ def main() -> None:
         stop.set()
         if spinner:
             spinner.join(5)
+        pm_qos.close()
     print(f"{'phase':<8} {'wake p50':>9} {'p99':>9} {'p99.9':>9} {'max':>9}   {'post→visible p50':>17} {'p99':>9}  (µs)")
     for r in (futex, pipe):
         w, v = r["wake_us"], r["post_to_visible_us"]
@@ -173,6 +173,7 @@ def main() -> None:
         "bench": "shm_latency",
         "other_core_busy": not args.no_load,
         "sched": "fifo" if rt else "other",
+        "pm_qos_cpu_dma_latency_0": bool(pm_qos_held),
         "seconds_per_phase": args.seconds,
         "p50_us": futex["wake_us"]["p50"],
         "p99_us": futex["wake_us"]["p99"],
