@@ -30,7 +30,9 @@ Semantics refined with respect to the first draft of this file (tell the lead):
 * :meth:`~StreamingConcealer.process` also counts blocks (:attr:`blocks_processed`) and the
   blocks since the last arrival (:attr:`blocks_since_arrival`), which JackTrip's Burg needs for its
   "primed" rule and its mute after 512 ms without packets;
-* :meth:`~StreamingConcealer.observe` is the per-block hook described above (no-op by default).
+* :meth:`~StreamingConcealer.observe` is the per-block hook described above (no-op by default);
+* :attr:`~StreamingConcealer.pending_guess` exposes the guess the next cross-fade starts from;
+* the constructor also rejects a non-positive sample rate.
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ class StreamingConcealer(ABC):
         self.lost_last = False
         self.blocks_processed = 0
         self.blocks_since_arrival = 0
+
+    @property
+    def pending_guess(self) -> np.ndarray | None:
+        """The guess for the next block kept for the cross-fade, shape ``(frames_per_block,)``
+        (row 1 of the last :meth:`predict`); ``None`` when the last block arrived."""
+        return self._pending_next
 
     @abstractmethod
     def predict(self) -> np.ndarray:

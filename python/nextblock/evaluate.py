@@ -1,0 +1,155 @@
+"""``python -m nextblock.evaluate``: score packet-loss concealers on audio files.
+
+Every claim about concealment quality goes through this tool. See ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+
+from .concealers import available_concealers
+
+EPILOG = textwrap.dedent(
+    """\
+    how it works:
+      Each file is read (any format libsndfile reads), resampled to --sample-rate and mixed to
+      mono (or evaluated per channel). For every --loss spec one loss mask per file is drawn from
+      --seed and applied to every --concealer, block by block, exactly as JackTrip's receiver:
+      a lost block is replaced by the concealer's guess, made before the block was due, and real
+      audio is cross-faded back in over the next block. Scores compare with the clean file on the
+      lost blocks plus the cross-fade block after each run of losses.
+
+    loss specs:
+      none                      no loss
+      bernoulli:P               each block lost with probability P              bernoulli:0.05
+      gilbert:P_ENTER,P_LEAVE   bursts; mean burst 1/P_LEAVE blocks             gilbert:0.02,0.25
+      trace:PATH                0/1 per block (1 = lost), repeated to length    trace:loss.txt
+      periodic:EVERY[,BURST]    BURST lost blocks every EVERY blocks            periodic:50,2
+
+    concealers:
+      zeros          silence (JackTrip --underrun-mode zeros)
+      repeat         repeat the last received block (JackTrip wavetable)
+      repeat-xfade   repeat, cross-faded back into real audio
+      burg           JackTrip v2.7.2's Regulator Burg prediction
+      nextblock      the NextBlock CNN (--model PATH to a .tflite)
+
+    results (--json): {"results": [one row per concealer and loss]} with concealer, loss, fpp,
+      sample_rate, files, lost_blocks, snr_db, lsd_db, visqol, plcmos, thd_n_db,
+      us_per_block_median, us_per_block_p99 (µs to conceal one lost block of one channel), ...
+      Scores that cannot be computed are null (e.g. plcmos without --speech).
+
+    examples:
+      # the baselines on two clips, two loss patterns, JSON + markdown report with pictures
+      python -m nextblock.evaluate speech.ogg music.flac --loss bernoulli:0.05 \\
+          --loss gilbert:0.02,0.25 --concealer zeros --concealer repeat --concealer burg \\
+          --json results.json --report report.md --plots plots/
+
+      # a directory of speech, with PLCMOS, against the NextBlock model
+      python -m nextblock.evaluate corpus/ --speech --concealer burg --concealer nextblock \\
+          --model model.tflite --json results.json
+
+      # only the sine-sweep THD+N test, fast (no ViSQOL)
+      python -m nextblock.evaluate --sine --no-visqol --loss bernoulli:0.1 --concealer burg \\
+          --json sine.json
+    """
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m nextblock.evaluate",
+        description="Score packet-loss concealers (zeros, repeat, Burg as in JackTrip, NextBlock) on audio files under seeded loss patterns.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="*", metavar="FILE_OR_DIR", help="audio files and/or directories (searched recursively)")
+    parser.add_argument("--sample-rate", type=int, default=48000, metavar="HZ", help="stream sample rate; files are resampled (default: 48000)")
+    parser.add_argument("--fpp", type=int, default=128, metavar="FRAMES", help="frames per packet/block, JackTrip's --bufsize (default: 128)")
+    parser.add_argument("--loss", action="append", metavar="SPEC", help="loss pattern, repeatable (default: bernoulli:0.05); see 'loss specs' below")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the loss patterns (default: 1)")
+    parser.add_argument("--concealer", action="append", choices=available_concealers(), metavar="NAME", help=f"concealer, repeatable: {', '.join(available_concealers())} (default: zeros, repeat, repeat-xfade, burg)")
+    parser.add_argument("--model", metavar="PATH", help="model file for the nextblock concealer")
+    parser.add_argument("--per-channel", action="store_true", help="evaluate every channel as its own stream instead of mixing to mono")
+    parser.add_argument("--speech", action="store_true", help="the material is speech: also compute PLCMOS (16 kHz)")
+    parser.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (it takes about a second per second of audio)")
+    parser.add_argument("--sine", action="store_true", help="also run a 20 Hz-20 kHz log sine sweep through each loss pattern and report THD+N")
+    parser.add_argument("--sine-seconds", type=float, default=10.0, metavar="S", help="length of the sweep (default: 10)")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--report", metavar="PATH", help="write a markdown report")
+    parser.add_argument("--plots", metavar="DIR", help="write waveform and spectrogram pictures around a few losses")
+    parser.add_argument("--plot-files", type=int, default=2, metavar="N", help="how many files get pictures (default: 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 nothing or not everything evaluated, 2 bad arguments)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.paths and not args.sine:
+        parser.error("give audio files or directories, or --sine")
+
+    from tqdm import tqdm
+
+    from .evaluation.harness import EvaluationConfig, evaluate
+    from .evaluation.report import markdown_report, markdown_table
+
+    def log(message: str) -> None:
+        tqdm.write(message, file=sys.stderr)
+
+    config = EvaluationConfig(
+        concealers=args.concealer or ["zeros", "repeat", "repeat-xfade", "burg"],
+        losses=args.loss or ["bernoulli:0.05"],
+        sample_rate_hz=args.sample_rate,
+        frames_per_block=args.fpp,
+        seed=args.seed,
+        model_path=args.model,
+        mono=not args.per_channel,
+        speech=args.speech,
+        visqol=args.visqol,
+        sine=args.sine,
+        sine_duration_s=args.sine_seconds,
+        plot_dir=args.plots,
+        plot_files=args.plot_files,
+    )
+    for path in args.paths:
+        if not os.path.exists(path):
+            log(f"warning: {path} does not exist")
+    try:
+        result = evaluate(args.paths, config, progress=not args.quiet, log=log)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    if args.json:
+        document = {
+            "results": result.rows,
+            "config": result.config,
+            "skipped_files": [{"path": p, "reason": r} for p, r in result.skipped_files],
+            "unavailable_concealers": [{"concealer": n, "reason": r} for n, r in result.unavailable_concealers],
+        }
+        _write_text(args.json, json.dumps(document, indent=2) + "\n")
+    if args.report:
+        report_dir = os.path.dirname(os.path.abspath(args.report))
+        _write_text(args.report, markdown_report(result.rows, result.config, result.skipped_files, result.unavailable_concealers, result.plots, report_dir))
+    print(markdown_table(result.rows))
+    evaluated_files = max((row["files"] for row in result.rows), default=0)
+    if not result.rows or (args.paths and evaluated_files == 0 and not args.sine):
+        print("error: nothing was evaluated", file=sys.stderr)
+        return 1
+    return 1 if result.unavailable_concealers else 0
+
+
+def _write_text(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
