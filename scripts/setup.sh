@@ -25,7 +25,8 @@ fi
 PY="${PYTHON:-python3}"
 say "Python package nextblock (C++ extension via scikit-build-core) with extras"
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e ".[train,eval,test]"
+"$PY" -m pip install -q -e ".[train,eval,test,dataset-render]"
+"$PY" -m pip install -q --no-deps "tinysoundfont>=0.3"   # its pyaudio dependency is only for live playback
 
 if [ -x third_party/jacktrip_patch/build.sh ]; then
   say "Patched JackTrip (needs JackTrip's source: a local directory, the cache, or the release tarball)"
