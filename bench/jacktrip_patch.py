@@ -1,0 +1,98 @@
+"""Benchmark of NextBlock's JackTrip patch.
+
+1. Added cost per block on JackTrip's threads: the real bridge (third_party/jacktrip_patch/src/
+   NextBlockBridge.cpp) on a real shm segment, in a micro-benchmark (bench/bridge_bench.cpp there):
+   receive thread = convert + publish one block; audio thread = take a replacement + convert it,
+   the cross-fade back into real audio, and a miss (nothing posted: fallback). With NextBlock off
+   every hook is one relaxed-acquire load of a null pointer.
+2. End to end (needs JackTrip's source; builds once like the tests): share of concealed blocks
+   that used a posted replacement when a consumer posts in time, per buffer strategy, and the
+   consumer's reaction time (block arrival -> replacements posted).
+
+    PYTHONPATH=python python bench/jacktrip_patch.py [--seconds 8] [--loss 0.03] [--out result.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "python"))
+
+import jacktrip_patch_harness as H  # noqa: E402
+
+PATCH = REPO / "third_party" / "jacktrip_patch"
+
+
+def micro(frames: int, channels: int, iters: int) -> dict:
+    exe = Path(tempfile.gettempdir()) / f"nb_bridge_bench_{os.getpid()}"
+    subprocess.run(
+        ["g++", "-O2", "-std=c++17", f"-I{PATCH / 'bench' / 'stub'}", f"-I{PATCH / 'src'}", f"-I{REPO / 'csrc'}",
+         str(PATCH / "bench" / "bridge_bench.cpp"), str(PATCH / "bench" / "bridge_bench_convert.cpp"),
+         str(PATCH / "src" / "NextBlockBridge.cpp"), "-o", str(exe), "-lrt"],
+        check=True,
+    )
+    try:
+        out = subprocess.run([str(exe), str(frames), str(channels), str(iters)], capture_output=True, text=True, check=True)
+    finally:
+        exe.unlink(missing_ok=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def e2e(seconds: float, loss: float) -> dict:
+    src = H.find_jacktrip_source()
+    if src is None:
+        return {"skipped": "JackTrip source not available"}
+    bins = H.build_jacktrip(src)
+    res = {}
+    for name, strat, extra in (("regulator", 3, ()), ("ringbuffer_zeros", -1, ("-z",))):
+        with tempfile.TemporaryDirectory() as d:
+            s = H.run_session(bins["patched"], bins["patched"], Path(d), bufstrategy=strat, simloss=loss,
+                              nextblock=True, post_replacements=True, seconds=seconds, extra_server_args=extra)
+        a = H.analyse(s)
+        rep = sum(e.outcome.name == "REPLACEMENT" for e in a.conceal)
+        fb = sum(e.outcome.name == "FALLBACK" for e in a.conceal)
+        lag = np.array(s.post_lag_ns, dtype=np.float64) / 1e3
+        res[name] = {
+            "blocks_published": int(len(s.published_seq)),
+            "blocks_lost": len(a.lost),
+            "concealed": rep + fb,
+            "used_replacement": rep,
+            "share_replacement": round(rep / max(1, rep + fb), 4),
+            "late_events": sum(e.kind.name == "LATE" for e in s.events),
+            "consumer_post_lag_us": {"median": float(np.median(lag)) if len(lag) else None,
+                                     "p99": float(np.percentile(lag, 99)) if len(lag) else None},
+            "counters": {k: int(v) for k, v in s.counters.items() if isinstance(v, (int, np.integer))},
+        }
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--loss", type=float, default=0.03)
+    ap.add_argument("--iters", type=int, default=20000)
+    ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    result = {"micro_128x2": micro(128, 2, args.iters), "micro_256x8": micro(256, 8, args.iters // 4)}
+    if not args.no_e2e:
+        result["e2e"] = e2e(args.seconds, args.loss)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""Helpers for the JackTrip patch tests and benchmark (tests/test_jacktrip_patch*.py,
+bench/jacktrip_patch.py).
+
+* :func:`build_jacktrip` builds stock and/or patched JackTrip once into a cache directory keyed
+  by the hash of JackTrip's source, our patch and bridge files and the shm header, and reuses it.
+* :func:`run_session` runs a JackTrip p2p server (the receiver under test, optional ``--simloss``)
+  and a JackTrip client on two named ``jackd`` dummy servers, sends a block-coded signal through
+  them (tests/jacktrip_patch_jackio.py), records the server's output and, for a patched server,
+  reads the shared-memory segment with :class:`nextblock.capture.Consumer` while optionally
+  posting marked replacement blocks.
+* :func:`classify` decodes a recorded block: a real block (its sender index), a marker (the seq
+  of the replacement it came from), or something else (concealment, cross-fade, silence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PATCH_DIR = REPO / "third_party" / "jacktrip_patch"
+JACKTRIP_VERSION = "2.7.2"
+CODE_PERIOD = 1000  # must match tests/jacktrip_patch_jackio.py (codes stay below 0.5: exact in 16 bit)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("NEXTBLOCK_CACHE", Path.home() / ".cache" / "nextblock"))
+
+
+def find_jacktrip_source() -> Path | None:
+    """JackTrip's source: $JACKTRIP_SOURCE_DIR, else the cache. None if absent."""
+    cands = []
+    if os.environ.get("JACKTRIP_SOURCE_DIR"):
+        cands.append(Path(os.environ["JACKTRIP_SOURCE_DIR"]))
+    cands.append(cache_root() / "jacktrip" / f"jacktrip-{JACKTRIP_VERSION}")
+    for c in cands:
+        if (c / "src" / "Regulator.cpp").is_file() and (c / "meson.build").is_file():
+            return c
+    return None
+
+
+def _hash_tree(h, root: Path, rel_dirs=("src", "meson.build", "meson_options.txt", "linux")):
+    for rel in rel_dirs:
+        p = root / rel
+        files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+        for f in files:
+            if f.is_file():
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+
+
+def build_key(source: Path) -> str:
+    h = hashlib.sha256()
+    _hash_tree(h, source)
+    for f in sorted((PATCH_DIR).rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(PATCH_DIR)).encode())
+            h.update(f.read_bytes())
+    h.update((REPO / "csrc" / "nextblock" / "shm_protocol.hpp").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_jacktrip(source: Path, timeout_s: float = 1800) -> dict[str, Path]:
+    """Stock and patched binaries, built with third_party/jacktrip_patch's CMake project into
+    $NEXTBLOCK_CACHE/jacktrip/build-<version>. Reused as long as its key (hash of JackTrip's
+    source, our patch and bridge, the shm header) matches; otherwise rebuilt incrementally."""
+    key = build_key(source)
+    out = cache_root() / "jacktrip" / f"build-{JACKTRIP_VERSION}"
+    bins = {"stock": out / "bin" / "jacktrip-stock", "patched": out / "bin" / "jacktrip"}
+    stamp = out / "nextblock-build.key"
+    if all(b.is_file() for b in bins.values()) and stamp.is_file() and stamp.read_text() == key:
+        return bins
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    log = out / "build.log"
+    with open(log, "wb") as f:
+        cmds = [
+            ["cmake", "-S", str(PATCH_DIR), "-B", str(out), f"-DJACKTRIP_SOURCE_DIR={source}",
+             "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}"],
+            ["cmake", "--build", str(out)],
+        ]
+        for cmd in cmds:
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)
+            if r.returncode != 0:
+                break
+    if r.returncode != 0 or not all(b.is_file() for b in bins.values()):
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"building JackTrip failed (log {log}):\n{tail}")
+    stamp.write_text(key)
+    return bins
+
+
+# ------------------------------------------------------------------------------------------
+# decoding the coded signal
+
+
+def classify(block: np.ndarray) -> tuple[str, int]:
+    """('real', sender index mod CODE_PERIOD) | ('marker', seq mod CODE_PERIOD) | ('zero', 0) | ('other', 0)."""
+    ch0 = block[:, 0]
+    if not np.any(block):
+        return "zero", 0
+    if np.all(ch0 == ch0[0]) and np.all(block[:, 1:] == ch0[0] / 2):
+        k = ch0[0] * 2048.0
+        kr = int(round(abs(k)))
+        if abs(abs(k) - kr) < 0.25 and 1 <= kr <= CODE_PERIOD:
+            return ("real" if k > 0 else "marker"), kr - 1
+    return "other", 0
+
+
+def marker_blocks(seq: int, frames: int, channels: int) -> np.ndarray:
+    """The replacement the test consumer posts for ``seq``: constant -code(seq), -code(seq+1)."""
+    out = np.empty((2, frames, channels), np.float32)
+    for b in range(2):
+        v = -((seq + b) % CODE_PERIOD + 1) / 2048.0
+        out[b, :, 0] = v
+        out[b, :, 1:] = v / 2
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# one session
+
+
+@dataclass
+class Session:
+    recorded: np.ndarray  # [n, frames, channels]
+    published_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    published_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sender index mod CODE_PERIOD
+    arrival_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    events: list = field(default_factory=list)
+    posted: int = 0
+    post_lag_ns: list = field(default_factory=list)
+    counters: dict = field(default_factory=dict)
+    segment_name: str | None = None
+    segment_gone_after_exit: bool | None = None
+    server_log: str = ""
+    client_log: str = ""
+
+
+def _free_port_pair() -> tuple[int, int]:
+    import socket
+
+    for _ in range(50):
+        a = random.randrange(20000, 60000, 2)
+        ok = True
+        for p in (a, a + 1):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return a, a + 1
+    raise RuntimeError("no free UDP port pair")
+
+
+def _wait_ports(server, names, timeout_s):
+    from nextblock.jackio.jackd import jack_ports
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ports = jack_ports(server.name) or []
+        if all(n in ports for n in names):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def run_session(
+    server_bin: Path,
+    client_bin: Path,
+    workdir: Path,
+    bufstrategy: int = 3,
+    simloss: float = 0.0,
+    nextblock: bool = False,
+    post_replacements: bool = False,
+    post_ahead: int = 3,
+    seconds: float = 6.0,
+    extra_server_args: tuple = (),
+    queue: str | None = None,
+    stop_consumer_after_s: float | None = None,
+) -> Session:
+    """Runs one loopback session; see module docstring. The server is the receiver under test."""
+    from nextblock.jackio.jackd import JackdServer
+    from nextblock.jackio.procs import ManagedProcess
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    port_s, port_c = _free_port_pair()
+    common = ["--bufstrategy", str(bufstrategy), "-D"]
+    if queue is not None:
+        common += ["-q", str(queue)]
+    srv_args = [str(server_bin), "-s", "-B", str(port_s), "-P", str(port_c), "-J", "jts", *common]
+    if simloss > 0:
+        srv_args += ["--simloss", str(simloss)]
+    if nextblock:
+        srv_args += ["--nextblock"]
+    srv_args += list(extra_server_args)
+    cli_args = [str(client_bin), "-c", "127.0.0.1", "-B", str(port_c), "-P", str(port_s), "-J", "jtc", *common]
+
+    with JackdServer("jts", workdir) as js, JackdServer("jtc", workdir) as jc:
+        srv = ManagedProcess(srv_args, workdir / "jacktrip-server.log", env=js.client_env(), stop_signal=2)
+        cli = ManagedProcess(cli_args, workdir / "jacktrip-client.log", env=jc.client_env(), stop_signal=2)
+        io = None
+        consumer_thread = None
+        stop = threading.Event()
+        result: dict = {"posted": 0, "lag": [], "seq": [], "idx": [], "arr": [], "events": [], "counters": {}}
+        try:
+            srv.start()
+            time.sleep(0.5)
+            cli.start()
+            if not _wait_ports(js, ["jts:receive_1", "jts:receive_2"], 20) or not _wait_ports(
+                jc, ["jtc:send_1", "jtc:send_2"], 20
+            ):
+                raise RuntimeError(
+                    f"JackTrip ports did not appear.\nserver:\n{srv.log_tail()}\nclient:\n{cli.log_tail()}"
+                )
+            seg_name = f"/nextblock-{srv.pid}"
+            if nextblock:
+                consumer_thread = threading.Thread(
+                    target=_consume,
+                    args=(seg_name, post_replacements, post_ahead, stop, result, stop_consumer_after_s),
+                    daemon=True,
+                )
+                consumer_thread.start()
+            out_npy = workdir / "recorded.npy"
+            jackio = [sys.executable, str(Path(__file__).with_name("jacktrip_patch_jackio.py"))]
+            sender = ManagedProcess(
+                [*jackio, "send", "--server", jc.name, "--ports", "jtc:send_", "--seconds", str(seconds + 30)],
+                workdir / "sender.log", env={"JACK_NO_START_SERVER": "1"},
+            )
+            sender.start()
+            try:
+                io = subprocess.run(
+                    [*jackio, "rec", "--server", js.name, "--ports", "jts:receive_",
+                     "--seconds", str(seconds), "--out", str(out_npy)],
+                    capture_output=True, text=True, timeout=seconds + 60,
+                    env=dict(os.environ, JACK_NO_START_SERVER="1"),
+                )
+            finally:
+                sender.stop()
+            if io.returncode != 0:
+                raise RuntimeError(f"recorder failed (rc={io.returncode}): {io.stdout}\n{io.stderr}\n"
+                                   f"sender: {sender.log_tail()}")
+            stop.set()
+            if consumer_thread is not None:
+                consumer_thread.join(timeout=10)
+            recorded = np.load(out_npy)
+        finally:
+            stop.set()
+            cli.stop()
+            srv.stop()
+        sess = Session(recorded=recorded)
+        sess.server_log = srv.log_text()
+        sess.client_log = cli.log_text()
+        if nextblock:
+            sess.segment_name = seg_name
+            sess.segment_gone_after_exit = not os.path.exists("/dev/shm" + seg_name)
+            sess.published_seq = np.asarray(result["seq"], np.uint64)
+            sess.published_idx = np.asarray(result["idx"], np.int64)
+            sess.arrival_ns = np.asarray(result["arr"], np.uint64)
+            sess.events = result["events"]
+            sess.posted = result["posted"]
+            sess.post_lag_ns = result["lag"]
+            sess.counters = result["counters"]
+        return sess
+
+
+def _consume(seg_name, post, ahead, stop, result, stop_after_s):
+    """Test consumer: reads every block and event; posts marker replacements for the next
+    ``ahead`` seqs after every received block (until ``stop_after_s``, if given)."""
+    from nextblock.capture import Consumer, EventKind, SegmentError, monotonic_ns
+
+    deadline = time.monotonic() + 20
+    c = None
+    while c is None and not stop.is_set():
+        try:
+            c = Consumer(seg_name, post_replacements=post)
+        except SegmentError:
+            if time.monotonic() > deadline:
+                result["error"] = f"segment {seg_name} never appeared"
+                return
+            time.sleep(0.02)
+    if c is None:
+        return
+    t0 = time.monotonic()
+    frames, channels = c.frames_per_block, c.channels
+    count = 0
+    ev_count = 0
+    posted_upto = -1
+    with c:
+        while True:
+            n = c.wait_for_blocks(count, 0.002)
+            if n > count:
+                batch = c.read_blocks(count, n - count)
+                count = batch.first_index + len(batch.seq)
+                now = monotonic_ns()
+                for j in range(len(batch.seq)):
+                    s = int(batch.seq[j])
+                    v = float(batch.samples[j, 0, 0])
+                    result["seq"].append(s)
+                    result["idx"].append(int(round(v * 2048)) - 1 if v > 0 else -1)
+                    result["arr"].append(int(batch.arrival_ns[j]))
+                if post and (stop_after_s is None or time.monotonic() - t0 < stop_after_s):
+                    top = int(batch.seq[-1])
+                    for s in range(max(top + 1, posted_upto + 1), top + 1 + ahead):
+                        c.post_replacement(s, marker_blocks(s, frames, channels))
+                        result["posted"] += 1
+                    posted_upto = max(posted_upto, top + ahead)
+                    result["lag"].append(monotonic_ns() - int(batch.arrival_ns[-1]))
+            evs, skipped = c.read_events(ev_count, 1024)
+            result["events"].extend(evs)
+            ev_count += len(evs) + skipped
+            if post and evs and (stop_after_s is None or time.monotonic() - t0 < stop_after_s):
+                # a stalled stream: keep predicting past the blocks JackTrip is concealing now
+                top = max((e.seq for e in evs if e.kind in (EventKind.UNDERRUN, EventKind.SKIP)), default=-1)
+                for s in range(max(top + 1, posted_upto + 1), top + 1 + ahead):
+                    c.post_replacement(s, marker_blocks(s, frames, channels))
+                    result["posted"] += 1
+                posted_upto = max(posted_upto, top + ahead)
+            if stop.is_set() or c.producer_closed:
+                while True:
+                    evs, skipped = c.read_events(ev_count, 1024)
+                    if not evs and not skipped:
+                        break
+                    result["events"].extend(evs)
+                    ev_count += len(evs) + skipped
+                result["counters"] = c.counters()
+                break
+
+
+# ------------------------------------------------------------------------------------------
+# analysis
+
+
+CONCEAL = ("UNDERRUN", "SKIP")
+STALLED = 1  # NextBlockBridge::DetailStalled (UNDERRUN events only; SKIP detail = blocks skipped)
+
+
+@dataclass
+class Analysis:
+    offset: int  # seq - sender index (mod CODE_PERIOD)
+    lo: int  # analysed seq window [lo, hi]
+    hi: int
+    lost: list  # seqs never published in the window
+    conceal: list  # UNDERRUN/SKIP events (not stalls) in the window
+    late: set  # seqs with a LATE event
+    arrival: dict  # seq -> arrival_ns
+    timeline: list  # per recorded block: (kind, unwrapped seq or None)
+    overflowed: set  # seqs an OVERFLOW may have dropped
+    ambiguous: set  # seqs whose sent code also came with a neighbouring seq (sender-side xrun)
+
+    @property
+    def recorded_range(self) -> tuple[int, int]:
+        """First and last seq seen in the recording (the recorder starts after JackTrip)."""
+        qs = [q for _, q in self.timeline if q is not None]
+        return (min(qs), max(qs)) if qs else (0, -1)
+
+    def conceal_recorded(self) -> list:
+        first, last = self.recorded_range
+        return [e for e in self.conceal if first <= e.seq <= last]
+
+
+def analyse(s: Session, margin_start: int = 50, margin_end: int = 8) -> Analysis:
+    """Decodes a session. The first ``margin_start`` blocks (start-up transients) and the last
+    ``margin_end`` are not analysed."""
+    seqs = s.published_seq.astype(np.int64)
+    assert len(seqs) > 100, "too few blocks published"
+    ok = s.published_idx >= 0
+    offs = (seqs[ok] - s.published_idx[ok]) % CODE_PERIOD
+    vals, counts = np.unique(offs, return_counts=True)
+    offset = int(vals[np.argmax(counts)])  # the sender side may slip a block under load
+    by_code: dict[int, list[int]] = {}
+    for q, c in zip(seqs[ok].tolist(), s.published_idx[ok].tolist()):
+        by_code.setdefault(int(c) % CODE_PERIOD, []).append(int(q))
+    lo, hi = int(seqs.min()) + margin_start, int(seqs.max()) - margin_end
+    pub = set(seqs.tolist())
+    lost = [q for q in range(lo, hi + 1) if q not in pub]
+    conceal = [
+        e for e in s.events
+        if e.kind.name in CONCEAL and lo <= e.seq <= hi
+        and not (e.kind.name == "UNDERRUN" and e.detail == STALLED)  # a silent peer, reported once
+    ]
+    late = {e.seq for e in s.events if e.kind.name == "LATE"}
+    # an overflow drops blocks that already arrived (the ring buffer's half-reset)
+    overflowed = {q for e in s.events if e.kind.name == "OVERFLOW" for q in range(e.seq - 16, e.seq + 1)}
+    arrival = dict(zip(seqs.tolist(), s.arrival_ns.astype(np.int64).tolist()))
+    timeline = []
+    prev = None
+    for blk in s.recorded:
+        kind, code = classify(blk)
+        if kind not in ("real", "marker"):
+            timeline.append((kind, None))
+            continue
+        if kind == "real":
+            cands = by_code.get(code)
+            if not cands:
+                timeline.append(("real", None))
+                continue
+            ref = prev if prev is not None else int(seqs.min())
+            q = min(cands, key=lambda x: abs(x - ref))
+        else:
+            ref = prev if prev is not None else int(seqs.min())
+            d = (code - ref) % CODE_PERIOD
+            if d > CODE_PERIOD // 2:
+                d -= CODE_PERIOD
+            q = ref + d
+        prev = q
+        timeline.append((kind, q))
+    ambiguous = {q for qs in by_code.values() for q in qs if any(0 < abs(q - r) <= 5 for r in qs)}
+    return Analysis(offset, lo, hi, lost, conceal, late, arrival, timeline, overflowed, ambiguous)
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    from nextblock.jackio.procs import wait_until
+
+    return wait_until(predicate, timeout_s, poll_s=0.05, what=what)
+
+
+def start_again(proc):
+    """A new ManagedProcess with the same command line and environment (already started)."""
+    from nextblock.jackio.procs import ManagedProcess
+
+    p = ManagedProcess(proc.args, Path(str(proc.log_path) + ".2"), env=proc.env, stop_signal=proc.stop_signal)
+    p.start()
+    return p

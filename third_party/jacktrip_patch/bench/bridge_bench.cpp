@@ -1,0 +1,70 @@
+// Cost of NextBlock's JackTrip hooks per block: the real NextBlockBridge.cpp, a real shm segment.
+//   receive thread: onPacket()  (16-bit -> float, publish_block)
+//   audio thread:   conceal() hit + replacementToBits(), conceal() miss, crossfadeFromReplacement()
+// Prints one JSON object. Build: see bench/jacktrip_patch.py.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "NextBlockBridge.h"
+#include "nextblock/shm_protocol.hpp"
+
+static double ns_per(const std::vector<double>& v, double q)
+{
+    std::vector<double> s(v);
+    std::sort(s.begin(), s.end());
+    return s[static_cast<size_t>(q * (s.size() - 1))];
+}
+
+int main(int argc, char** argv)
+{
+    const int frames = argc > 1 ? atoi(argv[1]) : 128;
+    const int chans  = argc > 2 ? atoi(argv[2]) : 2;
+    const int iters  = argc > 3 ? atoi(argv[3]) : 20000;
+    NextBlockBridge::start(48000, frames, chans, 2);
+    NextBlockBridge* nb = NextBlockBridge::get();
+    if (!nb) return 1;
+    std::string why;
+    auto consumer = nextblock::Consumer::attach(nextblock::segment_name_for_pid(getpid()), true, &why);
+    if (!consumer) { fprintf(stderr, "%s\n", why.c_str()); return 1; }
+    std::vector<int8_t> bits(frames * chans * 2, 1), out(frames * chans * 2);
+    std::vector<float> two(2 * frames * chans, 0.25f);
+    using clk = std::chrono::steady_clock;
+    std::vector<double> rx, hit, miss, fade;
+    rx.reserve(iters); hit.reserve(iters); miss.reserve(iters); fade.reserve(iters);
+    for (int i = 0; i < iters; ++i) {
+        auto t0 = clk::now();
+        nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));
+        auto t1 = clk::now();
+        rx.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+        consumer->post_replacement(i + 1, two.data());  // the consumer, between blocks
+        t0 = clk::now();
+        bool ok = nb->conceal(NextBlockBridge::Underrun, i + 1);
+        if (ok) nb->replacementToBits(0, out.data());
+        t1 = clk::now();
+        if (!ok) { fprintf(stderr, "replacement not taken\n"); return 1; }
+        hit.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+        t0 = clk::now();
+        nb->crossfadeFromReplacement(out.data());
+        t1 = clk::now();
+        fade.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+        t0 = clk::now();
+        ok = nb->conceal(NextBlockBridge::Underrun, i + 1000003);  // nothing posted: fallback
+        t1 = clk::now();
+        miss.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    }
+    printf("{\"frames\": %d, \"channels\": %d, \"iters\": %d,"
+           " \"receive_publish_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+           " \"audio_replacement_hit_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+           " \"audio_crossfade_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+           " \"audio_miss_fallback_ns\": {\"median\": %.0f, \"p99\": %.0f}}\n",
+           frames, chans, iters, ns_per(rx, 0.5), ns_per(rx, 0.99), ns_per(hit, 0.5),
+           ns_per(hit, 0.99), ns_per(fade, 0.5), ns_per(fade, 0.99), ns_per(miss, 0.5),
+           ns_per(miss, 0.99));
+    consumer.reset();
+    NextBlockBridge::shutdown();
+    return 0;
+}

@@ -1,0 +1,214 @@
+// NextBlock hooks for JackTrip: see NextBlockBridge.h.
+#include "NextBlockBridge.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "AudioInterface.h"
+#include "nextblock/shm_protocol.hpp"  // from NextBlock's repository (-I<repo>/csrc)
+
+std::atomic<NextBlockBridge*> NextBlockBridge::sInstance{nullptr};
+bool NextBlockBridge::sRequested = false;
+
+namespace
+{
+// Checked once per this many received blocks (~0.7 s at 128 frames / 48 kHz).
+constexpr uint64_t kConsumerCheckEvery = 256;
+
+inline AudioInterface::audioBitResolutionT bitRes(int bytes)
+{
+    return static_cast<AudioInterface::audioBitResolutionT>(bytes);
+}
+}  // namespace
+
+void NextBlockBridge::requestFromCommandLine()
+{
+    sRequested = true;
+}
+
+bool NextBlockBridge::requested()
+{
+    if (sRequested)
+        return true;
+    const char* env = std::getenv("NEXTBLOCK_JACKTRIP");
+    return env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
+}
+
+void NextBlockBridge::start(int sampleRate, int framesPerBlock, int channels,
+                            int bitResBytes)
+{
+    if (get() != nullptr) {
+        // One segment per process: the hub server's further JackTrip instances are not
+        // bridged (see docs/notes/jacktrip_patch.md).
+        std::cerr << "NextBlock: segment already active; not bridging another stream"
+                  << std::endl;
+        return;
+    }
+    if (bitResBytes < 1 || bitResBytes > 4) {
+        std::cerr << "NextBlock: unsupported bit resolution " << bitResBytes
+                  << " bytes; disabled" << std::endl;
+        return;
+    }
+    nextblock::SegmentConfig cfg;
+    cfg.sample_rate_hz   = static_cast<uint32_t>(sampleRate);
+    cfg.frames_per_block = static_cast<uint32_t>(framesPerBlock);
+    cfg.channels         = static_cast<uint32_t>(channels);
+    std::string err;
+    const std::string name = nextblock::segment_name_for_pid(getpid());
+    std::unique_ptr<nextblock::Producer> producer =
+        nextblock::Producer::create(name, cfg, &err);
+    if (!producer) {
+        std::cerr << "NextBlock: cannot create shared memory " << name << ": " << err
+                  << "; running with JackTrip's own concealment only" << std::endl;
+        return;
+    }
+    auto* b      = new NextBlockBridge();
+    b->mProducer = std::move(producer);
+    b->mFrames   = framesPerBlock;
+    b->mChannels = channels;
+    b->mBitRes   = bitResBytes;
+    b->mRxFloat.assign(static_cast<size_t>(framesPerBlock) * channels, 0.0f);
+    b->mRepl.assign(2 * static_cast<size_t>(framesPerBlock) * channels, 0.0f);
+    std::cout << "NextBlock: publishing to shared memory " << name << " (" << sampleRate
+              << " Hz, " << framesPerBlock << " frames, " << channels << " channels)"
+              << std::endl;
+    sInstance.store(b, std::memory_order_release);
+}
+
+void NextBlockBridge::shutdown()
+{
+    NextBlockBridge* b = sInstance.exchange(nullptr, std::memory_order_acq_rel);
+    delete b;  // ~Producer marks the segment closed and shm_unlinks it
+}
+
+//*******************************************************************************
+// network receive thread
+
+int64_t NextBlockBridge::onPacket(uint16_t seq16, const int8_t* interleavedBits, int bytes)
+{
+    const int64_t last = mLastRx.load(std::memory_order_relaxed);
+    int64_t seq;
+    if (last < 0) {
+        seq = seq16;
+    } else {
+        const int16_t delta =
+            static_cast<int16_t>(static_cast<uint16_t>(seq16 - static_cast<uint16_t>(last)));
+        seq = last + delta;
+        if (seq < 0)
+            seq += 65536;
+    }
+    const uint64_t now = nextblock::monotonic_ns();
+    const uint64_t gap = mLastArrivalNs ? now - mLastArrivalNs : 0;
+    mLastArrivalNs     = now;
+
+    const int n = mFrames * mChannels;
+    if (bytes == n * mBitRes) {
+        const auto res = bitRes(mBitRes);
+        for (int i = 0; i < n; ++i)
+            AudioInterface::fromBitToSampleConversion(interleavedBits + i * mBitRes,
+                                                      &mRxFloat[i], res);
+        mProducer->publish_block(static_cast<uint64_t>(seq), mRxFloat.data(), now, gap);
+    } else if (!mSizeMismatchLogged) {
+        mSizeMismatchLogged = true;
+        std::cerr << "NextBlock: peer block of " << bytes << " bytes does not match "
+                  << mFrames << " frames x " << mChannels
+                  << " channels; blocks are not published" << std::endl;
+    }
+    if (seq > last)
+        mLastRx.store(seq, std::memory_order_release);
+    if (++mPacketsSinceCheck >= kConsumerCheckEvery) {
+        mPacketsSinceCheck = 0;
+        checkConsumer(now);
+    }
+    return seq;
+}
+
+void NextBlockBridge::checkConsumer(uint64_t nowNs)
+{
+    const bool alive = mProducer->consumer_alive(nowNs);
+    if (mConsumerWasAlive && !alive) {
+        std::cerr << "NextBlock: consumer stopped posting replacements; JackTrip's own "
+                     "concealment plays until it returns"
+                  << std::endl;
+        mConsumerLostPending.store(true, std::memory_order_release);
+    } else if (!mConsumerWasAlive && alive) {
+        std::cout << "NextBlock: consumer attached" << std::endl;
+    }
+    mConsumerWasAlive = alive;
+}
+
+int64_t NextBlockBridge::unwrap(int64_t seqMod, int64_t modulus) const
+{
+    const int64_t ref = mLastRx.load(std::memory_order_acquire);
+    if (ref < 0)
+        return seqMod;
+    int64_t d = (seqMod - ref % modulus) % modulus;
+    if (d < 0)
+        d += modulus;
+    if (d > modulus / 2)
+        d -= modulus;
+    const int64_t s = ref + d;
+    return s < 0 ? s + modulus : s;
+}
+
+//*******************************************************************************
+// audio thread
+
+bool NextBlockBridge::conceal(Kind kind, int64_t seq, int64_t detail)
+{
+    if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
+        mProducer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
+                              nextblock::Outcome::None);
+    const bool ok = seq >= 0 && mProducer->take_replacement(static_cast<uint64_t>(seq), mRepl.data());
+    mProducer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
+                          ok ? nextblock::Outcome::Replacement : nextblock::Outcome::Fallback,
+                          detail);
+    return ok;
+}
+
+void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail)
+{
+    mProducer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
+                          fallbackPlayed ? nextblock::Outcome::Fallback
+                                         : nextblock::Outcome::None,
+                          detail);
+}
+
+void NextBlockBridge::replacementToBits(int b, int8_t* dst) const
+{
+    const int n        = mFrames * mChannels;
+    const float* src   = replacement(b);
+    const auto res     = bitRes(mBitRes);
+    for (int i = 0; i < n; ++i) {
+        float v = src[i];  // clip like JackTrip's own converters expect
+        if (v > 1.0f)
+            v = 1.0f;
+        if (v < -1.0f)
+            v = -1.0f;
+        AudioInterface::fromSampleToBitConversion(&v, dst + i * mBitRes, res);
+    }
+}
+
+void NextBlockBridge::crossfadeFromReplacement(int8_t* bits) const
+{
+    const float* pred = replacement(1);
+    const auto res    = bitRes(mBitRes);
+    for (int f = 0; f < mFrames; ++f) {
+        const float up = static_cast<float>(f) / static_cast<float>(mFrames);
+        for (int c = 0; c < mChannels; ++c) {
+            const int i = f * mChannels + c;
+            float real  = 0.0f;
+            AudioInterface::fromBitToSampleConversion(bits + i * mBitRes, &real, res);
+            float v = (1.0f - up) * pred[i] + up * real;
+            if (v > 1.0f)
+                v = 1.0f;
+            if (v < -1.0f)
+                v = -1.0f;
+            AudioInterface::fromSampleToBitConversion(&v, bits + i * mBitRes, res);
+        }
+    }
+}
