@@ -1,0 +1,11 @@
+"""JACK and JackTrip process orchestration for the end-to-end path (issue 8).
+
+* ``procs``     – ``ManagedProcess``: own process group, log file, SIGTERM→SIGKILL teardown,
+  ``leftover_processes()`` (found by the ``NEXTBLOCK_OWNER`` env marker, never others')
+* ``jackd``     – ``JackdServer``: a uniquely named ``jackd -d dummy`` server
+* ``jacktrip``  – ``JackTripProcess``: P2P server/client, IO-stat parsing
+* ``playrec`` / ``recorder`` – play numpy audio into send ports, record receive ports
+* ``recording`` – a real recording from an allowed Debian package (shared cache)
+* ``align``     – cross-correlation alignment (piecewise, follows jitter-buffer slips) + metrics
+* ``e2e``       – ``run_e2e``: one full run; seams for the patched binary and ``nextblock.attach``
+"""

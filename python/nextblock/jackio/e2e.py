@@ -1,0 +1,211 @@
+"""One end-to-end run: two jackd, JackTrip client → lossy link → JackTrip server, play & record.
+
+::
+
+    jackd "c" ─ nbplay:out_1 → JackTrip(client):send_1 ──UDP──> lossy link ──> JackTrip(server)
+    jackd "s" ─ JackTrip(server):receive_1 → nbrec:in_1                  (the receiving side)
+
+The receiving JackTrip is the one whose concealment we measure. Two seams let a later
+step swap in NextBlock without touching this module (:class:`ReceiverSpec`):
+
+* ``binary`` / ``extra_args`` — e.g. the patched build and ``["--nextblock"]``;
+* ``attach_command`` — argv started beside the receiving JackTrip once it is connected,
+  with ``{pid}`` replaced by its PID, e.g.
+  ``[sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", "{pid}"]``.
+
+:func:`run_e2e` returns a JSON-able dict: link report (which path ran, exact drops),
+JackTrip's receive counters, our own xruns, CPU seconds per process, lag, metrics and the
+paths of ``sent.wav`` and ``recorded-<label>.wav``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nextblock.netlab.link import LinkSpec, LossyLink
+
+from .align import align_piecewise, lost_sample_mask, score
+from .jackd import JackdServer
+from .jacktrip import JackTripProcess, jacktrip_version
+from .playrec import PlayRecord
+from .procs import ManagedProcess, wait_until
+
+__all__ = [
+    "STOCK_FALLBACKS",
+    "ReceiverSpec",
+    "cpu_seconds",
+    "find_patched_jacktrip",
+    "nextblock_receiver",
+    "run_e2e",
+    "stock_receiver",
+]
+
+# JackTrip's own concealment choices on the receiving side. In 1.7.0 and 2.7.2 alike
+# (JackTrip::setupRingBuffers) any --bufstrategy >= 0 forces underrun mode ZEROS; the
+# "wavetable" (repeat) underrun mode only exists with the classic ring buffer, bufstrategy -1.
+# Bufstrategy 3 (Regulator + Burg PLC) reads -q in milliseconds, not packets.
+STOCK_FALLBACKS = {
+    "default": [],                                     # whatever this JackTrip does by default
+    "zeros": ["-z"],                                   # default jitter buffer (strategy 1): silence
+    "wavetable": ["--bufstrategy", "-1"],              # ring buffer, repeat on underrun
+    "regulator": ["--bufstrategy", "3"],               # Regulator with Burg PLC (-q in ms)
+}
+REGULATOR_QUEUE_MS = 11  # ≈ 4 packets of 128 samples at 48 kHz, like -q 4
+
+
+@dataclass
+class ReceiverSpec:
+    """How the receiving JackTrip runs (the side whose concealment is measured)."""
+
+    label: str = "stock-wavetable"
+    binary: str = "jacktrip"
+    extra_args: list[str] = field(default_factory=list)
+    attach_command: list[str] | None = None
+    attach_warmup_s: float = 1.0
+    queue: str | None = None  # -q override for this receiver (e.g. ms for the Regulator)
+
+
+def stock_receiver(fallback: str = "wavetable", binary: str = "jacktrip") -> ReceiverSpec:
+    """The receiving JackTrip with one of its own concealments (:data:`STOCK_FALLBACKS`)."""
+    queue = str(REGULATOR_QUEUE_MS) if fallback == "regulator" else None
+    return ReceiverSpec(label=f"stock-{fallback}", binary=binary, extra_args=list(STOCK_FALLBACKS[fallback]),
+                        queue=queue)
+
+
+def find_patched_jacktrip() -> tuple[str | None, str]:
+    """(path, message) of the patched JackTrip: ``$NEXTBLOCK_JACKTRIP`` or ``build/jacktrip/bin/jacktrip``.
+
+    The message says what is missing when there is none (the demo prints it).
+    """
+    env = os.environ.get("NEXTBLOCK_JACKTRIP")
+    repo = Path(__file__).resolve().parents[3]
+    candidates = ([Path(env)] if env else []) + [repo / "build" / "jacktrip" / "bin" / "jacktrip"]
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c), f"patched JackTrip: {c}"
+    return None, ("no patched JackTrip found (looked at $NEXTBLOCK_JACKTRIP and build/jacktrip/bin/jacktrip); "
+                  "build it with third_party/jacktrip_patch/build.sh (needs JackTrip 2.7.2's source) — "
+                  "running stock JackTrip only")
+
+
+def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach_args=()) -> ReceiverSpec:
+    """The patched JackTrip with ``--nextblock`` and ``python -m nextblock.attach`` beside it."""
+    import sys
+
+    return ReceiverSpec(
+        label="nextblock", binary=binary, extra_args=["--nextblock"],
+        attach_command=[sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", "{pid}",
+                        "--json", str(attach_json), *extra_attach_args],
+        attach_warmup_s=2.0,
+    )
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User+system CPU seconds used so far by ``pid`` (from /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _write_wav(path: Path, audio: np.ndarray, rate_hz: int) -> str:
+    import soundfile as sf
+
+    sf.write(str(path), audio, rate_hz, subtype="FLOAT")
+    return str(path)
+
+
+def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir: str | os.PathLike,
+            rate_hz: int = 48000, period_samples: int = 128, queue_packets: int = 4,
+            sender_binary: str = "jacktrip", lead_s: float = 1.0, tail_s: float = 1.5,
+            connect_timeout_s: float = 20.0) -> dict:
+    """Run once; see the module docstring. Everything started is stopped before returning."""
+    work = Path(work_dir)
+    logs = work / f"logs-{receiver.label}"
+    logs.mkdir(parents=True, exist_ok=True)
+    audio = np.asarray(audio, dtype=np.float32)
+    if link.armed_packets is None and link.arm == "on-audio":
+        link = LinkSpec(**{**link.__dict__, "armed_packets": math.ceil(len(audio) / period_samples)})
+    result: dict = {"label": receiver.label, "receiver_binary": receiver.binary,
+                    "receiver_version": jacktrip_version(receiver.binary),
+                    "receiver_extra_args": list(receiver.extra_args), "attach_command": receiver.attach_command}
+    t_start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        jack_c = stack.enter_context(JackdServer("c", logs, rate_hz, period_samples))
+        jack_s = stack.enter_context(JackdServer("s", logs, rate_hz, period_samples))
+        lossy = stack.enter_context(LossyLink(link, logs))
+        plan = lossy.plan
+        server = stack.enter_context(JackTripProcess(
+            "server", jack_s.client_env(), logs, bind_port=plan.server_bind_port,
+            queue_packets=receiver.queue or queue_packets,
+            binary=receiver.binary, extra_args=list(receiver.extra_args) + plan.server_extra_args,
+            netns=plan.server_netns))
+        time.sleep(0.3)  # let the server bind before the client's first datagram
+        client = stack.enter_context(JackTripProcess(
+            "client", jack_c.client_env(), logs, bind_port=plan.client_bind_port,
+            peer_host=plan.client_peer_host, peer_port=plan.client_peer_port, queue_packets=queue_packets,
+            binary=sender_binary, netns=plan.client_netns))
+        server.wait_connected(connect_timeout_s)
+        client.wait_connected(connect_timeout_s)
+        wait_until(lambda: set(server.receive_ports()) <= set(jack_s.ports())
+                   and set(client.send_ports()) <= set(jack_c.ports()), 10.0, 0.1, "JackTrip's JACK ports")
+        attach = None
+        if receiver.attach_command:
+            argv = [a.replace("{pid}", str(server.pid)) for a in receiver.attach_command]
+            attach = stack.enter_context(ManagedProcess(argv, logs / "attach.log"))
+            time.sleep(receiver.attach_warmup_s)
+            attach.check_alive("nextblock.attach")
+        # JackTrip zeroes its loss counter at its first -I line: start dropping after it
+        wait_until(lambda: server.iostat().lines >= 2, 10.0, 0.1, "JackTrip's first IO-stat lines")
+        lossy.arm()
+        pr = PlayRecord(jack_c.name, jack_s.name, client.send_ports(), server.receive_ports(), audio,
+                        lead_s=lead_s, tail_s=tail_s).run(rate_hz)
+        lossy.disarm()
+        time.sleep(1.5)  # one more -I line so JackTrip's counters include the whole run
+        stat = server.iostat()
+        pids = {"jackd_client": jack_c.pid, "jackd_server": jack_s.pid, "jacktrip_client": client.pid,
+                "jacktrip_server": server.pid}
+        if lossy.relay is not None:
+            pids["relay"] = lossy.relay.pid
+        if attach is not None:
+            pids["attach"] = attach.pid
+        result["cpu_s"] = {k: cpu_seconds(v) for k, v in pids.items()}
+        result["pids"] = pids
+        result["jacktrip_server_pid"] = server.pid
+    result["wall_s"] = round(time.monotonic() - t_start, 2)
+    if receiver.attach_command and "--json" in receiver.attach_command:
+        stats_path = Path(receiver.attach_command[receiver.attach_command.index("--json") + 1])
+        try:
+            result["attach_stats"] = json.loads(stats_path.read_text())
+        except (OSError, ValueError) as exc:
+            result["attach_stats"] = {"error": f"no attach stats at {stats_path}: {exc}"}
+    result["link"] = lossy.report()
+    result["jacktrip_receive"] = stat.__dict__
+    result["xruns"] = {"player": pr.player_xruns, "recorder": pr.recorder_xruns,
+                       "player_missed_samples": pr.player_missed_samples,
+                       "recorder_missed_samples": pr.recorder_missed_samples}
+    aligned, lags = align_piecewise(audio, pr.recorded[:, 0], period_samples=period_samples)
+    lag = lags[0]
+    result["lag_samples"] = lag
+    result["latency_ms"] = round(1000.0 * (lag - pr.play_offset_samples) / rate_hz, 2)
+    # JackTrip's jitter buffer can add/drop whole packets after underruns: count the slips.
+    result["timing_slips"] = sum(1 for a, b in zip(lags, lags[1:]) if a != b)
+    result["lag_range_samples"] = [int(min(lags)), int(max(lags))]
+    result["metrics"] = score(audio, aligned, rate_hz)
+    dropped = result["link"].get("dropped_indices")
+    if dropped:  # exact positions known (relay): score the lost packets alone too
+        mask = lost_sample_mask(dropped, len(audio), period_samples)
+        result["metrics_lost_packets"] = score(audio, aligned, rate_hz, sample_mask=mask)
+    result["sent_wav"] = _write_wav(work / "sent.wav", audio, rate_hz)
+    result["recorded_wav"] = _write_wav(work / f"recorded-{receiver.label}.wav", aligned, rate_hz)
+    result["rate_hz"], result["period_samples"], result["queue_packets"] = rate_hz, period_samples, queue_packets
+    return result
