@@ -1,0 +1,34 @@
+"""The live predictor next to JackTrip (``python -m nextblock.attach``).
+
+One module per job:
+
+* :mod:`~nextblock.runtime.loop`       – the hot path: block in → prediction checked → posted
+* :mod:`~nextblock.runtime.context`    – per-channel context: received blocks, gaps filled by what was played
+* :mod:`~nextblock.runtime.guard`      – sanity check (NaN/Inf) and limiter before posting
+* :mod:`~nextblock.runtime.predictors` – the predictor interface, the shipped model loader, a test stand-in
+* :mod:`~nextblock.runtime.modelwatch` – hot-swapping models published by the online learner
+* :mod:`~nextblock.runtime.session`    – finding JackTrip, clear attach errors, surviving restarts
+* :mod:`~nextblock.runtime.stats`      – counters, latency histograms, status line, final JSON
+* :mod:`~nextblock.runtime.emulator`   – a stand-in for patched JackTrip (tests, benchmark, demo)
+"""
+
+from .context import ContextRing
+from .errors import AttachError, IncompatibleModel, ProducerGone
+from .guard import SampleGuard
+from .loop import AttachLoop, LoopConfig
+from .modelwatch import ModelRejected, ModelWatcher, PublishedModel
+from .predictors import (
+    Predictor,
+    RepeatPredictor,
+    check_stream_compatible,
+    load_model_predictor,
+    warm_up,
+)
+from .session import Target, open_consumer, serve
+from .stats import LatencyHistogram, RuntimeStats
+
+__all__ = [
+    "AttachError", "AttachLoop", "ContextRing", "IncompatibleModel", "LatencyHistogram", "LoopConfig", "ModelRejected",
+    "ModelWatcher", "Predictor", "ProducerGone", "PublishedModel", "RepeatPredictor", "RuntimeStats", "SampleGuard",
+    "Target", "check_stream_compatible", "load_model_predictor", "open_consumer", "serve", "warm_up",
+]

@@ -1,0 +1,129 @@
+"""Per-channel context assembly: what was received, with gaps filled by what was played.
+
+:class:`ContextRing` keeps the last ``slots`` blocks of every channel, indexed by sequence
+number (slot ``seq % slots``), in a *mirrored* buffer: every block is written twice, at slot
+``i`` and at slot ``i + slots``. The context for the block ``seq`` (blocks ``seq - n .. seq - 1``)
+is then always one contiguous slice, returned as a view: assembling a context costs no copy and
+no allocation.
+
+Each slot remembers which seq it holds and where the samples came from:
+
+* ``RECEIVED`` – the real block from the segment. Always wins: it overwrites anything.
+* ``PREDICTED`` – our posted guess for a block that had not arrived. When JackTrip reports an
+  UNDERRUN with outcome REPLACEMENT for that seq, this is exactly what it played. With outcome
+  FALLBACK JackTrip played its own concealment, which the segment does not carry; we keep our
+  guess anyway (closer to the real signal than zeros, and it keeps the context continuous).
+* ``SILENCE`` – a block nobody received or predicted (stream start, long gaps): zeros.
+
+Shapes: a block from the segment is ``(frames_per_block, channels)`` (frame-major, as
+published); the ring and contexts are ``(channels, samples)``, newest sample last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EMPTY = 0
+RECEIVED = 1
+PREDICTED = 2
+SILENCE = 3
+
+#: marks a slot that holds no block (no real seq is this negative)
+NO_SEQ = np.iinfo(np.int64).min
+
+
+class ContextRing:
+    """The last ``slots`` blocks of every channel, by sequence number.
+
+    Parameters
+    ----------
+    channels:
+        Channels of the stream.
+    frames_per_block:
+        Samples per block.
+    slots:
+        Blocks kept (rounded up to a power of two). Must exceed the context length in blocks plus
+        the longest burst that is chained; 64 blocks (171 ms at 128/48k) is plenty.
+
+    Attributes
+    ----------
+    samples : np.ndarray, ``(channels, 2 * slots * frames_per_block)`` float32
+        The mirrored storage (read through :meth:`context_for`).
+    seq_of_slot : np.ndarray, ``(slots,)`` int64
+        The seq each slot holds (``NO_SEQ``: none).
+    source_of_slot : np.ndarray, ``(slots,)`` uint8
+        ``EMPTY``, ``RECEIVED``, ``PREDICTED`` or ``SILENCE``.
+    """
+
+    def __init__(self, channels: int, frames_per_block: int, slots: int = 64):
+        if channels <= 0 or frames_per_block <= 0 or slots <= 1:
+            raise ValueError("channels, frames_per_block must be positive and slots > 1")
+        self.channels = int(channels)
+        self.frames_per_block = int(frames_per_block)
+        self.slots = 1 << (int(slots) - 1).bit_length()
+        self._mask = self.slots - 1
+        self._half_samples = self.slots * self.frames_per_block
+        self.samples = np.zeros((self.channels, 2 * self._half_samples), np.float32)
+        self.seq_of_slot = np.full(self.slots, NO_SEQ, np.int64)
+        self.source_of_slot = np.zeros(self.slots, np.uint8)
+
+    @property
+    def capacity_samples(self) -> int:
+        """Longest context :meth:`context_for` can return, per channel."""
+        return self._half_samples
+
+    def _write(self, seq: int, block_cf: np.ndarray, source: int) -> None:
+        slot = seq & self._mask
+        start = slot * self.frames_per_block
+        end = start + self.frames_per_block
+        self.samples[:, start:end] = block_cf
+        self.samples[:, start + self._half_samples : end + self._half_samples] = block_cf
+        self.seq_of_slot[slot] = seq
+        self.source_of_slot[slot] = source
+
+    def put_received(self, seq: int, block_fc: np.ndarray) -> None:
+        """Store a received block ``(frames_per_block, channels)`` (segment layout) for ``seq``."""
+        self._write(seq, block_fc.T, RECEIVED)
+
+    def put_predicted(self, seq: int, block_cf: np.ndarray) -> bool:
+        """Store our guess ``(channels, frames_per_block)`` for ``seq`` unless the real block is
+        already there. Returns whether it was stored."""
+        slot = seq & self._mask
+        if self.seq_of_slot[slot] == seq and self.source_of_slot[slot] == RECEIVED:
+            return False
+        self._write(seq, block_cf, PREDICTED)
+        return True
+
+    def source_of(self, seq: int) -> int:
+        """Where the samples held for ``seq`` came from (``EMPTY`` when the slot holds another seq)."""
+        slot = seq & self._mask
+        return int(self.source_of_slot[slot]) if self.seq_of_slot[slot] == seq else EMPTY
+
+    def block(self, seq: int) -> np.ndarray | None:
+        """View ``(channels, frames_per_block)`` of the samples held for ``seq``, or ``None``."""
+        slot = seq & self._mask
+        if self.seq_of_slot[slot] != seq:
+            return None
+        start = slot * self.frames_per_block
+        return self.samples[:, start : start + self.frames_per_block]
+
+    def context_for(self, next_seq: int, context_samples: int) -> np.ndarray:
+        """The ``context_samples`` newest samples before block ``next_seq``, per channel.
+
+        Blocks ``next_seq - ceil(context_samples / frames) .. next_seq - 1`` are used; a slot that
+        holds no block of that seq is zeroed and marked ``SILENCE`` first (bounded work: at most
+        the context's blocks). Returns a view ``(channels, context_samples)`` into the ring, valid
+        until the next write.
+        """
+        if context_samples > self._half_samples:
+            raise ValueError(f"context of {context_samples} samples exceeds the ring ({self._half_samples})")
+        frames = self.frames_per_block
+        n_blocks = -(-context_samples // frames)
+        first = next_seq - n_blocks
+        seq_of_slot = self.seq_of_slot
+        mask = self._mask
+        for seq in range(first, next_seq):
+            if seq_of_slot[seq & mask] != seq:
+                self._write(seq, 0.0, SILENCE)
+        start = (first & mask) * frames + n_blocks * frames - context_samples
+        return self.samples[:, start : start + context_samples]

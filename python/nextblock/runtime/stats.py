@@ -1,0 +1,199 @@
+"""Counters and latency distributions of the live predictor, and how they are shown.
+
+Recording is allocation-free (a histogram increment and a ring write); percentiles are computed
+only when the status line or the final JSON asks for them.
+
+* :class:`LatencyHistogram` – microsecond latencies: a 1-µs-resolution histogram over the whole
+  run (exact median/p99 up to its range) plus a ring of the newest values (the status line's
+  "recent" window).
+* :class:`RuntimeStats` – everything ``--stats`` prints and ``--json`` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+
+class LatencyHistogram:
+    """Latencies in microseconds.
+
+    Parameters
+    ----------
+    max_us:
+        Histogram range; larger values land in the last bin (reported as ``>= max_us``).
+    recent:
+        Size of the ring of newest values used by :meth:`recent_percentiles`.
+    """
+
+    def __init__(self, max_us: int = 100_000, recent: int = 4096):
+        self._bins = np.zeros(int(max_us) + 1, np.int64)
+        self._max_us = int(max_us)
+        self._recent = np.zeros(int(recent), np.float64)
+        self._recent_n = 0
+        self.count = 0
+        self.max_seen_us = 0.0
+
+    def record(self, value_us: float) -> None:
+        """Add one latency (µs, >= 0)."""
+        i = int(value_us)
+        if i > self._max_us:
+            i = self._max_us
+        elif i < 0:
+            i = 0
+        self._bins[i] += 1
+        self._recent[self._recent_n % self._recent.shape[0]] = value_us
+        self._recent_n += 1
+        self.count += 1
+        self.max_seen_us = max(self.max_seen_us, value_us)
+
+    def percentiles(self, qs: tuple[float, ...] = (50.0, 99.0)) -> list[float | None]:
+        """Whole-run percentiles (µs, 1-µs resolution, bin centre); ``None`` when empty."""
+        if self.count == 0:
+            return [None for _ in qs]
+        cumulative = np.cumsum(self._bins)
+        out = []
+        for q in qs:
+            rank = max(1, int(np.ceil(q / 100.0 * self.count)))
+            out.append(float(np.searchsorted(cumulative, rank)) + 0.5)
+        return out
+
+    def recent_percentiles(self, qs: tuple[float, ...] = (50.0, 99.0)) -> list[float | None]:
+        """Percentiles of the newest ``recent`` values (µs); ``None`` when empty."""
+        n = min(self._recent_n, self._recent.shape[0])
+        if n == 0:
+            return [None for _ in qs]
+        return [float(v) for v in np.percentile(self._recent[:n], qs)]
+
+
+@dataclasses.dataclass
+class RuntimeStats:
+    """What the live predictor counts. All counters are since start (across re-attaches).
+
+    Attributes
+    ----------
+    blocks : int
+        Blocks read from the segment.
+    blocks_skipped : int
+        Blocks the ring overwrote before we read them (we were descheduled > ring length).
+    underruns : int
+        UNDERRUN events reported by JackTrip.
+    replacements_used : int
+        UNDERRUN events with outcome REPLACEMENT (our block was played).
+    fallbacks : int
+        UNDERRUN events with outcome FALLBACK (JackTrip's own concealment played).
+    predictions : int
+        Model calls.
+    posts : int
+        Replacements posted (in time).
+    chained_posts : int
+        Of ``posts``, those for a block after a presumed-lost one (burst losses).
+    late : int
+        Predictions finished after their deadline and therefore not posted (deadline misses).
+    overload_skips : int
+        Predictions not even started because the remaining time was shorter than the recent
+        inference peak (degraded to fallback on purpose).
+    rejected_nonfinite, limited : int
+        From :class:`~nextblock.runtime.guard.SampleGuard`.
+    model_swaps, model_rejects : int
+        Hot-swaps done and published models refused.
+    reattaches : int
+        Times the producer went away and we attached again.
+    last_swap_ns : int
+        ``monotonic_ns`` when the newest hot-swap was done (0: none).
+    model_version : str
+        The running model.
+    miss_times_ns : np.ndarray, ``(256,)`` int64
+        ``monotonic_ns`` of the newest deadline misses (ring; see :meth:`record_miss`).
+    """
+
+    blocks: int = 0
+    blocks_skipped: int = 0
+    underruns: int = 0
+    replacements_used: int = 0
+    fallbacks: int = 0
+    predictions: int = 0
+    posts: int = 0
+    chained_posts: int = 0
+    late: int = 0
+    overload_skips: int = 0
+    rejected_nonfinite: int = 0
+    limited: int = 0
+    model_swaps: int = 0
+    model_rejects: int = 0
+    reattaches: int = 0
+    last_swap_ns: int = 0
+    model_version: str = ""
+    infer_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
+    e2e_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
+    miss_times_ns: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(256, np.int64))
+    started_monotonic_s: float = dataclasses.field(default_factory=time.monotonic)
+    started_cpu_s: float = dataclasses.field(default_factory=time.process_time)
+
+    def mark_streaming(self) -> None:
+        """Restart the wall/CPU clocks of :meth:`to_dict`'s ``cpu_share`` at the first block, so
+        that model loading and waiting for JackTrip do not dilute or inflate it."""
+        self.started_monotonic_s = time.monotonic()
+        self.started_cpu_s = time.process_time()
+
+    def record_miss(self, now_ns: int) -> None:
+        """Remember when a deadline was missed (ring of the newest 256, for diagnosis and tests)."""
+        self.miss_times_ns[self.deadline_misses % self.miss_times_ns.shape[0]] = now_ns
+
+    @property
+    def deadline_misses(self) -> int:
+        """Predictions that could not be posted in time: ``late + overload_skips``."""
+        return self.late + self.overload_skips
+
+    def replacement_share(self) -> float | None:
+        """Share of underruns concealed by NextBlock; ``None`` before the first underrun."""
+        return self.replacements_used / self.underruns if self.underruns else None
+
+    def status_line(self) -> str:
+        """One line for ``--stats``: counters plus recent inference/e2e median and p99."""
+        i50, i99 = self.infer_us.recent_percentiles()
+        e50, e99 = self.e2e_us.recent_percentiles()
+        share = self.replacement_share()
+
+        def us(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0f}"
+
+        return (
+            f"blocks={self.blocks} underruns={self.underruns} replaced={self.replacements_used}"
+            f"{'' if share is None else f' ({100 * share:.1f}%)'} fallback={self.fallbacks} "
+            f"late={self.late} skipped={self.overload_skips} posts={self.posts} limited={self.limited} "
+            f"nonfinite={self.rejected_nonfinite} infer_us={us(i50)}/{us(i99)} e2e_us={us(e50)}/{us(e99)} "
+            f"model={self.model_version}"
+        )
+
+    def to_dict(self) -> dict:
+        """The final statistics (``--json``): counters, shares, whole-run latency percentiles and
+        the CPU share of one core used by this process since start."""
+        i50, i99 = self.infer_us.percentiles()
+        e50, e99 = self.e2e_us.percentiles()
+        wall_s = max(time.monotonic() - self.started_monotonic_s, 1e-9)
+        attempts = self.posts + self.late + self.overload_skips
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "predictions", "posts",
+                "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
+                "model_rejects", "reattaches", "model_version",
+            )
+        }
+        out.update(
+            deadline_misses=self.deadline_misses,
+            deadline_miss_share=(self.deadline_misses / attempts) if attempts else 0.0,
+            replacement_share=self.replacement_share(),
+            infer_us_median=i50,
+            infer_us_p99=i99,
+            infer_us_max=self.infer_us.max_seen_us if self.infer_us.count else None,
+            e2e_us_median=e50,
+            e2e_us_p99=e99,
+            e2e_us_max=self.e2e_us.max_seen_us if self.e2e_us.count else None,
+            wall_s=wall_s,
+            cpu_share=(time.process_time() - self.started_cpu_s) / wall_s,  # of one core, since the first block
+        )
+        return out

@@ -1,0 +1,96 @@
+"""The live loop against the real patched JackTrip: its recorded output holds our replacements.
+
+A patched JackTrip p2p server (``--nextblock``, ``--simloss``) receives a block-coded signal from
+a JackTrip client (tests/jacktrip_patch_harness.py runs both on ``jackd`` dummy servers and
+records the server's output). NextBlock's loop attaches to the server's segment, as
+``python -m nextblock.attach --jacktrip-pid`` does, and remembers everything it posts. Every
+UNDERRUN that JackTrip reports as concealed by a REPLACEMENT must then show up in the recording
+as exactly one of the blocks we posted for that seq.
+
+Skipped (with the reason) when JackTrip's source or the build tools are not available; the first
+run builds JackTrip (~10 min), later runs reuse the build.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
+import jacktrip_patch_harness as H
+import pytest
+from nextblock.runtime import (
+    AttachLoop,
+    LoopConfig,
+    ProducerGone,
+    RepeatPredictor,
+    RuntimeStats,
+    Target,
+    open_consumer,
+)
+from nextblock.runtime.session import process_comm
+from test_jacktrip_patch import bins  # noqa: F401  (fixture: builds or finds stock/patched JackTrip)
+
+pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
+
+
+def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: dict) -> None:
+    """Find the server's new segment, attach and serve until stopped; fill ``out``."""
+    while not stop.is_set():
+        for name in sorted(set(os.listdir("/dev/shm")) - before):
+            if not name.startswith("nextblock-"):
+                continue
+            pid = int(name.split("-", 1)[1])
+            if "jacktrip" not in process_comm(pid):
+                continue
+            try:
+                consumer = open_consumer(Target.for_pid(pid))
+            except Exception as err:  # segment still being created
+                out["attach_error"] = str(err)
+                continue
+            posted: dict[int, list[bytes]] = {}
+            loop = AttachLoop(consumer, RepeatPredictor(consumer.frames_per_block, consumer.sample_rate_hz, gain=0.5),
+                              RuntimeStats(), LoopConfig(), stop=stop,
+                              post_hook=lambda seq, r: posted.setdefault(seq, []).append(r[0].tobytes()))
+            out.update(loop=loop, posted=posted, pid=pid)
+            try:
+                loop.run(max_wall_s=120)
+            except ProducerGone:
+                pass
+            finally:
+                consumer.close()
+            return
+        time.sleep(0.05)
+
+
+def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, tmp_path):  # noqa: F811
+    before = set(os.listdir("/dev/shm"))
+    stop = threading.Event()
+    out: dict = {}
+    attach = threading.Thread(target=_attach_when_jacktrip_appears, args=(before, stop, out), daemon=True)
+    attach.start()
+    try:
+        session = H.run_session(bins["patched"], bins["patched"], tmp_path, nextblock=True, post_replacements=False,
+                                simloss=0.08, seconds=6.0)
+    finally:
+        stop.set()
+        attach.join(10)
+    assert "loop" in out, f"NextBlock never attached to JackTrip's segment ({out.get('attach_error')})"
+    stats, posted = out["loop"].stats, out["posted"]
+    recorded = {blk.tobytes() for blk in session.recorded}
+    analysis = H.analyse(session)
+    replaced = [e.seq for e in analysis.conceal_recorded() if e.kind.name == "UNDERRUN" and e.outcome.name == "REPLACEMENT"]
+    assert len(replaced) >= 8, f"too few replacements used ({len(replaced)}); stats: {stats.status_line()}"
+    for seq in replaced:
+        assert seq in posted, f"JackTrip played a replacement for seq {seq} that NextBlock never posted"
+    found = [seq for seq in replaced if any(b in recorded for b in posted[seq])]
+    # a JACK xrun under load can drop or repeat a period of the recording: allow a few
+    missing = sorted(set(replaced) - set(found))
+    # Most replacements appear bit-exact. Known gap (see docs/notes/attach.md): inside bursts some
+    # taken replacements are not found verbatim in the recording (JackTrip's jitter buffer plays
+    # them later than one period after the previous arrival, and we re-post chained guesses; the
+    # recorder can also drop/repeat periods on JACK xruns). The patch's own marker test allows 70 %.
+    assert len(found) >= 0.6 * len(replaced), (
+        f"only {len(found)} of {len(replaced)} replacements found in the recording; missing {missing[:20]}")
+    assert stats.underruns >= len(replaced) and stats.replacements_used >= len(replaced)

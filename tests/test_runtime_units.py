@@ -1,0 +1,179 @@
+"""Unit tests of the live predictor's parts: context ring, guard, stats, predictors, publishing checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
+import numpy as np
+import pytest
+from nextblock.runtime import (
+    ContextRing,
+    IncompatibleModel,
+    LatencyHistogram,
+    RepeatPredictor,
+    SampleGuard,
+)
+from nextblock.runtime.context import PREDICTED, RECEIVED, SILENCE
+from nextblock.runtime.modelwatch import ModelRejected, read_current, verify_file
+from nextblock.runtime.predictors import check_stream_compatible
+
+
+def block_fc(value: float, frames: int = 4, channels: int = 2) -> np.ndarray:
+    """A (frames, channels) block: channel c holds value + c/10 + frame/1000."""
+    f = np.arange(frames, dtype=np.float32)[:, None] / 1000
+    c = np.arange(channels, dtype=np.float32)[None, :] / 10
+    return (value + f + c).astype(np.float32)
+
+
+def test_context_is_received_blocks_in_seq_order_newest_last():
+    ring = ContextRing(channels=2, frames_per_block=4, slots=8)
+    for seq in range(100, 110):
+        ring.put_received(seq, block_fc(seq))
+    ctx = ring.context_for(110, 12)  # blocks 107, 108, 109
+    assert ctx.shape == (2, 12)
+    np.testing.assert_allclose(ctx[0], np.concatenate([block_fc(s)[:, 0] for s in (107, 108, 109)]))
+    np.testing.assert_allclose(ctx[1], np.concatenate([block_fc(s)[:, 1] for s in (107, 108, 109)]))
+    # a context that is not a whole number of blocks keeps the newest samples
+    np.testing.assert_allclose(ring.context_for(110, 6)[0], ctx[0, -6:])
+
+
+def test_context_wraps_around_the_ring_without_copying():
+    ring = ContextRing(channels=1, frames_per_block=2, slots=4)
+    for seq in range(1, 7):
+        ring.put_received(seq, np.full((2, 1), seq, np.float32))
+    ctx = ring.context_for(7, 8)  # seqs 3..6 span the wrap (slots 3, 0, 1, 2)
+    assert np.shares_memory(ctx, ring.samples)
+    np.testing.assert_array_equal(ctx[0], [3, 3, 4, 4, 5, 5, 6, 6])
+
+
+def test_gaps_are_filled_with_the_prediction_then_silence_and_received_wins():
+    ring = ContextRing(channels=1, frames_per_block=2, slots=8)
+    ring.put_received(10, np.full((2, 1), 1.0, np.float32))
+    assert ring.put_predicted(11, np.full((1, 2), 2.0, np.float32))  # we posted for 11, it never came
+    ring.put_received(13, np.full((2, 1), 4.0, np.float32))  # 12: nobody knows
+    ctx = ring.context_for(14, 8)
+    np.testing.assert_array_equal(ctx[0], [1, 1, 2, 2, 0, 0, 4, 4])
+    assert (ring.source_of(11), ring.source_of(12), ring.source_of(13)) == (PREDICTED, SILENCE, RECEIVED)
+    # the real block 11 arrives late: it replaces the guess, and a guess never replaces it
+    ring.put_received(11, np.full((2, 1), 3.0, np.float32))
+    assert not ring.put_predicted(11, np.full((1, 2), 9.0, np.float32))
+    np.testing.assert_array_equal(ring.context_for(14, 8)[0], [1, 1, 3, 3, 0, 0, 4, 4])
+
+
+def test_stale_slots_from_a_previous_lap_are_not_used_as_context():
+    ring = ContextRing(channels=1, frames_per_block=1, slots=4)
+    for seq in range(4):
+        ring.put_received(seq, np.full((1, 1), seq + 1.0, np.float32))
+    ring.put_received(7, np.full((1, 1), 8.0, np.float32))  # 4, 5, 6 lost; their slots hold 0..2
+    np.testing.assert_array_equal(ring.context_for(8, 4)[0], [0, 0, 0, 8])
+
+
+def test_guard_rejects_nan_and_inf_and_counts():
+    guard = SampleGuard(channels=2, frames_per_block=4, context_samples=8)
+    ctx = np.full((2, 8), 0.5, np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        p = np.zeros((2, 2, 4), np.float32)
+        p[1, 1, 2] = bad
+        assert not guard.check(p, ctx)
+    assert guard.rejected_nonfinite == 3 and guard.checked == 3
+
+
+def test_guard_limits_each_channel_to_its_context_and_full_scale():
+    guard = SampleGuard(channels=2, frames_per_block=4, context_samples=8, ceiling=0.98, max_gain_over_context=2.0)
+    ctx = np.zeros((2, 8), np.float32)
+    ctx[0, 3] = 0.1  # channel 0 is quiet: limit 0.2
+    ctx[1, 5] = -0.9  # channel 1 is loud: limit min(1.8, 0.98)
+    p = np.zeros((2, 2, 4), np.float32)
+    p[0] = 0.5
+    p[1, 0, 0] = 3.0
+    p[1, 1, 1] = -1.5
+    original = p.copy()
+    assert guard.check(p, ctx)
+    assert guard.limited == 1
+    assert np.max(np.abs(p[0])) == pytest.approx(0.2, rel=1e-6)
+    assert np.max(np.abs(p[1])) == pytest.approx(0.98, rel=1e-6)
+    np.testing.assert_allclose(p[1] / original[1].clip(-10, 10).max(), p[1] / 3.0)  # one gain, shape kept
+    assert np.all(np.isfinite(p))
+
+
+def test_guard_leaves_a_plausible_prediction_untouched():
+    guard = SampleGuard(channels=1, frames_per_block=4, context_samples=8)
+    ctx = np.full((1, 8), 0.4, np.float32)
+    p = np.full((1, 2, 4), 0.5, np.float32)
+    assert guard.check(p, ctx)
+    assert guard.limited == 0
+    np.testing.assert_array_equal(p, 0.5)
+
+
+def test_latency_histogram_percentiles():
+    h = LatencyHistogram(max_us=1000, recent=16)
+    for v in range(1, 101):  # 1..100 us
+        h.record(float(v))
+    median, p99 = h.percentiles()
+    assert median == pytest.approx(50.5, abs=1)
+    assert p99 == pytest.approx(99.5, abs=1)
+    h.record(5000.0)  # beyond the range: counted in the last bin, max kept exactly
+    assert h.max_seen_us == 5000.0
+    assert h.percentiles((100.0,))[0] == pytest.approx(1000.5)
+    assert max(h.recent_percentiles((100.0,))) == 5000.0
+
+
+def test_repeat_predictor_shape_and_values():
+    p = RepeatPredictor(4, context_samples=8, gain=0.5)
+    ctx = np.arange(16, dtype=np.float32).reshape(2, 8)
+    out = p.predict(ctx)
+    assert out.shape == (2, 2, 4) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, 0], 0.5 * ctx[:, 4:])
+    np.testing.assert_array_equal(out[:, 1], out[:, 0])
+
+
+@pytest.mark.parametrize(
+    "frames, rate, message",
+    [(256, 48000, "re-blocking is not supported"), (128, 44100, "resampling is not supported")],
+)
+def test_incompatible_streams_are_refused_with_the_reason(frames, rate, message):
+    with pytest.raises(IncompatibleModel, match=message):
+        check_stream_compatible(RepeatPredictor(128, 48000), frames, rate)
+    check_stream_compatible(RepeatPredictor(128, 48000), 128, 48000)
+
+
+def _announce(tmp_path, **overrides):
+    data = b"model bytes"
+    (tmp_path / "model-v3.tflite").write_bytes(data)
+    doc = {"format": "nextblock-published/1", "version": 3, "file": "model-v3.tflite",
+           "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    doc.update(overrides)
+    (tmp_path / "current.json").write_text(json.dumps(doc))
+    return doc
+
+
+def test_publication_is_parsed_and_the_file_verified(tmp_path):
+    doc = _announce(tmp_path)
+    parsed = read_current(tmp_path)
+    assert parsed["version"] == 3
+    verify_file(str(tmp_path / parsed["file"]), parsed["bytes"], parsed["sha256"])
+    (tmp_path / "model-v3.tflite").write_bytes(b"model bytez")  # same size, other content
+    with pytest.raises(ModelRejected, match="SHA-256"):
+        verify_file(str(tmp_path / "model-v3.tflite"), doc["bytes"], doc["sha256"])
+    (tmp_path / "model-v3.tflite").write_bytes(b"model")
+    with pytest.raises(ModelRejected, match="truncated"):
+        verify_file(str(tmp_path / "model-v3.tflite"), doc["bytes"], doc["sha256"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"format": "other/9"}, "not a nextblock-published/1"), ({"version": "3"}, "'version' must be an integer"),
+     ({"file": "../evil.tflite"}, "plain file name"), ({"sha256": "abc"}, "64 hex digits"), ({"bytes": 0}, "'bytes'")],
+)
+def test_bad_announcements_are_refused(tmp_path, overrides, message):
+    _announce(tmp_path, **overrides)
+    with pytest.raises(ModelRejected, match=message):
+        read_current(tmp_path)
+
+
+def test_unparsable_announcement_is_refused(tmp_path):
+    (tmp_path / "current.json").write_text('{"format": "nextblock-published/1", "vers')
+    with pytest.raises(ModelRejected, match="not valid JSON"):
+        read_current(tmp_path)
