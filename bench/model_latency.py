@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Microseconds per block of the NextBlock predictor (LiteRT, one thread), with baselines.
+
+Times the full ``BlockPredictor.predict`` (RMS normalisation, window, rfft, LiteRT invoke, irfft)
+for one block of one channel (or ``--channels``), after a warm-up, and in the same run:
+
+* ``fft-only``  – numpy rfft of the context + irfft of the output (the floor of the pipeline),
+* ``repeat``    – copying the last block (what JackTrip's wavetable mode costs),
+* ``burg``      – ``nextblock.concealers`` Burg baseline's ``predict`` (when that module exists),
+* with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude), ``invoke`` (LiteRT alone)
+  and ``decode`` (irfft, scale) separately.
+
+Prints a table, then as the LAST line one JSON object (``median_us``/``p99_us`` per candidate,
+the budget check against 250 µs p99 and the model's metadata) for CI to parse.
+
+examples:
+  python bench/model_latency.py                       # shipped default model
+  python bench/model_latency.py --model /tmp/x.tflite --iterations 20000
+  python bench/model_latency.py --channels 2 --no-burg
+  python bench/model_latency.py --breakdown
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the audio path's setting, before numpy loads
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
+
+BUDGET_P99_US = 250.0
+
+
+def time_calls(fn, iterations: int, warmup: int = 200) -> np.ndarray:
+    """Run ``fn()`` ``warmup + iterations`` times; return the last ``iterations`` durations in µs."""
+    for _ in range(warmup):
+        fn()
+    durations = np.empty(iterations, np.float64)
+    for i in range(iterations):
+        start = time.perf_counter_ns()
+        fn()
+        durations[i] = (time.perf_counter_ns() - start) / 1e3
+    return durations
+
+
+def summarize(durations_us: np.ndarray) -> dict:
+    """Median / p90 / p99 / max in µs (rounded to 0.1)."""
+    return {k: round(float(v), 1) for k, v in (("median_us", np.median(durations_us)), ("p90_us", np.percentile(durations_us, 90)),
+                                                ("p99_us", np.percentile(durations_us, 99)), ("max_us", durations_us.max()))}
+
+
+def realistic_context(channels: int, samples: int, sample_rate_hz: int) -> np.ndarray:
+    """``(channels, samples)`` float32: a few partials plus a little noise (not silence)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(samples) / sample_rate_hz
+    tone = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (220.0, 440.0, 660.0, 1320.0))
+    return (tone + 0.01 * rng.standard_normal((channels, samples))).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("examples:")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help=".tflite to time (default: the shipped default model)")
+    p.add_argument("--iterations", type=int, default=5000, help="timed calls per candidate (default %(default)s)")
+    p.add_argument("--channels", type=int, default=1, help="channels per predict call (default %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="LiteRT threads (default %(default)s)")
+    p.add_argument("--no-burg", action="store_true", help="skip the Burg baseline")
+    p.add_argument("--breakdown", action="store_true", help="also time encode / LiteRT invoke / decode separately")
+    args = p.parse_args(argv)
+    if args.iterations <= 0 or args.channels <= 0:
+        p.error("--iterations and --channels must be positive")
+
+    from nextblock.model.runner import BlockPredictor
+
+    try:
+        predictor = BlockPredictor(args.model, num_threads=args.threads)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cfg = predictor.config
+    context = realistic_context(args.channels, cfg.context_samples, cfg.sample_rate_hz)
+    spectrum = np.zeros((args.channels, cfg.output_bins), np.complex64)
+    results = {
+        "nextblock": summarize(time_calls(lambda: predictor.predict(context), args.iterations)),
+        "fft-only": summarize(time_calls(lambda: np.fft.irfft(np.fft.rfft(context * predictor.codec.window, axis=-1)[:, :0].sum() + spectrum,
+                                                              n=cfg.output_samples, axis=-1), args.iterations)),
+        "repeat": summarize(time_calls(lambda: np.repeat(context[:, None, -cfg.frames_per_block:], 2, axis=1), args.iterations)),
+    }
+    if args.breakdown:
+        features, scale = predictor.codec.encode(context)
+        interpreter = predictor._interpreter
+        interpreter.set_tensor(predictor._input_index, features)
+        interpreter.invoke()
+        output = interpreter.get_tensor(predictor._output_index)
+        results["encode"] = summarize(time_calls(lambda: predictor.codec.encode(context), args.iterations))
+        results["invoke"] = summarize(time_calls(interpreter.invoke, args.iterations))
+        results["decode"] = summarize(time_calls(lambda: predictor.codec.decode(output, scale), args.iterations))
+    if not args.no_burg:
+        try:
+            from nextblock.concealers import make_concealer
+
+            burg = make_concealer("burg", cfg.frames_per_block, cfg.sample_rate_hz)
+            n = min(burg.history.shape[0], context.shape[1])
+            burg.history[-n:] = context[0, -n:]
+            results["burg"] = summarize(time_calls(burg.predict, max(200, args.iterations // 10), warmup=20))
+        except Exception as err:  # noqa: BLE001 - the baseline is another module's; its absence must not fail the bench
+            print(f"(burg baseline skipped: {err})", file=sys.stderr)
+
+    print(f"{'candidate':<12} {'median µs':>10} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>9}   "
+          f"({args.channels} channel(s), {args.threads} thread(s), model {predictor.name} v{predictor.model_version})")
+    for name, r in results.items():
+        print(f"{name:<12} {r['median_us']:>10} {r['p90_us']:>8} {r['p99_us']:>8} {r['max_us']:>9}")
+    summary = {"bench": "model_latency", "model": predictor.name, "model_version": predictor.model_version,
+               "frames_per_block": cfg.frames_per_block, "context_samples": cfg.context_samples, "channels": args.channels,
+               "threads": args.threads, "iterations": args.iterations, "budget_p99_us": BUDGET_P99_US,
+               "within_budget": results["nextblock"]["p99_us"] <= BUDGET_P99_US * args.channels,
+               "median_us": results["nextblock"]["median_us"], "p99_us": results["nextblock"]["p99_us"], "candidates": results}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

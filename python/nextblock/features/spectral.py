@@ -1,0 +1,119 @@
+"""Context waveform → network input, network output → predicted blocks (numpy, any batch).
+
+The network never sees absolute levels: each context is divided by its RMS before the FFT and
+the prediction is multiplied back, so one model serves whispers and fortissimo alike.
+
+Input features (``encode``), per channel, shape ``(input_bins, 3)``:
+
+0. real part and
+1. imaginary part of ``rfft(window * context / rms) * input_gain`` – scaled so that a sinusoid
+   of amplitude ``a`` (in RMS units) peaks at about ``a``;
+2. ``log(|X| + 1e-3) / 4``: log-magnitude, which exposes quiet partials to the network.
+
+Output (``decode``): the network predicts the real FFT of the next ``output_samples`` samples
+(no window), shape ``(output_bins, 2)`` = (real, imaginary), in the same amplitude units;
+``irfft(spectrum * output_gain) * rms`` is the waveform, cut into ``outputs_blocks`` blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from .config import FeatureConfig
+from .window import analysis_window
+
+#: added to the context's RMS before dividing, so silence maps to (near) zero, not to noise.
+RMS_FLOOR = 1e-5
+#: offset inside the log-magnitude feature.
+LOG_MAGNITUDE_FLOOR = 1e-3
+#: the log-magnitude feature is divided by this, to keep it in about [-2, 1].
+LOG_MAGNITUDE_DIVISOR = 4.0
+#: number of feature channels per frequency bin (re, im, log-magnitude).
+FEATURE_CHANNELS = 3
+
+
+class SpectralCodec:
+    """The FFT pre-/post-processing for one :class:`FeatureConfig`.
+
+    Stateless apart from the precomputed window; safe to share between threads.
+    """
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config
+        self.window = analysis_window(config.context_samples, config.window_fall_samples)
+        #: multiplies the context's rfft so a sinusoid of amplitude a peaks at about a
+        self.input_gain = np.float32(2.0 / float(self.window.sum()))
+        #: multiplies the predicted spectrum before irfft (a peak of a -> amplitude a)
+        self.output_gain = np.float32(config.output_samples / 2.0)
+        # the window with the input gain folded in (the FFT is linear): one multiply less per call
+        self._scaled_window = (self.window * self.input_gain).astype(np.float32)
+
+    # ------------------------------------------------------------------ pre-processing
+    def context_scale(self, context: np.ndarray) -> np.ndarray:
+        """RMS (plus :data:`RMS_FLOOR`) of each context row.
+
+        ``context``: ``(..., context_samples)`` float → returns ``(...,)`` float32.
+        """
+        context = np.asarray(context, dtype=np.float32)
+        mean_square = np.einsum("...i,...i->...", context, context) / np.float32(context.shape[-1])
+        return (np.sqrt(mean_square) + np.float32(RMS_FLOOR)).astype(np.float32)
+
+    def encode(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Turn contexts into network inputs.
+
+        Parameters
+        ----------
+        context:
+            ``(..., context_samples)`` float, oldest sample first, newest last.
+
+        Returns
+        -------
+        features:
+            ``(..., input_bins, 3)`` float32 (see the module docstring).
+        scale:
+            ``(...,)`` float32 – each context's RMS, needed by :meth:`decode`.
+        """
+        context = np.asarray(context, dtype=np.float32)
+        if context.shape[-1] != self.config.context_samples:
+            raise ValueError(
+                f"context has {context.shape[-1]} samples, the model needs {self.config.context_samples}"
+            )
+        scale = self.context_scale(context)
+        # scipy.fft keeps float32 -> complex64 and is about twice as fast as numpy.fft here
+        spectrum = scipy.fft.rfft(context * (self._scaled_window / scale[..., None]), axis=-1, workers=1)
+        features = np.empty(context.shape[:-1] + (self.config.input_bins, FEATURE_CHANNELS), np.float32)
+        features[..., 0] = spectrum.real
+        features[..., 1] = spectrum.imag
+        magnitude = np.abs(spectrum)
+        magnitude += LOG_MAGNITUDE_FLOOR
+        np.log(magnitude, out=magnitude)
+        magnitude *= 1.0 / LOG_MAGNITUDE_DIVISOR
+        features[..., 2] = magnitude
+        return features, scale
+
+    # ----------------------------------------------------------------- post-processing
+    def decode(self, spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Turn network outputs into blocks.
+
+        Parameters
+        ----------
+        spectrum:
+            ``(..., output_bins, 2)`` float – predicted (real, imaginary) spectrum.
+        scale:
+            ``(...,)`` float – the ``scale`` :meth:`encode` returned for the same contexts.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(..., outputs_blocks, frames_per_block)`` float32, the next blocks in order.
+        """
+        cfg = self.config
+        spectrum = np.asarray(spectrum, dtype=np.float32)
+        if spectrum.shape[-2:] != (cfg.output_bins, 2):
+            raise ValueError(f"spectrum has shape {spectrum.shape}, expected (..., {cfg.output_bins}, 2)")
+        # (re, im) pairs of contiguous float32 are complex64 in memory: view, don't copy
+        complex_spectrum = np.ascontiguousarray(spectrum).view(np.complex64)[..., 0]
+        waveform = scipy.fft.irfft(complex_spectrum, n=cfg.output_samples, axis=-1, workers=1)
+        waveform *= (np.asarray(scale, dtype=np.float32) * self.output_gain)[..., None]
+        return waveform.astype(np.float32, copy=False).reshape(spectrum.shape[:-2] + (cfg.outputs_blocks, cfg.frames_per_block))

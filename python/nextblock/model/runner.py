@@ -1,0 +1,153 @@
+"""Runtime side: :class:`BlockPredictor` runs an exported NextBlock model with LiteRT.
+
+No TensorFlow here – only ``ai_edge_litert``'s ``Interpreter`` and numpy (FFTs). One predictor
+is self-contained (interpreter, tensors, codec): a hot-swap creates and warms up a new one off
+the audio path, then replaces the reference in one assignment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..features.config import FeatureConfig
+from ..features.continuity import boundary_ramp, match_boundary
+from ..features.spectral import SpectralCodec
+from . import default_model_path
+from .metadata import ModelFileError, read_metadata
+
+#: used when a model's metadata has no ``boundary_ramp_samples`` (see nextblock.features.continuity)
+DEFAULT_BOUNDARY_RAMP_SAMPLES = 32
+
+
+class BlockPredictor:
+    """Predict the next blocks of each channel from its recent context.
+
+    Parameters
+    ----------
+    model_path:
+        The ``.tflite`` file; ``None`` → :func:`nextblock.model.default_model_path`.
+    num_threads:
+        LiteRT CPU threads (keep 1 on the audio path).
+    warm_up:
+        Run a few predictions on silence and noise right away, so the first real call is not
+        slowed by lazy initialisation.
+
+    Raises ``FileNotFoundError`` / :class:`~nextblock.model.metadata.ModelFileError` (a
+    ``ValueError``) with a one-line reason for a missing, corrupt or incompatible model.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, num_threads: int = 1, warm_up: bool = True):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self.metadata: dict[str, Any] = read_metadata(self.model_path)
+        md = self.metadata
+        try:
+            self.config = FeatureConfig(
+                frames_per_block=md["frames_per_block"], context_samples=md["context_samples"],
+                sample_rate_hz=md["sample_rate_hz"], outputs_blocks=md["outputs_blocks"],
+                window_fall_samples=int(md.get("window_fall_samples", FeatureConfig.window_fall_samples)))
+        except ValueError as err:
+            raise ModelFileError(f"{self.model_path}: inconsistent metadata: {err}") from None
+        self.codec = SpectralCodec(self.config)
+        #: samples over which the prediction's start is pulled onto the context (0: off)
+        self.boundary_ramp_samples = int(md.get("boundary_ramp_samples", DEFAULT_BOUNDARY_RAMP_SAMPLES))
+        self._ramp = boundary_ramp(self.boundary_ramp_samples) if self.boundary_ramp_samples > 0 else None
+        try:
+            self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=int(num_threads))
+        except (ValueError, RuntimeError) as err:
+            raise ModelFileError(f"{self.model_path}: LiteRT cannot load it: {err}") from None
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        if tuple(inp["shape"][1:]) != (self.config.input_bins, 3) or tuple(out["shape"][1:]) != (self.config.output_bins, 2):
+            raise ModelFileError(f"{self.model_path}: tensor shapes {tuple(inp['shape'])} -> {tuple(out['shape'])} "
+                                 f"do not match its metadata (context {self.config.context_samples} samples)")
+        self._input_index = inp["index"]
+        self._output_index = out["index"]
+        self._batch = 0
+        self._ensure_batch(1)
+        if warm_up:
+            self.warm_up()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def frames_per_block(self) -> int:
+        """Samples per block the model predicts (e.g. 128)."""
+        return self.config.frames_per_block
+
+    @property
+    def context_samples(self) -> int:
+        """Past samples per channel :meth:`predict` needs (newest last)."""
+        return self.config.context_samples
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """Sample rate the model was trained at."""
+        return self.config.sample_rate_hz
+
+    @property
+    def outputs_blocks(self) -> int:
+        """Blocks returned per call (2: the next one and the one after)."""
+        return self.config.outputs_blocks
+
+    @property
+    def model_version(self) -> str:
+        """The model's version string from its metadata."""
+        return str(self.metadata["model_version"])
+
+    @property
+    def name(self) -> str:
+        """The model's name (metadata ``name``, else the file stem)."""
+        return str(self.metadata.get("name", self.model_path.stem))
+
+    # ------------------------------------------------------------------ inference
+    def _ensure_batch(self, channels: int) -> None:
+        """Resize the interpreter's tensors for ``channels`` rows (only when that number changes)."""
+        if channels != self._batch:
+            self._interpreter.resize_tensor_input(self._input_index, [channels, self.config.input_bins, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = channels
+
+    def predict(self, context: np.ndarray) -> np.ndarray:
+        """Predict the next ``outputs_blocks`` blocks of every channel.
+
+        Parameters
+        ----------
+        context:
+            ``(channels, context_samples)`` float32, oldest sample first (a 1-D
+            ``(context_samples,)`` array is taken as one channel).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(channels, outputs_blocks, frames_per_block)`` float32, always finite (a channel
+            whose prediction is not finite gets zeros).
+        """
+        context = np.asarray(context, dtype=np.float32)
+        if context.ndim == 1:
+            context = context[None, :]
+        if context.ndim != 2 or context.shape[1] != self.config.context_samples:
+            raise ValueError(f"context must have shape (channels, {self.config.context_samples}), got {context.shape}")
+        if not np.all(np.isfinite(context)):
+            context = np.nan_to_num(context, nan=0.0, posinf=0.0, neginf=0.0)
+        self._ensure_batch(context.shape[0])
+        features, scale = self.codec.encode(context)
+        self._interpreter.set_tensor(self._input_index, features)
+        self._interpreter.invoke()
+        blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
+        if self._ramp is not None:
+            match_boundary(blocks.reshape(blocks.shape[0], -1), context, self._ramp)
+        if not np.all(np.isfinite(blocks)):
+            blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
+        return blocks
+
+    def warm_up(self, calls: int = 8) -> None:
+        """Run ``calls`` predictions on silence and noise (one channel) to settle caches."""
+        rng = np.random.default_rng(0)
+        for i in range(calls):
+            context = np.zeros((1, self.config.context_samples), np.float32) if i % 2 else \
+                (0.1 * rng.standard_normal((1, self.config.context_samples))).astype(np.float32)
+            self.predict(context)

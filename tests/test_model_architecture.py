@@ -1,0 +1,58 @@
+"""The Keras network and its loss (training side; needs TensorFlow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="TensorFlow (training extra) is not installed")
+
+from nextblock.features import FeatureConfig, SpectralCodec
+from nextblock.model.architecture import ArchitectureConfig, build_model, count_macs
+from nextblock.model.losses import make_loss, make_snr_metric, spectrum_to_waveform
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return build_model(FeatureConfig(), ArchitectureConfig())
+
+
+def test_default_model_shapes_size_and_cost(default_model):
+    assert tuple(default_model.input.shape) == (None, 513, 3)
+    assert tuple(default_model.output.shape) == (None, 129, 2)
+    assert 5_000 < default_model.count_params() < 300_000
+    assert count_macs(default_model) < 5_000_000  # keeps LiteRT well inside the 250 µs budget
+
+
+def test_untrained_heads_start_at_silence(default_model):
+    features = np.random.default_rng(0).standard_normal((2, 513, 3)).astype(np.float32)
+    assert np.allclose(np.asarray(default_model(features)), 0.0)
+
+
+def test_deep_filter_centre_tap_copies_aligned_bins():
+    """Filter weight 1 on the centre tap: output bin k must equal input bin stride*k."""
+    cfg = FeatureConfig()
+    model = build_model(cfg, ArchitectureConfig(width=8, blocks=1))
+    layer = model.get_layer("filter_weights")
+    kernel, bias = layer.get_weights()
+    bias[layer.filters // 4] = 1.0  # real part of the centre tap (taps // 2)
+    layer.set_weights([np.zeros_like(kernel), bias])
+    features = np.random.default_rng(1).standard_normal((1, cfg.input_bins, 3)).astype(np.float32)
+    out = np.asarray(model(features))[0]
+    np.testing.assert_allclose(out, features[0, ::cfg.bin_stride, :2], atol=1e-5)
+
+
+def test_loss_is_zero_for_a_perfect_prediction_and_snr_metric_sees_it():
+    import tensorflow as tf
+
+    cfg = FeatureConfig()
+    codec = SpectralCodec(cfg)
+    rng = np.random.default_rng(2)
+    target = rng.standard_normal((4, cfg.output_samples)).astype(np.float32)
+    spectrum = np.fft.rfft(target, axis=-1) / codec.output_gain
+    perfect = np.stack([spectrum.real, spectrum.imag], -1).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(spectrum_to_waveform(tf.constant(perfect), cfg)), target, atol=1e-4)
+    loss = make_loss(cfg)
+    assert float(tf.reduce_mean(loss(target, perfect))) < 1e-3
+    assert float(tf.reduce_mean(loss(target, np.zeros_like(perfect)))) > 0.5
+    assert float(tf.reduce_mean(make_snr_metric(cfg)(target, perfect))) > 40.0

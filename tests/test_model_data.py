@@ -1,0 +1,72 @@
+"""Training data: windows, splits by recording, the shard format, feature arrays."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from nextblock.features import FeatureConfig, SpectralCodec
+from nextblock.model.audio_files import find_audio_files, split_of
+from nextblock.model.data import read_manifest, windows_from_shards, windows_to_arrays
+from nextblock.model.examples import random_windows
+
+
+def test_random_windows_skip_silence_and_short_audio():
+    rng = np.random.default_rng(0)
+    audio = np.zeros(48000, np.float32)
+    audio[24000:] = 0.1 * rng.standard_normal(24000)
+    windows = random_windows(audio, 50, 1280, 1024, rng)
+    assert windows.shape[1] == 1280 and 0 < windows.shape[0] <= 50
+    assert np.all(np.sqrt(np.mean(windows[:, :1024] ** 2, axis=1)) > 1e-4)
+    assert random_windows(np.ones(100, np.float32), 5, 1280, 1024, rng).shape == (0, 1280)
+
+
+def test_split_is_deterministic_by_recording(tmp_path):
+    import soundfile as sf
+
+    for i in range(40):
+        sf.write(str(tmp_path / f"take{i}.wav"), np.zeros(100, np.float32), 48000)
+    files = find_audio_files([tmp_path])
+    assert {f.split for f in files} == {"train", "validation", "test"}
+    assert all(f.split == split_of(f"{tmp_path.name}/{f.path.name}") for f in files)
+    with pytest.raises(FileNotFoundError):
+        find_audio_files([tmp_path / "missing"])
+
+
+def _write_shards(root, cfg, example_samples=4096):
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, count in (("train", 6), ("validation", 2)):
+        (root / split).mkdir(parents=True)
+        audio = (0.1 * rng.standard_normal((count, example_samples))).astype(np.float32)
+        np.savez(root / split / "shard-00000.npz", audio=audio, recording_id=np.arange(count, dtype=np.int32))
+        splits[split] = [{"path": f"{split}/shard-00000.npz", "sha256": "", "examples": count}]
+    manifest = {"format": "nextblock-shards/1", "sample_rate_hz": cfg.sample_rate_hz,
+                "example_samples": example_samples, "splits": splits}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_shards_give_windows_per_split(tmp_path):
+    cfg = FeatureConfig()
+    _write_shards(tmp_path, cfg)
+    windows = windows_from_shards(tmp_path, cfg, {"train": 30, "validation": 10}, show_progress=False)
+    assert windows["train"].shape == (30, 1280) and windows["validation"].shape == (10, 1280)
+
+
+def test_bad_manifests_are_refused_with_a_reason(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "other/9", "splits": {}}))
+    with pytest.raises(ValueError, match="nextblock-shards/1"):
+        read_manifest(tmp_path)
+
+
+def test_arrays_are_the_runtime_features_and_rms_normalised_targets():
+    cfg = FeatureConfig()
+    rng = np.random.default_rng(3)
+    windows = (0.3 * rng.standard_normal((5, 1280))).astype(np.float32)
+    features, targets = windows_to_arrays(windows, cfg, chunk=2)
+    expected, scale = SpectralCodec(cfg).encode(windows[:, :1024])
+    np.testing.assert_array_equal(features, expected)
+    np.testing.assert_allclose(targets, windows[:, 1024:] / scale[:, None], rtol=1e-6)
