@@ -28,8 +28,6 @@ say "Python package nextblock (C++ extension via scikit-build-core) with extras"
 "$PY" -m pip install -q -e ".[train,eval,test,dataset-render]"
 "$PY" -m pip install -q --no-deps "tinysoundfont>=0.3"   # its pyaudio dependency is only for live playback
 
-if [ -x third_party/jacktrip_patch/build.sh ]; then
-  say "Patched JackTrip (needs JackTrip's source: a local directory, the cache, or the release tarball)"
-  third_party/jacktrip_patch/build.sh || say "patched JackTrip not built (see the message above); stock JackTrip will be used"
-fi
+say "Patched JackTrip 2.7.2 (needs JackTrip's source: JACKTRIP_SOURCE_DIR, the cache, or the release tarball)"
+"$PY" -m nextblock.jackio.patched_build || say "patched JackTrip not built (see above): the demo and tests use stock JackTrip"
 say "done"
