@@ -31,6 +31,7 @@ from .segment import (
     SegmentPermissionError,
     StaleSegment,
     monotonic_ns,
+    process_exists,
     segment_name_for_pid,
     validate_header,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "SegmentPermissionError",
     "StaleSegment",
     "monotonic_ns",
+    "process_exists",
     "segment_name_for_pid",
     "validate_header",
 ]

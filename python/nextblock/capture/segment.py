@@ -170,7 +170,7 @@ class Consumer:
     """
 
     def __init__(self, name_or_pid: str | int, post_replacements: bool = False):
-        if isinstance(name_or_pid, (int, np.integer)) and not _pid_exists(int(name_or_pid)):
+        if isinstance(name_or_pid, (int, np.integer)) and not process_exists(int(name_or_pid)):
             raise SegmentNotFound(f"no process with PID {int(name_or_pid)} is running")
         try:
             self._c = _core.Consumer(_name_of(name_or_pid), post_replacements)
@@ -265,7 +265,8 @@ class Consumer:
         self.close()
 
 
-def _pid_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process with this PID exists (also when it belongs to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..capture import (
+    process_exists,
     Consumer,
     LayoutMismatch,
     SegmentError,
@@ -57,17 +58,6 @@ def process_comm(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return "?"
-
-
-def process_exists(pid: int) -> bool:
-    """Whether a process with this PID exists (also when owned by another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
