@@ -2,9 +2,10 @@
 
 For each loss pattern (1 %, 5 %, 10 % Bernoulli and a Gilbert-Elliott burst pattern, all
 through the seeded relay, so every receiver sees the same drops at the same audio
-positions) and each receiver — stock JackTrip with zeros (``-z``), wavetable (default) and
-Regulator/Burg (``--bufstrategy 3``), and the patched JackTrip + ``nextblock.attach`` when a
-patched build exists — it plays a real recording through two jackd dummy servers and records
+positions) and each receiver — stock JackTrip (``jacktrip-stock`` 2.7.2 built beside the patched
+one, else the system's) with zeros (``-z``), wavetable (``--bufstrategy -1``) and Regulator/Burg
+(``--bufstrategy 3``), and when a patched build exists the patched JackTrip's ring buffer alone
+(``patched-fallback-zeros``) and with ``nextblock.attach`` (``nextblock``) — it plays a real recording through two jackd dummy servers and records
 it, then reports ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where
 ``visqol-python`` is installed, the share of underruns NextBlock concealed, JackTrip's
 counters and CPU seconds per process. Writes JSON and a markdown table; the last output line
@@ -45,11 +46,16 @@ def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
     rec, _ = sf.read(r["recorded_wav"], dtype="float32")
     att = r.get("attach_stats") if isinstance(r.get("attach_stats"), dict) else {}
     recv = r["jacktrip_receive"]
-    # bufstrategy 3 (Regulator) prints "Glitches" instead of recv/prot counters
-    underruns = recv["recv_underruns"] if recv["glitches"] is None else recv["glitches"]
-    replaced = att.get("replaced") if att else None
+    ev = r.get("segment_events") or {}
+    counts = ev.get("counts", {})
+    if ev:  # patched JackTrip: its own UNDERRUN events (exact per block)
+        underruns = counts.get("UNDERRUN/REPLACEMENT", 0) + counts.get("UNDERRUN/FALLBACK", 0)
+    else:  # bufstrategy 3 (Regulator) prints "Glitches" instead of recv/prot counters
+        underruns = recv["recv_underruns"] if recv["glitches"] is None else recv["glitches"]
+    replaced = counts.get("UNDERRUN/REPLACEMENT", 0) if r.get("attach_command") else None
     return {
-        "pattern": pattern, "receiver": r["label"], "link_method": r["link"]["method"],
+        "pattern": pattern, "receiver": r["label"], "binary": r["receiver_binary"],
+        "version": r.get("receiver_version"), "link_method": r["link"]["method"],
         "dropped_packets": r["link"].get("dropped_packets"),
         "jacktrip_lost_packets": r["jacktrip_receive"]["lost_packets"], "underruns": underruns,
         "glitches": r["jacktrip_receive"]["glitches"],
@@ -58,6 +64,8 @@ def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
         "lsd_lost_db": (r.get("metrics_lost_packets") or {}).get("lsd_db"),
         "visqol_mos": _visqol(reference, rec, rate_hz),
         "nextblock_concealed_share": (replaced / underruns) if (replaced is not None and underruns) else None,
+        "nextblock_replacements_used": replaced, "attach_stats": att or None,
+        "dropped_index_drift_blocks": r.get("dropped_index_drift_blocks"),
         "timing_slips": r["timing_slips"], "latency_ms": r["latency_ms"], "xruns": r["xruns"],
         "cpu_s": r["cpu_s"], "wall_s": r["wall_s"], "recorded_wav": r["recorded_wav"],
     }
@@ -68,12 +76,14 @@ def _fmt(v, nd=2):
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| pattern | receiver | dropped | underruns | snr_db | lsd_db | snr_lost_db | ViSQOL | NB share | "
-            "cpu jacktrip_server s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| pattern | receiver | JackTrip | dropped | underruns | snr_db | lsd_db | snr_lost_db | lsd_lost_db | "
+            "ViSQOL | NB share | cpu jacktrip_server s | cpu attach s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [
-        f"| {r['pattern']} | {r['receiver']} | {_fmt(r['dropped_packets'])} | {_fmt(r['underruns'])} | "
-        f"{_fmt(r['snr_db'])} | {_fmt(r['lsd_db'])} | {_fmt(r['snr_lost_db'])} | {_fmt(r['visqol_mos'])} | "
-        f"{_fmt(r['nextblock_concealed_share'])} | {_fmt(r['cpu_s'].get('jacktrip_server'))} |"
+        f"| {r['pattern']} | {r['receiver']} | {_fmt(r.get('version'))} | {_fmt(r['dropped_packets'])} | "
+        f"{_fmt(r['underruns'])} | {_fmt(r['snr_db'])} | {_fmt(r['lsd_db'])} | {_fmt(r['snr_lost_db'])} | "
+        f"{_fmt(r['lsd_lost_db'])} | {_fmt(r['visqol_mos'])} | {_fmt(r['nextblock_concealed_share'])} | "
+        f"{_fmt(r['cpu_s'].get('jacktrip_server'))} | {_fmt(r['cpu_s'].get('attach'))} |"
         for r in rows
     ]
     return head + "\n".join(lines) + "\n"
@@ -94,34 +104,48 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", default=None, help="write the markdown table here")
     args = p.parse_args(argv)
 
+    import os
+
     from nextblock.jackio.e2e import (
-        find_patched_jacktrip,
         nextblock_receiver,
+        patched_fallback_receiver,
         run_e2e,
         stock_receiver,
+    )
+    from nextblock.jackio.patched_build import (
+        ensure_patched_jacktrip,
+        find_stock_jacktrip,
     )
     from nextblock.jackio.recording import load_test_recording
     from nextblock.netlab.link import LinkSpec
 
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     audio, source = load_test_recording(seconds)
-    patched, message = find_patched_jacktrip()
+    patched, message = (None, "--no-nextblock") if args.no_nextblock else ensure_patched_jacktrip(build=True)
+    stock_bin, stock_note = find_stock_jacktrip(patched)
     print(message, file=sys.stderr)
-    receivers = [stock_receiver(f) for f in (args.fallback or FALLBACKS)]
+    print(stock_note, file=sys.stderr)
+    # SCHED_FIFO for both JackTrips and the relay in every run (same scheduling for all receivers;
+    # without it the predictor starves JackTrip's network thread on a busy 2-core box)
+    rt = 20 if os.geteuid() == 0 else None
+    receivers = [(stock_receiver(f, binary=stock_bin), stock_bin) for f in (args.fallback or FALLBACKS)]
     rows, t0 = [], time.monotonic()
     for name in args.pattern or list(PATTERNS):
         out = Path(args.out) / name
         recv = list(receivers)
-        if patched and not args.no_nextblock:
-            recv.append(nextblock_receiver(patched, (out / "attach-stats.json").resolve()))
-        for receiver in recv:
+        if patched:
+            recv.append((patched_fallback_receiver(patched), patched))
+            recv.append((nextblock_receiver(patched, (out / "attach-stats.json").resolve(), realtime=rt is not None),
+                         patched))
+        for receiver, sender in recv:
             link = LinkSpec(loss=PATTERNS[name], seed=args.seed, method="relay", topology=args.topology)
-            r = run_e2e(audio, link, receiver, out)
+            r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)
             row = _row(name, r, audio, r["rate_hz"])
             rows.append(row)
             print(f"{name:<13} {receiver.label:<18} dropped {row['dropped_packets']!s:>4} "
                   f"snr {row['snr_db']:6.2f} dB  lsd {row['lsd_db']:5.2f} dB", file=sys.stderr, flush=True)
-    result = {"seconds": seconds, "recording": source, "patched_jacktrip": patched, "seed": args.seed,
+    result = {"seconds": seconds, "recording": source, "patched_jacktrip": patched, "stock_jacktrip": stock_bin,
+              "stock_note": stock_note, "rt_priority": rt, "seed": args.seed,
               "rows": rows, "wall_s": round(time.monotonic() - t0, 1)}
     md = markdown(rows)
     print(md)

@@ -14,10 +14,8 @@ bench/jacktrip_patch.py).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -33,72 +31,14 @@ JACKTRIP_VERSION = "2.7.2"
 CODE_PERIOD = 1000  # must match tests/jacktrip_patch_jackio.py (codes stay below 0.5: exact in 16 bit)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("NEXTBLOCK_CACHE", Path.home() / ".cache" / "nextblock"))
-
-
-def find_jacktrip_source() -> Path | None:
-    """JackTrip's source: $JACKTRIP_SOURCE_DIR, else the cache. None if absent."""
-    cands = []
-    if os.environ.get("JACKTRIP_SOURCE_DIR"):
-        cands.append(Path(os.environ["JACKTRIP_SOURCE_DIR"]))
-    cands.append(cache_root() / "jacktrip" / f"jacktrip-{JACKTRIP_VERSION}")
-    for c in cands:
-        if (c / "src" / "Regulator.cpp").is_file() and (c / "meson.build").is_file():
-            return c
-    return None
-
-
-def _hash_tree(h, root: Path, rel_dirs=("src", "meson.build", "meson_options.txt", "linux")):
-    for rel in rel_dirs:
-        p = root / rel
-        files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
-        for f in files:
-            if f.is_file():
-                h.update(str(f.relative_to(root)).encode())
-                h.update(f.read_bytes())
-
-
-def build_key(source: Path) -> str:
-    h = hashlib.sha256()
-    _hash_tree(h, source)
-    for f in sorted((PATCH_DIR).rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts:
-            h.update(str(f.relative_to(PATCH_DIR)).encode())
-            h.update(f.read_bytes())
-    h.update((REPO / "csrc" / "nextblock" / "shm_protocol.hpp").read_bytes())
-    return h.hexdigest()[:16]
-
-
-def build_jacktrip(source: Path, timeout_s: float = 1800) -> dict[str, Path]:
-    """Stock and patched binaries, built with third_party/jacktrip_patch's CMake project into
-    $NEXTBLOCK_CACHE/jacktrip/build-<version>. Reused as long as its key (hash of JackTrip's
-    source, our patch and bridge, the shm header) matches; otherwise rebuilt incrementally."""
-    key = build_key(source)
-    out = cache_root() / "jacktrip" / f"build-{JACKTRIP_VERSION}"
-    bins = {"stock": out / "bin" / "jacktrip-stock", "patched": out / "bin" / "jacktrip"}
-    stamp = out / "nextblock-build.key"
-    if all(b.is_file() for b in bins.values()) and stamp.is_file() and stamp.read_text() == key:
-        return bins
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.unlink(missing_ok=True)
-    log = out / "build.log"
-    with open(log, "wb") as f:
-        cmds = [
-            ["cmake", "-S", str(PATCH_DIR), "-B", str(out), f"-DJACKTRIP_SOURCE_DIR={source}",
-             "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}"],
-            ["cmake", "--build", str(out)],
-        ]
-        for cmd in cmds:
-            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)
-            if r.returncode != 0:
-                break
-    if r.returncode != 0 or not all(b.is_file() for b in bins.values()):
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"building JackTrip failed (log {log}):\n{tail}")
-    stamp.write_text(key)
-    return bins
-
+# Finding/building JackTrip lives in the package (one source of truth for tests, demo, bench and
+# scripts/setup.sh); re-exported here for the tests and bench/jacktrip_patch.py.
+from nextblock.jackio.patched_build import (  # noqa: F401
+    build_jacktrip,
+    build_key,
+    cache_root,
+    find_jacktrip_source,
+)
 
 # ------------------------------------------------------------------------------------------
 # decoding the coded signal

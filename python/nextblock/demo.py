@@ -8,9 +8,11 @@ On built-in defaults it
    them (network namespaces + our seeded relay when root, else loopback + relay; the report
    says which path ran);
 3. plays a real recording (Debian ``singularity-music``) into the client's send port and
-   records the server's receive port, once with stock JackTrip's concealment and once with
-   the patched JackTrip + ``python -m nextblock.attach`` (when a patched build exists; otherwise
-   it says what is missing and runs the stock path only);
+   records the server's receive port twice with the same seeded losses: the patched JackTrip
+   2.7.2 (on both ends; ``nextblock.jackio.patched_build`` finds it, or builds it when JackTrip's
+   source is there) with only its own concealment (ring buffer, zeros), then the same with
+   ``python -m nextblock.attach`` beside the receiving JackTrip. Without a patched build it says
+   what is missing and runs stock JackTrip only;
 4. prints a short report: underruns, replacements used, ``snr_db``/``lsd_db`` of both
    recordings against the sent audio, a plot of a concealed loss, and the WAV paths.
 
@@ -80,10 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", help="lossy-link method (see below)")
     p.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"),
                    help="network namespaces (root) or loopback")
-    p.add_argument("--fallback", default="default", choices=("default", "zeros", "wavetable", "regulator"),
-                   help="JackTrip's own concealment for the stock run: default (JackTrip's default jitter "
-                        "buffer, silence on underrun), zeros (-z), wavetable (--bufstrategy -1, repeats), "
-                        "regulator (--bufstrategy 3, Burg PLC)")
+    p.add_argument("--fallback", default="zeros", choices=("zeros", "wavetable", "default", "regulator"),
+                   help="JackTrip's own concealment to compare with (default zeros). With the patched build, "
+                        "zeros/wavetable run JackTrip's ring buffer (--bufstrategy -1 [-z]) with and without "
+                        "NextBlock; default/regulator run stock JackTrip only (its default jitter buffer / "
+                        "--bufstrategy 3 Burg PLC)")
     p.add_argument("--queue", type=int, default=4, help="JackTrip jitter-buffer length in packets (-q)")
     p.add_argument("--out", default="out/demo", help="folder for WAVs, logs, plot and report.json")
     p.add_argument("--no-install", action="store_true", help="do not apt/pip install missing dependencies")
@@ -91,7 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _plot(reference, recordings: dict, dropped_indices, period: int, rate_hz: int, out: Path) -> list[str]:
+def _plot(reference, recordings: dict, dropped_indices, period: int, rate_hz: int, out: Path,
+          zeros_recording=None) -> list[str]:
+    """Before/after plots of one concealed loss.
+
+    ``zeros_recording``: the aligned recording of the run whose fallback plays silence. A player or
+    recorder xrun on a busy machine shifts the stream by whole periods after it, so the relay's
+    packet index can point one block off; only drops that really are silent in that recording
+    (≥ 90 % exact zeros in the block) are plotted, so the shaded "lost" block is where the gap was.
+    """
     import numpy as np
 
     try:
@@ -101,9 +112,38 @@ def _plot(reference, recordings: dict, dropped_indices, period: int, rate_hz: in
     n_blocks = len(reference) // period
     lost = np.zeros(n_blocks, dtype=bool)
     lost[[i for i in dropped_indices if i < n_blocks]] = True
+    if zeros_recording is not None:
+        z = np.asarray(zeros_recording, dtype=np.float32)[: n_blocks * period]
+        z = np.pad(z, (0, n_blocks * period - len(z))).reshape(n_blocks, period)
+        silent = np.mean(z == 0.0, axis=1) >= 0.9
+        loud = np.abs(np.asarray(reference[: n_blocks * period]).reshape(n_blocks, period)).max(axis=1) > 1e-3
+        confirmed = lost & silent & loud
+        if confirmed.any():
+            lost = confirmed
     if not lost.any():
         return []
     return plot_losses(reference, recordings, lost, period, rate_hz, str(out / "concealed-loss"), max_events=1)
+
+
+def _row(name: str, r: dict) -> dict:
+    ev = r.get("segment_events") or {}
+    counts = ev.get("counts", {})
+    att = r.get("attach_stats") if isinstance(r.get("attach_stats"), dict) else {}
+    underruns = (counts.get("UNDERRUN/REPLACEMENT", 0) + counts.get("UNDERRUN/FALLBACK", 0)
+                 if ev else r["jacktrip_receive"]["recv_underruns"] or r["jacktrip_receive"].get("glitches") or 0)
+    return {"label": r["label"], "binary": r["receiver_binary"], "version": r.get("receiver_version"),
+            "dropped_packets": r["link"].get("dropped_packets"),
+            "jacktrip_lost_packets": r["jacktrip_receive"]["lost_packets"],
+            "underruns": underruns, "replacements_used": counts.get("UNDERRUN/REPLACEMENT") if ev else None,
+            "attach": {k: att.get(k) for k in ("underruns", "replacements_used", "fallbacks", "deadline_misses",
+                                                "posts")} if att else None,
+            "metrics": r["metrics"], "metrics_lost_packets": r.get("metrics_lost_packets"),
+            "timing_slips": r["timing_slips"], "latency_ms": r["latency_ms"], "xruns": r["xruns"],
+            "cpu_s": r["cpu_s"], "recorded_wav": r["recorded_wav"]}
+
+
+def _fmt(x, nd=2):
+    return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
 
 def main(argv=None) -> int:
@@ -121,10 +161,14 @@ def main(argv=None) -> int:
     import soundfile as sf
 
     from nextblock.jackio.e2e import (
-        find_patched_jacktrip,
         nextblock_receiver,
+        patched_fallback_receiver,
         run_e2e,
         stock_receiver,
+    )
+    from nextblock.jackio.patched_build import (
+        ensure_patched_jacktrip,
+        find_stock_jacktrip,
     )
     from nextblock.jackio.recording import load_test_recording
     from nextblock.netlab.link import LinkSpec
@@ -133,44 +177,74 @@ def main(argv=None) -> int:
     print(f"recording: {source['path']} ({args.seconds:g} s from {source['package']})", flush=True)
     link = LinkSpec(loss=args.loss, delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, seed=args.seed,
                     method=args.method, topology=args.topology)
+    patched, message = (None, "--stock-only: not using the patched JackTrip") if args.stock_only \
+        else ensure_patched_jacktrip(build=True)
+    print(message, flush=True)
+    root = os.geteuid() == 0
+    # SCHED_FIFO for both JackTrips and the relay (as a musician's JACK setup runs JackTrip): on a
+    # small busy machine the predictor would otherwise starve JackTrip's network thread.
+    rt = 20 if root else None
     runs = {}
     t0 = time.monotonic()
-    runs["stock"] = run_e2e(audio, link, stock_receiver(args.fallback), out, queue_packets=args.queue)
-    print(f"link: {runs['stock']['link']['method']} over {runs['stock']['link']['topology']} "
-          f"({runs['stock']['link']['reason']})", flush=True)
-    patched, message = find_patched_jacktrip()
-    print(message, flush=True)
-    if patched and not args.stock_only:
-        runs["nextblock"] = run_e2e(audio, link, nextblock_receiver(patched, out / "attach-stats.json"), out,
-                                    queue_packets=args.queue)
-
-    recordings = {name: sf.read(r["recorded_wav"], dtype="float32")[0] for name, r in runs.items()}
-    plots = _plot(audio, recordings, runs["stock"]["link"].get("dropped_indices", []),
-                  runs["stock"]["period_samples"], runs["stock"]["rate_hz"], out)
-    report = {"recording": source, "link": {k: v for k, v in runs["stock"]["link"].items()
-                                            if k not in ("dropped_seqs", "dropped_indices", "relay_summary")},
+    if patched and args.fallback in ("zeros", "wavetable", "default"):
+        buffer_args = ("--bufstrategy", "-1") + (("-z",) if args.fallback != "wavetable" else ())
+        fb_name = "zeros" if "-z" in buffer_args else "wavetable"
+        print(f"running twice, {args.seconds:g} s each, same seeded losses, patched JackTrip on both ends "
+              f"(ring buffer, -q {args.queue}):\n  1. JackTrip alone, its own concealment ({fb_name})\n"
+              f"  2. JackTrip + python -m nextblock.attach (NextBlock's predictions)", flush=True)
+        runs["jacktrip"] = run_e2e(audio, link, patched_fallback_receiver(patched, buffer_args), out,
+                                   queue_packets=args.queue, sender_binary=patched, rt_priority=rt)
+        print(f"link: {runs['jacktrip']['link']['method']} over {runs['jacktrip']['link']['topology']} "
+              f"({runs['jacktrip']['link']['reason']})", flush=True)
+        runs["nextblock"] = run_e2e(audio, link, nextblock_receiver(patched, out / "attach-stats.json",
+                                                                   buffer_args=buffer_args, realtime=root),
+                                    out, queue_packets=args.queue, sender_binary=patched, rt_priority=rt)
+    else:
+        if patched:
+            print(f"--fallback {args.fallback}: NextBlock is compared on the ring buffer only (zeros/wavetable); "
+                  "running stock JackTrip with that fallback only", flush=True)
+        stock_bin, note = find_stock_jacktrip(patched)
+        print(note, flush=True)
+        runs["jacktrip"] = run_e2e(audio, link, stock_receiver(args.fallback, binary=stock_bin), out,
+                                   queue_packets=args.queue, sender_binary=stock_bin, rt_priority=rt)
+    first = runs["jacktrip"]
+    recordings = {("JackTrip alone" if name == "jacktrip" else "with NextBlock"): sf.read(r["recorded_wav"],
+                                                                                       dtype="float32")[0]
+                  for name, r in runs.items()}
+    zeros = recordings["JackTrip alone"] if "-z" in first["receiver_extra_args"] and "nextblock" in runs else None
+    plots = _plot(audio, recordings, first.get("dropped_audio_blocks") or first["link"].get("dropped_indices", []),
+                  first["period_samples"], first["rate_hz"], out, zeros_recording=zeros)
+    report = {"recording": source, "patched_jacktrip": patched, "message": message,
+              "link": {k: v for k, v in first["link"].items()
+                       if k not in ("dropped_seqs", "dropped_indices", "relay_summary")},
               "plots": plots, "wall_s": round(time.monotonic() - t0, 1), "runs": {}}
-    print(f"\n{'run':<12}{'dropped':>8}{'lost':>6}{'underruns':>10}{'replaced':>9}{'snr_db':>8}{'lsd_db':>8}"
-          f"{'snr_lost':>9}  recording")
+    print(f"\nlink: {args.loss}, seed {args.seed}: {first['link'].get('dropped_packets')} packets of "
+          f"{first['period_samples']} samples dropped (the same ones in every run)")
+    drift = max(r.get("dropped_index_drift_blocks", 0) for r in runs.values())
+    if drift:
+        print(f"  (a JackTrip client on this busy machine skipped periods: the lost audio was located from the "
+              f"dropped packets' samples, up to {drift} blocks after the packet count)")
+    print(f"\n{'run':<11}{'lost':>6}{'underruns':>10}{'by NextBlock':>13}{'snr_db':>8}{'lsd_db':>8}"
+          f"{'snr_lost':>9}{'lsd_lost':>9}")
     for name, r in runs.items():
-        att = r.get("attach_stats") or {}
-        replaced = att.get("replaced", att.get("replacements")) if isinstance(att, dict) else None
-        row = {"label": r["label"], "dropped_packets": r["link"].get("dropped_packets"),
-               "jacktrip_lost_packets": r["jacktrip_receive"]["lost_packets"],
-               "underruns": r["jacktrip_receive"]["recv_underruns"], "replacements_used": replaced,
-               "metrics": r["metrics"], "metrics_lost_packets": r.get("metrics_lost_packets"),
-               "timing_slips": r["timing_slips"], "latency_ms": r["latency_ms"], "xruns": r["xruns"],
-               "cpu_s": r["cpu_s"], "recorded_wav": r["recorded_wav"]}
+        row = _row(name, r)
         report["runs"][name] = row
-        lostm = (r.get("metrics_lost_packets") or {}).get("snr_db")
-        print(f"{name:<12}{row['dropped_packets'] or 0:>8}{row['jacktrip_lost_packets']:>6}{row['underruns']:>10}"
-              f"{replaced if replaced is not None else '-':>9}{r['metrics']['snr_db']:>8.2f}"
-              f"{r['metrics']['lsd_db']:>8.2f}{lostm if lostm is None else round(lostm, 2)!s:>9}  {r['recorded_wav']}")
-    report["sent_wav"] = runs["stock"]["sent_wav"]
-    print(f"sent: {report['sent_wav']}")
+        lostm = r.get("metrics_lost_packets") or {}
+        print(f"{name:<11}{row['jacktrip_lost_packets']:>6}{row['underruns']:>10}"
+              f"{_fmt(row['replacements_used']):>13}{r['metrics']['snr_db']:>8.2f}{r['metrics']['lsd_db']:>8.2f}"
+              f"{_fmt(lostm.get('snr_db')):>9}{_fmt(lostm.get('lsd_db')):>9}")
+    print("  lost: packets JackTrip saw missing; underruns: blocks it had to conceal; by NextBlock: of those,\n"
+          "  played from NextBlock's prediction; snr_db (higher is better) / lsd_db (log-spectral distance,\n"
+          "  lower is better) against the sent audio, whole file and on the lost packets only.")
+    report["sent_wav"] = first["sent_wav"]
+    print("\nlisten:")
+    print(f"  sent:            {report['sent_wav']}")
+    for name, r in runs.items():
+        print(f"  {('JackTrip alone' if name == 'jacktrip' else 'with NextBlock') + ':':<17}{r['recorded_wav']}")
     for p in plots:
-        print(f"plot: {p}")
+        print(f"plot:   {p}")
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"report: {out / 'report.json'}")
     print(json.dumps(report, default=str))
     return 0
 

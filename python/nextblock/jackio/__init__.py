@@ -8,4 +8,6 @@
 * ``recording`` – a real recording from an allowed Debian package (shared cache)
 * ``align``     – cross-correlation alignment (piecewise, follows jitter-buffer slips) + metrics
 * ``e2e``       – ``run_e2e``: one full run; seams for the patched binary and ``nextblock.attach``
+* ``patched_build`` – find or build the patched JackTrip 2.7.2 (``python3 -m nextblock.jackio.patched_build``)
+* ``segment_tap`` – read-only reader of the patched JackTrip's event ring (which seqs were concealed, how)
 """

@@ -159,3 +159,41 @@ def score(reference: np.ndarray, aligned: np.ndarray, rate_hz: int = 48000, samp
                 "metrics_source": "nextblock.jackio.align (fallback)"}
     return {"snr_db": fallback_snr_db(ref, est), "lsd_db": fallback_lsd_db(ref, est),
             "metrics_source": "nextblock.jackio.align (fallback)"}
+
+
+def locate_dropped_blocks(audio: np.ndarray, indices, heads, period_samples: int = 128,
+                          search_blocks: int = 64, tolerance_lsb: float = 2.0) -> tuple[list[int], int]:
+    """Audio block of each dropped packet, found from its first samples (the relay logs them).
+
+    The relay numbers datagrams from the first one with audio (``index``); that equals the audio
+    block only while the sending JackTrip sent one datagram per period of *our* audio. When its
+    JACK client misses a cycle on a busy machine, later datagrams carry later audio, and the
+    index drifts. Each drop's first 16 samples (16-bit, channel 0) are searched near the index
+    (starting from the previous drop's offset); silent or unmatched drops keep that offset.
+    Returns ``(blocks, matched)``.
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim > 1:
+        x = x[:, 0]
+    n_blocks = len(x) // period_samples
+    out, matched, offset = [], 0, 0
+    for i, head in zip(indices, heads):
+        best = None
+        if head and any(head):
+            h = np.asarray(head, dtype=np.float64)
+            for radius in (8, search_blocks):
+                for m in sorted(range(offset - radius, offset + radius + 1), key=lambda k: abs(k - offset)):
+                    b = i + m
+                    if not 0 <= b < n_blocks:
+                        continue
+                    ref = x[b * period_samples: b * period_samples + len(h)] * 32768.0
+                    err = float(np.max(np.abs(ref - h)))
+                    if err <= tolerance_lsb and (best is None or err < best[0]):
+                        best = (err, m)
+                if best is not None:
+                    break
+        if best is not None:
+            offset = best[1]
+            matched += 1
+        out.append(int(i + offset))
+    return out, matched

@@ -32,18 +32,22 @@ import numpy as np
 
 from nextblock.netlab.link import LinkSpec, LossyLink
 
-from .align import align_piecewise, lost_sample_mask, score
+from .align import align_piecewise, locate_dropped_blocks, lost_sample_mask, score
 from .jackd import JackdServer
 from .jacktrip import JackTripProcess, jacktrip_version
+from .patched_build import find_patched_jacktrip, find_stock_jacktrip
 from .playrec import PlayRecord
 from .procs import ManagedProcess, wait_until
 
 __all__ = [
     "STOCK_FALLBACKS",
     "ReceiverSpec",
+    "attach_child_env",
     "cpu_seconds",
     "find_patched_jacktrip",
+    "find_stock_jacktrip",
     "nextblock_receiver",
+    "patched_fallback_receiver",
     "run_e2e",
     "stock_receiver",
 ]
@@ -70,6 +74,7 @@ class ReceiverSpec:
     extra_args: list[str] = field(default_factory=list)
     attach_command: list[str] | None = None
     attach_warmup_s: float = 1.0
+    attach_env: dict[str, str] | None = None
     queue: str | None = None  # -q override for this receiver (e.g. ms for the Regulator)
 
 
@@ -80,32 +85,54 @@ def stock_receiver(fallback: str = "wavetable", binary: str = "jacktrip") -> Rec
                         queue=queue)
 
 
-def find_patched_jacktrip() -> tuple[str | None, str]:
-    """(path, message) of the patched JackTrip: ``$NEXTBLOCK_JACKTRIP`` or ``build/jacktrip/bin/jacktrip``.
+def attach_child_env() -> dict[str, str]:
+    """Environment for a ``python -m nextblock.attach`` child that imports *this* tree.
 
-    The message says what is missing when there is none (the demo prints it).
+    A stale scikit-build editable install (``pip install -e .`` before ``nextblock.runtime``
+    existed) puts a finder first on ``sys.meta_path`` that turns newer subpackages into empty
+    namespace packages, shadowing ``PYTHONPATH``; its finder steps aside for build paths listed in
+    ``SKBUILD_EDITABLE_SKIP``. We list them and put this tree first on ``PYTHONPATH``.
     """
-    env = os.environ.get("NEXTBLOCK_JACKTRIP")
-    repo = Path(__file__).resolve().parents[3]
-    candidates = ([Path(env)] if env else []) + [repo / "build" / "jacktrip" / "bin" / "jacktrip"]
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c), f"patched JackTrip: {c}"
-    return None, ("no patched JackTrip found (looked at $NEXTBLOCK_JACKTRIP and build/jacktrip/bin/jacktrip); "
-                  "build it with third_party/jacktrip_patch/build.sh (needs JackTrip 2.7.2's source) — "
-                  "running stock JackTrip only")
-
-
-def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach_args=()) -> ReceiverSpec:
-    """The patched JackTrip with ``--nextblock`` and ``python -m nextblock.attach`` beside it."""
     import sys
 
+    here = str(Path(__file__).resolve().parents[2])
+    paths = [getattr(f, "path", None) for f in sys.meta_path if type(f).__name__.startswith("ScikitBuild")]
+    skip = [p for p in os.environ.get("SKBUILD_EDITABLE_SKIP", "").split(os.pathsep) if p]
+    skip += [p for p in paths if p and p not in skip]
+    py = [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    env = {"PYTHONPATH": os.pathsep.join(py)}
+    if skip:
+        env["SKBUILD_EDITABLE_SKIP"] = os.pathsep.join(skip)
+    return env
+
+
+def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach_args=(),
+                       buffer_args=("--bufstrategy", "-1", "-z"), realtime: bool | None = None) -> ReceiverSpec:
+    """The patched JackTrip with ``--nextblock`` and ``python -m nextblock.attach`` beside it.
+
+    ``buffer_args``: JackTrip's buffer strategy, default the classic ring buffer with zeros as the
+    fallback (``--bufstrategy -1 -z``): its UNDERRUN events carry the exact JackTrip seq of each
+    lost packet and it costs next to no CPU (see docs/notes/e2e.md for why not the Regulator).
+    ``realtime``: pass ``--realtime`` to attach (SCHED_FIFO); default: when root.
+    """
+    import sys
+
+    if realtime is None:
+        realtime = os.geteuid() == 0
+    extra = list(extra_attach_args) + (["--realtime"] if realtime and "--realtime" not in extra_attach_args else [])
     return ReceiverSpec(
-        label="nextblock", binary=binary, extra_args=["--nextblock"],
+        label="nextblock", binary=binary, extra_args=["--nextblock", *buffer_args],
         attach_command=[sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", "{pid}",
-                        "--json", str(attach_json), *extra_attach_args],
-        attach_warmup_s=2.0,
+                        "--json", str(attach_json), *extra],
+        attach_warmup_s=2.0, attach_env=attach_child_env(),
     )
+
+
+def patched_fallback_receiver(binary: str, buffer_args=("--bufstrategy", "-1", "-z")) -> ReceiverSpec:
+    """The same patched JackTrip with ``--nextblock`` but no predictor attached: JackTrip's own
+    fallback plays at every UNDERRUN (the events still tell which seqs were concealed)."""
+    label = "patched-fallback-" + ("zeros" if "-z" in buffer_args else "wavetable" if "-1" in buffer_args else "other")
+    return ReceiverSpec(label=label, binary=binary, extra_args=["--nextblock", *buffer_args])
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -127,15 +154,23 @@ def _write_wav(path: Path, audio: np.ndarray, rate_hz: int) -> str:
 def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir: str | os.PathLike,
             rate_hz: int = 48000, period_samples: int = 128, queue_packets: int = 4,
             sender_binary: str = "jacktrip", lead_s: float = 1.0, tail_s: float = 1.5,
-            connect_timeout_s: float = 20.0) -> dict:
-    """Run once; see the module docstring. Everything started is stopped before returning."""
+            connect_timeout_s: float = 20.0, rt_priority: int | None = None) -> dict:
+    """Run once; see the module docstring. Everything started is stopped before returning.
+
+    ``rt_priority``: SCHED_FIFO priority for both JackTrips and the relay (root only; ``None`` =
+    normal scheduling). Use it when something CPU-hungry (the predictor) runs beside JackTrip on a
+    small machine: see docs/notes/e2e.md.
+    """
     work = Path(work_dir)
     logs = work / f"logs-{receiver.label}"
     logs.mkdir(parents=True, exist_ok=True)
     audio = np.asarray(audio, dtype=np.float32)
     if link.armed_packets is None and link.arm == "on-audio":
         link = LinkSpec(**{**link.__dict__, "armed_packets": math.ceil(len(audio) / period_samples)})
-    result: dict = {"label": receiver.label, "receiver_binary": receiver.binary,
+    if rt_priority and link.rt_priority is None:
+        link = LinkSpec(**{**link.__dict__, "rt_priority": rt_priority})
+    result: dict = {"label": receiver.label, "receiver_binary": receiver.binary, "sender_binary": sender_binary,
+                    "rt_priority": rt_priority,
                     "receiver_version": jacktrip_version(receiver.binary),
                     "receiver_extra_args": list(receiver.extra_args), "attach_command": receiver.attach_command}
     t_start = time.monotonic()
@@ -148,20 +183,25 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
             "server", jack_s.client_env(), logs, bind_port=plan.server_bind_port,
             queue_packets=receiver.queue or queue_packets,
             binary=receiver.binary, extra_args=list(receiver.extra_args) + plan.server_extra_args,
-            netns=plan.server_netns))
+            netns=plan.server_netns, rt_priority=rt_priority))
         time.sleep(0.3)  # let the server bind before the client's first datagram
         client = stack.enter_context(JackTripProcess(
             "client", jack_c.client_env(), logs, bind_port=plan.client_bind_port,
             peer_host=plan.client_peer_host, peer_port=plan.client_peer_port, queue_packets=queue_packets,
-            binary=sender_binary, netns=plan.client_netns))
+            binary=sender_binary, netns=plan.client_netns, rt_priority=rt_priority))
         server.wait_connected(connect_timeout_s)
         client.wait_connected(connect_timeout_s)
         wait_until(lambda: set(server.receive_ports()) <= set(jack_s.ports())
                    and set(client.send_ports()) <= set(jack_c.ports()), 10.0, 0.1, "JackTrip's JACK ports")
+        tap = None
+        if "--nextblock" in receiver.extra_args:  # read-only view of the events JackTrip posts
+            from .segment_tap import SegmentTap
+
+            tap = stack.enter_context(SegmentTap(server.pid))
         attach = None
         if receiver.attach_command:
             argv = [a.replace("{pid}", str(server.pid)) for a in receiver.attach_command]
-            attach = stack.enter_context(ManagedProcess(argv, logs / "attach.log"))
+            attach = stack.enter_context(ManagedProcess(argv, logs / "attach.log", env=receiver.attach_env))
             time.sleep(receiver.attach_warmup_s)
             attach.check_alive("nextblock.attach")
         # JackTrip zeroes its loss counter at its first -I line: start dropping after it
@@ -172,6 +212,9 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
         lossy.disarm()
         time.sleep(1.5)  # one more -I line so JackTrip's counters include the whole run
         stat = server.iostat()
+        if tap is not None:
+            tap.stop()
+            result["segment_events"] = tap.summary()
         pids = {"jackd_client": jack_c.pid, "jackd_server": jack_s.pid, "jacktrip_client": client.pid,
                 "jacktrip_server": server.pid}
         if lossy.relay is not None:
@@ -203,7 +246,11 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
     result["metrics"] = score(audio, aligned, rate_hz)
     dropped = result["link"].get("dropped_indices")
     if dropped:  # exact positions known (relay): score the lost packets alone too
-        mask = lost_sample_mask(dropped, len(audio), period_samples)
+        heads = result["link"].get("dropped_heads") or [None] * len(dropped)
+        blocks, matched = locate_dropped_blocks(audio, dropped, heads, period_samples)
+        result["dropped_audio_blocks"], result["dropped_blocks_matched"] = blocks, matched
+        result["dropped_index_drift_blocks"] = max((abs(b - i) for b, i in zip(blocks, dropped)), default=0)
+        mask = lost_sample_mask(blocks, len(audio), period_samples)
         result["metrics_lost_packets"] = score(audio, aligned, rate_hz, sample_mask=mask)
     result["sent_wav"] = _write_wav(work / "sent.wav", audio, rate_hz)
     result["recorded_wav"] = _write_wav(work / f"recorded-{receiver.label}.wav", aligned, rate_hz)

@@ -107,6 +107,7 @@ class JackTripProcess:
         ``--nextblock``, ``--simloss 0.05`` ...).
     netns: network namespace to run in (needs root), or ``None``.
     client_name: JACK client name (``-J``), default ``JackTrip``.
+    rt_priority: SCHED_FIFO priority for the whole process (root only), or ``None``.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class JackTripProcess:
         netns: str | None = None,
         client_name: str = "JackTrip",
         iostat_interval_s: int = 1,
+        rt_priority: int | None = None,
     ):
         if role not in ("server", "client"):
             raise ValueError(f"role must be 'server' or 'client', not {role!r}")
@@ -148,6 +150,11 @@ class JackTripProcess:
             "-I", str(iostat_interval_s),
         ]
         args += list(extra_args)
+        if rt_priority and os.geteuid() == 0 and shutil.which("chrt"):
+            # SCHED_FIFO for all of JackTrip's threads (chrt exec()s: the PID stays JackTrip's),
+            # as a musician's JACK setup runs it; its UDP receive thread otherwise competes with
+            # everything else on a busy machine and the jitter buffer runs dry.
+            args = ["chrt", "-f", str(int(rt_priority))] + args
         if netns:
             args = ["ip", "netns", "exec", netns] + args
         self.args = args

@@ -25,6 +25,7 @@ and server in two namespaces joined by veth; ``loopback`` keeps everything on 12
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class LinkSpec:
     topology: auto | netns | loopback (auto = netns when root).
     arm: relay arming (``on-audio`` makes the same seed drop the same audio packets).
     armed_packets: relay stops dropping after this many armed datagrams.
+    rt_priority: run the relay with SCHED_FIFO at this priority (``chrt -f``; root only). The relay
+        stands in for the *network*, which must not lose packets because this box's CPUs are busy
+        (e.g. with the predictor beside JackTrip); ``None`` = normal scheduling.
     """
 
     loss: str = "bernoulli:5"
@@ -72,6 +76,7 @@ class LinkSpec:
     topology: str = "auto"
     arm: str = "on-audio"
     armed_packets: int | None = None
+    rt_priority: int | None = None
 
     def loss_kind(self) -> str:
         return self.loss.split(":", 1)[0].strip().lower() or "none"
@@ -182,6 +187,8 @@ class LossyLink:
                     "--max-runtime-s", "900"]
             if s.armed_packets is not None:
                 args += ["--armed-packets", str(s.armed_packets)]
+            if s.rt_priority and os.geteuid() == 0 and shutil.which("chrt"):
+                args = ["chrt", "-f", str(int(s.rt_priority))] + args
             if topology == "netns":
                 args = ["ip", "netns", "exec", plan.client_netns] + args
             env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -243,6 +250,7 @@ class LossyLink:
             out["dropped_packets"] = len(log["drops"])
             out["dropped_seqs"] = [d["seq"] for d in log["drops"]]
             out["dropped_indices"] = [d["index"] for d in log["drops"]]
+            out["dropped_heads"] = [d.get("head") for d in log["drops"]]
             out["armed_at_seq"] = (log["armed"] or {}).get("seq")
             out["relay_summary"] = log["summary"]
         if self._nft_dropped is not None:

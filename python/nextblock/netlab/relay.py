@@ -31,13 +31,14 @@ import json
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from pathlib import Path
 
 from .impairments import DelayModel, LossModel, make_loss_model, rng_streams
-from .jackheader import parse_header, payload_is_silent
+from .jackheader import HEADER_SIZE_BYTES, parse_header, payload_is_silent
 
 __all__ = ["ALLOWED_NETWORKS", "RelayStats", "UdpRelay", "check_allowed_address", "main"]
 
@@ -186,7 +187,7 @@ class UdpRelay:
                 self.stats.up_dropped += 1
                 rec = {"index": index, "seq": seq, "t_s": round(now_s - self._t0, 6)}
                 self.stats.drops.append(rec)
-                self._event("drop", index=index, seq=seq)
+                self._event("drop", index=index, seq=seq, head=_payload_head(datagram, hdr))
                 self._check_disarm(seq)
                 return
             self._check_disarm(seq)
@@ -257,6 +258,15 @@ class UdpRelay:
                 pass
         if self._log is not None and not self._log.closed:
             self._log.close()
+
+
+def _payload_head(datagram: bytes, hdr, n: int = 16) -> list[int] | None:
+    """The first ``n`` 16-bit samples of channel 0 of a dropped packet (JackTrip's payload is
+    non-interleaved little-endian): lets the caller find *which audio* was lost even when the
+    sender skipped periods (then armed index ≠ audio block). None for other bit depths."""
+    if getattr(hdr, "bit_resolution", None) != 16 or len(datagram) < HEADER_SIZE_BYTES + 2 * n:
+        return None
+    return list(struct.unpack_from(f"<{n}h", datagram, HEADER_SIZE_BYTES))
 
 
 def read_relay_log(path: str | Path) -> dict:
