@@ -27,6 +27,9 @@ say "Python package nextblock (C++ extension via scikit-build-core) with extras"
 "$PY" -m pip install -q --upgrade pip >/dev/null
 "$PY" -m pip install -q -e ".[train,eval,test,dataset-render]"
 "$PY" -m pip install -q --no-deps "tinysoundfont>=0.3"   # its pyaudio dependency is only for live playback
+# The same extension in place too (python/nextblock/_core*.so, git-ignored): child processes that
+# the tests, the demo and the benches start with PYTHONPATH=python then import this very tree.
+scripts/dev_build.sh >/dev/null
 
 say "Patched JackTrip 2.7.2 (needs JackTrip's source: JACKTRIP_SOURCE_DIR, the cache, or the release tarball)"
 "$PY" -m nextblock.jackio.patched_build || say "patched JackTrip not built (see above): the demo and tests use stock JackTrip"
