@@ -13,11 +13,10 @@ installed) into the cache shared with the dataset tool::
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
 from pathlib import Path
+
+from ..dataset.cache import cache_root, debian_extracted_dir
+from ..dataset.debian import DebianFetchError, apt_available, download_deb, extract_deb
 
 #: small clips used by the tests and the note (package, path inside the package)
 SPEECH_CLIP = ("klettres-data", "usr/share/klettres/en/alpha/A.ogg")  # 2 s, 44.1 kHz mono, English speech
@@ -28,47 +27,28 @@ class ClipUnavailable(RuntimeError):
     """The package could not be fetched (no apt, no mirror) or lacks the file."""
 
 
-def cache_dir() -> Path:
-    """``$NEXTBLOCK_CACHE``, else ``~/.cache/nextblock``."""
-    return Path(os.environ.get("NEXTBLOCK_CACHE") or Path.home() / ".cache" / "nextblock")
-
-
 def debian_package_dir(package: str, timeout_s: float = 600.0) -> Path:
     """The unpacked tree of a Debian package, fetching and unpacking it on first use.
+
+    Uses the dataset tool's cache and fetch steps (:mod:`nextblock.dataset.debian`).
 
     Raises
     ------
     ClipUnavailable
-        If ``apt-get``/``dpkg-deb`` are missing or the download fails.
+        If ``apt-get``/``dpkg-deb`` are missing or the download or unpacking fails.
     """
-    root = cache_dir() / "debian"
-    extracted = root / "extracted" / package
+    cache = cache_root()
+    extracted = debian_extracted_dir(cache) / package
     if extracted.is_dir() and any(extracted.iterdir()):
         return extracted
-    debs = root / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+    if not apt_available():
         raise ClipUnavailable(f"cannot fetch {package}: apt-get/dpkg-deb not available")
-    existing = sorted(glob.glob(str(debs / f"{package}_*.deb")))
-    if not existing:
-        try:
-            subprocess.run(["apt-get", "download", package], cwd=debs, check=True, capture_output=True, timeout=timeout_s)
-        except (subprocess.SubprocessError, OSError) as error:
-            raise ClipUnavailable(f"cannot fetch {package} with apt-get download: {error}") from None
-        existing = sorted(glob.glob(str(debs / f"{package}_*.deb")))
-        if not existing:
-            raise ClipUnavailable(f"apt-get download {package} produced no .deb")
-    partial = extracted.with_name(package + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     try:
-        subprocess.run(["dpkg-deb", "-x", existing[-1], str(partial)], check=True, capture_output=True, timeout=timeout_s)
-    except (subprocess.SubprocessError, OSError) as error:
-        raise ClipUnavailable(f"cannot unpack {existing[-1]}: {error}") from None
-    if not extracted.exists():
-        partial.rename(extracted)
-    else:  # another process won the race
-        shutil.rmtree(partial, ignore_errors=True)
-    return extracted
+        deb, _ = download_deb(cache, package, timeout_s=timeout_s)
+        folder, _ = extract_deb(cache, package, deb)
+    except DebianFetchError as error:
+        raise ClipUnavailable(f"cannot fetch {package}: {error}") from None
+    return folder
 
 
 def debian_clip(package: str, relative_path: str) -> Path:

@@ -27,7 +27,9 @@ import numpy as np
 
 from ..evaluation.metrics import energy_sums, snr_from_energies
 from ..features.config import FeatureConfig
+from ..features.continuity import boundary_ramp, match_boundary
 from ..features.spectral import SpectralCodec
+from ..model.runner import DEFAULT_BOUNDARY_RAMP_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,20 @@ def score_model_file(model_path: str | os.PathLike, windows: np.ndarray, config:
     return score_predict_fn(predictor.predict, windows, config)
 
 
-def score_keras(finetuner, windows: np.ndarray, config: FeatureConfig) -> Score:
-    """Score the Keras candidate of a :class:`~nextblock.learning.finetune.FineTuner` (batched)."""
+def score_keras(finetuner, windows: np.ndarray, config: FeatureConfig,
+                ramp_samples: int = DEFAULT_BOUNDARY_RAMP_SAMPLES) -> Score:
+    """Score the Keras candidate of a :class:`~nextblock.learning.finetune.FineTuner` (batched).
+
+    Post-processed as :meth:`nextblock.model.runner.BlockPredictor.predict` does (decode, then the
+    boundary ramp of ``ramp_samples``), so that on identical weights it scores what LiteRT scores.
+    """
     codec = SpectralCodec(config)
-    features, scale = codec.encode(windows[:, : config.context_samples])
+    contexts = windows[:, : config.context_samples]
+    features, scale = codec.encode(contexts)
     spectrum = finetuner.predict_spectrum(features)
     predictions = codec.decode(spectrum, scale).reshape(windows.shape[0], -1)
+    if ramp_samples > 0:
+        match_boundary(predictions, contexts, boundary_ramp(ramp_samples))
     return score_predictions(windows, predictions, config)
 
 
