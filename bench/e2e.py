@@ -47,12 +47,11 @@ def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
     att = r.get("attach_stats") if isinstance(r.get("attach_stats"), dict) else {}
     recv = r["jacktrip_receive"]
     ev = r.get("segment_events") or {}
-    counts = ev.get("counts", {})
-    if ev:  # patched JackTrip: its own UNDERRUN events (exact per block)
-        underruns = counts.get("UNDERRUN/REPLACEMENT", 0) + counts.get("UNDERRUN/FALLBACK", 0)
+    if ev:  # patched JackTrip: its own UNDERRUN (and Regulator SKIP) events, exact per block
+        underruns = ev.get("concealments", 0)
     else:  # bufstrategy 3 (Regulator) prints "Glitches" instead of recv/prot counters
         underruns = recv["recv_underruns"] if recv["glitches"] is None else recv["glitches"]
-    replaced = counts.get("UNDERRUN/REPLACEMENT", 0) if r.get("attach_command") else None
+    replaced = ev.get("replacements_used", 0) if r.get("attach_command") else None
     return {
         "pattern": pattern, "receiver": r["label"], "binary": r["receiver_binary"],
         "version": r.get("receiver_version"), "link_method": r["link"]["method"],

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 from nextblock.jackio.e2e import (
     ReceiverSpec,
+    REGULATOR_QUEUE_MS,
     nextblock_receiver,
     patched_fallback_receiver,
     run_e2e,
@@ -202,3 +203,37 @@ def test_failed_jacktrip_start_cleans_up_everything(patched, audio, tmp_path):
     with pytest.raises(ProcessStartError):
         run_e2e(audio[: 48000], _link(), ReceiverSpec(label="broken", binary="/bin/false"), tmp_path,
                 sender_binary=patched, rt_priority=RT)
+
+
+@pytest.fixture(scope="module")
+def regulator_run(patched, audio, tmp_path_factory):
+    """The receiving JackTrip on its Regulator (``--bufstrategy 3``, Burg as the fallback) with attach."""
+    work = tmp_path_factory.mktemp("e2e-regulator")
+    spec = nextblock_receiver(patched, work / "attach.json", buffer_args=("--bufstrategy", "3"), realtime=True)
+    spec.queue = str(REGULATOR_QUEUE_MS)
+    try:
+        r = run_e2e(audio, _link(), spec, work, sender_binary=patched, rt_priority=RT)
+    finally:
+        _no_leftovers()
+    print("regulator", {"dropped": r["link"]["dropped_packets"], "events": r["segment_events"]["counts"],
+                        "lost": r["metrics_lost_packets"], "attach": r.get("attach_stats")})
+    return r
+
+
+def test_regulator_conceals_every_drop_with_nextblocks_replacement(regulator_run):
+    """The Regulator reports a dropped packet as a SKIP glitch (a newer packet is already queued)
+    or an UNDERRUN (none is): either way at the dropped seq, and it plays the block we posted."""
+    r = regulator_run
+    dropped = _mod(r["link"]["dropped_seqs"])
+    ev = r["segment_events"]
+    assert ev["error"] is None, ev["error"]
+    concealed = _mod(ev["concealed_seqs"])
+    missing = sorted(dropped - concealed)
+    assert len(missing) <= 2, f"drops the Regulator did not report as concealed: {missing[:20]}"
+    replaced = _mod(ev["replaced_seqs"])
+    share = len(dropped & replaced) / len(dropped)
+    assert share >= 0.9, f"only {share:.0%} of the dropped packets were concealed by NextBlock ({ev['counts']})"
+    stats = r["attach_stats"]
+    assert "error" not in stats, stats
+    assert stats["underruns"] == ev["concealments"], "attach counts the Regulator's SKIP glitches too"
+    assert stats["replacements_used"] >= 0.9 * stats["underruns"]

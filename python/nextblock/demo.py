@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network namespaces (root) or loopback")
     p.add_argument("--fallback", default="zeros", choices=("zeros", "wavetable", "default", "regulator"),
                    help="JackTrip's own concealment to compare with (default zeros). With the patched build, "
-                        "zeros/wavetable run JackTrip's ring buffer (--bufstrategy -1 [-z]) with and without "
-                        "NextBlock; default/regulator run stock JackTrip only (its default jitter buffer / "
-                        "--bufstrategy 3 Burg PLC)")
+                        "zeros/default/wavetable run JackTrip's ring buffer (--bufstrategy -1 [-z]) and "
+                        "regulator its Regulator with Burg PLC (--bufstrategy 3, -q in ms), each alone and "
+                        "with NextBlock; without it, stock JackTrip with that concealment only")
     p.add_argument("--queue", type=int, default=4, help="JackTrip jitter-buffer length in packets (-q)")
     p.add_argument("--out", default="out/demo", help="folder for WAVs, logs, plot and report.json")
     p.add_argument("--no-install", action="store_true", help="do not apt/pip install missing dependencies")
@@ -127,14 +127,15 @@ def _plot(reference, recordings: dict, dropped_indices, period: int, rate_hz: in
 
 def _row(name: str, r: dict) -> dict:
     ev = r.get("segment_events") or {}
-    counts = ev.get("counts", {})
     att = r.get("attach_stats") if isinstance(r.get("attach_stats"), dict) else {}
-    underruns = (counts.get("UNDERRUN/REPLACEMENT", 0) + counts.get("UNDERRUN/FALLBACK", 0)
+    underruns = (ev.get("concealments", 0)
                  if ev else r["jacktrip_receive"]["recv_underruns"] or r["jacktrip_receive"].get("glitches") or 0)
     return {"label": r["label"], "binary": r["receiver_binary"], "version": r.get("receiver_version"),
             "dropped_packets": r["link"].get("dropped_packets"),
-            "jacktrip_lost_packets": r["jacktrip_receive"]["lost_packets"],
-            "underruns": underruns, "replacements_used": counts.get("UNDERRUN/REPLACEMENT") if ev else None,
+            # the Regulator (--bufstrategy 3) prints glitches, not a lost-packet counter
+            "jacktrip_lost_packets": None if r["jacktrip_receive"].get("glitches") is not None
+            else r["jacktrip_receive"]["lost_packets"],
+            "underruns": underruns, "replacements_used": ev.get("replacements_used") if ev else None,
             "attach": {k: att.get(k) for k in ("underruns", "replacements_used", "fallbacks", "deadline_misses",
                                                 "posts")} if att else None,
             "metrics": r["metrics"], "metrics_lost_packets": r.get("metrics_lost_packets"),
@@ -161,6 +162,7 @@ def main(argv=None) -> int:
     import soundfile as sf
 
     from nextblock.jackio.e2e import (
+        REGULATOR_QUEUE_MS,
         nextblock_receiver,
         patched_fallback_receiver,
         run_e2e,
@@ -186,23 +188,27 @@ def main(argv=None) -> int:
     rt = 20 if root else None
     runs = {}
     t0 = time.monotonic()
-    if patched and args.fallback in ("zeros", "wavetable", "default"):
-        buffer_args = ("--bufstrategy", "-1") + (("-z",) if args.fallback != "wavetable" else ())
-        fb_name = "zeros" if "-z" in buffer_args else "wavetable"
+    if patched and args.fallback in ("zeros", "wavetable", "default", "regulator"):
+        if args.fallback == "regulator":  # the Regulator, with Burg as JackTrip's own concealment
+            buffer_args, fb_name, queue = ("--bufstrategy", "3"), "Regulator, Burg PLC", str(REGULATOR_QUEUE_MS)
+            buffer_desc = f"Regulator, -q {queue} ms"
+        else:
+            buffer_args = ("--bufstrategy", "-1") + (("-z",) if args.fallback != "wavetable" else ())
+            fb_name, queue = ("zeros" if "-z" in buffer_args else "wavetable"), None
+            buffer_desc = f"ring buffer, -q {args.queue}"
         print(f"running twice, {args.seconds:g} s each, same seeded losses, patched JackTrip on both ends "
-              f"(ring buffer, -q {args.queue}):\n  1. JackTrip alone, its own concealment ({fb_name})\n"
+              f"({buffer_desc}):\n  1. JackTrip alone, its own concealment ({fb_name})\n"
               f"  2. JackTrip + python -m nextblock.attach (NextBlock's predictions)", flush=True)
-        runs["jacktrip"] = run_e2e(audio, link, patched_fallback_receiver(patched, buffer_args), out,
-                                   queue_packets=args.queue, sender_binary=patched, rt_priority=rt)
+        alone = patched_fallback_receiver(patched, buffer_args)
+        with_nb = nextblock_receiver(patched, out / "attach-stats.json", buffer_args=buffer_args, realtime=root)
+        alone.queue = with_nb.queue = queue
+        runs["jacktrip"] = run_e2e(audio, link, alone, out, queue_packets=args.queue, sender_binary=patched,
+                                   rt_priority=rt)
         print(f"link: {runs['jacktrip']['link']['method']} over {runs['jacktrip']['link']['topology']} "
               f"({runs['jacktrip']['link']['reason']})", flush=True)
-        runs["nextblock"] = run_e2e(audio, link, nextblock_receiver(patched, out / "attach-stats.json",
-                                                                   buffer_args=buffer_args, realtime=root),
-                                    out, queue_packets=args.queue, sender_binary=patched, rt_priority=rt)
+        runs["nextblock"] = run_e2e(audio, link, with_nb, out, queue_packets=args.queue, sender_binary=patched,
+                                    rt_priority=rt)
     else:
-        if patched:
-            print(f"--fallback {args.fallback}: NextBlock is compared on the ring buffer only (zeros/wavetable); "
-                  "running stock JackTrip with that fallback only", flush=True)
         stock_bin, note = find_stock_jacktrip(patched)
         print(note, flush=True)
         runs["jacktrip"] = run_e2e(audio, link, stock_receiver(args.fallback, binary=stock_bin), out,
@@ -230,7 +236,7 @@ def main(argv=None) -> int:
         row = _row(name, r)
         report["runs"][name] = row
         lostm = r.get("metrics_lost_packets") or {}
-        print(f"{name:<11}{row['jacktrip_lost_packets']:>6}{row['underruns']:>10}"
+        print(f"{name:<11}{_fmt(row['jacktrip_lost_packets']):>6}{row['underruns']:>10}"
               f"{_fmt(row['replacements_used']):>13}{r['metrics']['snr_db']:>8.2f}{r['metrics']['lsd_db']:>8.2f}"
               f"{_fmt(lostm.get('snr_db')):>9}{_fmt(lostm.get('lsd_db')):>9}")
     print("  lost: packets JackTrip saw missing; underruns: blocks it had to conceal; by NextBlock: of those,\n"

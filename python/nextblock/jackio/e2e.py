@@ -112,7 +112,9 @@ def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach
 
     ``buffer_args``: JackTrip's buffer strategy, default the classic ring buffer with zeros as the
     fallback (``--bufstrategy -1 -z``): its UNDERRUN events carry the exact JackTrip seq of each
-    lost packet and it costs next to no CPU (see docs/notes/e2e.md for why not the Regulator).
+    lost packet and it costs next to no CPU. ``("--bufstrategy", "3")`` runs the Regulator (its Burg
+    PLC as the fallback; pass ``-q`` in ms through ``ReceiverSpec.queue``): it reports a lost packet as
+    a SKIP glitch or an UNDERRUN, both with the lost seq.
     ``realtime``: pass ``--realtime`` to attach (SCHED_FIFO); default: when root.
     """
     import sys
@@ -131,7 +133,8 @@ def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach
 def patched_fallback_receiver(binary: str, buffer_args=("--bufstrategy", "-1", "-z")) -> ReceiverSpec:
     """The same patched JackTrip with ``--nextblock`` but no predictor attached: JackTrip's own
     fallback plays at every UNDERRUN (the events still tell which seqs were concealed)."""
-    label = "patched-fallback-" + ("zeros" if "-z" in buffer_args else "wavetable" if "-1" in buffer_args else "other")
+    label = "patched-fallback-" + ("zeros" if "-z" in buffer_args else "wavetable" if "-1" in buffer_args
+                                   else "regulator" if "3" in buffer_args else "other")
     return ReceiverSpec(label=label, binary=binary, extra_args=["--nextblock", *buffer_args])
 
 

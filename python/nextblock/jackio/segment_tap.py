@@ -12,7 +12,11 @@ from __future__ import annotations
 import threading
 import time
 
-__all__ = ["SegmentTap"]
+__all__ = ["CONCEALING_KINDS", "SegmentTap"]
+
+#: event kinds that mark a block JackTrip concealed (the Regulator reports a dropped packet as a
+#: SKIP glitch when a newer one is already there, as an UNDERRUN when none is)
+CONCEALING_KINDS = ("UNDERRUN", "SKIP")
 
 
 class SegmentTap:
@@ -78,15 +82,23 @@ class SegmentTap:
         self._stop.set()
         self._thread.join(5.0)
 
+    def concealments(self) -> list[dict]:
+        """The events where JackTrip had to play something for a missing block: UNDERRUNs and the
+        Regulator's SKIP glitches (``--bufstrategy 3``), with outcome REPLACEMENT or FALLBACK."""
+        return [e for e in self.events if e["kind"] in CONCEALING_KINDS and e["outcome"] in ("REPLACEMENT", "FALLBACK")]
+
     def summary(self) -> dict:
-        """Counts per kind/outcome and the UNDERRUN seqs (64-bit, unwrapped by the patch)."""
+        """Counts per kind (and outcome, for concealments), the concealed and replaced seqs
+        (64-bit, unwrapped by the patch) and their totals."""
         counts: dict[str, int] = {}
+        concealed = self.concealments()
         for e in self.events:
-            key = e["kind"] if e["kind"] != "UNDERRUN" else f"UNDERRUN/{e['outcome']}"
+            key = f"{e['kind']}/{e['outcome']}" if e["kind"] in CONCEALING_KINDS else e["kind"]
             counts[key] = counts.get(key, 0) + 1
+        replaced = [e["seq"] for e in concealed if e["outcome"] == "REPLACEMENT"]
         return {"counts": counts, "underrun_seqs": [e["seq"] for e in self.events if e["kind"] == "UNDERRUN"],
-                "replaced_seqs": [e["seq"] for e in self.events
-                                  if e["kind"] == "UNDERRUN" and e["outcome"] == "REPLACEMENT"],
+                "concealed_seqs": [e["seq"] for e in concealed], "replaced_seqs": replaced,
+                "concealments": len(concealed), "replacements_used": len(replaced),
                 "skipped": self.skipped, "blocks_written": self.blocks_written, "error": self.error}
 
     def __enter__(self) -> SegmentTap:

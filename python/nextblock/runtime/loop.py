@@ -342,7 +342,8 @@ class AttachLoop:
         next_index = start + skipped
         for e in events:
             next_index = e.index + 1
-            if e.kind == EventKind.UNDERRUN:
+            # a concealment: an UNDERRUN, or the Regulator's SKIP glitch (an outcome either way)
+            if e.kind in (EventKind.UNDERRUN, EventKind.SKIP) and e.outcome in (Outcome.REPLACEMENT, Outcome.FALLBACK):
                 stats.underruns += 1
                 if e.outcome == Outcome.REPLACEMENT:
                     stats.replacements_used += 1

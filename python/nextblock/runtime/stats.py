@@ -79,11 +79,12 @@ class RuntimeStats:
     blocks_skipped : int
         Blocks the ring overwrote before we read them (we were descheduled > ring length).
     underruns : int
-        UNDERRUN events reported by JackTrip.
+        Concealments JackTrip reported: UNDERRUN events, and the SKIP glitches of its Regulator
+        (``--bufstrategy 3``), each with an outcome.
     replacements_used : int
-        UNDERRUN events with outcome REPLACEMENT (our block was played).
+        Of those, the ones with outcome REPLACEMENT (our block was played).
     fallbacks : int
-        UNDERRUN events with outcome FALLBACK (JackTrip's own concealment played).
+        Of those, the ones with outcome FALLBACK (JackTrip's own concealment played).
     predictions : int
         Model calls.
     posts : int
