@@ -5,13 +5,14 @@ through the seeded relay, so every receiver sees the same drops at the same audi
 positions) and each receiver — stock JackTrip (``jacktrip-stock`` 2.7.2 built beside the patched
 one, else the system's) with zeros (``-z``), wavetable (``--bufstrategy -1``) and Regulator/Burg
 (``--bufstrategy 3``), and when a patched build exists the patched JackTrip's ring buffer alone
-(``patched-fallback-zeros``) and with ``nextblock.attach`` (``nextblock``) — it plays a real recording through two jackd dummy servers and records
-it, then reports ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where
+(``patched-fallback-zeros``), with ``nextblock.attach`` (``nextblock``), and its Regulator with
+``nextblock.attach`` (``nextblock-regulator``: Burg stays the fallback for any block NextBlock
+misses) — it plays a real recording through two jackd dummy servers and records it, then reports ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where
 ``visqol-python`` is installed, the share of underruns NextBlock concealed, JackTrip's
 counters and CPU seconds per process. Writes JSON and a markdown table; the last output line
 is the JSON object.
 
-    PYTHONPATH=python python bench/e2e.py --quick            # 10 s per run (~5 min)
+    PYTHONPATH=python python bench/e2e.py --quick            # 10 s per run (~6 min)
     PYTHONPATH=python python bench/e2e.py --json e2e.json --markdown e2e.md   # 60 s per run
 """
 
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     import os
 
     from nextblock.jackio.e2e import (
+        REGULATOR_QUEUE_MS,
         nextblock_receiver,
         patched_fallback_receiver,
         run_e2e,
@@ -136,6 +138,11 @@ def main(argv=None) -> int:
             recv.append((patched_fallback_receiver(patched), patched))
             recv.append((nextblock_receiver(patched, (out / "attach-stats.json").resolve(), realtime=rt is not None),
                          patched))
+            # NextBlock on the Regulator: Burg stays JackTrip's fallback for any block we miss
+            on_regulator = nextblock_receiver(patched, (out / "attach-stats-regulator.json").resolve(),
+                                              buffer_args=("--bufstrategy", "3"), realtime=rt is not None)
+            on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
+            recv.append((on_regulator, patched))
         for receiver, sender in recv:
             link = LinkSpec(loss=PATTERNS[name], seed=args.seed, method="relay", topology=args.topology)
             r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)

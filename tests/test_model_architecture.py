@@ -56,3 +56,18 @@ def test_loss_is_zero_for_a_perfect_prediction_and_snr_metric_sees_it():
     assert float(tf.reduce_mean(loss(target, perfect))) < 1e-3
     assert float(tf.reduce_mean(loss(target, np.zeros_like(perfect)))) > 0.5
     assert float(tf.reduce_mean(make_snr_metric(cfg)(target, perfect))) > 40.0
+
+
+def test_untrained_lpc_model_plays_the_lpc_guess():
+    """With an LPC guess in the features the untrained model outputs exactly that guess (gain 1,
+    the other heads at zero); the input has 5 channels."""
+    cfg = FeatureConfig(lpc_order=32)
+    model = build_model(cfg, ArchitectureConfig(width=8, blocks=1))
+    assert tuple(model.input.shape) == (None, 513, 5)
+    rng = np.random.default_rng(5)
+    t = np.arange(1024) / 48000
+    context = (np.sin(2 * np.pi * 700 * t) + 0.1 * rng.standard_normal(1024)).astype(np.float32)
+    features, _ = SpectralCodec(cfg).encode(context[None])
+    out = np.asarray(model(features))[0]
+    np.testing.assert_allclose(out, features[0, ::cfg.bin_stride, 3:], atol=1e-6)
+    assert np.abs(out).max() > 0.1

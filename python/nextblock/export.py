@@ -92,7 +92,7 @@ def convert(model, float16: bool = False) -> bytes:
 
 
 def check_inputs(features, count: int = 64):
-    """Realistic check inputs: features of sums of random sinusoids plus noise. ``(count, bins, 3)``."""
+    """Realistic check inputs: features of sums of random sinusoids plus noise. ``(count, bins, channels)``."""
     import numpy as np
 
     from .features.spectral import SpectralCodec
@@ -108,7 +108,7 @@ def check_inputs(features, count: int = 64):
 
 
 def max_difference(model, tflite_bytes: bytes, inputs) -> float:
-    """Largest |LiteRT − Keras| over ``inputs`` (``(n, bins, 3)``), running LiteRT one row at a time."""
+    """Largest |LiteRT − Keras| over ``inputs`` (``(n, bins, channels)``), running LiteRT one row at a time."""
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
@@ -138,6 +138,7 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "sample_rate_hz": features.sample_rate_hz,
         "outputs_blocks": features.outputs_blocks,
         "window_fall_samples": features.window_fall_samples,
+        "lpc_order": features.lpc_order,
         "boundary_ramp_samples": boundary_ramp_samples,
         "channels_layout": "mono, per channel",
         "input": f"features float32 [channels, {features.input_bins}, 3]",

@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     feat.add_argument("--context-samples", type=int, default=1024, help="context length in samples (default %(default)s)")
     feat.add_argument("--sample-rate-hz", type=int, default=48000, help="sample rate (default %(default)s)")
     feat.add_argument("--window-fall-samples", type=int, default=128, help="analysis window's fall (default %(default)s)")
+    feat.add_argument("--lpc-order", type=int, default=32,
+                      help="order of the linear-prediction guess the network corrects, 0 = none (default %(default)s)")
     arch = p.add_argument_group("architecture")
     arch.add_argument("--width", type=int, default=32, help="trunk channels (default %(default)s)")
     arch.add_argument("--blocks", type=int, default=4, help="residual blocks (default %(default)s)")
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     from .model.architecture import ArchitectureConfig
 
     try:
-        features = FeatureConfig(args.frames_per_block, args.context_samples, args.sample_rate_hz, 2, args.window_fall_samples)
+        features = FeatureConfig(args.frames_per_block, args.context_samples, args.sample_rate_hz, 2, args.window_fall_samples,
+                                 args.lpc_order)
         arch = ArchitectureConfig(args.width, args.blocks, args.kernel_bins, args.filter_taps)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,6 +25,9 @@ class FeatureConfig:
     window_fall_samples:
         Length of the short fall at the newest end of the asymmetric analysis window (see
         :func:`nextblock.features.window.analysis_window`).
+    lpc_order:
+        Order of the linear-prediction guess fed to the network next to the spectrum
+        (:mod:`nextblock.features.lpc`); 0: none (models before 2.0).
     """
 
     frames_per_block: int = 128
@@ -32,6 +35,7 @@ class FeatureConfig:
     sample_rate_hz: int = 48000
     outputs_blocks: int = 2
     window_fall_samples: int = 128
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         if self.frames_per_block <= 0:
@@ -47,6 +51,9 @@ class FeatureConfig:
             raise ValueError(
                 f"window_fall_samples must be in [0, context_samples / 2), got {self.window_fall_samples}"
             )
+
+        if not 0 <= 2 * self.lpc_order <= self.context_samples:
+            raise ValueError(f"lpc_order must be in [0, context_samples / 2], got {self.lpc_order}")
 
     @property
     def output_samples(self) -> int:

@@ -3,12 +3,17 @@
 The network never sees absolute levels: each context is divided by its RMS before the FFT and
 the prediction is multiplied back, so one model serves whispers and fortissimo alike.
 
-Input features (``encode``), per channel, shape ``(input_bins, 3)``:
+Input features (``encode``), per channel, shape ``(input_bins, 3)``, or ``(input_bins, 5)`` with an LPC guess:
 
 0. real part and
 1. imaginary part of ``rfft(window * context / rms) * input_gain`` – scaled so that a sinusoid
    of amplitude ``a`` (in RMS units) peaks at about ``a``;
-2. ``log(|X| + 1e-3) / 4``: log-magnitude, which exposes quiet partials to the network.
+2. ``log(|X| + 1e-3) / 4``: log-magnitude, which exposes quiet partials to the network;
+3. real part and
+4. imaginary part of the *LPC guess* (only when ``config.lpc_order > 0``): the spectrum of the
+   next ``output_samples`` as a linear predictor of that order continues the context
+   (:mod:`nextblock.features.lpc`), in the units of the output below, on the output's bin grid:
+   output bin ``k`` sits at input bin ``bin_stride * k``; the other input bins hold 0.
 
 Output (``decode``): the network predicts the real FFT of the next ``output_samples`` samples
 (no window), shape ``(output_bins, 2)`` = (real, imaginary), in the same amplitude units;
@@ -21,6 +26,7 @@ import numpy as np
 import scipy.fft
 
 from .config import FeatureConfig
+from .lpc import lpc_continuation
 from .window import analysis_window
 
 #: added to the context's RMS before dividing, so silence maps to (near) zero, not to noise.
@@ -29,8 +35,10 @@ RMS_FLOOR = 1e-5
 LOG_MAGNITUDE_FLOOR = 1e-3
 #: the log-magnitude feature is divided by this, to keep it in about [-2, 1].
 LOG_MAGNITUDE_DIVISOR = 4.0
-#: number of feature channels per frequency bin (re, im, log-magnitude).
+#: feature channels per frequency bin of the context's spectrum (re, im, log-magnitude).
 FEATURE_CHANNELS = 3
+#: feature channels of the LPC guess (re, im), when the config has an ``lpc_order``.
+LPC_CHANNELS = 2
 
 
 class SpectralCodec:
@@ -48,6 +56,11 @@ class SpectralCodec:
         self.output_gain = np.float32(config.output_samples / 2.0)
         # the window with the input gain folded in (the FFT is linear): one multiply less per call
         self._scaled_window = (self.window * self.input_gain).astype(np.float32)
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels per input bin: 3, plus 2 with an LPC guess (see the module docstring)."""
+        return FEATURE_CHANNELS + (LPC_CHANNELS if self.config.lpc_order > 0 else 0)
 
     # ------------------------------------------------------------------ pre-processing
     def context_scale(self, context: np.ndarray) -> np.ndarray:
@@ -70,7 +83,7 @@ class SpectralCodec:
         Returns
         -------
         features:
-            ``(..., input_bins, 3)`` float32 (see the module docstring).
+            ``(..., input_bins, feature_channels)`` float32 (see the module docstring).
         scale:
             ``(...,)`` float32 – each context's RMS, needed by :meth:`decode`.
         """
@@ -82,7 +95,7 @@ class SpectralCodec:
         scale = self.context_scale(context)
         # scipy.fft keeps float32 -> complex64 and is about twice as fast as numpy.fft here
         spectrum = scipy.fft.rfft(context * (self._scaled_window / scale[..., None]), axis=-1, workers=1)
-        features = np.empty(context.shape[:-1] + (self.config.input_bins, FEATURE_CHANNELS), np.float32)
+        features = np.empty(context.shape[:-1] + (self.config.input_bins, self.feature_channels), np.float32)
         features[..., 0] = spectrum.real
         features[..., 1] = spectrum.imag
         magnitude = np.abs(spectrum)
@@ -90,7 +103,22 @@ class SpectralCodec:
         np.log(magnitude, out=magnitude)
         magnitude *= 1.0 / LOG_MAGNITUDE_DIVISOR
         features[..., 2] = magnitude
+        if self.config.lpc_order > 0:
+            self._lpc_features(context, scale, spectrum, features)
         return features, scale
+
+    def _lpc_features(self, context: np.ndarray, scale: np.ndarray, spectrum: np.ndarray, features: np.ndarray) -> None:
+        """Write the LPC guess's spectrum into channels 3-4 of ``features`` (in place)."""
+        cfg = self.config
+        rows = int(np.prod(context.shape[:-1], dtype=np.int64))
+        flat_context = (context / scale[..., None]).reshape(rows, cfg.context_samples)
+        guess = lpc_continuation(flat_context, spectrum.reshape(rows, -1), cfg.lpc_order, cfg.output_samples,
+                                 cfg.sample_rate_hz)
+        guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * np.float32(1.0 / self.output_gain)
+        lpc = np.zeros((rows, cfg.input_bins, LPC_CHANNELS), np.float32)
+        lpc[:, ::cfg.bin_stride, 0] = guess_spectrum.real
+        lpc[:, ::cfg.bin_stride, 1] = guess_spectrum.imag
+        features[..., FEATURE_CHANNELS:] = lpc.reshape(features.shape[:-1] + (LPC_CHANNELS,))
 
     # ----------------------------------------------------------------- post-processing
     def decode(self, spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:

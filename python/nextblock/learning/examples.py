@@ -45,7 +45,7 @@ class LiveExampleBuilder:
         Returns
         -------
         features:
-            ``(k, input_bins, 3)`` float32 with ``batch_size * min_fill <= k <= batch_size``.
+            ``(k, input_bins, channels)`` float32 (channels: 3, or 5 with an LPC guess) with ``batch_size * min_fill <= k <= batch_size``.
         targets:
             ``(k, output_samples)`` float32, continuations in their context's RMS units.
         """

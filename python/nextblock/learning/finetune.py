@@ -5,7 +5,7 @@ the training side's network (:func:`nextblock.model.architecture.build_model`) a
 (:func:`nextblock.model.losses.make_loss`) unchanged, so a fine-tuned model is exactly the kind
 of model offline training produces and exports the same way.
 
-Shapes: ``features`` ``(batch, input_bins, 3)``, ``targets`` ``(batch, output_samples)``
+Shapes: ``features`` ``(batch, input_bins, channels)`` (3, or 5 with an LPC guess), ``targets`` ``(batch, output_samples)``
 (see :func:`nextblock.model.data.windows_to_arrays`); the model outputs ``(batch, output_bins, 2)``.
 """
 
@@ -73,7 +73,7 @@ class FineTuner:
         return float(value)
 
     def predict_spectrum(self, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Keras forward pass, ``(n, input_bins, 3)`` → ``(n, output_bins, 2)`` float32 (a quick
+        """Keras forward pass, ``(n, input_bins, channels)`` → ``(n, output_bins, 2)`` float32 (a quick
         pre-check before the exported model is scored through LiteRT)."""
         parts = [np.asarray(self._predict(features[i:i + batch_size])) for i in range(0, features.shape[0], batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.config.output_bins, 2), np.float32)

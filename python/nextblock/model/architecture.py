@@ -2,7 +2,7 @@
 
 Shapes (defaults: 1024-sample context, 2 × 128-sample output):
 
-* input  ``features``  ``(batch, input_bins=513, 3)`` – see :mod:`nextblock.features.spectral`
+* input  ``features``  ``(batch, input_bins=513, 3 or 5)`` – see :mod:`nextblock.features.spectral`
 * output ``spectrum``  ``(batch, output_bins=129, 2)`` – real/imag FFT of the next 256 samples
 
 Layout::
@@ -10,6 +10,11 @@ Layout::
     features ─ Conv1D(width, 2·stride, strides=stride) ─ [residual block] × depth ─┬─ Conv1D(2·taps, 1) = H ─┐
         │                                                                         └─ Conv1D(2, 3) = direct  │
         └─ (re, im) ─ patches of `taps` input bins around bin stride·k ─────────── Σ H·patch (complex) ─────┴─ + ─ spectrum
+
+With an LPC guess in the features (``lpc_order > 0``, channels 3-4 at input bins ``stride·k``),
+a third head predicts a complex gain per output bin for that guess and adds ``gain · guess``:
+the network then only has to correct a linear predictor that already continues every partial
+and the noise floor at their level (PARCnet's idea; the gain starts at 1).
 
 The input's bin ``stride·k`` and the output's bin ``k`` are the same frequency, so everything is
 equivariant to shifts in frequency and a convolution over bins fits. The *deep filter* head
@@ -32,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..features.config import FeatureConfig
-from ..features.spectral import FEATURE_CHANNELS
+from ..features.spectral import FEATURE_CHANNELS, LPC_CHANNELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +94,8 @@ def _patch_kernel(filter_taps: int) -> np.ndarray:
 def build_model(features: FeatureConfig, arch: ArchitectureConfig | None = None):
     """Build the Keras model (uncompiled).
 
-    Returns a ``keras.Model`` mapping ``(batch, input_bins, 3)`` float32 features to the
+    Returns a ``keras.Model`` mapping ``(batch, input_bins, channels)`` float32 features
+    (``channels`` = 3, or 5 with an LPC guess) to the
     ``(batch, output_bins, 2)`` float32 predicted spectrum. Imports Keras lazily so the runtime
     side of the package never needs TensorFlow.
     """
@@ -99,7 +105,8 @@ def build_model(features: FeatureConfig, arch: ArchitectureConfig | None = None)
     arch = arch or ArchitectureConfig()
     stride = features.bin_stride
     taps = arch.filter_taps
-    inputs = keras.Input((features.input_bins, FEATURE_CHANNELS), name="features")
+    channels = FEATURE_CHANNELS + (LPC_CHANNELS if features.lpc_order > 0 else 0)
+    inputs = keras.Input((features.input_bins, channels), name="features")
     # Work on (1, bins, channels) images with (1, k) kernels: LiteRT runs CONV_2D natively,
     # whereas Conv1D adds an EXPAND_DIMS/RESHAPE pair around every layer.
     # (EXPAND_DIMS, not Reshape: Reshape's dynamic batch costs extra SHAPE/PACK ops in LiteRT)
@@ -124,17 +131,34 @@ def build_model(features: FeatureConfig, arch: ArchitectureConfig | None = None)
         kernel_initializer=keras.initializers.Constant(_patch_kernel(taps)[None]), name="patches",
     )(reim)
 
+    def complex_product(h_re, h_im, p_re, p_im):
+        return h_re * p_re - h_im * p_im, h_re * p_im + h_im * p_re
+
     def complex_filter(args):
         h, p = args
         h_re, h_im = h[..., :taps], h[..., taps:]
         p_re, p_im = p[..., :taps], p[..., taps:]
-        out_re = keras.ops.sum(h_re * p_re - h_im * p_im, axis=-1, keepdims=True)
-        out_im = keras.ops.sum(h_re * p_im + h_im * p_re, axis=-1, keepdims=True)
+        out_re, out_im = complex_product(h_re, h_im, p_re, p_im)
+        out_re = keras.ops.sum(out_re, axis=-1, keepdims=True)
+        out_im = keras.ops.sum(out_im, axis=-1, keepdims=True)
         return keras.ops.concatenate([out_re, out_im], axis=-1)
 
     filtered = layers.Lambda(complex_filter, name="deep_filter")([weights, patches])
     direct = layers.Conv2D(2, (1, 3), padding="same", kernel_initializer="zeros", name="direct")(x)
-    spectrum = layers.Add(name="spectrum_image")([filtered, direct])
+    terms = [filtered, direct]
+    if features.lpc_order > 0:
+        # the LPC guess sits on the output grid (every stride-th input bin) in channels 3-4
+        guess = layers.Lambda(lambda t: t[:, :, ::stride, FEATURE_CHANNELS:], name="lpc_guess")(image)
+        gain = layers.Conv2D(2, (1, 3), padding="same", kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant([1.0, 0.0]), name="lpc_gain")(x)
+
+        def apply_gain(args):
+            g, p = args
+            out_re, out_im = complex_product(g[..., :1], g[..., 1:], p[..., :1], p[..., 1:])
+            return keras.ops.concatenate([out_re, out_im], axis=-1)
+
+        terms.append(layers.Lambda(apply_gain, name="gained_lpc_guess")([gain, guess]))
+    spectrum = layers.Add(name="spectrum_image")(terms)
     spectrum = layers.Lambda(lambda t: keras.ops.squeeze(t, 1), name="spectrum")(spectrum)
     return keras.Model(inputs, spectrum, name="nextblock")
 

@@ -167,14 +167,14 @@ def windows_to_arrays(windows: np.ndarray, config: FeatureConfig, chunk: int = 8
     Returns
     -------
     features:
-        ``(n, input_bins, 3)`` float32 – :meth:`SpectralCodec.encode` of the contexts.
+        ``(n, input_bins, channels)`` float32 – :meth:`SpectralCodec.encode` of the contexts.
     targets:
         ``(n, output_samples)`` float32 – the continuations divided by their context's scale
         (the network works in RMS units).
     """
     codec = SpectralCodec(config)
     n = windows.shape[0]
-    features = np.empty((n, config.input_bins, 3), np.float32)
+    features = np.empty((n, config.input_bins, codec.feature_channels), np.float32)
     targets = np.empty((n, config.output_samples), np.float32)
     for start in range(0, n, chunk):
         part = windows[start:start + chunk]

@@ -49,7 +49,8 @@ class BlockPredictor:
             self.config = FeatureConfig(
                 frames_per_block=md["frames_per_block"], context_samples=md["context_samples"],
                 sample_rate_hz=md["sample_rate_hz"], outputs_blocks=md["outputs_blocks"],
-                window_fall_samples=int(md.get("window_fall_samples", FeatureConfig.window_fall_samples)))
+                window_fall_samples=int(md.get("window_fall_samples", FeatureConfig.window_fall_samples)),
+                lpc_order=int(md.get("lpc_order", 0)))
         except ValueError as err:
             raise ModelFileError(f"{self.model_path}: inconsistent metadata: {err}") from None
         self.codec = SpectralCodec(self.config)
@@ -62,7 +63,7 @@ class BlockPredictor:
             raise ModelFileError(f"{self.model_path}: LiteRT cannot load it: {err}") from None
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
-        if tuple(inp["shape"][1:]) != (self.config.input_bins, 3) or tuple(out["shape"][1:]) != (self.config.output_bins, 2):
+        if tuple(inp["shape"][1:]) != (self.config.input_bins, self.codec.feature_channels) or tuple(out["shape"][1:]) != (self.config.output_bins, 2):
             raise ModelFileError(f"{self.model_path}: tensor shapes {tuple(inp['shape'])} -> {tuple(out['shape'])} "
                                  f"do not match its metadata (context {self.config.context_samples} samples)")
         self._input_index = inp["index"]
@@ -107,7 +108,8 @@ class BlockPredictor:
     def _ensure_batch(self, channels: int) -> None:
         """Resize the interpreter's tensors for ``channels`` rows (only when that number changes)."""
         if channels != self._batch:
-            self._interpreter.resize_tensor_input(self._input_index, [channels, self.config.input_bins, 3])
+            self._interpreter.resize_tensor_input(self._input_index,
+                                                  [channels, self.config.input_bins, self.codec.feature_channels])
             self._interpreter.allocate_tensors()
             self._batch = channels
 
