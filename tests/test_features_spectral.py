@@ -93,6 +93,26 @@ def test_boundary_match_removes_the_step_and_leaves_the_rest():
     assert np.max(np.abs(np.diff(prediction[0]))) < 0.8 * 4 / 32  # a smooth raised-cosine glide, no step
 
 
+def test_join_to_context_crossfades_from_the_lpc_guess_when_there_is_one():
+    from nextblock.features.continuity import boundary_ramp, default_ramp_samples, join_to_context
+
+    assert default_ramp_samples(32) == 64 and default_ramp_samples(0) == 32
+    ramp = boundary_ramp(64)
+    context = np.array([[0.0, 0.1, 0.2]], np.float32)
+    guess = np.linspace(0.25, -0.2, 256, dtype=np.float32)[None]
+    prediction = np.full((1, 256), -0.5, np.float32)
+    original = prediction.copy()
+    join_to_context(prediction, context, ramp, guess)
+    assert prediction[0, 0] == pytest.approx(guess[0, 0])  # starts exactly as the guess
+    np.testing.assert_array_equal(prediction[0, 64:], original[0, 64:])  # then the network's output
+    middle = prediction[0, 32]
+    assert min(guess[0, 32], -0.5) < middle < max(guess[0, 32], -0.5)
+    # without a guess: the offset ramp of match_boundary
+    plain = original.copy()
+    join_to_context(plain, context, boundary_ramp(32))
+    assert plain[0, 0] == pytest.approx(0.3)
+
+
 def test_lpc_guess_sits_on_the_output_bin_grid_and_is_zero_for_silence():
     cfg = FeatureConfig(lpc_order=32)
     codec = SpectralCodec(cfg)

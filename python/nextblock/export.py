@@ -34,7 +34,8 @@ FEATURE_DESCRIPTION = (
     "context / RMS x asymmetric sin^2-rise/cos^2-fall window -> rfft -> per bin (re, im, log|X|/4); "
     "network: 1D CNN over frequency bins (stride = context/output bins) with a complex deep-filter head; "
     "output: rfft (re, im) of the next outputs_blocks*frames_per_block samples, irfft x RMS, "
-    "start pulled onto the context over boundary_ramp_samples (raised cosine)"
+    "start joined to the context over boundary_ramp_samples (raised cosine: from the LPC guess when "
+    "lpc_order > 0, else an offset ramp)"
 )
 
 
@@ -48,8 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-version", default=None, help="version string in the metadata (default 1.<date>)")
     p.add_argument("--name", default=None, help="model name in the metadata (default: output file stem)")
     p.add_argument("--float16", action="store_true", help="also write <output stem>-fp16.tflite (float16 weights)")
-    p.add_argument("--boundary-ramp-samples", type=int, default=32,
-                   help="samples over which the runner pulls the prediction's start onto the context, 0 = off (default %(default)s)")
+    p.add_argument("--boundary-ramp-samples", type=int, default=None,
+                   help="samples over which the runner joins the prediction's start to the context, 0 = off "
+                        "(default: 64, a cross-fade from the LPC guess, for models with one; else 32)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max |LiteRT - Keras| allowed on the check inputs (default %(default)s)")
     p.add_argument("--show", metavar="TFLITE", help="only print the metadata of this model and exit")
     args = p.parse_args(argv)
@@ -125,9 +127,16 @@ def max_difference(model, tflite_bytes: bytes, inputs) -> float:
 
 
 def build_metadata(config: dict, features, name: str, version: str, parameters: int, macs: int, weights: str,
-                   boundary_ramp_samples: int = 32) -> dict:
-    """The metadata dict embedded in the model (required fields + provenance)."""
+                   boundary_ramp_samples: int | None = None) -> dict:
+    """The metadata dict embedded in the model (required fields + provenance).
+
+    ``boundary_ramp_samples``: ``None`` → :func:`nextblock.features.continuity.default_ramp_samples`.
+    """
+    from .features.continuity import default_ramp_samples
     from .model.metadata import METADATA_FORMAT
+
+    if boundary_ramp_samples is None:
+        boundary_ramp_samples = default_ramp_samples(features.lpc_order)
 
     return {
         "format": METADATA_FORMAT,

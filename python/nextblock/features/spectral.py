@@ -120,6 +120,14 @@ class SpectralCodec:
         lpc[:, ::cfg.bin_stride, 1] = guess_spectrum.imag
         features[..., FEATURE_CHANNELS:] = lpc.reshape(features.shape[:-1] + (LPC_CHANNELS,))
 
+    def decode_lpc_guess(self, features: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+        """The LPC guess inside ``features`` as blocks ``(..., outputs_blocks, frames_per_block)``
+        float32 (what the model adds its corrections to); ``None`` without an LPC order."""
+        if self.config.lpc_order <= 0:
+            return None
+        grid = np.ascontiguousarray(features[..., :: self.config.bin_stride, FEATURE_CHANNELS:])
+        return self.decode(grid, scale)
+
     # ----------------------------------------------------------------- post-processing
     def decode(self, spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """Turn network outputs into blocks.

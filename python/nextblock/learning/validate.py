@@ -27,9 +27,8 @@ import numpy as np
 
 from ..evaluation.metrics import energy_sums, snr_from_energies
 from ..features.config import FeatureConfig
-from ..features.continuity import boundary_ramp, match_boundary
+from ..features.continuity import boundary_ramp, default_ramp_samples, join_to_context
 from ..features.spectral import SpectralCodec
-from ..model.runner import DEFAULT_BOUNDARY_RAMP_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -90,20 +89,24 @@ def score_model_file(model_path: str | os.PathLike, windows: np.ndarray, config:
     return score_predict_fn(predictor.predict, windows, config)
 
 
-def score_keras(finetuner, windows: np.ndarray, config: FeatureConfig,
-                ramp_samples: int = DEFAULT_BOUNDARY_RAMP_SAMPLES) -> Score:
+def score_keras(finetuner, windows: np.ndarray, config: FeatureConfig, ramp_samples: int | None = None) -> Score:
     """Score the Keras candidate of a :class:`~nextblock.learning.finetune.FineTuner` (batched).
 
     Post-processed as :meth:`nextblock.model.runner.BlockPredictor.predict` does (decode, then the
-    boundary ramp of ``ramp_samples``), so that on identical weights it scores what LiteRT scores.
+    boundary ramp of ``ramp_samples``, default: what the exporter writes into the model's
+    metadata), so that on identical weights it scores what LiteRT scores.
     """
+    if ramp_samples is None:
+        ramp_samples = default_ramp_samples(config.lpc_order)
     codec = SpectralCodec(config)
     contexts = windows[:, : config.context_samples]
     features, scale = codec.encode(contexts)
     spectrum = finetuner.predict_spectrum(features)
     predictions = codec.decode(spectrum, scale).reshape(windows.shape[0], -1)
     if ramp_samples > 0:
-        match_boundary(predictions, contexts, boundary_ramp(ramp_samples))
+        guess = codec.decode_lpc_guess(features, scale)
+        join_to_context(predictions, contexts, boundary_ramp(ramp_samples),
+                        None if guess is None else guess.reshape(windows.shape[0], -1))
     return score_predictions(windows, predictions, config)
 
 

@@ -13,13 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..features.config import FeatureConfig
-from ..features.continuity import boundary_ramp, match_boundary
+from ..features.continuity import OFFSET_RAMP_SAMPLES, boundary_ramp, join_to_context
 from ..features.spectral import SpectralCodec
 from . import default_model_path
 from .metadata import ModelFileError, read_metadata
 
-#: used when a model's metadata has no ``boundary_ramp_samples`` (see nextblock.features.continuity)
-DEFAULT_BOUNDARY_RAMP_SAMPLES = 32
 
 
 class BlockPredictor:
@@ -55,7 +53,8 @@ class BlockPredictor:
             raise ModelFileError(f"{self.model_path}: inconsistent metadata: {err}") from None
         self.codec = SpectralCodec(self.config)
         #: samples over which the prediction's start is pulled onto the context (0: off)
-        self.boundary_ramp_samples = int(md.get("boundary_ramp_samples", DEFAULT_BOUNDARY_RAMP_SAMPLES))
+        #: (models whose metadata has no ``boundary_ramp_samples`` predate it and used the offset ramp)
+        self.boundary_ramp_samples = int(md.get("boundary_ramp_samples", OFFSET_RAMP_SAMPLES))
         self._ramp = boundary_ramp(self.boundary_ramp_samples) if self.boundary_ramp_samples > 0 else None
         try:
             self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=int(num_threads))
@@ -141,7 +140,9 @@ class BlockPredictor:
         self._interpreter.invoke()
         blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
         if self._ramp is not None:
-            match_boundary(blocks.reshape(blocks.shape[0], -1), context, self._ramp)
+            guess = self.codec.decode_lpc_guess(features, scale)
+            join_to_context(blocks.reshape(blocks.shape[0], -1), context, self._ramp,
+                            None if guess is None else guess.reshape(guess.shape[0], -1))
         if not np.all(np.isfinite(blocks)):
             blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
         return blocks
