@@ -7,8 +7,9 @@ one, else the system's) with zeros (``-z``), wavetable (``--bufstrategy -1``) an
 (``--bufstrategy 3``), and when a patched build exists the patched JackTrip's ring buffer alone
 (``patched-fallback-zeros``), with ``nextblock.attach`` (``nextblock``), and its Regulator with
 ``nextblock.attach`` (``nextblock-regulator``: Burg stays the fallback for any block NextBlock
-misses) — it plays a real recording through two jackd dummy servers and records it, then reports ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where
-``visqol-python`` is installed, the share of underruns NextBlock concealed, JackTrip's
+misses) — it plays a real recording through two jackd dummy servers and records it, then reports
+``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where ``visqol-python``
+is installed, the share of underruns NextBlock concealed, JackTrip's
 counters and CPU seconds per process. Writes JSON and a markdown table; the last output line
 is the JSON object.
 

@@ -12,7 +12,8 @@ pytest.importorskip("tinysoundfont", reason="tinysoundfont not installed (option
 from nextblock.dataset.cache import cache_root  # noqa: E402
 from nextblock.dataset.debian import apt_available  # noqa: E402
 from nextblock.dataset.render import (  # noqa: E402
-    RENDER_RATE_HZ, GM_PROGRAMS, NoteEvent, RenderSetupError, find_soundfont, load_score, render_pieces, score_events,
+    RENDER_RATE_HZ, GM_PROGRAMS, NoteEvent, RenderSetupError, corpus_sample, find_soundfont, load_score, render_pieces,
+    score_events,
     synthesise,
 )
 from nextblock.dataset.sort_stems import probe_rows, sort_rendered  # noqa: E402
@@ -59,3 +60,14 @@ def test_render_is_idempotent_and_sorted_as_mix(tmp_path, soundfont):
     (row,) = probe_rows(sort_rendered(tmp_path), show_progress=False)
     assert (row.label, row.genre, row.source_kind, row.sample_rate_hz) == ("mix", "rendered", "rendered", 48000)
     assert row.duration_s == pytest.approx(info.duration)
+
+
+def test_corpus_sample_is_seeded_balanced_and_loadable():
+    sample = corpus_sample(bach=12, palestrina=6, seed=3)
+    assert sample == corpus_sample(bach=12, palestrina=6, seed=3)
+    assert sample != corpus_sample(bach=12, palestrina=6, seed=4)
+    assert [p for p, _ in sample[:12]] == [p for p, _ in sample[:12] if p.startswith("bach/")]
+    assert all(p.startswith("palestrina/") for p, _ in sample[12:])
+    counts = {program: sum(prog == program for _, prog in sample) for program in GM_PROGRAMS}
+    assert set(counts.values()) == {3}, counts  # round robin over the six programs
+    assert score_events(load_score(sample[0][0]), tempo_bpm=80.0), "a sampled piece loads and has notes"

@@ -158,6 +158,27 @@ class RenderResult:
     message: str = ""
 
 
+def corpus_sample(bach: int = 48, palestrina: int = 24, seed: int = 0) -> list[tuple[str, str]]:
+    """A seeded random choice of music21 corpus pieces, each with a GM program (round robin).
+
+    Returns ``[(piece, program), ...]``: ``bach`` chorales (``.mxl``) then ``palestrina`` masses,
+    piece ``j`` rendered with ``list(GM_PROGRAMS)[(j + 1) % 6]`` – the training corpus of the
+    shipped model (``scripts/train_default_model.sh``).
+    """
+    import random
+
+    import music21.corpus
+
+    def names(composer: str, suffix: str = "") -> list[str]:
+        paths = sorted(str(p) for p in music21.corpus.getComposer(composer) if str(p).endswith(suffix))
+        return [p.split("/corpus/")[1].rsplit(".", 1)[0] for p in paths]
+
+    rng = random.Random(seed)
+    pieces = rng.sample(names("bach", ".mxl"), bach) + rng.sample(names("palestrina"), palestrina)
+    programs = list(GM_PROGRAMS)
+    return [(piece, programs[(j + 1) % len(programs)]) for j, piece in enumerate(pieces)]
+
+
 def render_pieces(cache: Path, pieces: tuple[str, ...] | list[str] = DEFAULT_PIECES, program: str = "choir",
                   tempo_bpm: float = 80.0, show_progress: bool = True, soundfont: Path | None = None) -> list[RenderResult]:
     """Render pieces to ``<cache>/rendered/music21/<program>/``; existing renders are kept.
