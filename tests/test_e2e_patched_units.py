@@ -81,3 +81,22 @@ def test_cache_build_is_found_when_its_key_matches(tmp_path, monkeypatch):
     path, msg = pb.find_patched_jacktrip()
     assert path == str(out / "bin" / "jacktrip") and "build cache" in msg
     assert pb.find_stock_jacktrip(path)[0] == str(out / "bin" / "jacktrip-stock")
+
+
+def test_segment_tap_counts_the_regulators_skip_glitches_as_concealments():
+    from nextblock.jackio.segment_tap import SegmentTap
+
+    tap = SegmentTap(pid=0)
+    tap.events = [
+        {"kind": "SKIP", "seq": 10, "outcome": "REPLACEMENT", "detail": 1},   # Regulator: newer packet queued
+        {"kind": "UNDERRUN", "seq": 20, "outcome": "FALLBACK", "detail": 0},  # nothing posted: Burg played
+        {"kind": "UNDERRUN", "seq": 21, "outcome": "REPLACEMENT", "detail": 0},
+        {"kind": "LATE", "seq": 21, "outcome": "NONE", "detail": 0},          # not a concealment
+        {"kind": "OVERFLOW", "seq": 30, "outcome": "NONE", "detail": 4},
+    ]
+    s = tap.summary()
+    assert s["concealments"] == 3 and s["replacements_used"] == 2
+    assert s["concealed_seqs"] == [10, 20, 21] and s["replaced_seqs"] == [10, 21]
+    assert s["underrun_seqs"] == [20, 21]
+    assert s["counts"] == {"SKIP/REPLACEMENT": 1, "UNDERRUN/FALLBACK": 1, "UNDERRUN/REPLACEMENT": 1, "LATE": 1,
+                           "OVERFLOW": 1}

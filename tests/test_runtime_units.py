@@ -177,3 +177,26 @@ def test_unparsable_announcement_is_refused(tmp_path):
     (tmp_path / "current.json").write_text('{"format": "nextblock-published/1", "vers')
     with pytest.raises(ModelRejected, match="not valid JSON"):
         read_current(tmp_path)
+
+
+def test_the_loop_counts_underruns_and_the_regulators_skip_glitches_as_concealments(segment_name):
+    """JackTrip's Regulator reports most lost packets as SKIP glitches: those with an outcome count
+    like UNDERRUNs; events without one (a SKIP of real blocks, LATE) do not."""
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer
+    from nextblock.runtime import RuntimeStats
+    from nextblock.runtime.loop import AttachLoop
+
+    with Producer(segment_name, 48000, 128, 2) as producer:
+        producer.post_event(EventKind.UNDERRUN, 5, Outcome.REPLACEMENT)
+        producer.post_event(EventKind.SKIP, 9, Outcome.REPLACEMENT, 1)
+        producer.post_event(EventKind.SKIP, 12, Outcome.FALLBACK, 1)
+        producer.post_event(EventKind.SKIP, 13, Outcome.NONE, 2)
+        producer.post_event(EventKind.LATE, 9, Outcome.NONE)
+        consumer = Consumer(segment_name, post_replacements=True)
+        try:
+            stats = RuntimeStats()
+            loop = AttachLoop(consumer, RepeatPredictor(128, 48000, 1024), stats)
+            assert loop._read_events(0) == 5
+        finally:
+            consumer.close()
+    assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (3, 2, 1)
