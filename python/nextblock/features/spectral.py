@@ -115,10 +115,10 @@ class SpectralCodec:
         guess = lpc_continuation(flat_context, spectrum.reshape(rows, -1), cfg.lpc_order, cfg.output_samples,
                                  cfg.sample_rate_hz)
         guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * np.float32(1.0 / self.output_gain)
-        lpc = np.zeros((rows, cfg.input_bins, LPC_CHANNELS), np.float32)
+        lpc = features.reshape(rows, cfg.input_bins, -1)[..., FEATURE_CHANNELS:]  # a view: features is contiguous
+        lpc[:] = 0.0
         lpc[:, ::cfg.bin_stride, 0] = guess_spectrum.real
         lpc[:, ::cfg.bin_stride, 1] = guess_spectrum.imag
-        features[..., FEATURE_CHANNELS:] = lpc.reshape(features.shape[:-1] + (LPC_CHANNELS,))
 
     def decode_lpc_guess(self, features: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
         """The LPC guess inside ``features`` as blocks ``(..., outputs_blocks, frames_per_block)``
