@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.fft
 from scipy.linalg import solve_toeplitz
 from scipy.signal import lfilter
 
@@ -59,7 +60,7 @@ def autocorrelation_from_spectrum(spectrum: np.ndarray, order: int) -> np.ndarra
     """
     power = spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2
     n = 2 * (spectrum.shape[-1] - 1)
-    return np.fft.irfft(power, n=n, axis=-1)[..., : order + 1]
+    return scipy.fft.irfft(power, n=n, axis=-1, workers=1)[..., : order + 1]
 
 
 def lpc_polynomial(autocorrelation: np.ndarray, lag_weights: np.ndarray) -> np.ndarray | None:

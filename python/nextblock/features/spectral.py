@@ -87,6 +87,13 @@ class SpectralCodec:
         scale:
             ``(...,)`` float32 – each context's RMS, needed by :meth:`decode`.
         """
+        features, scale, _ = self.encode_with_guess(context)
+        return features, scale
+
+    def encode_with_guess(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`encode`, and the LPC guess as a waveform: ``(..., output_samples)`` float32 in the
+        units of ``context`` (what the model's prediction is joined from, see
+        :func:`nextblock.features.continuity.join_to_context`); ``None`` without an LPC order."""
         context = np.asarray(context, dtype=np.float32)
         if context.shape[-1] != self.config.context_samples:
             raise ValueError(
@@ -103,30 +110,24 @@ class SpectralCodec:
         np.log(magnitude, out=magnitude)
         magnitude *= 1.0 / LOG_MAGNITUDE_DIVISOR
         features[..., 2] = magnitude
-        if self.config.lpc_order > 0:
-            self._lpc_features(context, scale, spectrum, features)
-        return features, scale
+        guess = self._lpc_features(context, scale, spectrum, features) if self.config.lpc_order > 0 else None
+        return features, scale, guess
 
-    def _lpc_features(self, context: np.ndarray, scale: np.ndarray, spectrum: np.ndarray, features: np.ndarray) -> None:
-        """Write the LPC guess's spectrum into channels 3-4 of ``features`` (in place)."""
+    def _lpc_features(self, context: np.ndarray, scale: np.ndarray, spectrum: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Write the LPC guess's spectrum into channels 3-4 of ``features`` (in place); return the
+        guess ``(..., output_samples)`` in the units of ``context``."""
         cfg = self.config
         rows = int(np.prod(context.shape[:-1], dtype=np.int64))
-        flat_context = (context / scale[..., None]).reshape(rows, cfg.context_samples)
-        guess = lpc_continuation(flat_context, spectrum.reshape(rows, -1), cfg.lpc_order, cfg.output_samples,
-                                 cfg.sample_rate_hz)
-        guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * np.float32(1.0 / self.output_gain)
+        # the polynomial does not depend on the level; the continuation has the level of its input
+        guess = lpc_continuation(context.reshape(rows, cfg.context_samples), spectrum.reshape(rows, -1), cfg.lpc_order,
+                                 cfg.output_samples, cfg.sample_rate_hz)
+        gain = (np.float32(1.0 / self.output_gain) / scale.reshape(rows))[:, None]
+        guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * gain
         lpc = features.reshape(rows, cfg.input_bins, -1)[..., FEATURE_CHANNELS:]  # a view: features is contiguous
         lpc[:] = 0.0
         lpc[:, ::cfg.bin_stride, 0] = guess_spectrum.real
         lpc[:, ::cfg.bin_stride, 1] = guess_spectrum.imag
-
-    def decode_lpc_guess(self, features: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
-        """The LPC guess inside ``features`` as blocks ``(..., outputs_blocks, frames_per_block)``
-        float32 (what the model adds its corrections to); ``None`` without an LPC order."""
-        if self.config.lpc_order <= 0:
-            return None
-        grid = np.ascontiguousarray(features[..., :: self.config.bin_stride, FEATURE_CHANNELS:])
-        return self.decode(grid, scale)
+        return guess.reshape(context.shape[:-1] + (cfg.output_samples,))
 
     # ----------------------------------------------------------------- post-processing
     def decode(self, spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:

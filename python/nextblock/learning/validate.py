@@ -100,13 +100,11 @@ def score_keras(finetuner, windows: np.ndarray, config: FeatureConfig, ramp_samp
         ramp_samples = default_ramp_samples(config.lpc_order)
     codec = SpectralCodec(config)
     contexts = windows[:, : config.context_samples]
-    features, scale = codec.encode(contexts)
+    features, scale, guess = codec.encode_with_guess(contexts)
     spectrum = finetuner.predict_spectrum(features)
     predictions = codec.decode(spectrum, scale).reshape(windows.shape[0], -1)
     if ramp_samples > 0:
-        guess = codec.decode_lpc_guess(features, scale)
-        join_to_context(predictions, contexts, boundary_ramp(ramp_samples),
-                        None if guess is None else guess.reshape(windows.shape[0], -1))
+        join_to_context(predictions, contexts, boundary_ramp(ramp_samples), guess)
     return score_predictions(windows, predictions, config)
 
 

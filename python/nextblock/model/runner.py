@@ -135,14 +135,12 @@ class BlockPredictor:
         if not np.all(np.isfinite(context)):
             context = np.nan_to_num(context, nan=0.0, posinf=0.0, neginf=0.0)
         self._ensure_batch(context.shape[0])
-        features, scale = self.codec.encode(context)
+        features, scale, guess = self.codec.encode_with_guess(context)
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
         blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
         if self._ramp is not None:
-            guess = self.codec.decode_lpc_guess(features, scale)
-            join_to_context(blocks.reshape(blocks.shape[0], -1), context, self._ramp,
-                            None if guess is None else guess.reshape(guess.shape[0], -1))
+            join_to_context(blocks.reshape(blocks.shape[0], -1), context, self._ramp, guess)
         if not np.all(np.isfinite(blocks)):
             blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
         return blocks
