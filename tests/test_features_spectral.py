@@ -149,3 +149,14 @@ def test_lpc_guess_continues_steady_partials_and_decodes_to_them():
     repeat = np.tile(context[-cfg.frames_per_block:], cfg.outputs_blocks)
     assert snr_db(guess) > 6.0, snr_db(guess)  # 8.5 dB here
     assert snr_db(guess) > snr_db(repeat) + 6.0, (snr_db(guess), snr_db(repeat))
+
+
+def test_normal_equations_match_scipys_public_solver():
+    from scipy.linalg import solve_toeplitz
+
+    from nextblock.features.lpc import solve_normal_equations
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(2048)
+    r = np.array([np.dot(x[: x.size - k], x[k:]) for k in range(33)])
+    np.testing.assert_allclose(solve_normal_equations(r), solve_toeplitz(r[:-1], -r[1:]), rtol=1e-9, atol=1e-12)

@@ -34,6 +34,11 @@ import scipy.fft
 from scipy.linalg import solve_toeplitz
 from scipy.signal import lfilter
 
+try:  # the Levinson recursion behind solve_toeplitz, without its ~7 µs of argument checks
+    from scipy.linalg._solve_toeplitz import levinson as _levinson
+except ImportError:  # a SciPy that moved it: the public function gives the same result
+    _levinson = None
+
 #: bandwidth of the Gaussian lag window, Hz: widens sharp resonances a little so that the
 #: extrapolation of a partial that drifts does not ring on at a slightly wrong frequency.
 LAG_WINDOW_HZ = 60.0
@@ -70,8 +75,16 @@ def lpc_polynomial(autocorrelation: np.ndarray, lag_weights: np.ndarray) -> np.n
     if not r[0] > SILENCE_ENERGY:
         return None
     r[0] *= 1.0 + WHITE_NOISE_CORRECTION
-    a = solve_toeplitz(r[:-1], -r[1:], check_finite=False)
-    return np.concatenate(([1.0], a))
+    return np.concatenate(([1.0], solve_normal_equations(r)))
+
+
+def solve_normal_equations(r: np.ndarray) -> np.ndarray:
+    """``a1..ap`` solving the Toeplitz system ``R a = -r[1:]`` of autocorrelation lags ``r[0..p]``
+    (float64) by Levinson's recursion (:func:`scipy.linalg.solve_toeplitz`)."""
+    if _levinson is None:
+        return solve_toeplitz(r[:-1], -r[1:], check_finite=False)
+    # levinson(a, b) takes the Toeplitz matrix as its first column reversed then its first row
+    return _levinson(np.concatenate((r[-2:0:-1], r[:-1])), -r[1:])[0]
 
 
 def ar_continue(samples: np.ndarray, polynomial: np.ndarray, n_samples: int) -> np.ndarray:
