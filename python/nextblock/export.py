@@ -31,8 +31,10 @@ The metadata is a JSON object stored in the .tflite flatbuffer's `metadata` tabl
 """
 
 FEATURE_DESCRIPTION = (
-    "context / RMS x asymmetric sin^2-rise/cos^2-fall window -> rfft -> per bin (re, im, log|X|/4); "
-    "network: 1D CNN over frequency bins (stride = context/output bins) with a complex deep-filter head; "
+    "context / RMS x asymmetric sin^2-rise/cos^2-fall window -> rfft -> per bin (re, im, log|X|/4), "
+    "and with lpc_order > 0 (re, im) of the rfft of an order-lpc_order LPC continuation on the output bin grid; "
+    "network: 1D CNN over frequency bins (stride = context/output bins) with a complex deep-filter head "
+    "(+ a complex gain on the LPC guess); "
     "output: rfft (re, im) of the next outputs_blocks*frames_per_block samples, irfft x RMS, "
     "start joined to the context over boundary_ramp_samples (raised cosine: from the LPC guess when "
     "lpc_order > 0, else an offset ramp)"
@@ -133,6 +135,7 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
     ``boundary_ramp_samples``: ``None`` → :func:`nextblock.features.continuity.default_ramp_samples`.
     """
     from .features.continuity import default_ramp_samples
+    from .features.spectral import SpectralCodec
     from .model.metadata import METADATA_FORMAT
 
     if boundary_ramp_samples is None:
@@ -150,7 +153,7 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "lpc_order": features.lpc_order,
         "boundary_ramp_samples": boundary_ramp_samples,
         "channels_layout": "mono, per channel",
-        "input": f"features float32 [channels, {features.input_bins}, 3]",
+        "input": f"features float32 [channels, {features.input_bins}, {SpectralCodec(features).feature_channels}]",
         "output": f"spectrum float32 [channels, {features.output_bins}, 2]",
         "feature": FEATURE_DESCRIPTION,
         "weights": weights,
