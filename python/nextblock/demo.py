@@ -230,18 +230,24 @@ def main(argv=None) -> int:
     if drift:
         print(f"  (a JackTrip client on this busy machine skipped periods: the lost audio was located from the "
               f"dropped packets' samples, up to {drift} blocks after the packet count)")
+    from nextblock.evaluation.perceptual import visqol_available, visqol_mos
+
+    with_visqol = visqol_available()
     print(f"\n{'run':<11}{'lost':>6}{'underruns':>10}{'by NextBlock':>13}{'snr_db':>8}{'lsd_db':>8}"
-          f"{'snr_lost':>9}{'lsd_lost':>9}")
+          f"{'snr_lost':>9}{'lsd_lost':>9}{'ViSQOL':>8}")
     for name, r in runs.items():
         row = _row(name, r)
+        recorded = recordings["JackTrip alone" if name == "jacktrip" else "with NextBlock"]
+        row["visqol_mos"] = visqol_mos(audio, recorded, r["rate_hz"]) if with_visqol else None
         report["runs"][name] = row
         lostm = r.get("metrics_lost_packets") or {}
         print(f"{name:<11}{_fmt(row['jacktrip_lost_packets']):>6}{row['underruns']:>10}"
               f"{_fmt(row['replacements_used']):>13}{r['metrics']['snr_db']:>8.2f}{r['metrics']['lsd_db']:>8.2f}"
-              f"{_fmt(lostm.get('snr_db')):>9}{_fmt(lostm.get('lsd_db')):>9}")
+              f"{_fmt(lostm.get('snr_db')):>9}{_fmt(lostm.get('lsd_db')):>9}{_fmt(row['visqol_mos'], 3):>8}")
     print("  lost: packets JackTrip saw missing; underruns: blocks it had to conceal; by NextBlock: of those,\n"
           "  played from NextBlock's prediction; snr_db (higher is better) / lsd_db (log-spectral distance,\n"
-          "  lower is better) against the sent audio, whole file and on the lost packets only.")
+          "  lower is better) against the sent audio, whole file and on the lost packets only; ViSQOL: MOS\n"
+          "  1-5 of the whole recording (visqol-python; '-' when it is not installed).")
     report["sent_wav"] = first["sent_wav"]
     print("\nlisten:")
     print(f"  sent:            {report['sent_wav']}")
