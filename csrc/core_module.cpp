@@ -1,4 +1,5 @@
-// nextblock._core: Python bindings of the shared-memory protocol (csrc/nextblock/shm_protocol.hpp).
+// nextblock._core: Python bindings of the shared-memory protocol (csrc/nextblock/shm_protocol.hpp)
+// and of the LPC guess kernel of NextBlock's features (csrc/nextblock/lpc.hpp).
 //
 // Thin by design: the header is the source of truth; this file converts between numpy arrays
 // and the header's raw pointers, maps ErrorCode to Python exceptions, and releases the GIL
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "nextblock/lpc.hpp"
 #include "nextblock/shm_protocol.hpp"
 
 namespace py = pybind11;
@@ -317,6 +319,36 @@ PYBIND11_MODULE(_core, m) {
         return d;
       },
       "Byte offsets of the header's identity fields (for tests and fuzzing; the header is the truth).");
+
+  m.def(
+      "lpc_continuation",
+      [](F32Array context, F32Array windowed, int order, int n_out,
+         py::array_t<double, py::array::c_style | py::array::forcecast> lag, double white_noise, double silence_energy) {
+        if (context.ndim() != 2) throw py::value_error("context must have shape (rows, samples)");
+        const py::ssize_t rows = context.shape(0), n = context.shape(1);
+        check_shape(windowed, {rows, n}, "windowed");
+        if (order < 1 || order >= n) throw py::value_error("order must be in [1, samples)");
+        if (n_out < 1) throw py::value_error("n_out must be positive");
+        if (lag.ndim() != 1 || lag.shape(0) != order + 1) throw py::value_error("lag must have order + 1 weights");
+        py::array_t<float> out({rows, py::ssize_t(n_out)});
+        std::vector<double> work(nextblock::lpc_work_doubles(size_t(n), order, n_out));
+        const float* c = context.data();
+        const float* w = windowed.data();
+        const double* lw = lag.data();
+        float* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          for (py::ssize_t row = 0; row < rows; ++row)
+            nextblock::lpc_continue_row(c + row * n, w + row * n, size_t(n), order, lw, white_noise, silence_energy,
+                                        n_out, o + row * n_out, work.data());
+        }
+        return out;
+      },
+      py::arg("context"), py::arg("windowed"), py::arg("order"), py::arg("n_out"), py::arg("lag"),
+      py::arg("white_noise"), py::arg("silence_energy"),
+      "LPC continuation of each row of context (rows, n) float32: autocorrelation (circular) of the "
+      "windowed rows, lag window, Levinson-Durbin, AR recursion from the last `order` context samples. "
+      "Returns (rows, n_out) float32 (zeros for a silent row). See nextblock.features.lpc.");
 
   py::class_<PyProducer>(m, "Producer", "Producer side of a segment (patched JackTrip; tests and the demo).")
       .def(py::init<const std::string&, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>(), py::arg("name"),

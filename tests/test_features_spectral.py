@@ -151,12 +151,56 @@ def test_lpc_guess_continues_steady_partials_and_decodes_to_them():
     assert snr_db(guess) > snr_db(repeat) + 6.0, (snr_db(guess), snr_db(repeat))
 
 
-def test_normal_equations_match_scipys_public_solver():
+def _scipy_lpc_reference(context, windowed, order, n_out, sample_rate_hz=48000):
+    """The LPC guess by numpy/scipy, step by step as nextblock.features.lpc documents it."""
     from scipy.linalg import solve_toeplitz
+    from scipy.signal import lfilter
 
-    from nextblock.features.lpc import solve_normal_equations
+    from nextblock.features.lpc import SILENCE_ENERGY, WHITE_NOISE_CORRECTION, lag_window
 
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal(2048)
-    r = np.array([np.dot(x[: x.size - k], x[k:]) for k in range(33)])
-    np.testing.assert_allclose(solve_normal_equations(r), solve_toeplitz(r[:-1], -r[1:]), rtol=1e-9, atol=1e-12)
+    out = np.zeros((context.shape[0], n_out))
+    for row in range(context.shape[0]):
+        power = np.abs(np.fft.rfft(windowed[row].astype(np.float64))) ** 2
+        r = np.fft.irfft(power, n=windowed.shape[1])[: order + 1] * lag_window(order, sample_rate_hz)
+        if not r[0] > SILENCE_ENERGY:
+            continue
+        r[0] *= 1.0 + WHITE_NOISE_CORRECTION
+        a = np.concatenate(([1.0], solve_toeplitz(r[:-1], -r[1:])))
+        past = context[row, ::-1][:order].astype(np.float64)  # newest first
+        state = -np.correlate(a[1:], past, "full")[order - 1:]
+        out[row] = lfilter([1.0], a, np.zeros(n_out), zi=state)[0]
+    return out
+
+
+@pytest.mark.parametrize("order", [2, 16, 32])
+def test_lpc_kernel_matches_the_scipy_reference(order):
+    from nextblock.features.lpc import lpc_continuation
+    from nextblock.features.window import analysis_window
+
+    rng = np.random.default_rng(order)
+    t = np.arange(1024) / 48000
+    context = np.stack([
+        0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(1024),
+        rng.standard_normal(1024),
+        np.zeros(1024),                                     # silence: zeros
+        1e-3 * np.sign(np.sin(2 * np.pi * 97 * t)),         # quiet square wave
+    ]).astype(np.float32)
+    windowed = (context * analysis_window(1024, 128)).astype(np.float32)
+    got = lpc_continuation(context, windowed, order, 256, 48000)
+    want = _scipy_lpc_reference(context, windowed, order, 256)
+    assert got.shape == (4, 256) and got.dtype == np.float32
+    assert np.all(got[2] == 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+
+
+def test_lpc_kernel_rejects_bad_arguments():
+    from nextblock import _core
+    from nextblock.features.lpc import lag_window
+
+    x = np.zeros((1, 64), np.float32)
+    with pytest.raises(ValueError, match="order"):
+        _core.lpc_continuation(x, x, 64, 8, lag_window(64, 48000), 0.0, 0.0)
+    with pytest.raises(ValueError, match="lag"):
+        _core.lpc_continuation(x, x, 4, 8, lag_window(5, 48000), 0.0, 0.0)
+    with pytest.raises(ValueError, match="windowed"):
+        _core.lpc_continuation(x, np.zeros((2, 64), np.float32), 4, 8, lag_window(4, 48000), 0.0, 0.0)

@@ -100,8 +100,9 @@ class SpectralCodec:
                 f"context has {context.shape[-1]} samples, the model needs {self.config.context_samples}"
             )
         scale = self.context_scale(context)
+        windowed = context * (self._scaled_window / scale[..., None])
         # scipy.fft keeps float32 -> complex64 and is about twice as fast as numpy.fft here
-        spectrum = scipy.fft.rfft(context * (self._scaled_window / scale[..., None]), axis=-1, workers=1)
+        spectrum = scipy.fft.rfft(windowed, axis=-1, workers=1)
         features = np.empty(context.shape[:-1] + (self.config.input_bins, self.feature_channels), np.float32)
         features[..., 0] = spectrum.real
         features[..., 1] = spectrum.imag
@@ -110,17 +111,17 @@ class SpectralCodec:
         np.log(magnitude, out=magnitude)
         magnitude *= 1.0 / LOG_MAGNITUDE_DIVISOR
         features[..., 2] = magnitude
-        guess = self._lpc_features(context, scale, spectrum, features) if self.config.lpc_order > 0 else None
+        guess = self._lpc_features(context, scale, windowed, features) if self.config.lpc_order > 0 else None
         return features, scale, guess
 
-    def _lpc_features(self, context: np.ndarray, scale: np.ndarray, spectrum: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def _lpc_features(self, context: np.ndarray, scale: np.ndarray, windowed: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Write the LPC guess's spectrum into channels 3-4 of ``features`` (in place); return the
         guess ``(..., output_samples)`` in the units of ``context``."""
         cfg = self.config
         rows = int(np.prod(context.shape[:-1], dtype=np.int64))
         # the polynomial does not depend on the level; the continuation has the level of its input
-        guess = lpc_continuation(context.reshape(rows, cfg.context_samples), spectrum.reshape(rows, -1), cfg.lpc_order,
-                                 cfg.output_samples, cfg.sample_rate_hz)
+        guess = lpc_continuation(context.reshape(rows, cfg.context_samples), windowed.reshape(rows, cfg.context_samples),
+                                 cfg.lpc_order, cfg.output_samples, cfg.sample_rate_hz)
         gain = (np.float32(1.0 / self.output_gain) / scale.reshape(rows))[:, None]
         guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * gain
         lpc = features.reshape(rows, cfg.input_bins, -1)[..., FEATURE_CHANNELS:]  # a view: features is contiguous
