@@ -67,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default: 48000)")
     parser.add_argument("--lost-blocks", type=int, default=500, help="lost blocks timed per concealer (default: 500)")
     parser.add_argument("--every", type=int, default=4, help="one block in EVERY is lost (default: 4)")
-    parser.add_argument("--concealer", action="append", choices=available_concealers(), help="repeatable (default: all baselines)")
+    parser.add_argument("--concealer", action="append", choices=available_concealers(), help="repeatable (default: all of them, NextBlock with the shipped model)")
     parser.add_argument("--model", help="model for the nextblock concealer")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
     if os.environ.get("OPENBLAS_NUM_THREADS") != "1":
         print("note: set OPENBLAS_NUM_THREADS=1 for audio-path timings", file=sys.stderr)
     rows = []
-    for name in tqdm(args.concealer or ["zeros", "repeat", "repeat-xfade", "burg"], desc="concealers", leave=False):
+    for name in tqdm(args.concealer or available_concealers(), desc="concealers", leave=False):
         try:
             rows.append(bench_concealer(name, args.fpp, args.sample_rate, args.lost_blocks, args.every, args.model))
         except ConcealerUnavailable as error:
