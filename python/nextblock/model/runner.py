@@ -19,7 +19,6 @@ from . import default_model_path
 from .metadata import ModelFileError, read_metadata
 
 
-
 class BlockPredictor:
     """Predict the next blocks of each channel from its recent context.
 
