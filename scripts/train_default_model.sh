@@ -13,7 +13,8 @@
 #
 # Usage:  scripts/train_default_model.sh [extra nextblock.train arguments]
 #   RUN_DIR=runs/default EPOCHS=14 TRAIN_EXAMPLES=250000 scripts/train_default_model.sh
-# Runs niced: about 40 min on 2 cores for the defaults (the shipped run: docs/notes/model.md).
+# Runs niced: about 30 min on 2 cores (training ~17 min, one TensorFlow thread as the shipped run;
+# ~13 GB of memory at 250 K windows: run one training at a time). The shipped run: docs/notes/model.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
@@ -48,7 +49,7 @@ ROOTS+=("$CACHE/rendered/music21")
 [ -f "$CACHE/heldout-renders/heldout.json" ] || \
   nice python -m nextblock.model.heldout --audio "$CACHE/rendered/music21" --out "$CACHE/heldout-renders" --per-group 2
 
-nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" --width 48 --blocks 6 --lpc-order 32 \
+nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" --width 32 --blocks 4 --lpc-order 32 --threads 1 \
   --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" --validation-examples 8000 \
   --max-files-per-group 400 --excerpt-seconds 8 "$@"
 nice python -m nextblock.export --run-dir "$RUN_DIR" --output models/nextblock-default.tflite --float16
