@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..features.config import FeatureConfig
-from ..features.spectral import FEATURE_CHANNELS, LPC_CHANNELS
+from ..features.spectral import FEATURE_CHANNELS, SpectralCodec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +105,7 @@ def build_model(features: FeatureConfig, arch: ArchitectureConfig | None = None)
     arch = arch or ArchitectureConfig()
     stride = features.bin_stride
     taps = arch.filter_taps
-    channels = FEATURE_CHANNELS + (LPC_CHANNELS if features.lpc_order > 0 else 0)
-    inputs = keras.Input((features.input_bins, channels), name="features")
+    inputs = keras.Input((features.input_bins, SpectralCodec(features).feature_channels), name="features")
     # Work on (1, bins, channels) images with (1, k) kernels: LiteRT runs CONV_2D natively,
     # whereas Conv1D adds an EXPAND_DIMS/RESHAPE pair around every layer.
     # (EXPAND_DIMS, not Reshape: Reshape's dynamic batch costs extra SHAPE/PACK ops in LiteRT)
