@@ -47,6 +47,13 @@ class Outcome(enum.IntEnum):
     FALLBACK = 2  #: the producer's own concealment
 
 
+def is_concealment(kind: EventKind, outcome: Outcome) -> bool:
+    """True for an event where the producer had to play something for a missing block: an
+    UNDERRUN, or a SKIP glitch of JackTrip's Regulator (``--bufstrategy 3``: a dropped packet when a
+    newer one is already queued), with outcome REPLACEMENT or FALLBACK."""
+    return kind in (EventKind.UNDERRUN, EventKind.SKIP) and outcome in (Outcome.REPLACEMENT, Outcome.FALLBACK)
+
+
 @dataclass(frozen=True)
 class Event:
     """One entry of the event ring."""
@@ -57,6 +64,11 @@ class Event:
     seq: int
     time_ns: int
     detail: int
+
+    @property
+    def is_concealment(self) -> bool:
+        """See :func:`is_concealment`."""
+        return is_concealment(self.kind, self.outcome)
 
 
 class BlockBatch(NamedTuple):

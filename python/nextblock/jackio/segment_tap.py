@@ -12,11 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-__all__ = ["CONCEALING_KINDS", "SegmentTap"]
-
-#: event kinds that mark a block JackTrip concealed (the Regulator reports a dropped packet as a
-#: SKIP glitch when a newer one is already there, as an UNDERRUN when none is)
-CONCEALING_KINDS = ("UNDERRUN", "SKIP")
+__all__ = ["SegmentTap"]
 
 
 class SegmentTap:
@@ -83,9 +79,11 @@ class SegmentTap:
         self._thread.join(5.0)
 
     def concealments(self) -> list[dict]:
-        """The events where JackTrip had to play something for a missing block: UNDERRUNs and the
-        Regulator's SKIP glitches (``--bufstrategy 3``), with outcome REPLACEMENT or FALLBACK."""
-        return [e for e in self.events if e["kind"] in CONCEALING_KINDS and e["outcome"] in ("REPLACEMENT", "FALLBACK")]
+        """The events where JackTrip had to play something for a missing block
+        (:func:`nextblock.capture.is_concealment`: UNDERRUNs and the Regulator's SKIP glitches)."""
+        from nextblock.capture import EventKind, Outcome, is_concealment
+
+        return [e for e in self.events if is_concealment(EventKind[e["kind"]], Outcome[e["outcome"]])]
 
     def summary(self) -> dict:
         """Counts per kind (and outcome, for concealments), the concealed and replaced seqs
@@ -93,7 +91,7 @@ class SegmentTap:
         counts: dict[str, int] = {}
         concealed = self.concealments()
         for e in self.events:
-            key = f"{e['kind']}/{e['outcome']}" if e["kind"] in CONCEALING_KINDS else e["kind"]
+            key = f"{e['kind']}/{e['outcome']}" if e["kind"] in ("UNDERRUN", "SKIP") else e["kind"]
             counts[key] = counts.get(key, 0) + 1
         replaced = [e["seq"] for e in concealed if e["outcome"] == "REPLACEMENT"]
         return {"counts": counts, "underrun_seqs": [e["seq"] for e in self.events if e["kind"] == "UNDERRUN"],

@@ -342,8 +342,7 @@ class AttachLoop:
         next_index = start + skipped
         for e in events:
             next_index = e.index + 1
-            # a concealment: an UNDERRUN, or the Regulator's SKIP glitch (an outcome either way)
-            if e.kind in (EventKind.UNDERRUN, EventKind.SKIP) and e.outcome in (Outcome.REPLACEMENT, Outcome.FALLBACK):
+            if e.is_concealment:  # an UNDERRUN, or the Regulator's SKIP glitch
                 stats.underruns += 1
                 if e.outcome == Outcome.REPLACEMENT:
                     stats.replacements_used += 1
