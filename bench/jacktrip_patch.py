@@ -33,19 +33,65 @@ import jacktrip_patch_harness as H  # noqa: E402
 PATCH = REPO / "third_party" / "jacktrip_patch"
 
 
-def micro(frames: int, channels: int, iters: int) -> dict:
-    exe = Path(tempfile.gettempdir()) / f"nb_bridge_bench_{os.getpid()}"
+# The bridge as it was before replacements were validated and geometry was cached (the last
+# commit with layout version 1): built from git in the same run, for the before/after ratio.
+BASELINE_REV = "a7817b0"
+
+
+def _build_bench(root: Path, exe: Path) -> None:
+    patch = root / "third_party" / "jacktrip_patch"
     subprocess.run(
-        ["g++", "-O2", "-std=c++17", f"-I{PATCH / 'bench' / 'stub'}", f"-I{PATCH / 'src'}", f"-I{REPO / 'csrc'}",
-         str(PATCH / "bench" / "bridge_bench.cpp"), str(PATCH / "bench" / "bridge_bench_convert.cpp"),
-         str(PATCH / "src" / "NextBlockBridge.cpp"), "-o", str(exe), "-lrt"],
+        ["g++", "-O2", "-std=c++17", "-pthread", f"-I{patch / 'bench' / 'stub'}", f"-I{patch / 'src'}", f"-I{root / 'csrc'}",
+         str(patch / "bench" / "bridge_bench.cpp"), str(patch / "bench" / "bridge_bench_convert.cpp"),
+         str(patch / "src" / "NextBlockBridge.cpp"), "-o", str(exe), "-lrt"],
         check=True,
     )
-    try:
-        out = subprocess.run([str(exe), str(frames), str(channels), str(iters)], capture_output=True, text=True, check=True)
-    finally:
-        exe.unlink(missing_ok=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_bench(exe: Path, frames: int, channels: int, iters: int) -> dict:
+    out = subprocess.run([str(exe), str(frames), str(channels), str(iters)], capture_output=True, text=True, check=True)
+    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def micro(frames: int, channels: int, iters: int, baseline_rev: str | None = BASELINE_REV) -> dict:
+    """Hook costs (ns per block, median / p99) of this tree's bridge and, interleaved in the same
+    run, of the bridge at ``baseline_rev``; ratios current / baseline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        exe = tmp / "bridge_bench"
+        _build_bench(REPO, exe)
+        base_exe = None
+        if baseline_rev:
+            tree = tmp / "baseline"
+            tree.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev, "third_party/jacktrip_patch", "csrc"],
+                                     capture_output=True)
+            if archive.returncode == 0:
+                subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+                base_exe = tmp / "bridge_bench_baseline"
+                _build_bench(tree, base_exe)
+            else:
+                print(f"baseline {baseline_rev} not in this clone: no before/after ratio", file=sys.stderr)
+        # alternate the two binaries, three rounds each, and keep each one's best round (least disturbed)
+        runs: dict[str, list[dict]] = {"current": [], "baseline": []}
+        for _ in range(3):
+            runs["current"].append(_run_bench(exe, frames, channels, iters))
+            if base_exe is not None:
+                runs["baseline"].append(_run_bench(base_exe, frames, channels, iters))
+
+    def best(rs: list[dict]) -> dict:
+        keys = [k for k in rs[0] if k.endswith("_ns")]
+        return {k: min((r[k] for r in rs), key=lambda v: v["p99"]) for k in keys}
+
+    result = {"frames": frames, "channels": channels, "iters": iters, "current": best(runs["current"])}
+    if runs["baseline"]:
+        result["baseline_rev"] = baseline_rev
+        result["baseline"] = best(runs["baseline"])
+        result["ratio_current_over_baseline"] = {
+            k: {q: round(v[q] / max(1.0, result["baseline"][k][q]), 3) for q in ("median", "p99")}
+            for k, v in result["current"].items() if k in result["baseline"]
+        }
+    return result
 
 
 def e2e(seconds: float, loss: float) -> dict:
@@ -82,9 +128,12 @@ def main(argv=None) -> int:
     ap.add_argument("--loss", type=float, default=0.03)
     ap.add_argument("--iters", type=int, default=20000)
     ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--baseline-rev", default=BASELINE_REV,
+                    help="git revision whose bridge is timed in the same run for the before/after ratio ('' to skip)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
-    result = {"micro_128x2": micro(128, 2, args.iters), "micro_256x8": micro(256, 8, args.iters // 4)}
+    result = {"micro_128x2": micro(128, 2, args.iters, args.baseline_rev or None),
+              "micro_256x8": micro(256, 8, args.iters // 4, args.baseline_rev or None)}
     if not args.no_e2e:
         result["e2e"] = e2e(args.seconds, args.loss)
     text = json.dumps(result, indent=2)

@@ -59,45 +59,78 @@ void check_shape(const F32Array& a, std::initializer_list<py::ssize_t> want, con
   }
 }
 
-py::dict counters_of(const nextblock::SegmentHeader& h) {
+// What a consumer sees in the segment (the header's counters may have been written by anyone).
+py::dict counters_of(const nextblock::SegmentHeader& h, const nextblock::ControlPage& c) {
   py::dict d;
   d["blocks_written"] = h.blocks_written.load();
   d["events_written"] = h.events_written.load();
-  d["replacements_posted"] = h.replacements_posted.load();
+  d["replacements_posted"] = c.replacements_posted.load();
   d["replacements_used"] = h.replacements_used.load();
   d["replacements_missed"] = h.replacements_missed.load();
   d["replacements_torn"] = h.replacements_torn.load();
-  d["poster_pid"] = h.poster_pid.load();
-  d["consumer_heartbeat_ns"] = h.consumer_heartbeat_ns.load();
+  d["replacements_refused"] = h.replacements_refused.load();
+  d["wakes_issued"] = h.wakes_issued.load();
+  d["poster_pid"] = nextblock::token_pid(c.poster_token.load());
+  d["consumer_heartbeat_ns"] = c.consumer_heartbeat_ns.load();
   d["producer_closed"] = bool(h.producer_closed.load());
   return d;
 }
 
-py::dict geometry_of(const nextblock::SegmentHeader& h) {
+// The producer's own counts (private; the segment only holds copies).
+py::dict counters_of(const nextblock::Producer& p) {
+  py::dict d = counters_of(p.header(), p.control());
+  d["blocks_written"] = p.blocks_written();
+  d["events_written"] = p.events_written();
+  d["replacements_used"] = p.replacements_used();
+  d["replacements_missed"] = p.replacements_missed();
+  d["replacements_torn"] = p.replacements_torn();
+  d["replacements_refused"] = p.replacements_refused();
+  d["wakes_issued"] = p.wakes_issued();
+  return d;
+}
+
+// Identity from the header, geometry from the copy validated at attach / fixed at create.
+py::dict geometry_of(const nextblock::SegmentHeader& h, const nextblock::SegmentConfig& c, const nextblock::Layout& l) {
   py::dict d;
-  d["layout_version"] = h.layout_version;
-  d["sample_rate_hz"] = h.sample_rate_hz;
-  d["frames_per_block"] = h.frames_per_block;
-  d["channels"] = h.channels;
-  d["block_ring_slots"] = h.block_ring_slots;
-  d["event_ring_slots"] = h.event_ring_slots;
-  d["replacement_slots"] = h.replacement_slots;
+  d["layout_version"] = nextblock::kLayoutVersion;
+  d["sample_rate_hz"] = c.sample_rate_hz;
+  d["frames_per_block"] = c.frames_per_block;
+  d["channels"] = c.channels;
+  d["block_ring_slots"] = c.block_ring_slots;
+  d["event_ring_slots"] = c.event_ring_slots;
+  d["replacement_slots"] = c.replacement_slots;
   d["producer_pid"] = h.producer_pid;
   d["producer_start_ticks"] = h.producer_start_ticks;
   d["created_unix_ns"] = h.created_unix_ns;
-  d["total_bytes"] = h.total_bytes;
+  d["total_bytes"] = l.total_bytes;
+  // identity text may have been overwritten by anyone: read at most its field, NUL or not
+  d["stream_name"] = std::string(h.stream_name, strnlen(h.stream_name, sizeof h.stream_name));
+  d["peer_address"] = std::string(h.peer_address, strnlen(h.peer_address, sizeof h.peer_address));
+  d["local_port"] = h.local_port;
   return d;
+}
+
+const char* take_name(nextblock::Take t) {
+  switch (t) {
+    case nextblock::Take::Taken: return "taken";
+    case nextblock::Take::Missing: return "missing";
+    case nextblock::Take::Torn: return "torn";
+    case nextblock::Take::Refused: return "refused";
+  }
+  return "unknown";
 }
 
 class PyProducer {
  public:
   PyProducer(const std::string& name, uint32_t sample_rate_hz, uint32_t frames_per_block, uint32_t channels,
-             uint32_t block_ring_slots, uint32_t event_ring_slots, uint32_t replacement_slots) {
+             uint32_t block_ring_slots, uint32_t event_ring_slots, uint32_t replacement_slots,
+             const std::string& stream_name, const std::string& peer_address, uint32_t local_port) {
     nextblock::SegmentConfig cfg{sample_rate_hz, frames_per_block, channels, block_ring_slots, event_ring_slots,
                                  replacement_slots};
+    nextblock::StreamIdentity identity{stream_name, peer_address, local_port};
     std::string why;
     ErrorCode code = ErrorCode::Ok;
-    p_ = nextblock::Producer::create(name, cfg, &why, &code);
+    p_ = nextblock::Producer::create(name, cfg, &why, &code, &identity);
     if (!p_) raise_for(code, why);
     scratch_.resize(size_t(2) * frames_per_block * channels);
   }
@@ -120,12 +153,14 @@ class PyProducer {
     get().post_event(nextblock::EventKind(kind), seq, nextblock::Outcome(outcome), detail);
   }
 
-  py::object take_replacement(uint64_t seq) {
+  // (status, replacement or None): status is "taken", "missing", "torn" or "refused".
+  py::tuple take(uint64_t seq) {
     auto& p = get();
-    if (!p.take_replacement(seq, scratch_.data())) return py::none();
+    const nextblock::Take t = p.take_replacement(seq, scratch_.data());
+    if (t != nextblock::Take::Taken) return py::make_tuple(take_name(t), py::none());
     F32Array out({py::ssize_t(2), py::ssize_t(p.frames_per_block()), py::ssize_t(p.channels())});
     std::memcpy(out.mutable_data(), scratch_.data(), scratch_.size() * sizeof(float));
-    return std::move(out);
+    return py::make_tuple(take_name(t), std::move(out));
   }
 
   void close() { p_.reset(); }
@@ -141,8 +176,8 @@ class PyConsumer {
     ErrorCode code = ErrorCode::Ok;
     c_ = nextblock::Consumer::attach(name, post_replacements, &why, &code);
     if (!c_) raise_for(code, why);
-    const auto& h = c_->header();
-    block_.resize(size_t(h.frames_per_block) * h.channels);
+    const auto& g = c_->config();
+    block_.resize(size_t(g.frames_per_block) * g.channels);
   }
 
   nextblock::Consumer& get() const {
@@ -162,10 +197,10 @@ class PyConsumer {
   // oldest block still held and reports how many were skipped.
   py::tuple read_blocks(uint64_t start, uint64_t max_count) {
     auto& c = get();
-    const auto& h = c.header();
-    const uint64_t frames = h.frames_per_block, channels = h.channels;
+    const auto& g = c.config();
+    const uint64_t frames = g.frames_per_block, channels = g.channels;
     uint64_t written = c.blocks_written();
-    const uint64_t slots = h.block_ring_slots;
+    const uint64_t slots = g.block_ring_slots;
     uint64_t oldest = written > slots - 1 ? written - (slots - 1) : 0;  // keep one slot of margin
     uint64_t first = start < oldest ? oldest : start;
     uint64_t skipped = first - start;
@@ -198,8 +233,8 @@ class PyConsumer {
   // stream has no history yet. Returns (array, newest_block_index_plus_one).
   py::tuple latest_history(uint64_t n_samples) {
     auto& c = get();
-    const auto& h = c.header();
-    const uint64_t frames = h.frames_per_block, channels = h.channels;
+    const auto& g = c.config();
+    const uint64_t frames = g.frames_per_block, channels = g.channels;
     F32Array out({py::ssize_t(channels), py::ssize_t(n_samples)});
     float* o = out.mutable_data();
     std::fill(o, o + channels * n_samples, 0.0f);
@@ -220,9 +255,8 @@ class PyConsumer {
 
   py::tuple read_events(uint64_t start, uint64_t max_count) {
     auto& c = get();
-    const auto& h = c.header();
     const uint64_t written = c.events_written();
-    const uint64_t slots = h.event_ring_slots;
+    const uint64_t slots = c.config().event_ring_slots;
     uint64_t oldest = written > slots - 1 ? written - (slots - 1) : 0;
     uint64_t first = start < oldest ? oldest : start;
     uint64_t skipped = first - start;
@@ -241,9 +275,9 @@ class PyConsumer {
 
   bool post_replacement(uint64_t seq, const F32Array& samples) {
     auto& c = get();
-    const auto& h = c.header();
+    const auto& g = c.config();
     if (!c.is_poster()) throw py::value_error("this consumer did not claim the poster role (post_replacements=False)");
-    check_shape(samples, {2, py::ssize_t(h.frames_per_block), py::ssize_t(h.channels)}, "replacement");
+    check_shape(samples, {2, py::ssize_t(g.frames_per_block), py::ssize_t(g.channels)}, "replacement");
     return c.post_replacement(seq, samples.data());
   }
 
@@ -271,6 +305,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("segment_name_for_pid", &nextblock::segment_name_for_pid, py::arg("pid"),
         "The shared-memory name a producer with this PID uses: '/nextblock-<pid>'.");
+  m.def("segment_name_for_stream", &nextblock::segment_name_for_stream, py::arg("pid"), py::arg("port"),
+        "The shared-memory name of one stream of a process with several: '/nextblock-<pid>-<port>'.");
   m.def("monotonic_ns", &nextblock::monotonic_ns, "CLOCK_MONOTONIC in ns: the time base of every *_ns field.");
   m.def(
       "validate_header",
@@ -297,6 +333,7 @@ PYBIND11_MODULE(_core, m) {
         d["block_ring_offset"] = l.block_ring_offset;
         d["event_slot_bytes"] = l.event_slot_bytes;
         d["event_ring_offset"] = l.event_ring_offset;
+        d["control_offset"] = l.control_offset;
         d["replacement_slot_bytes"] = l.replacement_slot_bytes;
         d["replacement_offset"] = l.replacement_offset;
         d["total_bytes"] = l.total_bytes;
@@ -314,11 +351,44 @@ PYBIND11_MODULE(_core, m) {
         NB_OFF(channels); NB_OFF(sample_format); NB_OFF(block_ring_slots); NB_OFF(event_ring_slots);
         NB_OFF(replacement_slots); NB_OFF(producer_pid); NB_OFF(producer_start_ticks); NB_OFF(created_unix_ns);
         NB_OFF(block_slot_bytes); NB_OFF(block_ring_offset); NB_OFF(event_slot_bytes); NB_OFF(event_ring_offset);
-        NB_OFF(replacement_slot_bytes); NB_OFF(replacement_offset); NB_OFF(total_bytes);
+        NB_OFF(control_offset); NB_OFF(replacement_slot_bytes); NB_OFF(replacement_offset); NB_OFF(total_bytes);
 #undef NB_OFF
         return d;
       },
       "Byte offsets of the header's identity fields (for tests and fuzzing; the header is the truth).");
+
+  m.def(
+      "control_field_offsets",
+      []() {
+        py::dict d;
+#define NB_OFF(f) d[#f] = offsetof(nextblock::ControlPage, f)
+        NB_OFF(notify_word); NB_OFF(wake_until_ns); NB_OFF(poster_token); NB_OFF(consumer_heartbeat_ns);
+        NB_OFF(replacements_posted);
+#undef NB_OFF
+        return d;
+      },
+      "Byte offsets of the control page's fields, relative to control_offset (tests and fuzzing).");
+  m.attr("MAX_WAKE_REGISTRATION_NS") = nextblock::kMaxWakeRegistrationNs;
+  m.def(
+      "sanitize_playable",
+      [](F32Array samples) {
+        py::array_t<float> out(samples.request().shape);
+        std::memcpy(out.mutable_data(), samples.data(), size_t(samples.size()) * sizeof(float));
+        const bool ok = nextblock::sanitize_playable(out.mutable_data(), size_t(out.size()));
+        return py::make_tuple(ok, out);
+      },
+      py::arg("samples"),
+      "The producer's check of a replacement: (ok, copy). ok is False if any sample is NaN, +-Inf or |x| > 1; "
+      "subnormals are flushed to zero in the copy.");
+  m.def("process_token", [](long pid) { return nextblock::process_token(pid); }, py::arg("pid"),
+        "PID (low 32 bits) and start time (high 32 bits) of a running process: its identity despite PID reuse.");
+  py::class_<nextblock::SeqUnwrapper>(m, "SeqUnwrapper",
+                                      "JackTrip's 16-bit packet numbers -> 64-bit seqs (the patched receive thread's rule).")
+      .def(py::init<>())
+      .def("next", &nextblock::SeqUnwrapper::next, py::arg("seq16"))
+      .def_property_readonly("last", &nextblock::SeqUnwrapper::last)
+      .def_property_readonly("restarts", &nextblock::SeqUnwrapper::restarts)
+      .def_readonly_static("MAX_REORDER", &nextblock::SeqUnwrapper::kMaxReorder);
 
   m.def(
       "lpc_continuation",
@@ -351,16 +421,20 @@ PYBIND11_MODULE(_core, m) {
       "Returns (rows, n_out) float32 (zeros for a silent row). See nextblock.features.lpc.");
 
   py::class_<PyProducer>(m, "Producer", "Producer side of a segment (patched JackTrip; tests and the demo).")
-      .def(py::init<const std::string&, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>(), py::arg("name"),
-           py::arg("sample_rate_hz"), py::arg("frames_per_block"), py::arg("channels"), py::arg("block_ring_slots") = 1024,
-           py::arg("event_ring_slots") = 1024, py::arg("replacement_slots") = 8)
+      .def(py::init<const std::string&, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, const std::string&,
+                    const std::string&, uint32_t>(),
+           py::arg("name"), py::arg("sample_rate_hz"), py::arg("frames_per_block"), py::arg("channels"),
+           py::arg("block_ring_slots") = 1024, py::arg("event_ring_slots") = 1024, py::arg("replacement_slots") = 8,
+           py::arg("stream_name") = "", py::arg("peer_address") = "", py::arg("local_port") = 0)
       .def("publish_block", &PyProducer::publish_block, py::arg("seq"), py::arg("samples"), py::arg("arrival_ns") = py::none(),
            py::arg("gap_ns") = 0)
       .def("post_event", &PyProducer::post_event, py::arg("kind"), py::arg("seq"), py::arg("outcome") = 0, py::arg("detail") = 0)
-      .def("take_replacement", &PyProducer::take_replacement, py::arg("seq"))
+      .def("take", &PyProducer::take, py::arg("seq"),
+           "Take the replacement posted for exactly seq: (status, (2, frames, channels) array or None), status one "
+           "of 'taken', 'missing', 'torn', 'refused' (non-finite or |x| > 1 samples).")
       .def("consumer_alive", [](PyProducer& self) { return self.get().consumer_alive(nextblock::monotonic_ns()); })
-      .def("counters", [](PyProducer& self) { return counters_of(self.get().header()); })
-      .def("geometry", [](PyProducer& self) { return geometry_of(self.get().header()); })
+      .def("counters", [](PyProducer& self) { return counters_of(self.get()); })
+      .def("geometry", [](PyProducer& self) { auto& p = self.get(); return geometry_of(p.header(), p.config(), p.layout()); })
       .def_property_readonly("name", [](PyProducer& self) { return self.get().name(); })
       .def_property_readonly("closed", [](PyProducer& self) { return !self.p_; })
       .def("close", &PyProducer::close);
@@ -374,8 +448,8 @@ PYBIND11_MODULE(_core, m) {
       .def("post_replacement", &PyConsumer::post_replacement, py::arg("seq"), py::arg("samples"))
       .def("heartbeat", [](PyConsumer& self) { self.get().heartbeat(); })
       .def("producer_alive", [](PyConsumer& self) { return self.get().producer_alive(); })
-      .def("counters", [](PyConsumer& self) { return counters_of(self.get().header()); })
-      .def("geometry", [](PyConsumer& self) { return geometry_of(self.get().header()); })
+      .def("counters", [](PyConsumer& self) { auto& c = self.get(); return counters_of(c.header(), c.control()); })
+      .def("geometry", [](PyConsumer& self) { auto& c = self.get(); return geometry_of(c.header(), c.config(), c.layout()); })
       .def_property_readonly("blocks_written", [](PyConsumer& self) { return self.get().blocks_written(); })
       .def_property_readonly("events_written", [](PyConsumer& self) { return self.get().events_written(); })
       .def_property_readonly("producer_closed", [](PyConsumer& self) { return self.get().producer_closed(); })

@@ -85,6 +85,9 @@ class Session:
     segment_gone_after_exit: bool | None = None
     server_log: str = ""
     client_log: str = ""
+    server_alive_at_end: bool | None = None  # the receiving JackTrip still ran when recording ended
+    server_returncode: int | None = None
+    consumer_result: dict = field(default_factory=dict)  # what the consumer thread recorded
 
 
 def _free_port_pair() -> tuple[int, int]:
@@ -131,8 +134,14 @@ def run_session(
     extra_server_args: tuple = (),
     queue: str | None = None,
     stop_consumer_after_s: float | None = None,
+    consumer=None,
+    replacement_fn=None,
 ) -> Session:
-    """Runs one loopback session; see module docstring. The server is the receiver under test."""
+    """Runs one loopback session; see module docstring. The server is the receiver under test.
+
+    ``consumer``: a function ``(segment_name, stop_event, result_dict)`` run in a thread instead
+    of the test consumer (e.g. :func:`scribbler`); ``replacement_fn(seq, frames, channels)``: what
+    the test consumer posts (default :func:`marker_blocks`)."""
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
 
@@ -168,10 +177,14 @@ def run_session(
                     f"JackTrip ports did not appear.\nserver:\n{srv.log_tail()}\nclient:\n{cli.log_tail()}"
                 )
             seg_name = f"/nextblock-{srv.pid}"
-            if nextblock:
+            if nextblock and consumer is not None:
+                consumer_thread = threading.Thread(target=consumer, args=(seg_name, stop, result), daemon=True)
+                consumer_thread.start()
+            elif nextblock:
                 consumer_thread = threading.Thread(
                     target=_consume,
-                    args=(seg_name, post_replacements, post_ahead, stop, result, stop_consumer_after_s),
+                    args=(seg_name, post_replacements, post_ahead, stop, result, stop_consumer_after_s,
+                          replacement_fn or marker_blocks),
                     daemon=True,
                 )
                 consumer_thread.start()
@@ -198,11 +211,15 @@ def run_session(
             if consumer_thread is not None:
                 consumer_thread.join(timeout=10)
             recorded = np.load(out_npy)
+            server_alive = srv.proc.poll() is None
         finally:
             stop.set()
             cli.stop()
             srv.stop()
         sess = Session(recorded=recorded)
+        sess.server_alive_at_end = server_alive
+        sess.server_returncode = srv.proc.returncode
+        sess.consumer_result = result
         sess.server_log = srv.log_text()
         sess.client_log = cli.log_text()
         if nextblock:
@@ -218,9 +235,9 @@ def run_session(
         return sess
 
 
-def _consume(seg_name, post, ahead, stop, result, stop_after_s):
-    """Test consumer: reads every block and event; posts marker replacements for the next
-    ``ahead`` seqs after every received block (until ``stop_after_s``, if given)."""
+def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks):
+    """Test consumer: reads every block and event; posts ``replacement_fn(seq, frames, channels)``
+    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given)."""
     from nextblock.capture import Consumer, EventKind, SegmentError, monotonic_ns
 
     deadline = time.monotonic() + 20
@@ -256,7 +273,7 @@ def _consume(seg_name, post, ahead, stop, result, stop_after_s):
                 if post and (stop_after_s is None or time.monotonic() - t0 < stop_after_s):
                     top = int(batch.seq[-1])
                     for s in range(max(top + 1, posted_upto + 1), top + 1 + ahead):
-                        c.post_replacement(s, marker_blocks(s, frames, channels))
+                        c.post_replacement(s, replacement_fn(s, frames, channels))
                         result["posted"] += 1
                     posted_upto = max(posted_upto, top + ahead)
                     result["lag"].append(monotonic_ns() - int(batch.arrival_ns[-1]))
@@ -267,7 +284,7 @@ def _consume(seg_name, post, ahead, stop, result, stop_after_s):
                 # a stalled stream: keep predicting past the blocks JackTrip is concealing now
                 top = max((e.seq for e in evs if e.kind in (EventKind.UNDERRUN, EventKind.SKIP)), default=-1)
                 for s in range(max(top + 1, posted_upto + 1), top + 1 + ahead):
-                    c.post_replacement(s, marker_blocks(s, frames, channels))
+                    c.post_replacement(s, replacement_fn(s, frames, channels))
                     result["posted"] += 1
                 posted_upto = max(posted_upto, top + ahead)
             if stop.is_set() or c.producer_closed:
@@ -279,6 +296,61 @@ def _consume(seg_name, post, ahead, stop, result, stop_after_s):
                     ev_count += len(evs) + skipped
                 result["counters"] = c.counters()
                 break
+
+
+def scribbler(seed: int):
+    """A hostile consumer: maps the whole segment read-write and writes random bytes at random
+    offsets (header, rings, control page, replacement slots) until stopped. Seeded. Counts its
+    writes in ``result["scribbles"]``."""
+
+    def run(seg_name, stop, result):
+        import mmap
+
+        rng = random.Random(seed)
+        path = "/dev/shm" + seg_name
+        deadline = time.monotonic() + 20
+        while not os.path.exists(path) or os.path.getsize(path) < 8192:
+            if stop.is_set() or time.monotonic() > deadline:
+                result["error"] = f"segment {seg_name} never appeared"
+                return
+            time.sleep(0.02)
+        time.sleep(0.3)  # let the producer finish creating it
+        with open(path, "r+b") as f:
+            m = mmap.mmap(f.fileno(), 0)
+            size = len(m)
+            n = 0
+            while not stop.is_set():
+                for _ in range(64):
+                    off = rng.randrange(size)
+                    data = rng.randbytes(rng.randint(1, 16))[: size - off]
+                    m[off:off + len(data)] = data
+                n += 64
+                time.sleep(0.001)
+            m.close()
+        result["scribbles"] = n
+
+    return run
+
+
+POISONS = ("nan", "inf", "-inf", "1e9", "denormal")
+
+
+def poisoned_blocks(seq: int, frames: int, channels: int) -> np.ndarray:
+    """A replacement JackTrip must never play as it is: by ``seq % 5``, NaN, +Inf or -Inf in one
+    sample of an otherwise valid marker, 1e9 everywhere, or denormals (valid once flushed)."""
+    kind = POISONS[seq % len(POISONS)]
+    out = marker_blocks(seq, frames, channels)
+    if kind == "nan":
+        out[0, frames // 2, 0] = np.nan
+    elif kind == "inf":
+        out[1, 3, channels - 1] = np.inf
+    elif kind == "-inf":
+        out[0, 0, 0] = -np.inf
+    elif kind == "1e9":
+        out[:] = 1e9
+    else:
+        out[:] = np.float32(1e-41)
+    return out
 
 
 # ------------------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_events_carry_kind_outcome_and_seq(segment_name):
 def test_replacement_is_taken_only_for_its_exact_seq(segment_name):
     with Producer(segment_name, 48000, 128, 2) as p, Consumer(segment_name, post_replacements=True) as c:
         assert p.take_replacement(7) is None
-        rep = np.random.default_rng(0).standard_normal((2, 128, 2)).astype(np.float32)
+        rep = np.random.default_rng(0).uniform(-1, 1, (2, 128, 2)).astype(np.float32)
         c.post_replacement(7, rep)
         assert p.take_replacement(7 + 8) is None, "same slot, other seq: refused"
         np.testing.assert_array_equal(p.take_replacement(7), rep)
@@ -176,3 +176,37 @@ def test_bad_geometry_is_refused(segment_name, kwargs, message):
     args = dict(sample_rate_hz=48000, frames_per_block=128, channels=2) | kwargs
     with pytest.raises(LayoutMismatch, match=message):
         Producer(segment_name, **args)
+
+
+def test_streams_of_a_process_are_listed_with_their_identity():
+    from nextblock.capture import list_streams, segment_name_for_pid, segment_name_for_stream, stream_segments
+
+    pid = os.getpid()
+    names = [segment_name_for_stream(pid, 61002), segment_name_for_pid(pid), segment_name_for_stream(pid, 61001)]
+    producers = [Producer(names[0], 48000, 64, 2, stream_name="alice", peer_address="10.0.0.7", local_port=61002),
+                 Producer(names[1], 44100, 128, 1),
+                 Producer(names[2], 48000, 256, 2, stream_name="b" * 100, local_port=61001)]
+    try:
+        assert stream_segments(pid) == [names[1], names[2], names[0]], "the pid's own first, then by port"
+        streams = list_streams(pid)
+        assert [s.segment for s in streams] == [names[1], names[2], names[0]]
+        alice = streams[2]
+        assert (alice.stream_name, alice.peer_address, alice.local_port, alice.frames_per_block) == ("alice", "10.0.0.7", 61002, 64)
+        assert streams[1].stream_name == "b" * 63, "identity text is cut to its field"
+        assert streams[0].label == names[1].lstrip("/") and streams[0].sample_rate_hz == 44100
+    finally:
+        for p in producers:
+            p.close()
+    assert stream_segments(pid) == []
+
+
+def test_closing_a_producer_never_removes_a_newer_segment_of_the_same_name(segment_name):
+    old = Producer(segment_name, 48000, 128, 1)
+    new = Producer(segment_name, 48000, 128, 1)  # same process, same name: a hub reusing a port
+    old.close()
+    assert os.path.exists("/dev/shm" + segment_name), "the newer segment is still there"
+    with Consumer(segment_name) as c:
+        new.publish_block(0, np.zeros((128, 1), np.float32))
+        assert c.blocks_written == 1
+    new.close()
+    assert not os.path.exists("/dev/shm" + segment_name)

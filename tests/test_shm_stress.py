@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import shutil
 import subprocess
 import time
@@ -32,7 +33,9 @@ def block_of(seq: int) -> np.ndarray:
 
 
 def replacement_of(seq: int) -> np.ndarray:
-    return np.full((2, FRAMES, CHANNELS), -float(seq % 4096), np.float32) + np.arange(FRAMES, dtype=np.float32)[None, :, None]
+    # in [-1, 1] (the producer refuses anything else) and exact in float32
+    return (np.full((2, FRAMES, CHANNELS), -float(seq % 4096) / 8192.0, np.float32)
+            + np.arange(FRAMES, dtype=np.float32)[None, :, None] / 2.0**20)
 
 
 def _producer(name: str, n_blocks: int, seed: int, ready, results) -> None:
@@ -128,8 +131,16 @@ def test_cpp_stress_under_address_sanitizer(tmp_path):
     if build.returncode != 0 and "libasan" in build.stderr:
         pytest.skip(f"AddressSanitizer runtime missing: {build.stderr.strip()[:200]}")
     assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(binary), "60000"], capture_output=True, text=True, timeout=300,
-                         env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "PATH": "/usr/bin:/bin"})
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([str(binary), "60000"], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "OK" in run.stdout
     assert "ERROR: AddressSanitizer" not in run.stderr
+    # a process scribbling over the whole segment (random bytes, and well-formed replacements
+    # with NaN / Inf / 1e9 / denormals in them) while the producer runs: no crash, no sanitizer
+    # report, only valid replacements played, poisoned ones refused
+    run = subprocess.run([str(binary), "hostile", "100000", "20261128"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "runtime error" not in run.stderr and "ERROR: AddressSanitizer" not in run.stderr, run.stderr
+    taken, refused = (int(v) for v in re.search(r"(\d+) replacements taken, (\d+) refused, 0 bad", run.stdout).groups())
+    assert taken > 100 and refused > 100, run.stdout

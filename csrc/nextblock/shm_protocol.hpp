@@ -5,41 +5,58 @@
 //   * JackTrip's NextBlock patch   (third_party/jacktrip_patch/, -I<repo>/csrc).
 //
 // One POSIX shared-memory object per producer (patched JackTrip), named "/nextblock-<PID>",
-// mode 0600. Layout (all offsets from the start of the mapping, every region 64-byte aligned):
+// mode 0600. Layout version 2 (all offsets from the start of the mapping):
 //
-//   [0, kHeaderBytes)            SegmentHeader: identity, geometry, counters, futex word
-//   block ring                   block_ring_slots  x BlockSlot  (seqlock stamp, seq, times, samples)
-//   event ring                   event_ring_slots  x EventSlot  (seqlock stamp, kind, outcome, seq, ...)
-//   replacement slots            replacement_slots x ReplacementSlot (seqlock version, seq, 2 blocks)
+//   producer region (written only by the producer; consumers map it read-only)
+//     [0, kHeaderBytes)            SegmentHeader: identity, geometry, producer counters
+//     block ring                   block_ring_slots  x BlockSlot  (seqlock stamp, seq, times, samples)
+//     event ring                   event_ring_slots  x EventSlot  (seqlock stamp, kind, outcome, seq, ...)
+//   consumer region (page aligned at control_offset; consumers map it read-write)
+//     [control_offset, +kControlBytes)  ControlPage: futex word, wake registration, poster, heartbeat
+//     replacement slots            replacement_slots x ReplacementSlot (seqlock version, seq, 2 blocks)
 //
 // Samples are float32. A block is interleaved, frame-major: sample[frame * channels + ch].
 // A replacement holds two blocks (the missing block and the next one, for the cross-fade),
 // block-major: sample[(block * frames + frame) * channels + ch].
+//
+// Trust: the producer is JackTrip, the musician's lifeline; consumers are helpers. Any process of
+// the same user can write anything anywhere in the segment, so the producer
+//   * caches its geometry at create() and never reads back anything it wrote (ring indices,
+//     counters, offsets are private copies; the mapping only receives stores);
+//   * bounds every index it derives from consumer-written memory by its cached geometry, copies
+//     a replacement out of the segment before looking at it, and refuses it unless every sample
+//     is finite and within [-1, 1] (Take::Refused: the caller plays its own fallback);
+//   * never blocks on, and never pays more than one FUTEX_WAKE per block for, what consumers
+//     write (a wake registration expires by itself; a far-future one is ignored).
 //
 // Concurrency:
 //   * Block and event rings: one writer (producer), any number of readers. Each slot carries a
 //     stamp 2*i+2 once slot index i is complete (2*i+1 while being written). A reader copies the
 //     slot and re-reads the stamp: a changed stamp means the writer lapped it (overrun), never a
 //     torn read. The writer never waits for readers.
-//   * Replacement slots: one poster (the consumer that claimed poster_pid), one taker (the
-//     producer's audio thread). Slot = seq % replacement_slots, guarded by a seqlock version
-//     (odd while being written). The taker copies and re-checks; a torn or mismatching slot is
-//     refused and the producer plays its own fallback. The taker never waits.
-//   * Wake-up: notify_word (a shared futex word) is bumped on every block and event; the producer
-//     issues FUTEX_WAKE only when a reader has registered in `waiters`. Readers sleep in
-//     FUTEX_WAIT with a timeout.
+//   * Replacement slots: one poster (the consumer holding the poster token), one taker (the
+//     producer's audio thread). Slot = seq % replacement_slots, guarded by a seqlock version that
+//     is odd while being written, whatever state a dead poster left it in. The taker copies,
+//     re-checks and validates; a torn, mismatching or invalid slot is refused and the producer
+//     plays its own fallback. The taker never waits.
+//   * Wake-up: notify_word (a futex word in the control page) is bumped on every block and event.
+//     A reader about to sleep registers the end of its sleep in wake_until_ns (at most
+//     kMaxWakeRegistrationNs ahead); the producer issues FUTEX_WAKE only while a registration is
+//     current. A reader killed in futex_wait costs at most one registration's worth of wakes.
 //
 // Real-time discipline (producer side after create()): no allocation, no locks, no waiting;
 // publish_block / post_event / take_replacement are wait-free (one optional FUTEX_WAKE syscall
 // when somebody sleeps).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -61,9 +78,11 @@ namespace nextblock {
 // ---------------------------------------------------------------------------------------------
 
 inline constexpr uint64_t kMagic = 0x31304B4C4254584EULL;  // "NXTBLK01" read little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kSampleFormatFloat32 = 1;
+inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint64_t kHeaderBytes = 4096;
+inline constexpr uint64_t kControlBytes = 4096;
 inline constexpr uint64_t kAlign = 64;
 
 inline constexpr uint32_t kMinSampleRateHz = 8000;
@@ -73,6 +92,10 @@ inline constexpr uint32_t kMaxChannels = 64;
 inline constexpr uint32_t kMaxRingSlots = 1u << 16;
 inline constexpr uint32_t kMaxReplacementSlots = 64;
 inline constexpr uint64_t kConsumerTimeoutNs = 1000000000ULL;  // heartbeat older than this: dead
+/// A reader sleeps at most this long per futex wait, and registers at most this far ahead.
+inline constexpr uint64_t kMaxWakeRegistrationNs = 200000000ULL;
+/// Added to a registration for timer slack and clock reads on both sides.
+inline constexpr uint64_t kWakeSlackNs = 5000000ULL;
 
 /// What happened at the point where the producer decided what to play.
 enum class EventKind : uint32_t {
@@ -88,6 +111,15 @@ enum class Outcome : uint32_t {
   None = 0,         ///< nothing was substituted (e.g. Late, Skip)
   Replacement = 1,  ///< NextBlock's posted block was played
   Fallback = 2,     ///< the producer's own concealment was played
+  Refused = 3,      ///< a replacement was posted but refused (non-finite or |x| > 1); fallback played
+};
+
+/// Result of Producer::take_replacement.
+enum class Take : uint32_t {
+  Taken = 0,    ///< a valid replacement for exactly this seq was copied out
+  Missing = 1,  ///< none posted for this seq (or the slot holds another seq)
+  Torn = 2,     ///< the poster was mid-write (or died mid-write)
+  Refused = 3,  ///< posted, complete, but a sample is non-finite or outside [-1, 1]
 };
 
 /// Why opening or validating a segment failed.
@@ -122,8 +154,23 @@ inline uint64_t realtime_ns() noexcept {
   return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
 }
 
-/// The segment name a producer with process id `pid` uses: "/nextblock-<pid>".
+/// The segment name of a process's only (or first) stream: "/nextblock-<pid>".
 inline std::string segment_name_for_pid(long pid) { return "/nextblock-" + std::to_string(pid); }
+
+/// The segment name of one received stream of a process that receives several (a hub server's
+/// workers, one per client): "/nextblock-<pid>-<local UDP port>".
+inline std::string segment_name_for_stream(long pid, unsigned port) {
+  return "/nextblock-" + std::to_string(pid) + "-" + std::to_string(port);
+}
+
+inline constexpr size_t kIdentityTextBytes = 64;
+
+/// Who a stream is, for people and tools that list a process's streams (not used by the protocol).
+struct StreamIdentity {
+  std::string stream_name;   ///< e.g. JackTrip's client name for this peer
+  std::string peer_address;  ///< the peer's address as text
+  uint32_t local_port = 0;   ///< the UDP port this stream is received on
+};
 
 /// Process start time in clock ticks since boot (field 22 of /proc/PID/stat); 0 if unknown.
 /// Together with the PID it identifies a process even when PIDs are reused.
@@ -151,6 +198,20 @@ inline bool process_exists(long pid) noexcept {
   return ::kill(pid_t(pid), 0) == 0 || errno == EPERM;
 }
 
+/// A 64-bit identity of a running process: PID in the low 32 bits, the low 32 bits of its start
+/// time above. A reused PID gives another token.
+inline uint64_t process_token(long pid) noexcept {
+  return (uint64_t(uint32_t(process_start_ticks(pid))) << 32) | uint32_t(pid);
+}
+
+inline int32_t token_pid(uint64_t token) noexcept { return int32_t(uint32_t(token)); }
+
+/// True when the process a token names is still the one running under its PID.
+inline bool token_alive(uint64_t token) noexcept {
+  const int32_t pid = token_pid(token);
+  return pid > 0 && process_exists(pid) && uint32_t(process_start_ticks(pid)) == uint32_t(token >> 32);
+}
+
 inline long futex_wait_shared(std::atomic<uint32_t>* word, uint32_t expected, const timespec* timeout) noexcept {
   return ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, timeout, nullptr, 0);
 }
@@ -159,8 +220,85 @@ inline long futex_wake_shared(std::atomic<uint32_t>* word) noexcept {
   return ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
-inline constexpr uint64_t align_up(uint64_t n) noexcept { return (n + kAlign - 1) / kAlign * kAlign; }
+inline constexpr uint64_t align_up(uint64_t n, uint64_t to = kAlign) noexcept { return (n + to - 1) / to * to; }
 inline constexpr bool is_power_of_two(uint64_t n) noexcept { return n && !(n & (n - 1)); }
+
+/// Loads a plain 64-bit field of shared memory that another process may be writing.
+inline uint64_t load_shared(const uint64_t* p) noexcept { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/// One sample's check: sets `bad` if NaN, ±Inf or |x| > 1; returns the bits to play (a subnormal
+/// or -0 becomes +0: slow arithmetic downstream, inaudible).
+inline uint32_t playable_bits(uint32_t bits, uint32_t& bad) noexcept {
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  bad |= uint32_t(magnitude > 0x3f800000u);  // > 1.0f, and every Inf / NaN
+  return magnitude < 0x00800000u ? 0u : bits;
+}
+
+/// Copies `n` samples from `src` to `dst` (the same array, or distinct ones) and makes the copy
+/// safe to play: returns false if any is NaN, ±Inf or |x| > 1 (then none of them may be played);
+/// flushes subnormals to zero. Branch-free, one pass, in groups of 8 that the compiler turns into
+/// vector instructions even at -O2 (~0.1 ns per sample).
+inline bool copy_playable(float* dst, const float* src, size_t n) noexcept {
+  uint32_t bad = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint32_t group[8];
+    std::memcpy(group, src + i, sizeof group);
+    uint32_t group_bad[8];
+    for (int k = 0; k < 8; ++k) {
+      group_bad[k] = 0;
+      group[k] = playable_bits(group[k], group_bad[k]);
+    }
+    std::memcpy(dst + i, group, sizeof group);
+    for (int k = 0; k < 8; ++k) bad |= group_bad[k];
+  }
+  for (; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, src + i, sizeof bits);
+    bits = playable_bits(bits, bad);
+    std::memcpy(dst + i, &bits, sizeof bits);
+  }
+  return bad == 0;
+}
+
+/// copy_playable() in place.
+inline bool sanitize_playable(float* samples, size_t n) noexcept { return copy_playable(samples, samples, n); }
+
+/// Unwraps JackTrip's 16-bit packet sequence numbers into 64-bit ones that never repeat and stay
+/// congruent to the packet's number modulo 65536 (so JackTrip's own modular slot indices map back).
+/// A packet up to kMaxReorder behind the newest is a late one (its own, smaller number); further
+/// behind, the peer restarted (or its counter jumped): the stream continues forward from there.
+class SeqUnwrapper {
+ public:
+  static constexpr int kMaxReorder = 64;
+
+  int64_t next(uint16_t seq16) noexcept {
+    if (last_ < 0) {
+      last_ = seq16;
+      return last_;
+    }
+    const uint16_t forward = uint16_t(seq16 - uint16_t(last_));
+    const int16_t delta = int16_t(forward);
+    int64_t seq;
+    if (delta >= -kMaxReorder) {
+      seq = last_ + delta;
+      if (seq < 0) seq += 65536;  // a late packet from before the first one seen
+    } else {
+      seq = last_ + forward;  // a jump back: a restarted peer, continue forward
+      ++restarts_;
+    }
+    if (seq > last_) last_ = seq;
+    return seq;
+  }
+  /// The newest unwrapped seq (-1 before the first packet).
+  int64_t last() const noexcept { return last_; }
+  /// Backward jumps treated as restarts.
+  uint64_t restarts() const noexcept { return restarts_; }
+
+ private:
+  int64_t last_ = -1;
+  uint64_t restarts_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -203,8 +341,9 @@ struct ReplacementSlotHeader {
 };
 static_assert(sizeof(ReplacementSlotHeader) == 32, "ReplacementSlotHeader layout");
 
-/// Fixed part of the segment. Identity and geometry are written once before `magic` is
-/// published; the runtime fields after them are atomics, each group on its own cache line.
+/// The producer's page. Identity and geometry are written once before `magic` is published; the
+/// runtime fields after them are stores of the producer's private counters (never read back by
+/// the producer), each group on its own cache line.
 struct SegmentHeader {
   // --- identity (written once; magic last, with release) ---
   uint64_t magic;
@@ -224,30 +363,43 @@ struct SegmentHeader {
   uint64_t block_ring_offset;
   uint64_t event_slot_bytes;
   uint64_t event_ring_offset;
+  uint64_t control_offset;
   uint64_t replacement_slot_bytes;
   uint64_t replacement_offset;
   uint64_t total_bytes;
-  // --- runtime ---
+  char stream_name[kIdentityTextBytes];   ///< StreamIdentity, NUL-terminated ("" if unknown)
+  char peer_address[kIdentityTextBytes];  ///< StreamIdentity, NUL-terminated ("" if unknown)
+  uint32_t local_port;                    ///< StreamIdentity (0 if unknown)
+  uint32_t identity_pad_;
+  // --- runtime (producer-written) ---
   alignas(64) std::atomic<uint64_t> blocks_written;
   alignas(64) std::atomic<uint64_t> events_written;
-  alignas(64) std::atomic<uint32_t> notify_word;  ///< futex word: bumped on every block and event
-  std::atomic<uint32_t> waiters;                  ///< readers currently sleeping on notify_word
-  std::atomic<uint32_t> producer_closed;          ///< 1 once the producer has shut down
-  alignas(64) std::atomic<uint64_t> replacements_posted;
-  std::atomic<uint64_t> replacements_used;
-  std::atomic<uint64_t> replacements_missed;  ///< taken for a seq with no (matching) replacement
-  std::atomic<uint64_t> replacements_torn;    ///< refused because the poster was mid-write
-  alignas(64) std::atomic<int32_t> poster_pid;  ///< the one consumer allowed to post (0: none)
-  std::atomic<uint64_t> consumer_heartbeat_ns;  ///< monotonic_ns() of the poster's last sign of life
+  alignas(64) std::atomic<uint32_t> producer_closed;  ///< 1 once the producer has shut down
+  alignas(64) std::atomic<uint64_t> replacements_used;
+  std::atomic<uint64_t> replacements_missed;   ///< taken for a seq with no (matching) replacement
+  std::atomic<uint64_t> replacements_torn;     ///< refused because the poster was mid-write
+  std::atomic<uint64_t> replacements_refused;  ///< refused: non-finite or out-of-range samples
+  std::atomic<uint64_t> wakes_issued;          ///< FUTEX_WAKE calls made for sleeping readers
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "header must fit its page");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "64-bit atomics must be lock-free for shared memory");
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "32-bit atomics must be lock-free for shared memory");
 
+/// The consumers' page (read-write for every consumer; the producer bounds what it reads here).
+struct ControlPage {
+  alignas(64) std::atomic<uint32_t> notify_word;  ///< futex word: bumped on every block and event
+  alignas(64) std::atomic<uint64_t> wake_until_ns;  ///< latest end of a registered reader's sleep
+  alignas(64) std::atomic<uint64_t> poster_token;   ///< process_token() of the poster (0: none)
+  std::atomic<uint64_t> consumer_heartbeat_ns;      ///< monotonic_ns() of the poster's last sign of life
+  std::atomic<uint64_t> replacements_posted;
+};
+static_assert(sizeof(ControlPage) <= kControlBytes, "control block must fit its page");
+
 /// Byte sizes and offsets implied by a configuration.
 struct Layout {
   uint64_t block_slot_bytes = 0, block_ring_offset = 0;
   uint64_t event_slot_bytes = 0, event_ring_offset = 0;
+  uint64_t control_offset = 0;
   uint64_t replacement_slot_bytes = 0, replacement_offset = 0;
   uint64_t total_bytes = 0;
 };
@@ -293,16 +445,20 @@ inline ErrorCode compute_layout(const SegmentConfig& c, Layout* out, std::string
   l.block_ring_offset = kHeaderBytes;
   l.event_slot_bytes = sizeof(EventSlot);
   l.event_ring_offset = l.block_ring_offset + l.block_slot_bytes * c.block_ring_slots;
+  l.control_offset = align_up(l.event_ring_offset + l.event_slot_bytes * c.event_ring_slots, kPageBytes);
   l.replacement_slot_bytes = align_up(sizeof(ReplacementSlotHeader) + 2 * block_floats * sizeof(float));
-  l.replacement_offset = l.event_ring_offset + l.event_slot_bytes * c.event_ring_slots;
-  l.total_bytes = l.replacement_offset + l.replacement_slot_bytes * c.replacement_slots;
+  l.replacement_offset = l.control_offset + kControlBytes;
+  l.total_bytes = align_up(l.replacement_offset + l.replacement_slot_bytes * c.replacement_slots, kPageBytes);
   if (out) *out = l;
   return ErrorCode::Ok;
 }
 
 /// Validates the identity and geometry of a segment image of `size_bytes` bytes (untrusted
-/// input: never reads past `size_bytes`). Returns Ok or the first problem, with a reason.
-inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::string* why) {
+/// input: never reads past `size_bytes`). Returns Ok or the first problem, with a reason; on Ok
+/// fills `cfg_out` / `layout_out` with the geometry (a copy: later writes to the image do not
+/// change it).
+inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::string* why,
+                                 SegmentConfig* cfg_out = nullptr, Layout* layout_out = nullptr) {
   auto fail = [&](ErrorCode code, const std::string& msg) {
     if (why) *why = msg;
     return code;
@@ -334,14 +490,16 @@ inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::str
   if (compute_layout(c, &l, &geometry_why) != ErrorCode::Ok) return fail(ErrorCode::BadGeometry, geometry_why);
   if (h.block_slot_bytes != l.block_slot_bytes || h.block_ring_offset != l.block_ring_offset ||
       h.event_slot_bytes != l.event_slot_bytes || h.event_ring_offset != l.event_ring_offset ||
-      h.replacement_slot_bytes != l.replacement_slot_bytes || h.replacement_offset != l.replacement_offset ||
-      h.total_bytes != l.total_bytes)
+      h.control_offset != l.control_offset || h.replacement_slot_bytes != l.replacement_slot_bytes ||
+      h.replacement_offset != l.replacement_offset || h.total_bytes != l.total_bytes)
     return fail(ErrorCode::BadGeometry, "ring sizes and offsets in the header do not add up");
   if (h.total_bytes > size_bytes)
     return fail(ErrorCode::TooSmall, "segment declares " + std::to_string(h.total_bytes) + " bytes but has only " +
                                          std::to_string(size_bytes));
   if (h.producer_pid <= 0) return fail(ErrorCode::BadGeometry, "producer PID " + std::to_string(h.producer_pid) + " is invalid");
   if (why) why->clear();
+  if (cfg_out) *cfg_out = c;
+  if (layout_out) *layout_out = l;
   return ErrorCode::Ok;
 }
 
@@ -349,45 +507,48 @@ inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::str
 // A mapped segment (shared by producer and consumer)
 // ---------------------------------------------------------------------------------------------
 
+/// A mapping plus the geometry its owner trusts (its own at create(), a validated copy at
+/// attach). Every address comes from that private copy, never from the mapped header, so a
+/// corrupted header cannot send an access outside the mapping.
 class Mapping {
  public:
   Mapping() = default;
-  Mapping(void* base, uint64_t bytes) : base_(static_cast<uint8_t*>(base)), bytes_(bytes) {}
+  Mapping(void* base, uint64_t bytes, const SegmentConfig& cfg, const Layout& layout)
+      : base_(static_cast<uint8_t*>(base)), bytes_(bytes), cfg_(cfg), layout_(layout) {}
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping() {
     if (base_) ::munmap(base_, bytes_);
   }
   SegmentHeader* header() const noexcept { return reinterpret_cast<SegmentHeader*>(base_); }
+  ControlPage* control() const noexcept { return reinterpret_cast<ControlPage*>(base_ + layout_.control_offset); }
   BlockSlotHeader* block_slot(uint64_t index) const noexcept {
-    const SegmentHeader* h = header();
-    return reinterpret_cast<BlockSlotHeader*>(base_ + h->block_ring_offset +
-                                              (index & (h->block_ring_slots - 1)) * h->block_slot_bytes);
+    return reinterpret_cast<BlockSlotHeader*>(base_ + layout_.block_ring_offset +
+                                              (index & (cfg_.block_ring_slots - 1)) * layout_.block_slot_bytes);
   }
   static float* block_samples(BlockSlotHeader* s) noexcept { return reinterpret_cast<float*>(s + 1); }
   EventSlot* event_slot(uint64_t index) const noexcept {
-    const SegmentHeader* h = header();
-    return reinterpret_cast<EventSlot*>(base_ + h->event_ring_offset + (index & (h->event_ring_slots - 1)) * h->event_slot_bytes);
+    return reinterpret_cast<EventSlot*>(base_ + layout_.event_ring_offset +
+                                        (index & (cfg_.event_ring_slots - 1)) * layout_.event_slot_bytes);
   }
   ReplacementSlotHeader* replacement_slot(uint64_t seq) const noexcept {
-    const SegmentHeader* h = header();
-    return reinterpret_cast<ReplacementSlotHeader*>(base_ + h->replacement_offset +
-                                                    (seq % h->replacement_slots) * h->replacement_slot_bytes);
+    return reinterpret_cast<ReplacementSlotHeader*>(base_ + layout_.replacement_offset +
+                                                    (seq % cfg_.replacement_slots) * layout_.replacement_slot_bytes);
   }
   static float* replacement_samples(ReplacementSlotHeader* s) noexcept { return reinterpret_cast<float*>(s + 1); }
   uint8_t* base() const noexcept { return base_; }
   uint64_t bytes() const noexcept { return bytes_; }
+  const SegmentConfig& config() const noexcept { return cfg_; }
+  const Layout& layout() const noexcept { return layout_; }
+  /// floats in one block (frames * channels)
+  uint64_t block_floats() const noexcept { return uint64_t(cfg_.frames_per_block) * cfg_.channels; }
 
  private:
   uint8_t* base_ = nullptr;
   uint64_t bytes_ = 0;
+  SegmentConfig cfg_{};
+  Layout layout_{};
 };
-
-/// Wakes sleeping readers after a block or event was published (one syscall only if needed).
-inline void notify_readers(SegmentHeader* h) noexcept {
-  h->notify_word.fetch_add(1, std::memory_order_seq_cst);
-  if (h->waiters.load(std::memory_order_seq_cst) != 0) futex_wake_shared(&h->notify_word);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Producer (patched JackTrip; also the Python test/demo producer)
@@ -398,7 +559,7 @@ class Producer {
   /// Creates (or safely replaces a stale) segment `name`. Not real-time: call at start-up.
   /// Returns nullptr and fills `why` / `code` on failure.
   static std::unique_ptr<Producer> create(const std::string& name, const SegmentConfig& cfg, std::string* why,
-                                          ErrorCode* code = nullptr) {
+                                          ErrorCode* code = nullptr, const StreamIdentity* identity = nullptr) {
     auto fail = [&](ErrorCode c, const std::string& msg) -> std::unique_ptr<Producer> {
       if (why) *why = msg;
       if (code) *code = c;
@@ -421,8 +582,10 @@ class Producer {
           void* p = ::mmap(nullptr, kHeaderBytes, PROT_READ, MAP_SHARED, old, 0);
           if (p != MAP_FAILED) {
             const auto* h = static_cast<const SegmentHeader*>(p);
-            if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == kMagic && h->producer_pid != getpid() &&
-                process_exists(h->producer_pid) && process_start_ticks(h->producer_pid) == h->producer_start_ticks)
+            const int32_t pid = __atomic_load_n(&h->producer_pid, __ATOMIC_RELAXED);
+            const uint64_t ticks = load_shared(&h->producer_start_ticks);
+            if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == kMagic && pid != getpid() && process_exists(pid) &&
+                process_start_ticks(pid) == ticks)
               live = true;
             ::munmap(p, kHeaderBytes);
           }
@@ -443,15 +606,16 @@ class Producer {
       return fail(ErrorCode::System, "cannot size segment " + name + ": " + std::strerror(e));
     }
     void* base = ::mmap(nullptr, l.total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ::close(fd);
     if (base == MAP_FAILED) {
       int e = errno;
+      ::close(fd);
       ::shm_unlink(name.c_str());
       return fail(ErrorCode::System, "cannot map segment " + name + ": " + std::strerror(e));
     }
     std::memset(base, 0, l.total_bytes);  // also pre-faults every page before real-time use
     ::mlock(base, l.total_bytes);         // best effort: keep the audio path free of page faults
     auto* h = new (base) SegmentHeader();  // constructs the atomics in place
+    new (static_cast<uint8_t*>(base) + l.control_offset) ControlPage();
     h->layout_version = kLayoutVersion;
     h->header_bytes = uint32_t(kHeaderBytes);
     h->sample_rate_hz = cfg.sample_rate_hz;
@@ -468,52 +632,77 @@ class Producer {
     h->block_ring_offset = l.block_ring_offset;
     h->event_slot_bytes = l.event_slot_bytes;
     h->event_ring_offset = l.event_ring_offset;
+    h->control_offset = l.control_offset;
     h->replacement_slot_bytes = l.replacement_slot_bytes;
     h->replacement_offset = l.replacement_offset;
     h->total_bytes = l.total_bytes;
+    if (identity) {
+      std::snprintf(h->stream_name, sizeof h->stream_name, "%s", identity->stream_name.c_str());
+      std::snprintf(h->peer_address, sizeof h->peer_address, "%s", identity->peer_address.c_str());
+      h->local_port = identity->local_port;
+    }
+    struct stat own{};
+    const ino_t inode = ::fstat(fd, &own) == 0 ? own.st_ino : 0;
+    ::close(fd);
     __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);  // published: attachers may validate now
     if (code) *code = ErrorCode::Ok;
-    return std::unique_ptr<Producer>(new Producer(name, base, l.total_bytes));
+    return std::unique_ptr<Producer>(new Producer(name, base, cfg, l, inode));
   }
 
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
 
-  /// Marks the segment closed, wakes readers and removes the name.
+  /// Marks the segment closed, wakes readers and removes the name, unless the name now belongs
+  /// to a newer segment (a hub reusing this stream's port, say): that one is left alone.
   ~Producer() {
-    SegmentHeader* h = map_.header();
-    h->producer_closed.store(1, std::memory_order_release);
-    notify_readers(h);
-    ::shm_unlink(name_.c_str());
+    map_.header()->producer_closed.store(1, std::memory_order_release);
+    map_.control()->notify_word.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_shared(&map_.control()->notify_word);
+    int fd = ::shm_open(name_.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd >= 0) {
+      struct stat st{};
+      const bool ours = ::fstat(fd, &st) == 0 && st.st_ino == inode_;
+      ::close(fd);
+      if (ours) ::shm_unlink(name_.c_str());
+    }
   }
 
   const std::string& name() const noexcept { return name_; }
   const SegmentHeader& header() const noexcept { return *map_.header(); }
-  uint32_t frames_per_block() const noexcept { return map_.header()->frames_per_block; }
-  uint32_t channels() const noexcept { return map_.header()->channels; }
+  const ControlPage& control() const noexcept { return *map_.control(); }
+  const SegmentConfig& config() const noexcept { return map_.config(); }
+  const Layout& layout() const noexcept { return map_.layout(); }
+  uint32_t frames_per_block() const noexcept { return map_.config().frames_per_block; }
+  uint32_t channels() const noexcept { return map_.config().channels; }
+  /// The producer's own counts (what it stores into the header; never read back from it).
+  uint64_t blocks_written() const noexcept { return blocks_; }
+  uint64_t events_written() const noexcept { return events_; }
+  uint64_t wakes_issued() const noexcept { return wakes_; }
+  uint64_t replacements_used() const noexcept { return used_; }
+  uint64_t replacements_refused() const noexcept { return refused_; }
+  uint64_t replacements_missed() const noexcept { return missed_; }
+  uint64_t replacements_torn() const noexcept { return torn_; }
 
   /// Publishes one received block (frames*channels interleaved floats). Wait-free; called from
   /// the network receive thread for every block that arrives.
   void publish_block(uint64_t seq, const float* interleaved, uint64_t arrival_ns, uint64_t gap_ns) noexcept {
-    SegmentHeader* h = map_.header();
-    const uint64_t i = h->blocks_written.load(std::memory_order_relaxed);  // single writer
+    const uint64_t i = blocks_++;
     BlockSlotHeader* s = map_.block_slot(i);
     s->stamp.store(2 * i + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
     s->seq = seq;
     s->arrival_ns = arrival_ns;
     s->gap_ns = gap_ns;
-    std::memcpy(Mapping::block_samples(s), interleaved, sizeof(float) * h->frames_per_block * h->channels);
+    std::memcpy(Mapping::block_samples(s), interleaved, sizeof(float) * map_.block_floats());
     s->stamp.store(2 * i + 2, std::memory_order_release);
-    h->blocks_written.store(i + 1, std::memory_order_release);
-    notify_readers(h);
+    map_.header()->blocks_written.store(blocks_, std::memory_order_release);
+    notify_readers();
   }
 
   /// Records an event (underrun, skip, late, ...) with the sequence number concerned. Wait-free.
   /// Must be called from one thread at a time (in JackTrip: the audio thread).
   void post_event(EventKind kind, uint64_t seq, Outcome outcome, int64_t detail = 0, uint64_t time_ns = 0) noexcept {
-    SegmentHeader* h = map_.header();
-    const uint64_t i = h->events_written.load(std::memory_order_relaxed);
+    const uint64_t i = events_++;
     EventSlot* e = map_.event_slot(i);
     e->stamp.store(2 * i + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
@@ -523,48 +712,74 @@ class Producer {
     e->time_ns = time_ns ? time_ns : monotonic_ns();
     e->detail = detail;
     e->stamp.store(2 * i + 2, std::memory_order_release);
-    h->events_written.store(i + 1, std::memory_order_release);
-    notify_readers(h);
+    map_.header()->events_written.store(events_, std::memory_order_release);
+    notify_readers();
   }
 
   /// Copies the replacement posted for exactly `seq` (2*frames*channels floats, block-major) into
-  /// `out_two_blocks`. Returns false – and leaves `out_two_blocks` untouched or partially written –
-  /// when none is posted for that seq or the poster was mid-write; the caller then plays its own
-  /// fallback. Wait-free; called from the audio thread.
-  bool take_replacement(uint64_t seq, float* out_two_blocks) noexcept {
+  /// `out_two_blocks` and checks it. Anything but Take::Taken leaves `out_two_blocks` unusable
+  /// (untouched or partially written) and the caller plays its own fallback. Wait-free; called
+  /// from one thread at a time (in JackTrip: the audio thread).
+  Take take_replacement(uint64_t seq, float* out_two_blocks) noexcept {
     SegmentHeader* h = map_.header();
     ReplacementSlotHeader* s = map_.replacement_slot(seq);
     const uint64_t v1 = s->version.load(std::memory_order_acquire);
     if (v1 & 1) {
-      h->replacements_torn.fetch_add(1, std::memory_order_relaxed);
-      return false;
+      h->replacements_torn.store(++torn_, std::memory_order_relaxed);
+      return Take::Torn;
     }
-    if (v1 == 0 || s->seq != seq) {
-      h->replacements_missed.fetch_add(1, std::memory_order_relaxed);
-      return false;
+    if (v1 == 0 || load_shared(&s->seq) != seq) {
+      h->replacements_missed.store(++missed_, std::memory_order_relaxed);
+      return Take::Missing;
     }
-    std::memcpy(out_two_blocks, Mapping::replacement_samples(s), sizeof(float) * 2 * h->frames_per_block * h->channels);
+    // copy and check in one pass; the check counts only if the copy was not torn
+    const bool playable = copy_playable(out_two_blocks, Mapping::replacement_samples(s), 2 * map_.block_floats());
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (s->version.load(std::memory_order_relaxed) != v1 || s->seq != seq) {
-      h->replacements_torn.fetch_add(1, std::memory_order_relaxed);
-      return false;
+    if (s->version.load(std::memory_order_relaxed) != v1 || load_shared(&s->seq) != seq) {
+      h->replacements_torn.store(++torn_, std::memory_order_relaxed);
+      return Take::Torn;
     }
-    h->replacements_used.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    if (!playable) {
+      h->replacements_refused.store(++refused_, std::memory_order_relaxed);
+      return Take::Refused;
+    }
+    h->replacements_used.store(++used_, std::memory_order_relaxed);
+    return Take::Taken;
   }
 
   /// True when a consumer holds the poster role and showed a sign of life within the last second.
+  /// Reads only consumer-written words (any value is harmless: it decides a log line).
   bool consumer_alive(uint64_t now_ns) const noexcept {
-    const SegmentHeader* h = map_.header();
-    if (h->poster_pid.load(std::memory_order_acquire) == 0) return false;
-    const uint64_t beat = h->consumer_heartbeat_ns.load(std::memory_order_acquire);
+    const ControlPage* c = map_.control();
+    if (c->poster_token.load(std::memory_order_acquire) == 0) return false;
+    const uint64_t beat = c->consumer_heartbeat_ns.load(std::memory_order_acquire);
     return beat != 0 && now_ns >= beat ? (now_ns - beat) < kConsumerTimeoutNs : beat != 0;
   }
 
  private:
-  Producer(std::string name, void* base, uint64_t bytes) : name_(std::move(name)), map_(base, bytes) {}
+  Producer(std::string name, void* base, const SegmentConfig& cfg, const Layout& layout, ino_t inode)
+      : name_(std::move(name)), map_(base, layout.total_bytes, cfg, layout), inode_(inode) {}
+
+  /// Wakes sleeping readers after a block or event was published: one FUTEX_WAKE, and only while
+  /// a reader's registration is current (not past, not implausibly far ahead).
+  void notify_readers() noexcept {
+    ControlPage* c = map_.control();
+    c->notify_word.fetch_add(1, std::memory_order_seq_cst);
+    const uint64_t until = c->wake_until_ns.load(std::memory_order_seq_cst);
+    if (until == 0) return;
+    const uint64_t now = monotonic_ns();
+    if (until > now && until - now <= kMaxWakeRegistrationNs + 2 * kWakeSlackNs) {
+      futex_wake_shared(&c->notify_word);
+      map_.header()->wakes_issued.store(++wakes_, std::memory_order_relaxed);
+    }
+  }
+
   std::string name_;
   Mapping map_;
+  ino_t inode_ = 0;  ///< the object this producer created (its name may be reused later)
+  // private counters: the segment only receives copies
+  uint64_t blocks_ = 0, events_ = 0, wakes_ = 0;
+  uint64_t used_ = 0, missed_ = 0, torn_ = 0, refused_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -575,8 +790,9 @@ enum class ReadResult { Ok, NotYet, Overwritten };
 
 class Consumer {
  public:
-  /// Attaches to segment `name`. With `post_replacements`, claims the single poster role (fails
-  /// with InUse while another live consumer holds it). Not real-time.
+  /// Attaches to segment `name`: the producer region is mapped read-only, the consumer region
+  /// read-write. With `post_replacements`, claims the single poster role (fails with InUse while
+  /// another live consumer holds it). Not real-time.
   static std::unique_ptr<Consumer> attach(const std::string& name, bool post_replacements, std::string* why,
                                           ErrorCode* code = nullptr) {
     auto fail = [&](ErrorCode c, const std::string& msg) -> std::unique_ptr<Consumer> {
@@ -608,16 +824,26 @@ class Consumer {
       return fail(ErrorCode::TooSmall, "segment " + name + " is " + std::to_string(st.st_size) +
                                            " bytes, smaller than a NextBlock header (producer still starting, or not ours)");
     }
-    void* base = ::mmap(nullptr, uint64_t(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    const uint64_t bytes = uint64_t(st.st_size);
+    void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     ::close(fd);
     if (base == MAP_FAILED) return fail(ErrorCode::System, std::string("cannot map segment: ") + std::strerror(errno));
-    std::unique_ptr<Consumer> c(new Consumer(name, base, uint64_t(st.st_size)));
+    SegmentConfig cfg;
+    Layout layout;
     std::string v;
-    ErrorCode vc = validate_header(base, uint64_t(st.st_size), &v);
-    if (vc != ErrorCode::Ok) return fail(vc, "segment " + name + ": " + v);
+    ErrorCode vc = validate_header(base, bytes, &v, &cfg, &layout);
+    if (vc != ErrorCode::Ok) {
+      ::munmap(base, bytes);
+      return fail(vc, "segment " + name + ": " + v);
+    }
+    // the producer's region is read-only here: a consumer cannot corrupt what others read
+    ::mprotect(base, layout.control_offset, PROT_READ);
+    std::unique_ptr<Consumer> c(new Consumer(name, base, bytes, cfg, layout));
     const SegmentHeader* h = c->map_.header();
-    if (!process_exists(h->producer_pid) || process_start_ticks(h->producer_pid) != h->producer_start_ticks)
-      return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " + std::to_string(h->producer_pid) +
+    c->producer_pid_ = h->producer_pid;
+    c->producer_start_ticks_ = load_shared(&h->producer_start_ticks);
+    if (!process_exists(c->producer_pid_) || process_start_ticks(c->producer_pid_) != c->producer_start_ticks_)
+      return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " + std::to_string(c->producer_pid_) +
                                         ") is no longer running");
     if (post_replacements) {
       ErrorCode pc = c->claim_poster(why);
@@ -634,58 +860,58 @@ class Consumer {
   Consumer& operator=(const Consumer&) = delete;
   ~Consumer() {
     if (poster_) {
-      int32_t me = int32_t(getpid());
-      map_.header()->poster_pid.compare_exchange_strong(me, 0);
+      uint64_t me = token_;
+      map_.control()->poster_token.compare_exchange_strong(me, 0);
     }
   }
 
   const std::string& name() const noexcept { return name_; }
   const SegmentHeader& header() const noexcept { return *map_.header(); }
+  const ControlPage& control() const noexcept { return *map_.control(); }
+  /// The geometry validated at attach (later writes to the header do not change it).
+  const SegmentConfig& config() const noexcept { return map_.config(); }
+  const Layout& layout() const noexcept { return map_.layout(); }
+  int32_t producer_pid() const noexcept { return producer_pid_; }
   bool is_poster() const noexcept { return poster_; }
   uint64_t blocks_written() const noexcept { return map_.header()->blocks_written.load(std::memory_order_acquire); }
   uint64_t events_written() const noexcept { return map_.header()->events_written.load(std::memory_order_acquire); }
   bool producer_closed() const noexcept { return map_.header()->producer_closed.load(std::memory_order_acquire) != 0; }
   bool producer_alive() const noexcept {
-    const SegmentHeader* h = map_.header();
-    return !producer_closed() && process_exists(h->producer_pid) &&
-           process_start_ticks(h->producer_pid) == h->producer_start_ticks;
+    return !producer_closed() && process_exists(producer_pid_) && process_start_ticks(producer_pid_) == producer_start_ticks_;
   }
 
   /// Sleeps until more than `after_count` blocks were written, the producer closed, or
-  /// `timeout_ns` passed. Returns blocks_written().
+  /// `timeout_ns` passed. Returns blocks_written(). Each futex wait lasts at most
+  /// kMaxWakeRegistrationNs and is registered in the control page first, so the producer wakes
+  /// this reader and stops paying for wakes soon after the reader is gone (even if killed).
   uint64_t wait_for_blocks(uint64_t after_count, uint64_t timeout_ns) noexcept {
-    SegmentHeader* h = map_.header();
+    ControlPage* ctl = map_.control();
     const uint64_t deadline = monotonic_ns() + timeout_ns;
     for (;;) {
       uint64_t n = blocks_written();
       if (n > after_count || producer_closed()) return n;
       const uint64_t now = monotonic_ns();
       if (now >= deadline) return n;
-      h->waiters.fetch_add(1, std::memory_order_seq_cst);
-      const uint32_t word = h->notify_word.load(std::memory_order_seq_cst);
+      const uint64_t sleep_ns = std::min<uint64_t>(deadline - now, kMaxWakeRegistrationNs);
+      register_wake(ctl, now, now + sleep_ns + kWakeSlackNs);
+      const uint32_t word = ctl->notify_word.load(std::memory_order_seq_cst);
       n = blocks_written();
-      if (n > after_count || producer_closed()) {
-        h->waiters.fetch_sub(1, std::memory_order_seq_cst);
-        return n;
-      }
-      const uint64_t left = deadline - now;
-      timespec ts{time_t(left / 1000000000ULL), long(left % 1000000000ULL)};
-      futex_wait_shared(&h->notify_word, word, &ts);
-      h->waiters.fetch_sub(1, std::memory_order_seq_cst);
+      if (n > after_count || producer_closed()) return n;
+      timespec ts{time_t(sleep_ns / 1000000000ULL), long(sleep_ns % 1000000000ULL)};
+      futex_wait_shared(&ctl->notify_word, word, &ts);
     }
   }
 
   /// Copies block `index` (0-based count of published blocks). NotYet if not published,
   /// Overwritten if the ring has lapped it (the reader was too slow).
   ReadResult read_block(uint64_t index, uint64_t* seq, uint64_t* arrival_ns, uint64_t* gap_ns, float* out) const noexcept {
-    const SegmentHeader* h = map_.header();
     if (index >= blocks_written()) return ReadResult::NotYet;
     BlockSlotHeader* s = map_.block_slot(index);
     const uint64_t want = 2 * index + 2;
     const uint64_t s1 = s->stamp.load(std::memory_order_acquire);
     if (s1 != want) return ReadResult::Overwritten;
-    const uint64_t q = s->seq, a = s->arrival_ns, g = s->gap_ns;
-    std::memcpy(out, Mapping::block_samples(s), sizeof(float) * h->frames_per_block * h->channels);
+    const uint64_t q = load_shared(&s->seq), a = load_shared(&s->arrival_ns), g = load_shared(&s->gap_ns);
+    std::memcpy(out, Mapping::block_samples(s), sizeof(float) * map_.block_floats());
     std::atomic_thread_fence(std::memory_order_acquire);
     if (s->stamp.load(std::memory_order_relaxed) != want) return ReadResult::Overwritten;
     if (seq) *seq = q;
@@ -700,11 +926,11 @@ class Consumer {
     EventSlot* e = map_.event_slot(index);
     const uint64_t want = 2 * index + 2;
     if (e->stamp.load(std::memory_order_acquire) != want) return ReadResult::Overwritten;
-    out->kind = e->kind;
-    out->outcome = e->outcome;
-    out->seq = e->seq;
-    out->time_ns = e->time_ns;
-    out->detail = e->detail;
+    out->kind = __atomic_load_n(&e->kind, __ATOMIC_RELAXED);
+    out->outcome = __atomic_load_n(&e->outcome, __ATOMIC_RELAXED);
+    out->seq = load_shared(&e->seq);
+    out->time_ns = load_shared(&e->time_ns);
+    out->detail = __atomic_load_n(&e->detail, __ATOMIC_RELAXED);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (e->stamp.load(std::memory_order_relaxed) != want) return ReadResult::Overwritten;
     out->stamp.store(want, std::memory_order_relaxed);
@@ -712,57 +938,79 @@ class Consumer {
   }
 
   /// Posts the two blocks (2*frames*channels floats, block-major) that replace block `seq` and
-  /// follow it. Only the poster may post. Also counts as a heartbeat.
+  /// follow it. Only the poster may post. Also counts as a heartbeat. The slot's version is odd
+  /// from the first store to the last, whatever a poster that died mid-post left in it.
   bool post_replacement(uint64_t seq, const float* two_blocks) noexcept {
     if (!poster_) return false;
-    SegmentHeader* h = map_.header();
+    ControlPage* ctl = map_.control();
     ReplacementSlotHeader* s = map_.replacement_slot(seq);
-    const uint64_t v = s->version.load(std::memory_order_relaxed);
-    s->version.store(v + 1, std::memory_order_relaxed);
+    const uint64_t begin = (s->version.load(std::memory_order_relaxed) + 1) | 1;  // odd: being written
+    s->version.store(begin, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
-    s->seq = seq;
-    s->posted_ns = monotonic_ns();
-    std::memcpy(Mapping::replacement_samples(s), two_blocks, sizeof(float) * 2 * h->frames_per_block * h->channels);
-    s->version.store(v + 2, std::memory_order_release);
-    h->replacements_posted.fetch_add(1, std::memory_order_relaxed);
-    h->consumer_heartbeat_ns.store(s->posted_ns, std::memory_order_release);
+    const uint64_t now = monotonic_ns();
+    __atomic_store_n(&s->seq, seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->posted_ns, now, __ATOMIC_RELAXED);
+    std::memcpy(Mapping::replacement_samples(s), two_blocks, sizeof(float) * 2 * map_.block_floats());
+    s->version.store(begin + 1, std::memory_order_release);  // even: complete
+    ctl->replacements_posted.fetch_add(1, std::memory_order_relaxed);
+    ctl->consumer_heartbeat_ns.store(now, std::memory_order_release);
     return true;
   }
 
   /// Tells the producer the poster is alive even when it has nothing to post.
   void heartbeat() noexcept {
-    if (poster_) map_.header()->consumer_heartbeat_ns.store(monotonic_ns(), std::memory_order_release);
+    if (poster_) map_.control()->consumer_heartbeat_ns.store(monotonic_ns(), std::memory_order_release);
   }
 
   const Mapping& mapping() const noexcept { return map_; }
 
  private:
-  Consumer(std::string name, void* base, uint64_t bytes) : name_(std::move(name)), map_(base, bytes) {}
+  Consumer(std::string name, void* base, uint64_t bytes, const SegmentConfig& cfg, const Layout& layout)
+      : name_(std::move(name)), map_(base, bytes, cfg, layout) {}
+
+  /// Raises wake_until_ns to `until` unless a current, plausible registration already lasts
+  /// longer; replaces a past or implausibly far one (left by a dead or hostile writer).
+  static void register_wake(ControlPage* ctl, uint64_t now, uint64_t until) noexcept {
+    uint64_t cur = ctl->wake_until_ns.load(std::memory_order_seq_cst);
+    for (;;) {
+      const bool current = cur > now && cur - now <= kMaxWakeRegistrationNs + 2 * kWakeSlackNs;
+      const uint64_t want = current && cur > until ? cur : until;
+      if (want == cur) {
+        ctl->wake_until_ns.fetch_add(0, std::memory_order_seq_cst);  // a full barrier, as a store would be
+        return;
+      }
+      if (ctl->wake_until_ns.compare_exchange_weak(cur, want, std::memory_order_seq_cst)) return;
+    }
+  }
 
   ErrorCode claim_poster(std::string* why) {
-    SegmentHeader* h = map_.header();
-    const int32_t me = int32_t(getpid());
+    ControlPage* ctl = map_.control();
+    const uint64_t me = process_token(getpid());
     bool claimed = false;
     for (int attempt = 0; attempt < 8 && !claimed; ++attempt) {
-      int32_t holder = h->poster_pid.load(std::memory_order_acquire);
-      if (holder != 0 && process_exists(holder)) {  // also another consumer of this very process
-        if (why) *why = "another consumer (PID " + std::to_string(holder) + ") already posts replacements to " + name_;
+      uint64_t holder = ctl->poster_token.load(std::memory_order_acquire);
+      if (holder != 0 && (holder == me || token_alive(holder))) {  // also another consumer of this very process
+        if (why) *why = "another consumer (PID " + std::to_string(token_pid(holder)) + ") already posts replacements to " + name_;
         return ErrorCode::InUse;
       }
-      claimed = h->poster_pid.compare_exchange_strong(holder, me, std::memory_order_acq_rel);
+      claimed = ctl->poster_token.compare_exchange_strong(holder, me, std::memory_order_acq_rel);
     }
     if (!claimed) {
       if (why) *why = "could not claim the replacement poster role of " + name_;
       return ErrorCode::InUse;
     }
     poster_ = true;
-    h->consumer_heartbeat_ns.store(monotonic_ns(), std::memory_order_release);
+    token_ = me;
+    ctl->consumer_heartbeat_ns.store(monotonic_ns(), std::memory_order_release);
     return ErrorCode::Ok;
   }
 
   std::string name_;
   Mapping map_;
+  int32_t producer_pid_ = 0;
+  uint64_t producer_start_ticks_ = 0;
   bool poster_ = false;
+  uint64_t token_ = 0;
 };
 
 }  // namespace nextblock

@@ -1,14 +1,26 @@
 // Stress test of the shared-memory protocol, meant to run under AddressSanitizer/UBSan
 // (tests/test_shm_stress.py builds it with -fsanitize=address,undefined and runs it).
 //
-// A forked producer publishes blocks as fast as it can (lapping the ring on purpose) and takes
-// replacements; the parent consumer reads every block by index and hammers the replacement slots.
-// Checks: a block read as Ok is never torn (every sample encodes the block's seq), indices are
-// read in order without duplicates, a replacement taken as Ok is never torn and is for the seq
-// asked for. Exit code 0 on success; prints counts.
+//   shm_stress [BLOCKS]                 race: producer vs consumer
+//   shm_stress hostile BLOCKS [SEED]    producer vs a process scribbling over the whole segment
+//
+// race: a forked producer publishes blocks as fast as it can (lapping the ring on purpose) and
+// takes replacements; the parent consumer reads every block by index and hammers the replacement
+// slots. Checks: a block read as Ok is never torn (every sample encodes the block's seq), indices
+// are read in order without duplicates, a replacement taken as Ok is never torn and is for the
+// seq asked for.
+// hostile: a forked child maps the segment read-write and writes random bytes at random offsets
+// (header, rings, control page, replacement slots) while the producer publishes, posts events and
+// takes replacements. Checks: no crash or sanitizer report, every replacement taken is finite and
+// within [-1, 1]. Exit code 0 on success; prints counts.
 #include <sys/wait.h>
 
+#include <string>
+
+#include <cmath>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <vector>
 
@@ -20,7 +32,80 @@ static float sample_value(uint64_t seq, uint32_t frame, uint32_t ch) {
   return float(seq % 4096) + float(frame) / 1024.0f + float(ch) / 8.0f / 1024.0f;
 }
 
+// a replacement sample in [-1, 1], exact in float32
+static float replacement_value(uint64_t seq, uint32_t i) { return (float(seq % 4096) + float(i % 7) / 8.0f) / 8192.0f; }
+
+static int hostile(uint64_t blocks, uint64_t seed) {
+  const std::string name = "/nextblock-hostile-" + std::to_string(getpid());
+  SegmentConfig cfg{48000, 128, 2, 64, 64, 4};
+  std::string why;
+  auto p = Producer::create(name, cfg, &why);
+  if (!p) {
+    std::fprintf(stderr, "producer: %s\n", why.c_str());
+    return 3;
+  }
+  const uint64_t bytes = p->layout().total_bytes;
+  pid_t child = fork();
+  if (child == 0) {  // the hostile writer: its own mapping, random bytes anywhere, until killed
+    int fd = shm_open(name.c_str(), O_RDWR, 0);
+    if (fd < 0) _exit(2);
+    auto* m = static_cast<uint8_t*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    if (m == MAP_FAILED) _exit(2);
+    const Layout l = p->layout();
+    const uint64_t n = 2 * uint64_t(cfg.frames_per_block) * cfg.channels;
+    const float poison[] = {NAN, INFINITY, -INFINITY, 1e9f, -1.5f, 1e-40f};
+    uint64_t x = seed | 1;
+    auto next = [&x] { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x; };  // xorshift64
+    for (;;) {
+      if (next() % 2) {  // random bytes anywhere
+        const uint64_t off = (x >> 8) % bytes;
+        const uint64_t len = 1 + (x & 15);
+        for (uint64_t k = 0; k < len && off + k < bytes; ++k) m[off + k] = uint8_t(x >> (8 * (k & 7)));
+        continue;
+      }
+      // a well-formed replacement for a seq about to be taken, sometimes with poison in it
+      uint64_t seq;
+      std::memcpy(&seq, m + offsetof(SegmentHeader, blocks_written), sizeof seq);
+      seq += next() % 4;
+      auto* slot = reinterpret_cast<ReplacementSlotHeader*>(m + l.replacement_offset +
+                                                            (seq % cfg.replacement_slots) * l.replacement_slot_bytes);
+      auto* samples = reinterpret_cast<float*>(slot + 1);
+      const uint64_t v = (slot->version.load() + 1) | 1;
+      slot->version.store(v);
+      slot->seq = seq;
+      for (uint64_t i = 0; i < n; ++i) samples[i] = float(int64_t(next() % 2001) - 1000) / 1000.0f;
+      if (next() % 2) samples[next() % n] = poison[next() % 6];
+      slot->version.store(v + 1);
+    }
+  }
+  std::vector<float> block(cfg.frames_per_block * cfg.channels, 0.25f), rep(2 * block.size());
+  uint64_t taken = 0, bad = 0, refused = 0;
+  for (uint64_t seq = 0; seq < blocks; ++seq) {
+    p->publish_block(seq, block.data(), monotonic_ns(), 0);
+    const Take t = p->take_replacement(seq, rep.data());
+    if (t == Take::Taken) {
+      ++taken;
+      for (float v : rep)
+        if (!(v >= -1.0f && v <= 1.0f)) ++bad;
+    } else if (t == Take::Refused) {
+      ++refused;
+    }
+    p->post_event(EventKind::Underrun, seq, t == Take::Taken ? Outcome::Replacement : Outcome::Fallback);
+    (void)p->consumer_alive(monotonic_ns());
+    if (seq % 8 == 0) usleep(10);  // let the writer keep up with the seqs being taken
+  }
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  std::printf("hostile: %llu blocks, %llu replacements taken, %llu refused, %llu bad samples played\n",
+              (unsigned long long)blocks, (unsigned long long)taken, (unsigned long long)refused, (unsigned long long)bad);
+  if (bad) return 11;
+  std::printf("OK\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "hostile")
+    return hostile(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 200000, argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1);
   const uint64_t blocks = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200000;
   const std::string name = "/nextblock-stress-" + std::to_string(getpid());
   SegmentConfig cfg{48000, 128, 2, 64, 64, 4};
@@ -44,10 +129,10 @@ int main(int argc, char** argv) {
       for (uint32_t f = 0; f < F; ++f)
         for (uint32_t ch = 0; ch < C; ++ch) block[f * C + ch] = sample_value(seq, f, ch);
       p->publish_block(seq, block.data(), monotonic_ns(), 0);
-      if (p->take_replacement(seq, rep.data())) {
+      if (p->take_replacement(seq, rep.data()) == Take::Taken) {
         ++used;
         for (uint32_t i = 0; i < 2 * F * C; ++i)
-          if (rep[i] != float(seq % 4096) + float(i % 7)) ++torn;
+          if (rep[i] != replacement_value(seq, i)) ++torn;
         p->post_event(EventKind::Underrun, seq, Outcome::Replacement);
       }
     }
@@ -77,7 +162,7 @@ int main(int argc, char** argv) {
     }
     // post replacements for the next few seqs (hammering the slots the producer reads)
     for (uint64_t s = written; s < written + 3; ++s) {
-      for (uint32_t i = 0; i < 2 * F * C; ++i) rep[i] = float(s % 4096) + float(i % 7);
+      for (uint32_t i = 0; i < 2 * F * C; ++i) rep[i] = replacement_value(s, i);
       cons->post_replacement(s, rep.data());
       ++posted;
     }

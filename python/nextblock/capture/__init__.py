@@ -34,8 +34,10 @@ from .segment import (
     monotonic_ns,
     process_exists,
     segment_name_for_pid,
+    segment_name_for_stream,
     validate_header,
 )
+from .streams import StreamInfo, list_streams, stream_segments
 
 __all__ = [
     "BlockBatch",
@@ -50,9 +52,13 @@ __all__ = [
     "SegmentNotFound",
     "SegmentPermissionError",
     "StaleSegment",
+    "StreamInfo",
     "is_concealment",
+    "list_streams",
     "monotonic_ns",
     "process_exists",
     "segment_name_for_pid",
+    "segment_name_for_stream",
+    "stream_segments",
     "validate_header",
 ]

@@ -26,6 +26,7 @@ SegmentInUse = _core.SegmentInUse
 
 monotonic_ns = _core.monotonic_ns
 segment_name_for_pid = _core.segment_name_for_pid
+segment_name_for_stream = _core.segment_name_for_stream
 validate_header = _core.validate_header
 
 
@@ -45,13 +46,14 @@ class Outcome(enum.IntEnum):
     NONE = 0
     REPLACEMENT = 1  #: NextBlock's posted block
     FALLBACK = 2  #: the producer's own concealment
+    REFUSED = 3  #: a replacement was posted but refused (a non-finite or |x| > 1 sample); the fallback played
 
 
 def is_concealment(kind: EventKind, outcome: Outcome) -> bool:
     """True for an event where the producer had to play something for a missing block: an
     UNDERRUN, or a SKIP glitch of JackTrip's Regulator (``--bufstrategy 3``: a dropped packet when a
-    newer one is already queued), with outcome REPLACEMENT or FALLBACK."""
-    return kind in (EventKind.UNDERRUN, EventKind.SKIP) and outcome in (Outcome.REPLACEMENT, Outcome.FALLBACK)
+    newer one is already queued), with outcome REPLACEMENT, FALLBACK or REFUSED."""
+    return kind in (EventKind.UNDERRUN, EventKind.SKIP) and outcome in (Outcome.REPLACEMENT, Outcome.FALLBACK, Outcome.REFUSED)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class Producer:
         Ring sizes (powers of two). 1024 blocks are ~2.7 s at 128 frames / 48 kHz.
     replacement_slots:
         Replacement slots (a replacement for ``seq`` lives in slot ``seq % replacement_slots``).
+    stream_name, peer_address, local_port:
+        Who the stream is (at most 63 bytes of text each), for tools that list a process's streams.
     """
 
     def __init__(
@@ -121,9 +125,13 @@ class Producer:
         block_ring_slots: int = 1024,
         event_ring_slots: int = 1024,
         replacement_slots: int = 8,
+        stream_name: str = "",
+        peer_address: str = "",
+        local_port: int = 0,
     ):
         self._p = _core.Producer(
-            _name_of(name), sample_rate_hz, frames_per_block, channels, block_ring_slots, event_ring_slots, replacement_slots
+            _name_of(name), sample_rate_hz, frames_per_block, channels, block_ring_slots, event_ring_slots,
+            replacement_slots, stream_name, peer_address, local_port,
         )
         geometry = self._p.geometry()
         self.sample_rate_hz: int = geometry["sample_rate_hz"]
@@ -144,7 +152,12 @@ class Producer:
 
     def take_replacement(self, seq: int) -> np.ndarray | None:
         """The ``(2, frames, channels)`` replacement posted for exactly ``seq``, or ``None``."""
-        return self._p.take_replacement(seq)
+        return self._p.take(seq)[1]
+
+    def take(self, seq: int) -> tuple[str, np.ndarray | None]:
+        """Like :meth:`take_replacement`, with the reason: ``("taken", blocks)``, or ``("missing" |
+        "torn" | "refused", None)``; ``"refused"``: a sample was non-finite or outside [-1, 1]."""
+        return self._p.take(seq)
 
     def consumer_alive(self) -> bool:
         """Whether a poster is attached and posted or beat within the last second."""
@@ -199,6 +212,9 @@ class Consumer:
         self.channels: int = geometry["channels"]
         self.producer_pid: int = geometry["producer_pid"]
         self.block_ring_slots: int = geometry["block_ring_slots"]
+        self.stream_name: str = geometry["stream_name"]
+        self.peer_address: str = geometry["peer_address"]
+        self.local_port: int = geometry["local_port"]
         self.geometry: dict = geometry
 
     @classmethod
@@ -253,7 +269,10 @@ class Consumer:
         return events, skipped
 
     def post_replacement(self, seq: int, samples: np.ndarray) -> None:
-        """Post the ``(2, frames, channels)`` blocks that replace block ``seq`` and follow it."""
+        """Post the ``(2, frames, channels)`` blocks that replace block ``seq`` and follow it.
+
+        The producer plays them only if every sample is finite and within [-1, 1]; otherwise it
+        refuses the whole replacement (event outcome REFUSED) and plays its own fallback."""
         self._c.post_replacement(seq, samples)
 
     def heartbeat(self) -> None:

@@ -225,6 +225,8 @@ class AttachLoop:
                 else:
                     replacement[0, :, ch] = newest[ch]
                     replacement[1, :, ch] = newest[ch]
+        # JackTrip refuses a whole replacement with any sample outside [-1, 1] (or non-finite)
+        np.clip(replacement, -1.0, 1.0, out=replacement)
         now = monotonic_ns()
         if now > deadline:
             stats.record_miss(now)

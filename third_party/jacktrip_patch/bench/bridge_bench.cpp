@@ -1,11 +1,13 @@
 // Cost of NextBlock's JackTrip hooks per block: the real NextBlockBridge.cpp, a real shm segment.
 //   receive thread: onPacket()  (16-bit -> float, publish_block)
-//   audio thread:   conceal() hit + replacementToBits(), conceal() miss, crossfadeFromReplacement()
+//   audio thread:   conceal() hit + replacementToBits(), conceal() miss, crossfadeFromReplacement(),
+//                   and (alone) the sample validation that is part of every hit
 // Prints one JSON object. Build: see bench/jacktrip_patch.py.
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <vector>
 
@@ -33,8 +35,9 @@ int main(int argc, char** argv)
     std::vector<int8_t> bits(frames * chans * 2, 1), out(frames * chans * 2);
     std::vector<float> two(2 * frames * chans, 0.25f);
     using clk = std::chrono::steady_clock;
-    std::vector<double> rx, hit, miss, fade;
-    rx.reserve(iters); hit.reserve(iters); miss.reserve(iters); fade.reserve(iters);
+    std::vector<double> rx, hit, miss, fade, check;
+    rx.reserve(iters); hit.reserve(iters); miss.reserve(iters); fade.reserve(iters); check.reserve(iters);
+    std::vector<float> scratch(two);
     for (int i = 0; i < iters; ++i) {
         auto t0 = clk::now();
         nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));
@@ -55,15 +58,38 @@ int main(int argc, char** argv)
         ok = nb->conceal(NextBlockBridge::Underrun, i + 1000003);  // nothing posted: fallback
         t1 = clk::now();
         miss.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+        std::copy(two.begin(), two.end(), scratch.begin());
+        t0 = clk::now();
+        ok = nextblock::sanitize_playable(scratch.data(), scratch.size());
+        t1 = clk::now();
+        if (!ok) { fprintf(stderr, "valid replacement refused\n"); return 1; }
+        check.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
     }
     printf("{\"frames\": %d, \"channels\": %d, \"iters\": %d,"
            " \"receive_publish_ns\": {\"median\": %.0f, \"p99\": %.0f},"
            " \"audio_replacement_hit_ns\": {\"median\": %.0f, \"p99\": %.0f},"
            " \"audio_crossfade_ns\": {\"median\": %.0f, \"p99\": %.0f},"
-           " \"audio_miss_fallback_ns\": {\"median\": %.0f, \"p99\": %.0f}}\n",
+           " \"audio_miss_fallback_ns\": {\"median\": %.0f, \"p99\": %.0f}",
            frames, chans, iters, ns_per(rx, 0.5), ns_per(rx, 0.99), ns_per(hit, 0.5),
            ns_per(hit, 0.99), ns_per(fade, 0.5), ns_per(fade, 0.99), ns_per(miss, 0.5),
            ns_per(miss, 0.99));
+    if (!check.empty())
+        printf(", \"audio_validate_ns\": {\"median\": %.0f, \"p99\": %.0f}", ns_per(check, 0.5), ns_per(check, 0.99));
+    printf("}\n");
+    // self-checks of the hardened paths (run under ASan/UBSan by tests/test_jacktrip_bridge.py)
+    std::vector<float> bad(two);
+    bad[7] = std::nanf("");
+    consumer->post_replacement(5000003, bad.data());
+    if (nb->conceal(NextBlockBridge::Underrun, 5000003)) { fprintf(stderr, "NaN replacement taken\n"); return 2; }
+    bad[7] = 1e9f;
+    consumer->post_replacement(5000004, bad.data());
+    if (nb->conceal(NextBlockBridge::Underrun, 5000004)) { fprintf(stderr, "1e9 replacement taken\n"); return 2; }
+    consumer->post_replacement(5000005, two.data());
+    if (!nb->conceal(NextBlockBridge::Underrun, 5000005)) { fprintf(stderr, "valid replacement refused\n"); return 2; }
+    const int64_t before = nb->lastReceived();
+    for (int i = 0; i < 10; ++i)  // the peer restarts at 0: seqs keep moving forward
+        nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));
+    if (nb->lastReceived() <= before) { fprintf(stderr, "seq went back after a peer restart\n"); return 2; }
     consumer.reset();
     NextBlockBridge::shutdown();
     return 0;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -18,12 +19,55 @@ namespace
 {
 // Checked once per this many received blocks (~0.7 s at 128 frames / 48 kHz).
 constexpr uint64_t kConsumerCheckEvery = 256;
+// How often the log thread prints what the real-time threads recorded.
+constexpr auto kLogPeriod = std::chrono::milliseconds(50);
 
 inline AudioInterface::audioBitResolutionT bitRes(int bytes)
 {
     return static_cast<AudioInterface::audioBitResolutionT>(bytes);
 }
+
+inline float clampUnit(float v)
+{
+    return v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
+}
+
+// 1, 10, 100, ...: refusals worth a log line
+inline bool powerOfTen(uint64_t n)
+{
+    while (n >= 10 && n % 10 == 0)
+        n /= 10;
+    return n == 1;
+}
 }  // namespace
+
+//*******************************************************************************
+// lock-free log ring (one pushing thread, the log thread pops)
+
+bool NextBlockLogRing::push(uint32_t code, int64_t a, int64_t b) noexcept
+{
+    const uint32_t head = mHead.load(std::memory_order_relaxed);
+    if (head - mTail.load(std::memory_order_acquire) >= kSize) {
+        mDropped.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
+    mRing[head & (kSize - 1)] = Record{code, a, b};
+    mHead.store(head + 1, std::memory_order_release);
+    return true;
+}
+
+bool NextBlockLogRing::pop(Record* out) noexcept
+{
+    const uint32_t tail = mTail.load(std::memory_order_relaxed);
+    if (tail == mHead.load(std::memory_order_acquire))
+        return false;
+    *out = mRing[tail & (kSize - 1)];
+    mTail.store(tail + 1, std::memory_order_release);
+    return true;
+}
+
+//*******************************************************************************
+// set-up and shutdown (not real-time)
 
 void NextBlockBridge::requestFromCommandLine()
 {
@@ -36,6 +80,17 @@ bool NextBlockBridge::requested()
         return true;
     const char* env = std::getenv("NEXTBLOCK_JACKTRIP");
     return env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
+}
+
+NextBlockBridge::NextBlockBridge() : mUnwrapper(new nextblock::SeqUnwrapper()) {}
+
+NextBlockBridge::~NextBlockBridge()
+{
+    mStopLog.store(true, std::memory_order_release);
+    if (mLogThread.joinable())
+        mLogThread.join();
+    drainLogs();
+    // ~Producer marks the segment closed and shm_unlinks it
 }
 
 void NextBlockBridge::start(int sampleRate, int framesPerBlock, int channels,
@@ -73,6 +128,7 @@ void NextBlockBridge::start(int sampleRate, int framesPerBlock, int channels,
     b->mBitRes   = bitResBytes;
     b->mRxFloat.assign(static_cast<size_t>(framesPerBlock) * channels, 0.0f);
     b->mRepl.assign(2 * static_cast<size_t>(framesPerBlock) * channels, 0.0f);
+    b->mLogThread = std::thread([b] { b->logLoop(); });
     std::cout << "NextBlock: publishing to shared memory " << name << " (" << sampleRate
               << " Hz, " << framesPerBlock << " frames, " << channels << " channels)"
               << std::endl;
@@ -82,7 +138,52 @@ void NextBlockBridge::start(int sampleRate, int framesPerBlock, int channels,
 void NextBlockBridge::shutdown()
 {
     NextBlockBridge* b = sInstance.exchange(nullptr, std::memory_order_acq_rel);
-    delete b;  // ~Producer marks the segment closed and shm_unlinks it
+    delete b;
+}
+
+void NextBlockBridge::logLoop()
+{
+    while (!mStopLog.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(kLogPeriod);
+        drainLogs();
+    }
+}
+
+void NextBlockBridge::drainLogs()
+{
+    NextBlockLogRing::Record r{};
+    for (NextBlockLogRing* ring : {&mRxLog, &mAudioLog}) {
+        while (ring->pop(&r)) {
+            switch (r.code) {
+            case NextBlockLogRing::ConsumerAttached:
+                std::cout << "NextBlock: consumer attached" << std::endl;
+                break;
+            case NextBlockLogRing::ConsumerLost:
+                std::cerr << "NextBlock: consumer stopped posting replacements; JackTrip's own "
+                             "concealment plays until it returns"
+                          << std::endl;
+                break;
+            case NextBlockLogRing::PeerBlockMismatch:
+                std::cerr << "NextBlock: peer block of " << r.a << " bytes does not match "
+                          << r.b << " bytes (" << mFrames << " frames x " << mChannels
+                          << " channels); blocks are not published" << std::endl;
+                break;
+            case NextBlockLogRing::PeerRestart:
+                std::cerr << "NextBlock: peer's sequence numbers jumped back (restart?); "
+                             "continuing from seq "
+                          << r.b << " after " << r.a << std::endl;
+                break;
+            case NextBlockLogRing::Refused:
+                std::cerr << "NextBlock: refused replacement for seq " << r.a
+                          << " (non-finite or out-of-range samples; " << r.b
+                          << " refused so far); JackTrip's own concealment played"
+                          << std::endl;
+                break;
+            default:
+                break;
+            }
+        }
+    }
 }
 
 //*******************************************************************************
@@ -90,17 +191,11 @@ void NextBlockBridge::shutdown()
 
 int64_t NextBlockBridge::onPacket(uint16_t seq16, const int8_t* interleavedBits, int bytes)
 {
-    const int64_t last = mLastRx.load(std::memory_order_relaxed);
-    int64_t seq;
-    if (last < 0) {
-        seq = seq16;
-    } else {
-        const int16_t delta =
-            static_cast<int16_t>(static_cast<uint16_t>(seq16 - static_cast<uint16_t>(last)));
-        seq = last + delta;
-        if (seq < 0)
-            seq += 65536;
-    }
+    const int64_t last     = mUnwrapper->last();
+    const uint64_t before  = mUnwrapper->restarts();
+    const int64_t seq      = mUnwrapper->next(seq16);
+    if (mUnwrapper->restarts() != before)
+        mRxLog.push(NextBlockLogRing::PeerRestart, last, seq);
     const uint64_t now = nextblock::monotonic_ns();
     const uint64_t gap = mLastArrivalNs ? now - mLastArrivalNs : 0;
     mLastArrivalNs     = now;
@@ -114,12 +209,9 @@ int64_t NextBlockBridge::onPacket(uint16_t seq16, const int8_t* interleavedBits,
         mProducer->publish_block(static_cast<uint64_t>(seq), mRxFloat.data(), now, gap);
     } else if (!mSizeMismatchLogged) {
         mSizeMismatchLogged = true;
-        std::cerr << "NextBlock: peer block of " << bytes << " bytes does not match "
-                  << mFrames << " frames x " << mChannels
-                  << " channels; blocks are not published" << std::endl;
+        mRxLog.push(NextBlockLogRing::PeerBlockMismatch, bytes, n * mBitRes);
     }
-    if (seq > last)
-        mLastRx.store(seq, std::memory_order_release);
+    mLastRx.store(mUnwrapper->last(), std::memory_order_release);
     if (++mPacketsSinceCheck >= kConsumerCheckEvery) {
         mPacketsSinceCheck = 0;
         checkConsumer(now);
@@ -131,12 +223,10 @@ void NextBlockBridge::checkConsumer(uint64_t nowNs)
 {
     const bool alive = mProducer->consumer_alive(nowNs);
     if (mConsumerWasAlive && !alive) {
-        std::cerr << "NextBlock: consumer stopped posting replacements; JackTrip's own "
-                     "concealment plays until it returns"
-                  << std::endl;
+        mRxLog.push(NextBlockLogRing::ConsumerLost);
         mConsumerLostPending.store(true, std::memory_order_release);
     } else if (!mConsumerWasAlive && alive) {
-        std::cout << "NextBlock: consumer attached" << std::endl;
+        mRxLog.push(NextBlockLogRing::ConsumerAttached);
     }
     mConsumerWasAlive = alive;
 }
@@ -163,11 +253,20 @@ bool NextBlockBridge::conceal(Kind kind, int64_t seq, int64_t detail)
     if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
         mProducer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
                               nextblock::Outcome::None);
-    const bool ok = seq >= 0 && mProducer->take_replacement(static_cast<uint64_t>(seq), mRepl.data());
+    const nextblock::Take t = seq >= 0
+                                  ? mProducer->take_replacement(static_cast<uint64_t>(seq), mRepl.data())
+                                  : nextblock::Take::Missing;
+    nextblock::Outcome outcome = nextblock::Outcome::Fallback;
+    if (t == nextblock::Take::Taken) {
+        outcome = nextblock::Outcome::Replacement;
+    } else if (t == nextblock::Take::Refused) {
+        outcome = nextblock::Outcome::Refused;
+        if (powerOfTen(++mRefused))
+            mAudioLog.push(NextBlockLogRing::Refused, seq, static_cast<int64_t>(mRefused));
+    }
     mProducer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
-                          ok ? nextblock::Outcome::Replacement : nextblock::Outcome::Fallback,
-                          detail);
-    return ok;
+                          outcome, detail);
+    return t == nextblock::Take::Taken;
 }
 
 void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail)
@@ -184,11 +283,7 @@ void NextBlockBridge::replacementToBits(int b, int8_t* dst) const
     const float* src   = replacement(b);
     const auto res     = bitRes(mBitRes);
     for (int i = 0; i < n; ++i) {
-        float v = src[i];  // clip like JackTrip's own converters expect
-        if (v > 1.0f)
-            v = 1.0f;
-        if (v < -1.0f)
-            v = -1.0f;
+        float v = clampUnit(src[i]);  // validated by take_replacement; the clamp is belt and braces
         AudioInterface::fromSampleToBitConversion(&v, dst + i * mBitRes, res);
     }
 }
@@ -203,11 +298,7 @@ void NextBlockBridge::crossfadeFromReplacement(int8_t* bits) const
             const int i = f * mChannels + c;
             float real  = 0.0f;
             AudioInterface::fromBitToSampleConversion(bits + i * mBitRes, &real, res);
-            float v = (1.0f - up) * pred[i] + up * real;
-            if (v > 1.0f)
-                v = 1.0f;
-            if (v < -1.0f)
-                v = -1.0f;
+            float v = clampUnit((1.0f - up) * pred[i] + up * real);
             AudioInterface::fromSampleToBitConversion(&v, bits + i * mBitRes, res);
         }
     }

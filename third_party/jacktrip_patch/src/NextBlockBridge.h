@@ -10,21 +10,53 @@
 //     float32 with its unwrapped 64-bit sequence number, arrival time and inter-arrival gap;
 //   * audio thread (RingBuffer / Regulator / JitterBuffer read paths): conceal() takes the
 //     replacement NextBlock posted for exactly the missing seq and posts one event per
-//     underrun / skip / late block with that seq and the outcome (replacement or fallback).
-// Nothing on those threads allocates, locks or waits: all buffers are sized in start(), the
-// segment is pre-faulted and mlocked by Producer::create(), the shm calls are wait-free.
+//     underrun / skip / late block with that seq and the outcome (replacement, fallback, or
+//     refused: a replacement with a non-finite or out-of-range sample is never played).
+// Nothing on those threads allocates, locks, waits or writes to a stream: all buffers are sized
+// in start(), the segment is pre-faulted and mlocked by Producer::create(), the shm calls are
+// wait-free, and log lines go through lock-free rings that a background thread prints.
+// Whatever a consumer writes into the segment, JackTrip plays only finite samples in [-1, 1].
 #ifndef NEXTBLOCK_BRIDGE_H
 #define NEXTBLOCK_BRIDGE_H
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 namespace nextblock
 {
 class Producer;
-}
+class SeqUnwrapper;
+}  // namespace nextblock
+
+/// A single-producer single-consumer ring of fixed-size log records: the real-time threads push
+/// (wait-free, a full ring drops the record and counts it), a background thread pops and prints.
+class NextBlockLogRing
+{
+   public:
+    enum Code : uint32_t {
+        ConsumerAttached = 1,
+        ConsumerLost,
+        PeerBlockMismatch,  // a = bytes received, b = bytes expected
+        PeerRestart,        // a = last seq before, b = first seq after
+        Refused,            // a = seq, b = refusals so far
+    };
+    struct Record {
+        uint32_t code;
+        int64_t a, b;
+    };
+    bool push(uint32_t code, int64_t a = 0, int64_t b = 0) noexcept;
+    bool pop(Record* out) noexcept;
+    uint64_t dropped() const noexcept { return mDropped.load(std::memory_order_relaxed); }
+
+   private:
+    static constexpr uint32_t kSize = 64;  // power of two
+    Record mRing[kSize] = {};
+    std::atomic<uint32_t> mHead{0}, mTail{0};
+    std::atomic<uint64_t> mDropped{0};
+};
 
 class NextBlockBridge
 {
@@ -46,6 +78,8 @@ class NextBlockBridge
     /// Removes the segment (JackTrip's destructor, after audio and network threads stopped).
     static void shutdown();
 
+    ~NextBlockBridge();
+
     int frames() const { return mFrames; }
     int channels() const { return mChannels; }
     /// Bytes of one block in JackTrip's bit resolution.
@@ -55,7 +89,7 @@ class NextBlockBridge
     /// Publishes one received block (interleaved, JackTrip's bit resolution, `bytes` long).
     /// Returns the unwrapped sequence number.
     int64_t onPacket(uint16_t seq16, const int8_t* interleavedBits, int bytes);
-    /// The unwrapped seq of the last block passed to onPacket (-1 before the first).
+    /// The unwrapped seq of the newest block passed to onPacket (-1 before the first).
     int64_t lastReceived() const { return mLastRx.load(std::memory_order_acquire); }
     /// Maps a sequence number known modulo `modulus` (Regulator slots: 4096, packet: 65536)
     /// to the unwrapped seq nearest to the last received one.
@@ -63,8 +97,9 @@ class NextBlockBridge
 
     // ---- audio thread (one thread at a time) -----------------------------------------
     /// JackTrip must play something for missing block `seq`. Tries the replacement posted
-    /// for exactly `seq`; posts the event. Returns true if a replacement was taken (then
-    /// replacement(0) is the block to play and replacement(1) the cross-fade source).
+    /// for exactly `seq`; posts the event. Returns true if a valid replacement was taken (then
+    /// replacement(0) is the block to play and replacement(1) the cross-fade source, every
+    /// sample finite and within [-1, 1]).
     bool conceal(Kind kind, int64_t seq, int64_t detail = 0);
     /// Posts an event without trying a replacement (Late, Skip of real blocks, stalls).
     void post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail = 0);
@@ -77,8 +112,10 @@ class NextBlockBridge
     void crossfadeFromReplacement(int8_t* bits) const;
 
    private:
-    NextBlockBridge() = default;
+    NextBlockBridge();
     void checkConsumer(uint64_t nowNs);  // receive thread: logs consumer loss once
+    void drainLogs();                    // log thread
+    void logLoop();
 
     static std::atomic<NextBlockBridge*> sInstance;
     static bool sRequested;
@@ -86,6 +123,7 @@ class NextBlockBridge
     std::unique_ptr<nextblock::Producer> mProducer;
     int mFrames = 0, mChannels = 0, mBitRes = 2;
     // receive thread
+    std::unique_ptr<nextblock::SeqUnwrapper> mUnwrapper;
     std::vector<float> mRxFloat;
     std::atomic<int64_t> mLastRx{-1};
     uint64_t mLastArrivalNs = 0;
@@ -93,8 +131,14 @@ class NextBlockBridge
     bool mConsumerWasAlive = false;
     bool mSizeMismatchLogged = false;
     std::atomic<bool> mConsumerLostPending{false};
+    NextBlockLogRing mRxLog;
     // audio thread
     std::vector<float> mRepl;
+    uint64_t mRefused = 0;
+    NextBlockLogRing mAudioLog;
+    // log thread
+    std::atomic<bool> mStopLog{false};
+    std::thread mLogThread;
 };
 
 #endif
