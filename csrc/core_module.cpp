@@ -163,6 +163,10 @@ class PyProducer {
     return py::make_tuple(take_name(t), std::move(out));
   }
 
+  void note_playout(uint64_t seq, int64_t queued_blocks, py::object now_ns) {
+    get().note_playout(seq, now_ns.is_none() ? nextblock::monotonic_ns() : now_ns.cast<uint64_t>(), queued_blocks);
+  }
+
   void close() { p_.reset(); }
 
   std::unique_ptr<nextblock::Producer> p_;
@@ -279,6 +283,14 @@ class PyConsumer {
     if (!c.is_poster()) throw py::value_error("this consumer did not claim the poster role (post_replacements=False)");
     check_shape(samples, {2, py::ssize_t(g.frames_per_block), py::ssize_t(g.channels)}, "replacement");
     return c.post_replacement(seq, samples.data());
+  }
+
+  py::object playout() {
+    uint64_t seq = 0, at = 0;
+    int64_t queued = 0;
+    for (int attempt = 0; attempt < 4; ++attempt)
+      if (get().read_playout(&seq, &at, &queued)) return py::make_tuple(seq, at, queued);
+    return py::none();
   }
 
   void close() { c_.reset(); }
@@ -432,6 +444,8 @@ PYBIND11_MODULE(_core, m) {
       .def("take", &PyProducer::take, py::arg("seq"),
            "Take the replacement posted for exactly seq: (status, (2, frames, channels) array or None), status one "
            "of 'taken', 'missing', 'torn', 'refused' (non-finite or |x| > 1 samples).")
+      .def("note_playout", &PyProducer::note_playout, py::arg("seq"), py::arg("queued_blocks"), py::arg("now_ns") = py::none(),
+           "Play-out clock: block seq was just played, queued_blocks later ones are already received.")
       .def("consumer_alive", [](PyProducer& self) { return self.get().consumer_alive(nextblock::monotonic_ns()); })
       .def("counters", [](PyProducer& self) { return counters_of(self.get()); })
       .def("geometry", [](PyProducer& self) { auto& p = self.get(); return geometry_of(p.header(), p.config(), p.layout()); })
@@ -447,6 +461,8 @@ PYBIND11_MODULE(_core, m) {
       .def("read_events", &PyConsumer::read_events, py::arg("start_index"), py::arg("max_count"))
       .def("post_replacement", &PyConsumer::post_replacement, py::arg("seq"), py::arg("samples"))
       .def("heartbeat", [](PyConsumer& self) { self.get().heartbeat(); })
+      .def("playout", &PyConsumer::playout,
+           "(seq, at_ns, queued_blocks) of the producer's last pull, or None before its first")
       .def("producer_alive", [](PyConsumer& self) { return self.get().producer_alive(); })
       .def("counters", [](PyConsumer& self) { auto& c = self.get(); return counters_of(c.header(), c.control()); })
       .def("geometry", [](PyConsumer& self) { auto& c = self.get(); return geometry_of(c.header(), c.config(), c.layout()); })

@@ -210,3 +210,13 @@ def test_closing_a_producer_never_removes_a_newer_segment_of_the_same_name(segme
         assert c.blocks_written == 1
     new.close()
     assert not os.path.exists("/dev/shm" + segment_name)
+
+
+def test_playout_clock_is_read_as_written(segment_name):
+    with Producer(segment_name, 48000, 128, 2) as p, Consumer(segment_name) as c:
+        assert c.playout() is None, "no pull yet"
+        p.note_playout(41, 3, now_ns=123_456_789)
+        assert c.playout() == (41, 123_456_789, 3)
+        p.note_playout(42, 2)
+        seq, at_ns, queued = c.playout()
+        assert (seq, queued) == (42, 2) and abs(at_ns - monotonic_ns()) < 1e9

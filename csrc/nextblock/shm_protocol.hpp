@@ -380,6 +380,11 @@ struct SegmentHeader {
   std::atomic<uint64_t> replacements_torn;     ///< refused because the poster was mid-write
   std::atomic<uint64_t> replacements_refused;  ///< refused: non-finite or out-of-range samples
   std::atomic<uint64_t> wakes_issued;          ///< FUTEX_WAKE calls made for sleeping readers
+  // --- play-out clock (producer-written at every pull of the audio thread; see note_playout) ---
+  alignas(64) std::atomic<uint64_t> playout_version;  ///< odd while the three below are written
+  std::atomic<uint64_t> playout_seq;                   ///< seq of the block played at playout_ns
+  std::atomic<uint64_t> playout_ns;                    ///< monotonic_ns() of that pull (0: no pull yet)
+  std::atomic<int64_t> playout_queued_blocks;          ///< blocks already received beyond playout_seq
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "header must fit its page");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "64-bit atomics must be lock-free for shared memory");
@@ -747,6 +752,19 @@ class Producer {
     return Take::Taken;
   }
 
+  /// The play-out clock: the audio thread just played (or concealed) block `seq` at `now_ns`,
+  /// with `queued_blocks` later blocks already received. Consumers derive from it when each
+  /// later seq will be due (seq + k at about now_ns + k block periods). Wait-free; one thread.
+  void note_playout(uint64_t seq, uint64_t now_ns, int64_t queued_blocks) noexcept {
+    SegmentHeader* h = map_.header();
+    h->playout_version.store(++playout_version_, std::memory_order_relaxed);  // odd
+    std::atomic_thread_fence(std::memory_order_release);
+    h->playout_seq.store(seq, std::memory_order_relaxed);
+    h->playout_ns.store(now_ns, std::memory_order_relaxed);
+    h->playout_queued_blocks.store(queued_blocks, std::memory_order_relaxed);
+    h->playout_version.store(++playout_version_, std::memory_order_release);  // even
+  }
+
   /// True when a consumer holds the poster role and showed a sign of life within the last second.
   /// Reads only consumer-written words (any value is harmless: it decides a log line).
   bool consumer_alive(uint64_t now_ns) const noexcept {
@@ -780,6 +798,7 @@ class Producer {
   // private counters: the segment only receives copies
   uint64_t blocks_ = 0, events_ = 0, wakes_ = 0;
   uint64_t used_ = 0, missed_ = 0, torn_ = 0, refused_ = 0;
+  uint64_t playout_version_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -918,6 +937,23 @@ class Consumer {
     if (arrival_ns) *arrival_ns = a;
     if (gap_ns) *gap_ns = g;
     return ReadResult::Ok;
+  }
+
+  /// The newest play-out clock reading (see Producer::note_playout); false if the producer has
+  /// not played a block yet or kept writing while this read (then try again).
+  bool read_playout(uint64_t* seq, uint64_t* at_ns, int64_t* queued_blocks) const noexcept {
+    const SegmentHeader* h = map_.header();
+    const uint64_t v1 = h->playout_version.load(std::memory_order_acquire);
+    if (v1 & 1) return false;
+    const uint64_t q = h->playout_seq.load(std::memory_order_relaxed);
+    const uint64_t t = h->playout_ns.load(std::memory_order_relaxed);
+    const int64_t b = h->playout_queued_blocks.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (h->playout_version.load(std::memory_order_relaxed) != v1 || t == 0) return false;
+    *seq = q;
+    *at_ns = t;
+    *queued_blocks = b;
+    return true;
   }
 
   /// Copies event `index`; same results as read_block.

@@ -159,6 +159,11 @@ class Producer:
         "torn" | "refused", None)``; ``"refused"``: a sample was non-finite or outside [-1, 1]."""
         return self._p.take(seq)
 
+    def note_playout(self, seq: int, queued_blocks: int, now_ns: int | None = None) -> None:
+        """Play-out clock: block ``seq`` was just played (or concealed) at ``now_ns`` (default:
+        now), with ``queued_blocks`` later blocks already received."""
+        self._p.note_playout(seq, queued_blocks, now_ns)
+
     def consumer_alive(self) -> bool:
         """Whether a poster is attached and posted or beat within the last second."""
         return self._p.consumer_alive()
@@ -267,6 +272,12 @@ class Consumer:
         _first, raw, skipped = self._c.read_events(start_index, max_count)
         events = [Event(i, EventKind(k), Outcome(o), s, t, d) for (i, k, o, s, t, d) in raw]
         return events, skipped
+
+    def playout(self) -> tuple[int, int, int] | None:
+        """The producer's play-out clock: ``(seq, at_ns, queued_blocks)`` of its last pull (block
+        ``seq`` played at ``at_ns`` with ``queued_blocks`` later ones received), ``None`` before
+        its first pull. Seq ``seq + k`` is due at about ``at_ns + k`` block periods."""
+        return self._c.playout()
 
     def post_replacement(self, seq: int, samples: np.ndarray) -> None:
         """Post the ``(2, frames, channels)`` blocks that replace block ``seq`` and follow it.
