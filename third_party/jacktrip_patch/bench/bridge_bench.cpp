@@ -26,11 +26,10 @@ int main(int argc, char** argv)
     const int frames = argc > 1 ? atoi(argv[1]) : 128;
     const int chans  = argc > 2 ? atoi(argv[2]) : 2;
     const int iters  = argc > 3 ? atoi(argv[3]) : 20000;
-    NextBlockBridge::start(48000, frames, chans, 2);
-    NextBlockBridge* nb = NextBlockBridge::get();
+    NextBlockBridge* nb = NextBlockBridge::create(false, 0, "bench", "127.0.0.1", 48000, frames, chans, 2);
     if (!nb) return 1;
     std::string why;
-    auto consumer = nextblock::Consumer::attach(nextblock::segment_name_for_pid(getpid()), true, &why);
+    auto consumer = nextblock::Consumer::attach(NextBlockBridge::segmentName(false, 0), true, &why);
     if (!consumer) { fprintf(stderr, "%s\n", why.c_str()); return 1; }
     std::vector<int8_t> bits(frames * chans * 2, 1), out(frames * chans * 2);
     std::vector<float> two(2 * frames * chans, 0.25f);
@@ -90,7 +89,12 @@ int main(int argc, char** argv)
     for (int i = 0; i < 10; ++i)  // the peer restarts at 0: seqs keep moving forward
         nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));
     if (nb->lastReceived() <= before) { fprintf(stderr, "seq went back after a peer restart\n"); return 2; }
+    // the play-out clock reaches the consumer
+    nb->playout(1234, 3);
+    uint64_t pseq = 0, pat = 0;
+    int64_t pq = 0;
+    if (!consumer->read_playout(&pseq, &pat, &pq) || pseq != 1234 || pq != 3) { fprintf(stderr, "play-out clock lost\n"); return 2; }
     consumer.reset();
-    NextBlockBridge::shutdown();
+    delete nb;
     return 0;
 }

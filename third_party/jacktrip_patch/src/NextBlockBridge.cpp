@@ -12,7 +12,6 @@
 #include "AudioInterface.h"
 #include "nextblock/shm_protocol.hpp"  // from NextBlock's repository (-I<repo>/csrc)
 
-std::atomic<NextBlockBridge*> NextBlockBridge::sInstance{nullptr};
 bool NextBlockBridge::sRequested = false;
 
 namespace
@@ -93,33 +92,36 @@ NextBlockBridge::~NextBlockBridge()
     // ~Producer marks the segment closed and shm_unlinks it
 }
 
-void NextBlockBridge::start(int sampleRate, int framesPerBlock, int channels,
-                            int bitResBytes)
+std::string NextBlockBridge::segmentName(bool perPort, int localPort)
 {
-    if (get() != nullptr) {
-        // One segment per process: the hub server's further JackTrip instances are not
-        // bridged (see docs/notes/jacktrip_patch.md).
-        std::cerr << "NextBlock: segment already active; not bridging another stream"
-                  << std::endl;
-        return;
-    }
+    return perPort ? nextblock::segment_name_for_stream(getpid(), static_cast<unsigned>(localPort))
+                   : nextblock::segment_name_for_pid(getpid());
+}
+
+NextBlockBridge* NextBlockBridge::create(bool perPort, int localPort,
+                                         const std::string& streamName,
+                                         const std::string& peerAddress, int sampleRate,
+                                         int framesPerBlock, int channels, int bitResBytes)
+{
     if (bitResBytes < 1 || bitResBytes > 4) {
         std::cerr << "NextBlock: unsupported bit resolution " << bitResBytes
                   << " bytes; disabled" << std::endl;
-        return;
+        return nullptr;
     }
     nextblock::SegmentConfig cfg;
     cfg.sample_rate_hz   = static_cast<uint32_t>(sampleRate);
     cfg.frames_per_block = static_cast<uint32_t>(framesPerBlock);
     cfg.channels         = static_cast<uint32_t>(channels);
+    nextblock::StreamIdentity identity{streamName, peerAddress,
+                                       static_cast<uint32_t>(localPort > 0 ? localPort : 0)};
     std::string err;
-    const std::string name = nextblock::segment_name_for_pid(getpid());
+    const std::string name = segmentName(perPort, localPort);
     std::unique_ptr<nextblock::Producer> producer =
-        nextblock::Producer::create(name, cfg, &err);
+        nextblock::Producer::create(name, cfg, &err, nullptr, &identity);
     if (!producer) {
         std::cerr << "NextBlock: cannot create shared memory " << name << ": " << err
                   << "; running with JackTrip's own concealment only" << std::endl;
-        return;
+        return nullptr;
     }
     auto* b      = new NextBlockBridge();
     b->mProducer = std::move(producer);
@@ -130,15 +132,10 @@ void NextBlockBridge::start(int sampleRate, int framesPerBlock, int channels,
     b->mRepl.assign(2 * static_cast<size_t>(framesPerBlock) * channels, 0.0f);
     b->mLogThread = std::thread([b] { b->logLoop(); });
     std::cout << "NextBlock: publishing to shared memory " << name << " (" << sampleRate
-              << " Hz, " << framesPerBlock << " frames, " << channels << " channels)"
-              << std::endl;
-    sInstance.store(b, std::memory_order_release);
-}
-
-void NextBlockBridge::shutdown()
-{
-    NextBlockBridge* b = sInstance.exchange(nullptr, std::memory_order_acq_rel);
-    delete b;
+              << " Hz, " << framesPerBlock << " frames, " << channels << " channels"
+              << (streamName.empty() ? "" : ", stream " + streamName)
+              << (peerAddress.empty() ? "" : ", peer " + peerAddress) << ")" << std::endl;
+    return b;
 }
 
 void NextBlockBridge::logLoop()
@@ -275,6 +272,12 @@ void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t 
                           fallbackPlayed ? nextblock::Outcome::Fallback
                                          : nextblock::Outcome::None,
                           detail);
+}
+
+void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
+{
+    if (seq >= 0)
+        mProducer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
 }
 
 void NextBlockBridge::replacementToBits(int b, int8_t* dst) const

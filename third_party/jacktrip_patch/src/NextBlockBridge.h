@@ -1,11 +1,15 @@
 // NextBlock hooks for JackTrip (part of NextBlock's JackTrip patch, not of JackTrip).
 //
 // Inactive unless JackTrip was started with --nextblock or with NEXTBLOCK_JACKTRIP=1 in its
-// environment: then NextBlockBridge::get() returns nullptr and every hook site runs JackTrip's
-// stock code unchanged.
+// environment: then no bridge exists (JackTrip::nextBlock() is nullptr) and every hook site runs
+// JackTrip's stock code unchanged.
 //
-// When active, JackTrip::setupRingBuffers() creates the shared-memory segment "/nextblock-<PID>"
-// (csrc/nextblock/shm_protocol.hpp, included from NextBlock's repository, never copied).
+// When active, every JackTrip instance (a point-to-point JackTrip has one; a hub server one per
+// connected client) owns one bridge, created in JackTrip::setupRingBuffers() and deleted by
+// ~JackTrip, with its own shared-memory segment (csrc/nextblock/shm_protocol.hpp, included from
+// NextBlock's repository, never copied): "/nextblock-<PID>" for a point-to-point JackTrip,
+// "/nextblock-<PID>-<PORT>" for a hub worker receiving on local UDP port PORT. The segment's
+// header names the stream (JACK client name, peer address, port).
 //   * network receive thread (UdpDataProtocol): onPacket() publishes every received block as
 //     float32 with its unwrapped 64-bit sequence number, arrival time and inter-arrival gap;
 //   * audio thread (RingBuffer / Regulator / JitterBuffer read paths): conceal() takes the
@@ -13,7 +17,7 @@
 //     underrun / skip / late block with that seq and the outcome (replacement, fallback, or
 //     refused: a replacement with a non-finite or out-of-range sample is never played).
 // Nothing on those threads allocates, locks, waits or writes to a stream: all buffers are sized
-// in start(), the segment is pre-faulted and mlocked by Producer::create(), the shm calls are
+// in create(), the segment is pre-faulted and mlocked by Producer::create(), the shm calls are
 // wait-free, and log lines go through lock-free rings that a background thread prints.
 // Whatever a consumer writes into the segment, JackTrip plays only finite samples in [-1, 1].
 #ifndef NEXTBLOCK_BRIDGE_H
@@ -22,6 +26,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -70,13 +75,16 @@ class NextBlockBridge
     static void requestFromCommandLine();
     /// --nextblock given or NEXTBLOCK_JACKTRIP set to something other than "" / "0".
     static bool requested();
-    /// The active bridge, or nullptr (feature off / segment could not be created).
-    static NextBlockBridge* get() { return sInstance.load(std::memory_order_acquire); }
-    /// Creates the segment (not real-time; JackTrip::setupRingBuffers). Logs and stays
-    /// disabled on failure. bitResBytes: JackTrip's audio bit resolution (1..4 bytes).
-    static void start(int sampleRate, int framesPerBlock, int channels, int bitResBytes);
-    /// Removes the segment (JackTrip's destructor, after audio and network threads stopped).
-    static void shutdown();
+    /// The segment name of a stream: "/nextblock-<PID>", or "/nextblock-<PID>-<port>" with perPort.
+    static std::string segmentName(bool perPort, int localPort);
+    /// Creates a stream's bridge and segment (not real-time; JackTrip::setupRingBuffers). Logs
+    /// and returns nullptr on failure (JackTrip then plays its own concealment only). perPort:
+    /// name the segment by localPort (hub workers); bitResBytes: JackTrip's audio bit
+    /// resolution (1..4 bytes). Delete it after the threads that use it have stopped: that
+    /// removes the segment (unless a newer stream already took its name).
+    static NextBlockBridge* create(bool perPort, int localPort, const std::string& streamName,
+                                   const std::string& peerAddress, int sampleRate,
+                                   int framesPerBlock, int channels, int bitResBytes);
 
     ~NextBlockBridge();
 
@@ -110,6 +118,9 @@ class NextBlockBridge
     void replacementToBits(int b, int8_t* dst) const;
     /// Cross-fades from replacement block 1 into the real block `bits` (in place).
     void crossfadeFromReplacement(int8_t* bits) const;
+    /// The play-out clock: block `seq` (real or concealed) plays now, `queuedBlocks` later
+    /// blocks are already received. Called at every pull.
+    void playout(int64_t seq, int64_t queuedBlocks);
 
    private:
     NextBlockBridge();
@@ -117,7 +128,6 @@ class NextBlockBridge
     void drainLogs();                    // log thread
     void logLoop();
 
-    static std::atomic<NextBlockBridge*> sInstance;
     static bool sRequested;
 
     std::unique_ptr<nextblock::Producer> mProducer;
