@@ -100,13 +100,14 @@ def e2e(seconds: float, loss: float) -> dict:
         return {"skipped": "JackTrip source not available"}
     bins = H.build_jacktrip(src)
     res = {}
-    for name, strat, extra in (("regulator", 3, ()), ("ringbuffer_zeros", -1, ("-z",))):
+    for name, strat, extra in (("jitterbuffer", 1, ()), ("regulator", 3, ()), ("ringbuffer_zeros", -1, ("-z",))):
         with tempfile.TemporaryDirectory() as d:
             s = H.run_session(bins["patched"], bins["patched"], Path(d), bufstrategy=strat, simloss=loss,
                               nextblock=True, post_replacements=True, seconds=seconds, extra_server_args=extra)
         a = H.analyse(s)
-        rep = sum(e.outcome.name == "REPLACEMENT" for e in a.conceal)
-        fb = sum(e.outcome.name == "FALLBACK" for e in a.conceal)
+        conceal = [e for e in s.events if e.is_concealment]
+        rep = sum(e.outcome.name == "REPLACEMENT" for e in conceal)
+        fb = len(conceal) - rep
         lag = np.array(s.post_lag_ns, dtype=np.float64) / 1e3
         res[name] = {
             "blocks_published": int(len(s.published_seq)),

@@ -240,3 +240,41 @@ def test_segment_removed_on_exit_and_stale_one_replaced(bins, tmp_path):
         for p in procs:
             p.stop()
         js.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# the JitterBuffer (--bufstrategy 1, JackTrip's default, and 2): its read position moves in
+# bytes; the patch keys what it plays by the regions the receive side wrote
+
+
+@pytest.mark.parametrize("bufstrategy,queue", [(1, None), (1, "auto"), (2, None)], ids=["jb1", "jb1-auto", "jb2"])
+def test_jitterbuffer_plays_replacements_where_zeros_would_play(bins, tmp_path, bufstrategy, queue):
+    s = _session(bins, tmp_path, bufstrategy=bufstrategy, queue=queue, simloss=0.05, nextblock=True,
+                 post_replacements=True, seconds=8)
+    a = H.analyse(s)
+    assert len(a.lost) >= 10, f"--simloss dropped only {len(a.lost)} blocks"
+    conceal = [e for e in s.events if e.is_concealment]
+    assert len(conceal) >= 5, f"only {len(conceal)} concealments for {len(a.lost)} lost blocks"
+    # a concealed block is one that was missing when it had to play: lost, or not there yet
+    published = set(s.published_seq.tolist())
+    early = [e for e in conceal if e.seq in published and e.seq in a.arrival and a.arrival[e.seq] <= e.time_ns]
+    assert len(early) <= 0.02 * len(conceal), f"concealed blocks that had arrived: {early[:5]}"
+    assert len({e.seq for e in conceal}) == len(conceal), "one event per concealed block"
+    rep = [e for e in conceal if e.outcome.name == "REPLACEMENT"]
+    assert len(rep) >= 0.9 * len(conceal), f"{len(rep)} of {len(conceal)} concealments used the posted replacement"
+    # every marker in the recording is a replacement JackTrip reported, for the seq it encodes
+    markers = [q % H.CODE_PERIOD for kind, q in a.timeline if kind == "marker" and q is not None]
+    assert markers, "no marker in the recording"
+    reported = {e.seq % H.CODE_PERIOD for e in rep}
+    foreign = [q for q in markers if q not in reported]
+    assert len(foreign) <= 0.02 * len(markers), f"markers for seqs JackTrip did not conceal: {foreign[:10]}"
+
+
+def test_jitterbuffer_fallback_is_zeros_when_nothing_is_posted(bins, tmp_path):
+    s = _session(bins, tmp_path, bufstrategy=1, simloss=0.05, nextblock=True, post_replacements=False, seconds=8)
+    a = H.analyse(s)
+    conceal = [e for e in s.events if e.is_concealment]
+    assert len(conceal) >= 5 and all(e.outcome.name == "FALLBACK" for e in conceal)
+    kinds = [k for k, _ in a.timeline]
+    assert "marker" not in kinds
+    assert kinds.count("zero") >= 1, "JackTrip's own concealment (zeros) played"

@@ -280,29 +280,38 @@ void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
         mProducer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
 }
 
-void NextBlockBridge::replacementToBits(int b, int8_t* dst) const
+void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames,
+                                              int8_t* dst) const
 {
-    const int n        = mFrames * mChannels;
-    const float* src   = replacement(b);
-    const auto res     = bitRes(mBitRes);
+    if (firstFrame < 0 || nFrames <= 0 || firstFrame + nFrames > mFrames)
+        return;
+    const int n      = nFrames * mChannels;
+    const float* src = replacement(b) + firstFrame * mChannels;
+    const auto res   = bitRes(mBitRes);
     for (int i = 0; i < n; ++i) {
         float v = clampUnit(src[i]);  // validated by take_replacement; the clamp is belt and braces
         AudioInterface::fromSampleToBitConversion(&v, dst + i * mBitRes, res);
     }
 }
 
+void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) const
+{
+    if (frame < 0 || frame >= mFrames)
+        return;
+    const float* pred = replacement(1) + frame * mChannels;
+    const auto res    = bitRes(mBitRes);
+    const float up    = static_cast<float>(frame) / static_cast<float>(mFrames);
+    for (int c = 0; c < mChannels; ++c) {
+        float real = 0.0f;
+        AudioInterface::fromBitToSampleConversion(bits + c * mBitRes, &real, res);
+        float v = clampUnit((1.0f - up) * pred[c] + up * real);
+        AudioInterface::fromSampleToBitConversion(&v, bits + c * mBitRes, res);
+    }
+}
+
 void NextBlockBridge::crossfadeFromReplacement(int8_t* bits) const
 {
-    const float* pred = replacement(1);
-    const auto res    = bitRes(mBitRes);
-    for (int f = 0; f < mFrames; ++f) {
-        const float up = static_cast<float>(f) / static_cast<float>(mFrames);
-        for (int c = 0; c < mChannels; ++c) {
-            const int i = f * mChannels + c;
-            float real  = 0.0f;
-            AudioInterface::fromBitToSampleConversion(bits + i * mBitRes, &real, res);
-            float v = clampUnit((1.0f - up) * pred[i] + up * real);
-            AudioInterface::fromSampleToBitConversion(&v, bits + i * mBitRes, res);
-        }
-    }
+    const int frameBytes = mChannels * mBitRes;
+    for (int f = 0; f < mFrames; ++f)
+        crossfadeFrameFromReplacement(f, bits + f * frameBytes);
 }

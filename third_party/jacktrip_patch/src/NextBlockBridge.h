@@ -115,9 +115,13 @@ class NextBlockBridge
     /// interleaved frames x channels.
     const float* replacement(int b) const { return mRepl.data() + b * mFrames * mChannels; }
     /// Writes replacement block b into `dst` in JackTrip's bit resolution.
-    void replacementToBits(int b, int8_t* dst) const;
+    void replacementToBits(int b, int8_t* dst) const { replacementFramesToBits(b, 0, mFrames, dst); }
+    /// Writes frames [firstFrame, firstFrame + nFrames) of replacement block b into `dst`.
+    void replacementFramesToBits(int b, int firstFrame, int nFrames, int8_t* dst) const;
     /// Cross-fades from replacement block 1 into the real block `bits` (in place).
     void crossfadeFromReplacement(int8_t* bits) const;
+    /// The same for one frame (`frame` of the block, `bits` pointing at that frame).
+    void crossfadeFrameFromReplacement(int frame, int8_t* bits) const;
     /// The play-out clock: block `seq` (real or concealed) plays now, `queuedBlocks` later
     /// blocks are already received. Called at every pull.
     void playout(int64_t seq, int64_t queuedBlocks);
