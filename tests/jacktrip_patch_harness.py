@@ -136,12 +136,14 @@ def run_session(
     stop_consumer_after_s: float | None = None,
     consumer=None,
     replacement_fn=None,
+    client_period_samples: int = 128,
 ) -> Session:
     """Runs one loopback session; see module docstring. The server is the receiver under test.
 
     ``consumer``: a function ``(segment_name, stop_event, result_dict)`` run in a thread instead
     of the test consumer (e.g. :func:`scribbler`); ``replacement_fn(seq, frames, channels)``: what
-    the test consumer posts (default :func:`marker_blocks`)."""
+    the test consumer posts (default :func:`marker_blocks`); ``client_period_samples``: the
+    sending side's JACK period, i.e. the peer's block size (the receiver's is 128)."""
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
 
@@ -159,7 +161,7 @@ def run_session(
     srv_args += list(extra_server_args)
     cli_args = [str(client_bin), "-c", "127.0.0.1", "-B", str(port_c), "-P", str(port_s), "-J", "jtc", *common]
 
-    with JackdServer("jts", workdir) as js, JackdServer("jtc", workdir) as jc:
+    with JackdServer("jts", workdir) as js, JackdServer("jtc", workdir, period_samples=client_period_samples) as jc:
         srv = ManagedProcess(srv_args, workdir / "jacktrip-server.log", env=js.client_env(), stop_signal=2)
         cli = ManagedProcess(cli_args, workdir / "jacktrip-client.log", env=jc.client_env(), stop_signal=2)
         io = None
@@ -184,7 +186,7 @@ def run_session(
                 consumer_thread = threading.Thread(
                     target=_consume,
                     args=(seg_name, post_replacements, post_ahead, stop, result, stop_consumer_after_s,
-                          replacement_fn or marker_blocks),
+                          replacement_fn or marker_blocks, client_period_samples != 128),
                     daemon=True,
                 )
                 consumer_thread.start()
@@ -235,35 +237,52 @@ def run_session(
         return sess
 
 
-def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks):
+def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False):
     """Test consumer: reads every block and event; posts ``replacement_fn(seq, frames, channels)``
-    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given)."""
-    from nextblock.capture import Consumer, EventKind, SegmentError, monotonic_ns
+    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given).
+    With ``reattach``, when the producer closes the segment and makes a new one of the same name
+    (JackTrip does when the peer's block size differs from its own), it attaches to that one."""
+    from nextblock.capture import Consumer, SegmentError
 
-    deadline = time.monotonic() + 20
-    c = None
-    while c is None and not stop.is_set():
-        try:
-            c = Consumer(seg_name, post_replacements=post)
-        except SegmentError:
-            if time.monotonic() > deadline:
-                result["error"] = f"segment {seg_name} never appeared"
-                return
-            time.sleep(0.02)
-    if c is None:
-        return
     t0 = time.monotonic()
+    posted_upto = -1
+    created = None
+    while not stop.is_set():
+        deadline = time.monotonic() + 20
+        c = None
+        while c is None and not stop.is_set():
+            try:
+                c = Consumer(seg_name, post_replacements=post)
+                if c.geometry["created_unix_ns"] == created:  # still the closed one
+                    c.close()
+                    c = None
+                    raise SegmentError("old segment")
+            except SegmentError:
+                if time.monotonic() > deadline:
+                    result.setdefault("error", f"segment {seg_name} never appeared")
+                    return
+                time.sleep(0.02)
+        if c is None:
+            return
+        created = c.geometry["created_unix_ns"]
+        result.setdefault("frames", []).append(c.frames_per_block)
+        posted_upto = _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto)
+        if not reattach:
+            return
+
+
+def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto):
+    from nextblock.capture import EventKind, monotonic_ns
+
     frames, channels = c.frames_per_block, c.channels
     count = 0
     ev_count = 0
-    posted_upto = -1
     with c:
         while True:
             n = c.wait_for_blocks(count, 0.002)
             if n > count:
                 batch = c.read_blocks(count, n - count)
                 count = batch.first_index + len(batch.seq)
-                now = monotonic_ns()
                 for j in range(len(batch.seq)):
                     s = int(batch.seq[j])
                     v = float(batch.samples[j, 0, 0])
@@ -295,7 +314,7 @@ def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=m
                     result["events"].extend(evs)
                     ev_count += len(evs) + skipped
                 result["counters"] = c.counters()
-                break
+                return posted_upto
 
 
 def scribbler(seed: int):

@@ -48,3 +48,4 @@ def test_bridge_under_sanitizers(bridge_bench_asan, frames, channels):
     # the log thread printed what the real-time threads recorded
     assert "refused replacement for seq 5000003" in run.stderr
     assert "jumped back" in run.stderr
+    assert "now has the peer's blocks" in run.stdout, "re-sized to the peer's block size"

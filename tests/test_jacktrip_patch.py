@@ -278,3 +278,28 @@ def test_jitterbuffer_fallback_is_zeros_when_nothing_is_posted(bins, tmp_path):
     kinds = [k for k, _ in a.timeline]
     assert "marker" not in kinds
     assert kinds.count("zero") >= 1, "JackTrip's own concealment (zeros) played"
+
+
+# ------------------------------------------------------------------------------------------
+# a peer with another block size (the Regulator converts between them)
+
+
+@pytest.mark.parametrize("peer_frames", [64, 256])
+def test_segment_takes_the_peers_block_size(bins, tmp_path, peer_frames):
+    s = _session(bins, tmp_path, bufstrategy=3, simloss=0.04, nextblock=True, post_replacements=True,
+                 seconds=8, client_period_samples=peer_frames)
+    assert s.consumer_result.get("frames", [])[-1:] == [peer_frames], (
+        f"segment block sizes seen: {s.consumer_result.get('frames')}\n{s.server_log[-2000:]}")
+    assert "now has the peer's blocks" in s.server_log
+    conceal = [e for e in s.events if e.is_concealment]
+    rep = [e for e in conceal if e.outcome.name == "REPLACEMENT"]
+    assert len(conceal) >= 5 and len(rep) >= 0.8 * len(conceal), f"{len(rep)} of {len(conceal)} concealments replaced"
+    # the markers play, in chunks of the smaller block size, for the peer's seqs JackTrip reported
+    chunk = min(peer_frames, 128)
+    rec = s.recorded[: s.recorded.shape[0] * s.recorded.shape[1] // chunk * chunk // s.recorded.shape[1]]
+    chunks = rec.reshape(-1, chunk, rec.shape[2])
+    markers = [code for kind, code in map(H.classify, chunks) if kind == "marker"]
+    assert markers, "no marker in the recording"
+    reported = {e.seq % H.CODE_PERIOD for e in rep}
+    foreign = [q for q in markers if q not in reported]
+    assert len(foreign) <= 0.05 * len(markers), f"markers for seqs JackTrip did not conceal: {foreign[:10]}"

@@ -660,9 +660,7 @@ class Producer {
   /// Marks the segment closed, wakes readers and removes the name, unless the name now belongs
   /// to a newer segment (a hub reusing this stream's port, say): that one is left alone.
   ~Producer() {
-    map_.header()->producer_closed.store(1, std::memory_order_release);
-    map_.control()->notify_word.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake_shared(&map_.control()->notify_word);
+    mark_closed();
     int fd = ::shm_open(name_.c_str(), O_RDONLY | O_CLOEXEC, 0);
     if (fd >= 0) {
       struct stat st{};
@@ -670,6 +668,14 @@ class Producer {
       ::close(fd);
       if (ours) ::shm_unlink(name_.c_str());
     }
+  }
+
+  /// Tells consumers this segment is finished (they see producer_closed and are woken) while
+  /// the object stays usable for calls already under way; the destructor does the rest.
+  void mark_closed() noexcept {
+    map_.header()->producer_closed.store(1, std::memory_order_release);
+    map_.control()->notify_word.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake_shared(&map_.control()->notify_word);
   }
 
   const std::string& name() const noexcept { return name_; }

@@ -94,6 +94,21 @@ int main(int argc, char** argv)
     uint64_t pseq = 0, pat = 0;
     int64_t pq = 0;
     if (!consumer->read_playout(&pseq, &pat, &pq) || pseq != 1234 || pq != 3) { fprintf(stderr, "play-out clock lost\n"); return 2; }
+    // a peer sending twice the block size: the segment is made again at the peer's size
+    std::vector<int8_t> big(2 * bits.size(), 1);
+    for (int i = 0; i < 50 && nb->frames() != 2 * frames; ++i) {
+        nb->onPacket(static_cast<uint16_t>(20 + i), big.data(), static_cast<int>(big.size()));
+        usleep(20000);
+    }
+    if (nb->frames() != 2 * frames || !consumer->producer_closed()) { fprintf(stderr, "not re-sized to the peer's blocks\n"); return 2; }
+    consumer.reset();
+    consumer = nextblock::Consumer::attach(NextBlockBridge::segmentName(false, 0), true, &why);
+    if (!consumer || consumer->config().frames_per_block != static_cast<uint32_t>(2 * frames)) { fprintf(stderr, "re-attach: %s\n", why.c_str()); return 2; }
+    nb->onPacket(100, big.data(), static_cast<int>(big.size()));
+    if (consumer->blocks_written() != 1) { fprintf(stderr, "peer block not published\n"); return 2; }
+    std::vector<float> two2(4 * frames * chans, 0.5f);
+    consumer->post_replacement(100, two2.data());
+    if (!nb->conceal(NextBlockBridge::Underrun, 100) || nb->replacement(1)[2 * frames * chans - 1] != 0.5f) { fprintf(stderr, "peer-size replacement not taken\n"); return 2; }
     consumer.reset();
     delete nb;
     return 0;

@@ -98,6 +98,26 @@ std::string NextBlockBridge::segmentName(bool perPort, int localPort)
                    : nextblock::segment_name_for_pid(getpid());
 }
 
+NextBlockBridge::Stream* NextBlockBridge::makeStream(int frames, std::string* why) const
+{
+    nextblock::SegmentConfig cfg;
+    cfg.sample_rate_hz   = static_cast<uint32_t>(mSampleRate);
+    cfg.frames_per_block = static_cast<uint32_t>(frames);
+    cfg.channels         = static_cast<uint32_t>(mChannels);
+    nextblock::StreamIdentity identity{mStreamName, mPeerAddress,
+                                       static_cast<uint32_t>(mLocalPort > 0 ? mLocalPort : 0)};
+    std::unique_ptr<nextblock::Producer> producer =
+        nextblock::Producer::create(mSegmentName, cfg, why, nullptr, &identity);
+    if (!producer)
+        return nullptr;
+    auto* st     = new Stream();
+    st->producer = std::move(producer);
+    st->frames   = frames;
+    st->rxFloat.assign(static_cast<size_t>(frames) * mChannels, 0.0f);
+    st->repl.assign(2 * static_cast<size_t>(frames) * mChannels, 0.0f);
+    return st;
+}
+
 NextBlockBridge* NextBlockBridge::create(bool perPort, int localPort,
                                          const std::string& streamName,
                                          const std::string& peerAddress, int sampleRate,
@@ -108,40 +128,55 @@ NextBlockBridge* NextBlockBridge::create(bool perPort, int localPort,
                   << " bytes; disabled" << std::endl;
         return nullptr;
     }
-    nextblock::SegmentConfig cfg;
-    cfg.sample_rate_hz   = static_cast<uint32_t>(sampleRate);
-    cfg.frames_per_block = static_cast<uint32_t>(framesPerBlock);
-    cfg.channels         = static_cast<uint32_t>(channels);
-    nextblock::StreamIdentity identity{streamName, peerAddress,
-                                       static_cast<uint32_t>(localPort > 0 ? localPort : 0)};
+    std::unique_ptr<NextBlockBridge> b(new NextBlockBridge());
+    b->mSegmentName = segmentName(perPort, localPort);
+    b->mStreamName  = streamName;
+    b->mPeerAddress = peerAddress;
+    b->mLocalPort   = localPort;
+    b->mSampleRate  = sampleRate;
+    b->mChannels    = channels;
+    b->mBitRes      = bitResBytes;
     std::string err;
-    const std::string name = segmentName(perPort, localPort);
-    std::unique_ptr<nextblock::Producer> producer =
-        nextblock::Producer::create(name, cfg, &err, nullptr, &identity);
-    if (!producer) {
-        std::cerr << "NextBlock: cannot create shared memory " << name << ": " << err
+    Stream* st = b->makeStream(framesPerBlock, &err);
+    if (st == nullptr) {
+        std::cerr << "NextBlock: cannot create shared memory " << b->mSegmentName << ": " << err
                   << "; running with JackTrip's own concealment only" << std::endl;
         return nullptr;
     }
-    auto* b      = new NextBlockBridge();
-    b->mProducer = std::move(producer);
-    b->mFrames   = framesPerBlock;
-    b->mChannels = channels;
-    b->mBitRes   = bitResBytes;
-    b->mRxFloat.assign(static_cast<size_t>(framesPerBlock) * channels, 0.0f);
-    b->mRepl.assign(2 * static_cast<size_t>(framesPerBlock) * channels, 0.0f);
-    b->mLogThread = std::thread([b] { b->logLoop(); });
-    std::cout << "NextBlock: publishing to shared memory " << name << " (" << sampleRate
+    b->mAll.emplace_back(st);
+    b->mStream.store(st, std::memory_order_release);
+    b->mAudioStream = st;
+    NextBlockBridge* raw = b.get();
+    b->mLogThread        = std::thread([raw] { raw->serviceLoop(); });
+    std::cout << "NextBlock: publishing to shared memory " << b->mSegmentName << " (" << sampleRate
               << " Hz, " << framesPerBlock << " frames, " << channels << " channels"
               << (streamName.empty() ? "" : ", stream " + streamName)
               << (peerAddress.empty() ? "" : ", peer " + peerAddress) << ")" << std::endl;
-    return b;
+    return b.release();
 }
 
-void NextBlockBridge::logLoop()
+void NextBlockBridge::serviceLoop()
 {
     while (!mStopLog.load(std::memory_order_acquire)) {
         std::this_thread::sleep_for(kLogPeriod);
+        const int want = mWantFrames.exchange(0, std::memory_order_acq_rel);
+        Stream* cur    = mStream.load(std::memory_order_acquire);
+        if (want > 0 && want != cur->frames) {
+            // the peer's block size: a new segment of the same name (consumers re-attach)
+            std::string err;
+            Stream* st = makeStream(want, &err);
+            if (st == nullptr) {
+                std::cerr << "NextBlock: cannot re-create " << mSegmentName << " for the peer's "
+                          << want << " frames: " << err << std::endl;
+            } else {
+                mAll.emplace_back(st);
+                cur->producer->mark_closed();
+                mStream.store(st, std::memory_order_release);
+                std::cout << "NextBlock: the peer sends " << want << " frames per block (JackTrip "
+                          << cur->frames << "); " << mSegmentName << " now has the peer's blocks"
+                          << std::endl;
+            }
+        }
         drainLogs();
     }
 }
@@ -161,9 +196,9 @@ void NextBlockBridge::drainLogs()
                           << std::endl;
                 break;
             case NextBlockLogRing::PeerBlockMismatch:
-                std::cerr << "NextBlock: peer block of " << r.a << " bytes does not match "
-                          << r.b << " bytes (" << mFrames << " frames x " << mChannels
-                          << " channels); blocks are not published" << std::endl;
+                std::cerr << "NextBlock: peer block of " << r.a << " bytes is not " << r.b
+                          << " bytes x " << mChannels << " channels x " << mBitRes
+                          << " bytes; blocks are not published" << std::endl;
                 break;
             case NextBlockLogRing::PeerRestart:
                 std::cerr << "NextBlock: peer's sequence numbers jumped back (restart?); "
@@ -197,16 +232,24 @@ int64_t NextBlockBridge::onPacket(uint16_t seq16, const int8_t* interleavedBits,
     const uint64_t gap = mLastArrivalNs ? now - mLastArrivalNs : 0;
     mLastArrivalNs     = now;
 
-    const int n = mFrames * mChannels;
+    Stream* st   = mStream.load(std::memory_order_acquire);
+    const int n  = st->frames * mChannels;
     if (bytes == n * mBitRes) {
         const auto res = bitRes(mBitRes);
         for (int i = 0; i < n; ++i)
             AudioInterface::fromBitToSampleConversion(interleavedBits + i * mBitRes,
-                                                      &mRxFloat[i], res);
-        mProducer->publish_block(static_cast<uint64_t>(seq), mRxFloat.data(), now, gap);
+                                                      &st->rxFloat[i], res);
+        st->producer->publish_block(static_cast<uint64_t>(seq), st->rxFloat.data(), now, gap);
+    } else if (bytes > 0 && bytes % (mChannels * mBitRes) == 0) {
+        // the peer's block size differs: the service thread makes a segment of its size
+        const int peerFrames = bytes / (mChannels * mBitRes);
+        if (peerFrames != mRequestedFrames && peerFrames <= 8192) {
+            mRequestedFrames = peerFrames;
+            mWantFrames.store(peerFrames, std::memory_order_release);
+        }
     } else if (!mSizeMismatchLogged) {
         mSizeMismatchLogged = true;
-        mRxLog.push(NextBlockLogRing::PeerBlockMismatch, bytes, n * mBitRes);
+        mRxLog.push(NextBlockLogRing::PeerBlockMismatch, bytes, st->frames);
     }
     mLastRx.store(mUnwrapper->last(), std::memory_order_release);
     if (++mPacketsSinceCheck >= kConsumerCheckEvery) {
@@ -218,7 +261,7 @@ int64_t NextBlockBridge::onPacket(uint16_t seq16, const int8_t* interleavedBits,
 
 void NextBlockBridge::checkConsumer(uint64_t nowNs)
 {
-    const bool alive = mProducer->consumer_alive(nowNs);
+    const bool alive = mStream.load(std::memory_order_acquire)->producer->consumer_alive(nowNs);
     if (mConsumerWasAlive && !alive) {
         mRxLog.push(NextBlockLogRing::ConsumerLost);
         mConsumerLostPending.store(true, std::memory_order_release);
@@ -247,11 +290,13 @@ int64_t NextBlockBridge::unwrap(int64_t seqMod, int64_t modulus) const
 
 bool NextBlockBridge::conceal(Kind kind, int64_t seq, int64_t detail)
 {
+    Stream* st   = mStream.load(std::memory_order_acquire);
+    mAudioStream = st;
     if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
-        mProducer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
+        st->producer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
                               nextblock::Outcome::None);
     const nextblock::Take t = seq >= 0
-                                  ? mProducer->take_replacement(static_cast<uint64_t>(seq), mRepl.data())
+                                  ? st->producer->take_replacement(static_cast<uint64_t>(seq), st->repl.data())
                                   : nextblock::Take::Missing;
     nextblock::Outcome outcome = nextblock::Outcome::Fallback;
     if (t == nextblock::Take::Taken) {
@@ -261,14 +306,15 @@ bool NextBlockBridge::conceal(Kind kind, int64_t seq, int64_t detail)
         if (powerOfTen(++mRefused))
             mAudioLog.push(NextBlockLogRing::Refused, seq, static_cast<int64_t>(mRefused));
     }
-    mProducer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
-                          outcome, detail);
+    st->producer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
+                             outcome, detail);
     return t == nextblock::Take::Taken;
 }
 
 void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail)
 {
-    mProducer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
+    mStream.load(std::memory_order_acquire)
+        ->producer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
                           fallbackPlayed ? nextblock::Outcome::Fallback
                                          : nextblock::Outcome::None,
                           detail);
@@ -277,13 +323,14 @@ void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t 
 void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
 {
     if (seq >= 0)
-        mProducer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
+        mStream.load(std::memory_order_acquire)
+            ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
 }
 
 void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames,
                                               int8_t* dst) const
 {
-    if (firstFrame < 0 || nFrames <= 0 || firstFrame + nFrames > mFrames)
+    if (firstFrame < 0 || nFrames <= 0 || firstFrame + nFrames > mAudioStream->frames)
         return;
     const int n      = nFrames * mChannels;
     const float* src = replacement(b) + firstFrame * mChannels;
@@ -296,11 +343,12 @@ void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames
 
 void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) const
 {
-    if (frame < 0 || frame >= mFrames)
+    const int frames = mAudioStream->frames;
+    if (frame < 0 || frame >= frames)
         return;
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
-    const float up    = static_cast<float>(frame) / static_cast<float>(mFrames);
+    const float up    = static_cast<float>(frame) / static_cast<float>(frames);
     for (int c = 0; c < mChannels; ++c) {
         float real = 0.0f;
         AudioInterface::fromBitToSampleConversion(bits + c * mBitRes, &real, res);
@@ -312,6 +360,6 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
 void NextBlockBridge::crossfadeFromReplacement(int8_t* bits) const
 {
     const int frameBytes = mChannels * mBitRes;
-    for (int f = 0; f < mFrames; ++f)
+    for (int f = 0; f < mAudioStream->frames; ++f)
         crossfadeFrameFromReplacement(f, bits + f * frameBytes);
 }

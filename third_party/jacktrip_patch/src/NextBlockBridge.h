@@ -47,6 +47,7 @@ class NextBlockLogRing
         PeerBlockMismatch,  // a = bytes received, b = bytes expected
         PeerRestart,        // a = last seq before, b = first seq after
         Refused,            // a = seq, b = refusals so far
+        Resized,            // a = old frames per block, b = new (the peer's)
     };
     struct Record {
         uint32_t code;
@@ -88,10 +89,12 @@ class NextBlockBridge
 
     ~NextBlockBridge();
 
-    int frames() const { return mFrames; }
+    /// Frames per block of the segment now: JackTrip's own at first, the peer's once its
+    /// packets showed another size (a new segment of the same name is made for them).
+    int frames() const { return mStream.load(std::memory_order_acquire)->frames; }
     int channels() const { return mChannels; }
     /// Bytes of one block in JackTrip's bit resolution.
-    int blockBytes() const { return mFrames * mChannels * mBitRes; }
+    int blockBytes() const { return frames() * mChannels * mBitRes; }
 
     // ---- network receive thread ------------------------------------------------------
     /// Publishes one received block (interleaved, JackTrip's bit resolution, `bytes` long).
@@ -113,9 +116,15 @@ class NextBlockBridge
     void post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail = 0);
     /// Block b (0: the missing one, 1: the next) of the last replacement taken, float32
     /// interleaved frames x channels.
-    const float* replacement(int b) const { return mRepl.data() + b * mFrames * mChannels; }
+    const float* replacement(int b) const
+    {
+        return mAudioStream->repl.data() + b * mAudioStream->frames * mChannels;
+    }
     /// Writes replacement block b into `dst` in JackTrip's bit resolution.
-    void replacementToBits(int b, int8_t* dst) const { replacementFramesToBits(b, 0, mFrames, dst); }
+    void replacementToBits(int b, int8_t* dst) const
+    {
+        replacementFramesToBits(b, 0, mAudioStream->frames, dst);
+    }
     /// Writes frames [firstFrame, firstFrame + nFrames) of replacement block b into `dst`.
     void replacementFramesToBits(int b, int firstFrame, int nFrames, int8_t* dst) const;
     /// Cross-fades from replacement block 1 into the real block `bits` (in place).
@@ -127,18 +136,32 @@ class NextBlockBridge
     void playout(int64_t seq, int64_t queuedBlocks);
 
    private:
+    /// Everything sized by the stream's block size. Replaced as a whole (by the service
+    /// thread) when the peer's packets have another size; retired ones live until the bridge.
+    struct Stream {
+        std::unique_ptr<nextblock::Producer> producer;
+        int frames = 0;
+        std::vector<float> rxFloat;  // receive thread: one block as float
+        std::vector<float> repl;     // audio thread: the last replacement taken
+    };
+
     NextBlockBridge();
+    Stream* makeStream(int frames, std::string* why) const;  // not real-time
     void checkConsumer(uint64_t nowNs);  // receive thread: logs consumer loss once
-    void drainLogs();                    // log thread
-    void logLoop();
+    void drainLogs();                    // service thread
+    void serviceLoop();                  // service thread: logs, re-sizes the segment
 
     static bool sRequested;
 
-    std::unique_ptr<nextblock::Producer> mProducer;
-    int mFrames = 0, mChannels = 0, mBitRes = 2;
+    // set once in create()
+    std::string mSegmentName, mStreamName, mPeerAddress;
+    int mLocalPort = 0, mSampleRate = 0, mChannels = 0, mBitRes = 2;
+    std::atomic<Stream*> mStream{nullptr};      // the current one
+    std::vector<std::unique_ptr<Stream>> mAll;  // every one made (service thread appends)
+    std::atomic<int> mWantFrames{0};            // receive thread -> service thread
     // receive thread
     std::unique_ptr<nextblock::SeqUnwrapper> mUnwrapper;
-    std::vector<float> mRxFloat;
+    int mRequestedFrames = 0;
     std::atomic<int64_t> mLastRx{-1};
     uint64_t mLastArrivalNs = 0;
     uint64_t mPacketsSinceCheck = 0;
@@ -147,7 +170,7 @@ class NextBlockBridge
     std::atomic<bool> mConsumerLostPending{false};
     NextBlockLogRing mRxLog;
     // audio thread
-    std::vector<float> mRepl;
+    Stream* mAudioStream = nullptr;  // the stream of the last conceal() (replacement() reads it)
     uint64_t mRefused = 0;
     NextBlockLogRing mAudioLog;
     // log thread
