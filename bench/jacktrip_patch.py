@@ -6,8 +6,9 @@
    the cross-fade back into real audio, and a miss (nothing posted: fallback). With NextBlock off
    every hook is one relaxed-acquire load of a null pointer.
 2. End to end (needs JackTrip's source; builds once like the tests): share of concealed blocks
-   that used a posted replacement when a consumer posts in time, per buffer strategy, and the
-   consumer's reaction time (block arrival -> replacements posted).
+   that used a posted replacement when a consumer posts in time, per buffer strategy (1: the
+   JitterBuffer, 3: the Regulator, -1: the ring buffer) and per stream of a hub server with four
+   clients, and the consumer's reaction time (block arrival -> replacements posted).
 
     PYTHONPATH=python python bench/jacktrip_patch.py [--seconds 8] [--loss 0.03] [--out result.json]
 """
@@ -120,7 +121,25 @@ def e2e(seconds: float, loss: float) -> dict:
                                      "p99": float(np.percentile(lag, 99)) if len(lag) else None},
             "counters": {k: int(v) for k, v in s.counters.items() if isinstance(v, (int, np.integer))},
         }
+    res["hub"] = hub(bins["patched"], seconds, loss)
     return res
+
+
+def hub(patched: Path, seconds: float, loss: float, n_clients: int = 4) -> dict:
+    """A hub server with ``n_clients`` clients (the Regulator, ``--simloss``): per stream, the
+    share of concealments that used the replacement the test consumer posted for it."""
+    with tempfile.TemporaryDirectory() as d:
+        s = H.run_hub_session(patched, Path(d), n_clients=n_clients, seconds=seconds, simloss=loss, churn=False)
+    streams = []
+    for x in s.streams:
+        conceal = [e for e in x["events"] if e.is_concealment]
+        rep = sum(e.outcome.name == "REPLACEMENT" for e in conceal)
+        streams.append({"segment": x["segment"], "stream_name": x["stream_name"], "blocks_published": len(x["seq"]),
+                        "concealed": len(conceal), "used_replacement": rep,
+                        "share_replacement": round(rep / max(1, len(conceal)), 4)})
+    total = sum(x["concealed"] for x in streams)
+    return {"clients": n_clients, "hub_alive": s.hub_alive_at_end, "streams": streams,
+            "share_replacement": round(sum(x["used_replacement"] for x in streams) / max(1, total), 4)}
 
 
 def main(argv=None) -> int:

@@ -467,3 +467,160 @@ def start_again(proc):
     p = ManagedProcess(proc.args, Path(str(proc.log_path) + ".2"), env=proc.env, stop_signal=proc.stop_signal)
     p.start()
     return p
+
+
+# ------------------------------------------------------------------------------------------
+# a hub server with several clients
+
+
+STREAM_CODES = 250  # markers of hub stream k use codes 250 k + 1 .. 250 (k + 1)
+
+
+def stream_markers(k: int):
+    """Replacements for hub stream ``k``: constant -(250 k + seq % 250 + 1) / 2048 (ch0; half on
+    the others), so a recorded marker says which stream and which seq (mod 250) it came from."""
+
+    def make(seq: int, frames: int, channels: int) -> np.ndarray:
+        out = np.empty((2, frames, channels), np.float32)
+        for b in range(2):
+            v = -(STREAM_CODES * k + (seq + b) % STREAM_CODES + 1) / 2048.0
+            out[b, :, 0] = v
+            out[b, :, 1:] = v / 2
+        return out
+
+    return make
+
+
+def marker_stream(block: np.ndarray) -> int | None:
+    """The hub stream a recorded marker block came from (``None`` for other blocks)."""
+    kind, code = classify(block)
+    return code // STREAM_CODES if kind == "marker" else None
+
+
+def _hub_ports(server_name: str) -> dict[str, str]:
+    """JACK client name -> ports prefix of the hub's per-client receive ports."""
+    from nextblock.jackio.jackd import jack_ports
+
+    ports = jack_ports(server_name) or []
+    return {p.split(":")[0]: p.split(":")[0] + ":receive_" for p in ports if p.endswith(":receive_1")}
+
+
+class SegmentWatcher:
+    """Attaches a marker-posting test consumer (stream ``k`` in order of appearance) to every
+    segment of a process as it appears; a reused name gets a fresh consumer when its segment is
+    new. ``seen``: (segment, created_unix_ns) -> that consumer's result dict."""
+
+    def __init__(self, pid: int, stop: threading.Event, post: bool = True):
+        self.pid, self.stop, self.post = pid, stop, post
+        self.seen: dict[tuple[str, int], dict] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        from nextblock.capture import Consumer, SegmentError, stream_segments
+
+        while not self.stop.is_set():
+            for name in stream_segments(self.pid):
+                try:
+                    with Consumer(name) as c:
+                        key = (name, c.geometry["created_unix_ns"])
+                        stream_name = c.stream_name
+                except SegmentError:
+                    continue
+                if key in self.seen:
+                    continue
+                k = len(self.seen)
+                result = {"posted": 0, "lag": [], "seq": [], "idx": [], "arr": [], "events": [], "counters": {},
+                          "stream_name": stream_name, "segment": name, "k": k}
+                self.seen[key] = result
+                threading.Thread(target=_consume, args=(name, self.post, 3, self.stop, result, None, stream_markers(k)),
+                                 daemon=True).start()
+            time.sleep(0.1)
+
+
+@dataclass
+class HubSession:
+    hub_pid: int
+    hub_alive_at_end: bool
+    hub_log: str
+    streams: list  # one consumer result dict per segment seen (events, seq, stream_name, segment, k, ...)
+    recordings: dict  # hub JACK client name -> recorded float32[n, frames, channels]
+    segments_left: list  # the hub's segments still in /dev/shm after it exited
+
+
+def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: float = 12.0, simloss: float = 0.03,
+                    churn: bool = True, post_replacements: bool = True, bufstrategy: int = 3) -> HubSession:
+    """A patched hub server (``-S --nextblock --simloss``, no auto patching) on its own ``jackd``
+    and ``n_clients`` hub clients, each on its own ``jackd`` sending the block-coded signal; a
+    :class:`SegmentWatcher` consumer per segment; every client's received audio on the hub is
+    recorded. With ``churn``, a third of the way in the last client leaves and a new one joins."""
+    from nextblock.capture import stream_segments
+    from nextblock.jackio.jackd import JackdServer
+    from nextblock.jackio.procs import ManagedProcess
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tcp_port, _ = _free_port_pair()
+    jackio = [sys.executable, str(Path(__file__).with_name("jacktrip_patch_jackio.py"))]
+    stop = threading.Event()
+    procs: list = []
+    servers: list = []
+    recs: dict = {}
+    with JackdServer("hub", workdir) as hub_jack:
+        hub = ManagedProcess([str(patched), "-S", "-p", "5", "-B", str(tcp_port), "-U", str(tcp_port + 100),
+                              "--bufstrategy", str(bufstrategy), "--simloss", str(simloss), "--nextblock", "-D"],
+                             workdir / "hub.log", env=hub_jack.client_env(), stop_signal=2)
+        hub.start()
+        procs.append(hub)
+        watcher = SegmentWatcher(hub.pid, stop, post_replacements)
+        watcher.thread.start()
+
+        def start_client(i: int):
+            js = JackdServer(f"c{i}", workdir).start()
+            servers.append(js)
+            cli = ManagedProcess([str(patched), "-C", "127.0.0.1", "-P", str(tcp_port), "-B", str(tcp_port + 10 + i),
+                                  "-K", f"client{i}", "-J", f"jtc{i}", "--bufstrategy", str(bufstrategy), "-D"],
+                                 workdir / f"client{i}.log", env=js.client_env(), stop_signal=2)
+            cli.start()
+            if not _wait_ports(js, [f"jtc{i}:send_1", f"jtc{i}:send_2"], 20):
+                raise RuntimeError(f"hub client {i} did not start:\n{cli.log_tail()}")
+            snd = ManagedProcess([*jackio, "send", "--server", js.name, "--ports", f"jtc{i}:send_",
+                                  "--seconds", str(seconds + 30)], workdir / f"sender{i}.log",
+                                 env={"JACK_NO_START_SERVER": "1"})
+            snd.start()
+            procs.extend([snd, cli])
+            return cli, snd
+
+        def record(name: str, prefix: str, secs: float):
+            out = workdir / f"rec-{name}.npy"
+            proc = subprocess.Popen([*jackio, "rec", "--server", hub_jack.name, "--ports", prefix, "--seconds", str(secs),
+                                     "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, JACK_NO_START_SERVER="1"))
+            recs[name] = (proc, out)
+
+        try:
+            time.sleep(0.5)
+            clients = {i: start_client(i) for i in range(n_clients)}
+            wait_for(lambda: len(_hub_ports(hub_jack.name)) >= n_clients, 30, f"{n_clients} clients on the hub")
+            for name, prefix in _hub_ports(hub_jack.name).items():
+                record(name, prefix, seconds)
+            if churn:
+                time.sleep(seconds / 3)
+                for p in clients[n_clients - 1]:  # the last client leaves, a new one joins
+                    p.stop()
+                clients[n_clients] = start_client(n_clients)
+                wait_for(lambda: any(n not in recs for n in _hub_ports(hub_jack.name)), 30, "the new client on the hub")
+                for name, prefix in _hub_ports(hub_jack.name).items():
+                    if name not in recs:
+                        record(name, prefix, seconds / 2)
+            for proc, _ in recs.values():
+                proc.wait(timeout=seconds + 60)
+            hub_alive = hub.running()
+        finally:
+            stop.set()
+            for p in reversed(procs):
+                p.stop()
+            for js in servers:
+                js.stop()
+    recordings = {name: np.load(path) for name, (_, path) in recs.items() if path.exists()}
+    return HubSession(hub.pid, hub_alive, hub.log_text(), list(watcher.seen.values()), recordings,
+                      stream_segments(hub.pid))
