@@ -548,11 +548,15 @@ class HubSession:
 
 
 def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: float = 12.0, simloss: float = 0.03,
-                    churn: bool = True, post_replacements: bool = True, bufstrategy: int = 3) -> HubSession:
+                    churn: bool = True, post_replacements: bool = True, bufstrategy: int = 3,
+                    on_hub_start=None) -> HubSession:
     """A patched hub server (``-S --nextblock --simloss``, no auto patching) on its own ``jackd``
     and ``n_clients`` hub clients, each on its own ``jackd`` sending the block-coded signal; a
     :class:`SegmentWatcher` consumer per segment; every client's received audio on the hub is
-    recorded. With ``churn``, a third of the way in the last client leaves and a new one joins."""
+    recorded. With ``churn``, a third of the way in the last client leaves and a new one joins.
+    ``on_hub_start(hub_pid, stop_event)``: called once the hub runs (e.g. to start
+    ``nextblock.attach``; it may return a thread, joined at the end); the watcher's consumers then
+    only read (the poster role is left to it)."""
     from nextblock.capture import stream_segments
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
@@ -571,8 +575,9 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
                              workdir / "hub.log", env=hub_jack.client_env(), stop_signal=2)
         hub.start()
         procs.append(hub)
-        watcher = SegmentWatcher(hub.pid, stop, post_replacements)
+        watcher = SegmentWatcher(hub.pid, stop, post_replacements and on_hub_start is None)
         watcher.thread.start()
+        extra = on_hub_start(hub.pid, stop) if on_hub_start is not None else None
 
         def start_client(i: int):
             js = JackdServer(f"c{i}", workdir).start()
@@ -617,6 +622,8 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
             hub_alive = hub.running()
         finally:
             stop.set()
+            if isinstance(extra, threading.Thread):
+                extra.join(timeout=30)
             for p in reversed(procs):
                 p.stop()
             for js in servers:

@@ -1,0 +1,112 @@
+"""``nextblock.attach`` against a running patched JackTrip: just in time, and on a hub.
+
+* Point to point (the Regulator, ``--simloss``): the patched JackTrip writes its play-out clock at
+  every pull; ``attach --mode auto`` must choose *just-in-time* for the stream, predict only a small
+  fraction of the blocks (not every block, as the speculative mode does), and still have nearly
+  every concealment played from its replacement.
+* A hub server with three clients: one ``attach --jacktrip-pid HUB`` serves every client's stream;
+  its per-stream statistics count each stream's own concealments as JackTrip reported them.
+
+The predictor is ``repeat`` (the newest block again: no model, so the test measures scheduling and
+plumbing, not inference speed on a loaded machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import jacktrip_patch_harness as H
+from test_jacktrip_patch import bins  # noqa: F401  (the patched/stock build fixture)
+
+pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def attach_process(pid: int, json_path: Path, log_path: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OPENBLAS_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(pid), "--predictor", "repeat",
+                             "--json", str(json_path), "--stats", "1", *extra],
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, env=env)
+
+
+def stop_attach(proc: subprocess.Popen, json_path: Path, log_path: Path) -> dict:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"attach did not stop on Ctrl-C:\n{log_path.read_text()[-3000:]}")
+    assert json_path.exists(), f"attach wrote no JSON (exit {proc.returncode}):\n{log_path.read_text()[-3000:]}"
+    return json.loads(json_path.read_text())
+
+
+def attach_consumer(tmp_path: Path, *extra: str):
+    """A run_session consumer: ``nextblock.attach`` on the receiving JackTrip for the whole session."""
+
+    def run(seg_name, stop, result):
+        pid = int(seg_name.rsplit("-", 1)[1])
+        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
+        proc = attach_process(pid, json_path, log_path, *extra)
+        stop.wait()
+        result["attach"] = stop_attach(proc, json_path, log_path)
+        result["attach_log"] = log_path.read_text()
+
+    return run
+
+
+def test_just_in_time_on_the_regulator(bins, tmp_path):  # noqa: F811
+    s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=3, simloss=0.03, nextblock=True,
+                      seconds=12, consumer=attach_consumer(tmp_path, "--mode", "auto"))
+    att = s.consumer_result["attach"]
+    streams = att["streams"]
+    assert len(streams) == 1, streams
+    st = streams[0]
+    assert st["mode"] == "just-in-time", f"mode {st['mode']}:\n{s.consumer_result['attach_log'][-2000:]}"
+    assert st["frames_per_block"] == 128 and st["sample_rate_hz"] == 48000 and st["channels"] == 2
+    concealed = st["underruns"]
+    assert concealed >= 10, f"only {concealed} concealments in 12 s at 3 % loss"
+    assert st["replacements_used"] >= 0.9 * concealed, st
+    # just in time: far fewer predictions than blocks (speculative would predict every block)
+    assert st["predictions"] <= 0.25 * st["blocks"], st
+
+
+def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
+    out: dict = {}
+
+    def start(hub_pid, stop):
+        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
+        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams")
+
+        def wait_then_stop():
+            stop.wait()
+            out["attach"] = stop_attach(proc, json_path, log_path)
+            out["log"] = log_path.read_text()
+
+        t = threading.Thread(target=wait_then_stop, daemon=True)
+        t.start()
+        return t
+
+    s = H.run_hub_session(bins["patched"], tmp_path, n_clients=3, seconds=12.0, churn=False, on_hub_start=start)
+    assert s.hub_alive_at_end, s.hub_log[-2000:]
+    assert "attach" in out, "attach did not report"
+    streams = {x["name"]: x for x in out["attach"]["streams"]}
+    assert len(streams) >= 3, f"attach served {sorted(streams)}:\n{out['log'][-2000:]}"
+    # each stream's counts are its own: JackTrip's events for that segment (what the watcher read)
+    for x in s.streams:
+        mine = [v for v in streams.values() if v.get("segment", v["name"]) in (x["segment"], x["stream_name"])
+                or v["name"] in (x["segment"], x["stream_name"])]
+        assert mine, f"no attach statistics for {x['segment']} ({x['stream_name']}): {sorted(streams)}"
+        conceal = [e for e in x["events"] if e.is_concealment]
+        assert abs(mine[0]["underruns"] - len(conceal)) <= max(2, 0.05 * len(conceal)), (mine[0], len(conceal))
+        assert mine[0]["replacements_used"] >= 0.8 * mine[0]["underruns"], mine[0]
