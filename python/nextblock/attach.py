@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_argument_group("what to attach to (one of)")
     target = where.add_mutually_exclusive_group(required=True)
     target.add_argument("--jacktrip-pid", type=_positive(int), metavar="PID",
-                        help="process id of the patched JackTrip (its segment is /nextblock-PID)")
+                        help="process id of the patched JackTrip: every stream it receives is served (segments "
+                        "/nextblock-PID and, on a hub server, /nextblock-PID-PORT per client), as clients come and go")
     target.add_argument("--segment", metavar="NAME",
                         help="segment name, for producers made with nextblock.capture.Producer (tests, demo)")
     model = p.add_argument_group("model")
@@ -121,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-chain", type=int, default=8, metavar="BLOCKS",
                      help="predict up to this many blocks into a burst of losses, each from the previous guess "
                      "(default 8; 0 disables)")
+    run.add_argument("--mode", choices=("auto", "just-in-time", "speculative"), default="auto",
+                     help="when to predict: 'just-in-time' predicts only a block that has not arrived shortly before "
+                     "JackTrip plays it (needs JackTrip's play-out clock and a jitter buffer with headroom); "
+                     "'speculative' predicts after every received block (minimum-latency buffers); 'auto' (default) "
+                     "chooses per stream from the measured headroom and reports it in --stats/--json")
+    run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
+                     help="predictions of different streams due within this long go through the model together "
+                     "(default 300)")
+    run.add_argument("--max-batch-rows", type=_positive(int), default=32, metavar="ROWS",
+                     help="largest model batch prepared (channels of all streams predicted together; default 32 = 16 "
+                     "stereo streams); larger batches run in several calls")
+    run.add_argument("--wait-for-streams", action="store_true",
+                     help="with --jacktrip-pid: wait for the first stream instead of failing after 1 s (a hub server "
+                     "before its first client)")
     run.add_argument("--once", action="store_true",
                      help="stop (exit 3) when JackTrip exits instead of waiting for it to restart")
     run.add_argument("--reattach-timeout", type=_positive(float), metavar="SECONDS",
@@ -158,92 +173,105 @@ def _set_realtime(priority: int) -> None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     """Attach and serve until stopped. Returns the exit status; raises AttachError."""
-    from .runtime import (
-        AttachError,
-        AttachLoop,
-        LoopConfig,
-        ModelWatcher,
-        RepeatPredictor,
-        RuntimeStats,
-        Target,
-        check_stream_compatible,
-        load_model_predictor,
-        serve,
-        warm_up,
-    )
-    from .runtime.session import EXIT_PRODUCER_GONE  # noqa: F401  (documented exit status)
+    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor, check_stream_compatible
+    from .runtime.batching import BucketedPredictor
+    from .runtime.discovery import NamedSegment, ProcessStreams
+    from .runtime.hub import HubConfig, HubLoop
+    from .runtime.predictors import load_model_predictor
+    from .runtime.schedule import ScheduleConfig
+    from .runtime.session import EXIT_PRODUCER_GONE
+    from .runtime.stats import HubStats
 
     if args.predictor == "repeat" and (args.model or args.model_dir):
         raise AttachError("--predictor repeat uses no model: drop --model/--model-dir")
     if args.model_dir and not os.path.isdir(args.model_dir):
         raise AttachError(f"--model-dir {args.model_dir} is not a directory")
+    stats = HubStats()
+
+    def on_restart(_pid: int) -> None:
+        stats.reattaches += 1
+
+    source = ProcessStreams(args.jacktrip_pid, on_restart=on_restart) if args.jacktrip_pid else NamedSegment(args.segment)
+    source.check()
+
+    def model(path):  # one interpreter per batch size, all warmed before any deadline
+        predictor = BucketedPredictor(lambda: load_model_predictor(path, args.threads), max_rows=args.max_batch_rows)
+        predictor.warm()
+        return predictor
+
     # Load the model before attaching: a bad model is reported even without JackTrip.
-    predictor = None
-    if args.predictor == "model" and not (args.model_dir and os.path.exists(os.path.join(args.model_dir, "current.json"))):
-        predictor = load_model_predictor(args.model, args.threads)
-    target = Target.for_pid(args.jacktrip_pid) if args.jacktrip_pid else Target.for_segment(args.segment)
-    stats = RuntimeStats()
-    state = {"predictor": predictor, "watcher": None, "warm_channels": None}
+    predictor, label, watcher = None, None, None
+    if args.predictor == "repeat":
+        predictor = RepeatPredictor(128, 48000, channels_hint=2)
+    elif not (args.model_dir and os.path.exists(os.path.join(args.model_dir, "current.json"))):
+        predictor = model(args.model)
+    # the first streams: wait a moment for them (a segment is created when JackTrip's stream starts)
+    waited_until = time.monotonic() + (1e9 if args.wait_for_streams else 1.0)
+    while not source.segments():
+        if stop.is_set():
+            return 0
+        if time.monotonic() > waited_until:
+            if isinstance(source, ProcessStreams):
+                source.check()
+                raise source.no_streams_error()
+            source.check()
+        time.sleep(0.05)
+    if args.predictor == "repeat":  # the stand-in predicts at the stream's own block size
+        from .capture import Consumer, SegmentError
+
+        try:
+            with Consumer(source.segments()[0]) as first:
+                predictor = RepeatPredictor(first.frames_per_block, first.sample_rate_hz, channels_hint=2)
+        except SegmentError:
+            pass
+    if args.model_dir:
+        some = predictor
+        watcher = ModelWatcher(args.model_dir, model, 128 if some is None else some.frames_per_block,
+                               48000 if some is None else some.sample_rate_hz, 2, 64 * 128)
+        published = watcher.load_current()
+        if published is not None:
+            predictor, label = published.predictor, published.label
+        elif predictor is None:
+            reason = watcher.last_error or "nothing published yet"
+            log.warning("no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason)
+            predictor = model(args.model)
+        watcher.frames_per_block, watcher.sample_rate_hz = predictor.frames_per_block, predictor.sample_rate_hz
+        watcher.start()
     if args.realtime is not None:
         _set_realtime(args.realtime)
-    deadline = time.monotonic() + args.duration if args.duration else None
-    config = LoopConfig(
-        channels=args.channels, deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
-        stats_interval_s=args.stats,
-    )
+    schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
+                              force_mode=None if args.mode == "auto" else args.mode)
+    config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)
 
-    def run_attached(consumer) -> None:
-        frames, rate = consumer.frames_per_block, consumer.sample_rate_hz
-        n_predicted = consumer.channels if args.channels is None else len(args.channels)
-        if args.predictor == "repeat" and (state["predictor"] is None or state["predictor"].frames_per_block != frames):
-            state["predictor"] = RepeatPredictor(frames, rate, channels_hint=n_predicted)
-        if args.model_dir and state["watcher"] is None:
-            factory = lambda path: load_model_predictor(path, args.threads)
-            watcher = ModelWatcher(args.model_dir, factory, frames, rate, n_predicted, config.ring_slots * frames)
-            published = watcher.load_current()
-            if published is not None:
-                state["predictor"] = published.predictor
-                state["label"] = published.label
-                state["warm_channels"] = n_predicted
-            elif state["predictor"] is None:
-                reason = watcher.last_error or "nothing published yet"
-                log.warning("no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason)
-                state["predictor"] = load_model_predictor(args.model, args.threads)
-            watcher.start()
-            state["watcher"] = watcher
-        check_stream_compatible(state["predictor"], frames, rate)
-        if state["warm_channels"] != n_predicted:
-            warm_up(state["predictor"], n_predicted)
-            state["warm_channels"] = n_predicted
-        if channels_bad := [c for c in (args.channels or ()) if c >= consumer.channels]:
-            raise AttachError(f"--channels {channels_bad} do not exist: the stream has channels 0..{consumer.channels - 1}")
-        loop = AttachLoop(consumer, state["predictor"], stats, config, watcher=state["watcher"], stop=stop, status=status)
-        if "label" in state:
-            stats.model_version = state.pop("label")
-        log.info("serving %d channel(s) with model %s (context %d samples, deadline %.0f us)", n_predicted,
-                 stats.model_version, state["predictor"].context_samples, loop.deadline_ns / 1000)
-        try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            loop.run(max_wall_s=remaining)
-            if deadline is not None and time.monotonic() >= deadline:
-                stop.set()
-        finally:
-            state["predictor"] = loop.predictor  # keep a hot-swapped model across re-attaches
-
-    def count_reattach() -> None:
-        stats.reattaches += 1
-
+    loop = HubLoop(source, predictor, config, stats, watcher=watcher, stop=stop, status=status, channels=args.channels,
+                   exit_when_gone=args.once, gone_timeout_s=args.reattach_timeout)
+    if label:
+        stats.model_version = label
+    log.info("serving %s with model %s (context %d samples; cold inference at start %.0f us)", source.describe(),
+             stats.model_version, predictor.context_samples, stats.cold_infer_us_at_start or 0)
+    code = 0
     try:
-        code = serve(target, run_attached, stop, once=args.once, reattach_timeout_s=args.reattach_timeout,
-                     on_reattach=count_reattach)
+        remaining = args.duration
+        loop.run(max_wall_s=remaining)
+    except ProducerGone as gone:
+        if args.once:
+            log.warning("%s; --once given, stopping (JackTrip plays its own concealment)", gone)
+        else:
+            log.warning("%s and did not come back within %.1f s; stopping", gone, args.reattach_timeout or 0)
+        code = EXIT_PRODUCER_GONE
     finally:
-        if state["watcher"] is not None:
-            state["watcher"].stop()
+        loop.close()
+        if watcher is not None:
+            watcher.stop()
     final = stats.to_dict()
     status("final: " + stats.status_line())
+    for d in final["streams"]:
+        status(f"final: {d['name']:<22} {d['mode']:<12} blocks={d['blocks']} underruns={d['underruns']} "
+               f"replaced={d['replacements_used']} fallback={d['fallbacks']} late={d['late']} "
+               f"skipped={d['overload_skips']} predictions={d['predictions']}")
     if args.json:
         text = json.dumps(final, indent=2, sort_keys=True)
         if args.json == "-":
