@@ -317,8 +317,12 @@ class HubLoop:
             actions = []
             wake = now + poll_ns
             block_waiters = []
-            for st in self.streams.values():
+            closed = []
+            for name, st in self.streams.items():
                 st.poll(now)
+                if st.consumer.producer_closed:
+                    closed.append(name)
+                    continue
                 schedule = st.schedule
                 mode = schedule.update_mode(now, budget)
                 action = schedule.next_action(now + window_ns, st.received, budget if mode == JUST_IN_TIME
@@ -329,6 +333,8 @@ class HubLoop:
                     wake = min(wake, schedule.wake_ns)
                 if mode == SPECULATIVE:
                     block_waiters.append(st)
+            for name in closed:
+                self._drop(name, "its producer closed the segment")
             if actions:
                 self._predict(actions)
                 continue
