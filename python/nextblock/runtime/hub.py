@@ -296,6 +296,7 @@ class HubLoop:
         next_scan_ns = now
         next_beat_ns = now
         gone_since = None
+        woke_ns = now
         stop = self.stop
         while not stop.is_set():
             now = monotonic_ns()
@@ -364,14 +365,16 @@ class HubLoop:
             timeout_ns = wake - monotonic_ns()
             if timeout_ns <= 0:
                 continue
+            stats.sleeps += 1
+            stats.awake_ns += monotonic_ns() - woke_ns
             if len(block_waiters) == 1:
                 st = block_waiters[0]
                 st.consumer.wait_for_blocks(st.count, timeout_ns / 1e9)
             else:
                 if block_waiters:
                     timeout_ns = min(timeout_ns, min(st.period_ns for st in block_waiters) // 8)
-                stats.sleeps += 1
                 time.sleep(timeout_ns / 1e9)
+            woke_ns = monotonic_ns()
 
     def status_lines(self) -> list[str]:
         """The totals line, then one line per stream."""

@@ -135,7 +135,7 @@ class StreamSchedule:
         # arrivals
         self.newest_seq = -1
         self.newest_arrival_ns = 0
-        self._slacks = np.zeros(max(8, cfg.window_blocks), np.int64)
+        self.slacks = np.zeros(max(8, cfg.window_blocks), np.int64)
         self._slack_n = 0
         self._since_eval = 0
         self.slack_low_ns: int | None = None
@@ -179,7 +179,7 @@ class StreamSchedule:
         """A received block. Returns whether it advanced the newest seq."""
         seq, arrival_ns = int(seq), int(arrival_ns)
         if self.clock_fresh(now_ns) and seq > self.clock_seq - 64:
-            self._slacks[self._slack_n % self._slacks.shape[0]] = self.due_ns(seq) - arrival_ns
+            self.slacks[self._slack_n % self.slacks.shape[0]] = self.due_ns(seq) - arrival_ns
             self._slack_n += 1
         advanced = seq > self.newest_seq
         if advanced:
@@ -188,6 +188,18 @@ class StreamSchedule:
             self._pending, self._pending_origin = seq + 1, arrival_ns
         self._since_eval += 1
         return advanced
+
+    def on_blocks(self, blocks: int, newest_seq: int, newest_arrival_ns: int, slacks_recorded: int) -> bool:
+        """Several received blocks at once, whose slacks a :class:`~nextblock._core.StreamTap` wrote
+        into :attr:`slacks` already. Returns whether they advanced the newest seq."""
+        self._slack_n += slacks_recorded
+        self._since_eval += blocks
+        if newest_seq > self.newest_seq:
+            self.newest_seq, self.newest_arrival_ns = newest_seq, newest_arrival_ns
+            self._chain_depth = 0
+            self._pending, self._pending_origin = newest_seq + 1, newest_arrival_ns
+            return True
+        return False
 
     # --- the mode -------------------------------------------------------------------------------
 
@@ -209,12 +221,12 @@ class StreamSchedule:
         if self._since_eval < cfg.reevaluate_blocks and self.slack_low_ns is not None:
             return self.mode
         self._since_eval = 0
-        n = min(self._slack_n, self._slacks.shape[0])
+        n = min(self._slack_n, self.slacks.shape[0])
         if n < cfg.min_samples:
             self.slack_low_ns = None
             self._set_mode(SPECULATIVE if cfg.force_mode != JUST_IN_TIME else JUST_IN_TIME)
             return self.mode
-        self.slack_low_ns = int(np.percentile(self._slacks[:n], cfg.slack_percentile))
+        self.slack_low_ns = int(np.percentile(self.slacks[:n], cfg.slack_percentile))
         if cfg.force_mode is not None:
             self._set_mode(cfg.force_mode)
         else:

@@ -19,6 +19,7 @@ import logging
 
 import numpy as np
 
+from .. import _core
 from ..capture import Consumer, EventKind, Outcome, monotonic_ns
 from .context import RECEIVED, ContextRing
 from .guard import SampleGuard
@@ -81,7 +82,9 @@ class ServedStream:
         self._source = self.ring.source_of_slot
         self._seq_of = self.ring.seq_of_slot
         self._mask = self.ring.slots - 1
-        self.count = max(0, consumer.blocks_written - self.ring.slots)  # enough history for a first context
+        first = max(0, consumer.blocks_written - self.ring.slots)  # enough history for a first context
+        self._tap = _core.StreamTap(consumer._c, self.ring.samples, self.ring.seq_of_slot, self.ring.source_of_slot,
+                                    self.schedule.slacks, first)
         self.events_seen = consumer.events_written
         self.last_block_ns = monotonic_ns()
         self.attached_ns = self.last_block_ns
@@ -96,33 +99,35 @@ class ServedStream:
         slot = seq & self._mask
         return self._seq_of[slot] == seq and self._source[slot] == RECEIVED
 
+    @property
+    def count(self) -> int:
+        """Index of the next block to read from the segment (blocks published so far, once read)."""
+        return self._tap.next_index
+
     def poll(self, now_ns: int) -> bool:
-        """Read new blocks, events and the play-out clock. Returns whether a block arrived."""
-        consumer, stats, schedule = self.consumer, self.stats, self.schedule
-        clock = consumer.playout()
+        """Read new blocks (into the ring, in C++: one call, GIL released), events and the play-out
+        clock. Returns whether a block arrived."""
+        stats, schedule = self.stats, self.schedule
+        blocks, skipped, newest, arrival, slacks, clock = self._tap.poll(now_ns, self.period_ns, schedule.stale_ns, 64)
         if clock is not None:
+            jumps = schedule.clock_jumps
             schedule.on_clock(*clock)
-        written = consumer.blocks_written
-        got = False
-        if written > self.count:
-            batch = consumer.read_blocks(self.count, written - self.count)
-            stats.blocks_skipped += batch.skipped
-            n = len(batch.seq)
-            self.count = batch.first_index + n
-            if stats.blocks == 0 and n:
+            if schedule.clock_jumps != jumps:
+                self._tap.reset_slacks()
+                slacks = 0
+        if skipped:
+            stats.blocks_skipped += skipped
+        if blocks:
+            if stats.blocks == 0:
                 stats.mark_streaming()
-            stats.blocks += n
+            stats.blocks += blocks
             if schedule.mode == JUST_IN_TIME:
-                self.blocks_just_in_time += n
-            for i in range(n):
-                seq = int(batch.seq[i])
-                self.ring.put_received(seq, batch.samples[i])
-                schedule.on_block(seq, int(batch.arrival_ns[i]), now_ns)
-            got = n > 0
+                self.blocks_just_in_time += blocks
+            schedule.on_blocks(blocks, newest, arrival, slacks)
             self.last_block_ns = now_ns
-        if consumer.events_written > self.events_seen:
+        if self.consumer.events_written > self.events_seen:
             self._read_events()
-        return got
+        return blocks > 0
 
     def _read_events(self) -> None:
         events, skipped = self.consumer.read_events(self.events_seen, 1024)

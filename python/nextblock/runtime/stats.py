@@ -225,7 +225,9 @@ class HubStats:
     batched_rows : int
         Rows that went through the model (channels of every stream in every batch).
     sleeps : int
-        Times the loop slept on a timer (a measure of its idle cost).
+        Times the loop went to sleep (on a timer or a segment's futex): its wake-ups.
+    awake_ns : int
+        Wall time spent between a wake-up and the next sleep (model calls included).
     streams_joined, streams_left : int
         Streams attached / let go since start.
     reattaches : int
@@ -244,6 +246,7 @@ class HubStats:
     batches: int = 0
     batched_rows: int = 0
     sleeps: int = 0
+    awake_ns: int = 0
     streams_joined: int = 0
     streams_left: int = 0
     cold_infer_us_at_start: float | None = None
@@ -311,6 +314,8 @@ class HubStats:
             rows_per_batch=self.batched_rows / self.batches if self.batches else None,
             predictions_per_s=self.predictions / wall_s,
             sleeps=self.sleeps,
+            wakes_per_s=self.sleeps / wall_s,
+            awake_us_per_wake=self.awake_ns / 1000.0 / self.sleeps if self.sleeps else None,
             infer_us_median=i50,
             infer_us_p99=i99,
             infer_us_max=self.infer_us.max_seen_us if self.infer_us.count else None,
