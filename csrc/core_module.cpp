@@ -352,6 +352,8 @@ class PyStreamTap {
   std::unique_ptr<nextblock::StreamTap> tap_;
 };
 
+uint64_t g_wait_wakeups = 0;  // passes of wait_for_decision's loop since import (its wake-ups)
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -542,4 +544,38 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("next_index", [](PyStreamTap& self) { return self.tap_->next_index(); })
       .def_property_readonly("slack_count", [](PyStreamTap& self) { return self.tap_->slack_count(); })
       .def("reset_slacks", [](PyStreamTap& self) { self.tap_->reset_slacks(); });
+
+  m.def("wait_for_decision_wakeups", []() { return g_wait_wakeups; },
+        "Passes of wait_for_decision's loop since import: its wake-ups (the idle cost's unit).");
+  m.def(
+      "wait_for_decision",
+      [](py::list items, uint64_t until_ns, uint64_t window_ns, int block_wait) {
+        std::vector<nextblock::WaitItem> v;
+        v.reserve(py::len(items));
+        for (py::handle h : items) {
+          auto t = h.cast<py::tuple>();
+          if (t.size() != 8) throw py::value_error("each item is (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain)");
+          auto& tap = t[0].cast<PyStreamTap&>();
+          nextblock::WaitItem it;
+          it.tap = tap.tap_.get();
+          it.consumer = &tap.consumer_.cast<PyConsumer&>().get();
+          it.just_in_time = t[1].cast<bool>();
+          it.handled_seq = t[2].cast<int64_t>();
+          it.lead_ns = t[3].cast<int64_t>();
+          it.wake_ns = t[4].cast<uint64_t>();
+          it.period_ns = t[5].cast<uint64_t>();
+          it.stale_ns = t[6].cast<uint64_t>();
+          it.max_chain = t[7].cast<int64_t>();
+          v.push_back(it);
+        }
+        py::gil_scoped_release release;
+        static uint64_t wakeups = 0;  // only ever called with the GIL held before release: one caller at a time
+        const int r = nextblock::wait_for_decision(v, until_ns, window_ns, block_wait, &wakeups);
+        g_wait_wakeups = wakeups;
+        return r;
+      },
+      py::arg("items"), py::arg("until_ns"), py::arg("window_ns"), py::arg("block_wait") = -1,
+      "Sleep (GIL released) until a stream needs a decision or until_ns; keeps every tap's ring current. "
+      "items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain). "
+      "Returns the index of the first stream that needs the caller, or -1 at until_ns.");
 }

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _core
 from ..capture import SegmentError, monotonic_ns
 from .discovery import StreamSource
 from .errors import AttachError, ProducerGone
@@ -59,7 +60,8 @@ class HubConfig:
     scan_interval_s : float
         How often the producer's streams are listed (a directory scan). Default 0.25 s.
     poll_timeout_s : float
-        Longest sleep: bounds the reaction to stop requests. Default 0.05 s.
+        Longest sleep between two passes of the Python loop: bounds the reaction to stop requests
+        (the per-block work meanwhile runs in C++). Default 0.2 s.
     stats_interval_s : float | None
         Print status lines this often; ``None``: never.
     initial_budget_us : float | None
@@ -73,7 +75,7 @@ class HubConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     batch_window_us: float = 300.0
     scan_interval_s: float = 0.25
-    poll_timeout_s: float = 0.05
+    poll_timeout_s: float = 0.2
     stats_interval_s: float | None = None
     initial_budget_us: float | None = None
     max_budget_fraction: float = 0.25
@@ -365,15 +367,27 @@ class HubLoop:
             timeout_ns = wake - monotonic_ns()
             if timeout_ns <= 0:
                 continue
+            until_ns = min(next_scan_ns, now + poll_ns)
+            if next_status_ns is not None:
+                until_ns = min(until_ns, next_status_ns)
+            if end_ns is not None:
+                until_ns = min(until_ns, end_ns)
+            items = []
+            block_wait = -1
+            for st in self.streams.values():
+                schedule = st.schedule
+                jit = schedule.mode == JUST_IN_TIME
+                if not jit and len(block_waiters) == 1:
+                    block_wait = len(items)
+                items.append((st.tap, jit, schedule.handled_seq, schedule.lead_ns(budget) if jit else 0,
+                              0 if jit else (schedule.wake_ns or 0), st.period_ns, schedule.stale_ns,
+                              schedule.config.max_chain_blocks))
             stats.sleeps += 1
             stats.awake_ns += monotonic_ns() - woke_ns
-            if len(block_waiters) == 1:
-                st = block_waiters[0]
-                st.consumer.wait_for_blocks(st.count, timeout_ns / 1e9)
+            if items:  # sleeps in C++ (GIL released), waking only when a stream needs a decision
+                _core.wait_for_decision(items, until_ns, window_ns, block_wait)
             else:
-                if block_waiters:
-                    timeout_ns = min(timeout_ns, min(st.period_ns for st in block_waiters) // 8)
-                time.sleep(timeout_ns / 1e9)
+                time.sleep(max(0, until_ns - monotonic_ns()) / 1e9)
             woke_ns = monotonic_ns()
 
     def status_lines(self) -> list[str]:

@@ -16,6 +16,7 @@ Nothing here runs the model; nothing here sleeps.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -83,9 +84,12 @@ class ServedStream:
         self._seq_of = self.ring.seq_of_slot
         self._mask = self.ring.slots - 1
         first = max(0, consumer.blocks_written - self.ring.slots)  # enough history for a first context
-        self._tap = _core.StreamTap(consumer._c, self.ring.samples, self.ring.seq_of_slot, self.ring.source_of_slot,
+        self.tap = _core.StreamTap(consumer._c, self.ring.samples, self.ring.seq_of_slot, self.ring.source_of_slot,
                                     self.schedule.slacks, first)
-        self.events_seen = consumer.events_written
+        # a stream that started moments ago (a client joining): count its events from its start
+        created = consumer.geometry.get("created_unix_ns") or 0
+        young = 0 < time.time_ns() - created < 5_000_000_000
+        self.events_seen = 0 if young else consumer.events_written
         self.last_block_ns = monotonic_ns()
         self.attached_ns = self.last_block_ns
         self.blocks_just_in_time = 0
@@ -102,18 +106,18 @@ class ServedStream:
     @property
     def count(self) -> int:
         """Index of the next block to read from the segment (blocks published so far, once read)."""
-        return self._tap.next_index
+        return self.tap.next_index
 
     def poll(self, now_ns: int) -> bool:
         """Read new blocks (into the ring, in C++: one call, GIL released), events and the play-out
         clock. Returns whether a block arrived."""
         stats, schedule = self.stats, self.schedule
-        blocks, skipped, newest, arrival, slacks, clock = self._tap.poll(now_ns, self.period_ns, schedule.stale_ns, 64)
+        blocks, skipped, newest, arrival, slacks, clock = self.tap.poll(now_ns, self.period_ns, schedule.stale_ns, 64)
         if clock is not None:
             jumps = schedule.clock_jumps
             schedule.on_clock(*clock)
             if schedule.clock_jumps != jumps:
-                self._tap.reset_slacks()
+                self.tap.reset_slacks()
                 slacks = 0
         if skipped:
             stats.blocks_skipped += skipped

@@ -204,6 +204,16 @@ class RuntimeStats:
         return out
 
 
+def _native_wakeups() -> int:
+    """Wake-ups of the C++ waiter since import (0 when the extension lacks the counter)."""
+    try:
+        from .. import _core
+
+        return int(_core.wait_for_decision_wakeups())
+    except (ImportError, AttributeError):
+        return 0
+
+
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
     "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "refused", "predictions", "posts",
@@ -314,7 +324,8 @@ class HubStats:
             rows_per_batch=self.batched_rows / self.batches if self.batches else None,
             predictions_per_s=self.predictions / wall_s,
             sleeps=self.sleeps,
-            wakes_per_s=self.sleeps / wall_s,
+            python_wakes_per_s=self.sleeps / wall_s,
+            wakes_per_s=_native_wakeups() / wall_s,
             awake_us_per_wake=self.awake_ns / 1000.0 / self.sleeps if self.sleeps else None,
             infer_us_median=i50,
             infer_us_p99=i99,
