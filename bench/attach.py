@@ -9,7 +9,8 @@ Processes, as in production:
   play-out clock, replacements taken and UNDERRUN events posted per stream;
 * **NextBlock** (``python -m nextblock.attach --jacktrip-pid PID --once``), pinned to the first
   CPU; its CPU share is the process's CPU time over wall time from its first stream on;
-* a **busy loop** on the other CPU ("the other core busy"), unless ``--no-busy``.
+* a **busy loop** on the other CPU ("the other core busy"), unless ``--no-busy``; the stand-in is
+  pinned there too (with SCHED_FIFO it preempts the busy loop, as JackTrip's audio thread would).
 
 It runs the same scenario (same seeds) twice: NextBlock as it chooses (``--mode auto``:
 just-in-time where the headroom allows it), then the **baseline**, always predicting
@@ -70,7 +71,7 @@ def pinned(cpu: int | None):
     return pin
 
 
-def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None) -> dict:
+def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emulator_cpu: int | None) -> dict:
     """One stand-in + one attach run; returns the stand-in's summary and attach's statistics."""
     env = child_env()
     ready = tmp / f"{tag}.ready"
@@ -79,7 +80,8 @@ def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None) -> di
                "--streams", str(args.streams), "--headroom-blocks", str(args.headroom_blocks), "--jitter-us",
                str(args.jitter_us), "--ready-file", str(ready), "--lead-in-s", "0.5",
                *(["--realtime", "20"] if args.realtime else [])]
-    emu = subprocess.Popen(emu_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    emu = subprocess.Popen(emu_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=pinned(emulator_cpu))
     try:
         deadline = time.monotonic() + 120
         while not (ready.exists() and ready.read_text()):
@@ -171,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="nb-bench-attach-") as tmp:
             tmp = Path(tmp)
-            runs = {"auto": summarize(run_once(args, "auto", tmp, "auto", attach_cpu), args.seconds)}
+            other = cpus[-1] if len(cpus) > 1 else None  # JackTrip's stand-in beside the busy loop, not on NextBlock's core
+            runs = {"auto": summarize(run_once(args, "auto", tmp, "auto", attach_cpu, other), args.seconds)}
             if not args.no_baseline:
-                runs["speculative"] = summarize(run_once(args, "speculative", tmp, "spec", attach_cpu), args.seconds)
+                runs["speculative"] = summarize(run_once(args, "speculative", tmp, "spec", attach_cpu, other), args.seconds)
     finally:
         if busy is not None:
             busy.kill()

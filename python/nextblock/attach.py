@@ -1,9 +1,12 @@
-"""``python -m nextblock.attach``: keep a NextBlock prediction ready for every JackTrip channel.
+"""``python -m nextblock.attach``: a NextBlock prediction for every block JackTrip may have to conceal.
 
-Attaches to the shared-memory segment ``/nextblock-<PID>`` of a running patched JackTrip (or to a
-segment made with :class:`nextblock.capture.Producer`), and after every received block predicts
-the next two blocks of every channel with the TFLite model (LiteRT) and posts them for the next
-sequence number before JackTrip could need them. See ``--help`` and ``docs/notes/attach.md``.
+Serves every stream of a running patched JackTrip (segments ``/nextblock-<PID>`` and, on a hub
+server, ``/nextblock-<PID>-<PORT>`` per client, as clients join and leave), or one segment made
+with :class:`nextblock.capture.Producer`. Per stream it predicts just in time (only a block that
+has not arrived shortly before JackTrip plays it, from JackTrip's play-out clock) or, without
+headroom, speculatively after every block; predictions due together go through the TFLite model
+(LiteRT) as one batch, and are posted for their sequence numbers. See ``--help`` and
+``docs/notes/attach.md``.
 
 Exit status: 0 after SIGINT/SIGTERM or ``--duration``; 2 for a user error (bad option, no such
 process, not a patched JackTrip, protocol mismatch, incompatible or unreadable model) with a
@@ -31,22 +34,32 @@ log = logging.getLogger("nextblock.attach")
 
 EPILOG = """\
 examples:
-  # attach to a running patched JackTrip, print a status line every 2 s
-  python -m nextblock.attach --jacktrip-pid $(pgrep -n jacktrip) --stats 2
+  # every stream of a running patched JackTrip (a hub server: one per client), status every 2 s
+  python -m nextblock.attach --jacktrip-pid $(pgrep -n jacktrip) --realtime --stats 2
 
   # a published, online-learned model, hot-swapped as new versions appear; final stats as JSON
   python -m nextblock.attach --jacktrip-pid 4242 --model-dir ~/.cache/nextblock/models/live --json stats.json
 
-  # without JackTrip: the stand-in streams a recording with seeded losses (see its --help)
-  python -m nextblock.runtime.emulator --seconds 20 --loss-rate 0.05 &
+  # without JackTrip: the stand-in plays a hub with 4 clients and 2 blocks of headroom (see its --help)
+  python -m nextblock.runtime.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &
   python -m nextblock.attach --jacktrip-pid $! --stats 1 --once
 
-status line (--stats):
-  blocks      blocks received        underruns  blocks JackTrip had to conceal
-  replaced    ...with our block      fallback   ...with its own concealment
-  late        predictions that missed their deadline (not posted: the fallback played)
-  skipped     predictions not started because the deadline was too close (CPU overload)
-  infer_us    model time median/p99  e2e_us     block arrival -> replacement posted, median/p99
+when it predicts (--mode, per stream, shown in --stats and --json):
+  just-in-time  JackTrip writes a play-out clock and blocks arrive with headroom: a block is predicted
+                only when it has not arrived shortly before it is due (idle cost: one timer wake-up
+                per block period; the model runs only for losses)
+  speculative   no clock or no headroom: the next block is predicted after every received block
+
+status lines (--stats): a totals line, then one line per stream
+  streams     streams served (jit: how many just-in-time)      blocks     blocks received
+  underruns   blocks JackTrip had to conceal                    replaced   ...with our block
+  fallback    ...with its own concealment                       late       predictions past their deadline (not posted)
+  skipped     predictions not started: deadline too close (CPU overload; JackTrip's fallback plays)
+  predictions model rows per stream; batches: model calls      infer_us   model time median/p99
+
+--json: the totals (same keys as for one stream), cpu_share (of one core, this process), wakes per
+second, and "streams": one object per stream served (name, peer, local_port, frames_per_block,
+sample_rate_hz, channels, mode, underruns, replacements_used, fallbacks, refused, predictions, ...).
 
 exit status: 0 stopped (signal or --duration), 2 usage or setup error, 3 JackTrip went away (--once)
 """

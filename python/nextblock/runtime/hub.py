@@ -135,9 +135,11 @@ class HubLoop:
         self._prediction = np.zeros((0, 2, 0), np.float32)
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
+        self._shared_early_ns: int | None = None
         self._install(predictor)
         if self.config.initial_budget_us is None:
             self._guard_ns = self._measure_cold_ns()
+        self._budget_cap_ns = 2 * max(self._guard_ns, 100_000)
 
     # --- model ----------------------------------------------------------------------------------
 
@@ -314,13 +316,17 @@ class HubLoop:
                         raise ProducerGone(self.source.gone_reason())
                 else:
                     gone_since = None
-            # read, decide
-            budget = self._guard_ns
+            # read, decide. The decision budget is the recent inference peak, but never more than twice
+            # a cold 2-row call: a large batch (many streams at once, e.g. while they all start
+            # speculative) must not make every stream look too slow for just-in-time.
+            budget = min(self._guard_ns, self._budget_cap_ns)
             max_speculative = int(cfg.max_budget_fraction * min((st.period_ns for st in self.streams.values()), default=0))
             actions = []
             wake = now + poll_ns
             block_waiters = []
             closed = []
+            shared_early = self._shared_early_ns
+            self._shared_early_ns = None
             for name, st in self.streams.items():
                 st.poll(now)
                 if st.consumer.producer_closed:
@@ -328,6 +334,10 @@ class HubLoop:
                     continue
                 schedule = st.schedule
                 mode = schedule.update_mode(now, budget)
+                if mode == JUST_IN_TIME:  # decide every stream's block of one callback together
+                    early = schedule.early_lead_ns()
+                    self._shared_early_ns = early if self._shared_early_ns is None else min(self._shared_early_ns, early)
+                    schedule.shared_early_ns = shared_early
                 action = schedule.next_action(now + window_ns, st.received, budget if mode == JUST_IN_TIME
                                               else min(budget, max_speculative))
                 if action is not None:

@@ -74,9 +74,9 @@ class ScheduleConfig:
     window_blocks : int
         Recent slacks kept. Default 512 (1.4 s at 128 / 48k).
     min_samples : int
-        Slacks needed before just-in-time is considered. Default 64.
+        Slacks needed before just-in-time is considered. Default 32.
     reevaluate_blocks : int
-        Re-evaluate the mode after this many received blocks. Default 64.
+        Re-evaluate the mode after this many received blocks. Default 32.
     deadline_us : float | None
         Without a clock: post within this long after the previous block arrived (default: one
         period).
@@ -95,8 +95,8 @@ class ScheduleConfig:
     stale_clock_periods: float = 4.0
     slack_percentile: float = 1.0
     window_blocks: int = 512
-    min_samples: int = 64
-    reevaluate_blocks: int = 64
+    min_samples: int = 32
+    reevaluate_blocks: int = 32
     deadline_us: float | None = None
     max_chain_blocks: int = 8
     chain_slack_fraction: float = 0.25
@@ -144,6 +144,7 @@ class StreamSchedule:
         self._pending: int | None = None  # speculative: newest + 1 to predict now
         self._pending_origin = 0
         self._chain_depth = 0
+        self.shared_early_ns: int | None = None  #: see :meth:`lead_ns`
         self.wake_ns: int | None = None  #: when :meth:`next_action` wants to be asked again (None: on the next block)
 
     # --- what happened --------------------------------------------------------------------------
@@ -244,9 +245,16 @@ class StreamSchedule:
             return self._next_just_in_time(now_ns, received, budget_ns)
         return self._next_speculative(now_ns, received)
 
+    def early_lead_ns(self) -> int:
+        """Just-in-time: how long before its due time a block is overdue (``slack_low - tolerance``)."""
+        return (self.slack_low_ns or 0) - self.tolerance_ns
+
     def lead_ns(self, budget_ns: int) -> int:
-        """Just-in-time: how long before its due time a missing block is decided."""
-        early = (self.slack_low_ns or 0) - self.tolerance_ns
+        """Just-in-time: how long before its due time a missing block is decided. With
+        :attr:`shared_early_ns` set (by a loop serving several streams: the smallest early lead of
+        its just-in-time streams), every stream decides at the same lead, so that the decisions for
+        one audio callback fall together and share a model call."""
+        early = self.early_lead_ns() if self.shared_early_ns is None else min(self.shared_early_ns, self.early_lead_ns())
         return max(early, budget_ns + self.post_margin_ns)
 
     def _next_just_in_time(self, now_ns: int, received, budget_ns: int) -> Action | None:
