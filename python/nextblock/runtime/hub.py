@@ -130,6 +130,8 @@ class HubLoop:
         self.exit_when_gone = exit_when_gone
         self.gone_timeout_s = gone_timeout_s
         self._seen: set[str] = set()
+        self._logged: set[tuple[str, str]] = set()
+        self._refused: dict[str, int | None] = {}  # segment name -> creation time of the refused one
         self.streams: dict[str, ServedStream] = {}
         self._batch = np.zeros((0, 0), np.float32)
         self._prediction = np.zeros((0, 2, 0), np.float32)
@@ -182,23 +184,35 @@ class HubLoop:
                 continue
             try:
                 consumer = self.source.attach(name)
+                if consumer is None:
+                    continue
+                if self._refused.get(name) == consumer.geometry.get("created_unix_ns"):
+                    consumer.close()  # refused before: same segment, same reason
+                    continue
+                try:
+                    st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels)
+                    check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
+                    if self.check_stream is not None:
+                        self.check_stream(st)
+                except ValueError as err:
+                    self._refused[name] = consumer.geometry.get("created_unix_ns")
+                    consumer.close()
+                    raise AttachError(f"--channels: {err}") from None
+                except AttachError:
+                    self._refused[name] = consumer.geometry.get("created_unix_ns")
+                    consumer.close()
+                    raise
             except SegmentError as err:
                 log.debug("not attaching to %s yet: %s", name, err)
                 continue
-            if consumer is None:
+            except AttachError as err:
+                if not self.stats.streams_joined:
+                    raise  # nothing served yet: a setup error, exit with its message
+                # a later client that cannot be served must not stop the others
+                if (name, str(err)) not in self._logged:
+                    self._logged.add((name, str(err)))
+                    log.error("not serving %s: %s", name, err)
                 continue
-            try:
-                st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels)
-            except ValueError as err:
-                consumer.close()
-                raise AttachError(f"--channels: {err}") from None
-            try:
-                check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
-                if self.check_stream is not None:
-                    self.check_stream(st)
-            except AttachError:
-                consumer.close()
-                raise
             self.streams[name] = st
             self._guard_cap_ns = int(cfg_fraction * min(s.period_ns for s in self.streams.values()))
             self.stats.joined(st)
@@ -350,7 +364,6 @@ class HubLoop:
                 self._drop(name, "its producer closed the segment")
             if actions:
                 self._predict(actions)
-                continue
             # between blocks
             if self.watcher is not None:
                 ready = self.watcher.take()
@@ -368,6 +381,8 @@ class HubLoop:
                 next_status_ns = now + int(cfg.stats_interval_s * 1e9)
             if end_ns is not None and now >= end_ns:
                 break
+            if actions:
+                continue  # decide again before sleeping: a chain or another stream may be due
             # sleep until the earliest decision (or a block, for speculative streams)
             wake = min(wake, next_scan_ns)
             if next_status_ns is not None:
