@@ -1,9 +1,12 @@
-"""``python -m nextblock.attach``: keep a NextBlock prediction ready for every JackTrip channel.
+"""``python -m nextblock.attach``: a NextBlock prediction for every block JackTrip may have to conceal.
 
-Attaches to the shared-memory segment ``/nextblock-<PID>`` of a running patched JackTrip (or to a
-segment made with :class:`nextblock.capture.Producer`), and after every received block predicts
-the next two blocks of every channel with the TFLite model (LiteRT) and posts them for the next
-sequence number before JackTrip could need them. See ``--help`` and ``docs/notes/attach.md``.
+Serves every stream of a running patched JackTrip (segments ``/nextblock-<PID>`` and, on a hub
+server, ``/nextblock-<PID>-<PORT>`` per client, as clients join and leave), or one segment made
+with :class:`nextblock.capture.Producer`. Per stream it predicts just in time (only a block that
+has not arrived shortly before JackTrip plays it, from JackTrip's play-out clock) or, without
+headroom, speculatively after every block; predictions due together go through the TFLite model
+(LiteRT) as one batch, and are posted for their sequence numbers. See ``--help`` and
+``docs/notes/attach.md``.
 
 Exit status: 0 after SIGINT/SIGTERM or ``--duration``; 2 for a user error (bad option, no such
 process, not a patched JackTrip, protocol mismatch, incompatible or unreadable model) with a
@@ -31,22 +34,32 @@ log = logging.getLogger("nextblock.attach")
 
 EPILOG = """\
 examples:
-  # attach to a running patched JackTrip, print a status line every 2 s
-  python -m nextblock.attach --jacktrip-pid $(pgrep -n jacktrip) --stats 2
+  # every stream of a running patched JackTrip (a hub server: one per client), status every 2 s
+  python -m nextblock.attach --jacktrip-pid $(pgrep -n jacktrip) --realtime --stats 2
 
   # a published, online-learned model, hot-swapped as new versions appear; final stats as JSON
   python -m nextblock.attach --jacktrip-pid 4242 --model-dir ~/.cache/nextblock/models/live --json stats.json
 
-  # without JackTrip: the stand-in streams a recording with seeded losses (see its --help)
-  python -m nextblock.runtime.emulator --seconds 20 --loss-rate 0.05 &
+  # without JackTrip: the stand-in plays a hub with 4 clients and 2 blocks of headroom (see its --help)
+  python -m nextblock.runtime.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &
   python -m nextblock.attach --jacktrip-pid $! --stats 1 --once
 
-status line (--stats):
-  blocks      blocks received        underruns  blocks JackTrip had to conceal
-  replaced    ...with our block      fallback   ...with its own concealment
-  late        predictions that missed their deadline (not posted: the fallback played)
-  skipped     predictions not started because the deadline was too close (CPU overload)
-  infer_us    model time median/p99  e2e_us     block arrival -> replacement posted, median/p99
+when it predicts (--mode, per stream, shown in --stats and --json):
+  just-in-time  JackTrip writes a play-out clock and blocks arrive with headroom: a block is predicted
+                only when it has not arrived shortly before it is due (idle cost: one timer wake-up
+                per block period; the model runs only for losses)
+  speculative   no clock or no headroom: the next block is predicted after every received block
+
+status lines (--stats): a totals line, then one line per stream
+  streams     streams served (jit: how many just-in-time)      blocks     blocks received
+  underruns   blocks JackTrip had to conceal                    replaced   ...with our block
+  fallback    ...with its own concealment                       late       predictions past their deadline (not posted)
+  skipped     predictions not started: deadline too close (CPU overload; JackTrip's fallback plays)
+  predictions model rows per stream; batches: model calls      infer_us   model time median/p99
+
+--json: the totals (same keys as for one stream), cpu_share (of one core, this process), wakes per
+second, and "streams": one object per stream served (name, peer, local_port, frames_per_block,
+sample_rate_hz, channels, mode, underruns, replacements_used, fallbacks, refused, predictions, ...).
 
 exit status: 0 stopped (signal or --duration), 2 usage or setup error, 3 JackTrip went away (--once)
 """
@@ -99,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_argument_group("what to attach to (one of)")
     target = where.add_mutually_exclusive_group(required=True)
     target.add_argument("--jacktrip-pid", type=_positive(int), metavar="PID",
-                        help="process id of the patched JackTrip (its segment is /nextblock-PID)")
+                        help="process id of the patched JackTrip: every stream it receives is served (segments "
+                        "/nextblock-PID and, on a hub server, /nextblock-PID-PORT per client), as clients come and go")
     target.add_argument("--segment", metavar="NAME",
                         help="segment name, for producers made with nextblock.capture.Producer (tests, demo)")
     model = p.add_argument_group("model")
@@ -121,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-chain", type=int, default=8, metavar="BLOCKS",
                      help="predict up to this many blocks into a burst of losses, each from the previous guess "
                      "(default 8; 0 disables)")
+    run.add_argument("--mode", choices=("auto", "just-in-time", "speculative"), default="auto",
+                     help="when to predict: 'just-in-time' predicts only a block that has not arrived shortly before "
+                     "JackTrip plays it (needs JackTrip's play-out clock and a jitter buffer with headroom); "
+                     "'speculative' predicts after every received block (minimum-latency buffers); 'auto' (default) "
+                     "chooses per stream from the measured headroom and reports it in --stats/--json")
+    run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
+                     help="predictions of different streams due within this long go through the model together "
+                     "(default 300)")
+    run.add_argument("--max-batch-rows", type=_positive(int), default=32, metavar="ROWS",
+                     help="largest model batch prepared (channels of all streams predicted together; default 32 = 16 "
+                     "stereo streams); larger batches run in several calls")
+    run.add_argument("--wait-for-streams", action="store_true",
+                     help="with --jacktrip-pid: wait for the first stream instead of failing after 1 s (a hub server "
+                     "before its first client)")
     run.add_argument("--once", action="store_true",
                      help="stop (exit 3) when JackTrip exits instead of waiting for it to restart")
     run.add_argument("--reattach-timeout", type=_positive(float), metavar="SECONDS",
@@ -158,92 +186,105 @@ def _set_realtime(priority: int) -> None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     """Attach and serve until stopped. Returns the exit status; raises AttachError."""
-    from .runtime import (
-        AttachError,
-        AttachLoop,
-        LoopConfig,
-        ModelWatcher,
-        RepeatPredictor,
-        RuntimeStats,
-        Target,
-        check_stream_compatible,
-        load_model_predictor,
-        serve,
-        warm_up,
-    )
-    from .runtime.session import EXIT_PRODUCER_GONE  # noqa: F401  (documented exit status)
+    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor, check_stream_compatible
+    from .runtime.batching import BucketedPredictor
+    from .runtime.discovery import NamedSegment, ProcessStreams
+    from .runtime.hub import HubConfig, HubLoop
+    from .runtime.predictors import load_model_predictor
+    from .runtime.schedule import ScheduleConfig
+    from .runtime.session import EXIT_PRODUCER_GONE
+    from .runtime.stats import HubStats
 
     if args.predictor == "repeat" and (args.model or args.model_dir):
         raise AttachError("--predictor repeat uses no model: drop --model/--model-dir")
     if args.model_dir and not os.path.isdir(args.model_dir):
         raise AttachError(f"--model-dir {args.model_dir} is not a directory")
+    stats = HubStats()
+
+    def on_restart(_pid: int) -> None:
+        stats.reattaches += 1
+
+    source = ProcessStreams(args.jacktrip_pid, on_restart=on_restart) if args.jacktrip_pid else NamedSegment(args.segment)
+    source.check()
+
+    def model(path):  # one interpreter per batch size, all warmed before any deadline
+        predictor = BucketedPredictor(lambda: load_model_predictor(path, args.threads), max_rows=args.max_batch_rows)
+        predictor.warm()
+        return predictor
+
     # Load the model before attaching: a bad model is reported even without JackTrip.
-    predictor = None
-    if args.predictor == "model" and not (args.model_dir and os.path.exists(os.path.join(args.model_dir, "current.json"))):
-        predictor = load_model_predictor(args.model, args.threads)
-    target = Target.for_pid(args.jacktrip_pid) if args.jacktrip_pid else Target.for_segment(args.segment)
-    stats = RuntimeStats()
-    state = {"predictor": predictor, "watcher": None, "warm_channels": None}
+    predictor, label, watcher = None, None, None
+    if args.predictor == "repeat":
+        predictor = RepeatPredictor(128, 48000, channels_hint=2)
+    elif not (args.model_dir and os.path.exists(os.path.join(args.model_dir, "current.json"))):
+        predictor = model(args.model)
+    # the first streams: wait a moment for them (a segment is created when JackTrip's stream starts)
+    waited_until = time.monotonic() + (1e9 if args.wait_for_streams else 1.0)
+    while not source.segments():
+        if stop.is_set():
+            return 0
+        if time.monotonic() > waited_until:
+            if isinstance(source, ProcessStreams):
+                source.check()
+                raise source.no_streams_error()
+            source.check()
+        time.sleep(0.05)
+    if args.predictor == "repeat":  # the stand-in predicts at the stream's own block size
+        from .capture import Consumer, SegmentError
+
+        try:
+            with Consumer(source.segments()[0]) as first:
+                predictor = RepeatPredictor(first.frames_per_block, first.sample_rate_hz, channels_hint=2)
+        except SegmentError:
+            pass
+    if args.model_dir:
+        some = predictor
+        watcher = ModelWatcher(args.model_dir, model, 128 if some is None else some.frames_per_block,
+                               48000 if some is None else some.sample_rate_hz, 2, 64 * 128)
+        published = watcher.load_current()
+        if published is not None:
+            predictor, label = published.predictor, published.label
+        elif predictor is None:
+            reason = watcher.last_error or "nothing published yet"
+            log.warning("no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason)
+            predictor = model(args.model)
+        watcher.frames_per_block, watcher.sample_rate_hz = predictor.frames_per_block, predictor.sample_rate_hz
+        watcher.start()
     if args.realtime is not None:
         _set_realtime(args.realtime)
-    deadline = time.monotonic() + args.duration if args.duration else None
-    config = LoopConfig(
-        channels=args.channels, deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
-        stats_interval_s=args.stats,
-    )
+    schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
+                              force_mode=None if args.mode == "auto" else args.mode)
+    config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)
 
-    def run_attached(consumer) -> None:
-        frames, rate = consumer.frames_per_block, consumer.sample_rate_hz
-        n_predicted = consumer.channels if args.channels is None else len(args.channels)
-        if args.predictor == "repeat" and (state["predictor"] is None or state["predictor"].frames_per_block != frames):
-            state["predictor"] = RepeatPredictor(frames, rate, channels_hint=n_predicted)
-        if args.model_dir and state["watcher"] is None:
-            factory = lambda path: load_model_predictor(path, args.threads)
-            watcher = ModelWatcher(args.model_dir, factory, frames, rate, n_predicted, config.ring_slots * frames)
-            published = watcher.load_current()
-            if published is not None:
-                state["predictor"] = published.predictor
-                state["label"] = published.label
-                state["warm_channels"] = n_predicted
-            elif state["predictor"] is None:
-                reason = watcher.last_error or "nothing published yet"
-                log.warning("no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason)
-                state["predictor"] = load_model_predictor(args.model, args.threads)
-            watcher.start()
-            state["watcher"] = watcher
-        check_stream_compatible(state["predictor"], frames, rate)
-        if state["warm_channels"] != n_predicted:
-            warm_up(state["predictor"], n_predicted)
-            state["warm_channels"] = n_predicted
-        if channels_bad := [c for c in (args.channels or ()) if c >= consumer.channels]:
-            raise AttachError(f"--channels {channels_bad} do not exist: the stream has channels 0..{consumer.channels - 1}")
-        loop = AttachLoop(consumer, state["predictor"], stats, config, watcher=state["watcher"], stop=stop, status=status)
-        if "label" in state:
-            stats.model_version = state.pop("label")
-        log.info("serving %d channel(s) with model %s (context %d samples, deadline %.0f us)", n_predicted,
-                 stats.model_version, state["predictor"].context_samples, loop.deadline_ns / 1000)
-        try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            loop.run(max_wall_s=remaining)
-            if deadline is not None and time.monotonic() >= deadline:
-                stop.set()
-        finally:
-            state["predictor"] = loop.predictor  # keep a hot-swapped model across re-attaches
-
-    def count_reattach() -> None:
-        stats.reattaches += 1
-
+    loop = HubLoop(source, predictor, config, stats, watcher=watcher, stop=stop, status=status, channels=args.channels,
+                   exit_when_gone=args.once, gone_timeout_s=args.reattach_timeout)
+    if label:
+        stats.model_version = label
+    log.info("serving %s with model %s (context %d samples; cold inference at start %.0f us)", source.describe(),
+             stats.model_version, predictor.context_samples, stats.cold_infer_us_at_start or 0)
+    code = 0
     try:
-        code = serve(target, run_attached, stop, once=args.once, reattach_timeout_s=args.reattach_timeout,
-                     on_reattach=count_reattach)
+        remaining = args.duration
+        loop.run(max_wall_s=remaining)
+    except ProducerGone as gone:
+        if args.once:
+            log.warning("%s; --once given, stopping (JackTrip plays its own concealment)", gone)
+        else:
+            log.warning("%s and did not come back within %.1f s; stopping", gone, args.reattach_timeout or 0)
+        code = EXIT_PRODUCER_GONE
     finally:
-        if state["watcher"] is not None:
-            state["watcher"].stop()
+        loop.close()
+        if watcher is not None:
+            watcher.stop()
     final = stats.to_dict()
     status("final: " + stats.status_line())
+    for d in final["streams"]:
+        status(f"final: {d['name']:<22} {d['mode']:<12} blocks={d['blocks']} underruns={d['underruns']} "
+               f"replaced={d['replacements_used']} fallback={d['fallbacks']} late={d['late']} "
+               f"skipped={d['overload_skips']} predictions={d['predictions']}")
     if args.json:
         text = json.dumps(final, indent=2, sort_keys=True)
         if args.json == "-":

@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("sources")
     src.add_argument("--jacktrip-pid", type=int, nargs="+", default=[], metavar="PID",
-                     help="PID(s) of patched JackTrip processes (segment /nextblock-<PID>)")
+                     help="PID(s) of patched JackTrip processes: every stream each one receives is learned from "
+                     "(/nextblock-<PID>, and on a hub server /nextblock-<PID>-<PORT> per client present at start)")
     src.add_argument("--segment", action="append", default=[], metavar="NAME",
                      help="a segment by name instead of PID (repeatable)")
     src.add_argument("--start", choices=("now", "oldest"), default="oldest",
@@ -131,6 +132,17 @@ class _StatusPrinter:
         self.stream.flush()
 
 
+def expand_pids(pids: list[int]) -> list[int | str]:
+    """Every stream segment of each PID (a hub server has one per client); a PID without any stays
+    a PID, so that the stream reader reports what is wrong with it."""
+    from .capture import stream_segments
+
+    out: list[int | str] = []
+    for pid in pids:
+        out += stream_segments(pid) or [pid]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = parse_args(argv)
@@ -143,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     lower_priority(args.nice)
     streams = []
     try:
-        for source in [*args.jacktrip_pid, *args.segment]:
+        for source in [*expand_pids(args.jacktrip_pid), *args.segment]:
             streams.append(SharedMemoryStream(source, start=args.start))
     except (SegmentError, ValueError) as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)

@@ -2,7 +2,12 @@
 
 One module per job:
 
-* :mod:`~nextblock.runtime.loop`       – the hot path: block in → prediction checked → posted
+* :mod:`~nextblock.runtime.hub`        – the live loop: every stream of a process, batched predictions
+* :mod:`~nextblock.runtime.schedule`   – per stream: when to predict which block (just-in-time / speculative)
+* :mod:`~nextblock.runtime.served`     – per stream: read blocks, events and play-out clock; check and post
+* :mod:`~nextblock.runtime.discovery`  – which segments to serve (a process's streams, or one named segment)
+* :mod:`~nextblock.runtime.batching`   – one interpreter per batch size, so batches never re-allocate
+* :mod:`~nextblock.runtime.loop`       – the single-segment loop (library use: always speculative)
 * :mod:`~nextblock.runtime.context`    – per-channel context: received blocks, gaps filled by what was played
 * :mod:`~nextblock.runtime.guard`      – sanity check (NaN/Inf) and limiter before posting
 * :mod:`~nextblock.runtime.predictors` – the predictor interface, the shipped model loader, a test stand-in
@@ -15,6 +20,8 @@ One module per job:
 from .context import ContextRing
 from .errors import AttachError, IncompatibleModel, ProducerGone
 from .guard import SampleGuard
+from .hub import HubConfig, HubLoop
+from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
 from .loop import AttachLoop, LoopConfig
 from .modelwatch import ModelRejected, ModelWatcher, PublishedModel
 from .predictors import (
@@ -25,9 +32,10 @@ from .predictors import (
     warm_up,
 )
 from .session import Target, open_consumer, serve
-from .stats import LatencyHistogram, RuntimeStats
+from .stats import HubStats, LatencyHistogram, RuntimeStats
 
 __all__ = [
+    "Action", "HubConfig", "HubLoop", "HubStats", "JUST_IN_TIME", "SPECULATIVE", "ScheduleConfig", "StreamSchedule",
     "AttachError", "AttachLoop", "ContextRing", "IncompatibleModel", "LatencyHistogram", "LoopConfig", "ModelRejected",
     "ModelWatcher", "Predictor", "ProducerGone", "PublishedModel", "RepeatPredictor", "RuntimeStats", "SampleGuard",
     "Target", "check_stream_compatible", "load_model_predictor", "open_consumer", "serve", "warm_up",

@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -140,6 +141,212 @@ def _sleep_until(target_ns: int, monotonic_ns) -> int:
             time.sleep((left - 200_000) / 1e9)
 
 
+def arrival_jitter_ns(n_blocks: int, mean_us: float, seed: int) -> np.ndarray:
+    """Seeded network jitter: how much later than its nominal time each block arrives, ``(n,)``
+    int64 ns. Exponential with mean ``mean_us`` (most packets early, a tail of late ones, as on a
+    real path); zeros when ``mean_us`` is 0."""
+    if mean_us <= 0:
+        return np.zeros(n_blocks, np.int64)
+    rng = np.random.default_rng(seed + 7919)
+    return (rng.exponential(mean_us * 1000.0, n_blocks)).astype(np.int64)
+
+
+@dataclass
+class StreamPlan:
+    """One received stream of the stand-in: when it exists, what it carries, what the network does.
+
+    Attributes
+    ----------
+    port : int
+        Its local UDP port (segment ``/nextblock-<pid>-<port>``; 0: ``/nextblock-<pid>``, or
+        ``segment`` when given).
+    start_tick : int
+        Global play-out tick (block period) at which the stream's first block is due.
+    audio : np.ndarray, ``(n_blocks * frames, channels)`` float32
+        What the peer sends.
+    dropped : np.ndarray, ``(n_blocks,)`` bool
+        Blocks the network loses.
+    jitter_ns : np.ndarray, ``(n_blocks,)`` int64
+        How late each block arrives after its nominal time; a block that arrives after its
+        play-out time is concealed like a lost one (and still published when it arrives, as
+        JackTrip's receive thread does).
+    phase_ns : int
+        How long before its play-out tick (minus the headroom) a block nominally arrives, in
+        [0, period): streams of a hub are not in phase with the server's audio callback.
+    segment : str | None
+        Explicit segment name (overrides ``port``).
+    name, peer : str
+        Identity written into the segment header.
+    """
+
+    port: int
+    start_tick: int
+    audio: np.ndarray
+    dropped: np.ndarray
+    jitter_ns: np.ndarray
+    phase_ns: int = 0
+    segment: str | None = None
+    name: str = ""
+    peer: str = ""
+
+
+def run_streams(
+    plans: list[StreamPlan],
+    make_producer,
+    frames: int,
+    sample_rate_hz: int,
+    headroom_blocks: int = 0,
+    first_seq: int = 1000,
+    speed: float = 1.0,
+    keep_audio: bool = True,
+    wait_consumer_s: float = 0.0,
+    on_created=None,
+) -> list[dict]:
+    """Play JackTrip's two roles for every stream of ``plans`` in real time (one thread).
+
+    * **network** – block ``k`` of a stream arrives at its nominal time ``(start_tick + k) *
+      period - phase_ns`` plus its jitter, unless dropped, and is published with that arrival time;
+    * **audio callback** – every period (one tick for all streams, like a hub's JACK callback),
+      block ``k = tick - start_tick - headroom_blocks`` of each stream is due: played if it has
+      arrived, else the replacement posted for exactly its seq is taken (UNDERRUN, outcome
+      REPLACEMENT / REFUSED) or JackTrip's fallback (silence) plays (outcome FALLBACK); a block
+      that follows a replacement is cross-faded from its second block. Then the play-out clock
+      is written: ``note_playout(seq, queued_blocks)`` with the number of later blocks already
+      received.
+
+    ``make_producer(plan)`` creates a stream's segment (called when the stream starts; the segment
+    is closed after its last block, so its ``producer_closed`` turns true). ``wait_consumer_s`` >
+    0 waits (before the clock starts) until a consumer posts to every stream that starts at tick
+    0. Returns one dict per plan: ``seq``, ``lost`` (concealed: dropped or late), ``dropped``,
+    ``outcome`` (0 played, 1 replacement, 2 fallback, 3 refused), ``late_arrivals``,
+    ``tick_late_us``, ``counters``, ``segment``, and with ``keep_audio`` also ``taken``,
+    ``played`` and ``sent`` (see the module docstring).
+    """
+    import heapq
+
+    from ..capture import EventKind, Outcome, monotonic_ns
+    from ..splice import crossfade
+
+    period_ns = int(1e9 * frames / sample_rate_hz / speed)
+    states = []
+    for plan in plans:
+        n = len(plan.dropped)
+        channels = plan.audio.shape[1]
+        st = dict(
+            plan=plan, n=n, channels=channels, producer=None, arrived=np.zeros(n, bool),
+            blocks=plan.audio[: n * frames].reshape(n, frames, channels),
+            outcome=np.zeros(n, np.int8), lost=np.zeros(n, bool), late=np.zeros(n, bool),
+            next_arrival=0, previous=None, counters={}, segment=None,
+        )
+        if keep_audio:
+            st["taken"] = np.zeros((n, 2, frames, channels), np.float32)
+            st["played"] = np.zeros((n, frames, channels), np.float32)
+        states.append(st)
+
+    def start(st) -> None:
+        st["producer"] = make_producer(st["plan"])
+        st["segment"] = st["producer"].name
+        if on_created is not None:
+            on_created(st["producer"])
+
+    for st in states:
+        if st["plan"].start_tick <= 0:
+            start(st)
+    if wait_consumer_s > 0:
+        deadline = time.monotonic() + wait_consumer_s
+        while not all(st["producer"].consumer_alive() for st in states if st["producer"] is not None):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no consumer attached within {wait_consumer_s} s")
+            time.sleep(0.01)
+    t0 = monotonic_ns() + 2 * period_ns
+    last_tick = max(st["plan"].start_tick + st["n"] + headroom_blocks for st in states)
+    tick_late_us = np.zeros(last_tick + 1, np.float64)
+
+    def arrival_time(i: int, k: int) -> int:
+        plan = states[i]["plan"]
+        return t0 + (plan.start_tick + k) * period_ns - plan.phase_ns + int(plan.jitter_ns[k] / speed)
+
+    heap: list[tuple[int, int]] = []  # (arrival time of the stream's next block, stream index)
+    for i, st in enumerate(states):
+        if st["n"]:
+            heapq.heappush(heap, (arrival_time(i, 0), i))
+    for tick in range(last_tick + 1):
+        play_ns = t0 + tick * period_ns
+        # the network: every block that arrives before this callback (publish with its arrival time)
+        while heap and heap[0][0] <= play_ns:
+            at, i = heap[0]
+            now = monotonic_ns()
+            if at > now + 150_000:  # sleep until it (arrivals within 150 µs are published together)
+                _sleep_until(at - 100_000, monotonic_ns)
+            heapq.heappop(heap)
+            st = states[i]
+            k = st["next_arrival"]
+            st["next_arrival"] = k + 1
+            if k + 1 < st["n"]:
+                heapq.heappush(heap, (arrival_time(i, k + 1), i))
+            if st["producer"] is None or st["plan"].dropped[k]:
+                continue
+            st["producer"].publish_block(first_seq + k, st["blocks"][k], arrival_ns=at)
+            st["arrived"][k] = True
+        tick_late_us[tick] = _sleep_until(play_ns, monotonic_ns) / 1000.0
+        # the audio callback: one block due per stream
+        for st in states:
+            plan = st["plan"]
+            if st["producer"] is None and tick == plan.start_tick - 1:
+                start(st)  # created one period before its first block arrives
+            k = tick - plan.start_tick - headroom_blocks
+            if not 0 <= k < st["n"] or st["producer"] is None:
+                continue
+            producer = st["producer"]
+            seq = first_seq + k
+            if st["arrived"][k]:
+                if keep_audio:
+                    previous = st["previous"]
+                    if previous is not None:  # cross-fade from the guess into the real block
+                        for c in range(st["channels"]):
+                            st["played"][k, :, c] = crossfade(previous[1, :, c], st["blocks"][k, :, c])
+                    else:
+                        st["played"][k] = st["blocks"][k]
+                st["previous"] = None
+            else:
+                st["lost"][k] = True
+                st["late"][k] = not plan.dropped[k]
+                status, replacement = producer.take(seq)
+                if status == "taken":
+                    st["outcome"][k] = 1
+                    if keep_audio:
+                        st["taken"][k] = replacement
+                        st["played"][k] = replacement[0]
+                    st["previous"] = replacement
+                    producer.post_event(EventKind.UNDERRUN, seq, Outcome.REPLACEMENT)
+                else:
+                    st["outcome"][k] = 3 if status == "refused" else 2
+                    st["previous"] = None
+                    producer.post_event(EventKind.UNDERRUN, seq, Outcome.REFUSED if status == "refused" else Outcome.FALLBACK)
+            queued = int(st["arrived"][k + 1 : k + 1 + 64].sum())
+            producer.note_playout(seq, queued, play_ns)
+            if k == st["n"] - 1:  # the stream ends: its segment goes (a client leaving a hub)
+                st["counters"] = producer.counters()
+                producer.close()
+                st["producer"] = None
+    results = []
+    for st in states:
+        if st["producer"] is not None:
+            st["counters"] = st["producer"].counters()
+            st["producer"].close()
+        plan, n = st["plan"], st["n"]
+        out = dict(
+            seq=np.arange(first_seq, first_seq + n, dtype=np.int64), lost=st["lost"], dropped=plan.dropped.copy(),
+            outcome=st["outcome"], late_arrivals=st["late"], counters=st["counters"], segment=st["segment"],
+            tick_late_us=tick_late_us,
+        )
+        if keep_audio:
+            out.update(taken=st["taken"], played=st["played"].reshape(-1, st["channels"]),
+                       sent=st["blocks"].reshape(-1, st["channels"]))
+        results.append(out)
+    return results
+
+
 def stream(
     producer,
     audio: np.ndarray,
@@ -147,132 +354,189 @@ def stream(
     first_seq: int = 1000,
     speed: float = 1.0,
 ) -> dict:
-    """Stream ``audio`` ``(n_blocks * frames, channels)`` through ``producer`` in real time.
+    """Stream ``audio`` ``(n_blocks * frames, channels)`` through one existing ``producer`` in
+    real time, with no headroom and no jitter: block ``k`` arrives and is due in the same period
+    (JackTrip at its minimum latency). ``lost`` ``(n_blocks,)`` marks dropped blocks. Returns the
+    arrays described in the module docstring."""
+    plan = StreamPlan(port=0, start_tick=0, audio=audio, dropped=np.asarray(lost, bool),
+                      jitter_ns=np.zeros(len(lost), np.int64))
+    (result,) = run_streams([plan], lambda _plan: _Borrowed(producer), producer.frames_per_block,
+                            producer.sample_rate_hz, 0, first_seq, speed)
+    result["lost"] = np.asarray(lost, bool)
+    return result
 
-    ``lost`` ``(n_blocks,)`` marks dropped blocks. ``speed`` > 1 runs faster than real time.
-    Returns the arrays described in the module docstring.
-    """
-    from ..capture import EventKind, Outcome, monotonic_ns
-    from ..splice import crossfade
 
-    frames, channels = producer.frames_per_block, producer.channels
-    n_blocks = len(lost)
-    blocks = audio[: n_blocks * frames].reshape(n_blocks, frames, channels)
-    period_ns = int(1e9 * frames / producer.sample_rate_hz / speed)
-    outcome = np.zeros(n_blocks, np.int8)
-    taken = np.zeros((n_blocks, 2, frames, channels), np.float32)
-    played = np.zeros((n_blocks, frames, channels), np.float32)
-    tick_late_us = np.zeros(n_blocks, np.float64)
-    previous_replacement: np.ndarray | None = None
-    t0 = monotonic_ns() + 2 * period_ns
-    for k in range(n_blocks):
-        tick_late_us[k] = _sleep_until(t0 + k * period_ns, monotonic_ns) / 1000.0
-        seq = first_seq + k
-        if not lost[k]:
-            producer.publish_block(seq, blocks[k])
-            if previous_replacement is not None:  # cross-fade from the guess into the real block
-                for c in range(channels):
-                    played[k, :, c] = crossfade(previous_replacement[1, :, c], blocks[k, :, c])
-            else:
-                played[k] = blocks[k]
-            previous_replacement = None
-            continue
-        replacement = producer.take_replacement(seq)
-        if replacement is not None:
-            outcome[k] = 1
-            taken[k] = replacement
-            played[k] = replacement[0]
-            previous_replacement = replacement
-            producer.post_event(EventKind.UNDERRUN, seq, Outcome.REPLACEMENT)
-        else:
-            outcome[k] = 2
-            previous_replacement = None
-            producer.post_event(EventKind.UNDERRUN, seq, Outcome.FALLBACK)
-    return dict(
-        seq=np.arange(first_seq, first_seq + n_blocks, dtype=np.int64),
-        lost=lost,
-        outcome=outcome,
-        taken=taken,
-        played=played.reshape(-1, channels),
-        sent=blocks.reshape(-1, channels),
-        tick_late_us=tick_late_us,
-    )
+class _Borrowed:
+    """A producer the caller owns: :func:`run_streams` must not close it."""
+
+    def __init__(self, producer):
+        self._p = producer
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+    def close(self) -> None:
+        pass
+
+
+def _stream_spec(text: str) -> tuple[int, float, float | None]:
+    """``PORT:START_S[:END_S]`` → (port, start, end or None)."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        port, start = int(parts[0]), float(parts[1])
+        end = float(parts[2]) if len(parts) == 3 and parts[2] else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PORT:START_S[:END_S] like 61002:0:5, got {text!r}") from None
+    if port <= 0 or port > 65535 or start < 0 or (end is not None and end <= start):
+        raise argparse.ArgumentTypeError(f"need 0 < PORT <= 65535 and 0 <= START_S < END_S, got {text!r}")
+    return port, start, end
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nextblock.runtime.emulator",
-        description="Stand-in for patched JackTrip: stream a recording into a NextBlock segment in real time, drop "
-        "seeded blocks, take NextBlock's replacements for them and report underrun events.",
-        epilog="Example:\n  python -m nextblock.runtime.emulator --seconds 10 --loss-rate 0.05 --out /tmp/run.npz &\n"
-        "  python -m nextblock.attach --jacktrip-pid $! --predictor repeat --stats 1",
+        description="Stand-in for patched JackTrip: stream recordings into NextBlock segments in real time (one per "
+        "received stream, like a hub server), drop seeded blocks, delay the others by seeded jitter, play each block "
+        "a configurable headroom after it arrives, take NextBlock's replacements for the missing ones, report "
+        "underrun events and write the play-out clock.",
+        epilog="examples:\n"
+        "  # one stream (segment /nextblock-<PID>), minimum latency, as JackTrip p2p at --bufstrategy 3 -q 1\n"
+        "  python -m nextblock.runtime.emulator --seconds 10 --loss-rate 0.05 --out /tmp/run.npz &\n"
+        "  python -m nextblock.attach --jacktrip-pid $! --predictor repeat --stats 1\n\n"
+        "  # a hub: 4 stereo clients (/nextblock-<PID>-61002 ...), 2 blocks of headroom, 300 us mean jitter\n"
+        "  python -m nextblock.runtime.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &\n\n"
+        "  # clients joining and leaving: port 61002 for the whole run, 61003 from 2 s to 6 s, then a new\n"
+        "  # client on the same port from 7 s\n"
+        "  python -m nextblock.runtime.emulator --stream 61002:0 --stream 61003:2:6 --stream 61003:7 --seconds 10 &\n\n"
+        "output: one JSON line (per-stream lost/replaced/fallback counts and totals); --out writes the\n"
+        "arrays of the first stream (.npz, see the module docstring).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--segment", help="segment name (default: /nextblock-<this PID>, like JackTrip)")
+    parser.add_argument("--segment", help="segment name of a single stream (default: /nextblock-<this PID>, like JackTrip)")
     parser.add_argument("--rate", type=int, default=48000, help="sample rate in Hz (default 48000)")
     parser.add_argument("--frames", type=int, default=128, help="frames per block (default 128)")
-    parser.add_argument("--channels", type=int, default=2, help="channels (default 2)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="stream length (default 10)")
+    parser.add_argument("--channels", type=int, default=2, help="channels per stream (default 2)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="run length (default 10)")
+    parser.add_argument("--streams", type=int, default=1,
+                        help="number of streams, each its own segment /nextblock-<PID>-<PORT> when more than one "
+                        "(default 1: /nextblock-<PID>)")
+    parser.add_argument("--stream", type=_stream_spec, action="append", default=[], metavar="PORT:START_S[:END_S]",
+                        help="a stream on this local port from START_S to END_S (default: the end); repeat it; a port "
+                        "may be reused after its previous stream ended (replaces --streams)")
+    parser.add_argument("--first-port", type=int, default=61002, help="local port of the first stream (default 61002)")
+    parser.add_argument("--headroom-blocks", type=int, default=0,
+                        help="blocks between a block's nominal arrival and its play-out (default 0: due as it arrives, "
+                        "JackTrip's minimum latency; 2 or more is what the just-in-time mode needs)")
+    parser.add_argument("--jitter-us", type=float, default=0.0,
+                        help="mean arrival jitter (exponential, seeded) in microseconds; a block arriving after its "
+                        "play-out time is concealed like a lost one (default 0)")
     parser.add_argument("--loss-rate", type=float, default=0.02, help="share of blocks lost (default 0.02)")
     parser.add_argument("--burst-max", type=int, default=3, help="longest burst of consecutive losses (default 3)")
-    parser.add_argument("--seed", type=int, default=1, help="loss pattern seed (default 1)")
-    parser.add_argument("--lead-in-s", type=float, default=0.2, help="loss-free start (default 0.2 s)")
+    parser.add_argument("--seed", type=int, default=1, help="loss / jitter seed; stream i uses seed + i (default 1)")
+    parser.add_argument("--lead-in-s", type=float, default=0.2, help="loss-free start of every stream (default 0.2 s)")
     parser.add_argument("--first-seq", type=int, default=1000, help="sequence number of the first block")
     parser.add_argument("--audio", help="a .npy (samples, channels) float32 to stream instead of the cached recording")
     parser.add_argument("--wait-consumer-s", type=float, default=30.0,
-                        help="wait this long for NextBlock to attach before streaming (0: do not wait)")
+                        help="wait this long for NextBlock to attach to the first streams before streaming (0: do not wait)")
     parser.add_argument("--speed", type=float, default=1.0, help="run this many times faster than real time")
-    parser.add_argument("--out", help="write the results (.npz) here")
-    parser.add_argument("--ready-file", help="touch this file once the segment exists")
+    parser.add_argument("--out", help="write the first stream's results (.npz) here")
+    parser.add_argument("--ready-file", help="write the first segment's name into this file once it exists")
     parser.add_argument("--realtime", type=int, nargs="?", const=20, default=None, metavar="PRIORITY",
                         help="run with SCHED_FIFO at PRIORITY (default 20), like JackTrip's audio thread")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from ..capture import Producer
+    if args.streams < 1:
+        parser.error("--streams must be at least 1")
+    if args.headroom_blocks < 0 or args.jitter_us < 0 or not 0 <= args.loss_rate < 1:
+        parser.error("--headroom-blocks and --jitter-us must be >= 0 and --loss-rate in [0, 1)")
+    from ..capture import Producer, segment_name_for_pid, segment_name_for_stream
 
-    n_blocks = int(args.seconds * args.rate / args.frames)
+    period_s = args.frames / args.rate
+    specs = args.stream or [(args.first_port + i, 0.0, None) for i in range(args.streams)]
+    per_port = len(specs) > 1 or bool(args.stream)
+    if args.segment and per_port:
+        parser.error("--segment names a single stream: drop --streams/--stream")
+    total_blocks = int(args.seconds / period_s)
     if args.audio:
-        audio = np.load(args.audio).astype(np.float32)
+        source = np.load(args.audio).astype(np.float32)
         description = f"file {args.audio}"
     else:
-        audio, description = load_stream_audio(args.seconds + 0.1, args.rate, args.channels, args.seed)
-    if len(audio) < n_blocks * args.frames:
-        reps = -(-n_blocks * args.frames // len(audio))
-        audio = np.tile(audio, (reps, 1))
-    lost = loss_pattern(n_blocks, args.loss_rate, args.burst_max, args.seed, int(args.lead_in_s * args.rate / args.frames))
+        source, description = load_stream_audio(args.seconds + 0.1 + 1.3 * min(len(specs), 16), args.rate, args.channels, args.seed)
+    rng = np.random.default_rng(args.seed)
+    plans = []
+    lead_in = int(args.lead_in_s / period_s)
+    for i, (port, start_s, end_s) in enumerate(specs):
+        start_tick = int(round(start_s / period_s))
+        end_tick = total_blocks if end_s is None else min(total_blocks, int(round(end_s / period_s)))
+        n = max(1, end_tick - start_tick)
+        offset = int(1.3 * i * args.rate) % max(1, len(source) - args.frames)
+        audio = np.roll(source, -offset, axis=0)
+        if len(audio) < n * args.frames:
+            audio = np.tile(audio, (-(-n * args.frames // len(audio)), 1))
+        plans.append(StreamPlan(
+            port=port if per_port else 0, start_tick=start_tick, audio=audio[: n * args.frames],
+            dropped=loss_pattern(n, args.loss_rate, args.burst_max, args.seed + i, lead_in),
+            jitter_ns=arrival_jitter_ns(n, args.jitter_us, args.seed + i),
+            phase_ns=int(rng.uniform(0, period_s * 1e9)) if per_port else 0,
+            name=f"client{i + 1}" if per_port else "", peer=f"192.0.2.{i + 1}:{port}" if per_port else ""))
     if args.realtime is not None:
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
         except OSError as err:
             print(f"emulator: cannot use SCHED_FIFO ({err.strerror}); normal priority", file=sys.stderr)
-    name = args.segment or os.getpid()
-    with Producer(name, args.rate, args.frames, args.channels) as producer:
-        if args.ready_file:
+    pid = os.getpid()
+    ready = {"written": False}
+
+    def make_producer(plan: StreamPlan):
+        name = args.segment or (segment_name_for_stream(pid, plan.port) if plan.port else segment_name_for_pid(pid))
+        return Producer(name, args.rate, args.frames, args.channels, stream_name=plan.name, peer_address=plan.peer,
+                        local_port=plan.port)
+
+    def on_created(producer) -> None:
+        if args.ready_file and not ready["written"]:
             with open(args.ready_file, "w") as f:
                 f.write(producer.name)
-        if args.wait_consumer_s > 0:
-            deadline = time.monotonic() + args.wait_consumer_s
-            while not producer.consumer_alive():
-                if time.monotonic() > deadline:
-                    print(f"emulator: no consumer attached to {producer.name} within {args.wait_consumer_s} s", file=sys.stderr)
-                    return 2
-                time.sleep(0.01)
-        result = stream(producer, audio, lost, args.first_seq, args.speed)
-        counters = producer.counters()
-    n_lost = int(lost.sum())
-    used = int((result["outcome"] == 1).sum())
+            ready["written"] = True
+
+    try:
+        results = run_streams(plans, make_producer, args.frames, args.rate, args.headroom_blocks, args.first_seq,
+                              args.speed, keep_audio=bool(args.out), wait_consumer_s=args.wait_consumer_s,
+                              on_created=on_created)
+    except TimeoutError as err:
+        print(f"emulator: {err}", file=sys.stderr)
+        return 2
+    streams = []
+    for plan, r in zip(plans, results):
+        lost = int(r["lost"].sum())
+        used = int((r["outcome"] == 1).sum())
+        streams.append({
+            "segment": r["segment"], "port": plan.port, "name": plan.name, "blocks": len(r["lost"]), "lost": lost,
+            "dropped": int(r["dropped"].sum()), "late_arrivals": int(r["late_arrivals"].sum()), "replaced": used,
+            "fallbacks": int((r["outcome"] == 2).sum()), "refused": int((r["outcome"] == 3).sum()),
+            "replacement_share": used / lost if lost else None,
+        })
+    lost = sum(s["lost"] for s in streams)
+    used = sum(s["replaced"] for s in streams)
+    first = results[0]
     summary = {
-        "blocks": n_blocks, "lost": n_lost, "replaced": used,
-        "replacement_share": used / n_lost if n_lost else None,
-        "tick_late_us_p99": float(np.percentile(result["tick_late_us"], 99)),
-        "audio": description, **{k: v for k, v in counters.items() if isinstance(v, (int, bool))},
+        "blocks": sum(s["blocks"] for s in streams), "lost": lost, "replaced": used,
+        "replacement_share": used / lost if lost else None,
+        "tick_late_us_p99": float(np.percentile(first["tick_late_us"], 99)),
+        "tick_late_us_max": float(np.max(first["tick_late_us"])),
+        "headroom_blocks": args.headroom_blocks, "jitter_us": args.jitter_us,
+        "audio": description, "streams": streams,
+        **{k: v for k, v in first["counters"].items() if isinstance(v, (int, bool))},
     }
     if args.out:
-        np.savez(args.out, **result, summary=json.dumps(summary))
+        arrays = {k: v for k, v in first.items() if isinstance(v, np.ndarray)}
+        np.savez(args.out, **arrays, summary=json.dumps(summary))
     print(json.dumps(summary))
     return 0
 

@@ -85,6 +85,9 @@ class RuntimeStats:
         Of those, the ones with outcome REPLACEMENT (our block was played).
     fallbacks : int
         Of those, the ones with outcome FALLBACK (JackTrip's own concealment played).
+    refused : int
+        Of those, the ones with outcome REFUSED (a replacement was posted but the producer found a
+        non-finite or out-of-range sample in it and played its fallback).
     predictions : int
         Model calls.
     posts : int
@@ -115,6 +118,7 @@ class RuntimeStats:
     underruns: int = 0
     replacements_used: int = 0
     fallbacks: int = 0
+    refused: int = 0
     predictions: int = 0
     posts: int = 0
     chained_posts: int = 0
@@ -179,7 +183,7 @@ class RuntimeStats:
         out = {
             k: getattr(self, k)
             for k in (
-                "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "predictions", "posts",
+                "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "refused", "predictions", "posts",
                 "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
                 "model_rejects", "reattaches", "model_version",
             )
@@ -196,5 +200,147 @@ class RuntimeStats:
             e2e_us_max=self.e2e_us.max_seen_us if self.e2e_us.count else None,
             wall_s=wall_s,
             cpu_share=(time.process_time() - self.started_cpu_s) / wall_s,  # of one core, since the first block
+        )
+        return out
+
+
+def _native_wakeups() -> int:
+    """Wake-ups of the C++ waiter since import (0 when the extension lacks the counter)."""
+    try:
+        from .. import _core
+
+        return int(_core.wait_for_decision_wakeups())
+    except (ImportError, AttributeError):
+        return 0
+
+
+#: per-stream counters that add up to the totals of :class:`HubStats`
+SUMMED_COUNTERS = (
+    "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "refused", "predictions", "posts",
+    "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
+)
+
+
+@dataclasses.dataclass
+class HubStats:
+    """Totals of the live predictor over every stream it served (live and departed), plus the
+    process-wide figures (inference latency, batches, CPU share).
+
+    Attributes
+    ----------
+    predictions : int
+        Rows-of-a-stream predicted (one per stream per batch).
+    batches : int
+        Model calls (one per batch).
+    batched_rows : int
+        Rows that went through the model (channels of every stream in every batch).
+    sleeps : int
+        Times the loop went to sleep (on a timer or a segment's futex): its wake-ups.
+    awake_ns : int
+        Wall time spent between a wake-up and the next sleep (model calls included).
+    streams_joined, streams_left : int
+        Streams attached / let go since start.
+    reattaches : int
+        Times the producer process was restarted (new PID) or a named segment re-created, and
+        we attached again.
+    cold_infer_us_at_start : float | None
+        One prediction after a 20 ms sleep, measured at start (the first inference budget).
+    """
+
+    model_version: str = ""
+    model_swaps: int = 0
+    model_rejects: int = 0
+    reattaches: int = 0
+    last_swap_ns: int = 0
+    predictions: int = 0
+    batches: int = 0
+    batched_rows: int = 0
+    sleeps: int = 0
+    awake_ns: int = 0
+    streams_joined: int = 0
+    streams_left: int = 0
+    cold_infer_us_at_start: float | None = None
+    infer_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
+    started_monotonic_s: float = dataclasses.field(default_factory=time.monotonic)
+    started_cpu_s: float = dataclasses.field(default_factory=time.process_time)
+    live: list = dataclasses.field(default_factory=list)
+    departed: list = dataclasses.field(default_factory=list)
+    _streaming: bool = False
+
+    def joined(self, stream) -> None:
+        """A :class:`~nextblock.runtime.served.ServedStream` is now served."""
+        if not self._streaming:  # CPU share counts from the first stream on, not from model loading
+            self._streaming = True
+            self.started_monotonic_s = time.monotonic()
+            self.started_cpu_s = time.process_time()
+        self.streams_joined += 1
+        self.live.append(stream)
+
+    def left(self, stream) -> None:
+        """The stream is no longer served: its final counts are kept."""
+        if stream in self.live:
+            self.live.remove(stream)
+        self.streams_left += 1
+        self.departed.append(stream.to_dict())
+
+    def stream_dicts(self) -> list[dict]:
+        """One dict per stream ever served (departed first, in order of leaving, then live ones)."""
+        return self.departed + [s.to_dict() for s in self.live]
+
+    def status_line(self, live=()) -> str:
+        """The totals line of ``--stats``."""
+        streams = self.stream_dicts()
+        tot = {k: sum(d[k] for d in streams) for k in SUMMED_COUNTERS}
+        share = tot["replacements_used"] / tot["underruns"] if tot["underruns"] else None
+        i50, i99 = self.infer_us.recent_percentiles()
+        modes = [s.schedule.mode for s in live]
+
+        def us(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0f}"
+
+        return (
+            f"streams={len(modes)} (jit={modes.count('just-in-time')}) blocks={tot['blocks']} "
+            f"underruns={tot['underruns']} replaced={tot['replacements_used']}"
+            f"{'' if share is None else f' ({100 * share:.1f}%)'} fallback={tot['fallbacks']} late={tot['late']} "
+            f"skipped={tot['overload_skips']} predictions={tot['predictions']} batches={self.batches} "
+            f"infer_us={us(i50)}/{us(i99)} model={self.model_version}"
+        )
+
+    def to_dict(self) -> dict:
+        """The final statistics (``--json``): totals (same keys as a single stream's), process-wide
+        figures and ``streams``, one entry per stream served."""
+        streams = self.stream_dicts()
+        out = {k: sum(d[k] for d in streams) for k in SUMMED_COUNTERS}
+        wall_s = max(time.monotonic() - self.started_monotonic_s, 1e-9)
+        attempts = out["posts"] + out["late"] + out["overload_skips"]
+        i50, i99 = self.infer_us.percentiles()
+        e2e = [d["e2e_us_median"] for d in streams if d.get("e2e_us_median") is not None]
+        out.update(
+            deadline_miss_share=out["deadline_misses"] / attempts if attempts else 0.0,
+            replacement_share=out["replacements_used"] / out["underruns"] if out["underruns"] else None,
+            predictions=self.predictions,
+            batches=self.batches,
+            batched_rows=self.batched_rows,
+            rows_per_batch=self.batched_rows / self.batches if self.batches else None,
+            predictions_per_s=self.predictions / wall_s,
+            sleeps=self.sleeps,
+            python_wakes_per_s=self.sleeps / wall_s,
+            wakes_per_s=_native_wakeups() / wall_s,
+            awake_us_per_wake=self.awake_ns / 1000.0 / self.sleeps if self.sleeps else None,
+            infer_us_median=i50,
+            infer_us_p99=i99,
+            infer_us_max=self.infer_us.max_seen_us if self.infer_us.count else None,
+            e2e_us_median=float(np.median(e2e)) if e2e else None,
+            cold_infer_us_at_start=self.cold_infer_us_at_start,
+            model_version=self.model_version,
+            model_swaps=self.model_swaps,
+            model_rejects=self.model_rejects,
+            reattaches=self.reattaches,
+            streams_joined=self.streams_joined,
+            streams_left=self.streams_left,
+            modes=sorted({d["mode"] for d in streams}),
+            wall_s=wall_s,
+            cpu_share=(time.process_time() - self.started_cpu_s) / wall_s,  # of one core, this process
+            streams=streams,
         )
         return out

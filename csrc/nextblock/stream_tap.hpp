@@ -1,0 +1,218 @@
+// nextblock/stream_tap.hpp — consumer side: new blocks of a segment straight into a context ring.
+//
+// The live predictor keeps, per stream, the last `slots` blocks of every channel indexed by
+// sequence number, in a *mirrored* channel-major buffer (block `seq` lives at slot seq % slots and
+// again at slot + slots, so that any context is one contiguous slice; see
+// python/nextblock/runtime/context.py). StreamTap::poll() copies every block published since the
+// last call into that buffer (transposed from the segment's frame-major layout), marks the slots
+// as received, records each block's slack against the play-out clock (how long before it is due
+// it arrived) and reads the clock — one call per wake-up, no allocation, nothing trusted from the
+// segment beyond the seqlock-checked copy. Header-only, C++17, uses only shm_protocol.hpp.
+//
+// Not real-time-thread code: the caller is NextBlock's predictor thread.
+#pragma once
+
+#include <cstdint>
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <vector>
+
+#include "nextblock/shm_protocol.hpp"
+
+namespace nextblock {
+
+/// Where poll() writes (all owned by the caller, sized at construction).
+struct TapRing {
+  float* samples = nullptr;         ///< [channels][2 * slots * frames] float32, mirrored
+  int64_t* seq_of_slot = nullptr;   ///< [slots]
+  uint8_t* source_of_slot = nullptr;///< [slots]; kReceived is written for every copied block
+  uint64_t slots = 0;               ///< power of two
+  int64_t* slacks = nullptr;        ///< [slack_slots] ring of due_ns - arrival_ns
+  uint64_t slack_slots = 0;
+};
+
+struct TapResult {
+  uint64_t blocks = 0;          ///< blocks copied by this call
+  uint64_t skipped = 0;         ///< blocks the producer overwrote before they were read
+  int64_t newest_seq = -1;      ///< highest seq copied by this call (-1: none)
+  uint64_t newest_arrival_ns = 0;
+  uint64_t slacks_recorded = 0; ///< slacks written by this call (into the slack ring)
+  bool have_clock = false;
+  uint64_t clock_seq = 0, clock_ns = 0;
+  int64_t clock_queued = 0;
+};
+
+class StreamTap {
+ public:
+  static constexpr uint8_t kReceived = 1;  // runtime/context.py RECEIVED
+
+  /// `consumer` gives the geometry; poll() must be given the same consumer every time.
+  StreamTap(const Consumer& consumer, TapRing ring, uint64_t next_index) : ring_(ring), next_(next_index) {
+    const auto& g = consumer.config();
+    frames_ = g.frames_per_block;
+    channels_ = g.channels;
+    block_.resize(size_t(frames_) * channels_);
+  }
+
+  uint64_t next_index() const noexcept { return next_; }
+  uint64_t slack_count() const noexcept { return slack_n_; }
+  void reset_slacks() noexcept { slack_n_ = 0; }
+
+  /// Copies every block published since the last call (at most `max_blocks`, the newest ones if
+  /// more were published) into the ring and reads the play-out clock. `stale_ns`: a clock older
+  /// than this does not measure slacks; neither are blocks 64 or more seqs older than the clock.
+  /// pump() then take(): what arrived since the last take().
+  TapResult poll(const Consumer& c, uint64_t now_ns, uint64_t period_ns, uint64_t stale_ns, uint64_t max_blocks) noexcept {
+    pump(c, now_ns, period_ns, stale_ns, max_blocks);
+    return take();
+  }
+
+  /// What pump() gathered since the last take() (counts reset; the clock is the newest reading).
+  TapResult take() noexcept {
+    TapResult r = acc_;
+    acc_.blocks = acc_.skipped = acc_.slacks_recorded = 0;
+    acc_.newest_seq = -1;
+    acc_.newest_arrival_ns = 0;
+    return r;
+  }
+
+  /// The newest seq received so far (-1: none) and the newest clock reading (have_clock false: none).
+  int64_t newest_seq() const noexcept { return newest_; }
+  const TapResult& pending() const noexcept { return acc_; }
+  bool received(int64_t seq) const noexcept {
+    const uint64_t slot = uint64_t(seq) & (ring_.slots - 1);
+    return ring_.seq_of_slot[slot] == seq && ring_.source_of_slot[slot] == kReceived;
+  }
+
+  /// Reads the clock and copies new blocks into the ring, adding to what take() returns.
+  void pump(const Consumer& c_, uint64_t now_ns, uint64_t period_ns, uint64_t stale_ns, uint64_t max_blocks) noexcept {
+    TapResult& r = acc_;
+    uint64_t seq = 0, at = 0;
+    int64_t queued = 0;
+    bool got_clock = false;
+    for (int attempt = 0; attempt < 4 && !got_clock; ++attempt) got_clock = c_.read_playout(&seq, &at, &queued);
+    if (got_clock) {
+      r.have_clock = true;
+      r.clock_seq = seq;
+      r.clock_ns = at;
+      r.clock_queued = queued;
+    }
+    seq = r.clock_seq;
+    at = r.clock_ns;
+    const bool fresh = r.have_clock && now_ns >= at && now_ns - at <= stale_ns;
+    const uint64_t written = c_.blocks_written();
+    if (written <= next_) return;
+    const uint64_t slots_in_segment = c_.config().block_ring_slots;
+    uint64_t first = next_;
+    const uint64_t oldest = written > slots_in_segment - 1 ? written - (slots_in_segment - 1) : 0;
+    if (first < oldest) first = oldest;
+    if (written - first > max_blocks) first = written - max_blocks;
+    r.skipped = first - next_;
+    const uint64_t half = ring_.slots * frames_;
+    for (uint64_t i = first; i < written; ++i) {
+      uint64_t bseq = 0, arrival = 0;
+      if (c_.read_block(i, &bseq, &arrival, nullptr, block_.data()) != ReadResult::Ok) {
+        ++r.skipped;  // lapped while reading
+        continue;
+      }
+      const uint64_t slot = bseq & (ring_.slots - 1);
+      for (uint32_t ch = 0; ch < channels_; ++ch) {
+        float* dst = ring_.samples + uint64_t(ch) * 2 * half + slot * frames_;
+        const float* src = block_.data() + ch;
+        for (uint32_t f = 0; f < frames_; ++f) dst[f] = src[uint64_t(f) * channels_];
+        std::memcpy(dst + half, dst, sizeof(float) * frames_);
+      }
+      ring_.seq_of_slot[slot] = int64_t(bseq);
+      ring_.source_of_slot[slot] = kReceived;
+      ++r.blocks;
+      if (int64_t(bseq) > r.newest_seq) {
+        r.newest_seq = int64_t(bseq);
+        r.newest_arrival_ns = arrival;
+      }
+      if (int64_t(bseq) > newest_) newest_ = int64_t(bseq);
+      if (fresh && ring_.slack_slots && bseq + 64 > seq) {
+        const int64_t due = int64_t(at) + (int64_t(bseq) - int64_t(seq)) * int64_t(period_ns);
+        ring_.slacks[slack_n_ % ring_.slack_slots] = due - int64_t(arrival);
+        ++slack_n_;
+        ++r.slacks_recorded;
+      }
+    }
+    next_ = written;
+  }
+
+ private:
+  TapRing ring_;
+  TapResult acc_;
+  int64_t newest_ = -1;
+  uint64_t next_ = 0;
+  uint64_t slack_n_ = 0;
+  uint32_t frames_ = 0, channels_ = 0;
+  std::vector<float> block_;
+};
+
+/// One stream as the decision waiter sees it (see wait_for_decision).
+struct WaitItem {
+  StreamTap* tap = nullptr;
+  const Consumer* consumer = nullptr;
+  bool just_in_time = false;  ///< else speculative: any new block needs the caller
+  int64_t handled_seq = -1;   ///< just-in-time: highest seq decided
+  int64_t lead_ns = 0;        ///< just-in-time: decide a missing block this long before it is due
+  uint64_t wake_ns = 0;       ///< the caller's own wake time for this stream (0: none)
+  uint64_t period_ns = 0, stale_ns = 0;
+  int64_t max_chain = 8;      ///< just-in-time: no decisions beyond newest + max_chain
+};
+
+/// Sleeps until one of `items` needs a decision by the caller, or until `until_ns`. Meanwhile it
+/// keeps every stream's ring up to date (StreamTap::pump) so the caller's next take() sees
+/// everything. A just-in-time stream needs the caller when its first missing seq after
+/// handled_seq reaches its decision time (due - lead_ns, minus `window_ns`) or its clock goes
+/// stale; a speculative one when a block arrived; any stream at its wake_ns. Returns the index of
+/// the first stream that needs the caller, or -1 at `until_ns`. `block_wait`: the index of a
+/// (speculative) stream whose futex to sleep on, -1 for timed sleeps. Not real-time code.
+inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, uint64_t window_ns, int block_wait,
+                             uint64_t* wakeups = nullptr) noexcept {
+  for (;;) {
+    if (wakeups) ++*wakeups;
+    const uint64_t now = monotonic_ns();
+    uint64_t next = until_ns;
+    for (size_t i = 0; i < items.size(); ++i) {
+      WaitItem& it = items[i];
+      it.tap->pump(*it.consumer, now, it.period_ns, it.stale_ns, 64);
+      if (it.consumer->producer_closed()) return int(i);
+      if (it.wake_ns && now + window_ns >= it.wake_ns) return int(i);
+      if (it.wake_ns && it.wake_ns < next) next = it.wake_ns;
+      const TapResult& p = it.tap->pending();
+      if (!it.just_in_time) {
+        if (p.blocks) return int(i);
+        if (int(i) != block_wait) next = std::min<uint64_t>(next, now + it.period_ns / 8);  // poll it
+        continue;
+      }
+      if (!p.have_clock || now < p.clock_ns || now - p.clock_ns > it.stale_ns) return int(i);  // stale: re-decide the mode
+      int64_t s = std::max<int64_t>(it.handled_seq, int64_t(p.clock_seq)) + 1;
+      const int64_t newest = it.tap->newest_seq();
+      while (s <= newest && it.tap->received(s)) ++s;
+      if (s > newest + it.max_chain) continue;  // a long outage: the caller gave up on these
+      const int64_t due = int64_t(p.clock_ns) + (s - int64_t(p.clock_seq)) * int64_t(it.period_ns);
+      const int64_t decide = due - it.lead_ns;
+      if (int64_t(now + window_ns) >= decide) return int(i);
+      if (uint64_t(decide) < next) next = uint64_t(decide);
+      const uint64_t stale_at = p.clock_ns + it.stale_ns + 1;
+      if (stale_at < next) next = stale_at;
+    }
+    const uint64_t t = monotonic_ns();
+    if (t >= until_ns) return -1;
+    if (next <= t) continue;
+    if (block_wait >= 0 && size_t(block_wait) < items.size()) {
+      WaitItem& it = items[size_t(block_wait)];
+      // wait_for_blocks is const-incompatible by design (it registers the wake): the consumer is ours
+      const_cast<Consumer*>(it.consumer)->wait_for_blocks(it.tap->next_index(), std::min<uint64_t>(next - t, 50'000'000));
+    } else {
+      const uint64_t ns = next - t;
+      timespec ts{time_t(ns / 1000000000ULL), long(ns % 1000000000ULL)};
+      nanosleep(&ts, nullptr);
+    }
+  }
+}
+
+}  // namespace nextblock

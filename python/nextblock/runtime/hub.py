@@ -1,0 +1,422 @@
+"""The live loop for every stream of a producer process, on one thread.
+
+:class:`HubLoop` serves the segments a :class:`~nextblock.runtime.discovery.StreamSource` names
+(all streams of a JackTrip process, or one named segment), and does, until asked to stop:
+
+1. **Discover** (every ``scan_interval_s``): attach to new segments (a client joined, or a new
+   client reuses a port: a new segment under the same name), let go of those that left (closed
+   by their producer, or the producer died), without touching the others.
+2. **Read** every stream's new blocks, events and play-out clock (:meth:`ServedStream.poll`).
+3. **Decide** per stream (:class:`~nextblock.runtime.schedule.StreamSchedule`): just-in-time
+   streams predict only a block that has not arrived shortly before it is due; speculative
+   streams predict after every block. Decisions due within ``batch_window_us`` are taken now, so
+   that predictions of several streams meet.
+4. **Predict** all of them in **one model call** (rows = the channels of every stream in the
+   batch), unless a deadline is already closer than the recent inference peak (that prediction
+   is skipped: JackTrip's fallback plays – never a late post). Each stream then checks, clips and
+   posts its rows.
+5. **Sleep** until the earliest decision time of any stream (GIL released). A speculative stream
+   also wakes the loop when its block arrives (the segment's futex); with several speculative
+   streams the loop polls at an eighth of a period.
+6. Between blocks: heartbeats, dead-producer checks, model hot-swap, status lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _core
+from ..capture import SegmentError, monotonic_ns
+from .discovery import StreamSource
+from .errors import AttachError, ProducerGone
+from .modelwatch import ModelWatcher
+from .predictors import Predictor, check_stream_compatible
+from .schedule import JUST_IN_TIME, SPECULATIVE, ScheduleConfig
+from .served import ServedStream
+from .stats import HubStats
+
+log = logging.getLogger("nextblock.attach")
+
+#: the inference guard (recent peak) decays by this factor per prediction or skip
+_GUARD_DECAY = 0.95
+
+
+@dataclass
+class HubConfig:
+    """How the multi-stream loop behaves (all optional).
+
+    Attributes
+    ----------
+    schedule : ScheduleConfig
+        Per-stream deadline rules (modes, margins, chaining).
+    batch_window_us : float
+        Decisions due within this long are taken together (one model call). Default 300 µs.
+    scan_interval_s : float
+        How often the producer's streams are listed (a directory scan). Default 0.25 s.
+    poll_timeout_s : float
+        Longest sleep between two passes of the Python loop: bounds the reaction to stop requests
+        (the per-block work meanwhile runs in C++). Default 0.2 s.
+    stats_interval_s : float | None
+        Print status lines this often; ``None``: never.
+    initial_budget_us : float | None
+        Inference time assumed before any prediction was measured (default: measured at start,
+        one cold call).
+    max_budget_fraction : float
+        The inference guard never exceeds this fraction of a period in speculative decisions
+        (a prediction is tried when at least that much time is left). Default 0.25.
+    """
+
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    batch_window_us: float = 300.0
+    scan_interval_s: float = 0.25
+    poll_timeout_s: float = 0.2
+    stats_interval_s: float | None = None
+    initial_budget_us: float | None = None
+    max_budget_fraction: float = 0.25
+
+
+class HubLoop:
+    """Serves every stream that ``source`` names with one predictor, batched.
+
+    Parameters
+    ----------
+    source:
+        Which segments to serve (:class:`~nextblock.runtime.discovery.StreamSource`).
+    predictor:
+        Checked and warmed; takes ``(rows, context)`` batches of any row count.
+    config:
+        :class:`HubConfig`.
+    stats:
+        Totals across streams and re-attaches (:class:`HubStats`), shared with the caller.
+    watcher:
+        Source of hot-swapped models, or ``None``.
+    stop:
+        Set it to end :meth:`run` within ``poll_timeout_s``.
+    status:
+        Called with each status line.
+    check_stream:
+        Called with each new :class:`ServedStream` before it is served; raises
+        :class:`AttachError` to refuse it (e.g. a block size the model cannot serve).
+    """
+
+    def __init__(
+        self,
+        source: StreamSource,
+        predictor: Predictor,
+        config: HubConfig | None = None,
+        stats: HubStats | None = None,
+        watcher: ModelWatcher | None = None,
+        stop: threading.Event | None = None,
+        status: Callable[[str], None] | None = None,
+        check_stream: Callable[[ServedStream], None] | None = None,
+        channels: tuple[int, ...] | None = None,
+        exit_when_gone: bool = False,
+        gone_timeout_s: float | None = None,
+    ):
+        self.source = source
+        self.config = config or HubConfig()
+        self.stats = stats if stats is not None else HubStats()
+        self.watcher = watcher
+        self.stop = stop or threading.Event()
+        self.status = status or (lambda line: log.info("%s", line))
+        self.check_stream = check_stream
+        self.channels = channels
+        self.exit_when_gone = exit_when_gone
+        self.gone_timeout_s = gone_timeout_s
+        self._seen: set[str] = set()
+        self._logged: set[tuple[str, str]] = set()
+        self._refused: dict[str, int | None] = {}  # segment name -> creation time of the refused one
+        self.streams: dict[str, ServedStream] = {}
+        self._batch = np.zeros((0, 0), np.float32)
+        self._prediction = np.zeros((0, 2, 0), np.float32)
+        self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
+        self._guard_cap_ns = 10**12
+        self._shared_early_ns: int | None = None
+        self._install(predictor)
+        if self.config.initial_budget_us is None:
+            self._guard_ns = self._measure_cold_ns()
+        self._budget_cap_ns = 2 * max(self._guard_ns, 100_000)
+
+    # --- model ----------------------------------------------------------------------------------
+
+    def _install(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.stats.model_version = str(getattr(predictor, "model_version", "?"))
+        for st in self.streams.values():
+            check_stream_compatible(predictor, st.frames, st.sample_rate_hz)
+
+    def _measure_cold_ns(self) -> int:
+        """One prediction after a 20 ms sleep (cold caches), as a first inference budget."""
+        ctx = np.zeros((2, self.predictor.context_samples), np.float32)
+        time.sleep(0.02)
+        t0 = monotonic_ns()
+        self.predictor.predict(ctx)
+        cold = monotonic_ns() - t0
+        self.stats.cold_infer_us_at_start = cold / 1000.0
+        return cold
+
+    def swap_model(self, predictor: Predictor, label: str | None = None) -> None:
+        """Install another (checked, warmed) predictor between two batches."""
+        self._install(predictor)
+        if label:
+            self.stats.model_version = label
+        self.stats.model_swaps += 1
+        self.stats.last_swap_ns = monotonic_ns()
+
+    def budget_ns(self) -> int:
+        """What the next prediction may take: the recent inference peak (decaying)."""
+        return self._guard_ns
+
+    # --- streams --------------------------------------------------------------------------------
+
+    def _scan(self, now: int) -> None:
+        cfg_fraction = self.config.max_budget_fraction
+        names = self.source.segments()
+        for name in names:
+            current = self.streams.get(name)
+            if current is not None:
+                continue
+            try:
+                consumer = self.source.attach(name)
+                if consumer is None:
+                    continue
+                if self._refused.get(name) == consumer.geometry.get("created_unix_ns"):
+                    consumer.close()  # refused before: same segment, same reason
+                    continue
+                try:
+                    st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels)
+                    check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
+                    if self.check_stream is not None:
+                        self.check_stream(st)
+                except ValueError as err:
+                    self._refused[name] = consumer.geometry.get("created_unix_ns")
+                    consumer.close()
+                    raise AttachError(f"--channels: {err}") from None
+                except AttachError:
+                    self._refused[name] = consumer.geometry.get("created_unix_ns")
+                    consumer.close()
+                    raise
+            except SegmentError as err:
+                log.debug("not attaching to %s yet: %s", name, err)
+                continue
+            except AttachError as err:
+                if not self.stats.streams_joined:
+                    raise  # nothing served yet: a setup error, exit with its message
+                # a later client that cannot be served must not stop the others
+                if (name, str(err)) not in self._logged:
+                    self._logged.add((name, str(err)))
+                    log.error("not serving %s: %s", name, err)
+                continue
+            self.streams[name] = st
+            self._guard_cap_ns = int(cfg_fraction * min(s.period_ns for s in self.streams.values()))
+            self.stats.joined(st)
+            if name in self._seen and getattr(self.source, "rejoin_is_reattach", False):
+                self.stats.reattaches += 1
+                log.info("re-attached to %s (PID %d)", name, consumer.producer_pid)
+            self._seen.add(name)
+            log.info("serving %s (%s%s): %d Hz, %d frames/block, %d channels", name, st.identity["name"],
+                     f", peer {st.identity['peer']}" if st.identity["peer"] else "", st.sample_rate_hz, st.frames,
+                     st.channels)
+        for name, st in list(self.streams.items()):
+            reason = None
+            if st.consumer.producer_closed:
+                reason = "its producer closed the segment"
+            elif name not in names or now - st.last_block_ns > 100_000_000:
+                if not st.consumer.producer_alive():
+                    reason = "its producer is no longer running"
+            if reason is not None:
+                self._drop(name, reason)
+
+    def _drop(self, name: str, reason: str) -> None:
+        st = self.streams.pop(name)
+        st.poll(monotonic_ns())  # the last events
+        st.close(reason)
+        self.stats.left(st)
+        log.info("let go of %s (%s): %s", name, st.identity["name"], reason)
+
+    def close(self) -> None:
+        """Detach from every stream (gives the poster roles back)."""
+        for name in list(self.streams):
+            self._drop(name, "NextBlock stopped")
+
+    # --- one batch ------------------------------------------------------------------------------
+
+    def _predict(self, actions: list) -> None:
+        now = monotonic_ns()
+        # a prediction is always tried when at least max_budget_fraction of a period is left (the
+        # post-inference check still refuses to post late)
+        guard = min(self._guard_ns, self._guard_cap_ns)
+        keep = []
+        for st, action in actions:
+            if now + guard > action.deadline_ns:
+                st.skip(now)
+                st.schedule.done(action.seq)
+                self._guard_ns = int(self._guard_ns * _GUARD_DECAY)  # a spike must not lock us out
+            else:
+                keep.append((st, action))
+        if not keep:
+            return
+        ctx_len = self.predictor.context_samples
+        rows = sum(st.rows for st, _ in keep)
+        if self._batch.shape[0] < rows or self._batch.shape[1] != ctx_len:
+            self._batch = np.zeros((max(rows, 2 * self._batch.shape[0]), ctx_len), np.float32)
+        batch = self._batch[:rows]
+        r = 0
+        for st, action in keep:
+            st.context_into(action.seq, batch[r : r + st.rows])
+            r += st.rows
+        t0 = monotonic_ns()
+        out = self.predictor.predict(batch)
+        infer_ns = monotonic_ns() - t0
+        stats = self.stats
+        stats.batches += 1
+        stats.batched_rows += rows
+        stats.infer_us.record(infer_ns / 1000.0)
+        self._guard_ns = int(max(self._guard_ns * _GUARD_DECAY, infer_ns))
+        if self._prediction.shape[0] < rows or self._prediction.shape[2] != out.shape[2]:
+            self._prediction = np.zeros((max(rows, 2 * self._prediction.shape[0]), 2, out.shape[2]), np.float32)
+        prediction = self._prediction[:rows]
+        np.copyto(prediction, out[:rows])
+        r = 0
+        for st, action in keep:
+            st.stats.predictions += 1
+            stats.predictions += 1
+            st.post(action, prediction[r : r + st.rows], batch[r : r + st.rows])
+            st.schedule.done(action.seq)
+            r += st.rows
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, max_wall_s: float | None = None) -> None:
+        """Serve until :attr:`stop` is set or ``max_wall_s`` passes.
+
+        Raises
+        ------
+        ProducerGone
+            The source says its producer is gone for good (``--once``: JackTrip exited).
+        AttachError
+            A new stream cannot be served (e.g. its block size differs from the model's).
+        """
+        cfg = self.config
+        stats = self.stats
+        poll_ns = int(cfg.poll_timeout_s * 1e9)
+        scan_ns = int(cfg.scan_interval_s * 1e9)
+        window_ns = int(cfg.batch_window_us * 1000)
+        now = monotonic_ns()
+        end_ns = now + int(max_wall_s * 1e9) if max_wall_s else None
+        next_status_ns = now + int(cfg.stats_interval_s * 1e9) if cfg.stats_interval_s else None
+        next_scan_ns = now
+        next_beat_ns = now
+        gone_since = None
+        woke_ns = now
+        stop = self.stop
+        while not stop.is_set():
+            now = monotonic_ns()
+            if now >= next_scan_ns:
+                self._scan(now)
+                next_scan_ns = now + scan_ns
+                if not self.streams and self.source.gone():
+                    if gone_since is None:
+                        gone_since = now
+                        if not self.exit_when_gone:
+                            log.warning("%s; waiting for it to come back (Ctrl-C to stop)", self.source.gone_reason())
+                    if self.exit_when_gone or (self.gone_timeout_s is not None and now - gone_since > self.gone_timeout_s * 1e9):
+                        raise ProducerGone(self.source.gone_reason())
+                else:
+                    gone_since = None
+            # read, decide. The decision budget is the recent inference peak, but never more than twice
+            # a cold 2-row call: a large batch (many streams at once, e.g. while they all start
+            # speculative) must not make every stream look too slow for just-in-time.
+            budget = min(self._guard_ns, self._budget_cap_ns)
+            max_speculative = int(cfg.max_budget_fraction * min((st.period_ns for st in self.streams.values()), default=0))
+            actions = []
+            wake = now + poll_ns
+            block_waiters = []
+            closed = []
+            shared_early = self._shared_early_ns
+            self._shared_early_ns = None
+            for name, st in self.streams.items():
+                st.poll(now)
+                if st.consumer.producer_closed:
+                    closed.append(name)
+                    continue
+                schedule = st.schedule
+                mode = schedule.update_mode(now, budget)
+                if mode == JUST_IN_TIME:  # decide every stream's block of one callback together
+                    early = schedule.early_lead_ns()
+                    self._shared_early_ns = early if self._shared_early_ns is None else min(self._shared_early_ns, early)
+                    schedule.shared_early_ns = shared_early
+                action = schedule.next_action(now + window_ns, st.received, budget if mode == JUST_IN_TIME
+                                              else min(budget, max_speculative))
+                if action is not None:
+                    actions.append((st, action))
+                elif schedule.wake_ns is not None:
+                    wake = min(wake, schedule.wake_ns)
+                if mode == SPECULATIVE:
+                    block_waiters.append(st)
+            for name in closed:
+                self._drop(name, "its producer closed the segment")
+            if actions:
+                self._predict(actions)
+            # between blocks
+            if self.watcher is not None:
+                ready = self.watcher.take()
+                if ready is not None:
+                    self.swap_model(ready.predictor, ready.label)
+                    log.info("now running model %s", ready.label)
+                stats.model_rejects = self.watcher.rejected
+            if now >= next_beat_ns:  # tell every producer we are alive even when nothing is posted
+                for st in self.streams.values():
+                    st.consumer.heartbeat()
+                next_beat_ns = now + 200_000_000
+            if next_status_ns is not None and now >= next_status_ns:
+                for line in self.status_lines():
+                    self.status(line)
+                next_status_ns = now + int(cfg.stats_interval_s * 1e9)
+            if end_ns is not None and now >= end_ns:
+                break
+            if actions:
+                continue  # decide again before sleeping: a chain or another stream may be due
+            # sleep until the earliest decision (or a block, for speculative streams)
+            wake = min(wake, next_scan_ns)
+            if next_status_ns is not None:
+                wake = min(wake, next_status_ns)
+            if end_ns is not None:
+                wake = min(wake, end_ns)
+            timeout_ns = wake - monotonic_ns()
+            if timeout_ns <= 0:
+                continue
+            until_ns = min(next_scan_ns, now + poll_ns)
+            if next_status_ns is not None:
+                until_ns = min(until_ns, next_status_ns)
+            if end_ns is not None:
+                until_ns = min(until_ns, end_ns)
+            items = []
+            block_wait = -1
+            for st in self.streams.values():
+                schedule = st.schedule
+                jit = schedule.mode == JUST_IN_TIME
+                if not jit and len(block_waiters) == 1:
+                    block_wait = len(items)
+                items.append((st.tap, jit, schedule.handled_seq, schedule.lead_ns(budget) if jit else 0,
+                              0 if jit else (schedule.wake_ns or 0), st.period_ns, schedule.stale_ns,
+                              schedule.config.max_chain_blocks))
+            stats.sleeps += 1
+            stats.awake_ns += monotonic_ns() - woke_ns
+            if items:  # sleeps in C++ (GIL released), waking only when a stream needs a decision
+                _core.wait_for_decision(items, until_ns, window_ns, block_wait)
+            else:
+                time.sleep(max(0, until_ns - monotonic_ns()) / 1e9)
+            woke_ns = monotonic_ns()
+
+    def status_lines(self) -> list[str]:
+        """The totals line, then one line per stream."""
+        lines = [self.stats.status_line(self.streams.values())]
+        lines += ["  " + st.status_line() for st in self.streams.values()]
+        return lines

@@ -1,0 +1,310 @@
+"""When to predict which block of one stream: the deadline logic, without any I/O.
+
+A :class:`StreamSchedule` is told what happens to its stream (:meth:`~StreamSchedule.on_block`:
+a block arrived; :meth:`~StreamSchedule.on_clock`: the producer's play-out clock) and answers two
+questions: *which block must be predicted now, and by when must it be posted*
+(:meth:`~StreamSchedule.next_action`), and *when to ask again* (:attr:`~StreamSchedule.wake_ns`).
+It works in one of two modes, chosen per stream from what it measures:
+
+**just-in-time** (the producer writes a play-out clock and blocks arrive with headroom)
+    Block ``s`` is due at ``due(s) = clock_at + (s - clock_seq) * period``. Received blocks
+    arrive ``slack = due - arrival`` ahead of their play-out; the schedule keeps the recent
+    slacks and their low percentile ``slack_low``. A block that has not arrived
+    ``slack_low - tolerance`` before it is due is later than nearly every block before it: it is
+    presumed lost and predicted *then* – at ``decide(s) = due(s) - max(slack_low - tolerance,
+    inference_budget + post_margin)`` – and posted by ``due(s) - post_margin``. Nothing is
+    predicted while every block arrives: the idle cost is one check per wake-up. Bursts chain by
+    themselves: the block after a predicted one gets its own decision one period later, from a
+    context that ends with the guess (or with the real block, if it came late after all).
+
+**speculative** (no clock, a stale clock, or blocks that arrive just before they are due)
+    A loss cannot be told from a block that is merely not there yet, so after every block that
+    advances the newest seq ``n``, ``n + 1`` is predicted at once (deadline: ``due(n + 1) -
+    post_margin``, or without a clock ``arrival(n) + deadline``). If ``n + 1`` has not arrived
+    ``chain_slack`` after it was expected, it is presumed lost and ``n + 2`` is predicted from the
+    guess, and so on up to ``max_chain`` blocks.
+
+The mode is re-evaluated every ``reevaluate_blocks`` received blocks (and at once when the clock
+goes stale): just-in-time needs a fresh clock, ``min_samples`` slacks, and ``slack_low -
+tolerance >= inference_budget + post_margin``. All times are ``CLOCK_MONOTONIC`` nanoseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+JUST_IN_TIME = "just-in-time"
+SPECULATIVE = "speculative"
+
+
+@dataclass(frozen=True)
+class Action:
+    """Predict block ``seq`` (and the cross-fade block after it) and post it by ``deadline_ns``.
+
+    ``chained``: the block before ``seq`` is not a received one (our guess or silence fills the
+    context). ``origin_ns``: for speculative predictions the arrival of the block they follow
+    (end-to-end latency is measured from it); 0 for just-in-time ones.
+    """
+
+    seq: int
+    deadline_ns: int
+    chained: bool
+    origin_ns: int = 0
+
+
+@dataclass
+class ScheduleConfig:
+    """Timing rules of :class:`StreamSchedule` (all optional).
+
+    Attributes
+    ----------
+    post_margin_us : float
+        A replacement must be posted this long before its block is due (the producer's pull,
+        wake-up jitter). Default 200 µs.
+    tolerance_fraction : float
+        How much later than ``slack_low`` (fraction of a period) a block may arrive before it is
+        presumed lost. Default 0.15.
+    stale_clock_periods : float
+        A clock older than this many periods is stale (the producer stopped pulling). Default 4.
+    slack_percentile : float
+        Which low percentile of the recent slacks is ``slack_low``. Default 1.
+    window_blocks : int
+        Recent slacks kept. Default 512 (1.4 s at 128 / 48k).
+    min_samples : int
+        Slacks needed before just-in-time is considered. Default 32.
+    reevaluate_blocks : int
+        Re-evaluate the mode after this many received blocks. Default 32.
+    deadline_us : float | None
+        Without a clock: post within this long after the previous block arrived (default: one
+        period).
+    max_chain_blocks : int
+        Longest speculative chain through a burst. Default 8.
+    chain_slack_fraction : float
+        Speculative: how long past its expected arrival (fraction of a period) a block is awaited
+        before it is presumed lost. Default 0.25.
+    force_mode : str | None
+        ``"just-in-time"`` or ``"speculative"`` to disable the automatic choice (just-in-time
+        still needs a fresh clock).
+    """
+
+    post_margin_us: float = 200.0
+    tolerance_fraction: float = 0.15
+    stale_clock_periods: float = 4.0
+    slack_percentile: float = 1.0
+    window_blocks: int = 512
+    min_samples: int = 32
+    reevaluate_blocks: int = 32
+    deadline_us: float | None = None
+    max_chain_blocks: int = 8
+    chain_slack_fraction: float = 0.25
+    force_mode: str | None = None
+
+
+class StreamSchedule:
+    """The deadline logic of one stream (see the module docstring).
+
+    Parameters
+    ----------
+    period_ns:
+        One block period (``frames / rate``).
+    config:
+        :class:`ScheduleConfig`.
+    """
+
+    def __init__(self, period_ns: int, config: ScheduleConfig | None = None):
+        cfg = config or ScheduleConfig()
+        if cfg.force_mode not in (None, JUST_IN_TIME, SPECULATIVE):
+            raise ValueError(f"force_mode must be {JUST_IN_TIME!r}, {SPECULATIVE!r} or None, got {cfg.force_mode!r}")
+        self.config = cfg
+        self.period_ns = int(period_ns)
+        self.post_margin_ns = int(cfg.post_margin_us * 1000)
+        self.tolerance_ns = int(cfg.tolerance_fraction * self.period_ns)
+        self.stale_ns = int(cfg.stale_clock_periods * self.period_ns)
+        self.deadline_ns = int(cfg.deadline_us * 1000) if cfg.deadline_us else self.period_ns
+        self.chain_slack_ns = int(cfg.chain_slack_fraction * self.period_ns)
+        self.mode = SPECULATIVE
+        self.mode_switches = 0
+        # play-out clock
+        self.clock_seq = -1
+        self.clock_at_ns = 0
+        self.clock_queued = 0
+        self.clock_jumps = 0
+        # arrivals
+        self.newest_seq = -1
+        self.newest_arrival_ns = 0
+        self.slacks = np.zeros(max(8, cfg.window_blocks), np.int64)
+        self._slack_n = 0
+        self._since_eval = 0
+        self.slack_low_ns: int | None = None
+        # decisions
+        self.handled_seq = -1  #: highest seq decided (predicted, or given up as too late)
+        self._pending: int | None = None  # speculative: newest + 1 to predict now
+        self._pending_origin = 0
+        self._chain_depth = 0
+        self.shared_early_ns: int | None = None  #: see :meth:`lead_ns`
+        self.wake_ns: int | None = None  #: when :meth:`next_action` wants to be asked again (None: on the next block)
+
+    # --- what happened --------------------------------------------------------------------------
+
+    def clock_fresh(self, now_ns: int) -> bool:
+        return self.clock_seq >= 0 and now_ns - self.clock_at_ns <= self.stale_ns
+
+    def due_ns(self, seq: int) -> int:
+        """When block ``seq`` will be played, from the newest clock reading (needs a clock)."""
+        return self.clock_at_ns + (seq - self.clock_seq) * self.period_ns
+
+    def on_clock(self, seq: int, at_ns: int, queued_blocks: int) -> None:
+        """A play-out clock reading: ``seq`` was played at ``at_ns`` with ``queued_blocks`` later ones
+        received. A seq that moves backwards or leaps (the producer restarted its numbering, or
+        resynchronised) is a clock jump: decisions restart from the new position."""
+        seq, at_ns = int(seq), int(at_ns)
+        if seq == self.clock_seq and at_ns == self.clock_at_ns:
+            return
+        if self.clock_seq >= 0:
+            expected = self.clock_seq + max(0, round((at_ns - self.clock_at_ns) / self.period_ns))
+            if seq < self.clock_seq or abs(seq - expected) > 64:
+                self.clock_jumps += 1
+                self.handled_seq = seq
+                self._slack_n = 0
+                self.slack_low_ns = None
+                if self.mode == JUST_IN_TIME:
+                    self._set_mode(SPECULATIVE)
+        self.clock_seq, self.clock_at_ns, self.clock_queued = seq, at_ns, int(queued_blocks)
+        if self.handled_seq < seq:
+            self.handled_seq = seq  # played already: nothing up to it can be replaced any more
+
+    def on_block(self, seq: int, arrival_ns: int, now_ns: int) -> bool:
+        """A received block. Returns whether it advanced the newest seq."""
+        seq, arrival_ns = int(seq), int(arrival_ns)
+        if self.clock_fresh(now_ns) and seq > self.clock_seq - 64:
+            self.slacks[self._slack_n % self.slacks.shape[0]] = self.due_ns(seq) - arrival_ns
+            self._slack_n += 1
+        advanced = seq > self.newest_seq
+        if advanced:
+            self.newest_seq, self.newest_arrival_ns = seq, arrival_ns
+            self._chain_depth = 0
+            self._pending, self._pending_origin = seq + 1, arrival_ns
+        self._since_eval += 1
+        return advanced
+
+    def on_blocks(self, blocks: int, newest_seq: int, newest_arrival_ns: int, slacks_recorded: int) -> bool:
+        """Several received blocks at once, whose slacks a :class:`~nextblock._core.StreamTap` wrote
+        into :attr:`slacks` already. Returns whether they advanced the newest seq."""
+        self._slack_n += slacks_recorded
+        self._since_eval += blocks
+        if newest_seq > self.newest_seq:
+            self.newest_seq, self.newest_arrival_ns = newest_seq, newest_arrival_ns
+            self._chain_depth = 0
+            self._pending, self._pending_origin = newest_seq + 1, newest_arrival_ns
+            return True
+        return False
+
+    # --- the mode -------------------------------------------------------------------------------
+
+    def _set_mode(self, mode: str) -> None:
+        if mode != self.mode:
+            self.mode = mode
+            self.mode_switches += 1
+            if mode == JUST_IN_TIME:
+                self.handled_seq = max(self.handled_seq, self.newest_seq)
+            self._pending = None
+
+    def update_mode(self, now_ns: int, budget_ns: int) -> str:
+        """Choose the mode (cheap unless ``reevaluate_blocks`` blocks came since the last time).
+        ``budget_ns``: what a prediction may take (recent inference peak)."""
+        cfg = self.config
+        if not self.clock_fresh(now_ns):
+            self._set_mode(SPECULATIVE)
+            return self.mode
+        if self._since_eval < cfg.reevaluate_blocks and self.slack_low_ns is not None:
+            return self.mode
+        self._since_eval = 0
+        n = min(self._slack_n, self.slacks.shape[0])
+        if n < cfg.min_samples:
+            self.slack_low_ns = None
+            self._set_mode(SPECULATIVE if cfg.force_mode != JUST_IN_TIME else JUST_IN_TIME)
+            return self.mode
+        self.slack_low_ns = int(np.percentile(self.slacks[:n], cfg.slack_percentile))
+        if cfg.force_mode is not None:
+            self._set_mode(cfg.force_mode)
+        else:
+            room = self.slack_low_ns - self.tolerance_ns
+            self._set_mode(JUST_IN_TIME if room >= budget_ns + self.post_margin_ns else SPECULATIVE)
+        return self.mode
+
+    # --- the decision ---------------------------------------------------------------------------
+
+    def next_action(self, now_ns: int, received: Callable[[int], bool], budget_ns: int) -> Action | None:
+        """The prediction to make now, or ``None`` (then :attr:`wake_ns` says when to ask again;
+        ``None`` there means: at the next block). ``received(seq)`` tells whether block ``seq`` is
+        here. Call :meth:`done` with the action's seq once it was posted or given up."""
+        if self.mode == JUST_IN_TIME and self.clock_fresh(now_ns):
+            return self._next_just_in_time(now_ns, received, budget_ns)
+        return self._next_speculative(now_ns, received)
+
+    def early_lead_ns(self) -> int:
+        """Just-in-time: how long before its due time a block is overdue (``slack_low - tolerance``)."""
+        return (self.slack_low_ns or 0) - self.tolerance_ns
+
+    def lead_ns(self, budget_ns: int) -> int:
+        """Just-in-time: how long before its due time a missing block is decided. With
+        :attr:`shared_early_ns` set (by a loop serving several streams: the smallest early lead of
+        its just-in-time streams), every stream decides at the same lead, so that the decisions for
+        one audio callback fall together and share a model call."""
+        early = self.early_lead_ns() if self.shared_early_ns is None else min(self.shared_early_ns, self.early_lead_ns())
+        return max(early, budget_ns + self.post_margin_ns)
+
+    def _next_just_in_time(self, now_ns: int, received, budget_ns: int) -> Action | None:
+        s = self.handled_seq + 1
+        while s <= self.newest_seq and received(s):
+            s += 1
+        self.handled_seq = s - 1
+        due = self.due_ns(s)
+        decide = due - self.lead_ns(budget_ns)
+        if s > self.newest_seq + self.config.max_chain_blocks:
+            # a long outage: beyond the longest chain the guesses would drift; JackTrip's fallback plays
+            if now_ns >= decide:
+                self.handled_seq = s
+                decide += self.period_ns
+            self.wake_ns = decide
+            return None
+        if now_ns < decide:
+            self.wake_ns = decide
+            return None
+        self.wake_ns = now_ns
+        return Action(s, due - self.post_margin_ns, chained=not received(s - 1))
+
+    def _next_speculative(self, now_ns: int, received) -> Action | None:
+        clock = self.clock_fresh(now_ns)
+        if self._pending is not None:
+            target, origin = self._pending, self._pending_origin
+            self._pending = None
+            if target > self.handled_seq:
+                deadline = self.due_ns(target) - self.post_margin_ns if clock else origin + self.deadline_ns
+                self.wake_ns = now_ns
+                return Action(target, deadline, chained=False, origin_ns=origin)
+        self.wake_ns = None
+        if self.newest_seq < 0 or self._chain_depth >= self.config.max_chain_blocks:
+            return None
+        depth = self._chain_depth + 1
+        fire = self.newest_arrival_ns + depth * self.period_ns + self.chain_slack_ns
+        if now_ns < fire:
+            self.wake_ns = fire
+            return None
+        self._chain_depth = depth
+        target = self.newest_seq + 1 + depth
+        origin = self.newest_arrival_ns + depth * self.period_ns
+        if received(target - 1) or target <= self.handled_seq:
+            self.wake_ns = now_ns  # the expected block came after all (or is played): nothing to chain
+            return None
+        deadline = self.due_ns(target) - self.post_margin_ns if clock else origin + self.deadline_ns
+        self.wake_ns = now_ns
+        return Action(target, deadline, chained=True, origin_ns=origin)
+
+    def done(self, seq: int) -> None:
+        """``seq`` was decided (posted, late, or skipped): do not decide it again."""
+        if seq > self.handled_seq and self.mode == JUST_IN_TIME:
+            self.handled_seq = seq

@@ -1,0 +1,249 @@
+"""One attached stream of the live predictor: its segment, its context, its schedule, its counts.
+
+:class:`ServedStream` is what :class:`~nextblock.runtime.hub.HubLoop` keeps per segment. It does
+the per-stream work between two model calls:
+
+* :meth:`~ServedStream.poll` – read the blocks that arrived (into the :class:`ContextRing` and
+  the :class:`StreamSchedule`), the producer's events (counted) and its play-out clock;
+* :meth:`~ServedStream.context` – the context for a seq (a view into the ring, no copy);
+* :meth:`~ServedStream.post` – check a prediction (:class:`SampleGuard`), clip it to [-1, 1]
+  (the producer refuses anything else), post it unless its deadline passed, and keep it in the
+  context as what was played.
+
+Nothing here runs the model; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .. import _core
+from ..capture import Consumer, EventKind, Outcome, monotonic_ns
+from .context import RECEIVED, ContextRing
+from .guard import SampleGuard
+from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
+from .stats import RuntimeStats
+
+log = logging.getLogger("nextblock.attach")
+
+
+class ServedStream:
+    """One segment served by the live predictor.
+
+    Parameters
+    ----------
+    consumer:
+        Attached with ``post_replacements=True``.
+    schedule_config:
+        Timing rules (:class:`ScheduleConfig`).
+    context_samples:
+        The model's context per channel (sizes the guard's scratch; the ring holds 64 blocks).
+    ring_slots:
+        Blocks of context kept per channel.
+    """
+
+    def __init__(self, consumer: Consumer, schedule_config: ScheduleConfig, context_samples: int, ring_slots: int = 64,
+                 channels: tuple[int, ...] | None = None):
+        self.consumer = consumer
+        self.name = consumer.name
+        self.channels = consumer.channels
+        self.frames = consumer.frames_per_block
+        self.sample_rate_hz = consumer.sample_rate_hz
+        self.period_ns = round(1e9 * self.frames / self.sample_rate_hz)
+        self.identity = {
+            "segment": consumer.name,
+            "name": consumer.stream_name or consumer.peer_address or consumer.name.lstrip("/"),
+            "peer": consumer.peer_address,
+            "local_port": consumer.local_port,
+            "frames_per_block": self.frames,
+            "sample_rate_hz": self.sample_rate_hz,
+            "channels": self.channels,
+            "producer_pid": consumer.producer_pid,
+        }
+        self.created_unix_ns = consumer.geometry.get("created_unix_ns")
+        self.ring = ContextRing(self.channels, self.frames, ring_slots)
+        self.schedule = StreamSchedule(self.period_ns, schedule_config)
+        self.stats = RuntimeStats()
+        if channels is None:
+            self.predicted = np.arange(self.channels)
+        else:
+            bad = [c for c in channels if not 0 <= c < self.channels]
+            if bad:
+                raise ValueError(f"channel(s) {bad} do not exist: {consumer.name} has channels 0..{self.channels - 1}")
+            self.predicted = np.array(sorted(set(channels)), np.intp)
+        self.rows = len(self.predicted)  #: rows this stream adds to a batch
+        self.all_predicted = self.rows == self.channels
+        self.repeated = np.array([c for c in range(self.channels) if c not in set(self.predicted.tolist())], np.intp)
+        self.guard = SampleGuard(self.rows, self.frames, context_samples)
+        self._replacement = np.zeros((2, self.frames, self.channels), np.float32)  # [block][frame][channel]
+        self._played_cf = np.zeros((self.channels, self.frames), np.float32)
+        self._source = self.ring.source_of_slot
+        self._seq_of = self.ring.seq_of_slot
+        self._mask = self.ring.slots - 1
+        first = max(0, consumer.blocks_written - self.ring.slots)  # enough history for a first context
+        self.tap = _core.StreamTap(consumer._c, self.ring.samples, self.ring.seq_of_slot, self.ring.source_of_slot,
+                                    self.schedule.slacks, first)
+        # a stream that started moments ago (a client joining): count its events from its start
+        created = consumer.geometry.get("created_unix_ns") or 0
+        young = 0 < time.time_ns() - created < 5_000_000_000
+        self.events_seen = 0 if young else consumer.events_written
+        self.last_block_ns = monotonic_ns()
+        self.attached_ns = self.last_block_ns
+        self.blocks_just_in_time = 0
+        self.left_ns: int | None = None
+        self.left_reason = ""
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def received(self, seq: int) -> bool:
+        """Whether the real block ``seq`` is in the context ring."""
+        slot = seq & self._mask
+        return self._seq_of[slot] == seq and self._source[slot] == RECEIVED
+
+    @property
+    def count(self) -> int:
+        """Index of the next block to read from the segment (blocks published so far, once read)."""
+        return self.tap.next_index
+
+    def poll(self, now_ns: int) -> bool:
+        """Read new blocks (into the ring, in C++: one call, GIL released), events and the play-out
+        clock. Returns whether a block arrived."""
+        stats, schedule = self.stats, self.schedule
+        blocks, skipped, newest, arrival, slacks, clock = self.tap.poll(now_ns, self.period_ns, schedule.stale_ns, 64)
+        if clock is not None:
+            jumps = schedule.clock_jumps
+            schedule.on_clock(*clock)
+            if schedule.clock_jumps != jumps:
+                self.tap.reset_slacks()
+                slacks = 0
+        if skipped:
+            stats.blocks_skipped += skipped
+        if blocks:
+            if stats.blocks == 0:
+                stats.mark_streaming()
+            stats.blocks += blocks
+            if schedule.mode == JUST_IN_TIME:
+                self.blocks_just_in_time += blocks
+            schedule.on_blocks(blocks, newest, arrival, slacks)
+            self.last_block_ns = now_ns
+        if self.consumer.events_written > self.events_seen:
+            self._read_events()
+        return blocks > 0
+
+    def _read_events(self) -> None:
+        events, skipped = self.consumer.read_events(self.events_seen, 1024)
+        stats = self.stats
+        next_index = self.events_seen + skipped
+        for e in events:
+            next_index = e.index + 1
+            if e.is_concealment:  # an UNDERRUN, or the Regulator's SKIP glitch
+                stats.underruns += 1
+                if e.outcome == Outcome.REPLACEMENT:
+                    stats.replacements_used += 1
+                elif e.outcome == Outcome.FALLBACK:
+                    stats.fallbacks += 1
+                elif e.outcome == Outcome.REFUSED:
+                    stats.refused += 1
+            elif e.kind == EventKind.CONSUMER_LOST:
+                log.warning("%s: the producer lost this consumer at seq %d (too slow or stalled)", self.name, e.seq)
+        if skipped:
+            log.warning("%s: %d events were overwritten before they were read", self.name, skipped)
+        self.events_seen = max(next_index, self.events_seen)
+
+    # --- predicting ------------------------------------------------------------------------------
+
+    def context_into(self, seq: int, out: np.ndarray) -> None:
+        """Copy the context before block ``seq`` of the predicted channels into ``out``
+        ``(rows, context_samples)``."""
+        view = self.ring.context_for(seq, out.shape[1])
+        if self.all_predicted:
+            np.copyto(out, view)
+        else:
+            np.take(view, self.predicted, axis=0, out=out)
+
+    def post(self, action: Action, prediction: np.ndarray, context: np.ndarray) -> bool:
+        """Check, clip and post ``prediction`` ``(rows, 2, frames)`` (modified in place) for
+        ``action.seq`` unless its deadline passed; keep it as the context for that seq either way.
+        Returns whether it was posted in time."""
+        stats = self.stats
+        if not self.guard.check(prediction, context):
+            stats.rejected_nonfinite = self.guard.rejected_nonfinite
+            return False
+        stats.limited = self.guard.limited
+        replacement = self._replacement
+        if self.all_predicted:
+            np.copyto(replacement, prediction.transpose(1, 2, 0))
+        else:  # the other channels repeat their newest block
+            for i, ch in enumerate(self.predicted):
+                replacement[:, :, ch] = prediction[i]
+            newest = self.ring.block(action.seq - 1)
+            for ch in self.repeated:
+                replacement[0, :, ch] = 0.0 if newest is None else newest[ch]
+                replacement[1, :, ch] = replacement[0, :, ch]
+        # the producer refuses a whole replacement with any sample outside [-1, 1] (or non-finite)
+        np.clip(replacement, -1.0, 1.0, out=replacement)
+        np.copyto(self._played_cf, replacement[0].T)
+        self.ring.put_predicted(action.seq, self._played_cf)
+        now = monotonic_ns()
+        if now > action.deadline_ns:
+            stats.record_miss(now)
+            stats.late += 1
+            return False
+        self.consumer.post_replacement(action.seq, replacement)
+        posted = monotonic_ns()
+        stats.posts += 1
+        if action.chained:
+            stats.chained_posts += 1
+        elif action.origin_ns:
+            stats.e2e_us.record((posted - action.origin_ns) / 1000.0)
+        if posted > action.deadline_ns:  # visible too late to be useful: still a miss
+            stats.record_miss(posted)
+            stats.late += 1
+        return True
+
+    def skip(self, now_ns: int) -> None:
+        """A prediction not started because its deadline was too close (overload)."""
+        self.stats.record_miss(now_ns)
+        self.stats.overload_skips += 1
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """This stream's identity, mode and counts (one entry of ``streams`` in the final JSON)."""
+        d = dict(self.identity)
+        counts = self.stats.to_dict()
+        for key in ("infer_us_median", "infer_us_p99", "infer_us_max", "cpu_share"):
+            counts.pop(key, None)  # process-wide: in the totals
+        d.update(counts)
+        s = self.schedule
+        jit_share = self.blocks_just_in_time / self.stats.blocks if self.stats.blocks else 0.0
+        d.update(
+            mode=JUST_IN_TIME if jit_share >= 0.5 else SPECULATIVE,  # the mode most blocks were served in
+            mode_now=s.mode,
+            just_in_time_share=jit_share,
+            mode_switches=s.mode_switches,
+            clock_jumps=s.clock_jumps,
+            slack_low_us=None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
+            attached_s=((self.left_ns or monotonic_ns()) - self.attached_ns) / 1e9,
+            left=self.left_ns is not None,
+            left_reason=self.left_reason,
+        )
+        return d
+
+    def status_line(self) -> str:
+        st = self.stats
+        share = st.replacement_share()
+        return (
+            f"{self.identity['name']:<22} {self.schedule.mode:<12} blocks={st.blocks} underruns={st.underruns} "
+            f"replaced={st.replacements_used}{'' if share is None else f' ({100 * share:.1f}%)'} "
+            f"fallback={st.fallbacks} late={st.late} skipped={st.overload_skips} predictions={st.predictions}"
+        )
+
+    def close(self, reason: str) -> None:
+        if self.left_ns is None:
+            self.left_ns = monotonic_ns()
+            self.left_reason = reason
+        self.consumer.close()

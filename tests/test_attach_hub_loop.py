@@ -1,0 +1,61 @@
+"""HubLoop in-process: streams of one process served together; a client that cannot be served is
+refused without stopping the others; the final JSON's shape."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from nextblock.capture import Producer, segment_name_for_stream
+from nextblock.runtime import HubConfig, HubLoop, HubStats, RepeatPredictor
+from nextblock.runtime.discovery import ProcessStreams
+
+PERIOD_S = 128 / 48000
+
+
+def test_a_client_with_another_block_size_is_refused_and_the_others_keep_being_served(caplog):
+    pid = os.getpid()
+    stop = threading.Event()
+    stats = HubStats()
+    with Producer(segment_name_for_stream(pid, 61002), 48000, 128, 2, stream_name="good", peer_address="10.0.0.1:1") as good:
+        loop = HubLoop(ProcessStreams(pid), RepeatPredictor(128, 48000), HubConfig(scan_interval_s=0.05, initial_budget_us=100),
+                       stats, stop=stop)
+        thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
+        block = np.full((128, 2), 0.1, np.float32)
+        seq = 0
+        with caplog.at_level(logging.ERROR, logger="nextblock.attach"):
+            thread.start()
+            deadline = time.monotonic() + 1.0
+            bad = None
+            try:
+                while time.monotonic() < deadline:
+                    good.publish_block(seq, block)
+                    good.note_playout(max(0, seq - 2), 1)
+                    seq += 1
+                    if seq == 60:
+                        bad = Producer(segment_name_for_stream(pid, 61003), 48000, 64, 2, stream_name="bad")
+                    time.sleep(PERIOD_S)
+                assert thread.is_alive(), "a refused client must not stop the loop"
+                assert [st.identity["name"] for st in loop.streams.values()] == ["good"]
+            finally:
+                stop.set()
+                thread.join(5)
+                if bad is not None:
+                    bad.close()
+        assert any("not serving" in r.getMessage() and "uses 64" in r.getMessage() for r in caplog.records)
+        assert sum("not serving" in r.getMessage() for r in caplog.records) == 1, "logged once"
+        loop.close()
+    d = stats.to_dict()
+    (s,) = d["streams"]
+    assert s["name"] == "good" and s["peer"] == "10.0.0.1:1" and s["local_port"] == 0 and s["blocks"] >= seq - 5
+    for key in ("name", "peer", "frames_per_block", "sample_rate_hz", "channels", "underruns", "replacements_used",
+                "fallbacks", "mode", "predictions", "deadline_miss_share"):
+        assert key in s, key
+    for key in ("blocks", "underruns", "replacements_used", "fallbacks", "cpu_share", "predictions_per_s", "batches",
+                "wakes_per_s", "streams_joined", "streams_left", "modes"):
+        assert key in d, key
+    assert d["streams_joined"] == 1 and d["streams_left"] == 1

@@ -1,0 +1,171 @@
+"""The deadline logic of one stream (nextblock.runtime.schedule), driven by a simulated clock.
+
+A simulated producer: block ``k`` arrives at ``k * P + jitter`` and is played at ``(k + H) * P``,
+where ``H`` is the headroom in blocks; the schedule sees the arrivals and the play-out clock and
+is asked at every step what to predict.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nextblock.runtime.schedule import JUST_IN_TIME, SPECULATIVE, ScheduleConfig, StreamSchedule
+
+P = 2_666_667  # ns, 128 frames at 48 kHz
+BUDGET = 500_000  # ns an inference is assumed to take
+
+
+class Sim:
+    """Feeds a StreamSchedule like the live loop does and records the actions it asks for."""
+
+    def __init__(self, headroom: int, lost=(), late_ns=None, config: ScheduleConfig | None = None, clock=True,
+                 arrival_offset_ns: int = 100_000):
+        self.s = StreamSchedule(P, config or ScheduleConfig(min_samples=32, reevaluate_blocks=16))
+        self.h = headroom
+        self.lost = set(lost)
+        self.late_ns = late_ns or {}
+        self.clock = clock
+        self.offset = arrival_offset_ns
+        self.received: set[int] = set()
+        self.actions = []  # (time, action)
+        self.now = 0
+
+    def arrival(self, k: int) -> int:
+        return k * P - self.offset + self.late_ns.get(k, 0)
+
+    def run(self, until_block: int, step_ns: int = 50_000) -> None:
+        events = []
+        for k in range(until_block + self.h + 2):
+            if k not in self.lost:
+                events.append((self.arrival(k), 0, k))
+            events.append(((k + self.h) * P, 1, k))
+        events.sort()
+        i = 0
+        t_end = (until_block + self.h) * P
+        while self.now <= t_end:
+            while i < len(events) and events[i][0] <= self.now:
+                t, kind, k = events[i]
+                if kind == 0:
+                    self.received.add(k)
+                    self.s.on_block(k, t, self.now)
+                elif self.clock:
+                    self.s.on_clock(k, t, sum(1 for j in self.received if j > k))
+                i += 1
+            self.s.update_mode(self.now, BUDGET)
+            while True:
+                action = self.s.next_action(self.now, self.received.__contains__, BUDGET)
+                if action is None:
+                    break
+                self.actions.append((self.now, action))
+                self.s.done(action.seq)
+            self.now += step_ns
+
+    def predicted(self, after_block: int = 0) -> list[int]:
+        return [a.seq for _, a in self.actions if a.seq >= after_block]
+
+
+def test_headroom_and_a_clock_choose_just_in_time_and_nothing_is_predicted_without_losses():
+    sim = Sim(headroom=2)
+    sim.run(200)
+    assert sim.s.mode == JUST_IN_TIME
+    assert sim.s.slack_low_ns is not None and sim.s.slack_low_ns > 2 * P - 200_000
+    # after the first evaluation nothing at all is predicted: every block arrives
+    assert sim.predicted(after_block=60) == []
+
+
+@pytest.mark.parametrize("headroom,clock", [(0, True), (2, False)])
+def test_no_headroom_or_no_clock_means_speculative_prediction_after_every_block(headroom, clock):
+    sim = Sim(headroom=headroom, clock=clock)
+    sim.run(120)
+    assert sim.s.mode == SPECULATIVE
+    # one prediction per received block, for the next seq
+    later = [a for _, a in sim.actions if a.seq > 60]
+    assert len(later) >= 55 and all(not a.chained for a in later)
+
+
+def test_a_lost_block_is_predicted_once_just_in_time_before_it_is_due():
+    sim = Sim(headroom=2, lost={150})
+    sim.run(200)
+    assert sim.s.mode == JUST_IN_TIME
+    jit = [(t, a) for t, a in sim.actions if a.seq >= 60]
+    assert [a.seq for _, a in jit] == [150]
+    t, action = jit[0]
+    due = (150 + 2) * P
+    assert action.deadline_ns == due - sim.s.post_margin_ns
+    # decided after the block was overdue (later than nearly all arrivals) and early enough for the model
+    assert sim.arrival(150) < t <= due - BUDGET - sim.s.post_margin_ns
+    assert not action.chained
+
+
+def test_a_burst_is_chained_block_by_block_each_from_the_previous_guess():
+    sim = Sim(headroom=2, lost={150, 151, 152})
+    sim.run(200)
+    jit = [(t, a) for t, a in sim.actions if a.seq >= 60]
+    assert [a.seq for _, a in jit] == [150, 151, 152]
+    assert [a.chained for _, a in jit] == [False, True, True]
+    times = [t for t, _ in jit]
+    assert all(abs((t2 - t1) - P) <= 100_000 for t1, t2 in zip(times, times[1:]))  # one decision per period
+
+
+def test_a_late_block_that_arrives_before_its_decision_is_not_predicted_and_a_later_one_is():
+    # without jitter every block arrives ~2 periods ahead: the tolerance is 0.15 period (400 us)
+    # 151 arrives 0.3 ms late: within the tolerance -> not predicted
+    # 170 arrives 4.9 ms late (still before it is due): after its decision -> predicted, and the
+    # real block wins at play-out
+    sim = Sim(headroom=2, late_ns={151: 300_000, 170: 4_900_000})
+    sim.run(200)
+    assert sim.predicted(after_block=60) == [170]
+    # 170 arrives 1.5 ms late: predicted, but it is there before 171's decision, so 171 (lost) is
+    # predicted from the real 170, not chained from the guess
+    sim2 = Sim(headroom=2, lost={171}, late_ns={170: 1_500_000})
+    sim2.run(200)
+    actions = {a.seq: a for _, a in sim2.actions if a.seq >= 60}
+    assert sorted(actions) == [170, 171] and not actions[171].chained
+
+
+def test_a_clock_jump_restarts_the_decisions_and_falls_back_to_speculative_until_remeasured():
+    s = StreamSchedule(P, ScheduleConfig(min_samples=8, reevaluate_blocks=4))
+    for k in range(40):
+        s.on_block(k, k * P, k * P)
+        s.on_clock(k - 2, k * P, 1)
+        s.update_mode(k * P, BUDGET)
+    assert s.mode == JUST_IN_TIME
+    s.on_clock(5, 40 * P, 1)  # the producer's numbering went back (a restart)
+    assert s.clock_jumps == 1 and s.mode == SPECULATIVE and s.handled_seq == 5 and s.slack_low_ns is None
+    s.on_clock(10_000, 41 * P, 1)  # and leapt forward
+    assert s.clock_jumps == 2 and s.handled_seq == 10_000
+
+
+def test_a_stale_clock_means_speculative():
+    s = StreamSchedule(P, ScheduleConfig(min_samples=8, reevaluate_blocks=4))
+    for k in range(40):
+        s.on_block(k, k * P, k * P)
+        s.on_clock(k - 2, k * P, 1)
+        s.update_mode(k * P, BUDGET)
+    assert s.mode == JUST_IN_TIME
+    assert s.update_mode(39 * P + 5 * P, BUDGET) == SPECULATIVE  # no pull for 5 periods
+
+
+def test_speculative_chains_through_a_burst_with_deadlines_from_the_clock():
+    sim = Sim(headroom=0, lost={100, 101})
+    sim.run(130)
+    assert sim.s.mode == SPECULATIVE
+    around = {a.seq: a for _, a in sim.actions if 99 <= a.seq <= 103}
+    assert sorted(around) == [99, 100, 101, 102, 103]
+    assert not around[100].chained and around[101].chained and around[102].chained and not around[103].chained
+    assert around[100].deadline_ns == 100 * P - sim.s.post_margin_ns
+
+
+def test_an_outage_longer_than_the_chain_limit_is_left_to_the_fallback():
+    sim = Sim(headroom=2, lost=set(range(150, 170)), config=ScheduleConfig(min_samples=32, reevaluate_blocks=16,
+                                                                           max_chain_blocks=4))
+    sim.run(200)
+    assert sim.predicted(after_block=60) == [150, 151, 152, 153]
+
+
+def test_forced_modes_and_bad_config():
+    sim = Sim(headroom=2, config=ScheduleConfig(min_samples=32, reevaluate_blocks=16, force_mode=SPECULATIVE))
+    sim.run(100)
+    assert sim.s.mode == SPECULATIVE
+    with pytest.raises(ValueError, match="force_mode"):
+        StreamSchedule(P, ScheduleConfig(force_mode="sometimes"))
