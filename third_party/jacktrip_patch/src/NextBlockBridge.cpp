@@ -322,9 +322,16 @@ void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t 
 
 void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
 {
-    if (seq >= 0)
-        mStream.load(std::memory_order_acquire)
-            ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
+    if (seq < 0)
+        return;
+    // A block that came late plays after its concealment, and the buffer's seqs step back for a
+    // while. The clock stays at the newest seq played instead: consumers then expect later blocks
+    // a little early, never late, and see no clock jump.
+    if (seq < mPlayoutSeq && mPlayoutSeq - seq <= nextblock::SeqUnwrapper::kMaxReorder)
+        seq = mPlayoutSeq;
+    mPlayoutSeq = seq;
+    mStream.load(std::memory_order_acquire)
+        ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
 }
 
 void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames,

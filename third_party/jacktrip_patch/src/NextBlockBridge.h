@@ -132,7 +132,7 @@ class NextBlockBridge
     /// The same for one frame (`frame` of the block, `bits` pointing at that frame).
     void crossfadeFrameFromReplacement(int frame, int8_t* bits) const;
     /// The play-out clock: block `seq` (real or concealed) plays now, `queuedBlocks` later
-    /// blocks are already received. Called at every pull.
+    /// blocks are already received. Called at every pull. Monotonic through short replays.
     void playout(int64_t seq, int64_t queuedBlocks);
 
    private:
@@ -171,6 +171,7 @@ class NextBlockBridge
     NextBlockLogRing mRxLog;
     // audio thread
     Stream* mAudioStream = nullptr;  // the stream of the last conceal() (replacement() reads it)
+    int64_t mPlayoutSeq  = -1;       // the newest seq the play-out clock reported
     uint64_t mRefused = 0;
     NextBlockLogRing mAudioLog;
     // log thread
