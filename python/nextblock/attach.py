@@ -166,7 +166,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         RepeatPredictor,
         RuntimeStats,
         Target,
-        check_stream_compatible,
+        choose_shipped_model,
+        fit_to_stream,
         load_model_predictor,
         serve,
         warm_up,
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         if args.predictor == "repeat" and (state["predictor"] is None or state["predictor"].frames_per_block != frames):
             state["predictor"] = RepeatPredictor(frames, rate, channels_hint=n_predicted)
         if args.model_dir and state["watcher"] is None:
-            factory = lambda path: load_model_predictor(path, args.threads)
+            factory = lambda path: fit_to_stream(load_model_predictor(path, args.threads), frames, rate)
             watcher = ModelWatcher(args.model_dir, factory, frames, rate, n_predicted, config.ring_slots * frames)
             published = watcher.load_current()
             if published is not None:
@@ -214,7 +215,16 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                 state["predictor"] = load_model_predictor(args.model, args.threads)
             watcher.start()
             state["watcher"] = watcher
-        check_stream_compatible(state["predictor"], frames, rate)
+        if args.predictor == "model" and args.model is None and not args.model_dir and "chosen" not in state:
+            # no --model: the shipped model that serves this block size and rate best
+            path, why = choose_shipped_model(frames, rate)
+            state["chosen"] = why
+            current = getattr(getattr(state["predictor"], "model", state["predictor"]), "model_path", None)
+            if current is None or os.fspath(current) != path:
+                state["predictor"] = load_model_predictor(path, args.threads)
+            log.info("chose %s", why)
+        state["predictor"] = fit_to_stream(state["predictor"], frames, rate)
+        stats.model_choice = state["predictor"].describe() if hasattr(state["predictor"], "describe") else ""
         if state["warm_channels"] != n_predicted:
             warm_up(state["predictor"], n_predicted)
             state["warm_channels"] = n_predicted

@@ -93,6 +93,12 @@ class BlockPredictor:
         return self.config.outputs_blocks
 
     @property
+    def horizon_samples(self) -> int:
+        """Samples one call predicts (``outputs_blocks · frames_per_block``, 256): the model works
+        on samples; :class:`~nextblock.model.stream.StreamPredictor` cuts any block size from it."""
+        return self.config.output_samples
+
+    @property
     def model_version(self) -> str:
         """The model's version string from its metadata."""
         return str(self.metadata["model_version"])
@@ -143,6 +149,11 @@ class BlockPredictor:
         if not np.all(np.isfinite(blocks)):
             blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
         return blocks
+
+    def predict_horizon(self, context: np.ndarray) -> np.ndarray:
+        """:meth:`predict` as one continuous segment: ``(channels, horizon_samples)`` float32."""
+        blocks = self.predict(context)
+        return blocks.reshape(blocks.shape[0], self.horizon_samples)
 
     def warm_up(self, calls: int = 8) -> None:
         """Run ``calls`` predictions on silence and noise (one channel) to settle caches."""

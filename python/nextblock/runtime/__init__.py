@@ -21,6 +21,8 @@ from .predictors import (
     Predictor,
     RepeatPredictor,
     check_stream_compatible,
+    choose_shipped_model,
+    fit_to_stream,
     load_model_predictor,
     warm_up,
 )
@@ -30,5 +32,5 @@ from .stats import LatencyHistogram, RuntimeStats
 __all__ = [
     "AttachError", "AttachLoop", "ContextRing", "IncompatibleModel", "LatencyHistogram", "LoopConfig", "ModelRejected",
     "ModelWatcher", "Predictor", "ProducerGone", "PublishedModel", "RepeatPredictor", "RuntimeStats", "SampleGuard",
-    "Target", "check_stream_compatible", "load_model_predictor", "open_consumer", "serve", "warm_up",
+    "Target", "check_stream_compatible", "choose_shipped_model", "fit_to_stream", "load_model_predictor", "open_consumer", "serve", "warm_up",
 ]

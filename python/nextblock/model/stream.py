@@ -1,0 +1,198 @@
+"""Serving any block size and sample rate with a model that predicts a fixed horizon.
+
+A NextBlock model predicts the next ``horizon_samples`` samples (256) of a channel from its last
+``context_samples`` (1024), whatever the stream's block size: it works on samples, not blocks.
+Models trained on audio resampled to several rates (metadata ``sample_rates_hz``) continue audio
+at any of those rates alike. :class:`StreamPredictor` wraps such a model for one stream
+(``frames_per_block``, ``sample_rate_hz``) and gives the live loop, the harness and the learner
+what they expect — the next two blocks, ``(channels, 2, frames_per_block)``:
+
+1. one model call when two blocks fit in the horizon (``2 · frames_per_block ≤ horizon``): the
+   first ``2 · frames_per_block`` samples of the prediction;
+2. otherwise the prediction is *chained*: appended to the context, which predicts the next
+   horizon, ``ceil(2 · frames_per_block / horizon)`` calls in all (2 at 256 frames, 8 at 1024).
+   The cost grows with the block, and so does the time a block lasts (see
+   :func:`latency_budget_us`).
+
+:func:`stream_support` says whether a model's metadata can serve a stream (and why not), and
+:func:`choose_model` picks, among model files, the one that serves it with the fewest calls.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the latency budget of one prediction at the reference configuration (p99, one channel, µs)
+REFERENCE_BUDGET_US = 250.0
+#: the reference configuration's block size in frames (at any rate: the model works on samples)
+REFERENCE_FRAMES = 128
+#: block sizes the stream adapter accepts
+MIN_FRAMES_PER_BLOCK = 16
+MAX_FRAMES_PER_BLOCK = 1024
+
+
+def latency_budget_us(frames_per_block: int) -> float:
+    """p99 budget of one two-block prediction of one channel, µs: 250 µs at 128 frames, scaled in
+    proportion to the block above it, never below 250 µs (the floor: a network call costs what it
+    costs; below 128 frames it is a larger share of the block period).
+
+    >>> [latency_budget_us(f) for f in (64, 128, 256, 1024)]
+    [250.0, 250.0, 500.0, 2000.0]
+    """
+    return REFERENCE_BUDGET_US * max(1.0, frames_per_block / REFERENCE_FRAMES)
+
+
+def model_sample_rates_hz(metadata: dict[str, Any]) -> tuple[int, ...]:
+    """The stream rates a model serves: metadata ``sample_rates_hz``, else its one ``sample_rate_hz``."""
+    rates = metadata.get("sample_rates_hz") or [metadata["sample_rate_hz"]]
+    return tuple(sorted(int(r) for r in rates))
+
+
+def model_horizon_samples(metadata: dict[str, Any]) -> int:
+    """Samples one model call predicts (``outputs_blocks · frames_per_block`` of its metadata)."""
+    return int(metadata.get("horizon_samples", int(metadata["outputs_blocks"]) * int(metadata["frames_per_block"])))
+
+
+def calls_per_prediction(horizon_samples: int, frames_per_block: int) -> int:
+    """Model calls for two blocks: ``ceil(2 · frames_per_block / horizon_samples)``."""
+    return max(1, math.ceil(2 * frames_per_block / horizon_samples))
+
+
+def stream_support(metadata: dict[str, Any], frames_per_block: int, sample_rate_hz: int) -> str | None:
+    """``None`` if a model with this metadata serves the stream, else a one-line reason.
+
+    A model whose metadata has no ``sample_rates_hz`` (before 3.0) serves only its own rate and
+    block size; a newer one any block of 16 to 1024 frames at any of its ``sample_rates_hz``.
+    """
+    rates = model_sample_rates_hz(metadata)
+    if int(sample_rate_hz) not in rates:
+        return (f"trained at {', '.join(map(str, rates))} Hz, the stream runs at {sample_rate_hz} Hz "
+                f"(run the JACK server at one of those rates or use a model trained for {sample_rate_hz} Hz)")
+    if "sample_rates_hz" not in metadata:
+        if int(frames_per_block) != int(metadata["frames_per_block"]):
+            return (f"predicts {metadata['frames_per_block']}-frame blocks only (a model from before 3.0), "
+                    f"the stream uses {frames_per_block}")
+        return None
+    if not MIN_FRAMES_PER_BLOCK <= int(frames_per_block) <= MAX_FRAMES_PER_BLOCK:
+        return f"serves blocks of {MIN_FRAMES_PER_BLOCK} to {MAX_FRAMES_PER_BLOCK} frames, the stream uses {frames_per_block}"
+    return None
+
+
+def choose_model(paths: list[str | os.PathLike], frames_per_block: int, sample_rate_hz: int) -> tuple[Path, str]:
+    """The model file that serves the stream best, and why it was chosen.
+
+    Among the files whose metadata serves the stream (:func:`stream_support`), the one that needs
+    the fewest model calls per prediction, then the one trained for this exact block size and
+    rate, then the first given. Returns ``(path, reason)``; raises ``ValueError`` listing every
+    file's reason when none serves it.
+    """
+    from .metadata import ModelFileError, read_metadata
+
+    ranked, refused = [], []
+    for order, path in enumerate(paths):
+        try:
+            metadata = read_metadata(path)
+        except (FileNotFoundError, ModelFileError) as err:
+            refused.append(f"{Path(path).name}: {err}")
+            continue
+        reason = stream_support(metadata, frames_per_block, sample_rate_hz)
+        if reason is not None:
+            refused.append(f"{Path(path).name}: {reason}")
+            continue
+        calls = calls_per_prediction(model_horizon_samples(metadata), frames_per_block)
+        exact = int(metadata["frames_per_block"]) == frames_per_block and int(metadata["sample_rate_hz"]) == sample_rate_hz
+        ranked.append((calls, not exact, order, Path(path), metadata))
+    if not ranked:
+        raise ValueError(f"no model serves {frames_per_block} frames at {sample_rate_hz} Hz: " + "; ".join(refused))
+    calls, _, _, path, metadata = min(ranked, key=lambda r: r[:3])
+    why = (f"{metadata.get('name', path.stem)} {metadata['model_version']} for {frames_per_block} frames at "
+           f"{sample_rate_hz} Hz: {calls} call(s) of {model_horizon_samples(metadata)} samples per prediction")
+    return path, why
+
+
+class StreamPredictor:
+    """A horizon model serving one stream's block size and rate (see the module docstring).
+
+    Parameters
+    ----------
+    model:
+        A :class:`~nextblock.model.runner.BlockPredictor` (or anything with ``metadata``,
+        ``context_samples``, ``horizon_samples``, ``model_version`` and
+        ``predict_horizon(context) -> (channels, horizon_samples)``).
+    frames_per_block, sample_rate_hz:
+        The stream's block size (frames) and rate (Hz).
+
+    Raises ``ValueError`` with the reason of :func:`stream_support` when the model cannot serve
+    the stream. Exposes the live loop's predictor interface
+    (:mod:`nextblock.runtime.predictors`): ``frames_per_block``, ``context_samples``,
+    ``sample_rate_hz``, ``model_version``, ``predict``.
+    """
+
+    def __init__(self, model, frames_per_block: int, sample_rate_hz: int):
+        reason = stream_support(model.metadata, frames_per_block, sample_rate_hz)
+        if reason is not None:
+            raise ValueError(f"model {getattr(model, 'name', '')} {model.model_version}: {reason}")
+        self.model = model
+        self.frames_per_block = int(frames_per_block)
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.context_samples = int(model.context_samples)
+        self.horizon_samples = int(model.horizon_samples)
+        #: model calls per :meth:`predict` (1 while two blocks fit in the horizon)
+        self.calls = calls_per_prediction(self.horizon_samples, self.frames_per_block)
+        self._work = np.zeros((1, self.context_samples + self.calls * self.horizon_samples), np.float32)
+
+    @property
+    def model_version(self) -> str:
+        """The wrapped model's version."""
+        return self.model.model_version
+
+    @property
+    def name(self) -> str:
+        """The wrapped model's name."""
+        return getattr(self.model, "name", "nextblock")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The wrapped model's metadata."""
+        return self.model.metadata
+
+    def describe(self) -> str:
+        """One line: which model serves which stream, with how many calls."""
+        return (f"{self.name} {self.model_version} for {self.frames_per_block} frames at {self.sample_rate_hz} Hz: "
+                f"{self.calls} call(s) of {self.horizon_samples} samples per prediction")
+
+    def predict(self, context: np.ndarray) -> np.ndarray:
+        """The next two blocks of every channel.
+
+        Parameters
+        ----------
+        context:
+            ``(channels, context_samples)`` float32, newest sample last (1-D: one channel).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(channels, 2, frames_per_block)`` float32 (a new array).
+        """
+        context = np.asarray(context, dtype=np.float32)
+        if context.ndim == 1:
+            context = context[None, :]
+        needed = 2 * self.frames_per_block
+        if self.calls == 1:
+            segment = self.model.predict_horizon(context)
+            return np.ascontiguousarray(segment[:, :needed]).reshape(context.shape[0], 2, self.frames_per_block)
+        channels = context.shape[0]
+        if self._work.shape[0] != channels:
+            self._work = np.zeros((channels, self._work.shape[1]), np.float32)
+        work, start = self._work, self.context_samples
+        work[:, :start] = context[:, -self.context_samples:]
+        for _ in range(self.calls):
+            work[:, start:start + self.horizon_samples] = self.model.predict_horizon(work[:, start - self.context_samples:start])
+            start += self.horizon_samples
+        out = work[:, self.context_samples:self.context_samples + needed]
+        return out.reshape(channels, 2, self.frames_per_block).copy()

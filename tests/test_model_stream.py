@@ -1,0 +1,111 @@
+"""Any block size and rate from a fixed-horizon model: cutting, chaining, support and choice."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nextblock.model import default_model_path
+from nextblock.model.metadata import embed_metadata, read_metadata
+from nextblock.model.stream import (
+    StreamPredictor,
+    calls_per_prediction,
+    choose_model,
+    latency_budget_us,
+    stream_support,
+)
+
+RATES = [32000, 44100, 48000, 88200, 96000]
+
+
+class SineContinuer:
+    """A stand-in model that continues one sinusoid exactly (the recursion
+    ``x[n] = 2 cos(w) x[n-1] - x[n-2]``), with a 256-sample horizon: what any correct cutting and
+    chaining of its output must reproduce is the true continuation."""
+
+    def __init__(self, w: float, horizon: int = 256, context: int = 1024):
+        self.w, self.horizon_samples, self.context_samples = w, horizon, context
+        self.model_version, self.name = "sine", "sine"
+        self.metadata = {"frames_per_block": 128, "outputs_blocks": 2, "sample_rate_hz": 48000,
+                         "sample_rates_hz": RATES, "model_version": "sine"}
+        self.calls = 0
+
+    def predict_horizon(self, context: np.ndarray) -> np.ndarray:
+        assert context.shape[1] == self.context_samples
+        self.calls += 1
+        out = np.zeros((context.shape[0], self.horizon_samples + 2))
+        out[:, 0], out[:, 1] = context[:, -2], context[:, -1]
+        for n in range(2, out.shape[1]):
+            out[:, n] = 2 * np.cos(self.w) * out[:, n - 1] - out[:, n - 2]
+        return out[:, 2:].astype(np.float32)
+
+
+@pytest.mark.parametrize("frames", [16, 32, 64, 120, 128, 240, 256, 320, 480, 512, 1024])
+def test_two_blocks_of_any_size_are_the_true_continuation(frames):
+    w = 2 * np.pi * 441 / 44100
+    n = np.arange(1024 + 2 * frames)
+    signal = np.stack([np.sin(w * n), 0.5 * np.cos(w * n)]).astype(np.float32)  # two channels
+    model = SineContinuer(w)
+    stream = StreamPredictor(model, frames, 44100)
+    out = stream.predict(signal[:, :1024])
+    assert out.shape == (2, 2, frames) and out.dtype == np.float32
+    np.testing.assert_allclose(out.reshape(2, -1), signal[:, 1024:], atol=2e-3)
+    assert model.calls == calls_per_prediction(256, frames) == max(1, -(-2 * frames // 256))
+    assert f"{frames} frames at 44100 Hz" in stream.describe()
+
+
+def test_a_model_before_3_0_serves_only_its_own_block_size_and_rate():
+    old = {"frames_per_block": 128, "outputs_blocks": 2, "sample_rate_hz": 48000, "model_version": "2.0.0"}
+    assert stream_support(old, 128, 48000) is None
+    assert "128-frame blocks only" in stream_support(old, 256, 48000)
+    assert "trained at 48000 Hz" in stream_support(old, 128, 44100)
+    new = dict(old, sample_rates_hz=RATES)
+    assert all(stream_support(new, f, r) is None for f in (16, 120, 1024) for r in RATES)
+    assert "16 to 1024" in stream_support(new, 2048, 48000)
+    assert "22050" in stream_support(new, 128, 22050)
+    with pytest.raises(ValueError, match="22050"):
+        StreamPredictor(SineContinuer(0.1), 128, 22050)
+
+
+def test_the_latency_budget_scales_with_the_block_above_128_frames():
+    assert [latency_budget_us(f) for f in (16, 128, 240, 1024)] == [250.0, 250.0, 468.75, 2000.0]
+
+
+def _with_metadata(tmp_path, file_stem, **changes):
+    source = default_model_path()
+    metadata = dict(read_metadata(source), **changes)
+    path = tmp_path / f"{file_stem}.tflite"
+    path.write_bytes(embed_metadata(source.read_bytes(), metadata))
+    return path
+
+
+def test_choose_model_takes_the_one_that_serves_the_stream_and_says_why(tmp_path):
+    exact = _with_metadata(tmp_path, "exact", name="exact", model_version="2.0.0")
+    family = _with_metadata(tmp_path, "family", name="family", model_version="3.0.0", sample_rates_hz=RATES)
+    long = _with_metadata(tmp_path, "long", name="long", model_version="3.0.0", sample_rates_hz=RATES,
+                          horizon_samples=1024)
+    path, why = choose_model([exact, family], 128, 48000)
+    assert path == exact and "exact 2.0.0" in why and "1 call(s)" in why  # exact match wins a tie
+    path, why = choose_model([exact, family], 256, 44100)
+    assert path == family and "256 frames at 44100 Hz: 2 call(s)" in why
+    path, _ = choose_model([exact, family, long], 512, 48000)
+    assert path == long  # 1 call of 1024 samples beats 4 of 256
+    with pytest.raises(ValueError, match="no model serves 128 frames at 22050 Hz"):
+        choose_model([exact, family], 128, 22050)
+
+
+def test_the_runtime_fits_a_real_model_to_the_stream(tmp_path):
+    from nextblock.runtime.errors import IncompatibleModel
+    from nextblock.runtime.predictors import fit_to_stream, load_model_predictor
+
+    family = _with_metadata(tmp_path, "family", sample_rates_hz=RATES)
+    predictor = fit_to_stream(load_model_predictor(family), 240, 44100)
+    rng = np.random.default_rng(0)
+    out = predictor.predict((0.1 * rng.standard_normal((2, predictor.context_samples))).astype(np.float32))
+    assert out.shape == (2, 2, 240) and np.all(np.isfinite(out))
+    assert predictor.calls == 2 and fit_to_stream(predictor, 240, 44100) is predictor
+    with pytest.raises(IncompatibleModel, match="cannot serve this stream"):
+        fit_to_stream(load_model_predictor(default_model_path()), 240, 44100)
+    json.dumps(predictor.metadata)  # the metadata stays plain JSON
