@@ -140,6 +140,10 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
 
     if boundary_ramp_samples is None:
         boundary_ramp_samples = default_ramp_samples(features.lpc_order)
+    training = config.get("training", {})
+    # a model trained on several rates serves each of them, and any block size (nextblock.model.stream)
+    rates = sorted({int(r) for r in (training.get("train_rates_hz") or [])})
+    coverage = {"sample_rates_hz": rates, "horizon_samples": features.output_samples} if rates else {}
 
     return {
         "format": METADATA_FORMAT,
@@ -160,7 +164,10 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "architecture": config["architecture"],
         "parameters": parameters,
         "macs_per_channel": macs,
-        "training": {k: config.get("training", {}).get(k) for k in ("epochs", "batch_size", "learning_rate", "spectral_weight", "seed", "train_examples")},
+        **coverage,
+        "training": {k: training.get(k) for k in ("epochs", "batch_size", "learning_rate", "spectral_weight",
+                                                   "phase_weight", "spectral_fft_sizes", "train_rates_hz",
+                                                   "group_weight", "seed", "train_examples")},
         "training_result": config.get("result", {}),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
