@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nextblock.concealers import make_concealer
-from nextblock.concealers.ar import ARConcealer, ar_continuation, ar_history_samples
+from nextblock.concealers.ar import ARConcealer, ar_continuation, ar_history_samples, reference_ar_continuation
 from nextblock.concealers.burg import BurgConcealer
 from nextblock.evaluation.simulate import conceal_stream
 
@@ -40,8 +40,17 @@ def test_continues_a_harmonic_tone_far_better_than_jacktrips_burg():
     assert ar_snr > burg_snr + 10.0, (ar_snr, burg_snr)
 
 
+@pytest.mark.parametrize("order, history", [(128, 1280), (128, 768), (32, 200)])
+def test_the_cpp_burg_kernel_equals_librosa_and_scipy(order, history):
+    signal = _partials(history) + 0.05 * np.random.default_rng(1).standard_normal(history).astype(np.float32)
+    fast = ar_continuation(signal, order, 256)
+    reference = reference_ar_continuation(signal, order, 256)
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-5 * float(np.max(np.abs(reference))))
+
+
 def test_silent_or_broken_history_gives_silence():
     assert np.all(ar_continuation(np.zeros(1280), 128, 64) == 0.0)
+    assert np.all(reference_ar_continuation(np.zeros(1280), 128, 64) == 0.0)
     broken = _partials(1280)
     broken[7] = np.nan
     out = ar_continuation(broken, 128, 64)

@@ -155,6 +155,7 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "outputs_blocks": features.outputs_blocks,
         "window_fall_samples": features.window_fall_samples,
         "lpc_order": features.lpc_order,
+        "lpc_burg_samples": features.lpc_burg_samples,
         "boundary_ramp_samples": boundary_ramp_samples,
         "channels_layout": "mono, per channel",
         "input": f"features float32 [channels, {features.input_bins}, {SpectralCodec(features).feature_channels}]",

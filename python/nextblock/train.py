@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     feat.add_argument("--window-fall-samples", type=int, default=128, help="analysis window's fall (default %(default)s)")
     feat.add_argument("--lpc-order", type=int, default=32,
                       help="order of the linear-prediction guess the network corrects, 0 = none (default %(default)s)")
+    feat.add_argument("--lpc-burg-samples", type=int, default=0,
+                      help="fit the guess by Burg's method to the context's last N samples (0: autocorrelation of "
+                           "the windowed context; 3.0 models: --lpc-order 128 --lpc-burg-samples 768) (default %(default)s)")
     arch = p.add_argument_group("architecture")
     arch.add_argument("--width", type=int, default=32, help="trunk channels (default %(default)s)")
     arch.add_argument("--blocks", type=int, default=4, help="residual blocks (default %(default)s)")
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         features = FeatureConfig(args.frames_per_block, args.context_samples, args.sample_rate_hz, 2, args.window_fall_samples,
-                                 args.lpc_order)
+                                 args.lpc_order, args.lpc_burg_samples)
         arch = ArchitectureConfig(args.width, args.blocks, args.kernel_bins, args.filter_taps)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

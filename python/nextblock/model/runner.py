@@ -47,7 +47,7 @@ class BlockPredictor:
                 frames_per_block=md["frames_per_block"], context_samples=md["context_samples"],
                 sample_rate_hz=md["sample_rate_hz"], outputs_blocks=md["outputs_blocks"],
                 window_fall_samples=int(md.get("window_fall_samples", FeatureConfig.window_fall_samples)),
-                lpc_order=int(md.get("lpc_order", 0)))
+                lpc_order=int(md.get("lpc_order", 0)), lpc_burg_samples=int(md.get("lpc_burg_samples", 0)))
         except ValueError as err:
             raise ModelFileError(f"{self.model_path}: inconsistent metadata: {err}") from None
         self.codec = SpectralCodec(self.config)
