@@ -74,8 +74,11 @@ def test_the_latency_budget_scales_with_the_block_above_128_frames():
 
 
 def _with_metadata(tmp_path, file_stem, **changes):
+    """The shipped model's network with its metadata as a single-configuration model's (no
+    ``sample_rates_hz``/``horizon_samples``), then ``changes`` applied."""
     source = default_model_path()
-    metadata = dict(read_metadata(source), **changes)
+    metadata = {k: v for k, v in read_metadata(source).items() if k not in ("sample_rates_hz", "horizon_samples")}
+    metadata.update(changes)
     path = tmp_path / f"{file_stem}.tflite"
     path.write_bytes(embed_metadata(source.read_bytes(), metadata))
     return path
@@ -87,7 +90,8 @@ def test_choose_model_takes_the_one_that_serves_the_stream_and_says_why(tmp_path
     long = _with_metadata(tmp_path, "long", name="long", model_version="3.0.0", sample_rates_hz=RATES,
                           horizon_samples=1024)
     path, why = choose_model([exact, family], 128, 48000)
-    assert path == exact and "exact 2.0.0" in why and "1 call(s)" in why  # exact match wins a tie
+    assert path == exact and "exact 2.0.0" in why and "1 call(s)" in why  # a tie: the first listed wins
+    assert choose_model([family, exact], 128, 48000)[0] == family
     path, why = choose_model([exact, family], 256, 44100)
     assert path == family and "256 frames at 44100 Hz: 2 call(s)" in why
     path, _ = choose_model([exact, family, long], 512, 48000)
@@ -107,5 +111,5 @@ def test_the_runtime_fits_a_real_model_to_the_stream(tmp_path):
     assert out.shape == (2, 2, 240) and np.all(np.isfinite(out))
     assert predictor.calls == 2 and fit_to_stream(predictor, 240, 44100) is predictor
     with pytest.raises(IncompatibleModel, match="cannot serve this stream"):
-        fit_to_stream(load_model_predictor(default_model_path()), 240, 44100)
+        fit_to_stream(load_model_predictor(_with_metadata(tmp_path, "single")), 240, 44100)
     json.dumps(predictor.metadata)  # the metadata stays plain JSON

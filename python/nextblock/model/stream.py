@@ -73,7 +73,7 @@ def stream_support(metadata: dict[str, Any], frames_per_block: int, sample_rate_
     if int(sample_rate_hz) not in rates:
         return (f"trained at {', '.join(map(str, rates))} Hz, the stream runs at {sample_rate_hz} Hz "
                 f"(run the JACK server at one of those rates or use a model trained for {sample_rate_hz} Hz)")
-    if "sample_rates_hz" not in metadata:
+    if not metadata.get("sample_rates_hz"):
         if int(frames_per_block) != int(metadata["frames_per_block"]):
             return (f"predicts {metadata['frames_per_block']}-frame blocks only (a model from before 3.0), "
                     f"the stream uses {frames_per_block}")
@@ -87,8 +87,8 @@ def choose_model(paths: list[str | os.PathLike], frames_per_block: int, sample_r
     """The model file that serves the stream best, and why it was chosen.
 
     Among the files whose metadata serves the stream (:func:`stream_support`), the one that needs
-    the fewest model calls per prediction, then the one trained for this exact block size and
-    rate, then the first given. Returns ``(path, reason)``; raises ``ValueError`` listing every
+    the fewest model calls per prediction; among those, the first given (list the preferred model,
+    e.g. the default, first). Returns ``(path, reason)``; raises ``ValueError`` listing every
     file's reason when none serves it.
     """
     from .metadata import ModelFileError, read_metadata
@@ -105,11 +105,10 @@ def choose_model(paths: list[str | os.PathLike], frames_per_block: int, sample_r
             refused.append(f"{Path(path).name}: {reason}")
             continue
         calls = calls_per_prediction(model_horizon_samples(metadata), frames_per_block)
-        exact = int(metadata["frames_per_block"]) == frames_per_block and int(metadata["sample_rate_hz"]) == sample_rate_hz
-        ranked.append((calls, not exact, order, Path(path), metadata))
+        ranked.append((calls, order, Path(path), metadata))
     if not ranked:
         raise ValueError(f"no model serves {frames_per_block} frames at {sample_rate_hz} Hz: " + "; ".join(refused))
-    calls, _, _, path, metadata = min(ranked, key=lambda r: r[:3])
+    calls, _, path, metadata = min(ranked, key=lambda r: r[:2])
     why = (f"{metadata.get('name', path.stem)} {metadata['model_version']} for {frames_per_block} frames at "
            f"{sample_rate_hz} Hz: {calls} call(s) of {model_horizon_samples(metadata)} samples per prediction")
     return path, why
