@@ -239,3 +239,21 @@ def test_burg_guess_of_a_noiseless_tone_stops_at_the_order_it_needs():
     guess = burg_continuation(tone[None, :768], 128, 256)[0]
     future = tone[768:]
     assert 10 * np.log10(np.sum(future**2) / np.sum((future - guess) ** 2)) > 30.0  # 34.7 dB: float32 input
+
+
+def test_burg_guess_stays_finite_and_bounded_on_awkward_contexts():
+    """Onsets after silence, a lone click, a DC step, denormal-level noise and clipping: the
+    guess must stay finite and of the context's order of magnitude (a training run once met NaN
+    before the fit stopped at a vanishing error or a reflection coefficient of magnitude 1)."""
+    rng = np.random.default_rng(3)
+    contexts = np.zeros((6, 1024), np.float32)
+    contexts[0, 700:] = rng.standard_normal(324)
+    contexts[1, 1000] = 1.0
+    contexts[2, 512:] = 0.5
+    contexts[3] = 1e-20 * rng.standard_normal(1024)
+    contexts[4] = np.clip(3 * np.sin(np.arange(1024) / 7.0), -1, 1)
+    contexts[5, ::2] = 1.0
+    codec = SpectralCodec(FeatureConfig(lpc_order=128, lpc_burg_samples=768))
+    features, scale, guess = codec.encode_with_guess(contexts)
+    assert np.all(np.isfinite(features)) and np.all(np.isfinite(guess))
+    assert np.all(np.max(np.abs(guess), axis=1) <= 100 * np.max(np.abs(contexts), axis=1) + 1e-12)
