@@ -113,3 +113,23 @@ def test_the_runtime_fits_a_real_model_to_the_stream(tmp_path):
     with pytest.raises(IncompatibleModel, match="cannot serve this stream"):
         fit_to_stream(load_model_predictor(_with_metadata(tmp_path, "single")), 240, 44100)
     json.dumps(predictor.metadata)  # the metadata stays plain JSON
+
+
+@pytest.mark.parametrize("frames, calls_per_4_blocks", [(16, 1), (32, 2), (64, 4), (128, 4)])
+def test_short_blocks_reuse_a_prediction_while_the_stream_moves_on(frames, calls_per_4_blocks):
+    """With min_refresh_samples=64 the model runs once per 64 samples of stream below 64 frames,
+    and what is served is still the true continuation (the cached prediction, cut further on)."""
+    w = 2 * np.pi * 700 / 48000
+    n = np.arange(1024 + 64 * frames)
+    signal = np.sin(w * n).astype(np.float32)[None]
+    model = SineContinuer(w)
+    stream = StreamPredictor(model, frames, 48000, min_refresh_samples=64)
+    for block in range(4 * (64 // min(frames, 64))):
+        end = 1024 + block * frames
+        out = stream.predict(signal[:, end - 1024:end])
+        np.testing.assert_allclose(out.reshape(1, -1), signal[:, end:end + 2 * frames], atol=2e-3)
+    assert model.calls == stream.model_calls == 4 * (64 // min(frames, 64)) * calls_per_4_blocks // 4
+    # a context that is not the cached one moved on (a jump, another stream) is predicted afresh
+    before = model.calls
+    stream.predict(signal[:, 5:1029])
+    assert model.calls == before + 1

@@ -12,7 +12,14 @@ what they expect — the next two blocks, ``(channels, 2, frames_per_block)``:
 2. otherwise the prediction is *chained*: appended to the context, which predicts the next
    horizon, ``ceil(2 · frames_per_block / horizon)`` calls in all (2 at 256 frames, 8 at 1024).
    The cost grows with the block, and so does the time a block lasts (see
-   :func:`latency_budget_us`).
+   :func:`latency_budget_us`);
+3. with ``min_refresh_samples`` (the live runtime: 64), blocks shorter than that reuse the last
+   prediction: while the context handed in is the one that prediction was made from, moved on by
+   whole blocks, and fewer than ``min_refresh_samples`` new samples came in, the two blocks are
+   cut from it further on instead of calling the model again. At 16 frames the model then runs on
+   every 4th block: its cost stays that of a 64-frame stream (a 16-frame block lasts 167 µs at
+   96 kHz, less than one model call), at the price of predicting from up to 48 samples older
+   context. The harness (``NextBlockConcealer``) always predicts afresh.
 
 :func:`stream_support` says whether a model's metadata can serve a stream (and why not), and
 :func:`choose_model` picks, among model files, the one that serves it with the fewest calls.
@@ -125,6 +132,9 @@ class StreamPredictor:
         ``predict_horizon(context) -> (channels, horizon_samples)``).
     frames_per_block, sample_rate_hz:
         The stream's block size (frames) and rate (Hz).
+    min_refresh_samples:
+        Reuse a prediction until this many new samples have come in (0: predict on every call);
+        see the module docstring, step 3.
 
     Raises ``ValueError`` with the reason of :func:`stream_support` when the model cannot serve
     the stream. Exposes the live loop's predictor interface
@@ -132,7 +142,10 @@ class StreamPredictor:
     ``sample_rate_hz``, ``model_version``, ``predict``.
     """
 
-    def __init__(self, model, frames_per_block: int, sample_rate_hz: int):
+    #: samples of the context compared to recognise the context a cached prediction was made from
+    MATCH_SAMPLES = 32
+
+    def __init__(self, model, frames_per_block: int, sample_rate_hz: int, min_refresh_samples: int = 0):
         reason = stream_support(model.metadata, frames_per_block, sample_rate_hz)
         if reason is not None:
             raise ValueError(f"model {getattr(model, 'name', '')} {model.model_version}: {reason}")
@@ -144,6 +157,14 @@ class StreamPredictor:
         #: model calls per :meth:`predict` (1 while two blocks fit in the horizon)
         self.calls = calls_per_prediction(self.horizon_samples, self.frames_per_block)
         self._work = np.zeros((1, self.context_samples + self.calls * self.horizon_samples), np.float32)
+        #: reuse only while two blocks fit in the horizon and the block is shorter than the refresh
+        self.min_refresh_samples = int(min_refresh_samples) if self.calls == 1 else 0
+        self._cached: np.ndarray | None = None  # (channels, horizon) of the last model call
+        self._cached_tail: np.ndarray | None = None  # (channels, MATCH_SAMPLES): its context's end
+        self._cached_offset = 0  # samples of the stream since that call
+        #: model calls made and predictions served from a cached one (for the status line and tests)
+        self.model_calls = 0
+        self.reused = 0
 
     @property
     def model_version(self) -> str:
@@ -183,7 +204,15 @@ class StreamPredictor:
             context = context[None, :]
         needed = 2 * self.frames_per_block
         if self.calls == 1:
+            reused = self._reuse(context)
+            if reused is not None:
+                return reused
             segment = self.model.predict_horizon(context)
+            self.model_calls += 1
+            if self.min_refresh_samples:
+                self._cached = np.array(segment, dtype=np.float32)
+                self._cached_tail = context[:, -self.MATCH_SAMPLES:].copy()
+                self._cached_offset = 0
             return np.ascontiguousarray(segment[:, :needed]).reshape(context.shape[0], 2, self.frames_per_block)
         channels = context.shape[0]
         if self._work.shape[0] != channels:
@@ -193,5 +222,21 @@ class StreamPredictor:
         for _ in range(self.calls):
             work[:, start:start + self.horizon_samples] = self.model.predict_horizon(work[:, start - self.context_samples:start])
             start += self.horizon_samples
+        self.model_calls += self.calls
         out = work[:, self.context_samples:self.context_samples + needed]
         return out.reshape(channels, 2, self.frames_per_block).copy()
+
+    def _reuse(self, context: np.ndarray) -> np.ndarray | None:
+        """The two blocks cut further on from the cached prediction, or ``None`` (predict afresh)."""
+        if self._cached is None or self._cached.shape[0] != context.shape[0]:
+            return None
+        offset = self._cached_offset + self.frames_per_block
+        if offset >= self.min_refresh_samples or offset + 2 * self.frames_per_block > self.horizon_samples:
+            return None
+        end = context.shape[1] - offset
+        if end < self.MATCH_SAMPLES or not np.array_equal(context[:, end - self.MATCH_SAMPLES:end], self._cached_tail):
+            return None  # not the context the prediction was made from, moved on by one block
+        self._cached_offset = offset
+        self.reused += 1
+        segment = self._cached[:, offset:offset + 2 * self.frames_per_block]
+        return segment.reshape(context.shape[0], 2, self.frames_per_block).copy()

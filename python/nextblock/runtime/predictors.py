@@ -187,6 +187,11 @@ def load_model_predictor(path: str | os.PathLike | None, num_threads: int = 1) -
         raise IncompatibleModel(f"cannot load model {path}: {type(err).__name__}: {err}") from None
 
 
+#: live streams of blocks shorter than this reuse a prediction until this many samples came in
+#: (at 16 frames the model runs on every 4th block; ``nextblock.model.stream``, step 3)
+LIVE_MIN_REFRESH_SAMPLES = 64
+
+
 def shipped_models() -> list[str]:
     """Every shipped model file (``*.tflite`` next to the default model), the default first."""
     default = default_model_path()
@@ -236,7 +241,7 @@ def fit_to_stream(predictor: Predictor, frames_per_block: int, sample_rate_hz: i
     if isinstance(predictor, StreamPredictor) and (predictor.frames_per_block, predictor.sample_rate_hz) == (frames_per_block, sample_rate_hz):
         return predictor
     try:
-        return StreamPredictor(model, frames_per_block, sample_rate_hz)
+        return StreamPredictor(model, frames_per_block, sample_rate_hz, min_refresh_samples=LIVE_MIN_REFRESH_SAMPLES)
     except ValueError as err:
         raise IncompatibleModel(f"{what} cannot serve this stream: {err}") from None
 
