@@ -17,6 +17,8 @@
 # Usage: scripts/model_card_tables.sh            (about 25 min on the 2-core CI machine class)
 #   MODEL=models/other.tflite OUT=runs/other scripts/model_card_tables.sh
 #   SKIP_VISQOL=1 / SKIP_LATENCY=1 skip steps 3 / 4.
+#   PREVIOUS=FILE also scores an earlier model where it serves (48 kHz x 128), e.g. 2.0.0:
+#     git show a7817b0:models/nextblock-default.tflite > /tmp/v2.tflite; PREVIOUS=/tmp/v2.tflite ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
@@ -60,6 +62,11 @@ if [ -f "$FP16" ]; then
     --model "$FP16" --json "$OUT/fp16-48000-128.json" > "$OUT/fp16-48000-128.md"
 fi
 
+if [ -n "${PREVIOUS:-}" ]; then
+  nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
+    --model "$PREVIOUS" --json "$OUT/previous-48000-128.json" > "$OUT/previous-48000-128.md"
+fi
+
 # 3. ViSQOL on the subset
 if [ -z "${SKIP_VISQOL:-}" ]; then
   nice python -m nextblock.evaluate "$SUBSET" --by-folder "${LOSSES[@]}" --quiet \
@@ -83,7 +90,9 @@ python -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
   echo
   echo "## Held-out scores by category (all concealers in one run per configuration)"
   echo
-  python -m nextblock.evaluation.tables "$OUT"/eval-*.json
+  PREVIOUS_LABEL="nextblock $(python -c "import sys; from nextblock.model.metadata import read_metadata; print(read_metadata(sys.argv[1])['model_version'])" "${PREVIOUS:-$MODEL}") (previous)"
+  python -m nextblock.evaluation.tables "$OUT"/eval-*.json \
+    ${PREVIOUS:+"$PREVIOUS_LABEL=$OUT/previous-48000-128.json"}
   if [ -f "$OUT/fp16-48000-128.json" ]; then
     echo "## float16 weights, 48 kHz x 128"
     echo

@@ -133,3 +133,18 @@ def test_short_blocks_reuse_a_prediction_while_the_stream_moves_on(frames, calls
     before = model.calls
     stream.predict(signal[:, 5:1029])
     assert model.calls == before + 1
+
+
+def test_guess_weight_one_plays_the_linear_guess(tmp_path):
+    """Metadata guess_weight blends the LPC guess into the network's output: at 1 the runner
+    plays exactly the guess the codec computed, at 0 the network (models before 3.0)."""
+    from nextblock.model.runner import BlockPredictor
+
+    rng = np.random.default_rng(4)
+    n = np.arange(1024)
+    context = (np.sin(2 * np.pi * 600 * n / 48000) + 0.05 * rng.standard_normal(1024)).astype(np.float32)[None]
+    full = BlockPredictor(_with_metadata(tmp_path, "guess", guess_weight=1.0))
+    none = BlockPredictor(_with_metadata(tmp_path, "net", guess_weight=0.0))
+    _, _, guess = full.codec.encode_with_guess(context)
+    np.testing.assert_allclose(full.predict_horizon(context), guess, atol=1e-5)
+    assert np.max(np.abs(none.predict_horizon(context) - guess)) > 1e-3

@@ -55,6 +55,8 @@ class BlockPredictor:
         #: (models whose metadata has no ``boundary_ramp_samples`` predate it and used the offset ramp)
         self.boundary_ramp_samples = int(md.get("boundary_ramp_samples", OFFSET_RAMP_SAMPLES))
         self._ramp = boundary_ramp(self.boundary_ramp_samples) if self.boundary_ramp_samples > 0 else None
+        #: share of the LPC guess blended into the network's output (metadata ``guess_weight``, 0: none)
+        self.guess_weight = np.float32(md.get("guess_weight", 0.0)) if self.config.lpc_order > 0 else np.float32(0.0)
         try:
             self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=int(num_threads))
         except (ValueError, RuntimeError) as err:
@@ -144,6 +146,9 @@ class BlockPredictor:
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
         blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
+        if self.guess_weight:
+            flat = blocks.reshape(blocks.shape[0], -1)
+            flat += self.guess_weight * (guess - flat)
         if self._ramp is not None:
             join_to_context(blocks.reshape(blocks.shape[0], -1), context, self._ramp, guess)
         if not np.all(np.isfinite(blocks)):
