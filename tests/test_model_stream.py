@@ -148,3 +148,36 @@ def test_guess_weight_one_plays_the_linear_guess(tmp_path):
     _, _, guess = full.codec.encode_with_guess(context)
     np.testing.assert_allclose(full.predict_horizon(context), guess, atol=1e-5)
     assert np.max(np.abs(none.predict_horizon(context) - guess)) > 1e-3
+
+
+class BurgOnly:
+    """A stand-in model that predicts exactly its own Burg guess (metadata and config of a 3.0 model)."""
+
+    def __init__(self):
+        from nextblock.features import FeatureConfig
+
+        self.config = FeatureConfig(lpc_order=128, lpc_burg_samples=768)
+        self.context_samples, self.horizon_samples = 1024, 256
+        self.model_version, self.name = "burg", "burg"
+        self.metadata = {"frames_per_block": 128, "outputs_blocks": 2, "sample_rate_hz": 48000,
+                         "sample_rates_hz": RATES, "model_version": "burg"}
+
+    def predict_horizon(self, context):
+        from nextblock.features.lpc import burg_continuation
+
+        return burg_continuation(context[:, -768:], 128, 256)
+
+
+@pytest.mark.parametrize("frames", [240, 512, 1024])
+def test_past_the_horizon_the_burg_guess_continues_with_one_model_call(frames):
+    from nextblock.features.lpc import burg_continuation
+
+    rng = np.random.default_rng(6)
+    context = (np.sin(np.arange(1024) / 9.0) + 0.1 * rng.standard_normal(1024)).astype(np.float32)[None]
+    stream = StreamPredictor(BurgOnly(), frames, 48000)
+    assert stream.beyond_horizon == "guess" and stream.calls == 1
+    out = stream.predict(context)
+    np.testing.assert_allclose(out.reshape(1, -1), burg_continuation(context[:, -768:], 128, 2 * frames), atol=1e-5)
+    assert stream.model_calls == 1
+    chained = StreamPredictor(BurgOnly(), frames, 48000, beyond_horizon="chain")
+    assert chained.calls == -(-2 * frames // 256)

@@ -9,10 +9,14 @@ what they expect — the next two blocks, ``(channels, 2, frames_per_block)``:
 
 1. one model call when two blocks fit in the horizon (``2 · frames_per_block ≤ horizon``): the
    first ``2 · frames_per_block`` samples of the prediction;
-2. otherwise the prediction is *chained*: appended to the context, which predicts the next
-   horizon, ``ceil(2 · frames_per_block / horizon)`` calls in all (2 at 256 frames, 8 at 1024).
-   The cost grows with the block, and so does the time a block lasts (see
-   :func:`latency_budget_us`);
+2. otherwise (``beyond_horizon``) the samples past the horizon come from the model's own Burg
+   guess continued that far, cross-faded in over the horizon's last 32 samples (``"guess"``, the
+   default for models with a Burg guess: one model call at any block size), or from *chaining*:
+   the prediction is appended to the context, which predicts the next horizon,
+   ``ceil(2 · frames_per_block / horizon)`` calls in all (``"chain"``: 2 at 256 frames, 8 at
+   1024). Held-out at 48 kHz × 256 (27 files, a 3-epoch model), "guess" scored 5.75 / 4.89 dB SNR
+   against 4.82 / 3.84 for "chain" (Bernoulli 5 % / Gilbert), LSD 3.72 / 6.98 against 3.74 / 6.72;
+   on a steady two-tone, 4 chained calls at 480 frames fell to −1 dB;
 3. with ``min_refresh_samples`` (the live runtime: 64), blocks shorter than that reuse the last
    prediction: while the context handed in is the one that prediction was made from, moved on by
    whole blocks, and fewer than ``min_refresh_samples`` new samples came in, the two blocks are
@@ -38,6 +42,8 @@ import numpy as np
 REFERENCE_BUDGET_US = 250.0
 #: the reference configuration's block size in frames (at any rate: the model works on samples)
 REFERENCE_FRAMES = 128
+#: samples over which the model's prediction hands over to the Burg guess past its horizon
+GUESS_FADE_SAMPLES = 32
 #: block sizes the stream adapter accepts
 MIN_FRAMES_PER_BLOCK = 16
 MAX_FRAMES_PER_BLOCK = 1024
@@ -135,6 +141,9 @@ class StreamPredictor:
     min_refresh_samples:
         Reuse a prediction until this many new samples have come in (0: predict on every call);
         see the module docstring, step 3.
+    beyond_horizon:
+        ``"guess"`` or ``"chain"``: how samples past the model's horizon are made (step 2);
+        models without a Burg guess always chain.
 
     Raises ``ValueError`` with the reason of :func:`stream_support` when the model cannot serve
     the stream. Exposes the live loop's predictor interface
@@ -145,7 +154,8 @@ class StreamPredictor:
     #: samples of the context compared to recognise the context a cached prediction was made from
     MATCH_SAMPLES = 32
 
-    def __init__(self, model, frames_per_block: int, sample_rate_hz: int, min_refresh_samples: int = 0):
+    def __init__(self, model, frames_per_block: int, sample_rate_hz: int, min_refresh_samples: int = 0,
+                 beyond_horizon: str = "guess"):
         reason = stream_support(model.metadata, frames_per_block, sample_rate_hz)
         if reason is not None:
             raise ValueError(f"model {getattr(model, 'name', '')} {model.model_version}: {reason}")
@@ -159,6 +169,16 @@ class StreamPredictor:
         self._work = np.zeros((1, self.context_samples + self.calls * self.horizon_samples), np.float32)
         #: reuse only while two blocks fit in the horizon and the block is shorter than the refresh
         self.min_refresh_samples = int(min_refresh_samples) if self.calls == 1 else 0
+        config = getattr(model, "config", None)
+        if beyond_horizon not in ("chain", "guess"):
+            raise ValueError(f"beyond_horizon must be 'chain' or 'guess', got {beyond_horizon!r}")
+        if beyond_horizon == "guess" and not getattr(config, "lpc_burg_samples", 0):
+            beyond_horizon = "chain"  # only models with a Burg guess can extend it
+        #: how samples past the model's horizon are made (``calls`` > 1): "chain" or "guess"
+        self.beyond_horizon = beyond_horizon if self.calls > 1 else "chain"
+        if self.beyond_horizon == "guess":
+            self.calls = 1
+        self._fade = (0.5 + 0.5 * np.cos(np.pi * np.arange(GUESS_FADE_SAMPLES) / GUESS_FADE_SAMPLES)).astype(np.float32)
         self._cached: np.ndarray | None = None  # (channels, horizon) of the last model call
         self._cached_tail: np.ndarray | None = None  # (channels, MATCH_SAMPLES): its context's end
         self._cached_offset = 0  # samples of the stream since that call
@@ -203,6 +223,8 @@ class StreamPredictor:
         if context.ndim == 1:
             context = context[None, :]
         needed = 2 * self.frames_per_block
+        if self.beyond_horizon == "guess":
+            return self._model_then_guess(context, needed)
         if self.calls == 1:
             reused = self._reuse(context)
             if reused is not None:
@@ -225,6 +247,22 @@ class StreamPredictor:
         self.model_calls += self.calls
         out = work[:, self.context_samples:self.context_samples + needed]
         return out.reshape(channels, 2, self.frames_per_block).copy()
+
+    def _model_then_guess(self, context: np.ndarray, needed: int) -> np.ndarray:
+        """One model call for the horizon, the model's Burg guess beyond it (cross-faded in over
+        the horizon's last :data:`GUESS_FADE_SAMPLES`): ``(channels, 2, frames_per_block)``."""
+        from ..features.lpc import burg_continuation
+
+        cfg = self.model.config
+        out = np.empty((context.shape[0], needed), np.float32)
+        out[:, :self.horizon_samples] = self.model.predict_horizon(context)
+        guess = burg_continuation(context[:, -cfg.lpc_burg_samples:], cfg.lpc_order, needed)
+        fade = self._fade
+        seam = slice(self.horizon_samples - fade.shape[0], self.horizon_samples)
+        out[:, seam] += (1.0 - fade) * (guess[:, seam] - out[:, seam])
+        out[:, self.horizon_samples:] = guess[:, self.horizon_samples:]
+        self.model_calls += 1
+        return out.reshape(context.shape[0], 2, self.frames_per_block)
 
     def _reuse(self, context: np.ndarray) -> np.ndarray | None:
         """The two blocks cut further on from the cached prediction, or ``None`` (predict afresh)."""
