@@ -105,3 +105,31 @@ def test_windows_at_random_rates_and_weighted_groups(tmp_path):
     plain = windows_from_audio(roots, cfg, {"train": 200}, seed=1, excerpt_seconds=1.0, show_progress=False)["train"]
     plain_bins = _dominant_bin(plain)
     assert set(np.unique(plain_bins)) == {32, 48} and 0.4 < np.mean(plain_bins == 32) < 0.6
+
+
+def test_heldout_skips_broken_recordings(tmp_path):
+    """A recording that decodes far above full scale is broken, not loud: it never enters the
+    held-out set (one such file once held 83 % of a category's signal energy)."""
+    import json as _json
+
+    import soundfile as sf
+    from nextblock.model.audio_files import split_of
+    from nextblock.model.heldout import write_heldout
+
+    root = tmp_path / "speech"
+    root.mkdir()
+    t = np.arange(48000) / 48000
+    made = {"broken": 0, "fine": 0}
+    for i in range(60):
+        kind = "broken" if i % 2 else "fine"
+        name = f"{kind}{i}.wav"
+        if split_of(f"speech/{name}") != "test":
+            continue
+        level = 30.0 if kind == "broken" else 0.3
+        sf.write(str(root / name), (level * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000, subtype="FLOAT")
+        made[kind] += 1
+    assert made["broken"] and made["fine"]
+    records = write_heldout([str(root)], tmp_path / "out", per_group=1, seconds=0.5, show_progress=False)
+    sources = [s for r in records for s in r["sources"]]
+    assert sources and all("fine" in s for s in sources)
+    assert _json.loads((tmp_path / "out" / "heldout.json").read_text()) == records
