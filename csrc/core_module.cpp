@@ -355,7 +355,7 @@ PYBIND11_MODULE(_core, m) {
       [](F32Array history, int order, int n_out, double silence_mean_square) {
         if (history.ndim() != 2) throw py::value_error("history must have shape (rows, samples)");
         const py::ssize_t rows = history.shape(0), n = history.shape(1);
-        if (order < 1 || order >= n) throw py::value_error("order must be in [1, samples)");
+        if (order < 1 || order >= n || order > 1024) throw py::value_error("order must be in [1, samples) and at most 1024");
         if (n_out < 1) throw py::value_error("n_out must be positive");
         py::array_t<float> out({rows, py::ssize_t(n_out)});
         std::vector<double> work(nextblock::burg_work_doubles(size_t(n), order, n_out));

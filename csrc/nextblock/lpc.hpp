@@ -98,33 +98,38 @@ inline void lpc_continue_row(const float* context, const float* windowed, std::s
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// The lattice update below is ~3 n·order multiply-adds; AVX-512 / AVX2 run it 8 / 4 doubles at a time (chosen at
+// load time, the default clone runs everywhere).
+#define NEXTBLOCK_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+#else
+#define NEXTBLOCK_VECTOR_CLONES
+#endif
+
 /// Continue `past` (the AR model's input, `order` doubles in y[0..order)) by n_out samples into
 /// y[order..order + n_out) and `out`: y[t] = -sum_j a_j y[t - j], four partial sums per sample.
-inline void ar_extrapolate_into(const double* a, int order, int n_out, double* y, float* out) {
+NEXTBLOCK_VECTOR_CLONES
+static void ar_extrapolate_into(const double* a, int order, int n_out, double* y, float* out) {
+  // reversed coefficients r[k] = a[order - k], so that sample t is sum_k r[k] * y[t + k] over a
+  // contiguous window: 16 independent partial sums, vectorisable
+  constexpr int kLanes = 16;
+  double reversed[1024];
+  const int n = order < 1024 ? order : 1024;
+  for (int k = 0; k < n; ++k) reversed[k] = a[n - k];
   for (int t = 0; t < n_out; ++t) {
-    const double* past = y + order + t;  // past[-j] is y[t - j]
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    int j = 1;
-    for (; j + 3 <= order; j += 4) {
-      acc[0] -= a[j] * past[-j];
-      acc[1] -= a[j + 1] * past[-j - 1];
-      acc[2] -= a[j + 2] * past[-j - 2];
-      acc[3] -= a[j + 3] * past[-j - 3];
-    }
-    for (; j <= order; ++j) acc[0] -= a[j] * past[-j];
-    const double next = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    const double* window = y + t;  // y[t .. t + order) are the order samples before the new one
+    double partial[kLanes] = {};
+    int k = 0;
+    for (; k + kLanes <= n; k += kLanes)
+      for (int l = 0; l < kLanes; ++l) partial[l] -= reversed[k + l] * window[k + l];
+    for (; k < n; ++k) partial[0] -= reversed[k] * window[k];
+    double next = 0.0;
+    for (int l = 0; l < kLanes; ++l) next += partial[l];
     y[order + t] = next;
     out[t] = static_cast<float>(next);
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-// The lattice update below is ~3 n·order multiply-adds; AVX2 runs it 4 doubles at a time (chosen at
-// load time, the default clone runs everywhere).
-#define NEXTBLOCK_VECTOR_CLONES __attribute__((target_clones("avx2", "default"), optimize("O3")))
-#else
-#define NEXTBLOCK_VECTOR_CLONES
-#endif
 
 /// One order of Burg's lattice: `len` forward errors fk[0..len) against backward errors b[0..len);
 /// updates both in place with reflection coefficient mu and returns sum fk[i] b[i] over the
@@ -136,17 +141,17 @@ static double burg_lattice_step(double* __restrict fk, double* __restrict b, std
     fk[m] = fm + mu * bm;
     b[m] = bm + mu * fm;
   }
-  double partial[4] = {0.0, 0.0, 0.0, 0.0};
+  // 16 independent partial sums: several vector accumulators in flight, not one add chain
+  constexpr std::size_t kLanes = 16;
+  double partial[kLanes] = {};
   const std::size_t next = len - 1;
   std::size_t i = 0;
-  for (; i + 3 < next; i += 4) {
-    partial[0] += fk[i + 1] * b[i];
-    partial[1] += fk[i + 2] * b[i + 1];
-    partial[2] += fk[i + 3] * b[i + 2];
-    partial[3] += fk[i + 4] * b[i + 3];
-  }
+  for (; i + kLanes <= next; i += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) partial[l] += fk[i + 1 + l] * b[i + l];
   for (; i < next; ++i) partial[0] += fk[i + 1] * b[i];
-  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
+  double sum = 0.0;
+  for (std::size_t l = 0; l < kLanes; ++l) sum += partial[l];
+  return sum;
 }
 
 /// Burg's method (Collomb's formulation, double precision): a[0] = 1, a[1..order] of the
