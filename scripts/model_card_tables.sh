@@ -16,7 +16,8 @@
 #
 # Usage: scripts/model_card_tables.sh            (about 25 min on the 2-core CI machine class)
 #   MODEL=models/other.tflite OUT=runs/other scripts/model_card_tables.sh
-#   SKIP_VISQOL=1 / SKIP_LATENCY=1 skip steps 3 / 4.
+#   SKIP_VISQOL=1 / SKIP_LATENCY=1 skip steps 3 / 4; ONLY_LATENCY=1 reruns step 4 (on a quieter
+#   machine) and 6 on the results already in $OUT.
 #   PREVIOUS=FILE also scores an earlier model where it serves (48 kHz x 128), e.g. 2.0.0:
 #     git show a7817b0:models/nextblock-default.tflite > /tmp/v2.tflite; PREVIOUS=/tmp/v2.tflite ...
 set -euo pipefail
@@ -32,6 +33,7 @@ SUBSET="$CACHE/heldout-v3-visqol"
 LOSSES=(--loss bernoulli:0.05 --loss gilbert:0.02,0.25)
 mkdir -p "$OUT"
 
+if [ -z "${ONLY_LATENCY:-}" ]; then
 # 1. held-out set by category (skipped when present)
 E="$CACHE/debian/extracted" R="$CACHE/rendered/music21"
 if [ ! -f "$HELDOUT/instruments/heldout.json" ]; then
@@ -74,8 +76,11 @@ if [ -z "${SKIP_VISQOL:-}" ]; then
     --json "$OUT/visqol-48000-128.json" > "$OUT/visqol-48000-128.md"
 fi
 
+fi  # ONLY_LATENCY
+
 # 4. latency per block size (rate-independent: the model works on samples)
 if [ -z "${SKIP_LATENCY:-}" ]; then
+  LATENCY_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
   python bench/model_latency.py --model "$MODEL" --all-frames --iterations 5000 > "$OUT/latency.txt"
 fi
 
@@ -85,8 +90,9 @@ python -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
 # 6. the tables, dated, with the machine
 {
   echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) by scripts/model_card_tables.sh on $(nproc) cores of" \
-       "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB," \
-       "load average $(cut -d' ' -f1-3 /proc/loadavg); model $MODEL."
+       "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB;" \
+       "model $MODEL (sha256 $(sha256sum "$MODEL" | cut -c1-16))."
+  [ -f "$OUT/latency.txt" ] && echo "Latency measured at load average ${LATENCY_LOAD:-$(cut -d' ' -f1-3 /proc/loadavg)}."
   echo
   echo "## Held-out scores by category (all concealers in one run per configuration)"
   echo

@@ -109,7 +109,9 @@ def test_the_runtime_fits_a_real_model_to_the_stream(tmp_path):
     rng = np.random.default_rng(0)
     out = predictor.predict((0.1 * rng.standard_normal((2, predictor.context_samples))).astype(np.float32))
     assert out.shape == (2, 2, 240) and np.all(np.isfinite(out))
-    assert predictor.calls == 2 and fit_to_stream(predictor, 240, 44100) is predictor
+    # a Burg-guess model: one call, the guess past its 256-sample horizon
+    assert predictor.calls == 1 and predictor.beyond_horizon == "guess"
+    assert fit_to_stream(predictor, 240, 44100) is predictor
     with pytest.raises(IncompatibleModel, match="cannot serve this stream"):
         fit_to_stream(load_model_predictor(_with_metadata(tmp_path, "single")), 240, 44100)
     json.dumps(predictor.metadata)  # the metadata stays plain JSON
