@@ -20,6 +20,10 @@
 #   machine) and 6 on the results already in $OUT.
 #   PREVIOUS=FILE also scores an earlier model where it serves (48 kHz x 128), e.g. 2.0.0:
 #     git show a7817b0:models/nextblock-default.tflite > /tmp/v2.tflite; PREVIOUS=/tmp/v2.tflite ...
+#   ALSO="LABEL=FILE" also scores another model at 48 kHz x 128 (an ablation), e.g. the loss A/B:
+#     ALSO="3.0.0 earlier loss=runs/cand/burgm.tflite" (train it with the recipe minus
+#     --spectral-weight/--phase-weight/--spectral-fft-sizes, export with --guess-weight 0.25)
+#   ONLY_LATENCY=1 SKIP_LATENCY=1 only rewrites tables.md from the results in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
@@ -69,6 +73,11 @@ if [ -n "${PREVIOUS:-}" ]; then
     --model "$PREVIOUS" --json "$OUT/previous-48000-128.json" > "$OUT/previous-48000-128.md"
 fi
 
+if [ -n "${ALSO:-}" ]; then
+  nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
+    --model "${ALSO#*=}" --json "$OUT/also-48000-128.json" > "$OUT/also-48000-128.md"
+fi
+
 # 3. ViSQOL on the subset
 if [ -z "${SKIP_VISQOL:-}" ]; then
   nice python -m nextblock.evaluate "$SUBSET" --by-folder "${LOSSES[@]}" --quiet \
@@ -81,6 +90,7 @@ fi  # ONLY_LATENCY
 # 4. latency per block size (rate-independent: the model works on samples)
 if [ -z "${SKIP_LATENCY:-}" ]; then
   LATENCY_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "$LATENCY_LOAD" > "$OUT/latency-load.txt"
   python bench/model_latency.py --model "$MODEL" --all-frames --iterations 5000 > "$OUT/latency.txt"
 fi
 
@@ -92,13 +102,15 @@ python -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
   echo "Generated $(date -u +%Y-%m-%dT%H:%MZ) by scripts/model_card_tables.sh on $(nproc) cores of" \
        "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/{print $2}') GiB;" \
        "model $MODEL (sha256 $(sha256sum "$MODEL" | cut -c1-16))."
-  [ -f "$OUT/latency.txt" ] && echo "Latency measured at load average ${LATENCY_LOAD:-$(cut -d' ' -f1-3 /proc/loadavg)}."
+  if [ -f "$OUT/latency.txt" ]; then
+    echo "Latency measured at load average ${LATENCY_LOAD:-$(cat "$OUT/latency-load.txt" 2>/dev/null)}."
+  fi
   echo
   echo "## Held-out scores by category (all concealers in one run per configuration)"
   echo
   PREVIOUS_LABEL="nextblock $(python -c "import sys; from nextblock.model.metadata import read_metadata; print(read_metadata(sys.argv[1])['model_version'])" "${PREVIOUS:-$MODEL}") (previous)"
   python -m nextblock.evaluation.tables "$OUT"/eval-*.json \
-    ${PREVIOUS:+"$PREVIOUS_LABEL=$OUT/previous-48000-128.json"}
+    ${PREVIOUS:+"$PREVIOUS_LABEL=$OUT/previous-48000-128.json"} ${ALSO:+"${ALSO%%=*}=$OUT/also-48000-128.json"}
   if [ -f "$OUT/fp16-48000-128.json" ]; then
     echo "## float16 weights, 48 kHz x 128"
     echo
