@@ -7,8 +7,15 @@ for one block of one channel (or ``--channels``), after a warm-up, and in the sa
 * ``fft-only``  – numpy rfft of the context + irfft of the output (the floor of the pipeline),
 * ``repeat``    – copying the last block (what JackTrip's wavetable mode costs),
 * ``burg``      – ``nextblock.concealers`` Burg baseline's ``predict`` (when that module exists),
-* with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude), ``invoke`` (LiteRT alone)
-  and ``decode`` (irfft, scale) separately.
+* ``ar128``     – the order-128 Burg AR baseline's ``predict`` (C++ kernel, 10 blocks of history),
+* with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude, LPC guess), ``invoke``
+  (LiteRT alone) and ``decode`` (irfft, scale) separately,
+* with ``--frames`` (or ``--all-frames``): the model serving streams of other block sizes
+  (``nextblock@B``: :class:`~nextblock.model.stream.StreamPredictor`, one call of the model's
+  256-sample horizon while two blocks fit, chained calls above 128 frames) and ``ar128@B``, each
+  against its budget :func:`~nextblock.model.stream.latency_budget_us` (250 µs p99 up to 128
+  frames, proportional to the block above). The cost does not depend on the sample rate (the
+  model works on samples), so one row serves every rate.
 
 Prints a table, then as the LAST line one JSON object (``median_us``/``p99_us`` per candidate,
 the budget check against 250 µs p99 and the model's metadata) for CI to parse.
@@ -18,6 +25,7 @@ examples:
   python bench/model_latency.py --model /tmp/x.tflite --iterations 20000
   python bench/model_latency.py --channels 2 --no-burg
   python bench/model_latency.py --breakdown
+  python bench/model_latency.py --all-frames --iterations 3000      # every block size, vs its budget
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
 BUDGET_P99_US = 250.0
+#: the block sizes of --all-frames (JackTrip's powers of two and the Opus tools' 2.5/5/10 ms at 48 kHz)
+ALL_FRAMES = (16, 32, 64, 120, 128, 240, 256, 320, 480, 512, 1024)
 
 
 def time_calls(fn, iterations: int, warmup: int = 200) -> np.ndarray:
@@ -65,6 +75,31 @@ def realistic_context(channels: int, samples: int, sample_rate_hz: int) -> np.nd
     return (tone + 0.01 * rng.standard_normal((channels, samples))).astype(np.float32)
 
 
+def time_stream(predictor, frames: int, channels: int, iterations: int) -> dict:
+    """Time the model serving ``frames``-frame blocks (and the AR(128) baseline at that size).
+
+    Returns ``{"nextblock": summary, "ar128": summary, "calls": model calls per prediction,
+    "budget_p99_us": float}``; skips ``nextblock`` (``None``) when the model cannot serve it.
+    """
+    from nextblock.concealers import make_concealer
+    from nextblock.model.stream import StreamPredictor, latency_budget_us
+
+    rate = max(predictor.metadata.get("sample_rates_hz") or [predictor.sample_rate_hz])
+    out = {"budget_p99_us": latency_budget_us(frames), "calls": None, "nextblock": None}
+    try:
+        stream = StreamPredictor(predictor, frames, int(rate))
+    except ValueError:
+        pass
+    else:
+        context = realistic_context(channels, stream.context_samples, 48000)
+        out["calls"] = stream.calls
+        out["nextblock"] = summarize(time_calls(lambda: stream.predict(context), iterations))
+    ar = make_concealer("ar128", frames, 48000)
+    ar.history[:] = realistic_context(1, ar.history_samples, 48000)[0]
+    out["ar128"] = summarize(time_calls(ar.predict, max(200, iterations // 4), warmup=20))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("examples:")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads (default %(default)s)")
     p.add_argument("--no-burg", action="store_true", help="skip the Burg baseline")
     p.add_argument("--breakdown", action="store_true", help="also time encode / LiteRT invoke / decode separately")
+    p.add_argument("--frames", type=lambda t: [int(v) for v in t.split(",")], default=[],
+                   help="also time streams of these block sizes, e.g. 64,256,1024")
+    p.add_argument("--all-frames", action="store_true", help="--frames " + ",".join(map(str, ALL_FRAMES)))
     args = p.parse_args(argv)
     if args.iterations <= 0 or args.channels <= 0:
         p.error("--iterations and --channels must be positive")
@@ -114,15 +152,32 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # noqa: BLE001 - the baseline is another module's; its absence must not fail the bench
             print(f"(burg baseline skipped: {err})", file=sys.stderr)
 
+    per_frames = {}
+    for frames in (ALL_FRAMES if args.all_frames else args.frames):
+        per_frames[frames] = time_stream(predictor, frames, args.channels, max(500, args.iterations // 4))
+        results.update({f"{name}@{frames}": r for name, r in per_frames[frames].items() if name in ("nextblock", "ar128")})
+
     print(f"{'candidate':<12} {'median µs':>10} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>9}   "
           f"({args.channels} channel(s), {args.threads} thread(s), model {predictor.name} v{predictor.model_version})")
     for name, r in results.items():
+        if r is None:
+            print(f"{name:<12} {'(model cannot serve this block size)':>38}")
+            continue
         print(f"{name:<12} {r['median_us']:>10} {r['p90_us']:>8} {r['p99_us']:>8} {r['max_us']:>9}")
+    for frames, r in per_frames.items():
+        if r["nextblock"] is not None:
+            verdict = "within" if r["nextblock"]["p99_us"] <= r["budget_p99_us"] * args.channels else "OVER"
+            print(f"{frames:>5} frames: {r['calls']} model call(s), p99 {r['nextblock']['p99_us']} µs, "
+                  f"budget {r['budget_p99_us']:.0f} µs per channel: {verdict}")
     summary = {"bench": "model_latency", "model": predictor.name, "model_version": predictor.model_version,
                "frames_per_block": cfg.frames_per_block, "context_samples": cfg.context_samples, "channels": args.channels,
                "threads": args.threads, "iterations": args.iterations, "budget_p99_us": BUDGET_P99_US,
                "within_budget": results["nextblock"]["p99_us"] <= BUDGET_P99_US * args.channels,
-               "median_us": results["nextblock"]["median_us"], "p99_us": results["nextblock"]["p99_us"], "candidates": results}
+               "median_us": results["nextblock"]["median_us"], "p99_us": results["nextblock"]["p99_us"], "candidates": results,
+               "per_frames": {str(f): {"budget_p99_us": r["budget_p99_us"], "calls": r["calls"],
+                                       "within_budget": None if r["nextblock"] is None else
+                                       r["nextblock"]["p99_us"] <= r["budget_p99_us"] * args.channels}
+                              for f, r in per_frames.items()}}
     print(json.dumps(summary))
     return 0
 

@@ -487,6 +487,30 @@ PYBIND11_MODULE(_core, m) {
       "windowed rows, lag window, Levinson-Durbin, AR recursion from the last `order` context samples. "
       "Returns (rows, n_out) float32 (zeros for a silent row). See nextblock.features.lpc.");
 
+  m.def(
+      "burg_continuation",
+      [](F32Array history, int order, int n_out, double silence_mean_square) {
+        if (history.ndim() != 2) throw py::value_error("history must have shape (rows, samples)");
+        const py::ssize_t rows = history.shape(0), n = history.shape(1);
+        if (order < 1 || order >= n || order > 1024) throw py::value_error("order must be in [1, samples) and at most 1024");
+        if (n_out < 1) throw py::value_error("n_out must be positive");
+        py::array_t<float> out({rows, py::ssize_t(n_out)});
+        std::vector<double> work(nextblock::burg_work_doubles(size_t(n), order, n_out));
+        const float* h = history.data();
+        float* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          for (py::ssize_t row = 0; row < rows; ++row)
+            nextblock::burg_continue_row(h + row * n, size_t(n), order, silence_mean_square, n_out, o + row * n_out,
+                                         work.data());
+        }
+        return out;
+      },
+      py::arg("history"), py::arg("order"), py::arg("n_out"), py::arg("silence_mean_square"),
+      "Burg AR continuation of each row of history (rows, n) float32: Burg's method of the given order "
+      "on the whole row, AR recursion from its last `order` samples. Returns (rows, n_out) float32 "
+      "(zeros for a row whose mean square is not above silence_mean_square). See nextblock.features.lpc.");
+
   py::class_<PyProducer>(m, "Producer", "Producer side of a segment (patched JackTrip; tests and the demo).")
       .def(py::init<const std::string&, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, const std::string&,
                     const std::string&, uint32_t>(),

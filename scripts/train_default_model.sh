@@ -1,60 +1,65 @@
 #!/usr/bin/env bash
-# Train, export and benchmark the shipped default NextBlock model (models/nextblock-default.tflite).
+# Train, export and score the shipped default NextBlock model (models/nextblock-default.tflite).
 #
 # Steps (each skipped when its output already exists):
 #   1. fetch + unpack every allowed Debian package (DEVELOPERS.md) into $NEXTBLOCK_CACHE/debian
-#   2. render 72 music21 corpus pieces (48 Bach chorales, 24 Palestrina movements; choir, strings,
-#      organ, piano, flute, brass through fluid-soundfont-gm) into $NEXTBLOCK_CACHE/rendered/music21
-#   3. write the held-out evaluation excerpts (test-split recordings only) to $NEXTBLOCK_CACHE/heldout-all
-#      (2 per package) and heldout-renders (2 from the renders)
-#   4. python -m nextblock.train   (resumes if RUN_DIR has a backup)
-#   5. python -m nextblock.export  -> models/nextblock-default.tflite (+ -fp16 variant)
-#   6. bench/model_latency.py and python -m nextblock.evaluate on the held-out excerpts
+#   2. render the 72 music21 corpus pieces of nextblock.dataset.render.corpus_sample (48 Bach
+#      chorales, 24 Palestrina movements) through fluid-soundfont-gm, each in its round-robin
+#      instrument AND as a choir (the sung share, weighted x3 in training) into
+#      $NEXTBLOCK_CACHE/rendered/music21/<program>/
+#   3. python -m nextblock.train: every package folder and every render program is a group with an
+#      equal share of the windows, except choir (x3) and the five instrument render programs (x0.25
+#      each); every file resampled to a random rate of 32/44.1/48/88.2/96 kHz (one model for every
+#      rate); Burg AR(128) guess on the last 768 samples; log-spectral + phase-aware STFT loss
+#   4. python -m nextblock.export -> models/nextblock-default.tflite (+ -fp16 variant), weights copied
+#   5. scripts/model_card_tables.sh: held-out set by category, every configuration, latency
 #
 # Usage:  scripts/train_default_model.sh [extra nextblock.train arguments]
-#   RUN_DIR=runs/default EPOCHS=14 TRAIN_EXAMPLES=250000 scripts/train_default_model.sh
-# Runs niced: about 30 min on 2 cores (training ~17 min, one TensorFlow thread as the shipped run;
-# ~13 GB of memory at 250 K windows: run one training at a time). The shipped run: docs/notes/model.md.
+#   RUN_DIR=runs/default EPOCHS=12 TRAIN_EXAMPLES=200000 scripts/train_default_model.sh
+# Runs niced, one TensorFlow thread: about 35 min of training on 2 cores (~9 GB of memory at 200 K
+# windows: run one training at a time). The shipped run: docs/notes/model.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 export OPENBLAS_NUM_THREADS=1
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 RUN_DIR="${RUN_DIR:-runs/default}"
-EPOCHS="${EPOCHS:-14}"
-TRAIN_EXAMPLES="${TRAIN_EXAMPLES:-250000}"
+EPOCHS="${EPOCHS:-12}"
+TRAIN_EXAMPLES="${TRAIN_EXAMPLES:-200000}"
+VERSION="${VERSION:-3.0.0}"
 
 python -m nextblock.dataset fetch --debian --quiet
 python - <<'PY'
 from nextblock.dataset.cache import cache_root
 from nextblock.dataset.render import corpus_sample, render_pieces
 
+sample = corpus_sample()
 by_program = {}
-for piece, program in corpus_sample():
+for piece, program in sample:
     by_program.setdefault(program, []).append(piece)
+by_program["choir"] = sorted({piece for piece, _ in sample})  # every piece also sung
 for program, pieces in by_program.items():
     results = render_pieces(cache_root(), pieces, program=program, show_progress=False)
     print(f"music21 {program}: " + ", ".join(f"{s} {sum(r.status == s for r in results)}" for s in ("rendered", "cached", "failed")))
 PY
 
-# every package with audio (avldrums and the GM soundfont hold only SF2 files) + the renders as one group
+# every package with audio (avldrums and the GM soundfonts hold only SF2 files), every render program
 ROOTS=()
 for dir in "$CACHE"/debian/extracted/*/; do
   case "$(basename "$dir")" in avldrums.lv2-soundfont|fluid-soundfont-gm|musescore-general-soundfont) continue ;; esac
   ROOTS+=("${dir%/}")
 done
-ROOTS+=("$CACHE/rendered/music21")
+for dir in "$CACHE"/rendered/music21/*/; do ROOTS+=("${dir%/}"); done
 
-[ -f "$CACHE/heldout-all/heldout.json" ] || nice python -m nextblock.model.heldout --out "$CACHE/heldout-all" --per-group 2
-[ -f "$CACHE/heldout-renders/heldout.json" ] || \
-  nice python -m nextblock.model.heldout --audio "$CACHE/rendered/music21" --out "$CACHE/heldout-renders" --per-group 2
-
-nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" --width 32 --blocks 4 --lpc-order 32 --threads 1 \
+nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" --width 32 --blocks 4 --threads 1 \
+  --lpc-order 128 --lpc-burg-samples 768 \
+  --train-rates-hz 32000,44100,44100,48000,48000,88200,96000 \
+  --group-weight choir=3 --group-weight strings=0.25 --group-weight organ=0.25 --group-weight piano=0.25 \
+  --group-weight flute=0.25 --group-weight brass=0.25 \
+  --spectral-weight 0.3 --phase-weight 0.2 --spectral-fft-sizes 32,64,128,256 \
   --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" --validation-examples 8000 \
-  --max-files-per-group 400 --excerpt-seconds 8 "$@"
-nice python -m nextblock.export --run-dir "$RUN_DIR" --output models/nextblock-default.tflite --float16
+  --max-files-per-group 400 --excerpt-seconds 8 --quiet "$@"
+nice python -m nextblock.export --run-dir "$RUN_DIR" --output models/nextblock-default.tflite --float16 \
+  --name nextblock-default --model-version "$VERSION"
 cp "$RUN_DIR/best.weights.h5" models/nextblock-default.weights.h5   # the online learner starts from these
-python bench/model_latency.py --model models/nextblock-default.tflite
-nice python -m nextblock.evaluate "$CACHE/heldout-all" "$CACHE/heldout-renders" --loss bernoulli:0.05 --loss gilbert:0.02,0.25 \
-  --concealer zeros --concealer repeat --concealer burg --concealer nextblock \
-  --model models/nextblock-default.tflite --no-visqol --report "$RUN_DIR/evaluation.md" --json "$RUN_DIR/evaluation.json"
+scripts/model_card_tables.sh

@@ -68,14 +68,46 @@ def test_a_model_for_another_block_size_is_refused(segment_name):
     model = h.tiny_model(1, frames=128)
     with Producer(segment_name, 48000, 256, 2):
         result = h.run_attach(["--segment", segment_name, "--model", str(model)])
-    assert_one_line_error(result, "128-frame blocks", "256", "re-blocking is not supported")
+    assert_one_line_error(result, "128-frame blocks only", "256")
 
 
 def test_a_model_for_another_sample_rate_is_refused(segment_name):
     model = h.tiny_model(1, frames=128)
     with Producer(segment_name, 44100, 128, 2):
         result = h.run_attach(["--segment", segment_name, "--model", str(model)])
-    assert_one_line_error(result, "48000 Hz", "44100 Hz", "resampling is not supported")
+    assert_one_line_error(result, "trained at 48000 Hz", "44100 Hz")
+
+
+@pytest.mark.parametrize("rate, frames", [(44100, 256), (96000, 32)])
+def test_a_model_trained_at_several_rates_serves_other_block_sizes_and_rates(tmp_path, segment_name, rate, frames):
+    """A model whose metadata lists the stream's rate serves any block size: attach cuts (or
+    chains) its horizon, posts full replacement blocks and names the choice in its statistics."""
+    from nextblock.model.metadata import embed_metadata, read_metadata
+
+    tiny = h.tiny_model(1, frames=128)
+    family = tmp_path / "family.tflite"
+    family.write_bytes(embed_metadata(tiny.read_bytes(), dict(read_metadata(tiny), sample_rates_hz=[44100, 48000, 96000])))
+    stats_file = tmp_path / "stats.json"
+    with Producer(segment_name, rate, frames, 2) as producer:
+        attach = h.start_attach(["--segment", segment_name, "--model", str(family), "--json", str(stats_file)])
+        try:
+            seq, deadline = 0, time.monotonic() + 30
+            rng = np.random.default_rng(0)
+            while producer.counters()["replacements_posted"] < 40:
+                assert time.monotonic() < deadline and attach.poll() is None, attach.communicate()
+                producer.publish_block(seq, (0.1 * rng.standard_normal((frames, 2))).astype(np.float32))
+                seq += 1
+                time.sleep(frames / rate)
+            attach.send_signal(signal.SIGINT)
+            attach.wait(timeout=5)
+        finally:
+            if attach.poll() is None:
+                attach.kill()
+        _, err = attach.communicate()
+        assert attach.returncode == 0 and "Traceback" not in err, err
+    stats = json.loads(stats_file.read_text())
+    assert stats["posts"] >= 40
+    assert f"for {frames} frames at {rate} Hz" in stats["model_choice"], stats["model_choice"]
 
 
 def test_channels_that_the_stream_lacks_are_refused(segment_name):

@@ -116,7 +116,7 @@ def test_default_corpus_is_the_allowed_list():
     assert {s.package for s in DEFAULT_CORPUS} == {
         "fillets-ng-data-cs", "fillets-ng-data-nl", "fillets-ng-data", "klettres-data",
         "ufoai-music", "warzone2100-music", "wesnoth-1.16-music", "nexuiz-music", "colobot-common-sounds",
-        "singularity-music", "freedroidrpg-data", "openclonk-data", "planetblupi-music-ogg",
+        "singularity-music", "freedroidrpg-data", "openclonk-data", "planetblupi-music-ogg", "supertuxkart-data",
         "hydrogen-drumkits", "avldrums.lv2-soundfont", "sonic-pi-samples",
     }
 

@@ -204,3 +204,56 @@ def test_lpc_kernel_rejects_bad_arguments():
         _core.lpc_continuation(x, x, 4, 8, lag_window(5, 48000), 0.0, 0.0)
     with pytest.raises(ValueError, match="windowed"):
         _core.lpc_continuation(x, np.zeros((2, 64), np.float32), 4, 8, lag_window(4, 48000), 0.0, 0.0)
+
+
+def test_burg_guess_continues_the_context_from_its_last_samples():
+    """Models from 3.0: the guess is Burg's AR(128) on the context's last 768 samples, on the
+    output bin grid, and continues a harmonic tone far better than the order-32 autocorrelation guess."""
+    from nextblock.concealers.ar import reference_ar_continuation
+
+    n = np.arange(1024 + 256)
+    tone = sum(0.5 / k * np.sin(2 * np.pi * 440 * k * n / 48000 + k) for k in range(1, 5))
+    tone = (tone + 1e-3 * np.random.default_rng(0).standard_normal(n.size)).astype(np.float32)
+    context, future = tone[None, :1024], tone[1024:]
+    burg = SpectralCodec(FeatureConfig(lpc_order=128, lpc_burg_samples=768))
+    features, scale, guess = burg.encode_with_guess(context)
+    np.testing.assert_allclose(guess[0], reference_ar_continuation(tone[256:1024], 128, 256), atol=1e-4)
+    assert features.shape == (1, 513, 5) and np.all(features[0, 1::4, 3:] == 0.0)
+    _, _, old_guess = SpectralCodec(FeatureConfig(lpc_order=32)).encode_with_guess(context)
+
+    def snr(g):
+        return 10 * np.log10(np.sum(future**2) / np.sum((future - g) ** 2))
+
+    assert snr(guess[0]) > 20.0 and snr(guess[0]) > snr(old_guess[0]) + 6.0
+    with pytest.raises(ValueError, match="lpc_burg_samples"):
+        FeatureConfig(lpc_order=128, lpc_burg_samples=100)
+
+
+def test_burg_guess_of_a_noiseless_tone_stops_at_the_order_it_needs():
+    """A sum of two pure sinusoids is predicted exactly at order 4: the fit stops there instead of
+    breaking down (librosa returns NaN for it) and the guess still continues the tone."""
+    from nextblock.features.lpc import burg_continuation
+
+    n = np.arange(768 + 256)
+    tone = (np.sin(2 * np.pi * 440 * n / 48000) + 0.3 * np.sin(2 * np.pi * 1250 * n / 48000)).astype(np.float32)
+    guess = burg_continuation(tone[None, :768], 128, 256)[0]
+    future = tone[768:]
+    assert 10 * np.log10(np.sum(future**2) / np.sum((future - guess) ** 2)) > 30.0  # 34.7 dB: float32 input
+
+
+def test_burg_guess_stays_finite_and_bounded_on_awkward_contexts():
+    """Onsets after silence, a lone click, a DC step, denormal-level noise and clipping: the
+    guess must stay finite and of the context's order of magnitude (a training run once met NaN
+    before the fit stopped at a vanishing error or a reflection coefficient of magnitude 1)."""
+    rng = np.random.default_rng(3)
+    contexts = np.zeros((6, 1024), np.float32)
+    contexts[0, 700:] = rng.standard_normal(324)
+    contexts[1, 1000] = 1.0
+    contexts[2, 512:] = 0.5
+    contexts[3] = 1e-20 * rng.standard_normal(1024)
+    contexts[4] = np.clip(3 * np.sin(np.arange(1024) / 7.0), -1, 1)
+    contexts[5, ::2] = 1.0
+    codec = SpectralCodec(FeatureConfig(lpc_order=128, lpc_burg_samples=768))
+    features, scale, guess = codec.encode_with_guess(contexts)
+    assert np.all(np.isfinite(features)) and np.all(np.isfinite(guess))
+    assert np.all(np.max(np.abs(guess), axis=1) <= 100 * np.max(np.abs(contexts), axis=1) + 1e-12)

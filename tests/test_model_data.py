@@ -70,3 +70,66 @@ def test_arrays_are_the_runtime_features_and_rms_normalised_targets():
     expected, scale = SpectralCodec(cfg).encode(windows[:, :1024])
     np.testing.assert_array_equal(features, expected)
     np.testing.assert_allclose(targets, windows[:, 1024:] / scale[:, None], rtol=1e-6)
+
+
+def _tone_file(path, hz, rate=48000, seconds=3.0):
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), rate)
+
+
+def _dominant_bin(windows):
+    return np.argmax(np.abs(np.fft.rfft(windows[:, :1024] * np.hanning(1024), axis=1)), axis=1)
+
+
+def test_windows_at_random_rates_and_weighted_groups(tmp_path):
+    """With sample_rates_hz each file is resampled to one of the rates (a 1500 Hz tone lands on
+    bin 32 of a 1024-point FFT at 48 kHz, bin 16 at 96 kHz; 2250 Hz on 48 / 24); group_weights
+    sets each folder's share."""
+    from nextblock.model.data import windows_from_audio
+
+    for i in range(30):  # enough files that every split has some
+        _tone_file(tmp_path / "choir" / f"c{i}.wav", 1500.0)
+        _tone_file(tmp_path / "drums" / f"d{i}.wav", 2250.0)
+    cfg = FeatureConfig()
+    roots = [str(tmp_path / "choir"), str(tmp_path / "drums")]
+    windows = windows_from_audio(roots, cfg, {"train": 400}, seed=1, excerpt_seconds=1.0, show_progress=False,
+                                 sample_rates_hz=(48000, 96000), group_weights={"choir": 3.0})["train"]
+    bins = _dominant_bin(windows)
+    assert set(np.unique(bins)) <= {16, 32, 24, 48}
+    assert np.any(bins == 16) and np.any(bins == 32) and np.any(bins == 24) and np.any(bins == 48)  # both rates
+    choir_share = np.isin(bins, (16, 32)).mean()
+    assert 0.65 < choir_share < 0.85, choir_share  # 3 : 1
+    plain = windows_from_audio(roots, cfg, {"train": 200}, seed=1, excerpt_seconds=1.0, show_progress=False)["train"]
+    plain_bins = _dominant_bin(plain)
+    assert set(np.unique(plain_bins)) == {32, 48} and 0.4 < np.mean(plain_bins == 32) < 0.6
+
+
+def test_heldout_skips_broken_recordings(tmp_path):
+    """A recording that decodes far above full scale is broken, not loud: it never enters the
+    held-out set (one such file once held 83 % of a category's signal energy)."""
+    import json as _json
+
+    import soundfile as sf
+    from nextblock.model.audio_files import split_of
+    from nextblock.model.heldout import write_heldout
+
+    root = tmp_path / "speech"
+    root.mkdir()
+    t = np.arange(48000) / 48000
+    made = {"broken": 0, "fine": 0}
+    for i in range(60):
+        kind = "broken" if i % 2 else "fine"
+        name = f"{kind}{i}.wav"
+        if split_of(f"speech/{name}") != "test":
+            continue
+        level = 30.0 if kind == "broken" else 0.3
+        sf.write(str(root / name), (level * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 48000, subtype="FLOAT")
+        made[kind] += 1
+    assert made["broken"] and made["fine"]
+    records = write_heldout([str(root)], tmp_path / "out", per_group=1, seconds=0.5, show_progress=False)
+    sources = [s for r in records for s in r["sources"]]
+    assert sources and all("fine" in s for s in sources)
+    assert _json.loads((tmp_path / "out" / "heldout.json").read_text()) == records

@@ -171,3 +171,25 @@ def test_shipped_model_predicts_a_steady_tone_better_than_repeat(shipped):
 
     assert snr(guess) > 3.0
     assert snr(guess) > snr(repeat) + 5.0
+
+
+@pytest.mark.parametrize("frames, rate", [(64, 48000), (256, 48000), (128, 44100), (480, 96000), (16, 32000)])
+def test_shipped_model_serves_every_configuration(shipped, frames, rate):
+    """The shipped model's metadata lists the five rates, and it continues a steady tone at other
+    block sizes and rates far better than repeating the last block (two blocks, cut or chained)."""
+    from nextblock.model.runner import BlockPredictor
+    from nextblock.model.stream import StreamPredictor
+
+    assert read_metadata(shipped)["sample_rates_hz"] == [32000, 44100, 48000, 88200, 96000]
+    stream = StreamPredictor(BlockPredictor(shipped), frames, rate)
+    n = np.arange(stream.context_samples + 2 * frames)
+    signal = (0.2 * np.sin(2 * np.pi * 441.0 * n / rate) + 0.1 * np.sin(2 * np.pi * 1234.5 * n / rate)).astype(np.float32)
+    truth = signal[stream.context_samples:]
+    guess = stream.predict(signal[None, :stream.context_samples])[0].reshape(-1)
+    last = signal[stream.context_samples - frames:stream.context_samples]
+    repeat = np.concatenate([last, last])
+
+    def snr(x):
+        return 10 * np.log10(np.sum(truth ** 2) / np.sum((x - truth) ** 2))
+
+    assert snr(guess) > 10.0 and snr(guess) > snr(repeat) + 10.0

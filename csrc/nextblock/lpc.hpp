@@ -7,6 +7,10 @@
 //   r[k]  *= lag[k];  r[0] *= 1 + white_noise       lag window, white-noise correction
 //   a      = Levinson-Durbin(r)                     A(z) = 1 + a1 z^-1 + ... + ap z^-p
 //   y[t]   = -sum_j a_j y[t - j]                    continued from the context's last p samples
+//
+// burg_continue_row fits the all-pole model with Burg's method instead (to the plain, unwindowed
+// history): PARCnet's AR(128) linear predictor, far better than the autocorrelation method at
+// high orders on short frames (python/nextblock/features/lpc.py has the measurements).
 #ifndef NEXTBLOCK_LPC_HPP
 #define NEXTBLOCK_LPC_HPP
 
@@ -92,6 +96,121 @@ inline void lpc_continue_row(const float* context, const float* windowed, std::s
     y[order + t] = next;
     out[t] = static_cast<float>(next);
   }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+// The lattice update below is ~3 n·order multiply-adds; AVX-512 / AVX2 run it 8 / 4 doubles at a time (chosen at
+// load time, the default clone runs everywhere).
+#define NEXTBLOCK_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+#else
+#define NEXTBLOCK_VECTOR_CLONES
+#endif
+
+/// Continue `past` (the AR model's input, `order` doubles in y[0..order)) by n_out samples into
+/// y[order..order + n_out) and `out`: y[t] = -sum_j a_j y[t - j], four partial sums per sample.
+NEXTBLOCK_VECTOR_CLONES
+static void ar_extrapolate_into(const double* a, int order, int n_out, double* y, float* out) {
+  // reversed coefficients r[k] = a[order - k], so that sample t is sum_k r[k] * y[t + k] over a
+  // contiguous window: 16 independent partial sums, vectorisable
+  constexpr int kLanes = 16;
+  double reversed[1024];
+  const int n = order < 1024 ? order : 1024;
+  for (int k = 0; k < n; ++k) reversed[k] = a[n - k];
+  for (int t = 0; t < n_out; ++t) {
+    const double* window = y + t;  // y[t .. t + order) are the order samples before the new one
+    double partial[kLanes] = {};
+    int k = 0;
+    for (; k + kLanes <= n; k += kLanes)
+      for (int l = 0; l < kLanes; ++l) partial[l] -= reversed[k + l] * window[k + l];
+    for (; k < n; ++k) partial[0] -= reversed[k] * window[k];
+    double next = 0.0;
+    for (int l = 0; l < kLanes; ++l) next += partial[l];
+    y[order + t] = next;
+    out[t] = static_cast<float>(next);
+  }
+}
+
+
+/// One order of Burg's lattice: `len` forward errors fk[0..len) against backward errors b[0..len);
+/// updates both in place with reflection coefficient mu and returns sum fk[i] b[i] over the
+/// *updated* pairs shifted by one (fk[i + 1] b[i], i < len - 1): the next order's numerator.
+NEXTBLOCK_VECTOR_CLONES
+static double burg_lattice_step(double* __restrict fk, double* __restrict b, std::size_t len, double mu) {
+  for (std::size_t m = 0; m < len; ++m) {
+    const double fm = fk[m], bm = b[m];
+    fk[m] = fm + mu * bm;
+    b[m] = bm + mu * fm;
+  }
+  // 16 independent partial sums: several vector accumulators in flight, not one add chain
+  constexpr std::size_t kLanes = 16;
+  double partial[kLanes] = {};
+  const std::size_t next = len - 1;
+  std::size_t i = 0;
+  for (; i + kLanes <= next; i += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) partial[l] += fk[i + 1 + l] * b[i + l];
+  for (; i < next; ++i) partial[0] += fk[i + 1] * b[i];
+  double sum = 0.0;
+  for (std::size_t l = 0; l < kLanes; ++l) sum += partial[l];
+  return sum;
+}
+
+/// Burg's method (Collomb's formulation, double precision): a[0] = 1, a[1..order] of the
+/// all-pole model of x[0..n). `work` holds 2 n doubles (forward and backward errors). When the
+/// prediction error vanishes first (a noiseless sum of a few sinusoids is predicted exactly at a
+/// low order) the model stops at the order reached (higher coefficients 0), which is still stable.
+/// Returns false only for a silent input (a = [1, 0, ...]).
+inline bool burg_coefficients(const float* x, std::size_t n, int order, double* a, double* work) {
+  double* f = work;
+  double* b = work + n;
+  double dk = 0.0, num = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    f[i] = b[i] = double(x[i]);
+    dk += 2.0 * f[i] * f[i];
+  }
+  for (std::size_t i = 0; i + 1 < n; ++i) num += f[i + 1] * b[i];
+  dk -= f[0] * f[0] + f[n - 1] * f[n - 1];
+  a[0] = 1.0;
+  for (int k = 1; k <= order; ++k) a[k] = 0.0;
+  if (!(dk > 0.0)) return false;
+  const double tiny = 1e-12 * dk;  // below this the error is round-off: the model is complete
+  for (int k = 0; k < order; ++k) {
+    if (!(dk > tiny)) break;
+    const std::size_t len = n - std::size_t(k) - 1;  // f[k + 1 .. n) against b[0 .. len)
+    const double mu = -2.0 * num / dk;
+    if (!(mu > -1.0 && mu < 1.0)) break;  // |mu| < 1 keeps A(z) minimum-phase
+    for (int j = 0; j <= (k + 1) / 2; ++j) {
+      const double t1 = a[j] + mu * a[k + 1 - j];
+      const double t2 = a[k + 1 - j] + mu * a[j];
+      a[j] = t1;
+      a[k + 1 - j] = t2;
+    }
+    double* fk = f + k + 1;
+    num = burg_lattice_step(fk, b, len, mu);
+    dk = (1.0 - mu * mu) * dk - fk[0] * fk[0] - b[len - 1] * b[len - 1];
+  }
+  return true;
+}
+
+/// Doubles of scratch that burg_continue_row needs.
+inline std::size_t burg_work_doubles(std::size_t n, int order, int n_out) {
+  return 2 * n + std::size_t(order + 1) + std::size_t(order) + std::size_t(n_out);
+}
+
+/// The Burg continuation of one history row of n samples (n > order): n_out samples into `out`;
+/// zeros when the history's mean square is not above `silence_mean_square` or the fit breaks down.
+inline void burg_continue_row(const float* history, std::size_t n, int order, double silence_mean_square, int n_out,
+                              float* out, double* work) {
+  double* errors = work;
+  double* a = errors + 2 * n;
+  double* y = a + (order + 1);
+  double energy = 0.0;
+  for (std::size_t i = 0; i < n; ++i) energy += double(history[i]) * double(history[i]);
+  if (!(energy / double(n) > silence_mean_square) || !burg_coefficients(history, n, order, a, errors)) {
+    for (int t = 0; t < n_out; ++t) out[t] = 0.0f;
+    return;
+  }
+  for (int j = 0; j < order; ++j) y[j] = double(history[n - order + j]);
+  ar_extrapolate_into(a, order, n_out, y, out);
 }
 
 }  // namespace nextblock

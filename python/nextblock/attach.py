@@ -186,7 +186,7 @@ def _set_realtime(priority: int) -> None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     """Attach and serve until stopped. Returns the exit status; raises AttachError."""
-    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor, check_stream_compatible
+    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor, choose_shipped_model, fit_to_stream
     from .runtime.batching import BucketedPredictor
     from .runtime.discovery import NamedSegment, ProcessStreams
     from .runtime.hub import HubConfig, HubLoop
@@ -207,17 +207,15 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     source = ProcessStreams(args.jacktrip_pid, on_restart=on_restart) if args.jacktrip_pid else NamedSegment(args.segment)
     source.check()
 
-    def model(path):  # one interpreter per batch size, all warmed before any deadline
-        predictor = BucketedPredictor(lambda: load_model_predictor(path, args.threads), max_rows=args.max_batch_rows)
+    def model(path, frames, rate):  # one interpreter per batch size, fitted to the stream, all warmed
+        predictor = BucketedPredictor(lambda: fit_to_stream(load_model_predictor(path, args.threads), frames, rate),
+                                      max_rows=args.max_batch_rows)
         predictor.warm()
         return predictor
 
-    # Load the model before attaching: a bad model is reported even without JackTrip.
-    predictor, label, watcher = None, None, None
-    if args.predictor == "repeat":
-        predictor = RepeatPredictor(128, 48000, channels_hint=2)
-    elif not (args.model_dir and os.path.exists(os.path.join(args.model_dir, "current.json"))):
-        predictor = model(args.model)
+    # A bad --model is reported before attaching, even without JackTrip.
+    if args.predictor == "model" and args.model is not None:
+        load_model_predictor(args.model, args.threads)
     # the first streams: wait a moment for them (a segment is created when JackTrip's stream starts)
     waited_until = time.monotonic() + (1e9 if args.wait_for_streams else 1.0)
     while not source.segments():
@@ -229,26 +227,36 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                 raise source.no_streams_error()
             source.check()
         time.sleep(0.05)
-    if args.predictor == "repeat":  # the stand-in predicts at the stream's own block size
-        from .capture import Consumer, SegmentError
+    # the model runs at the block size and rate of the first stream (others of another geometry
+    # are refused with a reason)
+    frames, rate = 128, 48000
+    from .capture import Consumer, SegmentError
 
-        try:
-            with Consumer(source.segments()[0]) as first:
-                predictor = RepeatPredictor(first.frames_per_block, first.sample_rate_hz, channels_hint=2)
-        except SegmentError:
-            pass
+    try:
+        with Consumer(source.segments()[0]) as first:
+            frames, rate = first.frames_per_block, first.sample_rate_hz
+    except SegmentError:
+        pass
+    predictor, label, watcher = None, None, None
+    if args.predictor == "repeat":  # the stand-in predicts at the stream's own block size
+        predictor = RepeatPredictor(frames, rate, channels_hint=2)
+    else:
+        path = args.model
+        if path is None:  # the shipped model that serves this block size and rate best
+            path, why = choose_shipped_model(frames, rate)
+            stats.model_choice = why
+            log.info("chose %s", why)
+        if not (args.model_dir and os.path.exists(os.path.join(args.model_dir, "current.json"))):
+            predictor = model(path, frames, rate)
     if args.model_dir:
-        some = predictor
-        watcher = ModelWatcher(args.model_dir, model, 128 if some is None else some.frames_per_block,
-                               48000 if some is None else some.sample_rate_hz, 2, 64 * 128)
+        watcher = ModelWatcher(args.model_dir, lambda p: model(p, frames, rate), frames, rate, 2, 64 * 128)
         published = watcher.load_current()
         if published is not None:
             predictor, label = published.predictor, published.label
         elif predictor is None:
             reason = watcher.last_error or "nothing published yet"
             log.warning("no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason)
-            predictor = model(args.model)
-        watcher.frames_per_block, watcher.sample_rate_hz = predictor.frames_per_block, predictor.sample_rate_hz
+            predictor = model(path, frames, rate)
         watcher.start()
     if args.realtime is not None:
         _set_realtime(args.realtime)

@@ -35,6 +35,7 @@ EPILOG = textwrap.dedent(
       repeat         repeat the last received block (JackTrip wavetable)
       repeat-xfade   repeat, cross-faded back into real audio
       burg           JackTrip v2.7.2's Regulator Burg prediction
+      ar128          order-128 Burg AR fitted to the last 10 blocks (PARCnet's linear part)
       nextblock      the NextBlock CNN (--model PATH to a .tflite)
 
     results (--json): {"results": [one row per concealer and loss]} with concealer, loss, fpp,
@@ -51,6 +52,11 @@ EPILOG = textwrap.dedent(
       # a directory of speech, with PLCMOS, against the NextBlock model
       python -m nextblock.evaluate corpus/ --speech --concealer burg --concealer nextblock \\
           --model model.tflite --json results.json
+
+      # by category (one folder per category), against JackTrip's Burg and the AR(128) baseline,
+      # at 44.1 kHz and 256 frames (any block size from 16 to 1024 frames and rate the model serves)
+      python -m nextblock.evaluate heldout/ --by-folder --sample-rate 44100 --fpp 256 \
+          --concealer burg --concealer ar128 --concealer nextblock --no-visqol --json by-category.json
 
       # only the sine-sweep THD+N test, fast (no ViSQOL)
       python -m nextblock.evaluate --sine --no-visqol --loss bernoulli:0.1 --concealer burg \\
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concealer", action="append", choices=available_concealers(), metavar="NAME", help=f"concealer, repeatable: {', '.join(available_concealers())} (default: zeros, repeat, repeat-xfade, burg)")
     parser.add_argument("--model", metavar="PATH", help="model file for the nextblock concealer")
     parser.add_argument("--per-channel", action="store_true", help="evaluate every channel as its own stream instead of mixing to mono")
+    parser.add_argument("--by-folder", action="store_true", help="also one row per folder the files lie in (e.g. held-out/speech, held-out/singing: a table by category)")
     parser.add_argument("--speech", action="store_true", help="the material is speech: also compute PLCMOS (16 kHz)")
     parser.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (it takes about a second per second of audio)")
     parser.add_argument("--sine", action="store_true", help="also run a 20 Hz-20 kHz log sine sweep through each loss pattern and report THD+N")
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         sine_duration_s=args.sine_seconds,
         plot_dir=args.plots,
         plot_files=args.plot_files,
+        by_folder=args.by_folder,
     )
     for path in args.paths:
         if not os.path.exists(path):

@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-version", default=None, help="version string in the metadata (default 1.<date>)")
     p.add_argument("--name", default=None, help="model name in the metadata (default: output file stem)")
     p.add_argument("--float16", action="store_true", help="also write <output stem>-fp16.tflite (float16 weights)")
+    p.add_argument("--guess-weight", type=float, default=0.0,
+                   help="share of the LPC guess blended into the network's prediction at run time, 0-1 "
+                        "(metadata guess_weight; choose it on validation windows, default %(default)s)")
     p.add_argument("--boundary-ramp-samples", type=int, default=None,
                    help="samples over which the runner joins the prediction's start to the context, 0 = off "
                         "(default: 64, a cross-fade from the LPC guess, for models with one; else 32)")
@@ -129,7 +132,7 @@ def max_difference(model, tflite_bytes: bytes, inputs) -> float:
 
 
 def build_metadata(config: dict, features, name: str, version: str, parameters: int, macs: int, weights: str,
-                   boundary_ramp_samples: int | None = None) -> dict:
+                   boundary_ramp_samples: int | None = None, guess_weight: float = 0.0) -> dict:
     """The metadata dict embedded in the model (required fields + provenance).
 
     ``boundary_ramp_samples``: ``None`` → :func:`nextblock.features.continuity.default_ramp_samples`.
@@ -140,6 +143,10 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
 
     if boundary_ramp_samples is None:
         boundary_ramp_samples = default_ramp_samples(features.lpc_order)
+    training = config.get("training", {})
+    # a model trained on several rates serves each of them, and any block size (nextblock.model.stream)
+    rates = sorted({int(r) for r in (training.get("train_rates_hz") or [])})
+    coverage = {"sample_rates_hz": rates, "horizon_samples": features.output_samples} if rates else {}
 
     return {
         "format": METADATA_FORMAT,
@@ -151,7 +158,9 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "outputs_blocks": features.outputs_blocks,
         "window_fall_samples": features.window_fall_samples,
         "lpc_order": features.lpc_order,
+        "lpc_burg_samples": features.lpc_burg_samples,
         "boundary_ramp_samples": boundary_ramp_samples,
+        "guess_weight": float(guess_weight),
         "channels_layout": "mono, per channel",
         "input": f"features float32 [channels, {features.input_bins}, {SpectralCodec(features).feature_channels}]",
         "output": f"spectrum float32 [channels, {features.output_bins}, 2]",
@@ -160,7 +169,10 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "architecture": config["architecture"],
         "parameters": parameters,
         "macs_per_channel": macs,
-        "training": {k: config.get("training", {}).get(k) for k in ("epochs", "batch_size", "learning_rate", "spectral_weight", "seed", "train_examples")},
+        **coverage,
+        "training": {k: training.get(k) for k in ("epochs", "batch_size", "learning_rate", "spectral_weight",
+                                                   "phase_weight", "spectral_fft_sizes", "train_rates_hz",
+                                                   "group_weight", "seed", "train_examples")},
         "training_result": config.get("result", {}),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or output.stem
     version = args.model_version or "1." + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M")
     metadata = build_metadata(config, features, name, version, int(model.count_params()), count_macs(model), args.weights,
-                              args.boundary_ramp_samples)
+                              args.boundary_ramp_samples, args.guess_weight)
     variants = [(output, False)] + ([(output.with_name(output.stem + "-fp16.tflite"), True)] if args.float16 else [])
     inputs = check_inputs(features)
     steps.update(1)

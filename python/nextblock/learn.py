@@ -172,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         start = resolve_starting_point(args.model_dir, args.model, args.init_weights)
+        from .model.stream import stream_support
+
         for s in streams:
-            if s.sample_rate_hz != start.features.sample_rate_hz or s.frames_per_block != start.features.frames_per_block:
-                raise StartingModelError(
-                    f"{s.name} streams {s.frames_per_block}-frame blocks at {s.sample_rate_hz} Hz but the model expects "
-                    f"{start.features.frames_per_block} at {start.features.sample_rate_hz} Hz")
+            if (reason := stream_support(start.metadata, s.frames_per_block, s.sample_rate_hz)) is not None:
+                raise StartingModelError(f"{s.name} streams {s.frames_per_block}-frame blocks at {s.sample_rate_hz} Hz; "
+                                         f"the model {reason}")
         model = build_keras_model(start.features, start.architecture, start.weights)
         baseline = None if args.no_fallback else resolve_baseline(start, args.model_dir, args.model, args.init_weights)
     except StartingModelError as err:
@@ -191,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         fallback_margin_db=None if args.no_fallback else args.fallback_margin_db)
     learner = OnlineLearner(
         streams, FineTuner(model, start.features, learning_rate=args.learning_rate), start.features, start.current,
-        Publisher(args.model_dir, keep=args.keep), TFLiteExporter(start.features, start.architecture),
+        Publisher(args.model_dir, keep=args.keep), TFLiteExporter(start.features, start.architecture,
+                                                            sample_rates_hz=start.metadata.get("sample_rates_hz") or ()),
         settings, log=printer.log, update_log_path=args.update_log, seed=args.seed,
-        baseline=baseline[0] if baseline else None, baseline_weights=baseline[1] if baseline else None)
+        baseline=baseline[0] if baseline else None, baseline_weights=baseline[1] if baseline else None,
+        sample_rates_hz=tuple(start.metadata.get("sample_rates_hz") or ()))
     printer.log(f"learn: {', '.join(s.name for s in streams)} -> {args.model_dir}; starting from "
                 f"{start.current.path} ({version_label(start.current.version)}), weights {start.weights}; "
                 f"fallback {baseline[0] if baseline else 'off'}")

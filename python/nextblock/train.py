@@ -43,6 +43,29 @@ picks MultiWorkerMirrored / Mirrored accordingly (one device otherwise).
 """
 
 
+def _int_list(text: str) -> list[int]:
+    """``"44100,48000"`` → ``[44100, 48000]`` (argparse type)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _group_weight(text: str) -> tuple[str, float]:
+    """``"choir=3"`` → ``("choir", 3.0)`` (argparse type)."""
+    name, _, weight = text.partition("=")
+    try:
+        value = float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GROUP=WEIGHT, got {text!r}") from None
+    if not name or value < 0:
+        raise argparse.ArgumentTypeError(f"expected GROUP=WEIGHT with a weight >= 0, got {text!r}")
+    return name, value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring and ``--help``)."""
     p = argparse.ArgumentParser(
@@ -55,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--validation-examples", type=int, default=8_000, help="validation windows (default %(default)s)")
     src.add_argument("--max-files-per-group", type=int, default=120, help="files read per folder and split (default %(default)s)")
     src.add_argument("--excerpt-seconds", type=float, default=12.0, help="seconds read per file (default %(default)s)")
+    src.add_argument("--train-rates-hz", type=_int_list, metavar="HZ[,HZ...]",
+                     help="resample each file to one of these rates, drawn per file (a repeated rate is drawn more "
+                          "often): one model for every stream rate, e.g. 32000,44100,44100,48000,48000,88200,96000 "
+                          "(default: --sample-rate-hz only)")
+    src.add_argument("--group-weight", action="append", default=[], type=_group_weight, metavar="GROUP=W",
+                     help="relative share of windows of the audio folder named GROUP (default 1), repeatable, "
+                          "e.g. --group-weight choir=3")
     feat = p.add_argument_group("features")
     feat.add_argument("--frames-per-block", type=int, default=128, help="samples per block (default %(default)s)")
     feat.add_argument("--context-samples", type=int, default=1024, help="context length in samples (default %(default)s)")
@@ -62,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     feat.add_argument("--window-fall-samples", type=int, default=128, help="analysis window's fall (default %(default)s)")
     feat.add_argument("--lpc-order", type=int, default=32,
                       help="order of the linear-prediction guess the network corrects, 0 = none (default %(default)s)")
+    feat.add_argument("--lpc-burg-samples", type=int, default=0,
+                      help="fit the guess by Burg's method to the context's last N samples (0: autocorrelation of "
+                           "the windowed context; 3.0 models: --lpc-order 128 --lpc-burg-samples 768) (default %(default)s)")
     arch = p.add_argument_group("architecture")
     arch.add_argument("--width", type=int, default=32, help="trunk channels (default %(default)s)")
     arch.add_argument("--blocks", type=int, default=4, help="residual blocks (default %(default)s)")
@@ -74,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--learning-rate", type=float, default=2e-3, help="peak Adam learning rate, cosine decay (default %(default)s)")
     tr.add_argument("--spectral-weight", type=float, default=0.1, help="weight of the multi-resolution STFT loss (default %(default)s)")
     tr.add_argument("--spectral-floor", type=float, default=1e-3, help="magnitude floor in the spectral loss's logs, RMS units (default %(default)s)")
+    tr.add_argument("--phase-weight", type=float, default=0.0, help="weight of the complex (phase-aware) multi-resolution STFT loss (default %(default)s)")
+    tr.add_argument("--spectral-fft-sizes", type=_int_list, default=[32, 64, 128], metavar="N[,N...]",
+                    help="STFT frame lengths of the spectral and phase terms, each <= the output (default 32,64,128)")
     tr.add_argument("--seed", type=int, default=0, help="seed for data sampling, shuffling and initialisation (default %(default)s)")
     tr.add_argument("--strategy", default="auto", choices=("auto", "one", "mirrored", "multiworker"), help="tf.distribute strategy (default %(default)s)")
     tr.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads, 0 = TF's choice (default %(default)s)")
@@ -110,7 +146,9 @@ def load_windows(args, features) -> dict:
     roots = args.audio or default_audio_roots()
     cache_dir = cache_extracted_dir().parent.parent / "windows"
     return windows_from_audio(roots, features, wanted, seed=args.seed, max_files_per_group=args.max_files_per_group,
-                              excerpt_seconds=args.excerpt_seconds, cache_dir=cache_dir, show_progress=not args.quiet)
+                              excerpt_seconds=args.excerpt_seconds, cache_dir=cache_dir, show_progress=not args.quiet,
+                              sample_rates_hz=tuple(args.train_rates_hz or ()) or None,
+                              group_weights=dict(args.group_weight) or None)
 
 
 def check_run_dir(run_dir: Path, config: dict) -> None:
@@ -153,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         features = FeatureConfig(args.frames_per_block, args.context_samples, args.sample_rate_hz, 2, args.window_fall_samples,
-                                 args.lpc_order)
+                                 args.lpc_order, args.lpc_burg_samples)
         arch = ArchitectureConfig(args.width, args.blocks, args.kernel_bins, args.filter_taps)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -202,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(features, arch)
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=steps * args.epochs, alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
-                      loss=make_loss(features, spectral_weight=args.spectral_weight, log_floor=args.spectral_floor),
+                      loss=make_loss(features, spectral_weight=args.spectral_weight, log_floor=args.spectral_floor,
+                                     phase_weight=args.phase_weight, fft_sizes=tuple(args.spectral_fft_sizes)),
                       metrics=[make_snr_metric(features)])
     print(f"model: {model.count_params()} parameters, strategy {type(strategy).__name__} "
           f"({strategy.num_replicas_in_sync} replica(s))", flush=True)

@@ -7,6 +7,7 @@ name                    what a lost block is played as
 ``repeat``              the last received block (JackTrip ``wavetable``), no cross-fade
 ``repeat-xfade``        the last block, cross-faded into real audio on recovery
 ``burg``                JackTrip v2.7.2 Regulator's Burg prediction (``--bufstrategy 3``)
+``ar128``               order-128 Burg AR on the last 10 blocks (PARCnet's linear part)
 ``nextblock``           the NextBlock CNN (needs ``model_path``; loaded lazily)
 ======================  ===========================================================================
 
@@ -27,6 +28,7 @@ CONCEALERS: dict[str, str] = {
     "repeat": "nextblock.concealers.repeat:RepeatConcealer",
     "repeat-xfade": "nextblock.concealers.repeat:RepeatCrossfadeConcealer",
     "burg": "nextblock.concealers.burg:BurgConcealer",
+    "ar128": "nextblock.concealers.ar:ARConcealer",
     "nextblock": "nextblock.concealers.nextblock:NextBlockConcealer",
 }
 

@@ -58,6 +58,7 @@ DEFAULT_CORPUS: tuple[DebianSource, ...] = (
         for p in (
             "ufoai-music", "warzone2100-music", "wesnoth-1.16-music", "nexuiz-music", "colobot-common-sounds",
             "singularity-music", "freedroidrpg-data", "openclonk-data", "planetblupi-music-ogg",
+            "supertuxkart-data",
         )
     ),
     DebianSource("hydrogen-drumkits", "instruments", "drums", True),

@@ -11,6 +11,8 @@ Row fields (:func:`evaluate` returns them, ``python -m nextblock.evaluate`` writ
 field                    meaning
 =======================  ============================================================================
 ``concealer``            concealer name
+``group``                ``"all"``, or with ``by_folder`` also one row per folder the files lie in
+                         (e.g. ``speech``, ``singing``): a table by category in one run
 ``loss``                 the loss spec string, e.g. ``bernoulli:0.05``
 ``fpp``                  frames per block
 ``sample_rate``          Hz
@@ -81,6 +83,9 @@ class EvaluationConfig:
         Run the THD+N sweep test, and its length.
     plot_dir, plot_files, plot_events:
         Where to write waveform/spectrogram pictures, for how many files, around how many losses.
+    by_folder:
+        Also score every folder of files on its own (rows with ``group`` = the folder's name),
+        besides all files together (``group`` = ``"all"``).
     """
 
     concealers: list[str]
@@ -97,6 +102,7 @@ class EvaluationConfig:
     plot_dir: str | None = None
     plot_files: int = 2
     plot_events: int = 3
+    by_folder: bool = False
 
 
 @dataclass
@@ -192,7 +198,8 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
     concealers = list(instances)
 
     files = find_audio_files(paths)
-    acc = {(name, spec.spec): _Accumulator() for name in concealers for spec in specs}
+    groups = ["all"] + (sorted({_folder_of(path) for path in files}) if config.by_folder else [])
+    acc = {(name, spec.spec, group): _Accumulator() for name in concealers for spec in specs for group in groups}
     skipped: list[tuple[str, str]] = []
     plots: list[str] = []
     units = (len(files) + (1 if config.sine else 0)) * len(specs) * len(concealers)
@@ -212,12 +219,15 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
         for spec in specs:
             lost = spec.mask(n_blocks, loss_rng(config.seed, spec.spec, file_index))
             played_first_channel: dict[str, np.ndarray] = {}
+            file_groups = ["all", _folder_of(path)] if config.by_folder else ["all"]
             for name in concealers:
-                cell = acc[(name, spec.spec)]
-                cell.files.add(path)
+                cells = [acc[(name, spec.spec, group)] for group in file_groups]
                 for channel in audio:
                     played, us = conceal_stream(channel, instances[name], lost)
-                    _score(cell, channel, played, us, lost, config)
+                    scores = _stream_scores(channel, played, us, lost, config)
+                    for cell in cells:
+                        cell.files.add(path)
+                        _add_scores(cell, scores)
                     played_first_channel.setdefault(name, played)
                 bar.update(1)
             if want_plots and lost.any():
@@ -236,40 +246,60 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
             lost = spec.mask(n_blocks, loss_rng(config.seed, spec.spec, SINE_STREAM_INDEX))
             for name in concealers:
                 played, _ = conceal_stream(sweep, instances[name], lost)
-                acc[(name, spec.spec)].thd_n_db = metrics.thd_n_db(sweep, played)
+                acc[(name, spec.spec, "all")].thd_n_db = metrics.thd_n_db(sweep, played)
                 bar.update(1)
     bar.close()
 
-    rows = [_row(name, spec.spec, acc[(name, spec.spec)], config) for name in concealers for spec in specs]
+    rows = [_row(name, spec.spec, acc[(name, spec.spec, group)], config, group)
+            for group in groups for name in concealers for spec in specs if acc[(name, spec.spec, group)].channels]
     return EvaluationResult(rows, skipped, unavailable, plots, asdict(config))
 
 
-def _score(cell: _Accumulator, reference: np.ndarray, played: np.ndarray, us_per_block: np.ndarray, lost: np.ndarray, config: EvaluationConfig) -> None:
-    """Add one stream's scores to ``cell``."""
+def _folder_of(path: str) -> str:
+    """The name of the folder a file lies in (its category with ``by_folder``)."""
+    return os.path.basename(os.path.dirname(os.path.abspath(path)))
+
+
+def _stream_scores(reference: np.ndarray, played: np.ndarray, us_per_block: np.ndarray, lost: np.ndarray,
+                   config: EvaluationConfig) -> dict:
+    """One stream's scores (``reference``, ``played``: ``(samples,)``; ``lost``: ``(blocks,)`` bool)."""
     fpp, rate_hz = config.frames_per_block, config.sample_rate_hz
-    cell.channels += 1
-    cell.blocks += int(lost.shape[0])
-    cell.lost_blocks += int(lost.sum())
     mask = metrics.concealed_sample_mask(lost, fpp, reference.shape[0])
     signal_energy, error_energy = metrics.energy_sums(reference, played, mask)
-    cell.signal_energy += signal_energy
-    cell.error_energy += error_energy
-    cell.lsd_frames.append(metrics.lsd_frames_db(reference, played, mask))
-    cell.us_lost.append(us_per_block[lost])
-    cell.us_arrived.append(us_per_block[~lost])
-    if config.visqol:
-        cell.visqol.append(perceptual.visqol_mos(reference, played, rate_hz))
-    if config.speech:
-        cell.plcmos.append(perceptual.plcmos_mos(played, rate_hz))
+    return {
+        "blocks": int(lost.shape[0]), "lost_blocks": int(lost.sum()),
+        "signal_energy": signal_energy, "error_energy": error_energy,
+        "lsd_frames": metrics.lsd_frames_db(reference, played, mask),
+        "us_lost": us_per_block[lost], "us_arrived": us_per_block[~lost],
+        "visqol": perceptual.visqol_mos(reference, played, rate_hz) if config.visqol else None,
+        "plcmos": perceptual.plcmos_mos(played, rate_hz) if config.speech else None,
+    }
 
 
-def _row(name: str, spec: str, cell: _Accumulator, config: EvaluationConfig) -> dict:
+def _add_scores(cell: _Accumulator, scores: dict) -> None:
+    """Add one stream's :func:`_stream_scores` to ``cell``."""
+    cell.channels += 1
+    cell.blocks += scores["blocks"]
+    cell.lost_blocks += scores["lost_blocks"]
+    cell.signal_energy += scores["signal_energy"]
+    cell.error_energy += scores["error_energy"]
+    cell.lsd_frames.append(scores["lsd_frames"])
+    cell.us_lost.append(scores["us_lost"])
+    cell.us_arrived.append(scores["us_arrived"])
+    if scores["visqol"] is not None:
+        cell.visqol.append(scores["visqol"])
+    if scores["plcmos"] is not None:
+        cell.plcmos.append(scores["plcmos"])
+
+
+def _row(name: str, spec: str, cell: _Accumulator, config: EvaluationConfig, group: str = "all") -> dict:
     """Turn the sums into a table row (non-finite -> None)."""
     lsd = np.concatenate(cell.lsd_frames) if cell.lsd_frames else np.zeros(0)
     us_lost = np.concatenate(cell.us_lost) if cell.us_lost else np.zeros(0)
     us_arrived = np.concatenate(cell.us_arrived) if cell.us_arrived else np.zeros(0)
     return {
         "concealer": name,
+        "group": group,
         "loss": spec,
         "fpp": config.frames_per_block,
         "sample_rate": config.sample_rate_hz,

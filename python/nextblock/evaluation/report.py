@@ -25,11 +25,15 @@ TABLE_COLUMNS: list[tuple[str, str, str]] = [
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The results as a GitHub markdown table (``–`` for null)."""
-    lines = ["| " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |", "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"]
+    """The results as a GitHub markdown table (``–`` for null; a ``group`` column first when rows
+    of several groups are present, see ``by_folder`` of the harness)."""
+    columns = list(TABLE_COLUMNS)
+    if len({row.get("group", "all") for row in rows}) > 1:
+        columns.insert(0, ("group", "group", "{}"))
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         cells = []
-        for key, _, fmt in TABLE_COLUMNS:
+        for key, _, fmt in columns:
             value = row.get(key)
             cells.append("–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else fmt.format(value))
         lines.append("| " + " | ".join(cells) + " |")

@@ -28,6 +28,10 @@ class FeatureConfig:
     lpc_order:
         Order of the linear-prediction guess fed to the network next to the spectrum
         (:mod:`nextblock.features.lpc`); 0: none (models before 2.0).
+    lpc_burg_samples:
+        0: the guess is fitted by the autocorrelation method to the windowed context (models
+        2.x); ``> lpc_order``: by Burg's method to the context's last ``lpc_burg_samples``
+        samples (models from 3.0: order 128 on 768 samples, PARCnet's AR(128)).
     """
 
     frames_per_block: int = 128
@@ -36,6 +40,7 @@ class FeatureConfig:
     outputs_blocks: int = 2
     window_fall_samples: int = 128
     lpc_order: int = 0
+    lpc_burg_samples: int = 0
 
     def __post_init__(self) -> None:
         if self.frames_per_block <= 0:
@@ -52,7 +57,10 @@ class FeatureConfig:
                 f"window_fall_samples must be in [0, context_samples / 2), got {self.window_fall_samples}"
             )
 
-        if not 0 <= 2 * self.lpc_order <= self.context_samples:
+        if self.lpc_burg_samples:
+            if not self.lpc_order < self.lpc_burg_samples <= self.context_samples:
+                raise ValueError(f"lpc_burg_samples must be in (lpc_order, context_samples], got {self.lpc_burg_samples}")
+        elif not 0 <= 2 * self.lpc_order <= self.context_samples:
             raise ValueError(f"lpc_order must be in [0, context_samples / 2], got {self.lpc_order}")
 
     @property

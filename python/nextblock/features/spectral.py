@@ -11,7 +11,8 @@ Input features (``encode``), per channel, shape ``(input_bins, 3)``, or ``(input
 2. ``log(|X| + 1e-3) / 4``: log-magnitude, which exposes quiet partials to the network;
 3. real part and
 4. imaginary part of the *LPC guess* (only when ``config.lpc_order > 0``): the spectrum of the
-   next ``output_samples`` as a linear predictor of that order continues the context
+   next ``output_samples`` as a linear predictor of that order (autocorrelation method on the
+   windowed context, or Burg's method on its last ``lpc_burg_samples``) continues the context
    (:mod:`nextblock.features.lpc`), in the units of the output below, on the output's bin grid:
    output bin ``k`` sits at input bin ``bin_stride * k``; the other input bins hold 0.
 
@@ -26,7 +27,7 @@ import numpy as np
 import scipy.fft
 
 from .config import FeatureConfig
-from .lpc import lpc_continuation
+from .lpc import burg_continuation, lpc_continuation
 from .window import analysis_window
 
 #: added to the context's RMS before dividing, so silence maps to (near) zero, not to noise.
@@ -120,8 +121,12 @@ class SpectralCodec:
         cfg = self.config
         rows = int(np.prod(context.shape[:-1], dtype=np.int64))
         # the polynomial does not depend on the level; the continuation has the level of its input
-        guess = lpc_continuation(context.reshape(rows, cfg.context_samples), windowed.reshape(rows, cfg.context_samples),
-                                 cfg.lpc_order, cfg.output_samples, cfg.sample_rate_hz)
+        if cfg.lpc_burg_samples:
+            history = context.reshape(rows, cfg.context_samples)[:, cfg.context_samples - cfg.lpc_burg_samples:]
+            guess = burg_continuation(history, cfg.lpc_order, cfg.output_samples)
+        else:
+            guess = lpc_continuation(context.reshape(rows, cfg.context_samples), windowed.reshape(rows, cfg.context_samples),
+                                     cfg.lpc_order, cfg.output_samples, cfg.sample_rate_hz)
         gain = (np.float32(1.0 / self.output_gain) / scale.reshape(rows))[:, None]
         guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * gain
         lpc = features.reshape(rows, cfg.input_bins, -1)[..., FEATURE_CHANNELS:]  # a view: features is contiguous

@@ -178,6 +178,9 @@ class OnlineLearner:
     baseline_weights:
         Keras weights of ``baseline`` (:meth:`FineTuner.get_weights`), for
         :attr:`LearnerSettings.fallback_margin_db`.
+    sample_rates_hz:
+        Stream rates the model serves (metadata ``sample_rates_hz``; the model works on samples,
+        so it learns from any of them); empty: only ``config.sample_rate_hz``.
     """
 
     def __init__(
@@ -195,11 +198,12 @@ class OnlineLearner:
         clock: Callable[[], float] = time.monotonic,
         baseline: str | os.PathLike | None = None,
         baseline_weights: list | None = None,
+        sample_rates_hz: tuple[int, ...] = (),
     ):
         if not streams:
             raise ValueError("at least one live stream is needed")
         for stream in streams:
-            if stream.sample_rate_hz != config.sample_rate_hz:
+            if stream.sample_rate_hz not in (tuple(sample_rates_hz) or (config.sample_rate_hz,)):
                 raise ValueError(
                     f"{stream.name} runs at {stream.sample_rate_hz} Hz but the model at {config.sample_rate_hz} Hz; "
                     "the learner does not resample"

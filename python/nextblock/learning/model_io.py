@@ -183,13 +183,18 @@ class TFLiteExporter:
         Metadata ``name`` of published models.
     tolerance:
         Max |LiteRT − Keras| allowed on ``nextblock.export``'s check inputs.
+    sample_rates_hz:
+        The starting model's ``sample_rates_hz`` (metadata), kept in every published model so it
+        serves the same rates and block sizes (empty: a model of one rate and block size).
 
     Call ``exporter(keras_model, path)``; raises ``RuntimeError`` when LiteRT and Keras disagree.
     """
 
-    def __init__(self, features: FeatureConfig, architecture: dict, name: str = "nextblock-online", tolerance: float = 1e-3):
+    def __init__(self, features: FeatureConfig, architecture: dict, name: str = "nextblock-online", tolerance: float = 1e-3,
+                 sample_rates_hz: tuple[int, ...] = ()):
         from .. import export
 
+        self.sample_rates_hz = tuple(int(r) for r in sample_rates_hz)
         self._export = export
         self.features = features
         self.architecture = dict(architecture)
@@ -207,7 +212,8 @@ class TFLiteExporter:
         if difference > self.tolerance:
             raise RuntimeError(f"exported candidate differs from Keras by {difference:.2e} > {self.tolerance:.1e}")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
-        config = {"architecture": self.architecture, "training": {"online": True}, "result": {}}
+        config = {"architecture": self.architecture, "result": {},
+                  "training": {"online": True, "train_rates_hz": list(self.sample_rates_hz)}}
         metadata = self._export.build_metadata(config, self.features, self.name, f"online.{stamp}",
                                                int(model.count_params()), count_macs(model), "online fine-tuning")
         Path(path).write_bytes(embed_metadata(data, metadata))

@@ -34,7 +34,9 @@ SHARDS_FORMAT = "nextblock-shards/1"
 
 def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[str, int], seed: int = 0,
                        max_files_per_group: int = 120, excerpt_seconds: float = 12.0,
-                       cache_dir: Path | None = None, show_progress: bool = True) -> dict[str, np.ndarray]:
+                       cache_dir: Path | None = None, show_progress: bool = True,
+                       sample_rates_hz: tuple[int, ...] | None = None,
+                       group_weights: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """Random windows from the audio files under ``roots``, per split.
 
     Parameters
@@ -52,6 +54,14 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
         At most this many files are read per group and split (bounds the decoding time).
     excerpt_seconds:
         At most this much audio is read from each file (from a random offset).
+    sample_rates_hz:
+        If given, each file is resampled to one of these rates (drawn per file, uniformly; a
+        rate listed twice is drawn twice as often) instead of ``config.sample_rate_hz``: the
+        model then learns to continue audio whatever its rate (a 1024-sample context is 32 ms
+        at 32 kHz and 10.7 ms at 96 kHz), so one model serves every stream rate.
+    group_weights:
+        Relative share of a group's examples by group (root folder) name, default 1 (e.g.
+        ``{"choir": 3.0}`` gives the choir renders three times the windows of any other group).
     cache_dir:
         If given, the result is stored there (``windows-<hash>.npz``) and reused by later runs
         with the same arguments.
@@ -62,8 +72,13 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
         ``{split: (n, window_samples) float32}``; a split with no files gets ``n = 0``.
     """
     window = config.context_samples + config.output_samples
-    key = json.dumps([sorted(str(Path(r).resolve()) for r in roots), config.to_dict(), examples, seed,
-                      max_files_per_group, excerpt_seconds], sort_keys=True)
+    rates = tuple(int(r) for r in sample_rates_hz) if sample_rates_hz else (config.sample_rate_hz,)
+    weights = dict(group_weights or {})
+    key_parts = [sorted(str(Path(r).resolve()) for r in roots), config.to_dict(), examples, seed,
+                 max_files_per_group, excerpt_seconds]
+    if sample_rates_hz or weights:  # keeps the cache keys of earlier runs
+        key_parts += [list(rates), sorted(weights.items())]
+    key = json.dumps(key_parts, sort_keys=True)
     cache_file = None
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"windows-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
@@ -76,6 +91,7 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
     for f in files:
         by_split_group[(f.split, f.group)].append(f)
     groups = sorted({f.group for f in files})
+    total_weight = sum(float(weights.get(g, 1.0)) for g in groups)
     rng = np.random.default_rng(seed)
     jobs = []
     for split, wanted in examples.items():
@@ -84,12 +100,13 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
             if not candidates or wanted <= 0:
                 continue
             order = rng.permutation(len(candidates))[:max_files_per_group]
-            per_file = math.ceil(wanted / len(groups) / len(order))
-            jobs.extend((split, candidates[i].path, per_file) for i in order)
+            share = float(weights.get(group, 1.0)) / total_weight
+            per_file = math.ceil(wanted * share / len(order))
+            jobs.extend((split, candidates[i].path, per_file, rates[rng.integers(len(rates))]) for i in order)
 
     collected: dict[str, list[np.ndarray]] = defaultdict(list)
-    for split, path, per_file in tqdm(jobs, desc="reading audio", unit="file", disable=not show_progress):
-        audio = read_excerpt(path, config.sample_rate_hz, excerpt_seconds, rng)
+    for split, path, per_file, rate_hz in tqdm(jobs, desc="reading audio", unit="file", disable=not show_progress):
+        audio = read_excerpt(path, int(rate_hz), excerpt_seconds, rng)
         if audio is None:
             continue
         collected[split].append(random_windows(audio, per_file, window, config.context_samples, rng))

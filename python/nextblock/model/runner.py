@@ -47,7 +47,7 @@ class BlockPredictor:
                 frames_per_block=md["frames_per_block"], context_samples=md["context_samples"],
                 sample_rate_hz=md["sample_rate_hz"], outputs_blocks=md["outputs_blocks"],
                 window_fall_samples=int(md.get("window_fall_samples", FeatureConfig.window_fall_samples)),
-                lpc_order=int(md.get("lpc_order", 0)))
+                lpc_order=int(md.get("lpc_order", 0)), lpc_burg_samples=int(md.get("lpc_burg_samples", 0)))
         except ValueError as err:
             raise ModelFileError(f"{self.model_path}: inconsistent metadata: {err}") from None
         self.codec = SpectralCodec(self.config)
@@ -55,6 +55,8 @@ class BlockPredictor:
         #: (models whose metadata has no ``boundary_ramp_samples`` predate it and used the offset ramp)
         self.boundary_ramp_samples = int(md.get("boundary_ramp_samples", OFFSET_RAMP_SAMPLES))
         self._ramp = boundary_ramp(self.boundary_ramp_samples) if self.boundary_ramp_samples > 0 else None
+        #: share of the LPC guess blended into the network's output (metadata ``guess_weight``, 0: none)
+        self.guess_weight = np.float32(md.get("guess_weight", 0.0)) if self.config.lpc_order > 0 else np.float32(0.0)
         try:
             self._interpreter = Interpreter(model_path=str(self.model_path), num_threads=int(num_threads))
         except (ValueError, RuntimeError) as err:
@@ -91,6 +93,12 @@ class BlockPredictor:
     def outputs_blocks(self) -> int:
         """Blocks returned per call (2: the next one and the one after)."""
         return self.config.outputs_blocks
+
+    @property
+    def horizon_samples(self) -> int:
+        """Samples one call predicts (``outputs_blocks · frames_per_block``, 256): the model works
+        on samples; :class:`~nextblock.model.stream.StreamPredictor` cuts any block size from it."""
+        return self.config.output_samples
 
     @property
     def model_version(self) -> str:
@@ -138,11 +146,19 @@ class BlockPredictor:
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
         blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
+        if self.guess_weight:
+            flat = blocks.reshape(blocks.shape[0], -1)
+            flat += self.guess_weight * (guess - flat)
         if self._ramp is not None:
             join_to_context(blocks.reshape(blocks.shape[0], -1), context, self._ramp, guess)
         if not np.all(np.isfinite(blocks)):
             blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
         return blocks
+
+    def predict_horizon(self, context: np.ndarray) -> np.ndarray:
+        """:meth:`predict` as one continuous segment: ``(channels, horizon_samples)`` float32."""
+        blocks = self.predict(context)
+        return blocks.reshape(blocks.shape[0], self.horizon_samples)
 
     def warm_up(self, calls: int = 8) -> None:
         """Run ``calls`` predictions on silence and noise (one channel) to settle caches."""

@@ -28,6 +28,8 @@ from .predictors import (
     Predictor,
     RepeatPredictor,
     check_stream_compatible,
+    choose_shipped_model,
+    fit_to_stream,
     load_model_predictor,
     warm_up,
 )
@@ -38,5 +40,5 @@ __all__ = [
     "Action", "HubConfig", "HubLoop", "HubStats", "JUST_IN_TIME", "SPECULATIVE", "ScheduleConfig", "StreamSchedule",
     "AttachError", "AttachLoop", "ContextRing", "IncompatibleModel", "LatencyHistogram", "LoopConfig", "ModelRejected",
     "ModelWatcher", "Predictor", "ProducerGone", "PublishedModel", "RepeatPredictor", "RuntimeStats", "SampleGuard",
-    "Target", "check_stream_compatible", "load_model_predictor", "open_consumer", "serve", "warm_up",
+    "Target", "check_stream_compatible", "choose_shipped_model", "fit_to_stream", "load_model_predictor", "open_consumer", "serve", "warm_up",
 ]

@@ -20,7 +20,10 @@ The loop only relies on this small interface (the one of
 Two implementations live here:
 
 * :func:`load_model_predictor` – the shipped path: ``BlockPredictor`` over a TFLite model, run by
-  LiteRT (never TensorFlow).
+  LiteRT (never TensorFlow), fitted to the stream's block size and rate by
+  :func:`fit_to_stream` (:class:`nextblock.model.stream.StreamPredictor` cuts or chains the
+  model's fixed horizon); without ``--model``, :func:`choose_shipped_model` picks the shipped
+  model that serves the stream with the fewest model calls and says which.
 * :class:`RepeatPredictor` – a deterministic stand-in without a model (repeats the newest
   block). For tests, the demo and for developing while no model is available; it is *not* a
   concealer anyone should ship.
@@ -182,6 +185,65 @@ def load_model_predictor(path: str | os.PathLike | None, num_threads: int = 1) -
         raise
     except Exception as err:  # LiteRT raises ValueError/RuntimeError for corrupt flatbuffers
         raise IncompatibleModel(f"cannot load model {path}: {type(err).__name__}: {err}") from None
+
+
+#: live streams of blocks shorter than this reuse a prediction until this many samples came in
+#: (at 16 frames the model runs on every 4th block; ``nextblock.model.stream``, step 3)
+LIVE_MIN_REFRESH_SAMPLES = 64
+
+
+def shipped_models() -> list[str]:
+    """Every shipped model file (``*.tflite`` next to the default model), the default first."""
+    default = default_model_path()
+    folder = os.path.dirname(default)
+    others = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".tflite") and os.path.join(folder, f) != default)
+    return [default, *others]
+
+
+def choose_shipped_model(frames_per_block: int, sample_rate_hz: int) -> tuple[str, str]:
+    """The shipped model that serves this stream best (:func:`nextblock.model.stream.choose_model`)
+    and a one-line reason naming it, its block size, rate and model calls per prediction.
+
+    Raises
+    ------
+    IncompatibleModel
+        No shipped model serves the stream (the message lists every model's reason).
+    """
+    from ..model.stream import choose_model
+
+    try:
+        path, why = choose_model(shipped_models(), frames_per_block, sample_rate_hz)
+    except ValueError as err:
+        raise IncompatibleModel(str(err)) from None
+    return os.fspath(path), why
+
+
+def fit_to_stream(predictor: Predictor, frames_per_block: int, sample_rate_hz: int, what: str = "the model") -> Predictor:
+    """The predictor to run for a stream of this geometry.
+
+    A model predictor (``BlockPredictor``: it has ``predict_horizon``) is wrapped in a
+    :class:`nextblock.model.stream.StreamPredictor` for the stream's block size and rate (any
+    block of 16-1024 frames, any rate in its metadata's ``sample_rates_hz``); an already fitted
+    one is re-fitted from its model; anything else must match exactly
+    (:func:`check_stream_compatible`).
+
+    Raises
+    ------
+    IncompatibleModel
+        The model cannot serve the stream (the message says why and what to change).
+    """
+    from ..model.stream import StreamPredictor
+
+    model = getattr(predictor, "model", predictor) if isinstance(predictor, StreamPredictor) else predictor
+    if not hasattr(model, "predict_horizon"):
+        check_stream_compatible(predictor, frames_per_block, sample_rate_hz, what)
+        return predictor
+    if isinstance(predictor, StreamPredictor) and (predictor.frames_per_block, predictor.sample_rate_hz) == (frames_per_block, sample_rate_hz):
+        return predictor
+    try:
+        return StreamPredictor(model, frames_per_block, sample_rate_hz, min_refresh_samples=LIVE_MIN_REFRESH_SAMPLES)
+    except ValueError as err:
+        raise IncompatibleModel(f"{what} cannot serve this stream: {err}") from None
 
 
 def check_stream_compatible(predictor: Predictor, frames_per_block: int, sample_rate_hz: int, what: str = "the model") -> None:

@@ -109,6 +109,9 @@ class RuntimeStats:
         ``monotonic_ns`` when the newest hot-swap was done (0: none).
     model_version : str
         The running model.
+    model_choice : str
+        Which model serves the stream and how (name, version, block size, rate, model calls per
+        prediction; :meth:`nextblock.model.stream.StreamPredictor.describe`), "" for a stand-in.
     miss_times_ns : np.ndarray, ``(256,)`` int64
         ``monotonic_ns`` of the newest deadline misses (ring; see :meth:`record_miss`).
     """
@@ -131,6 +134,7 @@ class RuntimeStats:
     reattaches: int = 0
     last_swap_ns: int = 0
     model_version: str = ""
+    model_choice: str = ""
     infer_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
     e2e_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
     miss_times_ns: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(256, np.int64))
@@ -185,7 +189,7 @@ class RuntimeStats:
             for k in (
                 "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "refused", "predictions", "posts",
                 "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
-                "model_rejects", "reattaches", "model_version",
+                "model_rejects", "reattaches", "model_version", "model_choice",
             )
         }
         out.update(
@@ -248,6 +252,7 @@ class HubStats:
     """
 
     model_version: str = ""
+    model_choice: str = ""
     model_swaps: int = 0
     model_rejects: int = 0
     reattaches: int = 0
@@ -333,6 +338,7 @@ class HubStats:
             e2e_us_median=float(np.median(e2e)) if e2e else None,
             cold_infer_us_at_start=self.cold_infer_us_at_start,
             model_version=self.model_version,
+            model_choice=self.model_choice,
             model_swaps=self.model_swaps,
             model_rejects=self.model_rejects,
             reattaches=self.reattaches,
