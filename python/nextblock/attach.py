@@ -208,9 +208,18 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     source.check()
 
     def model(path, frames, rate):  # one interpreter per batch size, fitted to the stream, all warmed
-        predictor = BucketedPredictor(lambda: fit_to_stream(load_model_predictor(path, args.threads), frames, rate),
-                                      max_rows=args.max_batch_rows)
+        described: list[str] = []
+
+        def build():
+            fitted = fit_to_stream(load_model_predictor(path, args.threads), frames, rate)
+            if not described and hasattr(fitted, "describe"):
+                described.append(fitted.describe())
+            return fitted
+
+        predictor = BucketedPredictor(build, max_rows=args.max_batch_rows)
         predictor.warm()
+        if described:  # how the model serves the stream (block size, rate, model calls)
+            stats.model_choice = described[0] if not stats.model_choice else f"{stats.model_choice}; {described[0]}"
         return predictor
 
     # A bad --model is reported before attaching, even without JackTrip.
