@@ -228,7 +228,7 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
     """A patched JackTrip p2p server via ``nextblock jacktrip``, a client connecting to it: NextBlock
     attaches once audio flows; Ctrl-C stops NextBlock and JackTrip."""
     from nextblock.jackio.jackd import JackdServer
-    from nextblock.jackio.patched_build import find_patched_jacktrip
+    from nextblock.jackio.patched_build import find_patched_jacktrip, find_stock_jacktrip
     from nextblock.jackio.procs import ManagedProcess
     from nextblock.netlab.link import free_udp_port
 
@@ -245,8 +245,7 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
                               "--bufstrategy", "3", "-q", "11", "--nb-json", str(tmp_path / "attach.json")],
                              env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            with ManagedProcess([patched.replace("/jacktrip", "/jacktrip-stock") if os.path.exists(
-                    patched + "-stock") else patched, "-c", "127.0.0.1", "-P", str(port), "-B", str(free_udp_port()),
+            with ManagedProcess([find_stock_jacktrip(patched)[0], "-c", "127.0.0.1", "-P", str(port), "-B", str(free_udp_port()),
                     "-n", "1", "-q", "11", "--bufstrategy", "3"], tmp_path / "client.log", env=jc.client_env()):
                 deadline = time.monotonic() + 60
                 while "attached to JackTrip PID" not in (tmp_path / "nextblock-jacktrip.log").read_text():
@@ -274,7 +273,9 @@ def test_pip_install_puts_a_working_nextblock_command_on_path(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NEXTBLOCK_NO_EDITABLE")}
+    # this tree's python/ must not be on the path: the installed copy is under test
+    # (NEXTBLOCK_NO_EDITABLE stays: it keeps a developer's editable install of another tree out)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                         "--no-index", str(REPO)], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]

@@ -200,7 +200,9 @@ def _cache_current(source: Path | None) -> bool:
     stamp = out / "nextblock-build.key"
     if not (all(b.is_file() for b in _bins(out).values()) and stamp.is_file()):
         return False
-    if source is None:  # no source to compare with: a complete build is the best we have
+    if source is None or not PATCH_DIR.is_dir():
+        # no source, or an installed NextBlock without the repository's patch to compare with:
+        # a complete build is the best we have
         return True
     return stamp.read_text() == build_key(source)
 
@@ -242,6 +244,9 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     source, our patch and bridge, the shm header) matches; otherwise rebuilt incrementally.
     ``show_progress``: a progress bar of the compile steps on stderr. Raises ``RuntimeError``
     (with the log's tail) when the build fails."""
+    if not PATCH_DIR.is_dir():
+        raise RuntimeError(f"building the patched JackTrip needs NextBlock's repository ({PATCH_DIR} is missing): "
+                           "run `nextblock build-jacktrip` from a clone, or set NEXTBLOCK_JACKTRIP to a patched binary")
     key = build_key(source)
     out = build_dir()
     bins = _bins(out)
