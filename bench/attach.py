@@ -15,7 +15,7 @@ misses, inference and end-to-end (block arrival -> replacement posted) latency m
 CPU share of one core used by NextBlock (target <= 15 % for stereo). The last output line is one
 JSON object.
 
-Note: on a shared machine (other engineers training models) the numbers are pessimistic.
+Note: on a shared machine (other jobs running) the numbers are pessimistic; quote runs on a quiet one.
 
 Usage::
 
