@@ -10,6 +10,10 @@ for a in "$@"; do
   case "$a" in -h|--help) exec python3 -m nextblock.demo --help ;; esac
 done
 start=$(date +%s)
-NEXTBLOCK_SKIP_JACKTRIP=1 scripts/setup.sh
+# what the demo needs (ViSQOL from the eval extra; no TensorFlow); with --build-jacktrip also the
+# patched JackTrip's build dependencies and the build itself
+skip=1
+for a in "$@"; do [ "$a" = --build-jacktrip ] && skip=""; done
+NEXTBLOCK_SKIP_JACKTRIP=$skip NEXTBLOCK_EXTRAS="${NEXTBLOCK_EXTRAS:-eval}" scripts/setup.sh
 echo "[demo] setup took $(( $(date +%s) - start )) s"
 exec python3 -m nextblock.demo "$@"

@@ -8,7 +8,8 @@
 #
 #   scripts/setup.sh                              # everything
 #   NEXTBLOCK_SKIP_APT=1 scripts/setup.sh         # Python side (and JackTrip build) only
-#   NEXTBLOCK_SKIP_JACKTRIP=1 scripts/setup.sh    # everything but the patched JackTrip build
+#   NEXTBLOCK_SKIP_JACKTRIP=1 scripts/setup.sh    # everything but the patched JackTrip build (and its build deps)
+#   NEXTBLOCK_EXTRAS=eval scripts/setup.sh        # only these pip extras (the demo needs none; eval adds ViSQOL)
 #
 # With CI=true (.ci/run) a patched JackTrip that cannot be had stops setup with an error: the
 # tests would otherwise fail on it later, far from the cause.
@@ -24,17 +25,25 @@ if [ -z "${NEXTBLOCK_SKIP_APT:-}" ]; then
   echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  # shellcheck disable=SC2046
-  $SUDO apt-get install -y -qq --no-install-recommends $(grep -v '^#' scripts/apt-packages.txt | tr '\n' ' ') >/dev/null
+  # the packages after the "# building the patched JackTrip" line are needed only to build it
+  if [ -n "${NEXTBLOCK_SKIP_JACKTRIP:-}" ]; then
+    pkgs=$(sed '/^# building the patched JackTrip/,$d' scripts/apt-packages.txt | grep -v '^#')
+  else
+    pkgs=$(grep -v '^#' scripts/apt-packages.txt)
+  fi
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 fi
 
 PY="${PYTHON:-python3}"
-say "Python package nextblock (C++ extension via scikit-build-core) with extras"
+say "Python package nextblock (C++ extension via scikit-build-core) with extras [${NEXTBLOCK_EXTRAS:-train,eval,test,dataset-render}]"
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e ".[train,eval,test,dataset-render]"
+# NEXTBLOCK_EXTRAS: the optional parts (default all: training needs TensorFlow, the tests need all)
+"$PY" -m pip install -q -e ".[${NEXTBLOCK_EXTRAS:-train,eval,test,dataset-render}]"
 "$PY" -m pip install -q --no-deps "tinysoundfont>=0.3"   # its pyaudio dependency is only for live playback
 # The same extension in place too (python/nextblock/_core*.so, git-ignored): child processes that
 # the tests, the demo and the benches start with PYTHONPATH=python then import this very tree.
+"$PY" -m pip install -q "pybind11>=2.12"   # dev_build.sh's CMake finds pybind11 through it
 scripts/dev_build.sh >/dev/null
 
 if [ -n "${NEXTBLOCK_SKIP_JACKTRIP:-}" ]; then
