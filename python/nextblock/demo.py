@@ -41,8 +41,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 EPILOG = """\
 examples:
   nextblock demo                                  # 8 s, 5 % random loss, seed 1
@@ -94,6 +92,8 @@ def install(apt: list[str], pip: list[str]) -> None:
 
 
 def _loss_spec(text: str) -> str:
+    import numpy as np
+
     from nextblock.netlab.impairments import make_loss_model
 
     try:
@@ -195,6 +195,8 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
 def _lost_mask(spec: str, seed: int, n_blocks: int, lead_in_blocks: int) -> np.ndarray:
     """Which blocks the link loses: the relay's loss model (same spec, same seed), block by block,
     starting after ``lead_in_blocks`` (as the relay arms when the audio starts)."""
+    import numpy as np
+
     from nextblock.netlab.impairments import make_loss_model, rng_streams
 
     model = make_loss_model(spec, rng_streams(seed)[0])
@@ -206,6 +208,8 @@ def _lost_mask(spec: str, seed: int, n_blocks: int, lead_in_blocks: int) -> np.n
 
 def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict]:
     """The stand-in producer with ``nextblock attach`` live; the JackTrip rows offline."""
+    import numpy as np
+
     from nextblock.capture import Producer
     from nextblock.concealers import make_concealer
     from nextblock.evaluation.simulate import conceal_stream
@@ -272,6 +276,8 @@ def _read_wav(path: str) -> np.ndarray:
 
 
 def _write_wav(path: Path, audio: np.ndarray) -> str:
+    import numpy as np
+
     import soundfile as sf
 
     sf.write(str(path), np.asarray(audio, np.float32), RATE_HZ, subtype="FLOAT")
@@ -295,6 +301,8 @@ def format_table(rows: list[dict]) -> str:
 
 def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> list[str]:
     """Waveform and spectrogram of one concealed loss, every row overlaid."""
+    import numpy as np
+
     try:
         from nextblock.evaluation.plots import plot_losses
     except ImportError:
@@ -312,6 +320,8 @@ def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> list[str]:
 
 def main(argv=None, prog: str = "nextblock demo") -> int:
     args = build_parser(prog).parse_args(argv)
+    import numpy as np
+
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     apt, pip = missing_dependencies()
