@@ -214,6 +214,7 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
     from nextblock.concealers import make_concealer
     from nextblock.evaluation.simulate import conceal_stream
     from nextblock.jackio.align import lost_sample_mask, score
+    from nextblock.jackio.e2e import _write_wav as write_wav
     from nextblock.jackio.e2e import attach_child_env
     from nextblock.jackio.procs import ManagedProcess, wait_until
     from nextblock.runtime.emulator import stream
@@ -256,8 +257,8 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
         row["metrics_lost"] = score(audio, row["played"], RATE_HZ, sample_mask=mask)
         row["lost_blocks"] = np.flatnonzero(lost).tolist()
         slug = row["label"].split(" (")[0].lower().replace(" + ", "-").replace(" ", "-")
-        row["wav"] = _write_wav(out / f"played-{slug}.wav", row["played"])
-    details = {"sent_wav": _write_wav(out / "sent.wav", audio), "link": "none (stand-in producer; losses drawn "
+        row["wav"] = write_wav(out / f"played-{slug}.wav", row["played"], RATE_HZ)
+    details = {"sent_wav": write_wav(out / "sent.wav", audio, RATE_HZ), "link": "none (stand-in producer; losses drawn "
                f"with the relay's loss model: {args.loss}, seed {args.seed})",
                "tick_late_us_p99": float(np.percentile(result["tick_late_us"], 99))}
     try:
@@ -273,15 +274,6 @@ def _read_wav(path: str) -> np.ndarray:
 
     data, _ = sf.read(path, dtype="float32", always_2d=True)
     return data[:, 0]
-
-
-def _write_wav(path: Path, audio: np.ndarray) -> str:
-    import numpy as np
-
-    import soundfile as sf
-
-    sf.write(str(path), np.asarray(audio, np.float32), RATE_HZ, subtype="FLOAT")
-    return str(path)
 
 
 def _fmt(x, nd=1) -> str:
