@@ -54,8 +54,13 @@ def test_a_tarball_with_the_expected_hash_is_unpacked_into_the_cache(empty_cache
     monkeypatch.setenv("NEXTBLOCK_JACKTRIP_TARBALL", str(tarball))
     src = pb.find_jacktrip_source()
     assert src == pb.source_dir() and (src / "src" / "Regulator.cpp").read_text() == "// stand-in\n"
-    # found as a source tree from now on, without the tarball
+    # an explicit tarball is checked even when the cache already has a source
     monkeypatch.delenv("NEXTBLOCK_JACKTRIP_TARBALL")
+    other = _fake_release(empty_cache / "other.tar.gz", top="jacktrip-2.7.2")
+    other.write_bytes(other.read_bytes() + b"\0")
+    with pytest.raises(pb.TarballError, match="sha256"):
+        pb.find_jacktrip_source(tarball=other)
+    # found as a source tree from now on, without the tarball
     tarball.unlink()
     assert pb.find_jacktrip_source(unpack=False) == src
 

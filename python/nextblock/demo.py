@@ -62,8 +62,9 @@ APT_PACKAGES = {"jackd": "jackd2", "jacktrip": "jacktrip", "jack_lsp": "jackd2",
 PIP_PACKAGES = {"jack": "JACK-Client"}
 PERIOD = 128
 RATE_HZ = 48000
-REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `nextblock build-jacktrip` "
-              "(~10 min on 2 cores), then run the demo again")
+REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `scripts/demo.sh --build-jacktrip` or "
+              "`nextblock build-jacktrip` (~10 min on 2 cores; it needs JackTrip 2.7.2's release tarball — "
+              "`nextblock build-jacktrip --help` says where to put it), then run the demo again")
 
 
 def missing_dependencies() -> tuple[list[str], list[str]]:
@@ -342,8 +343,8 @@ def main(argv=None, prog: str = "nextblock demo") -> int:
         rows, details = _rows_patched(args, audio, patched, out)
         mode = "patched JackTrip"
     else:
-        print("running on the STAND-IN producer (nextblock.runtime.emulator), not on JackTrip: "
-              f"{message}", flush=True)
+        why = message if args.stand_in else "the patched JackTrip is not built here"
+        print(f"running on the STAND-IN producer (nextblock.runtime.emulator), not on JackTrip: {why}", flush=True)
         print(f"  {REAL_THING}", flush=True)
         print(f"losses: {args.loss}, seed {args.seed} — the same blocks lost in every row", flush=True)
         rows, details = _rows_stand_in(args, audio, out)
@@ -358,7 +359,7 @@ def main(argv=None, prog: str = "nextblock demo") -> int:
     print("  lost: packets lost on the link; concealed: blocks made up; by NextBlock: of those, NextBlock's\n"
           "  prediction; SNR/LSD on the lost packets (higher/lower is better); ViSQOL of the whole recording")
     if mode == "stand-in producer":
-        print("  (JackTrip rows computed offline from the same losses; " + REAL_THING + ")")
+        print("  (the JackTrip rows are computed offline from the same recording and losses)")
     print("\nlisten:")
     print(f"  {'sent (no loss)':<32}{details['sent_wav']}")
     for r in rows:

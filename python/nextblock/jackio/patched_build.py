@@ -146,7 +146,10 @@ def unpack_tarball(tarball: str | os.PathLike) -> Path:
 def find_jacktrip_source(unpack: bool = True, tarball: str | os.PathLike | None = None) -> Path | None:
     """JackTrip's source: ``$JACKTRIP_SOURCE_DIR``, else the cache, else (``unpack``) the release
     tarball (:func:`find_tarball`) unpacked into the cache. None if none of them is there.
+    An explicit ``tarball`` comes first (checked and unpacked even when the cache has a source).
     Raises :class:`TarballError` for a tarball that is not JackTrip's release."""
+    if tarball is not None:
+        return unpack_tarball(find_tarball(tarball))
     cands = []
     if os.environ.get("JACKTRIP_SOURCE_DIR"):
         cands.append(Path(os.environ["JACKTRIP_SOURCE_DIR"]))
@@ -357,21 +360,26 @@ def ensure_patched_jacktrip(build: bool = True, show_progress: bool = False) -> 
     return path, msg
 
 
-EPILOG = f"""\
+def _epilog(prog: str) -> str:
+    return f"""\
 examples:
-  python3 -m nextblock.jackio.patched_build                   # find it, else build it (~10 min on 2 cores)
-  python3 -m nextblock.jackio.patched_build --tarball jacktrip-{JACKTRIP_VERSION}.tar.gz
-  python3 -m nextblock.jackio.patched_build --check --json    # only look; machine-readable
+  {prog}                                  # find it, else build it (~10 min on 2 cores)
+  {prog} --tarball ~/Downloads/jacktrip-{JACKTRIP_VERSION}.tar.gz
+  {prog} --check --json                   # only look; machine-readable
 
-The tarball is JackTrip's v{JACKTRIP_VERSION} release source (sha256 {TARBALL_SHA256[:16]}...), e.g.
-https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz. The binaries land in
-$NEXTBLOCK_CACHE/jacktrip/build-{JACKTRIP_VERSION}/bin/ (jacktrip = patched, jacktrip-stock = the same
-source unpatched).
+JackTrip's source: --tarball PATH if given, else the first of $JACKTRIP_SOURCE_DIR (an unpacked v{JACKTRIP_VERSION} tree); the cache
+({source_dir()}); the release tarball jacktrip-{JACKTRIP_VERSION}.tar.gz given with
+--tarball, in $NEXTBLOCK_JACKTRIP_TARBALL, in ../shared/jacktrip/ beside the repository, or in
+{cache_root() / "jacktrip"}/. The tarball is JackTrip's v{JACKTRIP_VERSION} release source
+(https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz); its sha256 must be
+{TARBALL_SHA256}.
+The binaries land in {build_dir() / "bin"}/ (jacktrip = patched,
+jacktrip-stock = the same source unpatched); $NEXTBLOCK_JACKTRIP points at a prebuilt patched binary instead.
 """
 
 
 def build_parser(prog: str = "python3 -m nextblock.jackio.patched_build") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=EPILOG,
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=_epilog(prog),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tarball", metavar="PATH",
                    help=f"build from this jacktrip-{JACKTRIP_VERSION}.tar.gz (sha256 checked, unpacked into the cache)")
