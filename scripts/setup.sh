@@ -43,7 +43,9 @@ say "Python package nextblock (C++ extension via scikit-build-core) with extras 
 "$PY" -m pip install -q --no-deps "tinysoundfont>=0.3"   # its pyaudio dependency is only for live playback
 # The same extension in place too (python/nextblock/_core*.so, git-ignored): child processes that
 # the tests, the demo and the benches start with PYTHONPATH=python then import this very tree.
-"$PY" -m pip install -q "pybind11>=2.12"   # dev_build.sh's CMake finds pybind11 through it
+# the build requirements in the environment too: dev_build.sh's CMake finds pybind11 through it,
+# and the console-script test installs the package with --no-build-isolation
+"$PY" -m pip install -q "pybind11>=2.12" "scikit-build-core>=0.10"
 scripts/dev_build.sh >/dev/null
 
 if [ -n "${NEXTBLOCK_SKIP_JACKTRIP:-}" ]; then
