@@ -11,12 +11,12 @@ Exit status: 0 when the patched JackTrip is there (or when its source is missing
 ``--strict``), 1 when a build was tried and failed or the tarball is not JackTrip 2.7.2's release,
 2 with ``--strict`` when no source can be found at all.
 
-Where JackTrip's source comes from (:func:`find_jacktrip_source`), first hit wins:
+Where JackTrip's source comes from (:func:`find_jacktrip_source`): ``--tarball PATH`` when given
+(checked and unpacked into the cache), else the first hit of
 
 1. ``$JACKTRIP_SOURCE_DIR`` (an unpacked v2.7.2 tree);
 2. ``$NEXTBLOCK_CACHE/jacktrip/jacktrip-2.7.2`` (default cache ``~/.cache/nextblock``);
-3. the release tarball ``jacktrip-2.7.2.tar.gz`` (``--tarball PATH``,
-   ``$NEXTBLOCK_JACKTRIP_TARBALL``, ``../shared/jacktrip/`` next to the repository, or
+3. the release tarball ``jacktrip-2.7.2.tar.gz`` (``$NEXTBLOCK_JACKTRIP_TARBALL``, ``../shared/jacktrip/`` next to the repository, or
    ``$NEXTBLOCK_CACHE/jacktrip/``): its sha256 is checked against :data:`TARBALL_SHA256`, then it
    is unpacked into the cache (2.).
 
@@ -137,7 +137,7 @@ def unpack_tarball(tarball: str | os.PathLike) -> Path:
         top = Path(tmp) / f"jacktrip-{JACKTRIP_VERSION}"
         if not _is_source_tree(top):
             raise TarballError(f"{tarball} has no jacktrip-{JACKTRIP_VERSION}/src/Regulator.cpp")
-        if dest.exists():  # an incomplete earlier unpack
+        if dest.exists():  # an incomplete earlier unpack, or the source an explicit tarball replaces
             shutil.rmtree(dest)
         top.rename(dest)
     return dest
@@ -224,7 +224,7 @@ def _run_logged(cmd: list[str], log, timeout_s: float, progress) -> int:
                 return proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 if time.monotonic() > deadline:
-                    raise
+                    raise subprocess.TimeoutExpired(cmd, timeout_s) from None
             if progress is not None:
                 log.flush()
                 with open(log.name, "rb") as f:
@@ -367,10 +367,10 @@ examples:
   {prog} --tarball ~/Downloads/jacktrip-{JACKTRIP_VERSION}.tar.gz
   {prog} --check --json                   # only look; machine-readable
 
-JackTrip's source: --tarball PATH if given, else the first of $JACKTRIP_SOURCE_DIR (an unpacked v{JACKTRIP_VERSION} tree); the cache
-({source_dir()}); the release tarball jacktrip-{JACKTRIP_VERSION}.tar.gz given with
---tarball, in $NEXTBLOCK_JACKTRIP_TARBALL, in ../shared/jacktrip/ beside the repository, or in
-{cache_root() / "jacktrip"}/. The tarball is JackTrip's v{JACKTRIP_VERSION} release source
+JackTrip's source: --tarball PATH if given, else the first of $JACKTRIP_SOURCE_DIR (an unpacked
+v{JACKTRIP_VERSION} tree); the cache ({source_dir()}); the release tarball
+jacktrip-{JACKTRIP_VERSION}.tar.gz in $NEXTBLOCK_JACKTRIP_TARBALL, in ../shared/jacktrip/ beside the
+repository, or in {cache_root() / "jacktrip"}/. The tarball is JackTrip's v{JACKTRIP_VERSION} release source
 (https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz); its sha256 must be
 {TARBALL_SHA256}.
 The binaries land in {build_dir() / "bin"}/ (jacktrip = patched,
@@ -391,7 +391,10 @@ def build_parser(prog: str = "python3 -m nextblock.jackio.patched_build") -> arg
 
 
 def main(argv=None, prog: str = "python3 -m nextblock.jackio.patched_build") -> int:
-    a = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    a = parser.parse_args(argv)
+    if a.check and a.tarball:
+        parser.error("--check only looks; drop it to build from --tarball")
     path, msg, failed = _ensure(not a.check, tarball=a.tarball, show_progress=not a.json)
     stock, stock_note = find_stock_jacktrip(path)
     if a.json:
