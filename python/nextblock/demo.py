@@ -138,7 +138,7 @@ def build_parser(prog: str = "nextblock demo") -> argparse.ArgumentParser:
     link.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"),
                       help="network namespaces (root) or loopback (default auto)")
     link.add_argument("--queue", type=int, default=4, help="JackTrip's jitter buffer in packets for the default "
-                      "and ring-buffer runs (-q; the Regulator gets the same in ms)")
+                      "and ring-buffer runs (-q, default 4; the Regulator runs get -q 11, in ms: about 4 packets)")
     p.add_argument("--no-install", action="store_true", help="do not apt/pip install missing dependencies")
     return p
 
@@ -151,6 +151,8 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
     from nextblock.netlab.link import LinkSpec
 
     stock, stock_note = find_stock_jacktrip(patched)
+    if stock == "jacktrip":  # no unpatched 2.7.2 beside it: the patched one without --nextblock plays the same bytes
+        stock, stock_note = patched, f"JackTrip's own rows: {patched} without --nextblock (plays what stock 2.7.2 plays)"
     link = LinkSpec(loss=args.loss, delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, seed=args.seed,
                     method=args.method, topology=args.topology)
     root = os.geteuid() == 0
