@@ -167,15 +167,20 @@ FAKE_JACKTRIP = textwrap.dedent('''\
 ''')
 
 
-def _pids_with_cmdline(fragment: str) -> list[int]:
+def _children_with_cmdline(parent: int, fragment: str) -> list[int]:
+    """PIDs of ``parent``'s children whose command line contains ``fragment`` (only ours: other
+    jobs on the machine may run JackTrip or attach too)."""
     pids = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                if fragment in Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    pids.append(int(d))
-            except OSError:
-                pass
+                status = Path(f"/proc/{d}/status").read_text()
+                ppid = int(status.split("PPid:", 1)[1].split()[0])
+                cmdline = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == parent and fragment in cmdline:
+                pids.append(int(d))
     return pids
 
 
@@ -201,8 +206,9 @@ def test_nextblock_jacktrip_starts_both_and_ctrl_c_stops_both(tmp_path):
             assert p.poll() is None, (tmp_path / "out.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "out.log").read_text()
             time.sleep(0.2)
-        attach_pids = _pids_with_cmdline("nextblock.attach --jacktrip-pid")
-        assert attach_pids
+        attach_pids = _children_with_cmdline(p.pid, "nextblock.attach --jacktrip-pid")
+        fake_pids = _children_with_cmdline(p.pid, str(fake))
+        assert len(attach_pids) == 1 and len(fake_pids) == 1
         p.send_signal(signal.SIGINT)
         assert p.wait(30) == 0
     finally:
@@ -213,7 +219,7 @@ def test_nextblock_jacktrip_starts_both_and_ctrl_c_stops_both(tmp_path):
     assert fake_run == {"argv": ["--nextblock", "-s", "--bufstrategy", "3"], "stopped_by": "SIGTERM"}
     assert "SIGINT: stopped NextBlock and JackTrip" in text
     assert json.loads(stats.read_text())["blocks"] > 0  # attach wrote its final statistics
-    assert not any(_alive(pid) for pid in attach_pids)
+    assert not any(_alive(pid) for pid in attach_pids + fake_pids)
 
 
 def test_nextblock_jacktrip_without_the_patched_build_says_how_to_get_it(tmp_path):
@@ -252,9 +258,9 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
                     assert p.poll() is None, (tmp_path / "nextblock-jacktrip.log").read_text()
                     assert time.monotonic() < deadline, (tmp_path / "nextblock-jacktrip.log").read_text()
                     time.sleep(0.2)
-                jt_pids = [pid for pid in _pids_with_cmdline(f"{patched} --nextblock -s") if pid != p.pid]
-                attach_pids = _pids_with_cmdline("nextblock.attach --jacktrip-pid")
-                assert jt_pids and attach_pids
+                jt_pids = _children_with_cmdline(p.pid, f"{patched} --nextblock -s")
+                attach_pids = _children_with_cmdline(p.pid, "nextblock.attach --jacktrip-pid")
+                assert len(jt_pids) == 1 and len(attach_pids) == 1
                 time.sleep(2.0)
                 p.send_signal(signal.SIGINT)
                 assert p.wait(30) == 0, (tmp_path / "nextblock-jacktrip.log").read_text()
