@@ -106,14 +106,6 @@ def find_tarball(explicit: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def unpack_tarball(tarball: str | os.PathLike) -> Path:
     """Check ``tarball``'s sha256 against :data:`TARBALL_SHA256` and unpack it into the cache
     (:func:`source_dir`); returns that folder. Raises :class:`TarballError` with the reason."""
@@ -121,8 +113,10 @@ def unpack_tarball(tarball: str | os.PathLike) -> Path:
     import tarfile
     import tempfile
 
+    from nextblock.dataset.download import sha256_of_file
+
     tarball = Path(tarball)
-    digest = _sha256(tarball)
+    digest = sha256_of_file(tarball)
     if digest != TARBALL_SHA256:
         raise TarballError(f"{tarball} is not JackTrip {JACKTRIP_VERSION}'s release source: sha256 {digest}, "
                            f"expected {TARBALL_SHA256}")
