@@ -24,8 +24,9 @@ Lookup order for the binaries (:func:`find_patched_jacktrip`):
 
 1. ``$NEXTBLOCK_JACKTRIP`` (patched) / ``$NEXTBLOCK_JACKTRIP_PATCHED`` and
    ``$NEXTBLOCK_JACKTRIP_STOCK`` (prebuilt binaries, e.g. in CI);
-2. the build cache ``$NEXTBLOCK_CACHE/jacktrip/build-2.7.2/bin/{jacktrip,jacktrip-stock}``
-   when its key (hash of JackTrip's source, our patch + bridge, the shm header) is current;
+2. the build cache ``$NEXTBLOCK_CACHE/jacktrip/build-2.7.2-<key>/bin/{jacktrip,jacktrip-stock}``,
+   ``<key>`` the hash of JackTrip's source, our patch + bridge and the shm header
+   (:func:`build_dir`);
 3. ``build/jacktrip/bin/jacktrip`` (what ``third_party/jacktrip_patch/build.sh`` makes).
 
 :func:`build_jacktrip` builds stock + patched with ``third_party/jacktrip_patch``'s CMake project
@@ -78,8 +79,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("NEXTBLOCK_CACHE", Path.home() / ".cache" / "nextblock"))
 
 
-def build_dir() -> Path:
-    return cache_root() / "jacktrip" / f"build-{JACKTRIP_VERSION}"
+def build_dir(key: str | None = None) -> Path:
+    """The build folder for the patch version ``key`` (:func:`build_key`):
+    ``$NEXTBLOCK_CACHE/jacktrip/build-2.7.2-<key>``, so checkouts with different patches (branches,
+    worktrees, CI clones sharing one cache) never rebuild over each other. Without ``key``: the
+    unkeyed ``build-2.7.2`` folder earlier versions used (still found when its stamp matches)."""
+    base = cache_root() / "jacktrip" / f"build-{JACKTRIP_VERSION}"
+    return base.with_name(f"{base.name}-{key}") if key else base
+
+
+def _complete(out: Path) -> bool:
+    return all(b.is_file() for b in _bins(out).values()) and (out / "nextblock-build.key").is_file()
 
 
 def source_dir() -> Path:
@@ -192,16 +202,20 @@ def _bins(out: Path) -> dict[str, Path]:
     return {"stock": out / "bin" / "jacktrip-stock", "patched": out / "bin" / "jacktrip"}
 
 
-def _cache_current(source: Path | None) -> bool:
-    out = build_dir()
-    stamp = out / "nextblock-build.key"
-    if not (all(b.is_file() for b in _bins(out).values()) and stamp.is_file()):
-        return False
-    if source is None or not PATCH_DIR.is_dir():
-        # no source, or an installed NextBlock without the repository's patch to compare with:
-        # a complete build is the best we have
-        return True
-    return stamp.read_text() == build_key(source)
+def _current_build(source: Path | None) -> Path | None:
+    """The build folder holding binaries of this checkout's patch, or None.
+
+    With the source and the repository's patch: the folder of :func:`build_key`, or the unkeyed
+    folder when its stamp says the same key. Without them (an installed NextBlock, no source):
+    the newest complete build, the best there is."""
+    if source is not None and PATCH_DIR.is_dir():
+        key = build_key(source)
+        for out in (build_dir(key), build_dir()):
+            if _complete(out) and (out / "nextblock-build.key").read_text() == key:
+                return out
+        return None
+    builds = [d for d in (cache_root() / "jacktrip").glob(f"build-{JACKTRIP_VERSION}*") if _complete(d)]
+    return max(builds, key=lambda d: (d / "nextblock-build.key").stat().st_mtime, default=None)
 
 
 def _run_logged(cmd: list[str], log, timeout_s: float, progress) -> int:
@@ -237,21 +251,29 @@ def _run_logged(cmd: list[str], log, timeout_s: float, progress) -> int:
 
 def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = False) -> dict[str, Path]:
     """Stock and patched binaries, built with third_party/jacktrip_patch's CMake project into
-    ``$NEXTBLOCK_CACHE/jacktrip/build-<version>``. Reused as long as its key (hash of JackTrip's
-    source, our patch and bridge, the shm header) matches; otherwise rebuilt incrementally.
+    ``$NEXTBLOCK_CACHE/jacktrip/build-<version>-<key>`` (:func:`build_dir`); reused when that
+    folder (or the unkeyed one with the same stamp) is complete, else built (~10 min on 2 cores).
     ``show_progress``: a progress bar of the compile steps on stderr. Raises ``RuntimeError``
     (with the log's tail) when the build fails."""
     if not PATCH_DIR.is_dir():
         raise RuntimeError(f"building the patched JackTrip needs NextBlock's repository ({PATCH_DIR} is missing): "
                            "run `nextblock build-jacktrip` from a clone, or set NEXTBLOCK_JACKTRIP to a patched binary")
+    current = _current_build(source)
+    if current is not None:
+        return _bins(current)
     key = build_key(source)
-    out = build_dir()
+    out = build_dir(key)
     bins = _bins(out)
     stamp = out / "nextblock-build.key"
-    if all(b.is_file() for b in bins.values()) and stamp.is_file() and stamp.read_text() == key:
-        return bins
     out.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
+    cmake_cache = out / "CMakeCache.txt"
+    if cmake_cache.is_file() and f"CMAKE_HOME_DIRECTORY:INTERNAL={PATCH_DIR}\n" not in cmake_cache.read_text():
+        # an unfinished build of the same patch from another checkout: CMake refuses another source folder
+        import shutil
+
+        cmake_cache.unlink()
+        shutil.rmtree(out / "CMakeFiles", ignore_errors=True)
     log = out / "build.log"
     rc = None
     cmds = [
@@ -295,8 +317,9 @@ def find_patched_jacktrip() -> tuple[str | None, str]:
                 return str(p), f"patched JackTrip {JACKTRIP_VERSION}: {p} (from ${var})"
             return None, f"${var}={os.environ[var]} is not an executable file"
     source = find_jacktrip_source(unpack=False)
-    if _cache_current(source):
-        p = _bins(build_dir())["patched"]
+    current = _current_build(source)
+    if current is not None:
+        p = _bins(current)["patched"]
         return str(p), f"patched JackTrip {JACKTRIP_VERSION}: {p} (build cache)"
     p = _executable(REPO / "build" / "jacktrip" / "bin" / "jacktrip")
     if p:
@@ -321,7 +344,9 @@ def find_stock_jacktrip(patched: str | None = None) -> tuple[str, str]:
     cands = []
     if patched:
         cands.append(Path(patched).with_name("jacktrip-stock"))
-    cands.append(_bins(build_dir())["stock"])
+    current = _current_build(find_jacktrip_source(unpack=False))
+    if current is not None:
+        cands.append(_bins(current)["stock"])
     for c in cands:
         if _executable(c):
             return str(c), f"stock JackTrip {JACKTRIP_VERSION}: {c} (built from the same source as the patched one)"
@@ -367,7 +392,7 @@ jacktrip-{JACKTRIP_VERSION}.tar.gz in $NEXTBLOCK_JACKTRIP_TARBALL, in ../shared/
 repository, or in {cache_root() / "jacktrip"}/. The tarball is JackTrip's v{JACKTRIP_VERSION} release source
 (https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz); its sha256 must be
 {TARBALL_SHA256}.
-The binaries land in {build_dir() / "bin"}/ (jacktrip = patched,
+The binaries land in {build_dir("<key>") / "bin"}/ (jacktrip = patched,
 jacktrip-stock = the same source unpatched); $NEXTBLOCK_JACKTRIP points at a prebuilt patched binary instead.
 """
 
