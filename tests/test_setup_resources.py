@@ -135,3 +135,31 @@ def test_in_ci_a_skip_for_a_setup_resource_fails_and_a_machine_skip_stays(tmp_pa
     assert "1 failed, 1 passed, 2 skipped" in r.stdout, r.stdout
     assert "FAILED" in r.stdout and "test_setup_resource" in r.stdout
     assert "setup is supposed to provide this" in r.stdout and "TensorFlow is not installed" in r.stdout
+
+
+def test_builds_of_different_patches_live_side_by_side(empty_cache, monkeypatch):
+    """A checkout finds the build of its own patch (keyed folder, or the unkeyed one with the same
+    stamp) and never another patch's build."""
+    src = pb.source_dir()
+    (src / "src").mkdir(parents=True)
+    (src / "src" / "Regulator.cpp").write_text("// stand-in\n")
+    (src / "meson.build").write_text("project('x')\n")
+    monkeypatch.setattr(pb, "PATCH_DIR", empty_cache)  # "the repository's patch" exists
+    key = {"k": "aaaa"}
+    monkeypatch.setattr(pb, "build_key", lambda source: key["k"])
+
+    def fake_build(folder: Path, stamp: str):
+        (folder / "bin").mkdir(parents=True)
+        for name in ("jacktrip", "jacktrip-stock"):
+            (folder / "bin" / name).write_text("#!/bin/sh\n")
+            (folder / "bin" / name).chmod(0o755)
+        (folder / "nextblock-build.key").write_text(stamp)
+
+    fake_build(pb.build_dir(), "bbbb")  # the unkeyed folder holds another patch's build
+    assert pb.find_patched_jacktrip()[0] is None
+    fake_build(pb.build_dir("aaaa"), "aaaa")
+    assert pb.find_patched_jacktrip()[0] == str(pb.build_dir("aaaa") / "bin" / "jacktrip")
+    key["k"] = "bbbb"  # the other checkout still finds its own build
+    assert pb.find_patched_jacktrip()[0] == str(pb.build_dir() / "bin" / "jacktrip")
+    assert pb.build_jacktrip(src) == {"stock": pb.build_dir() / "bin" / "jacktrip-stock",
+                                      "patched": pb.build_dir() / "bin" / "jacktrip"}
