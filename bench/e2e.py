@@ -7,7 +7,8 @@ one, else the system's) with zeros (``-z``), wavetable (``--bufstrategy -1``) an
 (``--bufstrategy 3``), and when a patched build exists the patched JackTrip's ring buffer alone
 (``patched-fallback-zeros``), with ``nextblock.attach`` (``nextblock``), and its Regulator with
 ``nextblock.attach`` (``nextblock-regulator``: Burg stays the fallback for any block NextBlock
-misses) — it plays a real recording through two jackd dummy servers and records it, then reports
+misses) — it plays a real recording the model never trained on (a test-split recording of
+``singularity-music``) through two jackd dummy servers and records it, then reports
 ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where ``visqol-python``
 is installed, the share of underruns NextBlock concealed, JackTrip's
 counters and CPU seconds per process. Writes JSON and a markdown table; the last output line
@@ -122,7 +123,9 @@ def main(argv=None) -> int:
     from nextblock.netlab.link import LinkSpec
 
     seconds = args.seconds or (10.0 if args.quick else 60.0)
-    audio, source = load_test_recording(seconds)
+    # a test-split recording: the shipped model never trained on it
+    audio, source = load_test_recording(seconds, split="test")
+    print(f"recording: {source['path']} ({seconds:g} s, test split)", file=sys.stderr)
     patched, message = (None, "--no-nextblock") if args.no_nextblock else ensure_patched_jacktrip(build=True)
     stock_bin, stock_note = find_stock_jacktrip(patched)
     print(message, file=sys.stderr)

@@ -4,11 +4,13 @@ A patched JackTrip p2p server (``--nextblock``, ``--simloss``) receives a block-
 a JackTrip client (tests/jacktrip_patch_harness.py runs both on ``jackd`` dummy servers and
 records the server's output). NextBlock's loop attaches to the server's segment, as
 ``python -m nextblock.attach --jacktrip-pid`` does, and remembers everything it posts. Every
-UNDERRUN that JackTrip reports as concealed by a REPLACEMENT must then show up in the recording
-as exactly one of the blocks we posted for that seq.
+UNDERRUN that JackTrip reports as concealed by a REPLACEMENT must be for a seq we posted, and show
+up in the recording as exactly one of the blocks we posted for that seq — except replacements
+played while an overloaded machine stalled JackTrip's receive thread (see the test), and at most
+10 % more.
 
-Skipped (with the reason) when JackTrip's source or the build tools are not available; the first
-run builds JackTrip (~10 min), later runs reuse the build.
+Skipped (with the reason; a failure in CI) when JackTrip's source or the build tools are not
+available; the first run builds JackTrip (~10 min), later runs reuse the build.
 """
 
 from __future__ import annotations
@@ -85,12 +87,18 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
     for seq in replaced:
         assert seq in posted, f"JackTrip played a replacement for seq {seq} that NextBlock never posted"
     found = [seq for seq in replaced if any(b in recorded for b in posted[seq])]
-    # a JACK xrun under load can drop or repeat a period of the recording: allow a few
     missing = sorted(set(replaced) - set(found))
-    # Most replacements appear bit-exact. Known gap (see docs/notes/attach.md): inside bursts some
-    # taken replacements are not found verbatim in the recording (JackTrip's jitter buffer plays
-    # them later than one period after the previous arrival, and we re-post chained guesses; the
-    # recorder can also drop/repeat periods on JACK xruns). The patch's own marker test allows 70 %.
-    assert len(found) >= 0.6 * len(replaced), (
-        f"only {len(found)} of {len(replaced)} replacements found in the recording; missing {missing[:20]}")
+    # Where the missing ones go (measured, docs/notes/attach.md): on a quiet machine every replacement
+    # is in the recording. When the machine is overloaded, JackTrip's receive thread stalls: packets
+    # arrive tens to hundreds of ms after JackTrip concealed them (its LATE events), and the JACK
+    # periods around such a stall - replacements included - can be lost from the recording (the
+    # recorder is a Python JACK client starved by the same load). A concealment is "stalled" when its
+    # packet arrived more than two periods after JackTrip played the replacement for it.
+    period_ns = 2 * 128 / 48000 * 1e9
+    when = {e.seq: e.time_ns for e in analysis.conceal_recorded() if e.kind.name == "UNDERRUN"}
+    stalled = {seq for seq in replaced if seq in analysis.arrival and analysis.arrival[seq] - when[seq] > period_ns}
+    unexplained = [seq for seq in missing if seq not in stalled]
+    assert len(unexplained) <= max(2, 0.1 * len(replaced)), (
+        f"{len(found)} of {len(replaced)} replacements found in the recording; missing {missing[:20]}, of which "
+        f"{len(unexplained)} were not played during a receive stall: {unexplained[:20]}")
     assert stats.underruns >= len(replaced) and stats.replacements_used >= len(replaced)

@@ -1,22 +1,32 @@
-"""``python -m nextblock.demo``: NextBlock vs JackTrip's own concealment, end to end.
+"""``nextblock demo``: hear what NextBlock does to a lossy link, next to what you would hear without it.
 
-On built-in defaults it
+It plays a recording the model never trained on (a *test-split* recording of the Debian package
+``singularity-music``) through a link that loses packets (seeded: the same packets in every run),
+and conceals the losses three ways, side by side:
 
-1. checks (and unless ``--no-install`` installs, non-interactively) what it needs:
-   apt ``jackd2 jacktrip iproute2 nftables``, pip ``JACK-Client``;
-2. starts two ``jackd`` dummy servers, a JackTrip server and client and a lossy link between
-   them (network namespaces + our seeded relay when root, else loopback + relay; the report
-   says which path ran);
-3. plays a real recording (Debian ``singularity-music``) into the client's send port and
-   records the server's receive port twice with the same seeded losses: the patched JackTrip
-   2.7.2 (on both ends; ``nextblock.jackio.patched_build`` finds it, or builds it when JackTrip's
-   source is there) with only its own concealment (ring buffer, zeros), then the same with
-   ``python -m nextblock.attach`` beside the receiving JackTrip. Without a patched build it says
-   what is missing and runs stock JackTrip only;
-4. prints a short report: underruns, replacements used, ``snr_db``/``lsd_db`` of both
-   recordings against the sent audio, a plot of a concealed loss, and the WAV paths.
+1. **JackTrip default** – JackTrip 2.7.2 with its default jitter buffer (``--bufstrategy 1``):
+   a lost packet plays as silence;
+2. **Regulator + Burg** – JackTrip's Regulator (``--bufstrategy 3``): a lost packet is guessed by
+   Burg linear prediction, the strongest concealment JackTrip ships;
+3. **NextBlock** – the patched JackTrip (``--nextblock``) on the same Regulator with
+   ``nextblock attach`` beside it: its model's prediction plays wherever it is ready in time, Burg
+   otherwise.
 
-The last line of output is the JSON report.
+Two ways to run, chosen automatically (the report says which ran):
+
+* **patched JackTrip** (when it is built: ``nextblock build-jacktrip``, or ``--build-jacktrip``
+  here): two ``jackd`` dummy servers, a JackTrip client and server joined by a lossy link (network
+  namespaces + a seeded relay when root, loopback + relay otherwise), the recording played into
+  the client and recorded at the server, once per row;
+* **stand-in** (no patched JackTrip here): ``nextblock.runtime.emulator`` plays JackTrip's role
+  for the NextBlock row — the recording is streamed block by block in real time through the same
+  shared memory, ``nextblock attach`` predicts live, and a block it did not replace in time plays
+  as silence; the two JackTrip rows are computed offline from the same recording and losses
+  (``nextblock.concealers``: zeros, and the port of JackTrip's Burg).
+
+Output: a short table (SNR and log-spectral distance on the lost packets, ViSQOL of the whole
+recording), the WAV files to listen to, a plot of one concealed loss, and ``report.json`` in
+``--out`` with every detail.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,18 +43,28 @@ from pathlib import Path
 
 EPILOG = """\
 examples:
-  python -m nextblock.demo                          # 10 s, 5 % loss, seed 1
-  python -m nextblock.demo --loss ge:0.02,0.3       # Gilbert-Elliott bursts (mean burst 3.3 packets)
-  python -m nextblock.demo --loss bernoulli:10 --delay-ms 5 --jitter-ms 2 --seconds 30
-  python -m nextblock.demo --method nft             # kernel loss (nftables, unseeded) instead of the relay
-  python -m nextblock.demo --fallback regulator     # compare against JackTrip's Regulator/Burg PLC
+  nextblock demo                                  # 8 s, 5 % random loss, seed 1
+  nextblock demo --loss ge:0.02,0.3               # Gilbert-Elliott bursts (mean burst 3.3 packets)
+  nextblock demo --loss bernoulli:10 --seconds 20 --seed 7
+  nextblock demo --build-jacktrip                 # build the patched JackTrip first (~10 min), then run on it
+  nextblock demo --stand-in                       # the stand-in even when the patched JackTrip is built
+  nextblock demo --nextblock-on ringbuffer        # NextBlock on JackTrip's ring buffer (silence when late)
 
-loss specs: none | bernoulli:PERCENT | ge:P,R[,LOSS_BAD[,LOSS_GOOD]] | list:I,J,...
-methods:    auto (netem if the kernel has it, else relay) | relay | nft | netem | simloss | none
+loss specs: none | bernoulli:PERCENT | ge:P,R[,LOSS_BAD[,LOSS_GOOD]] | list:I,J,...   (packets of 128 samples)
+link methods (patched JackTrip only): auto | relay | nft | netem | simloss | none
+
+Columns: lost = packets lost on the link; concealed = blocks the receiver had to make up; by NextBlock =
+of those, how many played NextBlock's prediction; SNR / LSD on the lost packets (higher / lower is
+better) and ViSQOL MOS (1-5) of the whole recording, all against the sent audio.
 """
 
 APT_PACKAGES = {"jackd": "jackd2", "jacktrip": "jacktrip", "jack_lsp": "jackd2", "ip": "iproute2", "nft": "nftables"}
 PIP_PACKAGES = {"jack": "JACK-Client"}
+PERIOD = 128
+RATE_HZ = 48000
+REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `scripts/demo.sh --build-jacktrip` or "
+              "`nextblock build-jacktrip` (~10 min on 2 cores; it needs JackTrip 2.7.2's release tarball — "
+              "`nextblock build-jacktrip --help` says where to put it), then run the demo again")
 
 
 def missing_dependencies() -> tuple[list[str], list[str]]:
@@ -71,84 +92,231 @@ def install(apt: list[str], pip: list[str]) -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pip], check=True, timeout=900)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nextblock.demo", description=__doc__,
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=10.0, help="length of the recording played (default 10)")
-    p.add_argument("--loss", default="bernoulli:5", help="loss spec on client→server (default bernoulli:5)")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added by the relay")
-    p.add_argument("--jitter-ms", type=float, default=0.0, help="extra uniform delay in [0, jitter] ms")
-    p.add_argument("--seed", type=int, default=1, help="seed of the relay's loss/jitter (same seed = same drops)")
-    p.add_argument("--method", default="auto", help="lossy-link method (see below)")
-    p.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"),
-                   help="network namespaces (root) or loopback")
-    p.add_argument("--fallback", default="zeros", choices=("zeros", "wavetable", "default", "regulator"),
-                   help="JackTrip's own concealment to compare with (default zeros). With the patched build, "
-                        "zeros/default/wavetable run JackTrip's ring buffer (--bufstrategy -1 [-z]) and "
-                        "regulator its Regulator with Burg PLC (--bufstrategy 3, -q in ms), each alone and "
-                        "with NextBlock; without it, stock JackTrip with that concealment only")
-    p.add_argument("--queue", type=int, default=4, help="JackTrip jitter-buffer length in packets (-q)")
-    p.add_argument("--out", default="out/demo", help="folder for WAVs, logs, plot and report.json")
+def _loss_spec(text: str) -> str:
+    import numpy as np
+
+    from nextblock.netlab.impairments import make_loss_model
+
+    try:
+        make_loss_model(text, np.random.default_rng(0))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 2.0 <= value <= 600.0:
+        raise argparse.ArgumentTypeError(f"--seconds must be between 2 and 600, got {value:g}")
+    return value
+
+
+def build_parser(prog: str = "nextblock demo") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=_seconds, default=8.0, help="length of the recording played (default 8)")
+    p.add_argument("--loss", type=_loss_spec, default="bernoulli:5",
+                   help="packet loss on the way to the receiver (default bernoulli:5; specs below)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the losses (same seed = same lost packets)")
+    p.add_argument("--out", default="out/demo", help="folder for the WAVs, logs, plots and report.json "
+                   "(default out/demo)")
+    p.add_argument("--nextblock-on", choices=("regulator", "ringbuffer"), default="regulator",
+                   help="JackTrip buffer NextBlock runs on: the Regulator (Burg when a prediction is late; default) "
+                        "or the ring buffer (--bufstrategy -1 -z: silence when late)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--build-jacktrip", action="store_true",
+                      help="build the patched JackTrip first when it is not built yet (~10 min on 2 cores)")
+    mode.add_argument("--stand-in", action="store_true",
+                      help="use the stand-in producer even when the patched JackTrip is built")
+    link = p.add_argument_group("link (patched JackTrip only)")
+    link.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added by the relay")
+    link.add_argument("--jitter-ms", type=float, default=0.0, help="extra uniform delay in [0, jitter] ms")
+    link.add_argument("--method", default="auto", help="how packets are lost (default auto: the seeded relay)")
+    link.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"),
+                      help="network namespaces (root) or loopback (default auto)")
+    link.add_argument("--queue", type=int, default=4, help="JackTrip's jitter buffer in packets for the default "
+                      "and ring-buffer runs (-q, default 4; the Regulator runs get -q 11, in ms: about 4 packets)")
     p.add_argument("--no-install", action="store_true", help="do not apt/pip install missing dependencies")
-    p.add_argument("--stock-only", action="store_true", help="skip the NextBlock run")
     return p
 
 
-def _plot(reference, recordings: dict, dropped_indices, period: int, rate_hz: int, out: Path,
-          zeros_recording=None) -> list[str]:
-    """Before/after plots of one concealed loss.
+# ----------------------------------------------------------------------------- the two ways to run
+def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[list[dict], dict]:
+    """Three end-to-end runs through JackTrip; returns (rows, details for the report)."""
+    from nextblock.jackio.e2e import REGULATOR_QUEUE_MS, nextblock_receiver, run_e2e, stock_receiver
+    from nextblock.jackio.patched_build import find_stock_jacktrip
+    from nextblock.netlab.link import LinkSpec
 
-    ``zeros_recording``: the aligned recording of the run whose fallback plays silence. A player or
-    recorder xrun on a busy machine shifts the stream by whole periods after it, so the relay's
-    packet index can point one block off; only drops that really are silent in that recording
-    (≥ 90 % exact zeros in the block) are plotted, so the shaded "lost" block is where the gap was.
-    """
+    stock, stock_note = find_stock_jacktrip(patched)
+    if stock == "jacktrip":  # no unpatched 2.7.2 beside it: the patched one without --nextblock plays the same bytes
+        stock, stock_note = patched, f"JackTrip's own rows: {patched} without --nextblock (plays what stock 2.7.2 plays)"
+    link = LinkSpec(loss=args.loss, delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, seed=args.seed,
+                    method=args.method, topology=args.topology)
+    root = os.geteuid() == 0
+    # SCHED_FIFO for both JackTrips and the relay (as a musician's JACK setup runs JackTrip): on a
+    # small busy machine the predictor would otherwise starve JackTrip's network thread.
+    rt = 20 if root else None
+    if args.nextblock_on == "regulator":
+        nb_buffer, nb_label = ("--bufstrategy", "3"), "NextBlock (on the Regulator)"
+    else:
+        nb_buffer, nb_label = ("--bufstrategy", "-1", "-z"), "NextBlock (on the ring buffer)"
+    nb = nextblock_receiver(patched, out / "attach-stats.json", buffer_args=nb_buffer, realtime=root)
+    if args.nextblock_on == "regulator":
+        nb.queue = str(REGULATOR_QUEUE_MS)
+    plan = [("JackTrip default", stock_receiver("default", binary=stock), stock),
+            ("Regulator + Burg", stock_receiver("regulator", binary=stock), stock),
+            (nb_label, nb, stock)]
+    rows, details = [], {"stock": stock_note, "runs": {}}
+    for i, (label, receiver, sender) in enumerate(plan, 1):
+        t0 = time.monotonic()
+        print(f"  [{i}/{len(plan)}] {label} ...", end="", flush=True)
+        r = run_e2e(audio, link, receiver, out, queue_packets=args.queue, sender_binary=sender, rt_priority=rt)
+        print(f" {time.monotonic() - t0:.0f} s", flush=True)
+        recorded = _read_wav(r["recorded_wav"])
+        ev = r.get("segment_events") or {}
+        rx = r["jacktrip_receive"]
+        rows.append({
+            "label": label, "played": recorded, "wav": r["recorded_wav"],
+            "lost": r["link"].get("dropped_packets"),
+            "concealed": ev.get("concealments") if ev else (rx.get("glitches") if rx.get("glitches") is not None
+                                                              else rx.get("recv_underruns")),
+            "by_nextblock": ev.get("replacements_used") if receiver.attach_command else None,
+            "metrics": r["metrics"], "metrics_lost": r.get("metrics_lost_packets") or {},
+            "lost_blocks": r.get("dropped_audio_blocks") or r["link"].get("dropped_indices") or [],
+        })
+        details["runs"][label] = {k: v for k, v in r.items() if k not in ("link",)}
+        details["runs"][label]["link"] = {k: v for k, v in r["link"].items()
+                                          if k not in ("dropped_seqs", "dropped_indices", "relay_summary")}
+        details["sent_wav"] = r["sent_wav"]
+        details["link"] = f"{r['link']['method']} over {r['link']['topology']} ({r['link']['reason']})"
+    return rows, details
+
+
+def _lost_mask(spec: str, seed: int, n_blocks: int, lead_in_blocks: int) -> np.ndarray:
+    """Which blocks the link loses: the relay's loss model (same spec, same seed), block by block,
+    starting after ``lead_in_blocks`` (as the relay arms when the audio starts)."""
+    import numpy as np
+
+    from nextblock.netlab.impairments import make_loss_model, rng_streams
+
+    model = make_loss_model(spec, rng_streams(seed)[0])
+    lost = np.zeros(n_blocks, bool)
+    for k in range(lead_in_blocks, n_blocks - 1):
+        lost[k] = model.drop()
+    return lost
+
+
+def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict]:
+    """The stand-in producer with ``nextblock attach`` live; the JackTrip rows offline."""
+    import numpy as np
+
+    from nextblock.capture import Producer
+    from nextblock.concealers import make_concealer
+    from nextblock.evaluation.simulate import conceal_stream
+    from nextblock.jackio.align import lost_sample_mask, score
+    from nextblock.jackio.e2e import _write_wav as write_wav
+    from nextblock.jackio.e2e import attach_child_env
+    from nextblock.jackio.procs import ManagedProcess, wait_until
+    from nextblock.runtime.emulator import stream
+
+    n_blocks = len(audio) // PERIOD
+    audio = audio[: n_blocks * PERIOD]
+    lost = _lost_mask(args.loss, args.seed, n_blocks, lead_in_blocks=int(0.5 * RATE_HZ / PERIOD))
+    mask = lost_sample_mask(np.flatnonzero(lost), len(audio), PERIOD)
+    rows = []
+    for i, (label, name) in enumerate((("JackTrip default", "zeros"), ("Regulator + Burg", "burg")), 1):
+        print(f"  [{i}/3] {label} (computed offline: nextblock.concealers.{name}) ...", end="", flush=True)
+        t0 = time.monotonic()
+        played, _ = conceal_stream(audio, make_concealer(name, PERIOD, RATE_HZ), lost)
+        print(f" {time.monotonic() - t0:.0f} s", flush=True)
+        rows.append({"label": label, "played": played})
+    print("  [3/3] NextBlock (live: stand-in producer + nextblock attach, in real time) ...", end="", flush=True)
+    t0 = time.monotonic()
+    segment = f"/nextblock-demo-{os.getpid()}"
+    stats_path = out / "attach-stats.json"
+    argv = [sys.executable, "-m", "nextblock.attach", "--segment", segment, "--json", str(stats_path)]
+    if os.geteuid() == 0:
+        argv.append("--realtime")
+    with Producer(segment, RATE_HZ, PERIOD, 1) as producer:
+        with ManagedProcess(argv, out / "attach.log", env=attach_child_env(), stop_signal=signal.SIGINT) as attach:
+            try:
+                wait_until(producer.consumer_alive, 60.0, 0.05, "nextblock attach to open the segment")
+            except TimeoutError:
+                attach.check_alive("nextblock attach")
+                raise
+            time.sleep(0.5)  # its model is loaded once it attaches; let it settle
+            result = stream(producer, audio[:, None], lost)
+    print(f" {time.monotonic() - t0:.0f} s", flush=True)
+    outcome = result["outcome"]
+    rows.append({"label": "NextBlock (stand-in producer)", "played": result["played"][:, 0],
+                 "by_nextblock": int((outcome == 1).sum())})
+    for row in rows:
+        row["lost"] = row["concealed"] = int(lost.sum())
+        row.setdefault("by_nextblock", None)
+        row["metrics"] = score(audio, row["played"], RATE_HZ)
+        row["metrics_lost"] = score(audio, row["played"], RATE_HZ, sample_mask=mask)
+        row["lost_blocks"] = np.flatnonzero(lost).tolist()
+        slug = row["label"].split(" (")[0].lower().replace(" + ", "-").replace(" ", "-")
+        row["wav"] = write_wav(out / f"played-{slug}.wav", row["played"], RATE_HZ)
+    details = {"sent_wav": write_wav(out / "sent.wav", audio, RATE_HZ), "link": "none (stand-in producer; losses drawn "
+               f"with the relay's loss model: {args.loss}, seed {args.seed})",
+               "tick_late_us_p99": float(np.percentile(result["tick_late_us"], 99))}
+    try:
+        details["attach_stats"] = json.loads(stats_path.read_text())
+    except (OSError, ValueError) as exc:
+        details["attach_stats"] = {"error": f"no attach stats at {stats_path}: {exc}"}
+    return rows, details
+
+
+# ----------------------------------------------------------------------------- helpers
+def _read_wav(path: str) -> np.ndarray:
+    import soundfile as sf
+
+    data, _ = sf.read(path, dtype="float32", always_2d=True)
+    return data[:, 0]
+
+
+def _fmt(x, nd=1) -> str:
+    return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+
+def format_table(rows: list[dict]) -> str:
+    """The comparison as text, one line per row (what the demo prints)."""
+    head = f"{'':<32}{'lost':>6}{'concealed':>11}{'by NextBlock':>14}{'SNR lost':>10}{'LSD lost':>10}{'ViSQOL':>8}"
+    lines = [head, f"{'':<32}{'':>6}{'':>11}{'':>14}{'dB':>10}{'dB':>10}{'MOS':>8}"]
+    for r in rows:
+        ml = r.get("metrics_lost") or {}
+        lines.append(f"{r['label']:<32}{_fmt(r['lost']):>6}{_fmt(r['concealed']):>11}{_fmt(r['by_nextblock']):>14}"
+                     f"{_fmt(ml.get('snr_db')):>10}{_fmt(ml.get('lsd_db')):>10}{_fmt(r.get('visqol'), 2):>8}")
+    return "\n".join(lines)
+
+
+def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> list[str]:
+    """Waveform and spectrogram of one concealed loss, every row overlaid."""
     import numpy as np
 
     try:
         from nextblock.evaluation.plots import plot_losses
     except ImportError:
         return []
-    n_blocks = len(reference) // period
-    lost = np.zeros(n_blocks, dtype=bool)
-    lost[[i for i in dropped_indices if i < n_blocks]] = True
-    if zeros_recording is not None:
-        z = np.asarray(zeros_recording, dtype=np.float32)[: n_blocks * period]
-        z = np.pad(z, (0, n_blocks * period - len(z))).reshape(n_blocks, period)
-        silent = np.mean(z == 0.0, axis=1) >= 0.9
-        loud = np.abs(np.asarray(reference[: n_blocks * period]).reshape(n_blocks, period)).max(axis=1) > 1e-3
-        confirmed = lost & silent & loud
-        if confirmed.any():
-            lost = confirmed
-    if not lost.any():
+    n_blocks = len(reference) // PERIOD
+    lost = np.zeros(n_blocks, bool)
+    blocks = [b for b in rows[-1]["lost_blocks"] if 8 <= b < n_blocks - 8]
+    loud = [b for b in blocks if np.abs(reference[b * PERIOD:(b + 1) * PERIOD]).max() > 0.05]
+    if not (loud or blocks):
         return []
-    return plot_losses(reference, recordings, lost, period, rate_hz, str(out / "concealed-loss"), max_events=1)
+    lost[(loud or blocks)[0]] = True
+    played = {r["label"]: np.asarray(r["played"][: len(reference)], np.float32) for r in rows}
+    return plot_losses(reference, played, lost, PERIOD, RATE_HZ, str(out / "concealed-loss"), max_events=1)
 
 
-def _row(name: str, r: dict) -> dict:
-    ev = r.get("segment_events") or {}
-    att = r.get("attach_stats") if isinstance(r.get("attach_stats"), dict) else {}
-    underruns = (ev.get("concealments", 0)
-                 if ev else r["jacktrip_receive"]["recv_underruns"] or r["jacktrip_receive"].get("glitches") or 0)
-    return {"label": r["label"], "binary": r["receiver_binary"], "version": r.get("receiver_version"),
-            "dropped_packets": r["link"].get("dropped_packets"),
-            # the Regulator (--bufstrategy 3) prints glitches, not a lost-packet counter
-            "jacktrip_lost_packets": None if r["jacktrip_receive"].get("glitches") is not None
-            else r["jacktrip_receive"]["lost_packets"],
-            "underruns": underruns, "replacements_used": ev.get("replacements_used") if ev else None,
-            "attach": {k: att.get(k) for k in ("underruns", "replacements_used", "fallbacks", "deadline_misses",
-                                                "posts")} if att else None,
-            "metrics": r["metrics"], "metrics_lost_packets": r.get("metrics_lost_packets"),
-            "timing_slips": r["timing_slips"], "latency_ms": r["latency_ms"], "xruns": r["xruns"],
-            "cpu_s": r["cpu_s"], "recorded_wav": r["recorded_wav"]}
+def main(argv=None, prog: str = "nextblock demo") -> int:
+    args = build_parser(prog).parse_args(argv)
+    import numpy as np
 
-
-def _fmt(x, nd=2):
-    return "-" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     apt, pip = missing_dependencies()
@@ -159,107 +327,55 @@ def main(argv=None) -> int:
         print(f"installing: apt {apt or '-'}, pip {pip or '-'}", flush=True)
         install(apt, pip)
 
-    import soundfile as sf
-
-    from nextblock.jackio.e2e import (
-        REGULATOR_QUEUE_MS,
-        nextblock_receiver,
-        patched_fallback_receiver,
-        run_e2e,
-        stock_receiver,
-    )
-    from nextblock.jackio.patched_build import (
-        ensure_patched_jacktrip,
-        find_stock_jacktrip,
-    )
-    from nextblock.jackio.recording import load_test_recording
-    from nextblock.netlab.link import LinkSpec
-
-    audio, source = load_test_recording(args.seconds)
-    print(f"recording: {source['path']} ({args.seconds:g} s from {source['package']})", flush=True)
-    link = LinkSpec(loss=args.loss, delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, seed=args.seed,
-                    method=args.method, topology=args.topology)
-    patched, message = (None, "--stock-only: not using the patched JackTrip") if args.stock_only \
-        else ensure_patched_jacktrip(build=True)
-    print(message, flush=True)
-    root = os.geteuid() == 0
-    # SCHED_FIFO for both JackTrips and the relay (as a musician's JACK setup runs JackTrip): on a
-    # small busy machine the predictor would otherwise starve JackTrip's network thread.
-    rt = 20 if root else None
-    runs = {}
-    t0 = time.monotonic()
-    if patched and args.fallback in ("zeros", "wavetable", "default", "regulator"):
-        if args.fallback == "regulator":  # the Regulator, with Burg as JackTrip's own concealment
-            buffer_args, fb_name, queue = ("--bufstrategy", "3"), "Regulator, Burg PLC", str(REGULATOR_QUEUE_MS)
-            buffer_desc = f"Regulator, -q {queue} ms"
-        else:
-            buffer_args = ("--bufstrategy", "-1") + (("-z",) if args.fallback != "wavetable" else ())
-            fb_name, queue = ("zeros" if "-z" in buffer_args else "wavetable"), None
-            buffer_desc = f"ring buffer, -q {args.queue}"
-        print(f"running twice, {args.seconds:g} s each, same seeded losses, patched JackTrip on both ends "
-              f"({buffer_desc}):\n  1. JackTrip alone, its own concealment ({fb_name})\n"
-              f"  2. JackTrip + python -m nextblock.attach (NextBlock's predictions)", flush=True)
-        alone = patched_fallback_receiver(patched, buffer_args)
-        with_nb = nextblock_receiver(patched, out / "attach-stats.json", buffer_args=buffer_args, realtime=root)
-        alone.queue = with_nb.queue = queue
-        runs["jacktrip"] = run_e2e(audio, link, alone, out, queue_packets=args.queue, sender_binary=patched,
-                                   rt_priority=rt)
-        print(f"link: {runs['jacktrip']['link']['method']} over {runs['jacktrip']['link']['topology']} "
-              f"({runs['jacktrip']['link']['reason']})", flush=True)
-        runs["nextblock"] = run_e2e(audio, link, with_nb, out, queue_packets=args.queue, sender_binary=patched,
-                                    rt_priority=rt)
-    else:
-        stock_bin, note = find_stock_jacktrip(patched)
-        print(note, flush=True)
-        runs["jacktrip"] = run_e2e(audio, link, stock_receiver(args.fallback, binary=stock_bin), out,
-                                   queue_packets=args.queue, sender_binary=stock_bin, rt_priority=rt)
-    first = runs["jacktrip"]
-    recordings = {("JackTrip alone" if name == "jacktrip" else "with NextBlock"): sf.read(r["recorded_wav"],
-                                                                                       dtype="float32")[0]
-                  for name, r in runs.items()}
-    zeros = recordings["JackTrip alone"] if "-z" in first["receiver_extra_args"] and "nextblock" in runs else None
-    plots = _plot(audio, recordings, first.get("dropped_audio_blocks") or first["link"].get("dropped_indices", []),
-                  first["period_samples"], first["rate_hz"], out, zeros_recording=zeros)
-    report = {"recording": source, "patched_jacktrip": patched, "message": message,
-              "link": {k: v for k, v in first["link"].items()
-                       if k not in ("dropped_seqs", "dropped_indices", "relay_summary")},
-              "plots": plots, "wall_s": round(time.monotonic() - t0, 1), "runs": {}}
-    print(f"\nlink: {args.loss}, seed {args.seed}: {first['link'].get('dropped_packets')} packets of "
-          f"{first['period_samples']} samples dropped (the same ones in every run)")
-    drift = max(r.get("dropped_index_drift_blocks", 0) for r in runs.values())
-    if drift:
-        print(f"  (a JackTrip client on this busy machine skipped periods: the lost audio was located from the "
-              f"dropped packets' samples, up to {drift} blocks after the packet count)")
     from nextblock.evaluation.perceptual import visqol_available, visqol_mos
+    from nextblock.jackio.patched_build import ensure_patched_jacktrip
+    from nextblock.jackio.recording import load_test_recording
 
-    with_visqol = visqol_available()
-    print(f"\n{'run':<11}{'lost':>6}{'underruns':>10}{'by NextBlock':>13}{'snr_db':>8}{'lsd_db':>8}"
-          f"{'snr_lost':>9}{'lsd_lost':>9}{'ViSQOL':>8}")
-    for name, r in runs.items():
-        row = _row(name, r)
-        recorded = recordings["JackTrip alone" if name == "jacktrip" else "with NextBlock"]
-        row["visqol_mos"] = visqol_mos(audio, recorded, r["rate_hz"]) if with_visqol else None
-        report["runs"][name] = row
-        lostm = r.get("metrics_lost_packets") or {}
-        print(f"{name:<11}{_fmt(row['jacktrip_lost_packets']):>6}{row['underruns']:>10}"
-              f"{_fmt(row['replacements_used']):>13}{r['metrics']['snr_db']:>8.2f}{r['metrics']['lsd_db']:>8.2f}"
-              f"{_fmt(lostm.get('snr_db')):>9}{_fmt(lostm.get('lsd_db')):>9}{_fmt(row['visqol_mos'], 3):>8}")
-    print("  lost: packets JackTrip saw missing; underruns: blocks it had to conceal; by NextBlock: of those,\n"
-          "  played from NextBlock's prediction; snr_db (higher is better) / lsd_db (log-spectral distance,\n"
-          "  lower is better) against the sent audio, whole file and on the lost packets only; ViSQOL: MOS\n"
-          "  1-5 of the whole recording (visqol-python; '-' when it is not installed).")
-    report["sent_wav"] = first["sent_wav"]
+    t_start = time.monotonic()
+    audio, source = load_test_recording(args.seconds, split="test")
+    print(f"recording: {Path(source['path']).name} from {source['package']} ({args.seconds:g} s; a test-split "
+          f"recording, never used to train the model)", flush=True)
+    if args.stand_in:
+        patched, message = None, "--stand-in: not using the patched JackTrip"
+    else:
+        patched, message = ensure_patched_jacktrip(build=args.build_jacktrip, show_progress=True)
+    if patched:
+        print(f"running on the {message}", flush=True)
+        print(f"losses: {args.loss}, seed {args.seed} — the same packets lost in every run", flush=True)
+        rows, details = _rows_patched(args, audio, patched, out)
+        mode = "patched JackTrip"
+    else:
+        why = message if args.stand_in else "the patched JackTrip is not built here"
+        print(f"running on the STAND-IN producer (nextblock.runtime.emulator), not on JackTrip: {why}", flush=True)
+        print(f"  {REAL_THING}", flush=True)
+        print(f"losses: {args.loss}, seed {args.seed} — the same blocks lost in every row", flush=True)
+        rows, details = _rows_stand_in(args, audio, out)
+        mode = "stand-in producer"
+    if visqol_available():
+        for r in rows:
+            r["visqol"] = visqol_mos(audio, np.asarray(r["played"][: len(audio)], np.float32), RATE_HZ)
+    plots = _plot(audio, rows, out)
+
+    print(f"\nNextBlock demo on the {mode} — {details['link']}")
+    print(format_table(rows))
+    print("  lost: packets lost on the link; concealed: blocks made up; by NextBlock: of those, NextBlock's\n"
+          "  prediction; SNR/LSD on the lost packets (higher/lower is better); ViSQOL of the whole recording")
+    if mode == "stand-in producer":
+        print("  (the JackTrip rows are computed offline from the same recording and losses)")
     print("\nlisten:")
-    print(f"  sent:            {report['sent_wav']}")
-    for name, r in runs.items():
-        print(f"  {('JackTrip alone' if name == 'jacktrip' else 'with NextBlock') + ':':<17}{r['recorded_wav']}")
+    print(f"  {'sent (no loss)':<32}{details['sent_wav']}")
+    for r in rows:
+        print(f"  {r['label']:<32}{r['wav']}")
     for p in plots:
         print(f"plot:   {p}")
+    report = {"mode": mode, "message": message, "patched_jacktrip": patched, "recording": source,
+              "loss": args.loss, "seed": args.seed, "seconds": args.seconds, "plots": plots,
+              "wall_s": round(time.monotonic() - t_start, 1),
+              "rows": [{k: v for k, v in r.items() if k != "played"} for r in rows], "details": details}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    print(f"report: {out / 'report.json'}")
-    print(json.dumps(report, default=str))
+    print(f"report: {out / 'report.json'}  (everything, as JSON)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m nextblock.demo"))

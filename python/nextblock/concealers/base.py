@@ -25,7 +25,7 @@ causality hold by construction (``history`` never contains block ``n`` or later 
 keeps state, a learner) override :meth:`~StreamingConcealer.observe`, which is called with every
 played block after it was appended to the history.
 
-Beyond JackTrip's three-way decision:
+Beyond the per-block contract above:
 
 * :meth:`~StreamingConcealer.process` also counts blocks (:attr:`blocks_processed`) and the
   blocks since the last arrival (:attr:`blocks_since_arrival`), which JackTrip's Burg needs for its

@@ -3,7 +3,7 @@
 Packages are downloaded with ``apt-get download`` into ``<cache>/debian/debs/``
 and unpacked with ``dpkg-deb -x`` into ``<cache>/debian/extracted/<package>/``
 (nothing is installed). Both steps are skipped when their output already
-exists, so a second run (or a run after another engineer populated the cache)
+exists, so a second run (or a run after another process populated the shared cache)
 does nothing.
 
 :data:`DEFAULT_CORPUS` is the allowed training sources of ``DEVELOPERS.md``,

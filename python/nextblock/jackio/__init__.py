@@ -1,4 +1,4 @@
-"""JACK and JackTrip process orchestration for the end-to-end path (issue 8).
+"""JACK and JackTrip process orchestration for the end-to-end path (demo, tests, benches).
 
 * ``procs``     – ``ManagedProcess``: own process group, log file, SIGTERM→SIGKILL teardown,
   ``leftover_processes()`` (found by the ``NEXTBLOCK_OWNER`` env marker, never others')

@@ -5,8 +5,8 @@
     jackd "c" ─ nbplay:out_1 → JackTrip(client):send_1 ──UDP──> lossy link ──> JackTrip(server)
     jackd "s" ─ JackTrip(server):receive_1 → nbrec:in_1                  (the receiving side)
 
-The receiving JackTrip is the one whose concealment we measure. Two seams let a later
-step swap in NextBlock without touching this module (:class:`ReceiverSpec`):
+The receiving JackTrip is the one whose concealment we measure. Two seams say how it runs and
+what runs beside it (:class:`ReceiverSpec`):
 
 * ``binary`` / ``extra_args`` — e.g. the patched build and ``["--nextblock"]``;
 * ``attach_command`` — argv started beside the receiving JackTrip once it is connected,

@@ -6,7 +6,7 @@ it. Each talks to its own ``jackd`` through ``JACK_DEFAULT_SERVER``. We always p
 ``-D`` (no automatic JACK connections: our player/recorder wires the ports) and
 ``-I 1`` (one IO-stat line per second, parsed by :func:`parse_iostat`).
 
-Two seams for the patched build (issue 8):
+Two seams for the patched build:
 
 * ``binary`` — path of the JackTrip executable (stock ``jacktrip`` or the patched build);
 * ``extra_args`` — extra flags, e.g. ``["--nextblock"]`` or ``["--bufstrategy", "3"]``.

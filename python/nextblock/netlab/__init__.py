@@ -1,4 +1,4 @@
-"""The lossy link between a JackTrip client and server (issue 8).
+"""The lossy link between a JackTrip client and server.
 
 * ``netns``       – two network namespaces joined by a veth pair (10.213.K.0/30, ours only)
 * ``nft_loss``    – random loss with an nftables rule inside a namespace (kernel, unseeded)
