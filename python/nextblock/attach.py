@@ -186,7 +186,7 @@ def _set_realtime(priority: int) -> None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     """Attach and serve until stopped. Returns the exit status; raises AttachError."""
-    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor, check_stream_compatible
+    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor
     from .runtime.batching import BucketedPredictor
     from .runtime.discovery import NamedSegment, ProcessStreams
     from .runtime.hub import HubConfig, HubLoop
