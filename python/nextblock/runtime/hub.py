@@ -58,10 +58,11 @@ class HubConfig:
     batch_window_us : float
         Decisions due within this long are taken together (one model call). Default 300 µs.
     scan_interval_s : float
-        How often the producer's streams are listed (a directory scan). Default 0.25 s.
+        How often the producer's streams are listed (a directory scan; a joining client waits at
+        most this long, its events are counted from its start). Default 0.5 s.
     poll_timeout_s : float
         Longest sleep between two passes of the Python loop: bounds the reaction to stop requests
-        (the per-block work meanwhile runs in C++). Default 0.2 s.
+        (the per-block work and the heartbeats meanwhile run in C++). Default 0.5 s.
     stats_interval_s : float | None
         Print status lines this often; ``None``: never.
     initial_budget_us : float | None
@@ -77,8 +78,8 @@ class HubConfig:
 
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     batch_window_us: float = 300.0
-    scan_interval_s: float = 0.25
-    poll_timeout_s: float = 0.2
+    scan_interval_s: float = 0.5
+    poll_timeout_s: float = 0.5
     stats_interval_s: float | None = None
     initial_budget_us: float | None = None
     max_budget_fraction: float = 0.25
