@@ -213,7 +213,8 @@ def run_streams(
     """Play JackTrip's two roles for every stream of ``plans`` in real time (one thread).
 
     * **network** – block ``k`` of a stream arrives at its nominal time ``(start_tick + k) *
-      period - phase_ns`` plus its jitter, unless dropped, and is published with that arrival time;
+      period - phase_ns`` plus its jitter, unless dropped, and is published (stamped with the time it
+      actually was, as JackTrip's receive thread does);
     * **audio callback** – every period (one tick for all streams, like a hub's JACK callback),
       block ``k = tick - start_tick - headroom_blocks`` of each stream is due: played if it has
       arrived, else the replacement posted for exactly its seq is taken (UNDERRUN, outcome
@@ -294,7 +295,7 @@ def run_streams(
                 heapq.heappush(heap, (arrival_time(i, k + 1), i))
             if st["producer"] is None or st["plan"].dropped[k]:
                 continue
-            st["producer"].publish_block(first_seq + k, st["blocks"][k], arrival_ns=at)
+            st["producer"].publish_block(first_seq + k, st["blocks"][k])  # stamped now, as JackTrip's receive thread does
             st["arrived"][k] = True
         tick_late_us[tick] = _sleep_until(play_ns, monotonic_ns) / 1000.0
         # the audio callback: one block due per stream
@@ -332,7 +333,7 @@ def run_streams(
                     st["previous"] = None
                     producer.post_event(EventKind.UNDERRUN, seq, Outcome.REFUSED if status == "refused" else Outcome.FALLBACK)
             queued = int(st["arrived"][k + 1 : k + 1 + 64].sum())
-            producer.note_playout(seq, queued, play_ns)
+            producer.note_playout(seq, queued)  # stamped now: when it was actually played
             if k == st["n"] - 1:  # the stream ends: its segment goes (a client leaving a hub)
                 st["counters"] = producer.counters()
                 producer.close()
