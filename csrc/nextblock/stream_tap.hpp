@@ -56,6 +56,7 @@ class StreamTap {
   }
 
   uint64_t next_index() const noexcept { return next_; }
+  uint64_t last_beat_ns = 0;  ///< when wait_for_decision last wrote the poster's heartbeat
   uint64_t slack_count() const noexcept { return slack_n_; }
   void reset_slacks() noexcept { slack_n_ = 0; }
 
@@ -167,7 +168,8 @@ struct WaitItem {
 /// keeps every stream's ring up to date (StreamTap::pump) so the caller's next take() sees
 /// everything. A just-in-time stream needs the caller when its first missing seq after
 /// handled_seq reaches its decision time (due - lead_ns, minus `window_ns`) or its clock goes
-/// stale; a speculative one when a block arrived; any stream at its wake_ns. Returns the index of
+/// stale; a speculative one when a block arrived; any stream at its wake_ns. Meanwhile it beats
+/// every poster's heartbeat every 100 ms (posting is rare in just-in-time mode). Returns the index of
 /// the first stream that needs the caller, or -1 at `until_ns`. `block_wait`: the index of a
 /// (speculative) stream whose futex to sleep on, -1 for timed sleeps. Not real-time code.
 inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, uint64_t window_ns, int block_wait,
@@ -179,6 +181,10 @@ inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, ui
     for (size_t i = 0; i < items.size(); ++i) {
       WaitItem& it = items[i];
       it.tap->pump(*it.consumer, now, it.period_ns, it.stale_ns, 64);
+      if (now - it.tap->last_beat_ns > 100'000'000) {  // the producer sees its poster alive between posts
+        const_cast<Consumer*>(it.consumer)->heartbeat();
+        it.tap->last_beat_ns = now;
+      }
       if (it.consumer->producer_closed()) return int(i);
       if (it.wake_ns && now + window_ns >= it.wake_ns) return int(i);
       if (it.wake_ns && it.wake_ns < next) next = it.wake_ns;

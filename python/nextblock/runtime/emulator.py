@@ -1,24 +1,32 @@
-"""A stand-in for patched JackTrip: streams a recording into a segment with seeded losses.
+"""A stand-in for patched JackTrip: one or many received streams, each in its own segment.
 
-For tests, the benchmark and the demo, when no patched JackTrip runs. One process plays both of
-JackTrip's roles, in real time, one block period per tick:
+For tests, the benchmark and the demo, when no patched JackTrip runs. One process plays JackTrip's
+roles in real time (:func:`run_streams`), for every stream (a point-to-point JackTrip has one,
+segment ``/nextblock-<pid>``; a hub server one per client, ``/nextblock-<pid>-<port>``):
 
-* **network thread** – at tick ``k`` block ``k`` "arrives": unless the loss pattern drops it, it is
-  published (``publish_block``, with its arrival time);
-* **audio thread** – at the same tick block ``k`` is played: if it was dropped, the replacement
-  posted for exactly ``k`` is taken (``take_replacement``; its block 0 is played) and an UNDERRUN
-  event with outcome REPLACEMENT is posted, otherwise JackTrip's fallback plays (here: silence)
-  with outcome FALLBACK. A block that arrives right after a concealed one is cross-faded from the
-  replacement's second block (JackTrip's ``futurePredictedPacket``).
+* **network** – block ``k`` arrives at its nominal time plus a seeded jitter (exponential, mean
+  ``--jitter-us``), unless the loss pattern drops it, and is published (``publish_block``, with its
+  arrival time); streams are out of phase with each other;
+* **audio callback** – once per block period, for all streams together (a hub's JACK callback),
+  the block due ``--headroom-blocks`` after its nominal arrival is played: if it is there it plays
+  (cross-faded from the replacement's second block after a concealment, JackTrip's
+  ``futurePredictedPacket``); if not (dropped, or arriving after its play-out) the replacement posted
+  for exactly its seq is taken (UNDERRUN, outcome REPLACEMENT, or REFUSED for a non-finite or
+  |x| > 1 sample) or JackTrip's fallback plays (here: silence; outcome FALLBACK). Then the play-out
+  clock is written: ``note_playout(seq, queued_blocks)``.
 
-So the replacement for ``k`` must be visible within one period after block ``k - 1`` arrived:
-the deadline NextBlock is designed for.
+With no headroom and no jitter (the defaults) a block is due in the period it arrives, so the
+replacement for ``k`` must be visible within one period after block ``k - 1`` arrived; with
+headroom, NextBlock can wait and predict only the blocks that do not come. Streams can join and
+leave (``--stream PORT:START_S[:END_S]``; a port can be reused by a later client), like clients of
+a hub.
 
-Run ``python -m nextblock.runtime.emulator --help``. Results go to an ``.npz`` (``--out``):
-``seq`` ``(n,)``, ``lost`` ``(n,)`` bool, ``outcome`` ``(n,)`` (0 received, 1 replacement,
-2 fallback), ``taken`` ``(n, 2, frames, channels)`` (zeros where nothing was taken),
-``played`` ``(n * frames, channels)``, ``sent`` ``(n * frames, channels)`` (the clean stream),
-``tick_late_us`` ``(n,)`` (how late each tick ran) and the segment's counters.
+Run ``python -m nextblock.runtime.emulator --help``. The summary (one JSON line) has per-stream and
+total counts; ``--out`` writes the first stream's arrays to an ``.npz``: ``seq`` ``(n,)``, ``lost``
+``(n,)`` bool (concealed: dropped or late), ``dropped`` ``(n,)``, ``outcome`` ``(n,)`` (0 received,
+1 replacement, 2 fallback, 3 refused), ``taken`` ``(n, 2, frames, channels)`` (zeros where nothing
+was taken), ``played`` ``(n * frames, channels)``, ``sent`` ``(n * frames, channels)`` (the clean
+stream), ``late_arrivals`` ``(n,)`` and ``tick_late_us`` (how late each callback ran).
 """
 
 from __future__ import annotations
@@ -205,7 +213,8 @@ def run_streams(
     """Play JackTrip's two roles for every stream of ``plans`` in real time (one thread).
 
     * **network** – block ``k`` of a stream arrives at its nominal time ``(start_tick + k) *
-      period - phase_ns`` plus its jitter, unless dropped, and is published with that arrival time;
+      period - phase_ns`` plus its jitter, unless dropped, and is published (stamped with the time it
+      actually was, as JackTrip's receive thread does);
     * **audio callback** – every period (one tick for all streams, like a hub's JACK callback),
       block ``k = tick - start_tick - headroom_blocks`` of each stream is due: played if it has
       arrived, else the replacement posted for exactly its seq is taken (UNDERRUN, outcome
@@ -286,7 +295,7 @@ def run_streams(
                 heapq.heappush(heap, (arrival_time(i, k + 1), i))
             if st["producer"] is None or st["plan"].dropped[k]:
                 continue
-            st["producer"].publish_block(first_seq + k, st["blocks"][k], arrival_ns=at)
+            st["producer"].publish_block(first_seq + k, st["blocks"][k])  # stamped now, as JackTrip's receive thread does
             st["arrived"][k] = True
         tick_late_us[tick] = _sleep_until(play_ns, monotonic_ns) / 1000.0
         # the audio callback: one block due per stream
@@ -324,7 +333,7 @@ def run_streams(
                     st["previous"] = None
                     producer.post_event(EventKind.UNDERRUN, seq, Outcome.REFUSED if status == "refused" else Outcome.FALLBACK)
             queued = int(st["arrived"][k + 1 : k + 1 + 64].sum())
-            producer.note_playout(seq, queued, play_ns)
+            producer.note_playout(seq, queued)  # stamped now: when it was actually played
             if k == st["n"] - 1:  # the stream ends: its segment goes (a client leaving a hub)
                 st["counters"] = producer.counters()
                 producer.close()

@@ -58,10 +58,11 @@ class HubConfig:
     batch_window_us : float
         Decisions due within this long are taken together (one model call). Default 300 µs.
     scan_interval_s : float
-        How often the producer's streams are listed (a directory scan). Default 0.25 s.
+        How often the producer's streams are listed (a directory scan; a joining client waits at
+        most this long, its events are counted from its start). Default 0.5 s.
     poll_timeout_s : float
         Longest sleep between two passes of the Python loop: bounds the reaction to stop requests
-        (the per-block work meanwhile runs in C++). Default 0.2 s.
+        (the per-block work and the heartbeats meanwhile run in C++). Default 0.5 s.
     stats_interval_s : float | None
         Print status lines this often; ``None``: never.
     initial_budget_us : float | None
@@ -70,15 +71,19 @@ class HubConfig:
     max_budget_fraction : float
         The inference guard never exceeds this fraction of a period in speculative decisions
         (a prediction is tried when at least that much time is left). Default 0.25.
+    max_rows_per_call : int
+        Larger batches are split (earliest deadline first) so that one long model call does not
+        hold up the most urgent predictions. Default 8 (four stereo streams).
     """
 
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     batch_window_us: float = 300.0
-    scan_interval_s: float = 0.25
-    poll_timeout_s: float = 0.2
+    scan_interval_s: float = 0.5
+    poll_timeout_s: float = 0.5
     stats_interval_s: float | None = None
     initial_budget_us: float | None = None
     max_budget_fraction: float = 0.25
+    max_rows_per_call: int = 8
 
 
 class HubLoop:
@@ -248,6 +253,23 @@ class HubLoop:
     # --- one batch ------------------------------------------------------------------------------
 
     def _predict(self, actions: list) -> None:
+        """Predict and post ``actions`` ((stream, Action) pairs): earliest deadline first, in model
+        calls of at most ``max_rows_per_call`` rows, each call re-checking its deadlines."""
+        if sum(st.rows for st, _ in actions) <= self.config.max_rows_per_call:
+            self._predict_batch(actions)
+            return
+        actions = sorted(actions, key=lambda pair: pair[1].deadline_ns)
+        chunk, rows = [], 0
+        for st, action in actions:
+            if chunk and rows + st.rows > self.config.max_rows_per_call:
+                self._predict_batch(chunk)
+                chunk, rows = [], 0
+            chunk.append((st, action))
+            rows += st.rows
+        if chunk:
+            self._predict_batch(chunk)
+
+    def _predict_batch(self, actions: list) -> None:
         now = monotonic_ns()
         # a prediction is always tried when at least max_budget_fraction of a period is left (the
         # post-inference check still refuses to post late)

@@ -25,8 +25,10 @@ It works in one of two modes, chosen per stream from what it measures:
     guess, and so on up to ``max_chain`` blocks.
 
 The mode is re-evaluated every ``reevaluate_blocks`` received blocks (and at once when the clock
-goes stale): just-in-time needs a fresh clock, ``min_samples`` slacks, and ``slack_low -
-tolerance >= inference_budget + post_margin``. All times are ``CLOCK_MONOTONIC`` nanoseconds.
+goes stale): just-in-time needs a fresh clock and ``slack_low - tolerance >= inference_budget +
+post_margin``; until ``min_samples`` slacks are measured a stream with a fresh clock is
+just-in-time with the producer's queue depth standing in for the slacks (``queued_blocks``
+periods ahead; at least ``inference_budget + post_margin``). All times are ``CLOCK_MONOTONIC`` nanoseconds.
 """
 
 from __future__ import annotations
@@ -224,8 +226,10 @@ class StreamSchedule:
         self._since_eval = 0
         n = min(self._slack_n, self.slacks.shape[0])
         if n < cfg.min_samples:
+            # not measured yet: just in time from the producer's queue depth (early_lead_ns), so that a
+            # hub's streams starting together do not all predict every block at once
             self.slack_low_ns = None
-            self._set_mode(SPECULATIVE if cfg.force_mode != JUST_IN_TIME else JUST_IN_TIME)
+            self._set_mode(SPECULATIVE if cfg.force_mode == SPECULATIVE else JUST_IN_TIME)
             return self.mode
         self.slack_low_ns = int(np.percentile(self.slacks[:n], cfg.slack_percentile))
         if cfg.force_mode is not None:
@@ -246,8 +250,12 @@ class StreamSchedule:
         return self._next_speculative(now_ns, received)
 
     def early_lead_ns(self) -> int:
-        """Just-in-time: how long before its due time a block is overdue (``slack_low - tolerance``)."""
-        return (self.slack_low_ns or 0) - self.tolerance_ns
+        """Just-in-time: how long before its due time a block is overdue (``slack_low - tolerance``).
+        Before the slacks are measured, the producer's queue depth stands in for them: with ``q``
+        blocks queued beyond the one playing, blocks arrive about ``q`` periods ahead."""
+        if self.slack_low_ns is None:
+            return max(0, self.clock_queued) * self.period_ns - self.tolerance_ns
+        return self.slack_low_ns - self.tolerance_ns
 
     def lead_ns(self, budget_ns: int) -> int:
         """Just-in-time: how long before its due time a missing block is decided. With
