@@ -15,8 +15,8 @@ losses come from our seeded relay instead (``nextblock.jackio.e2e``: the same pa
 recording are dropped in every run), with SCHED_FIFO for JackTrip. Then stock JackTrip's whole
 recording — Burg's concealments included — is the same, sample for sample, from run to run, and
 the patched one (flag off) must match it. A busy machine spoils a pair of runs (a player or recorder
-xrun, a failed alignment, a timing glitch in one JackTrip); such a pair is repeated, and after three
-spoilt pairs the test skips with what went wrong. The
+xrun, drops that moved to other audio, an alignment that landed elsewhere); such a pair is
+repeated, and after three spoilt pairs the test skips with what went wrong. The
 JitterBuffer is not deterministic under loss even stock against stock (its byte FIFO depends on
 timing), so it is compared without loss only.
 """
@@ -77,7 +77,7 @@ def _lossy_run(binary: str, sender: str, work, label: str):
     r = run_e2e(audio, LinkSpec(loss="bernoulli:5", seed=3), receiver, work, sender_binary=sender, rt_priority=20)
     recorded, _ = sf.read(r["recorded_wav"], dtype="float32")
     # what makes a run unfit for a sample-exact comparison (a busy machine, not the binary): a player
-    # or recorder xrun, a failed alignment (whole-file SNR near 0 dB), JackTrip's own timing glitches
+    # or recorder xrun, an alignment that landed elsewhere (see the whole-file SNR)
     run = {"xruns": r["xruns"]["player"] + r["xruns"]["recorder"], "snr_db": round(r["metrics"]["snr_db"], 2),
            "glitches": r["jacktrip_receive"].get("glitches")}
     return recorded, r["dropped_audio_blocks"], run, r["link"]["dropped_packets"]
@@ -104,10 +104,11 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
         same_lost = sum(np.array_equal(stock[k * 128:(k + 2) * 128], patched[k * 128:(k + 2) * 128]) for k in common)
         attempts.append({"stock": run_s, "patched": run_p, "same_drops": lost_s == lost_p, "identical_lost": same_lost,
                          "common_lost": len(common), "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4)})
-        # a clean pair: no xrun, both recordings aligned, the relay's drops hit the same audio in both
-        # runs (a busy sending JackTrip can skip periods) and JackTrip glitched as often in both
-        clean = (run_s["xruns"] == run_p["xruns"] == 0 and min(run_s["snr_db"], run_p["snr_db"]) > 5
-                 and lost_s == lost_p and run_s["glitches"] == run_p["glitches"])
+        # a clean pair: no xrun, the relay's drops hit the same audio in both runs (a busy sending
+        # JackTrip can skip periods) and both recordings were aligned alike (equal whole-file SNR;
+        # on a busy machine one alignment can land elsewhere, and that is not the binary's doing)
+        clean = (run_s["xruns"] == run_p["xruns"] == 0 and lost_s == lost_p
+                 and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5)
         if clean:
             assert np.array_equal(stock[:n], patched[:n]), (
                 f"stock and patched (flag off) differ under the same losses: {attempts[-1]}")
