@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..capture import Consumer, EventKind, Outcome, monotonic_ns
+from ..capture import Consumer, EventKind, monotonic_ns
 from .context import ContextRing
 from .errors import ProducerGone
 from .guard import SampleGuard
@@ -344,13 +344,7 @@ class AttachLoop:
         next_index = start + skipped
         for e in events:
             next_index = e.index + 1
-            if e.is_concealment:  # an UNDERRUN, or the Regulator's SKIP glitch
-                stats.underruns += 1
-                if e.outcome == Outcome.REPLACEMENT:
-                    stats.replacements_used += 1
-                elif e.outcome == Outcome.FALLBACK:
-                    stats.fallbacks += 1
-            elif e.kind == EventKind.CONSUMER_LOST:
+            if not stats.count_event(e) and e.kind == EventKind.CONSUMER_LOST:
                 log.warning("JackTrip reports that it lost this consumer at seq %d (we were too slow or stalled)", e.seq)
         if skipped:
             log.warning("%d events were overwritten before they were read", skipped)

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from .. import _core
-from ..capture import Consumer, EventKind, Outcome, monotonic_ns
+from ..capture import Consumer, EventKind, monotonic_ns
 from .context import RECEIVED, ContextRing
 from .guard import SampleGuard
 from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
@@ -139,15 +139,7 @@ class ServedStream:
         next_index = self.events_seen + skipped
         for e in events:
             next_index = e.index + 1
-            if e.is_concealment:  # an UNDERRUN, or the Regulator's SKIP glitch
-                stats.underruns += 1
-                if e.outcome == Outcome.REPLACEMENT:
-                    stats.replacements_used += 1
-                elif e.outcome == Outcome.FALLBACK:
-                    stats.fallbacks += 1
-                elif e.outcome == Outcome.REFUSED:
-                    stats.refused += 1
-            elif e.kind == EventKind.CONSUMER_LOST:
+            if not stats.count_event(e) and e.kind == EventKind.CONSUMER_LOST:
                 log.warning("%s: the producer lost this consumer at seq %d (too slow or stalled)", self.name, e.seq)
         if skipped:
             log.warning("%s: %d events were overwritten before they were read", self.name, skipped)

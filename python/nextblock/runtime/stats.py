@@ -141,6 +141,21 @@ class RuntimeStats:
     started_monotonic_s: float = dataclasses.field(default_factory=time.monotonic)
     started_cpu_s: float = dataclasses.field(default_factory=time.process_time)
 
+    def count_event(self, event) -> bool:
+        """Count one producer event (:class:`nextblock.capture.Event`): a concealment by what was
+        played for it. Returns whether it was a concealment."""
+        from ..capture import Outcome
+
+        if not event.is_concealment:  # an UNDERRUN, or the Regulator's SKIP glitch, with its outcome
+            return False
+        self.underruns += 1
+        if event.outcome == Outcome.REPLACEMENT:
+            self.replacements_used += 1
+        elif event.outcome == Outcome.FALLBACK:
+            self.fallbacks += 1
+        elif event.outcome == Outcome.REFUSED:
+            self.refused += 1
+        return True
     def mark_streaming(self) -> None:
         """Restart the wall/CPU clocks of :meth:`to_dict`'s ``cpu_share`` at the first block, so
         that model loading and waiting for JackTrip do not dilute or inflate it."""
