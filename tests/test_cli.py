@@ -202,7 +202,7 @@ def test_nextblock_jacktrip_starts_both_and_ctrl_c_stops_both(tmp_path):
                           "--nb-json", str(stats), "--nb-stats", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while "attached to JackTrip PID" not in (tmp_path / "out.log").read_text():
+        while "serving /nextblock-" not in (tmp_path / "out.log").read_text():
             assert p.poll() is None, (tmp_path / "out.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "out.log").read_text()
             time.sleep(0.2)
@@ -254,7 +254,7 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
             with ManagedProcess([find_stock_jacktrip(patched)[0], "-c", "127.0.0.1", "-P", str(port), "-B", str(free_udp_port()),
                     "-n", "1", "-q", "11", "--bufstrategy", "3"], tmp_path / "client.log", env=jc.client_env()):
                 deadline = time.monotonic() + 60
-                while "attached to JackTrip PID" not in (tmp_path / "nextblock-jacktrip.log").read_text():
+                while "serving /nextblock-" not in (tmp_path / "nextblock-jacktrip.log").read_text():
                     assert p.poll() is None, (tmp_path / "nextblock-jacktrip.log").read_text()
                     assert time.monotonic() < deadline, (tmp_path / "nextblock-jacktrip.log").read_text()
                     time.sleep(0.2)
