@@ -25,15 +25,13 @@ from ..capture import (
     Consumer,
     LayoutMismatch,
     SegmentError,
-    SegmentInUse,
     SegmentNotFound,
-    SegmentPermissionError,
     StaleSegment,
     process_exists,
     stream_segments,
 )
 from .errors import AttachError
-from .session import SHM_DIR, process_cmdline, process_comm
+from .session import SHM_DIR, attach_error, process_cmdline, process_comm
 
 log = logging.getLogger("nextblock.attach")
 
@@ -71,19 +69,10 @@ def attach_poster(name: str) -> Consumer | None:
         return Consumer(name, post_replacements=True)
     except (SegmentNotFound, StaleSegment):
         return None
-    except LayoutMismatch as err:
-        if "smaller than a NextBlock header" in str(err):
-            return None  # the producer is still creating it
-        raise AttachError(
-            f"{err} – JackTrip's NextBlock patch and this NextBlock speak different protocol versions (or the segment "
-            "is not NextBlock's): rebuild both from the same tree"
-        ) from None
-    except SegmentInUse as err:
-        raise AttachError(f"{err}: only one NextBlock may post replacements – stop the other one first") from None
-    except SegmentPermissionError as err:
-        raise AttachError(f"{err} (run NextBlock as the same user as JackTrip)") from None
     except SegmentError as err:
-        raise AttachError(f"cannot attach to {name}: {err}") from None
+        if isinstance(err, LayoutMismatch) and "smaller than a NextBlock header" in str(err):
+            return None  # the producer is still creating it
+        raise attach_error(err, name) from None
 
 
 class ProcessStreams:

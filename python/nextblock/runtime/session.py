@@ -91,6 +91,23 @@ class Target:
         return f"JackTrip PID {self.pid}" if self.pid is not None else f"segment {self.segment}"
 
 
+def attach_error(err: SegmentError, name: str) -> AttachError:
+    """The one-line :class:`AttachError` for segment ``name`` that cannot be served: what is wrong
+    and what to do about it."""
+    if isinstance(err, LayoutMismatch):
+        return AttachError(
+            f"{err} – JackTrip's NextBlock patch and this NextBlock speak different protocol versions (or the segment "
+            "is not NextBlock's): rebuild both from the same tree"
+        )
+    if isinstance(err, StaleSegment):
+        return AttachError(f"{err} (JackTrip crashed; restart it)")
+    if isinstance(err, SegmentInUse):
+        return AttachError(f"{err}: only one NextBlock may post replacements – stop the other one first")
+    if isinstance(err, SegmentPermissionError):
+        return AttachError(f"{err} (run NextBlock as the same user as JackTrip)")
+    return AttachError(f"cannot attach to {name}: {err}")
+
+
 def open_consumer(target: Target) -> Consumer:
     """Attach to ``target`` as the replacement poster.
 
@@ -113,19 +130,8 @@ def open_consumer(target: Target) -> Consumer:
                 "JackTrip, or NextBlock is disabled in it (start it with --nextblock)"
             ) from None
         raise AttachError(f"no NextBlock segment {target.segment} exists (is the producer running?)") from None
-    except LayoutMismatch as err:
-        raise AttachError(
-            f"{err} – JackTrip's NextBlock patch and this NextBlock speak different protocol versions (or the segment "
-            "is not NextBlock's): rebuild both from the same tree"
-        ) from None
-    except StaleSegment as err:
-        raise AttachError(f"{err} (JackTrip crashed; restart it)") from None
-    except SegmentInUse as err:
-        raise AttachError(f"{err}: only one NextBlock may post replacements – stop the other one first") from None
-    except SegmentPermissionError as err:
-        raise AttachError(f"{err} (run NextBlock as the same user as JackTrip)") from None
     except SegmentError as err:
-        raise AttachError(f"cannot attach to {target.segment}: {err}") from None
+        raise attach_error(err, target.segment) from None
     if pid is not None and target.cmdline is None:
         target.cmdline = process_cmdline(pid)
     return consumer
