@@ -13,8 +13,9 @@ Processes, as in production:
   pinned there too (with SCHED_FIFO it preempts the busy loop, as JackTrip's audio thread would).
 
 It runs the same scenario (same seeds) twice: NextBlock as it chooses (``--mode auto``:
-just-in-time where the headroom allows it), then the **baseline**, always predicting
-(``--mode speculative``); and it times **JackTrip's own Burg concealment** (its ``BurgAlgorithm``
+just-in-time where the headroom allows it, sleeping until the stand-in reports an upcoming block
+missing), then the **baseline**, always predicting (``--mode speculative``); with
+``--compare-timed-wake`` also just-in-time waking before every block (``--jit-wake timed``); and it times **JackTrip's own Burg concealment** (its ``BurgAlgorithm``
 cut from the 2.7.2 source and compiled with -O2 at bench time, ``bench/burg_cost.py``) to give
 ``burg_cpu_share`` = Burg's median cost per channel per glitch x the concealments of the run.
 
@@ -71,7 +72,8 @@ def pinned(cpu: int | None):
     return pin
 
 
-def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emulator_cpu: int | None) -> dict:
+def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emulator_cpu: int | None,
+             jit_wake: str = "missing") -> dict:
     """One stand-in + one attach run; returns the stand-in's summary and attach's statistics."""
     env = child_env()
     ready = tmp / f"{tag}.ready"
@@ -89,7 +91,8 @@ def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emula
                 raise RuntimeError(f"the stand-in did not start: {emu.communicate()[1][-2000:]}")
             time.sleep(0.05)
         cmd = [sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(emu.pid), "--once", "--json",
-               str(tmp / f"{tag}.json"), "--predictor", args.predictor, "--log-level", "warning", "--mode", mode]
+               str(tmp / f"{tag}.json"), "--predictor", args.predictor, "--log-level", "warning", "--mode", mode,
+               "--jit-wake", jit_wake]
         if args.model:
             cmd += ["--model", args.model]
         if args.realtime:
@@ -161,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="'repeat' measures the runtime without the model")
     parser.add_argument("--no-busy", action="store_true", help="do not load the other core")
     parser.add_argument("--no-baseline", action="store_true", help="skip the always-predict run")
+    parser.add_argument("--compare-timed-wake", action="store_true",
+                        help="also run just-in-time with the timed wake before every block (attach --jit-wake timed) "
+                        "instead of JackTrip's missing-block wake")
     parser.add_argument("--realtime", action="store_true",
                         help="NextBlock (priority 10) and the stand-in (20) with SCHED_FIFO, as JACK would run JackTrip")
     args = parser.parse_args(argv)
@@ -177,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             tmp = Path(tmp)
             other = cpus[-1] if len(cpus) > 1 else None  # JackTrip's stand-in beside the busy loop, not on NextBlock's core
             runs = {"auto": summarize(run_once(args, "auto", tmp, "auto", attach_cpu, other), args.seconds)}
+            if args.compare_timed_wake:
+                runs["timed-wake"] = summarize(run_once(args, "auto", tmp, "timed", attach_cpu, other, "timed"), args.seconds)
             if not args.no_baseline:
                 runs["speculative"] = summarize(run_once(args, "speculative", tmp, "spec", attach_cpu, other), args.seconds)
     finally:
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": main_run["modes"][0] if len(main_run["modes"]) == 1 else "mixed",
         "streams": main_run["streams"],
         "baseline_speculative": None if args.no_baseline else {k: v for k, v in runs["speculative"].items() if k != "streams"},
+        "timed_wake": {k: v for k, v in runs["timed-wake"].items() if k != "streams"} if "timed-wake" in runs else None,
         "cpu_ratio_to_speculative": None if args.no_baseline else main_run["cpu_share"] / max(runs["speculative"]["cpu_share"], 1e-9),
         "burg_us_median_per_channel_glitch": burg.get("median_us"), "burg_us_p99_per_channel_glitch": burg.get("p99_us"),
         "burg_cpu_share": burg_share, "burg_error": burg.get("error"),

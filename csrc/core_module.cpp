@@ -71,6 +71,9 @@ py::dict counters_of(const nextblock::SegmentHeader& h, const nextblock::Control
   d["replacements_torn"] = h.replacements_torn.load();
   d["replacements_refused"] = h.replacements_refused.load();
   d["wakes_issued"] = h.wakes_issued.load();
+  d["missing_found"] = h.missing_found.load();
+  d["missing_wakes_issued"] = h.missing_wakes_issued.load();
+  d["missing_lookahead_blocks"] = std::min(c.missing_lookahead_blocks.load(), nextblock::kMaxMissingLookahead);
   d["poster_pid"] = nextblock::token_pid(c.poster_token.load());
   d["consumer_heartbeat_ns"] = c.consumer_heartbeat_ns.load();
   d["producer_closed"] = bool(h.producer_closed.load());
@@ -540,6 +543,11 @@ PYBIND11_MODULE(_core, m) {
       .def("read_events", &PyConsumer::read_events, py::arg("start_index"), py::arg("max_count"))
       .def("post_replacement", &PyConsumer::post_replacement, py::arg("seq"), py::arg("samples"))
       .def("heartbeat", [](PyConsumer& self) { self.get().heartbeat(); })
+      .def("set_missing_lookahead", [](PyConsumer& self, uint32_t blocks) { self.get().set_missing_lookahead(blocks); },
+           py::arg("blocks"),
+           "Ask the producer to check, at each pull, whether the block `blocks` past the one played has arrived and "
+           "to wake a sleeping just-in-time waiter when it has not (0: off; clamped to 16).")
+      .def_property_readonly("missing_lookahead", [](PyConsumer& self) { return self.get().missing_lookahead(); })
       .def("playout", &PyConsumer::playout,
            "(seq, at_ns, queued_blocks) of the producer's last pull, or None before its first")
       .def("producer_alive", [](PyConsumer& self) { return self.get().producer_alive(); })
@@ -578,7 +586,8 @@ PYBIND11_MODULE(_core, m) {
         v.reserve(py::len(items));
         for (py::handle h : items) {
           auto t = h.cast<py::tuple>();
-          if (t.size() != 8) throw py::value_error("each item is (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain)");
+          if (t.size() != 8 && t.size() != 9)
+            throw py::value_error("each item is (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead])");
           auto& tap = t[0].cast<PyStreamTap&>();
           nextblock::WaitItem it;
           it.tap = tap.tap_.get();
@@ -590,6 +599,7 @@ PYBIND11_MODULE(_core, m) {
           it.period_ns = t[5].cast<uint64_t>();
           it.stale_ns = t[6].cast<uint64_t>();
           it.max_chain = t[7].cast<int64_t>();
+          it.lookahead = t.size() == 9 ? t[8].cast<uint32_t>() : 0;
           v.push_back(it);
         }
         py::gil_scoped_release release;
@@ -600,6 +610,8 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("items"), py::arg("until_ns"), py::arg("window_ns"), py::arg("block_wait") = -1,
       "Sleep (GIL released) until a stream needs a decision or until_ns; keeps every tap's ring current. "
-      "items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain). "
+      "items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead]); "
+      "lookahead k > 0: a just-in-time stream sleeps until the producer finds the block k past the one it plays "
+      "missing (its missing-block wake) instead of waking at every block. "
       "Returns the index of the first stream that needs the caller, or -1 at until_ns.");
 }

@@ -1,9 +1,10 @@
 """``nextblock.attach`` against a running patched JackTrip: just in time, and on a hub.
 
 * Point to point (the Regulator, ``--simloss``): the patched JackTrip writes its play-out clock at
-  every pull; ``attach --mode auto`` must choose *just-in-time* for the stream, predict only a small
-  fraction of the blocks (not every block, as the speculative mode does), and still have nearly
-  every concealment played from its replacement.
+  every pull and reports upcoming blocks that are missing; ``attach --mode auto`` must choose
+  *just-in-time* for the stream, predict only a small fraction of the blocks (not every block, as
+  the speculative mode does), sleep while blocks arrive (the missing-block wake), and still have
+  nearly every concealment played from its replacement.
 * A hub server with three clients: one ``attach --jacktrip-pid HUB --mode speculative`` serves every
   client's stream; its per-stream statistics count each stream's own concealments as JackTrip
   reported them, and its replacements were played for it.
@@ -81,6 +82,9 @@ def test_just_in_time_on_the_regulator(bins, tmp_path):  # noqa: F811
     assert st["replacements_used"] >= 0.8 * concealed, st
     # just in time: far fewer predictions than blocks (speculative would predict every block)
     assert st["predictions"] <= 0.25 * st["blocks"], st
+    # and JackTrip's missing-block wake: attach sleeps while blocks arrive (the timed wait before
+    # every block wakes ~375 times a second at 128 frames; here about 35: losses, heartbeats, scans)
+    assert att["wakes_per_s"] < 120, att
 
 
 def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811

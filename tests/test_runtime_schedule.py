@@ -7,9 +7,17 @@ is asked at every step what to predict.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from nextblock.runtime.schedule import JUST_IN_TIME, SPECULATIVE, ScheduleConfig, StreamSchedule
+from nextblock.runtime.schedule import (
+    JUST_IN_TIME,
+    MAX_LOOKAHEAD_BLOCKS,
+    SPECULATIVE,
+    ScheduleConfig,
+    StreamSchedule,
+    slack_low,
+)
 
 P = 2_666_667  # ns, 128 frames at 48 kHz
 BUDGET = 500_000  # ns an inference is assumed to take
@@ -169,3 +177,41 @@ def test_forced_modes_and_bad_config():
     assert sim.s.mode == SPECULATIVE
     with pytest.raises(ValueError, match="force_mode"):
         StreamSchedule(P, ScheduleConfig(force_mode="sometimes"))
+
+
+def test_blocks_that_came_after_their_due_time_do_not_pull_the_lead_down():
+    # 2 % of the blocks came after they were due (a stalled receive thread): they were losses,
+    # the lead is still set by the blocks that came in time
+    sim = Sim(headroom=2, late_ns={k: 3 * P for k in range(40, 200, 50)})
+    sim.run(200)
+    assert sim.s.mode == JUST_IN_TIME
+    assert sim.s.slack_low_ns > 2 * P - 200_000
+
+
+def test_slack_low_uses_the_in_time_blocks_unless_most_came_late():
+    in_time = np.full(95, 5_000_000, np.int64)
+    late = np.full(5, -13_000_000, np.int64)
+    assert slack_low(np.concatenate([in_time, late]), 1.0) == 5_000_000
+    mostly_late = np.concatenate([np.full(30, 100_000, np.int64), np.full(70, -400_000, np.int64)])
+    assert slack_low(mostly_late, 1.0) == -400_000, "no headroom: the plain percentile says so"
+
+
+@pytest.mark.parametrize("headroom,budget_ns,expected", [(2, 500_000, 1), (3, 500_000, 2), (2, 6_000_000, 3)])
+def test_the_missing_block_lookahead_is_at_or_after_the_decision_and_leaves_room_for_the_model(headroom, budget_ns,
+                                                                                               expected):
+    sim = Sim(headroom=headroom)
+    sim.run(120)
+    s = sim.s
+    assert s.mode == JUST_IN_TIME
+    k = s.lookahead_blocks(budget_ns)
+    assert k == expected
+    # the producer's check of block s happens k periods before it is due: not before the decision
+    # when the budget is small, and always with room for an inference and the post margin
+    assert k * P >= budget_ns + s.post_margin_ns
+    if budget_ns + s.post_margin_ns <= s.early_lead_ns():
+        assert k * P <= s.lead_ns(budget_ns)
+
+
+def test_the_lookahead_is_clamped_to_the_producers_limit():
+    s = StreamSchedule(P, ScheduleConfig())
+    assert s.lookahead_blocks(10**12) == MAX_LOOKAHEAD_BLOCKS == 16

@@ -313,8 +313,9 @@ def test_producer_plays_only_valid_audio_whatever_is_in_the_segment(segment_name
 
 def test_other_layout_versions_get_a_clear_error_not_a_crash(segment_name):
     with Producer(segment_name, 48000, FRAMES, CHANNELS) as p:
-        for version in (1, 3):  # an older patched JackTrip, or a newer one
+        ours = _core.LAYOUT_VERSION
+        for version in (ours - 1, ours + 1):  # an older patched JackTrip, or a newer one
             write(segment_name, HEADER["layout_version"], "<I", version)
-            with pytest.raises(LayoutMismatch, match=f"layout version {version}, this NextBlock speaks version 2"):
+            with pytest.raises(LayoutMismatch, match=f"layout version {version}, this NextBlock speaks version {ours}"):
                 Consumer(segment_name)
         p.publish_block(0, block(0.1))  # the producer itself never looks

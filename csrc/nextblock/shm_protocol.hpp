@@ -78,7 +78,7 @@ namespace nextblock {
 // ---------------------------------------------------------------------------------------------
 
 inline constexpr uint64_t kMagic = 0x31304B4C4254584EULL;  // "NXTBLK01" read little-endian
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr uint32_t kSampleFormatFloat32 = 1;
 inline constexpr uint64_t kPageBytes = 4096;
 inline constexpr uint64_t kHeaderBytes = 4096;
@@ -96,6 +96,10 @@ inline constexpr uint64_t kConsumerTimeoutNs = 1000000000ULL;  // heartbeat olde
 inline constexpr uint64_t kMaxWakeRegistrationNs = 200000000ULL;
 /// Added to a registration for timer slack and clock reads on both sides.
 inline constexpr uint64_t kWakeSlackNs = 5000000ULL;
+/// The missing-block wake looks at most this many blocks past the one being played.
+inline constexpr uint32_t kMaxMissingLookahead = 16;
+/// Received seqs the producer remembers for the missing-block check (a power of two > the lookahead).
+inline constexpr uint32_t kReceivedHistory = 64;
 
 /// What happened at the point where the producer decided what to play.
 enum class EventKind : uint32_t {
@@ -380,6 +384,8 @@ struct SegmentHeader {
   std::atomic<uint64_t> replacements_torn;     ///< refused because the poster was mid-write
   std::atomic<uint64_t> replacements_refused;  ///< refused: non-finite or out-of-range samples
   std::atomic<uint64_t> wakes_issued;          ///< FUTEX_WAKE calls made for sleeping readers
+  std::atomic<uint64_t> missing_found;         ///< pulls at which the looked-ahead block was missing
+  std::atomic<uint64_t> missing_wakes_issued;  ///< FUTEX_WAKE calls made on missing_word
   // --- play-out clock (producer-written at every pull of the audio thread; see note_playout) ---
   alignas(64) std::atomic<uint64_t> playout_version;  ///< odd while the three below are written
   std::atomic<uint64_t> playout_seq;                   ///< seq of the block played at playout_ns
@@ -397,6 +403,10 @@ struct ControlPage {
   alignas(64) std::atomic<uint64_t> poster_token;   ///< process_token() of the poster (0: none)
   std::atomic<uint64_t> consumer_heartbeat_ns;      ///< monotonic_ns() of the poster's last sign of life
   std::atomic<uint64_t> replacements_posted;
+  // --- missing-block wake (see Producer::note_playout) ---
+  alignas(64) std::atomic<uint32_t> missing_word;   ///< futex word: bumped when a looked-ahead block is missing
+  std::atomic<uint32_t> missing_lookahead_blocks;   ///< 0: off; else check seq + this at each pull (clamped)
+  std::atomic<uint64_t> missing_wake_until_ns;      ///< registration for missing_word, as wake_until_ns
 };
 static_assert(sizeof(ControlPage) <= kControlBytes, "control block must fit its page");
 
@@ -707,6 +717,7 @@ class Producer {
     std::memcpy(Mapping::block_samples(s), interleaved, sizeof(float) * map_.block_floats());
     s->stamp.store(2 * i + 2, std::memory_order_release);
     map_.header()->blocks_written.store(blocks_, std::memory_order_release);
+    received_[seq & (kReceivedHistory - 1)].store(seq, std::memory_order_release);
     notify_readers();
   }
 
@@ -761,6 +772,12 @@ class Producer {
   /// The play-out clock: the audio thread just played (or concealed) block `seq` at `now_ns`,
   /// with `queued_blocks` later blocks already received. Consumers derive from it when each
   /// later seq will be due (seq + k at about now_ns + k block periods). Wait-free; one thread.
+  ///
+  /// Then the missing-block wake: if a consumer asked for it (missing_lookahead_blocks = k > 0),
+  /// block seq + k is checked once; if it has not been published, missing_word is bumped and,
+  /// while a registration in missing_wake_until_ns is current, one FUTEX_WAKE is issued. A
+  /// just-in-time consumer sleeps on that word instead of waking at every block, so that its idle
+  /// cost follows the losses. At most one check per pull, one syscall per missing block.
   void note_playout(uint64_t seq, uint64_t now_ns, int64_t queued_blocks) noexcept {
     SegmentHeader* h = map_.header();
     h->playout_version.store(++playout_version_, std::memory_order_relaxed);  // odd
@@ -769,6 +786,7 @@ class Producer {
     h->playout_ns.store(now_ns, std::memory_order_relaxed);
     h->playout_queued_blocks.store(queued_blocks, std::memory_order_relaxed);
     h->playout_version.store(++playout_version_, std::memory_order_release);  // even
+    check_upcoming(seq, now_ns);
   }
 
   /// True when a consumer holds the poster role and showed a sign of life within the last second.
@@ -798,6 +816,27 @@ class Producer {
     }
   }
 
+  /// The missing-block wake of note_playout. Reads two consumer-written words and bounds both.
+  void check_upcoming(uint64_t seq, uint64_t now_ns) noexcept {
+    ControlPage* c = map_.control();
+    uint32_t k = c->missing_lookahead_blocks.load(std::memory_order_relaxed);
+    if (k == 0) return;
+    if (k > kMaxMissingLookahead) k = kMaxMissingLookahead;
+    const uint64_t target = seq + k;
+    if (checked_any_ && target <= checked_upto_) return;  // a replayed or repeated pull: checked already
+    checked_any_ = true;
+    checked_upto_ = target;
+    if (received_[target & (kReceivedHistory - 1)].load(std::memory_order_acquire) == target) return;
+    SegmentHeader* h = map_.header();
+    h->missing_found.store(++missing_found_, std::memory_order_relaxed);
+    c->missing_word.fetch_add(1, std::memory_order_seq_cst);
+    const uint64_t until = c->missing_wake_until_ns.load(std::memory_order_seq_cst);
+    if (until > now_ns && until - now_ns <= kMaxWakeRegistrationNs + 2 * kWakeSlackNs) {
+      futex_wake_shared(&c->missing_word);
+      h->missing_wakes_issued.store(++missing_wakes_, std::memory_order_relaxed);
+    }
+  }
+
   std::string name_;
   Mapping map_;
   ino_t inode_ = 0;  ///< the object this producer created (its name may be reused later)
@@ -805,6 +844,10 @@ class Producer {
   uint64_t blocks_ = 0, events_ = 0, wakes_ = 0;
   uint64_t used_ = 0, missed_ = 0, torn_ = 0, refused_ = 0;
   uint64_t playout_version_ = 0;
+  // missing-block wake: seqs published lately (receive thread writes, audio thread reads)
+  std::atomic<uint64_t> received_[kReceivedHistory] = {};
+  uint64_t checked_upto_ = 0, missing_found_ = 0, missing_wakes_ = 0;
+  bool checked_any_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -918,7 +961,7 @@ class Consumer {
       const uint64_t now = monotonic_ns();
       if (now >= deadline) return n;
       const uint64_t sleep_ns = std::min<uint64_t>(deadline - now, kMaxWakeRegistrationNs);
-      register_wake(ctl, now, now + sleep_ns + kWakeSlackNs);
+      register_wake(ctl->wake_until_ns, now, now + sleep_ns + kWakeSlackNs);
       const uint32_t word = ctl->notify_word.load(std::memory_order_seq_cst);
       n = blocks_written();
       if (n > after_count || producer_closed()) return n;
@@ -999,6 +1042,32 @@ class Consumer {
     return true;
   }
 
+  /// Asks the producer to check, at each pull, whether the block `blocks` past the one played
+  /// has arrived, and to bump missing_word (waking a registered sleeper) when it has not. 0 turns
+  /// the check off; more than kMaxMissingLookahead is clamped (by both sides).
+  void set_missing_lookahead(uint32_t blocks) noexcept {
+    map_.control()->missing_lookahead_blocks.store(std::min(blocks, kMaxMissingLookahead), std::memory_order_relaxed);
+  }
+  uint32_t missing_lookahead() const noexcept {
+    return std::min(map_.control()->missing_lookahead_blocks.load(std::memory_order_relaxed), kMaxMissingLookahead);
+  }
+  /// The futex words a reader sleeps on: every block and event (notify), looked-ahead blocks
+  /// found missing (missing). Read their value *before* checking the state they guard.
+  std::atomic<uint32_t>* notify_word() noexcept { return &map_.control()->notify_word; }
+  std::atomic<uint32_t>* missing_word() noexcept { return &map_.control()->missing_word; }
+  /// Registers a sleep on notify_word / missing_word lasting until `until_ns` (at most
+  /// kMaxWakeRegistrationNs ahead): only then does the producer issue FUTEX_WAKE.
+  void register_notify_wake(uint64_t now_ns, uint64_t until_ns) noexcept {
+    register_wake(map_.control()->wake_until_ns, now_ns, until_ns);
+  }
+  void register_missing_wake(uint64_t now_ns, uint64_t until_ns) noexcept {
+    register_wake(map_.control()->missing_wake_until_ns, now_ns, until_ns);
+  }
+  uint64_t missing_found() const noexcept { return map_.header()->missing_found.load(std::memory_order_relaxed); }
+  uint64_t missing_wakes_issued() const noexcept {
+    return map_.header()->missing_wakes_issued.load(std::memory_order_relaxed);
+  }
+
   /// Tells the producer the poster is alive even when it has nothing to post.
   void heartbeat() noexcept {
     if (poster_) map_.control()->consumer_heartbeat_ns.store(monotonic_ns(), std::memory_order_release);
@@ -1010,18 +1079,19 @@ class Consumer {
   Consumer(std::string name, void* base, uint64_t bytes, const SegmentConfig& cfg, const Layout& layout)
       : name_(std::move(name)), map_(base, bytes, cfg, layout) {}
 
-  /// Raises wake_until_ns to `until` unless a current, plausible registration already lasts
-  /// longer; replaces a past or implausibly far one (left by a dead or hostile writer).
-  static void register_wake(ControlPage* ctl, uint64_t now, uint64_t until) noexcept {
-    uint64_t cur = ctl->wake_until_ns.load(std::memory_order_seq_cst);
+  /// Raises a registration (wake_until_ns, missing_wake_until_ns) to `until` unless a current,
+  /// plausible one already lasts longer; replaces a past or implausibly far one (left by a dead or
+  /// hostile writer).
+  static void register_wake(std::atomic<uint64_t>& reg, uint64_t now, uint64_t until) noexcept {
+    uint64_t cur = reg.load(std::memory_order_seq_cst);
     for (;;) {
       const bool current = cur > now && cur - now <= kMaxWakeRegistrationNs + 2 * kWakeSlackNs;
       const uint64_t want = current && cur > until ? cur : until;
       if (want == cur) {
-        ctl->wake_until_ns.fetch_add(0, std::memory_order_seq_cst);  // a full barrier, as a store would be
+        reg.fetch_add(0, std::memory_order_seq_cst);  // a full barrier, as a store would be
         return;
       }
-      if (ctl->wake_until_ns.compare_exchange_weak(cur, want, std::memory_order_seq_cst)) return;
+      if (reg.compare_exchange_weak(cur, want, std::memory_order_seq_cst)) return;
     }
   }
 

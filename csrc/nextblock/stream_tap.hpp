@@ -18,6 +18,11 @@
 #include <ctime>
 #include <vector>
 
+#include <cerrno>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "nextblock/shm_protocol.hpp"
 
 namespace nextblock {
@@ -152,46 +157,103 @@ class StreamTap {
   std::vector<float> block_;
 };
 
+/// Sleeps until one of `n` (at most FUTEX_WAITV_MAX) shared futex words no longer holds its
+/// `expected` value or is woken, or until the absolute CLOCK_MONOTONIC time `deadline_ns`.
+/// Returns false with errno ENOSYS where the kernel has no futex_waitv (Linux < 5.16, seccomp).
+inline bool futex_wait_any(std::atomic<uint32_t>* const* words, const uint32_t* expected, unsigned n,
+                           uint64_t deadline_ns) noexcept {
+#if defined(SYS_futex_waitv) && defined(FUTEX_32)
+  struct futex_waitv w[FUTEX_WAITV_MAX];
+  if (n == 0 || n > FUTEX_WAITV_MAX) {
+    errno = EINVAL;
+    return false;
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    w[i].val = expected[i];
+    w[i].uaddr = uint64_t(reinterpret_cast<uintptr_t>(words[i]));
+    w[i].flags = FUTEX_32;  // shared (no FUTEX_PRIVATE_FLAG): the words live in another process's segment
+    w[i].__reserved = 0;
+  }
+  timespec ts{time_t(deadline_ns / 1000000000ULL), long(deadline_ns % 1000000000ULL)};
+  const long r = ::syscall(SYS_futex_waitv, w, n, 0, &ts, CLOCK_MONOTONIC);
+  return r >= 0 || errno != ENOSYS;
+#else
+  (void)words, (void)expected, (void)n, (void)deadline_ns;
+  errno = ENOSYS;
+  return false;
+#endif
+}
+
 /// One stream as the decision waiter sees it (see wait_for_decision).
 struct WaitItem {
   StreamTap* tap = nullptr;
-  const Consumer* consumer = nullptr;
+  Consumer* consumer = nullptr;
   bool just_in_time = false;  ///< else speculative: any new block needs the caller
   int64_t handled_seq = -1;   ///< just-in-time: highest seq decided
   int64_t lead_ns = 0;        ///< just-in-time: decide a missing block this long before it is due
   uint64_t wake_ns = 0;       ///< the caller's own wake time for this stream (0: none)
   uint64_t period_ns = 0, stale_ns = 0;
   int64_t max_chain = 8;      ///< just-in-time: no decisions beyond newest + max_chain
+  uint32_t lookahead = 0;     ///< just-in-time: the producer's missing-block wake checks clock + this (0: off)
 };
+
+/// How long wait_for_decision sleeps at most in one go (it beats the posters' heartbeats between).
+inline constexpr uint64_t kDecisionSleepMaxNs = 100'000'000;
 
 /// Sleeps until one of `items` needs a decision by the caller, or until `until_ns`. Meanwhile it
 /// keeps every stream's ring up to date (StreamTap::pump) so the caller's next take() sees
-/// everything. A just-in-time stream needs the caller when its first missing seq after
-/// handled_seq reaches its decision time (due - lead_ns, minus `window_ns`) or its clock goes
-/// stale; a speculative one when a block arrived; any stream at its wake_ns. Meanwhile it beats
-/// every poster's heartbeat every 100 ms (posting is rare in just-in-time mode). Returns the index of
-/// the first stream that needs the caller, or -1 at `until_ns`. `block_wait`: the index of a
-/// (speculative) stream whose futex to sleep on, -1 for timed sleeps. Not real-time code.
+/// everything, and beats every poster's heartbeat every 100 ms (posting is rare in just-in-time
+/// mode). A just-in-time stream needs the caller when its first missing seq after handled_seq
+/// reaches its decision time (due - lead_ns, minus `window_ns`) or its clock goes stale; a
+/// speculative one when a block arrived; any stream at its wake_ns.
+///
+/// How it sleeps: on futex words, all at once (futex_waitv) — a speculative stream's notify word
+/// (every block), a just-in-time stream's missing word. A just-in-time stream with `lookahead` k
+/// sets the producer's missing-block wake to k blocks: a missing seq s more than k blocks past the
+/// clock is checked by the producer at the pull of s - k, which wakes this thread only if s is
+/// missing then, so that nothing wakes while every block arrives (the idle cost follows the
+/// losses). A missing seq within k blocks of the clock (the producer's check has passed) gets a
+/// timed wake at its decision time. Where futex_waitv is missing and there are several streams,
+/// it falls back to timed decisions and polls (`block_wait`: the index of a speculative stream
+/// whose futex to sleep on, -1 for timed sleeps). Returns the index of the first stream that
+/// needs the caller, or -1 at `until_ns`. Not real-time code.
 inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, uint64_t window_ns, int block_wait,
                              uint64_t* wakeups = nullptr) noexcept {
+  static bool vector_wait_ok = true;  // cleared once the kernel says ENOSYS
+  std::atomic<uint32_t>* words[FUTEX_WAITV_MAX];
+  uint32_t expected[FUTEX_WAITV_MAX];
   for (;;) {
     if (wakeups) ++*wakeups;
+    const bool by_words = items.size() == 1 || (vector_wait_ok && items.size() <= FUTEX_WAITV_MAX);
     const uint64_t now = monotonic_ns();
-    uint64_t next = until_ns;
+    const uint64_t sleep_until = std::min<uint64_t>(until_ns, now + kDecisionSleepMaxNs);
+    uint64_t next = sleep_until;
+    unsigned n_words = 0;
     for (size_t i = 0; i < items.size(); ++i) {
       WaitItem& it = items[i];
-      it.tap->pump(*it.consumer, now, it.period_ns, it.stale_ns, 64);
-      if (now - it.tap->last_beat_ns > 100'000'000) {  // the producer sees its poster alive between posts
-        const_cast<Consumer*>(it.consumer)->heartbeat();
+      Consumer& c = *it.consumer;
+      const uint32_t lookahead = it.just_in_time && by_words ? it.lookahead : 0;
+      if (c.missing_lookahead() != lookahead) c.set_missing_lookahead(lookahead);
+      if (by_words && (!it.just_in_time || lookahead)) {
+        // register, then read the word, then look at the state it guards: a change in between ends the sleep at once
+        std::atomic<uint32_t>* w = it.just_in_time ? c.missing_word() : c.notify_word();
+        if (it.just_in_time) c.register_missing_wake(now, sleep_until + kWakeSlackNs);
+        else c.register_notify_wake(now, sleep_until + kWakeSlackNs);
+        words[n_words] = w;
+        expected[n_words++] = w->load(std::memory_order_seq_cst);
+      }
+      it.tap->pump(c, now, it.period_ns, it.stale_ns, 64);
+      if (now - it.tap->last_beat_ns > kDecisionSleepMaxNs) {  // the producer sees its poster alive between posts
+        c.heartbeat();
         it.tap->last_beat_ns = now;
       }
-      if (it.consumer->producer_closed()) return int(i);
+      if (c.producer_closed()) return int(i);
       if (it.wake_ns && now + window_ns >= it.wake_ns) return int(i);
       if (it.wake_ns && it.wake_ns < next) next = it.wake_ns;
       const TapResult& p = it.tap->pending();
       if (!it.just_in_time) {
         if (p.blocks) return int(i);
-        if (int(i) != block_wait) next = std::min<uint64_t>(next, now + it.period_ns / 8);  // poll it
+        if (!by_words && int(i) != block_wait) next = std::min<uint64_t>(next, now + it.period_ns / 8);  // poll it
         continue;
       }
       if (!p.have_clock || now < p.clock_ns || now - p.clock_ns > it.stale_ns) return int(i);  // stale: re-decide the mode
@@ -199,20 +261,28 @@ inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, ui
       const int64_t newest = it.tap->newest_seq();
       while (s <= newest && it.tap->received(s)) ++s;
       if (s > newest + it.max_chain) continue;  // a long outage: the caller gave up on these
+      if (lookahead && s > int64_t(p.clock_seq) + int64_t(lookahead)) continue;  // the producer checks s later
       const int64_t due = int64_t(p.clock_ns) + (s - int64_t(p.clock_seq)) * int64_t(it.period_ns);
       const int64_t decide = due - it.lead_ns;
       if (int64_t(now + window_ns) >= decide) return int(i);
       if (uint64_t(decide) < next) next = uint64_t(decide);
-      const uint64_t stale_at = p.clock_ns + it.stale_ns + 1;
-      if (stale_at < next) next = stale_at;
+      if (!lookahead) {
+        const uint64_t stale_at = p.clock_ns + it.stale_ns + 1;
+        if (stale_at < next) next = stale_at;
+      }
     }
     const uint64_t t = monotonic_ns();
     if (t >= until_ns) return -1;
     if (next <= t) continue;
-    if (block_wait >= 0 && size_t(block_wait) < items.size()) {
+    if (by_words && n_words == 1) {
+      const uint64_t ns = next - t;
+      timespec ts{time_t(ns / 1000000000ULL), long(ns % 1000000000ULL)};
+      futex_wait_shared(words[0], expected[0], &ts);
+    } else if (by_words && n_words > 1) {
+      if (!futex_wait_any(words, expected, n_words, next)) vector_wait_ok = false;  // ENOSYS: poll from now on
+    } else if (!by_words && block_wait >= 0 && size_t(block_wait) < items.size()) {
       WaitItem& it = items[size_t(block_wait)];
-      // wait_for_blocks is const-incompatible by design (it registers the wake): the consumer is ours
-      const_cast<Consumer*>(it.consumer)->wait_for_blocks(it.tap->next_index(), std::min<uint64_t>(next - t, 50'000'000));
+      it.consumer->wait_for_blocks(it.tap->next_index(), std::min<uint64_t>(next - t, 50'000'000));
     } else {
       const uint64_t ns = next - t;
       timespec ts{time_t(ns / 1000000000ULL), long(ns % 1000000000ULL)};

@@ -46,8 +46,9 @@ examples:
 
 when it predicts (--mode, per stream, shown in --stats and --json):
   just-in-time  JackTrip writes a play-out clock and blocks arrive with headroom: a block is predicted
-                only when it has not arrived shortly before it is due (idle cost: one timer wake-up
-                per block period; the model runs only for losses)
+                only when it has not arrived shortly before it is due. NextBlock sleeps until JackTrip,
+                at a pull, finds an upcoming block missing (--jit-wake missing): no wake-up while
+                every block arrives, the model runs only for losses
   speculative   no clock or no headroom: the next block is predicted after every received block
 
 status lines (--stats): a totals line, then one line per stream
@@ -140,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "JackTrip plays it (needs JackTrip's play-out clock and a jitter buffer with headroom); "
                      "'speculative' predicts after every received block (minimum-latency buffers); 'auto' (default) "
                      "chooses per stream from the measured headroom and reports it in --stats/--json")
+    run.add_argument("--jit-wake", choices=("missing", "timed"), default="missing",
+                     help="how a just-in-time stream waits: 'missing' (default) sleeps until JackTrip reports an "
+                     "upcoming block missing (the segment's missing-block wake); 'timed' wakes before every block to "
+                     "look (the older way, about 1 %% of a core per stream here; for comparison)")
     run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
                      help="predictions of different streams due within this long go through the model together "
                      "(default 300)")
@@ -271,7 +276,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         _set_realtime(args.realtime)
     schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
                               force_mode=None if args.mode == "auto" else args.mode)
-    config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats)
+    config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
+                       missing_wake=args.jit_wake == "missing")
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)

@@ -286,6 +286,20 @@ class Consumer:
         refuses the whole replacement (event outcome REFUSED) and plays its own fallback."""
         self._c.post_replacement(seq, samples)
 
+    def set_missing_lookahead(self, blocks: int) -> None:
+        """Ask the producer to check, at each pull, whether the block ``blocks`` past the one it
+        plays has arrived, and to wake a sleeping just-in-time waiter when it has not (0: off;
+        clamped to 16). See docs/shm_protocol.md, "Missing-block wake"."""
+        self._c.set_missing_lookahead(int(blocks))
+
+    @property
+    def missing_lookahead(self) -> int:
+        return self._c.missing_lookahead
+
+    @property
+    def closed(self) -> bool:
+        return self._c.closed
+
     def heartbeat(self) -> None:
         """Tell the producer the poster is alive when there is nothing to post."""
         self._c.heartbeat()

@@ -74,6 +74,10 @@ class HubConfig:
     max_rows_per_call : int
         Larger batches are split (earliest deadline first) so that one long model call does not
         hold up the most urgent predictions. Default 8 (four stereo streams).
+    missing_wake : bool
+        Just-in-time streams sleep until the producer reports an upcoming block missing (its
+        missing-block wake) instead of waking before every block. Default True; False restores the
+        timed check before every block (for comparison).
     """
 
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -84,6 +88,7 @@ class HubConfig:
     initial_budget_us: float | None = None
     max_budget_fraction: float = 0.25
     max_rows_per_call: int = 8
+    missing_wake: bool = True
 
 
 class HubLoop:
@@ -428,7 +433,8 @@ class HubLoop:
                     block_wait = len(items)
                 items.append((st.tap, jit, schedule.handled_seq, schedule.lead_ns(budget) if jit else 0,
                               0 if jit else (schedule.wake_ns or 0), st.period_ns, schedule.stale_ns,
-                              schedule.config.max_chain_blocks))
+                              schedule.config.max_chain_blocks,
+                              schedule.lookahead_blocks(budget) if jit and self.config.missing_wake else 0))
             stats.sleeps += 1
             stats.awake_ns += monotonic_ns() - woke_ns
             if items:  # sleeps in C++ (GIL released), waking only when a stream needs a decision

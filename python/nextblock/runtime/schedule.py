@@ -9,11 +9,14 @@ It works in one of two modes, chosen per stream from what it measures:
 **just-in-time** (the producer writes a play-out clock and blocks arrive with headroom)
     Block ``s`` is due at ``due(s) = clock_at + (s - clock_seq) * period``. Received blocks
     arrive ``slack = due - arrival`` ahead of their play-out; the schedule keeps the recent
-    slacks and their low percentile ``slack_low``. A block that has not arrived
+    slacks and the low percentile ``slack_low`` of those that came in time (a block that came
+    after its due time was a loss). A block that has not arrived
     ``slack_low - tolerance`` before it is due is later than nearly every block before it: it is
     presumed lost and predicted *then* – at ``decide(s) = due(s) - max(slack_low - tolerance,
     inference_budget + post_margin)`` – and posted by ``due(s) - post_margin``. Nothing is
-    predicted while every block arrives: the idle cost is one check per wake-up. Bursts chain by
+    predicted while every block arrives, and nothing wakes: the producer checks at each pull
+    whether the block :meth:`~StreamSchedule.lookahead_blocks` ahead has arrived and wakes the
+    waiter only when it has not (the missing-block wake, ``_core.wait_for_decision``). Bursts chain by
     themselves: the block after a predicted one gets its own decision one period later, from a
     context that ends with the guess (or with the real block, if it came late after all).
 
@@ -40,6 +43,8 @@ import numpy as np
 
 JUST_IN_TIME = "just-in-time"
 SPECULATIVE = "speculative"
+#: the producer's missing-block wake looks at most this far ahead (shm_protocol.hpp kMaxMissingLookahead)
+MAX_LOOKAHEAD_BLOCKS = 16
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ class ScheduleConfig:
     stale_clock_periods : float
         A clock older than this many periods is stale (the producer stopped pulling). Default 4.
     slack_percentile : float
-        Which low percentile of the recent slacks is ``slack_low``. Default 1.
+        Which low percentile of the recent slacks of blocks that came in time is ``slack_low``
+        (:func:`slack_low`). Default 1.
     window_blocks : int
         Recent slacks kept. Default 512 (1.4 s at 128 / 48k).
     min_samples : int
@@ -103,6 +109,18 @@ class ScheduleConfig:
     max_chain_blocks: int = 8
     chain_slack_fraction: float = 0.25
     force_mode: str | None = None
+
+
+def slack_low(slacks_ns: np.ndarray, percentile: float) -> int:
+    """The low ``percentile`` of the slacks ``(n,)`` of blocks that came *before* they were due.
+
+    A block that came after its due time was played as a loss (JackTrip concealed it) and is
+    handled like one; counting it would pull the lead of every later decision down. Such blocks
+    are left out, unless they are the majority (then the stream has no headroom and the plain
+    percentile, negative, says so)."""
+    in_time = slacks_ns[slacks_ns >= 0]
+    use = in_time if 2 * in_time.shape[0] >= slacks_ns.shape[0] else slacks_ns
+    return int(np.percentile(use, percentile))
 
 
 class StreamSchedule:
@@ -231,7 +249,7 @@ class StreamSchedule:
             self.slack_low_ns = None
             self._set_mode(SPECULATIVE if cfg.force_mode == SPECULATIVE else JUST_IN_TIME)
             return self.mode
-        self.slack_low_ns = int(np.percentile(self.slacks[:n], cfg.slack_percentile))
+        self.slack_low_ns = slack_low(self.slacks[:n], cfg.slack_percentile)
         if cfg.force_mode is not None:
             self._set_mode(cfg.force_mode)
         else:
@@ -264,6 +282,20 @@ class StreamSchedule:
         one audio callback fall together and share a model call."""
         early = self.early_lead_ns() if self.shared_early_ns is None else min(self.shared_early_ns, self.early_lead_ns())
         return max(early, budget_ns + self.post_margin_ns)
+
+    def lookahead_blocks(self, budget_ns: int) -> int:
+        """Just-in-time: how many blocks past the one it plays the producer checks at each pull
+        (its missing-block wake: the waiter sleeps until that check finds a block missing).
+
+        The check for block ``s`` happens at the pull of ``s - k``, about ``k`` periods before ``s``
+        is due. ``k = lead // period`` (at least 1) puts it no earlier than the decision time, so a
+        block that arrives as usual is never reported missing; ``k`` grows until ``k`` periods leave
+        room for ``budget_ns + post_margin``. Clamped to 1..16 (the producer's limit)."""
+        lead = self.lead_ns(budget_ns)
+        k = max(1, lead // self.period_ns)
+        while k * self.period_ns < budget_ns + self.post_margin_ns and k < MAX_LOOKAHEAD_BLOCKS:
+            k += 1
+        return int(min(k, MAX_LOOKAHEAD_BLOCKS))
 
     def _next_just_in_time(self, now_ns: int, received, budget_ns: int) -> Action | None:
         s = self.handled_seq + 1

@@ -238,4 +238,6 @@ class ServedStream:
         if self.left_ns is None:
             self.left_ns = monotonic_ns()
             self.left_reason = reason
+        if not self.consumer.closed:
+            self.consumer.set_missing_lookahead(0)  # the producer stops checking for us
         self.consumer.close()
