@@ -1,7 +1,9 @@
 // Cost of NextBlock's JackTrip hooks per block: the real NextBlockBridge.cpp, a real shm segment.
 //   receive thread: onPacket()  (16-bit -> float, publish_block)
 //   audio thread:   conceal() hit + replacementToBits(), conceal() miss, crossfadeFromReplacement(),
-//                   and (alone) the sample validation that is part of every hit
+//                   and (alone) the sample validation that is part of every hit; playout() (the
+//                   play-out clock + the missing-block check) with the next block there, and with it
+//                   missing while a consumer sleeps (one FUTEX_WAKE)
 // Prints one JSON object. Build: see bench/jacktrip_patch.py.
 #include <unistd.h>
 
@@ -34,14 +36,20 @@ int main(int argc, char** argv)
     std::vector<int8_t> bits(frames * chans * 2, 1), out(frames * chans * 2);
     std::vector<float> two(2 * frames * chans, 0.25f);
     using clk = std::chrono::steady_clock;
-    std::vector<double> rx, hit, miss, fade, check;
+    std::vector<double> rx, hit, miss, fade, check, clock_ok, clock_missing;
     rx.reserve(iters); hit.reserve(iters); miss.reserve(iters); fade.reserve(iters); check.reserve(iters);
+    clock_ok.reserve(iters); clock_missing.reserve(iters);
+    consumer->set_missing_lookahead(1);  // a just-in-time consumer: check the block after the one played
     std::vector<float> scratch(two);
     for (int i = 0; i < iters; ++i) {
         auto t0 = clk::now();
         nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));
         auto t1 = clk::now();
         rx.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+        t0 = clk::now();
+        nb->playout(i - 1, 1);  // block i, just published, is there: no wake
+        t1 = clk::now();
+        if (i > 0) clock_ok.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
         consumer->post_replacement(i + 1, two.data());  // the consumer, between blocks
         t0 = clk::now();
         bool ok = nb->conceal(NextBlockBridge::Underrun, i + 1);
@@ -64,6 +72,20 @@ int main(int argc, char** argv)
         if (!ok) { fprintf(stderr, "valid replacement refused\n"); return 1; }
         check.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
     }
+    const uint64_t found_before = consumer->missing_found();
+    for (int j = 0; j < iters; ++j) {  // the block after each one played is missing, a consumer sleeps
+        const uint64_t now = nextblock::monotonic_ns();
+        consumer->register_missing_wake(now, now + 100000000ULL);
+        auto t0 = clk::now();
+        nb->playout(iters + 10 + 2 * j, 0);
+        auto t1 = clk::now();
+        clock_missing.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    }
+    if (consumer->missing_found() - found_before != static_cast<uint64_t>(iters) || consumer->missing_wakes_issued() == 0) {
+        fprintf(stderr, "missing blocks not reported\n");
+        return 2;
+    }
+    consumer->set_missing_lookahead(0);
     printf("{\"frames\": %d, \"channels\": %d, \"iters\": %d,"
            " \"receive_publish_ns\": {\"median\": %.0f, \"p99\": %.0f},"
            " \"audio_replacement_hit_ns\": {\"median\": %.0f, \"p99\": %.0f},"
@@ -74,6 +96,9 @@ int main(int argc, char** argv)
            ns_per(miss, 0.99));
     if (!check.empty())
         printf(", \"audio_validate_ns\": {\"median\": %.0f, \"p99\": %.0f}", ns_per(check, 0.5), ns_per(check, 0.99));
+    printf(", \"audio_playout_next_present_ns\": {\"median\": %.0f, \"p99\": %.0f}"
+           ", \"audio_playout_next_missing_wake_ns\": {\"median\": %.0f, \"p99\": %.0f}",
+           ns_per(clock_ok, 0.5), ns_per(clock_ok, 0.99), ns_per(clock_missing, 0.5), ns_per(clock_missing, 0.99));
     printf("}\n");
     // self-checks of the hardened paths (run under ASan/UBSan by tests/test_jacktrip_bridge.py)
     std::vector<float> bad(two);
