@@ -63,6 +63,17 @@ def _stream(p: Producer, first: int, last: int, skip: set[int], headroom: int = 
         time.sleep(max(0.0, (t0 + (i + 1) * PERIOD_NS - monotonic_ns()) / 1e9))
 
 
+def _served(p: Producer, segment_name: str) -> tuple[Consumer, ServedStream]:
+    """A stream 2 blocks ahead of its clock, served as attach serves it."""
+    for seq in range(3):
+        p.publish_block(seq, block(seq))
+    p.note_playout(0, 2)
+    consumer = Consumer(segment_name, post_replacements=True)
+    st = ServedStream(consumer, ScheduleConfig(), context_samples=1024)
+    st.poll(monotonic_ns())
+    return consumer, st
+
+
 def _wait_item(st: ServedStream, lookahead: int, lead_ns: int) -> tuple:
     # stale_ns of 1 s: a test thread descheduled for a few ms must not look like a stopped producer
     return (st.tap, True, st.schedule.handled_seq, lead_ns, 0, PERIOD_NS, 1_000_000_000, 8, lookahead)
@@ -70,12 +81,7 @@ def _wait_item(st: ServedStream, lookahead: int, lead_ns: int) -> tuple:
 
 def test_a_waiter_sleeps_through_arriving_blocks_and_wakes_at_the_pull_that_finds_one_missing(segment_name):
     with Producer(segment_name, RATE, FRAMES, 2) as p:
-        for seq in range(3):
-            p.publish_block(seq, block(seq))
-        p.note_playout(0, 2)
-        consumer = Consumer(segment_name, post_replacements=True)
-        st = ServedStream(consumer, ScheduleConfig(), context_samples=1024)
-        st.poll(monotonic_ns())
+        consumer, st = _served(p, segment_name)
         lost = 50
         result = {}
 
@@ -106,12 +112,7 @@ def test_a_waiter_sleeps_through_arriving_blocks_and_wakes_at_the_pull_that_find
 
 def test_the_timed_wait_wakes_before_every_block_for_comparison(segment_name):
     with Producer(segment_name, RATE, FRAMES, 2) as p:
-        for seq in range(3):
-            p.publish_block(seq, block(seq))
-        p.note_playout(0, 2)
-        consumer = Consumer(segment_name, post_replacements=True)
-        st = ServedStream(consumer, ScheduleConfig(), context_samples=1024)
-        st.poll(monotonic_ns())
+        consumer, st = _served(p, segment_name)
         result = {}
 
         def waiter():
