@@ -8,6 +8,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -577,6 +579,43 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("slack_count", [](PyStreamTap& self) { return self.tap_->slack_count(); })
       .def("reset_slacks", [](PyStreamTap& self) { self.tap_->reset_slacks(); });
 
+  m.def(
+      "guard_prediction",
+      [](py::array_t<float, py::array::c_style> prediction, py::array_t<float, py::array::c_style> context,
+         float ceiling, float max_gain_over_context, float floor) {
+        if (prediction.ndim() != 3 || context.ndim() != 2 || context.shape(0) != prediction.shape(0))
+          throw py::value_error("prediction (rows, 2, frames) and context (rows, samples) float32, same rows");
+        const py::ssize_t rows = prediction.shape(0), per_row = prediction.shape(1) * prediction.shape(2);
+        const py::ssize_t ctx_n = context.shape(1);
+        float* pd = prediction.mutable_data();
+        const float* cd = context.data();
+        int limited = 0;
+        {
+          py::gil_scoped_release release;
+          // non-finite anywhere (or a float32 sum that overflows, as the numpy guard had it): reject all
+          float total = 0.f;
+          for (py::ssize_t i = 0; i < rows * per_row; ++i) total += pd[i];
+          if (!std::isfinite(total)) return -1;
+          for (py::ssize_t r = 0; r < rows; ++r) {
+            float* row = pd + r * per_row;
+            const float* ctx = cd + r * ctx_n;
+            float peak = 0.f, ctx_peak = 0.f;
+            for (py::ssize_t i = 0; i < per_row; ++i) peak = std::max(peak, std::fabs(row[i]));
+            for (py::ssize_t i = 0; i < ctx_n; ++i) ctx_peak = std::max(ctx_peak, std::fabs(ctx[i]));
+            const float limit = std::min(ceiling, std::max(floor, max_gain_over_context * ctx_peak));
+            if (peak > limit) {
+              limited = 1;
+              const float gain = limit / peak;
+              for (py::ssize_t i = 0; i < per_row; ++i) row[i] *= gain;
+            }
+          }
+        }
+        return limited;
+      },
+      py::arg("prediction"), py::arg("context"), py::arg("ceiling"), py::arg("max_gain_over_context"), py::arg("floor"),
+      "SampleGuard's check in one pass (runtime/guard.py): -1 if any sample is non-finite (nothing changed), else "
+      "each row of prediction (rows, 2, frames) scaled in place to at most min(ceiling, max(floor, gain * its "
+      "context's peak)); returns 1 if a row was scaled, 0 if none.");
   m.def("wait_for_decision_wakeups", []() { return g_wait_wakeups; },
         "Passes of wait_for_decision's loop since import: its wake-ups (the idle cost's unit).");
   m.def(

@@ -11,15 +11,14 @@ straight into somebody's ears, so every prediction passes :meth:`SampleGuard.che
    is scaled down by one constant gain (no clipping distortion; the cross-fade hides the gain
    step). Counted in :attr:`SampleGuard.limited` (one per prediction with any channel scaled).
 
-All buffers are pre-allocated for one channel count and block size; :meth:`check` allocates
-nothing.
+The check runs in one C++ pass (``_core.guard_prediction``) and allocates nothing.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from .. import _core
 
 
 class SampleGuard:
@@ -55,18 +54,11 @@ class SampleGuard:
         max_gain_over_context: float = 2.0,
         floor: float = 0.01,
     ):
-        if not 0 < floor <= ceiling:
-            raise ValueError("need 0 < floor <= ceiling")
-        self.ceiling = np.float32(ceiling)
-        self.max_gain_over_context = np.float32(max_gain_over_context)
-        self.floor = np.float32(floor)
-        self._abs = np.zeros((channels, 2, frames_per_block), np.float32)
-        self._peak = np.zeros(channels, np.float32)
-        self._ctx_abs = np.zeros((channels, context_samples), np.float32)
-        self._ctx_peak = np.zeros(channels, np.float32)
-        self._limit = np.zeros(channels, np.float32)
-        self._over = np.zeros(channels, bool)
-        self._gain = np.zeros((channels, 1, 1), np.float32)
+        if not 0 < floor <= ceiling <= 1:
+            raise ValueError("need 0 < floor <= ceiling <= 1 (full scale)")
+        self.ceiling = float(np.float32(ceiling))
+        self.max_gain_over_context = float(np.float32(max_gain_over_context))
+        self.floor = float(np.float32(floor))
         self.checked = 0
         self.rejected_nonfinite = 0
         self.limited = 0
@@ -79,27 +71,16 @@ class SampleGuard:
         and ``prediction`` is within its limits.
         """
         self.checked += 1
-        # NaN/Inf propagate into the sum (float32 overflow of absurd values also lands here)
-        if not math.isfinite(prediction.sum()):
+        work = prediction
+        if prediction.dtype != np.float32 or not prediction.flags.c_contiguous:
+            work = np.ascontiguousarray(prediction, np.float32)  # (a view from elsewhere: checked on a copy)
+        # one pass in C++ (GIL released): finiteness, per-channel peaks, the limit, the gain
+        outcome = _core.guard_prediction(work, np.ascontiguousarray(context, np.float32), self.ceiling,
+                                         self.max_gain_over_context, self.floor)
+        if outcome < 0:
             self.rejected_nonfinite += 1
             return False
-        channels = prediction.shape[0]
-        flat = prediction.reshape(channels, -1)
-        if context.shape != self._ctx_abs.shape:  # a hot-swapped model with another context
-            self._ctx_abs = np.zeros(context.shape, np.float32)
-        # peaks via ndarray methods with out= (no wrapper overhead, no allocation)
-        np.abs(flat, out=self._abs.reshape(channels, -1))
-        self._abs.reshape(channels, -1).max(axis=1, out=self._peak)
-        np.abs(context, out=self._ctx_abs)
-        self._ctx_abs.max(axis=1, out=self._ctx_peak)
-        np.multiply(self._ctx_peak, self.max_gain_over_context, out=self._limit)
-        np.maximum(self._limit, self.floor, out=self._limit)
-        np.minimum(self._limit, self.ceiling, out=self._limit)
-        np.greater(self._peak, self._limit, out=self._over)
-        if self._over.any():
-            self.limited += 1
-            # gain = limit / peak where above, else 1
-            np.maximum(self._peak, self._limit, out=self._peak)
-            np.divide(self._limit, self._peak, out=self._gain[:, 0, 0])
-            np.multiply(prediction, self._gain, out=prediction)
+        if work is not prediction:
+            prediction[...] = work
+        self.limited += outcome
         return True

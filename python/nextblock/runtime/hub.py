@@ -389,8 +389,20 @@ class HubLoop:
                     block_waiters.append(st)
             for name in closed:
                 self._drop(name, "its producer closed the segment")
-            if actions:
+            while actions:
                 self._predict(actions)
+                # the streams just served may have another decision due already (a chain, a late
+                # decision); the others were asked this pass, and the waiter notices new blocks
+                acted, actions = actions, []
+                decide_ns = monotonic_ns() + window_ns
+                for st, _ in acted:
+                    schedule = st.schedule
+                    jit = schedule.mode == JUST_IN_TIME
+                    action = schedule.next_action(decide_ns, st.received, budget if jit else min(budget, max_speculative))
+                    if action is not None:
+                        actions.append((st, action))
+                    elif schedule.wake_ns is not None:
+                        wake = min(wake, schedule.wake_ns)
             # between blocks
             if self.watcher is not None:
                 ready = self.watcher.take()
@@ -408,8 +420,6 @@ class HubLoop:
                 next_status_ns = now + int(cfg.stats_interval_s * 1e9)
             if end_ns is not None and now >= end_ns:
                 break
-            if actions:
-                continue  # decide again before sleeping: a chain or another stream may be due
             # sleep until the earliest decision (or a block, for speculative streams)
             wake = min(wake, next_scan_ns)
             if next_status_ns is not None:

@@ -175,8 +175,10 @@ class ServedStream:
             for ch in self.repeated:
                 replacement[0, :, ch] = 0.0 if newest is None else newest[ch]
                 replacement[1, :, ch] = replacement[0, :, ch]
-        # the producer refuses a whole replacement with any sample outside [-1, 1] (or non-finite)
-        np.clip(replacement, -1.0, 1.0, out=replacement)
+        # the producer refuses a whole replacement with any sample outside [-1, 1] (or non-finite); the
+        # guard keeps predicted channels within its ceiling (<= 1), repeated ones are received blocks
+        if not self.all_predicted:
+            np.clip(replacement, -1.0, 1.0, out=replacement)
         np.copyto(self._played_cf, replacement[0].T)
         self.ring.put_predicted(action.seq, self._played_cf)
         now = monotonic_ns()
