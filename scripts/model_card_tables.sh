@@ -20,6 +20,9 @@
 #   machine) and 6 on the results already in $OUT.
 #   PREVIOUS=FILE also scores an earlier model where it serves (48 kHz x 128), e.g. 2.0.0:
 #     git show a7817b0:models/nextblock-default.tflite > /tmp/v2.tflite; PREVIOUS=/tmp/v2.tflite ...
+#   PREVIOUS_EVERY=1 scores $PREVIOUS at every configuration instead (a model from 3.0 on serves them all),
+#     e.g. the 3.1.0 card against 3.0.0:
+#     git show 56dae76:models/nextblock-default.tflite > /tmp/v3.tflite; PREVIOUS=/tmp/v3.tflite PREVIOUS_EVERY=1 ...
 #   ALSO="LABEL=FILE" also scores another model at 48 kHz x 128 (an ablation), e.g. the loss A/B:
 #     ALSO="3.0.0 earlier loss=runs/cand/burgm.tflite" (train it with the recipe minus
 #     --spectral-weight/--phase-weight/--spectral-fft-sizes, export with --guess-weight 0.25)
@@ -62,13 +65,17 @@ for cfg in 48000:64 48000:128 48000:256 44100:128; do
   nice python -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol --quiet \
     --concealer zeros --concealer burg --concealer ar128 --concealer nextblock --model "$MODEL" \
     --json "$OUT/eval-$rate-$fpp.json" > "$OUT/eval-$rate-$fpp.md"
+  if [ -n "${PREVIOUS:-}" ] && [ -n "${PREVIOUS_EVERY:-}" ]; then
+    nice python -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol \
+      --quiet --concealer nextblock --model "$PREVIOUS" --json "$OUT/previous-$rate-$fpp.json" > "$OUT/previous-$rate-$fpp.md"
+  fi
 done
 if [ -f "$FP16" ]; then
   nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
     --model "$FP16" --json "$OUT/fp16-48000-128.json" > "$OUT/fp16-48000-128.md"
 fi
 
-if [ -n "${PREVIOUS:-}" ]; then
+if [ -n "${PREVIOUS:-}" ] && [ -z "${PREVIOUS_EVERY:-}" ]; then
   nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
     --model "$PREVIOUS" --json "$OUT/previous-48000-128.json" > "$OUT/previous-48000-128.md"
 fi
@@ -109,8 +116,12 @@ python -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
   echo "## Held-out scores by category (all concealers in one run per configuration)"
   echo
   PREVIOUS_LABEL="nextblock $(python -c "import sys; from nextblock.model.metadata import read_metadata; print(read_metadata(sys.argv[1])['model_version'])" "${PREVIOUS:-$MODEL}") (previous)"
+  PREVIOUS_ARGS=()
+  if [ -n "${PREVIOUS:-}" ]; then
+    for f in "$OUT"/previous-*.json; do PREVIOUS_ARGS+=("$PREVIOUS_LABEL=$f"); done
+  fi
   python -m nextblock.evaluation.tables "$OUT"/eval-*.json \
-    ${PREVIOUS:+"$PREVIOUS_LABEL=$OUT/previous-48000-128.json"} ${ALSO:+"${ALSO%%=*}=$OUT/also-48000-128.json"}
+    ${PREVIOUS_ARGS[@]+"${PREVIOUS_ARGS[@]}"} ${ALSO:+"${ALSO%%=*}=$OUT/also-48000-128.json"}
   if [ -f "$OUT/fp16-48000-128.json" ]; then
     echo "## float16 weights, 48 kHz x 128"
     echo

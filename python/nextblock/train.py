@@ -110,6 +110,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--phase-weight", type=float, default=0.0, help="weight of the complex (phase-aware) multi-resolution STFT loss (default %(default)s)")
     tr.add_argument("--spectral-fft-sizes", type=_int_list, default=[32, 64, 128], metavar="N[,N...]",
                     help="STFT frame lengths of the spectral and phase terms, each <= the output (default 32,64,128)")
+    tr.add_argument("--init-weights", metavar="H5",
+                    help="start from these Keras weights (fine-tuning, e.g. models/nextblock-default.weights.h5; "
+                         "same features and architecture) instead of a random initialisation")
+    ch = p.add_argument_group("chained (burst) training: contexts that end with the model's own predictions")
+    ch.add_argument("--chained-share", type=float, default=0.0,
+                    help="share of training and validation windows whose context ends with chained predictions, "
+                         "as during a burst of losses (0 = off, default %(default)s)")
+    ch.add_argument("--chained-max-samples", type=int, default=768,
+                    help="at most this many samples of a context are predictions (windows are read that much "
+                         "longer) (default %(default)s)")
+    ch.add_argument("--chained-model", metavar="TFLITE", default="guess",
+                    help="what makes the predictions: an exported model (e.g. models/nextblock-default.tflite, "
+                         "run as the harness runs it) or 'guess' (the Burg AR guess alone) (default %(default)s)")
+    ch.add_argument("--chained-block-sizes", type=_int_list, default=[64, 128, 256], metavar="N[,N...]",
+                    help="block sizes a chain is made of, one drawn per window (default 64,128,256)")
     tr.add_argument("--seed", type=int, default=0, help="seed for data sampling, shuffling and initialisation (default %(default)s)")
     tr.add_argument("--strategy", default="auto", choices=("auto", "one", "mirrored", "multiworker"), help="tf.distribute strategy (default %(default)s)")
     tr.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads, 0 = TF's choice (default %(default)s)")
@@ -117,6 +132,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.audio and args.data:
         p.error("give either --audio or --data, not both")
+    if not 0.0 <= args.chained_share <= 1.0:
+        p.error("--chained-share must be between 0 and 1")
+    if args.chained_share and args.chained_max_samples < min(args.chained_block_sizes):
+        p.error("--chained-max-samples must hold at least one of --chained-block-sizes")
     for name in ("train_examples", "validation_examples", "epochs", "batch_size"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
@@ -142,13 +161,16 @@ def load_windows(args, features) -> dict:
 
     wanted = {"train": args.train_examples, "validation": args.validation_examples}
     if args.data:
+        if args.chained_share:
+            raise ValueError("--chained-share needs --audio (the shards hold windows without the extra history)")
         return windows_from_shards(args.data, features, wanted, seed=args.seed, show_progress=not args.quiet)
     roots = args.audio or default_audio_roots()
     cache_dir = cache_extracted_dir().parent.parent / "windows"
     return windows_from_audio(roots, features, wanted, seed=args.seed, max_files_per_group=args.max_files_per_group,
                               excerpt_seconds=args.excerpt_seconds, cache_dir=cache_dir, show_progress=not args.quiet,
                               sample_rates_hz=tuple(args.train_rates_hz or ()) or None,
-                              group_weights=dict(args.group_weight) or None)
+                              group_weights=dict(args.group_weight) or None,
+                              history_samples=args.chained_max_samples if args.chained_share else 0)
 
 
 def check_run_dir(run_dir: Path, config: dict) -> None:
@@ -202,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     check_run_dir(run_dir, config)
 
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from .model.architecture import build_model
@@ -228,6 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: too little audio: {windows['train'].shape[0]} training and "
               f"{windows['validation'].shape[0]} validation windows", file=sys.stderr)
         return 2
+    if args.chained_share:
+        from .model.chained import chain_windows, make_chain_predictor
+
+        t_chain = time.time()
+        predictor = make_chain_predictor(args.chained_model, features)
+        for i, split in enumerate(("train", "validation")):
+            windows[split], depth = chain_windows(windows[split], features, predictor, args.chained_share,
+                                                  np.random.default_rng([args.seed, 13, i]),
+                                                  block_sizes=tuple(args.chained_block_sizes),
+                                                  max_chain_samples=args.chained_max_samples)
+            print(f"chained {split}: {int(np.count_nonzero(depth))} of {depth.shape[0]} contexts end with "
+                  f"predictions (mean {depth[depth > 0].mean() if depth.any() else 0:.0f} samples)", flush=True)
+        print(f"chained contexts made by {args.chained_model} in {time.time() - t_chain:.0f} s", flush=True)
     train_x, train_y = windows_to_arrays(windows["train"], features)
     val_x, val_y = windows_to_arrays(windows["validation"], features)
     del windows
@@ -238,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = train_x.shape[0] // args.batch_size
     with strategy.scope():
         model = build_model(features, arch)
+        if args.init_weights:
+            model.load_weights(args.init_weights)
+            print(f"starting from {args.init_weights}", flush=True)
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=steps * args.epochs, alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
                       loss=make_loss(features, spectral_weight=args.spectral_weight, log_floor=args.spectral_floor,

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..features.config import FeatureConfig
 from ..features.spectral import SpectralCodec
 from .audio_files import SPLITS, find_audio_files, read_excerpt
-from .examples import random_windows
+from .examples import MIN_CONTEXT_RMS, random_windows
 
 SHARDS_FORMAT = "nextblock-shards/1"
 
@@ -36,7 +36,8 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
                        max_files_per_group: int = 120, excerpt_seconds: float = 12.0,
                        cache_dir: Path | None = None, show_progress: bool = True,
                        sample_rates_hz: tuple[int, ...] | None = None,
-                       group_weights: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+                       group_weights: dict[str, float] | None = None,
+                       history_samples: int = 0) -> dict[str, np.ndarray]:
     """Random windows from the audio files under ``roots``, per split.
 
     Parameters
@@ -62,6 +63,11 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
     group_weights:
         Relative share of a group's examples by group (root folder) name, default 1 (e.g.
         ``{"choir": 3.0}`` gives the choir renders three times the windows of any other group).
+    history_samples:
+        Extra samples *before* each window's context (0: none): windows are then
+        ``history_samples + context_samples + output_samples`` long. Chained-prediction training
+        (:mod:`nextblock.model.chained`) predicts from that earlier context and splices the
+        prediction into the context's end.
     cache_dir:
         If given, the result is stored there (``windows-<hash>.npz``) and reused by later runs
         with the same arguments.
@@ -71,13 +77,18 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
     dict
         ``{split: (n, window_samples) float32}``; a split with no files gets ``n = 0``.
     """
-    window = config.context_samples + config.output_samples
+    history_samples = int(history_samples)
+    if history_samples < 0:
+        raise ValueError(f"history_samples must be >= 0, got {history_samples}")
+    window = history_samples + config.context_samples + config.output_samples
     rates = tuple(int(r) for r in sample_rates_hz) if sample_rates_hz else (config.sample_rate_hz,)
     weights = dict(group_weights or {})
     key_parts = [sorted(str(Path(r).resolve()) for r in roots), config.to_dict(), examples, seed,
                  max_files_per_group, excerpt_seconds]
     if sample_rates_hz or weights:  # keeps the cache keys of earlier runs
         key_parts += [list(rates), sorted(weights.items())]
+    if history_samples:
+        key_parts += [{"history_samples": history_samples}]
     key = json.dumps(key_parts, sort_keys=True)
     cache_file = None
     if cache_dir is not None:
@@ -109,7 +120,11 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
         audio = read_excerpt(path, int(rate_hz), excerpt_seconds, rng)
         if audio is None:
             continue
-        collected[split].append(random_windows(audio, per_file, window, config.context_samples, rng))
+        windows = random_windows(audio, per_file, window, history_samples + config.context_samples, rng)
+        if history_samples:  # the silence test on the context proper, as without history
+            rms = np.sqrt(np.mean(np.square(windows[:, history_samples:history_samples + config.context_samples]), axis=1))
+            windows = windows[rms >= MIN_CONTEXT_RMS]
+        collected[split].append(windows)
     result = {}
     for split, wanted in examples.items():
         parts = collected.get(split) or [np.zeros((0, window), np.float32)]
