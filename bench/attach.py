@@ -73,7 +73,7 @@ def pinned(cpu: int | None):
 
 
 def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emulator_cpu: int | None,
-             jit_wake: str = "missing") -> dict:
+             jit_wake: str = "auto") -> dict:
     """One stand-in + one attach run; returns the stand-in's summary and attach's statistics."""
     env = child_env()
     ready = tmp / f"{tag}.ready"
@@ -139,6 +139,7 @@ def summarize(run: dict, seconds: float) -> dict:
         "infer_us_median": att["infer_us_median"], "infer_us_p99": att["infer_us_p99"],
         "cold_infer_us_at_start": att.get("cold_infer_us_at_start"),
         "modes": att["modes"],
+        "jit_wake": att.get("jit_wake"),
         "concealments": emu["lost"], "replaced": emu["replaced"], "blocks": emu["blocks"],
         "late_arrivals": sum(s["late_arrivals"] for s in streams),
         "emulator_tick_late_us_p99": emu["tick_late_us_p99"],
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the always-predict run")
     parser.add_argument("--compare-timed-wake", action="store_true",
                         help="also run just-in-time with the timed wake before every block (attach --jit-wake timed) "
-                        "instead of JackTrip's missing-block wake")
+                        "beside the automatic choice")
     parser.add_argument("--realtime", action="store_true",
                         help="NextBlock (priority 10) and the stand-in (20) with SCHED_FIFO, as JACK would run JackTrip")
     args = parser.parse_args(argv)
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in runs.items():
         share = "-" if r["replacement_share"] is None else f"{r['replacement_share']:.4f}"
         worst = "-" if r["replacement_share_min"] is None else f"{r['replacement_share_min']:.4f}"
-        print(f"  {name:<12} mode {','.join(r['modes']):<26} replacement share {share} "
+        wake = f" ({r['jit_wake']} wake)" if "just-in-time" in r["modes"] else ""
+        print(f"  {name:<12} mode {','.join(r['modes']) + wake:<26} replacement share {share} "
               f"(worst stream {worst}), deadline misses {r['deadline_miss_share']:.4f}, "
               f"CPU {r['cpu_share']:.4f} of a core, {r['predictions_per_s']:.0f} predictions/s, "
               f"infer us median/p99 {r['infer_us_median']}/{r['infer_us_p99']}")

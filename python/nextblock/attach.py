@@ -47,8 +47,9 @@ examples:
 when it predicts (--mode, per stream, shown in --stats and --json):
   just-in-time  JackTrip writes a play-out clock and blocks arrive with headroom: a block is predicted
                 only when it has not arrived shortly before it is due. NextBlock sleeps until JackTrip,
-                at a pull, finds an upcoming block missing (--jit-wake missing): no wake-up while
-                every block arrives, the model runs only for losses
+                at a pull, finds an upcoming block missing: no wake-up while every block arrives, the
+                model runs only for losses (on a hub with many losses per pull it wakes before every
+                block period instead, see --jit-wake)
   speculative   no clock or no headroom: the next block is predicted after every received block
 
 status lines (--stats): a totals line, then one line per stream
@@ -141,10 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "JackTrip plays it (needs JackTrip's play-out clock and a jitter buffer with headroom); "
                      "'speculative' predicts after every received block (minimum-latency buffers); 'auto' (default) "
                      "chooses per stream from the measured headroom and reports it in --stats/--json")
-    run.add_argument("--jit-wake", choices=("missing", "timed"), default="missing",
-                     help="how a just-in-time stream waits: 'missing' (default) sleeps until JackTrip reports an "
-                     "upcoming block missing (the segment's missing-block wake); 'timed' wakes before every block to "
-                     "look (the older way, about 1 %% of a core per stream here; for comparison)")
+    run.add_argument("--jit-wake", choices=("auto", "missing", "timed"), default="auto",
+                     help="how just-in-time streams wait: 'missing' sleeps until JackTrip reports an upcoming block "
+                     "missing (the segment's missing-block wake; no wake-up while blocks arrive); 'timed' wakes before "
+                     "every block period, all streams' decisions aligned into one batch, with more room before the "
+                     "deadline (about 1 %% of a core per process here); 'auto' (default): missing while losses at the "
+                     "same pull are rare, timed on a busy hub where the losses pay for the wake-ups anyway "
+                     "(reported as jit_wake in --json)")
     run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
                      help="predictions of different streams due within this long go through the model together "
                      "(default 300)")
@@ -277,7 +281,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
                               force_mode=None if args.mode == "auto" else args.mode)
     config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
-                       missing_wake=args.jit_wake == "missing")
+                       jit_wake=args.jit_wake)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)

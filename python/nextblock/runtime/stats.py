@@ -131,6 +131,8 @@ class RuntimeStats:
     limited: int = 0
     model_swaps: int = 0
     model_rejects: int = 0
+    missing_wake: bool = False
+    missing_wake_sleeps: int = 0
     reattaches: int = 0
     last_swap_ns: int = 0
     model_version: str = ""
@@ -240,6 +242,14 @@ SUMMED_COUNTERS = (
 )
 
 
+def _wake_name(missing_sleeps: int, sleeps: int) -> str:
+    """How just-in-time streams mostly waited: ``missing`` / ``timed`` (90 % of the sleeps) or ``mixed``."""
+    if not sleeps:
+        return "none"
+    share = missing_sleeps / sleeps
+    return "missing" if share >= 0.9 else "timed" if share <= 0.1 else "mixed"
+
+
 @dataclasses.dataclass
 class HubStats:
     """Totals of the live predictor over every stream it served (live and departed), plus the
@@ -255,6 +265,8 @@ class HubStats:
         Rows that went through the model (channels of every stream in every batch).
     sleeps : int
         Times the loop went to sleep (on a timer or a segment's futex): its wake-ups.
+    missing_wake_sleeps : int
+        Of those, sleeps with the just-in-time streams on the missing-block wake (the rest timed).
     awake_ns : int
         Wall time spent between a wake-up and the next sleep (model calls included).
     streams_joined, streams_left : int
@@ -270,6 +282,8 @@ class HubStats:
     model_choice: str = ""
     model_swaps: int = 0
     model_rejects: int = 0
+    missing_wake: bool = False
+    missing_wake_sleeps: int = 0
     reattaches: int = 0
     last_swap_ns: int = 0
     predictions: int = 0
@@ -356,6 +370,8 @@ class HubStats:
             model_choice=self.model_choice,
             model_swaps=self.model_swaps,
             model_rejects=self.model_rejects,
+            jit_wake=_wake_name(self.missing_wake_sleeps, self.sleeps),
+            jit_wake_missing_share=self.missing_wake_sleeps / self.sleeps if self.sleeps else None,
             reattaches=self.reattaches,
             streams_joined=self.streams_joined,
             streams_left=self.streams_left,
