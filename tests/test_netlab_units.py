@@ -257,6 +257,22 @@ def test_alignment_finds_delay_and_follows_a_packet_slip():
     assert np.allclose(a[-20000:], ref[-20000:])
 
 
+def test_a_bounded_first_lag_ignores_a_repetition_of_loop_based_music():
+    # a 3-s phrase played three times; the first second arrives buried in noise (a jitter buffer
+    # starting up): unbounded, the head matches the clean repetition 3 s later; bounded to a
+    # plausible latency (2 s, as bench/e2e.py and the demo do), the true delay
+    rng = np.random.default_rng(2)
+    phrase = (0.3 * rng.standard_normal(144000)).astype(np.float32)
+    ref = np.tile(phrase, 3)
+    delay = 700
+    rec = np.concatenate([np.zeros(delay, np.float32), ref])
+    rec[delay:delay + 48000] += 1.5 * rng.standard_normal(48000).astype(np.float32)
+    _, free = align_piecewise(ref, rec, period_samples=128)
+    assert free[0] == delay + 144000, "the failure mode this guards against"
+    _, lags = align_piecewise(ref, rec, period_samples=128, max_lag_samples=delay + 96000)
+    assert lags[0] == delay
+
+
 def test_lost_sample_mask():
     m = lost_sample_mask([0, 2], 600, 128)
     assert m[:128].all() and not m[128:256].any() and m[256:384].all() and m.sum() == 256

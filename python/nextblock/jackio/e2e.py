@@ -239,7 +239,12 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
     result["xruns"] = {"player": pr.player_xruns, "recorder": pr.recorder_xruns,
                        "player_missed_samples": pr.player_missed_samples,
                        "recorder_missed_samples": pr.recorder_missed_samples}
-    aligned, lags = align_piecewise(audio, pr.recorded[:, 0], period_samples=period_samples)
+    # JackTrip's latency is milliseconds to half a second (the Regulator's -q auto under loss), never
+    # seconds: bounding the first lag keeps loop-based music (a test recording repeats whole phrases)
+    # from matching a repetition seconds away when the first second came through degraded (the
+    # Regulator's start-up), which made whole runs unscoreable
+    aligned, lags = align_piecewise(audio, pr.recorded[:, 0], period_samples=period_samples,
+                                    max_lag_samples=pr.play_offset_samples + 2 * rate_hz)
     lag = lags[0]
     result["lag_samples"] = lag
     result["latency_ms"] = round(1000.0 * (lag - pr.play_offset_samples) / rate_hz, 2)
