@@ -28,12 +28,7 @@ mkdir -p "$RUN_DIR"
 cp "$BASE_MODEL" "$RUN_DIR/round0.tflite"
 cp "$BASE_WEIGHTS" "$RUN_DIR/round0.weights.h5"
 
-ROOTS=()
-for dir in "$CACHE"/debian/extracted/*/; do
-  case "$(basename "$dir")" in avldrums.lv2-soundfont|fluid-soundfont-gm|musescore-general-soundfont) continue ;; esac
-  ROOTS+=("${dir%/}")
-done
-for dir in "$CACHE"/rendered/music21/*/; do ROOTS+=("${dir%/}"); done
+. scripts/training_roots.sh  # ROOTS: every allowed package with audio, every render program
 
 round() {  # round N SHARE LEARNING_RATE
   local n=$1 share=$2 lr=$3 prev=$(($1 - 1))

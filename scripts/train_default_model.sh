@@ -45,13 +45,7 @@ for program, pieces in by_program.items():
     print(f"music21 {program}: " + ", ".join(f"{s} {sum(r.status == s for r in results)}" for s in ("rendered", "cached", "failed")))
 PY
 
-# every package with audio (avldrums and the GM soundfonts hold only SF2 files), every render program
-ROOTS=()
-for dir in "$CACHE"/debian/extracted/*/; do
-  case "$(basename "$dir")" in avldrums.lv2-soundfont|fluid-soundfont-gm|musescore-general-soundfont) continue ;; esac
-  ROOTS+=("${dir%/}")
-done
-for dir in "$CACHE"/rendered/music21/*/; do ROOTS+=("${dir%/}"); done
+. scripts/training_roots.sh  # ROOTS: every allowed package with audio, every render program
 
 nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" --width 32 --blocks 4 --threads 1 \
   --lpc-order 128 --lpc-burg-samples 768 \
