@@ -139,8 +139,9 @@ int main(int argc, char** argv) {
     std::printf("producer: %llu blocks, %llu replacements used, %llu torn\n", (unsigned long long)blocks,
                 (unsigned long long)used, (unsigned long long)torn);
     std::fflush(stdout);
-    // Give the consumer a moment, then exit (destructor unlinks).
+    // Give the consumer a moment, then close the segment (the destructor unlinks it: _exit would skip it).
     usleep(200000);
+    p.reset();
     _exit(torn == 0 ? 0 : 5);
   }
   char c;
