@@ -471,15 +471,13 @@ class HubLoop:
         """Whether just-in-time streams sleep on the missing-block wake now (``HubConfig.jit_wake``)."""
         mode = self.config.jit_wake
         if mode != "auto":
-            self.stats.missing_wake = mode == "missing"
-            return self.stats.missing_wake
+            return mode == "missing"
         losses_per_pull = 0.0
         for st in self.streams.values():
             if st.schedule.mode == JUST_IN_TIME:
                 s = st.stats
                 losses_per_pull += s.underruns / max(s.blocks + s.underruns, 1)
-        self.stats.missing_wake = losses_per_pull < MISSING_WAKE_MAX_LOSSES_PER_PULL
-        return self.stats.missing_wake
+        return losses_per_pull < MISSING_WAKE_MAX_LOSSES_PER_PULL
 
     def status_lines(self) -> list[str]:
         """The totals line, then one line per stream."""

@@ -131,8 +131,6 @@ class RuntimeStats:
     limited: int = 0
     model_swaps: int = 0
     model_rejects: int = 0
-    missing_wake: bool = False
-    missing_wake_sleeps: int = 0
     reattaches: int = 0
     last_swap_ns: int = 0
     model_version: str = ""
@@ -158,6 +156,7 @@ class RuntimeStats:
         elif event.outcome == Outcome.REFUSED:
             self.refused += 1
         return True
+
     def mark_streaming(self) -> None:
         """Restart the wall/CPU clocks of :meth:`to_dict`'s ``cpu_share`` at the first block, so
         that model loading and waiting for JackTrip do not dilute or inflate it."""
@@ -282,7 +281,6 @@ class HubStats:
     model_choice: str = ""
     model_swaps: int = 0
     model_rejects: int = 0
-    missing_wake: bool = False
     missing_wake_sleeps: int = 0
     reattaches: int = 0
     last_swap_ns: int = 0
