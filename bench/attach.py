@@ -13,9 +13,10 @@ Processes, as in production:
   pinned there too (with SCHED_FIFO it preempts the busy loop, as JackTrip's audio thread would).
 
 It runs the same scenario (same seeds) twice: NextBlock as it chooses (``--mode auto``:
-just-in-time where the headroom allows it, sleeping until the stand-in reports an upcoming block
-missing), then the **baseline**, always predicting (``--mode speculative``); with
-``--compare-timed-wake`` also just-in-time waking before every block (``--jit-wake timed``); and it times **JackTrip's own Burg concealment** (its ``BurgAlgorithm``
+just-in-time where the headroom allows it, with ``--jit-wake auto``), then the **baseline**,
+always predicting (``--mode speculative``); with ``--compare-timed-wake`` also just-in-time waking
+before every block (``--jit-wake timed``); and it times **JackTrip's own Burg concealment** (its
+``BurgAlgorithm``
 cut from the 2.7.2 source and compiled with -O2 at bench time, ``bench/burg_cost.py``) to give
 ``burg_cpu_share`` = Burg's median cost per channel per glitch x the concealments of the run.
 

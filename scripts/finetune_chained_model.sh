@@ -28,19 +28,14 @@ mkdir -p "$RUN_DIR"
 cp "$BASE_MODEL" "$RUN_DIR/round0.tflite"
 cp "$BASE_WEIGHTS" "$RUN_DIR/round0.weights.h5"
 
-. scripts/training_roots.sh  # ROOTS: every allowed package with audio, every render program
+. scripts/training_recipe.sh  # ROOTS: the data; RECIPE: the shipped model's training arguments
 
 round() {  # round N SHARE LEARNING_RATE
   local n=$1 share=$2 lr=$3 prev=$(($1 - 1))
   local init="$RUN_DIR/round$prev.weights.h5"
   [ "$prev" -gt 0 ] && init="$RUN_DIR/round$prev/best.weights.h5"
-  nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/round$n" --width 32 --blocks 4 --threads 1 \
-    --lpc-order 128 --lpc-burg-samples 768 \
-    --train-rates-hz 32000,44100,44100,48000,48000,88200,96000 \
-    --group-weight choir=3 --group-weight strings=0.25 --group-weight organ=0.25 --group-weight piano=0.25 \
-    --group-weight flute=0.25 --group-weight brass=0.25 \
-    --spectral-weight 0.3 --phase-weight 0.2 --spectral-fft-sizes 32,64,128,256 \
-    --epochs 6 --train-examples 200000 --validation-examples 8000 --max-files-per-group 400 --excerpt-seconds 8 --quiet \
+  nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/round$n" "${RECIPE[@]}" \
+    --epochs 6 --train-examples 200000 \
     --init-weights "$init" --chained-share "$share" --chained-model "$RUN_DIR/round$prev.tflite" --learning-rate "$lr"
   nice python -m nextblock.export --run-dir "$RUN_DIR/round$n" --output "$RUN_DIR/round$n.tflite" --guess-weight 0.25 \
     --name nextblock-default --model-version "$VERSION"

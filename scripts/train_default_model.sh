@@ -45,16 +45,10 @@ for program, pieces in by_program.items():
     print(f"music21 {program}: " + ", ".join(f"{s} {sum(r.status == s for r in results)}" for s in ("rendered", "cached", "failed")))
 PY
 
-. scripts/training_roots.sh  # ROOTS: every allowed package with audio, every render program
+. scripts/training_recipe.sh  # ROOTS: the data; RECIPE: the shipped model's training arguments
 
-nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" --width 32 --blocks 4 --threads 1 \
-  --lpc-order 128 --lpc-burg-samples 768 \
-  --train-rates-hz 32000,44100,44100,48000,48000,88200,96000 \
-  --group-weight choir=3 --group-weight strings=0.25 --group-weight organ=0.25 --group-weight piano=0.25 \
-  --group-weight flute=0.25 --group-weight brass=0.25 \
-  --spectral-weight 0.3 --phase-weight 0.2 --spectral-fft-sizes 32,64,128,256 \
-  --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" --validation-examples 8000 \
-  --max-files-per-group 400 --excerpt-seconds 8 --quiet "$@"
+nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" "${RECIPE[@]}" \
+  --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" "$@"
 nice python -m nextblock.export --run-dir "$RUN_DIR" --output models/nextblock-default.tflite --float16 \
   --name nextblock-default --model-version "$VERSION"
 cp "$RUN_DIR/best.weights.h5" models/nextblock-default.weights.h5   # the online learner starts from these
