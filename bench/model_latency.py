@@ -8,8 +8,10 @@ for one block of one channel (or ``--channels``), after a warm-up, and in the sa
 * ``repeat``    – copying the last block (what JackTrip's wavetable mode costs),
 * ``burg``      – ``nextblock.concealers`` Burg baseline's ``predict`` (when that module exists),
 * ``ar128``     – the order-128 Burg AR baseline's ``predict`` (C++ kernel, 10 blocks of history),
-* with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude, LPC guess), ``invoke``
-  (LiteRT alone) and ``decode`` (irfft, scale) separately,
+* with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude, LPC guess: one C++ call for
+  Burg-guess models), ``invoke`` (LiteRT alone) and ``decode`` (irfft, level, guess blend, join)
+  separately, and ``cold``: the whole ``predict`` after a 2.5 ms sleep (one block period at 128
+  frames and 48 kHz: what a live prediction pays, its caches and clocks gone cold),
 * with ``--frames`` (or ``--all-frames``): the model serving streams of other block sizes
   (``nextblock@B``: :class:`~nextblock.model.stream.StreamPredictor`, one call of the model's
   256-sample horizon while two blocks fit, chained calls above 128 frames) and ``ar128@B``, each
@@ -45,12 +47,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
 BUDGET_P99_US = 250.0
+#: the sleep before a --breakdown "cold" call: one period of 128 frames at 48 kHz, less a little
+COLD_SLEEP_S = 0.0025
 #: the block sizes of --all-frames (JackTrip's powers of two and the Opus tools' 2.5/5/10 ms at 48 kHz)
 ALL_FRAMES = (16, 32, 64, 120, 128, 240, 256, 320, 480, 512, 1024)
 
 
-def time_calls(fn, iterations: int, warmup: int = 200) -> np.ndarray:
-    """Run ``fn()`` ``warmup + iterations`` times; return the last ``iterations`` durations in µs."""
+def time_calls(fn, iterations: int, warmup: int = 200, exclude_s: float = 0.0) -> np.ndarray:
+    """Run ``fn()`` ``warmup + iterations`` times; return the last ``iterations`` durations in µs.
+
+    ``exclude_s``: ``fn`` starts by sleeping this long (a cold call); the sleep is not counted."""
     for _ in range(warmup):
         fn()
     durations = np.empty(iterations, np.float64)
@@ -58,7 +64,19 @@ def time_calls(fn, iterations: int, warmup: int = 200) -> np.ndarray:
         start = time.perf_counter_ns()
         fn()
         durations[i] = (time.perf_counter_ns() - start) / 1e3
+    if exclude_s:
+        durations = np.maximum(durations - _measured_sleep_us(exclude_s), 0.0)
     return durations
+
+
+def _measured_sleep_us(seconds: float, repeats: int = 50) -> float:
+    """Median wall time of ``time.sleep(seconds)`` in µs (what a cold call's timing subtracts)."""
+    taken = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        time.sleep(seconds)
+        taken.append((time.perf_counter_ns() - start) / 1e3)
+    return float(np.median(taken))
 
 
 def summarize(durations_us: np.ndarray) -> dict:
@@ -140,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         output = interpreter.get_tensor(predictor._output_index)
         results["encode"] = summarize(time_calls(lambda: predictor.codec.encode(context), args.iterations))
         results["invoke"] = summarize(time_calls(interpreter.invoke, args.iterations))
-        results["decode"] = summarize(time_calls(lambda: predictor.codec.decode(output, scale), args.iterations))
+        _, _, guess = predictor.codec.encode_with_guess(context)
+        results["decode"] = summarize(time_calls(lambda: predictor.codec.decode_joined(
+            output, scale, context, guess, predictor.guess_weight, predictor._ramp), args.iterations))
+        results["cold"] = summarize(time_calls(lambda: (time.sleep(COLD_SLEEP_S), predictor.predict(context)),
+                                               max(200, args.iterations // 10), warmup=20, exclude_s=COLD_SLEEP_S))
     if not args.no_burg:
         try:
             from nextblock.concealers import make_concealer

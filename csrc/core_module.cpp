@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "nextblock/codec.hpp"
 #include "nextblock/lpc.hpp"
 #include "nextblock/shm_protocol.hpp"
 #include "nextblock/stream_tap.hpp"
@@ -515,6 +516,105 @@ PYBIND11_MODULE(_core, m) {
       "Burg AR continuation of each row of history (rows, n) float32: Burg's method of the given order "
       "on the whole row, AR recursion from its last `order` samples. Returns (rows, n_out) float32 "
       "(zeros for a row whose mean square is not above silence_mean_square). See nextblock.features.lpc.");
+
+  py::class_<nextblock::CodecCore>(m, "CodecCore",
+                                   "The spectral codec around one network call (nextblock/codec.hpp): encode() before "
+                                   "LiteRT, decode() after. Buffers and FFT plans are made here; the calls allocate only "
+                                   "their result arrays and release the GIL.")
+      .def(py::init([](size_t context_samples, size_t output_samples, size_t bin_stride, int lpc_order,
+                       size_t burg_samples, F32Array scaled_window, float rms_floor, float log_floor, float log_divisor,
+                       double silence_mean_square, float output_gain) {
+             check_shape(scaled_window, {py::ssize_t(context_samples)}, "scaled_window");
+             nextblock::CodecGeometry g;
+             g.context_samples = context_samples;
+             g.output_samples = output_samples;
+             g.bin_stride = bin_stride;
+             g.lpc_order = lpc_order;
+             g.burg_samples = burg_samples;
+             g.rms_floor = rms_floor;
+             g.log_floor = log_floor;
+             g.log_divisor = log_divisor;
+             g.silence_mean_square = silence_mean_square;
+             g.output_gain = output_gain;
+             try {
+               return std::make_unique<nextblock::CodecCore>(g, scaled_window.data());
+             } catch (const std::invalid_argument& err) {
+               throw py::value_error(err.what());
+             }
+           }),
+           py::arg("context_samples"), py::arg("output_samples"), py::arg("bin_stride"), py::arg("lpc_order"),
+           py::arg("burg_samples"), py::arg("scaled_window"), py::arg("rms_floor"), py::arg("log_floor"),
+           py::arg("log_divisor"), py::arg("silence_mean_square"), py::arg("output_gain"))
+      .def_property_readonly("input_bins", &nextblock::CodecCore::input_bins)
+      .def_property_readonly("output_bins", &nextblock::CodecCore::output_bins)
+      .def_property_readonly("channels", &nextblock::CodecCore::channels)
+      .def(
+          "encode",
+          [](nextblock::CodecCore& self, F32Array context) {
+            const auto& g = self.geometry();
+            if (context.ndim() != 2 || size_t(context.shape(1)) != g.context_samples)
+              throw py::value_error("context must have shape (rows, " + std::to_string(g.context_samples) + ")");
+            const py::ssize_t rows = context.shape(0);
+            py::array_t<float> features({rows, py::ssize_t(self.input_bins()), py::ssize_t(self.channels())});
+            py::array_t<float> scale(rows);
+            py::object guess = py::none();
+            float* gp = nullptr;
+            if (g.lpc_order > 0) {
+              py::array_t<float> ga({rows, py::ssize_t(g.output_samples)});
+              gp = ga.mutable_data();
+              guess = ga;
+            }
+            const float* c = context.data();
+            float* f = features.mutable_data();
+            float* sc = scale.mutable_data();
+            bool finite;
+            {
+              py::gil_scoped_release release;
+              finite = self.encode(c, size_t(rows), f, sc, gp);
+            }
+            return py::make_tuple(features, scale, guess, finite);
+          },
+          py::arg("context"),
+          "context (rows, context_samples) float32 -> (features (rows, input_bins, channels), scale (rows,), guess "
+          "(rows, output_samples) or None without an LPC order, all_finite).")
+      .def(
+          "decode",
+          [](nextblock::CodecCore& self, F32Array net_out, F32Array scale, py::object guess_obj, float weight,
+             py::object ramp_obj, F32Array context) {
+            const auto& g = self.geometry();
+            const py::ssize_t rows = net_out.ndim() == 3 ? net_out.shape(0) : -1;
+            check_shape(net_out, {rows, py::ssize_t(self.output_bins()), 2}, "net_out");
+            check_shape(scale, {rows}, "scale");
+            check_shape(context, {rows, py::ssize_t(g.context_samples)}, "context");
+            F32Array guess, ramp;
+            if (!guess_obj.is_none()) {
+              guess = F32Array::ensure(guess_obj);
+              if (!guess) throw py::value_error("guess must be a float32 array");
+              check_shape(guess, {rows, py::ssize_t(g.output_samples)}, "guess");
+            }
+            if (!ramp_obj.is_none()) {
+              ramp = F32Array::ensure(ramp_obj);
+              if (!ramp || ramp.ndim() != 1) throw py::value_error("ramp must be a 1-D float32 array");
+            }
+            py::array_t<float> out({rows, py::ssize_t(g.output_samples)});
+            const float* gp = guess_obj.is_none() ? nullptr : guess.data();
+            const float* rp = ramp_obj.is_none() ? nullptr : ramp.data();
+            const size_t ramp_n = ramp_obj.is_none() ? 0 : size_t(ramp.shape(0));
+            const float* y = net_out.data();
+            const float* sc = scale.data();
+            const float* c = context.data();
+            float* o = out.mutable_data();
+            int zeroed;
+            {
+              py::gil_scoped_release release;
+              zeroed = self.decode(y, size_t(rows), sc, gp, weight, rp, ramp_n, c, o);
+            }
+            return py::make_tuple(out, zeroed);
+          },
+          py::arg("net_out"), py::arg("scale"), py::arg("guess"), py::arg("weight"), py::arg("ramp"), py::arg("context"),
+          "The network's output (rows, output_bins, 2) -> (horizon (rows, output_samples) float32, rows zeroed): irfft, "
+          "level, `weight` of the guess blended in, the start cross-faded from the guess over `ramp` (without a guess: "
+          "pulled onto the context's linear extrapolation), a non-finite row zeroed.");
 
   py::class_<PyProducer>(m, "Producer", "Producer side of a segment (patched JackTrip; tests and the demo).")
       .def(py::init<const std::string&, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, const std::string&,

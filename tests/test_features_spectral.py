@@ -126,8 +126,9 @@ def test_lpc_guess_sits_on_the_output_bin_grid_and_is_zero_for_silence():
     assert np.all(features[:, off_grid, 3:] == 0.0)
     assert np.any(features[0, ~off_grid, 3:] != 0.0)
     assert np.all(features[1, :, 3:] == 0.0), "silence gets no guess"
-    # the first three channels do not depend on the LPC order
-    np.testing.assert_array_equal(features[..., :3], SpectralCodec(FeatureConfig()).encode(context)[0])
+    # the first three channels do not depend on the LPC order (this config takes the numpy path,
+    # the one without a guess the C++ one: equal to float32 rounding)
+    np.testing.assert_allclose(features[..., :3], SpectralCodec(FeatureConfig()).encode(context)[0], rtol=0, atol=2e-6)
 
 
 def test_lpc_guess_continues_steady_partials_and_decodes_to_them():

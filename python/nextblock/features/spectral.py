@@ -1,4 +1,10 @@
-"""Context waveform → network input, network output → predicted blocks (numpy, any batch).
+"""Context waveform → network input, network output → predicted blocks (any batch).
+
+The arithmetic runs in the C++ core (``nextblock._core.CodecCore``, ``csrc/nextblock/codec.hpp``,
+Eigen's FFT): one call before the network and one after, which matters for a live prediction
+that always starts cold. The numpy code below (:meth:`SpectralCodec.encode_reference`,
+:meth:`SpectralCodec.decode`) is the reference it is tested against, and the path of the older
+models whose LPC guess uses the autocorrelation method.
 
 The network never sees absolute levels: each context is divided by its RMS before the FFT and
 the prediction is multiplied back, so one model serves whispers and fortissimo alike.
@@ -27,7 +33,9 @@ import numpy as np
 import scipy.fft
 
 from .config import FeatureConfig
-from .lpc import burg_continuation, lpc_continuation
+from .continuity import join_to_context
+from .. import _core
+from .lpc import SILENCE_MEAN_SQUARE, burg_continuation, lpc_continuation
 from .window import analysis_window
 
 #: added to the context's RMS before dividing, so silence maps to (near) zero, not to noise.
@@ -45,7 +53,8 @@ LPC_CHANNELS = 2
 class SpectralCodec:
     """The FFT pre-/post-processing for one :class:`FeatureConfig`.
 
-    Stateless apart from the precomputed window; safe to share between threads.
+    Stateless apart from the precomputed window and the C++ codec's buffers (which a lock guards);
+    safe to share between threads.
     """
 
     def __init__(self, config: FeatureConfig):
@@ -57,6 +66,12 @@ class SpectralCodec:
         self.output_gain = np.float32(config.output_samples / 2.0)
         # the window with the input gain folded in (the FFT is linear): one multiply less per call
         self._scaled_window = (self.window * self.input_gain).astype(np.float32)
+        #: the C++ codec (None for an autocorrelation guess, which only the numpy path makes)
+        self.core = None
+        if config.lpc_order == 0 or config.lpc_burg_samples:
+            self.core = _core.CodecCore(config.context_samples, config.output_samples, config.bin_stride, config.lpc_order,
+                                        config.lpc_burg_samples, self._scaled_window, RMS_FLOOR, LOG_MAGNITUDE_FLOOR,
+                                        LOG_MAGNITUDE_DIVISOR, SILENCE_MEAN_SQUARE, float(self.output_gain))
 
     @property
     def feature_channels(self) -> int:
@@ -94,7 +109,25 @@ class SpectralCodec:
     def encode_with_guess(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`encode`, and the LPC guess as a waveform: ``(..., output_samples)`` float32 in the
         units of ``context`` (what the model's prediction is joined from, see
-        :func:`nextblock.features.continuity.join_to_context`); ``None`` without an LPC order."""
+        :func:`nextblock.features.continuity.join_to_context`); ``None`` without an LPC order.
+
+        Without a guess or with a Burg guess (every model from 3.0) this is one call into the C++
+        core (``nextblock._core.CodecCore``, ``csrc/nextblock/codec.hpp``: FFTs included); the
+        autocorrelation guess of older models takes the numpy path (:meth:`encode_reference`)."""
+        context = np.asarray(context, dtype=np.float32)
+        cfg = self.config
+        if context.shape[-1] != cfg.context_samples:
+            raise ValueError(f"context has {context.shape[-1]} samples, the model needs {cfg.context_samples}")
+        if self.core is None:
+            return self.encode_reference(context)
+        lead = context.shape[:-1]
+        features, scale, guess, _ = self.core.encode(context.reshape(-1, cfg.context_samples))
+        return (features.reshape(lead + features.shape[1:]), scale.reshape(lead),
+                None if guess is None else guess.reshape(lead + (cfg.output_samples,)))
+
+    def encode_reference(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`encode_with_guess` in numpy alone: the reference the C++ path is tested against,
+        and the path of models with an autocorrelation guess (``lpc_burg_samples == 0``)."""
         context = np.asarray(context, dtype=np.float32)
         if context.shape[-1] != self.config.context_samples:
             raise ValueError(
@@ -160,3 +193,29 @@ class SpectralCodec:
         waveform = scipy.fft.irfft(complex_spectrum, n=cfg.output_samples, axis=-1, workers=1)
         waveform *= (np.asarray(scale, dtype=np.float32) * self.output_gain)[..., None]
         return waveform.astype(np.float32, copy=False).reshape(spectrum.shape[:-2] + (cfg.outputs_blocks, cfg.frames_per_block))
+
+    def decode_joined(self, spectrum: np.ndarray, scale: np.ndarray, context: np.ndarray, guess: np.ndarray | None,
+                      guess_weight: float, ramp: np.ndarray | None) -> np.ndarray:
+        """:meth:`decode` and the predictor's post-processing, in one C++ call where the model has
+        one (``CodecCore.decode``; else numpy): blend ``guess_weight`` of the LPC ``guess`` in, join
+        the start to the context (:func:`~nextblock.features.continuity.join_to_context` with
+        ``ramp``; ``None``: no join), zero a row that is not finite.
+
+        ``spectrum`` ``(rows, output_bins, 2)``, ``scale`` ``(rows,)``, ``context`` ``(rows,
+        context_samples)``, ``guess`` ``(rows, output_samples)`` or ``None`` → ``(rows,
+        outputs_blocks, frames_per_block)`` float32.
+        """
+        cfg = self.config
+        rows = spectrum.shape[0]
+        if self.core is not None:
+            horizon, _ = self.core.decode(spectrum, scale, guess, float(guess_weight), ramp, context)
+            return horizon.reshape(rows, cfg.outputs_blocks, cfg.frames_per_block)
+        blocks = self.decode(spectrum, scale)
+        flat = blocks.reshape(rows, -1)
+        if guess_weight:
+            flat += np.float32(guess_weight) * (guess - flat)
+        if ramp is not None:
+            join_to_context(flat, context, ramp, guess)
+        if not np.all(np.isfinite(blocks)):
+            blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
+        return blocks

@@ -145,12 +145,23 @@ class BlockPredictor:
         features, scale, guess = self.codec.encode_with_guess(context)
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
+        return self.codec.decode_joined(self._interpreter.get_tensor(self._output_index), scale, context, guess,
+                                        self.guess_weight, self._ramp)
+
+    def predict_reference(self, context: np.ndarray) -> np.ndarray:
+        """:meth:`predict` with the numpy codec and post-processing: the reference the C++ path is
+        tested against. ``(channels, context_samples)`` → ``(channels, outputs_blocks, frames_per_block)``."""
+        context = np.nan_to_num(np.atleast_2d(np.asarray(context, dtype=np.float32)), nan=0.0, posinf=0.0, neginf=0.0)
+        self._ensure_batch(context.shape[0])
+        features, scale, guess = self.codec.encode_reference(context)
+        self._interpreter.set_tensor(self._input_index, features)
+        self._interpreter.invoke()
         blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
+        flat = blocks.reshape(blocks.shape[0], -1)
         if self.guess_weight:
-            flat = blocks.reshape(blocks.shape[0], -1)
             flat += self.guess_weight * (guess - flat)
         if self._ramp is not None:
-            join_to_context(blocks.reshape(blocks.shape[0], -1), context, self._ramp, guess)
+            join_to_context(flat, context, self._ramp, guess)
         if not np.all(np.isfinite(blocks)):
             blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
         return blocks
