@@ -91,6 +91,18 @@ def test_no_headroom_or_no_clock_means_speculative_prediction_after_every_block(
     assert len(later) >= 55 and all(not a.chained for a in later)
 
 
+@pytest.mark.parametrize("queued, budget_ns, mode", [(0, BUDGET, SPECULATIVE), (1, BUDGET, JUST_IN_TIME),
+                                                     (1, 5 * BUDGET, SPECULATIVE), (2, 5 * BUDGET, JUST_IN_TIME)])
+def test_before_the_slacks_are_measured_the_producers_queue_decides(queued, budget_ns, mode):
+    """Until ``min_samples`` slacks are in, the queue depth stands in for them: just in time only
+    where ``queued`` periods, less the tolerance, leave room for the budget and the post margin
+    (with nothing queued a loss among the first blocks would otherwise be decided too late)."""
+    s = StreamSchedule(P, ScheduleConfig(min_samples=32, reevaluate_blocks=16))
+    s.on_block(0, 0, 0)
+    s.on_clock(0, 0, queued)
+    assert s.update_mode(0, budget_ns) == mode
+
+
 def test_a_lost_block_is_predicted_once_just_in_time_before_it_is_due():
     sim = Sim(headroom=2, lost={150})
     sim.run(200)

@@ -244,10 +244,16 @@ class StreamSchedule:
         self._since_eval = 0
         n = min(self._slack_n, self.slacks.shape[0])
         if n < cfg.min_samples:
-            # not measured yet: just in time from the producer's queue depth (early_lead_ns), so that a
-            # hub's streams starting together do not all predict every block at once
+            # not measured yet: just in time from the producer's queue depth (early_lead_ns) where it
+            # leaves room for a prediction, so that a hub's streams starting together do not all
+            # predict every block at once; without that room (a minimum-latency buffer: nothing
+            # queued) speculative from the first block, or the first losses would go unconcealed
             self.slack_low_ns = None
-            self._set_mode(SPECULATIVE if cfg.force_mode == SPECULATIVE else JUST_IN_TIME)
+            if cfg.force_mode is not None:
+                self._set_mode(cfg.force_mode)
+            else:
+                room = self.early_lead_ns() >= budget_ns + self.post_margin_ns
+                self._set_mode(JUST_IN_TIME if room else SPECULATIVE)
             return self.mode
         self.slack_low_ns = slack_low(self.slacks[:n], cfg.slack_percentile)
         if cfg.force_mode is not None:
