@@ -15,6 +15,7 @@ from nextblock.jackio.align import (
     align_piecewise,
     align_to_reference,
     estimate_lag_samples,
+    first_lag_samples,
     lost_sample_mask,
 )
 from nextblock.jackio.jacktrip import parse_iostat
@@ -267,10 +268,29 @@ def test_a_bounded_first_lag_ignores_a_repetition_of_loop_based_music():
     delay = 700
     rec = np.concatenate([np.zeros(delay, np.float32), ref])
     rec[delay:delay + 48000] += 1.5 * rng.standard_normal(48000).astype(np.float32)
-    _, free = align_piecewise(ref, rec, period_samples=128)
-    assert free[0] == delay + 144000, "the failure mode this guards against"
+    assert estimate_lag_samples(ref[:48000], rec) == delay + 144000, "the failure mode this guards against"
     _, lags = align_piecewise(ref, rec, period_samples=128, max_lag_samples=delay + 96000)
     assert lags[0] == delay
+    _, free = align_piecewise(ref, rec, period_samples=128)  # the later seconds out-vote the first
+    assert free[0] == delay
+
+
+def test_the_first_lag_is_voted_on_and_a_degraded_start_does_not_lock_onto_the_next_beat():
+    # 120 bpm loop music: a 0.5-s bar repeating, over a slower line that does not repeat; the first
+    # second arrives degraded (a jitter buffer starting up). The old rule (the first second alone,
+    # bounded to 2 s) matched the bar one beat away; each later second agrees on the true delay.
+    rng = np.random.default_rng(3)
+    beat = np.tile((0.3 * rng.standard_normal(24000)).astype(np.float32), 20)
+    line = (0.15 * rng.standard_normal(480000)).astype(np.float32)
+    ref = beat + line
+    delay = 700
+    rec = np.concatenate([np.zeros(delay, np.float32), ref])
+    rec[delay:delay + 48000] = rec[delay + 24000:delay + 72000] + 0.8 * rng.standard_normal(48000).astype(np.float32)
+    head_only = estimate_lag_samples(ref[:48000], rec, delay + 96000)
+    assert abs(head_only - delay) >= 20000, "the failure mode this guards against"
+    assert first_lag_samples(ref, rec, 48000, delay + 96000) == delay
+    _, lags = align_piecewise(ref, rec, period_samples=128, max_lag_samples=delay + 96000)
+    assert lags[0] == delay and lags[-1] == delay
 
 
 def test_lost_sample_mask():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-__all__ = ["align_piecewise", "align_to_reference", "estimate_lag_samples", "fallback_lsd_db", "fallback_snr_db", "score"]
+__all__ = ["align_piecewise", "align_to_reference", "estimate_lag_samples", "first_lag_samples", "fallback_lsd_db", "fallback_snr_db", "score"]
 
 
 def _mono(x: np.ndarray) -> np.ndarray:
@@ -81,13 +81,56 @@ def _track(ref, rec, lag, window_samples, search_samples, min_corr, min_gain, pe
     return aligned, lags
 
 
+def first_lag_samples(reference: np.ndarray, recorded: np.ndarray, stretch_samples: int,
+                      max_lag_samples: int | None = None, stretches: int = 8, tolerance_samples: int = 128) -> int:
+    """The recording's lag at its start, voted on by ``stretches`` consecutive stretches of the
+    reference (``stretch_samples`` each, silent ones skipped): each finds its best lag (normalised
+    cross-correlation, ``|lag| <= max_lag_samples``), lags within ``tolerance_samples`` of each
+    other count as one, and the largest group wins (ties: the larger summed correlation); its
+    earliest member is returned.
+
+    One stretch is not enough: loop-based music repeats every beat, and when the first second
+    came through degraded (a jitter buffer starting up, a burst of concealments) its best match
+    can be the same bar one beat away (~0.5 s), a lag that window-by-window tracking never leaves.
+    """
+    ref, rec = _mono(reference), _mono(recorded)
+    votes = []  # (lag, ncc)
+    for start in range(0, max(len(ref) - stretch_samples // 2, 1), stretch_samples):
+        if len(votes) >= stretches:
+            break
+        seg = ref[start:start + stretch_samples]
+        e_seg = float(np.dot(seg, seg))
+        if len(seg) < stretch_samples // 2 or e_seg < 1e-9 * len(seg):
+            continue
+        lo = 0 if max_lag_samples is None else max(start - max_lag_samples, 0)
+        hi = len(rec) if max_lag_samples is None else min(start + len(seg) + max_lag_samples, len(rec))
+        if hi - lo < len(seg):
+            continue
+        win = rec[lo:hi]
+        corr = signal.correlate(win, seg, mode="valid", method="fft")
+        cumulative = np.concatenate([[0.0], np.cumsum(win ** 2)])
+        energy = cumulative[len(seg):] - cumulative[:-len(seg)]  # of each win[k:k + len(seg)]
+        ncorr = corr / np.sqrt(np.maximum(energy * e_seg, 1e-20))
+        k = int(np.argmax(ncorr))
+        votes.append((lo + k - start, float(ncorr[k])))
+    if not votes:
+        return estimate_lag_samples(ref[:stretch_samples], rec, max_lag_samples)
+    best, best_key = votes[0][0], (-1, -np.inf)
+    for lag, _ in votes:
+        group = [(g, c) for g, c in votes if abs(g - lag) <= tolerance_samples]
+        key = (len(group), sum(c for _, c in group))
+        if key > best_key:
+            best, best_key = group[0][0], key
+    return int(best)
+
+
 def align_piecewise(reference: np.ndarray, recorded: np.ndarray, window_samples: int = 4800,
                     search_samples: int = 1536, max_lag_samples: int | None = None, min_corr: float = 0.5,
                     period_samples: int | None = None, min_gain: float = 0.05):
     """Align window by window, following lag changes (JackTrip's jitter buffer can insert or
     drop whole periods after an underrun, which shifts everything after it).
 
-    The first lag comes from cross-correlating the first 10 windows with the whole recording;
+    The first lag is the one most stretches of 10 windows agree on (:func:`first_lag_samples`);
     each ``window_samples`` window then searches ±``search_samples`` around the current lag
     and adopts a new lag if its normalised correlation is ≥ ``min_corr`` and beats the current
     lag's by ``min_gain`` (silent or concealed windows keep the current lag). With
@@ -96,8 +139,7 @@ def align_piecewise(reference: np.ndarray, recorded: np.ndarray, window_samples:
     spurious jumps. Returns ``(aligned, lags)`` with one lag per window.
     """
     ref, rec = _mono(reference), _mono(recorded)
-    head = ref[:min(len(ref), 10 * window_samples)]
-    lag0 = estimate_lag_samples(head, rec, max_lag_samples)
+    lag0 = first_lag_samples(ref, rec, 10 * window_samples, max_lag_samples, tolerance_samples=period_samples or 128)
     args = (window_samples, search_samples, min_corr, min_gain, period_samples)
     aligned, lags = _track(ref, rec, lag0, *args, None)
     if not period_samples:

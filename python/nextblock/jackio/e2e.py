@@ -239,10 +239,10 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
     result["xruns"] = {"player": pr.player_xruns, "recorder": pr.recorder_xruns,
                        "player_missed_samples": pr.player_missed_samples,
                        "recorder_missed_samples": pr.recorder_missed_samples}
-    # JackTrip's latency is milliseconds to half a second (the Regulator's -q auto under loss), never
-    # seconds: bounding the first lag keeps loop-based music (a test recording repeats whole phrases)
-    # from matching a repetition seconds away when the first second came through degraded (the
-    # Regulator's start-up), which made whole runs unscoreable
+    # JackTrip's latency is milliseconds, never seconds: bounding the first lag keeps loop-based music
+    # (a test recording repeats whole phrases) from matching a repetition seconds away, and voting on
+    # it over several seconds (align.first_lag_samples) from matching the next beat (~0.5 s) when the
+    # first second came through degraded; either made whole runs unscoreable
     aligned, lags = align_piecewise(audio, pr.recorded[:, 0], period_samples=period_samples,
                                     max_lag_samples=pr.play_offset_samples + 2 * rate_hz)
     lag = lags[0]
