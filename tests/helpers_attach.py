@@ -179,17 +179,22 @@ def publish(model_dir: Path, version: int, source: Path | bytes, *, announce_byt
 
 
 def played_source(result: dict) -> tuple[np.ndarray, np.ndarray]:
-    """What the live loop's context holds per block: the clean block where it arrived, the taken
-    replacement's first block where it was concealed by NextBlock. Returns
-    ``(blocks (n, frames, channels), known (n,) bool)`` – ``known`` is False for FALLBACK blocks
-    (JackTrip's own concealment is not in the segment)."""
+    """What the live loop's context holds per block, i.e. what was played: the clean block where
+    it arrived, the taken replacement's first block where it was concealed by NextBlock, and the
+    block after such a concealment cross-faded (linear) from the replacement's second block.
+    Returns ``(blocks (n, frames, channels), known (n,) bool)`` – ``known`` is False for FALLBACK
+    blocks (JackTrip's own concealment is not in the segment)."""
     n = len(result["lost"])
     channels = result["sent"].shape[1]
     frames = result["sent"].shape[0] // n
     blocks = result["sent"].reshape(n, frames, channels).copy()
     lost = result["lost"]
     outcome = result["outcome"]
-    blocks[lost] = result["taken"][lost, 0]
+    taken = result["taken"]
+    fade_out = (1.0 - np.arange(frames, dtype=np.float32) / frames)[:, None]
+    for k in np.flatnonzero(~lost[1:] & lost[:-1] & (outcome[:-1] == 1)) + 1:
+        blocks[k] += fade_out * (taken[k - 1, 1] - blocks[k])
+    blocks[lost] = taken[lost, 0]
     known = ~(lost & (outcome != 1))
     return blocks, known
 

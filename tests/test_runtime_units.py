@@ -62,6 +62,32 @@ def test_gaps_are_filled_with_the_prediction_then_silence_and_received_wins():
     np.testing.assert_array_equal(ring.context_for(14, 8)[0], [1, 1, 3, 3, 0, 0, 4, 4])
 
 
+def test_the_block_after_a_guess_enters_the_context_cross_faded_as_it_was_played():
+    """JackTrip plays the real block after a replacement cross-faded (linear) from the
+    replacement's second block; the context must hold that, not the raw block: the raw one starts
+    with a step where the guess ends, a click the model answers with ripple (measured live: 40 %
+    of the contexts at 10 % loss had such steps, ViSQOL 3.92 instead of 4.52)."""
+    ring = ContextRing(channels=1, frames_per_block=4, slots=8)
+    ring.put_received(10, np.full((4, 1), 1.0, np.float32))
+    ring.put_predicted(11, np.full((1, 4), 2.0, np.float32), next_cf=np.full((1, 4), 6.0, np.float32))
+    # before 12 arrives the contexts end with the guess
+    np.testing.assert_array_equal(ring.context_for(12, 8)[0], [1, 1, 1, 1, 2, 2, 2, 2])
+    ring.put_received(12, np.full((4, 1), 2.0, np.float32))
+    ctx = ring.context_for(13, 12)[0]
+    np.testing.assert_allclose(ctx[8:], [6.0, 5.0, 4.0, 3.0])  # 6 -> 2 over the block: (1 - f/4) 6 + f/4 2
+    np.testing.assert_allclose(ring.context_for(13, 12)[0], ctx)  # applied once
+    # the mirrored half holds it too (contexts that wrap read from there)
+    np.testing.assert_allclose(ring.samples[0, (12 % 8) * 4 + 32:(12 % 8) * 4 + 36], [6.0, 5.0, 4.0, 3.0])
+
+
+def test_no_cross_fade_when_the_real_block_before_came_after_all():
+    ring = ContextRing(channels=1, frames_per_block=2, slots=8)
+    ring.put_predicted(11, np.full((1, 2), 2.0, np.float32), next_cf=np.full((1, 2), 9.0, np.float32))
+    ring.put_received(11, np.full((2, 1), 3.0, np.float32))  # late, but before it was played
+    ring.put_received(12, np.full((2, 1), 4.0, np.float32))
+    np.testing.assert_array_equal(ring.context_for(13, 4)[0], [3, 3, 4, 4])
+
+
 def test_stale_slots_from_a_previous_lap_are_not_used_as_context():
     ring = ContextRing(channels=1, frames_per_block=1, slots=4)
     for seq in range(4):

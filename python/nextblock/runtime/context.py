@@ -66,6 +66,12 @@ class ContextRing:
         self.samples = np.zeros((self.channels, 2 * self._half_samples), np.float32)
         self.seq_of_slot = np.full(self.slots, NO_SEQ, np.int64)
         self.source_of_slot = np.zeros(self.slots, np.uint8)
+        # the second block of a posted replacement, by the seq it fades into (put_predicted)
+        self._fade_from = np.zeros((self.slots, self.channels, self.frames_per_block), np.float32)
+        self._fade_seq = np.full(self.slots, NO_SEQ, np.int64)
+        #: weight of the replacement's second block over the block after a concealment (1 -> 0,
+        #: linear: what the patched JackTrip and the stand-in producer play)
+        self._fade_out = (1.0 - np.arange(self.frames_per_block, dtype=np.float32) / self.frames_per_block)
 
     @property
     def capacity_samples(self) -> int:
@@ -85,14 +91,38 @@ class ContextRing:
         """Store a received block ``(frames_per_block, channels)`` (segment layout) for ``seq``."""
         self._write(seq, block_fc.T, RECEIVED)
 
-    def put_predicted(self, seq: int, block_cf: np.ndarray) -> bool:
+    def put_predicted(self, seq: int, block_cf: np.ndarray, next_cf: np.ndarray | None = None) -> bool:
         """Store our guess ``(channels, frames_per_block)`` for ``seq`` unless the real block is
-        already there. Returns whether it was stored."""
+        already there. Returns whether it was stored.
+
+        ``next_cf``: the replacement's second block. The producer plays the real block ``seq + 1``
+        cross-faded from it, so that block enters later contexts the same way (:meth:`context_for`
+        applies the fade once the block is here). Without it a context would hold a step where the
+        guess ends and the raw received block starts — audio nobody heard, and a click the model
+        answers with ripple at the end of its next prediction."""
         slot = seq & self._mask
         if self.seq_of_slot[slot] == seq and self.source_of_slot[slot] == RECEIVED:
             return False
         self._write(seq, block_cf, PREDICTED)
+        if next_cf is not None:
+            nxt = (seq + 1) & self._mask
+            self._fade_from[nxt] = next_cf
+            self._fade_seq[nxt] = seq + 1
         return True
+
+    def _apply_fade(self, seq: int) -> None:
+        """Cross-fade received block ``seq`` from the replacement block kept for it, once, as the
+        producer played it (only while block ``seq - 1`` is still our guess)."""
+        slot = seq & self._mask
+        prev = (seq - 1) & self._mask
+        self._fade_seq[slot] = NO_SEQ
+        if self.seq_of_slot[prev] != seq - 1 or self.source_of_slot[prev] != PREDICTED:
+            return  # the real block seq - 1 came after all: nothing was faded
+        start = slot * self.frames_per_block
+        end = start + self.frames_per_block
+        block = self.samples[:, start:end]
+        block += self._fade_out * (self._fade_from[slot] - block)
+        self.samples[:, start + self._half_samples : end + self._half_samples] = block
 
     def source_of(self, seq: int) -> int:
         """Where the samples held for ``seq`` came from (``EMPTY`` when the slot holds another seq)."""
@@ -111,8 +141,9 @@ class ContextRing:
         """The ``context_samples`` newest samples before block ``next_seq``, per channel.
 
         Blocks ``next_seq - ceil(context_samples / frames) .. next_seq - 1`` are used; a slot that
-        holds no block of that seq is zeroed and marked ``SILENCE`` first (bounded work: at most
-        the context's blocks). Returns a view ``(channels, context_samples)`` into the ring, valid
+        holds no block of that seq is zeroed and marked ``SILENCE`` first, and a received block
+        after one of our guesses is cross-faded from that guess's second block, as it was played
+        (:meth:`put_predicted`; bounded work: at most the context's blocks). Returns a view ``(channels, context_samples)`` into the ring, valid
         until the next write.
         """
         if context_samples > self._half_samples:
@@ -122,8 +153,13 @@ class ContextRing:
         first = next_seq - n_blocks
         seq_of_slot = self.seq_of_slot
         mask = self._mask
+        fade_seq = self._fade_seq
+        source = self.source_of_slot
         for seq in range(first, next_seq):
-            if seq_of_slot[seq & mask] != seq:
+            slot = seq & mask
+            if seq_of_slot[slot] != seq:
                 self._write(seq, 0.0, SILENCE)
+            elif fade_seq[slot] == seq and source[slot] == RECEIVED:
+                self._apply_fade(seq)
         start = (first & mask) * frames + n_blocks * frames - context_samples
         return self.samples[:, start : start + context_samples]

@@ -145,6 +145,7 @@ class AttachLoop:
         self.ring = ContextRing(self.channels, self.frames, cfg.ring_slots)
         self._replacement = np.zeros((2, self.frames, self.channels), np.float32)  # [block][frame][channel]
         self._played_cf = np.zeros((self.channels, self.frames), np.float32)
+        self._fade_cf = np.zeros((self.channels, self.frames), np.float32)
         self._infer_guard_ns = 0
         #: the guard never exceeds a quarter of the budget: a prediction is always tried when at
         #: least a quarter of the time is left (the post-inference check still refuses to post late)
@@ -233,7 +234,8 @@ class AttachLoop:
             stats.late += 1
             # not posted (JackTrip plays its fallback), but still the best guess for the context
             np.copyto(self._played_cf, replacement[0].T)
-            self.ring.put_predicted(target_seq, self._played_cf)
+            np.copyto(self._fade_cf, replacement[1].T)
+            self.ring.put_predicted(target_seq, self._played_cf, self._fade_cf)
             return False
         self.consumer.post_replacement(target_seq, replacement)
         posted = monotonic_ns()
@@ -246,7 +248,8 @@ class AttachLoop:
             stats.record_miss(posted)
             stats.late += 1
         np.copyto(self._played_cf, replacement[0].T)
-        self.ring.put_predicted(target_seq, self._played_cf)
+        np.copyto(self._fade_cf, replacement[1].T)
+        self.ring.put_predicted(target_seq, self._played_cf, self._fade_cf)
         if self.post_hook is not None:
             self.post_hook(target_seq, replacement)
         return True

@@ -80,6 +80,7 @@ class ServedStream:
         self.guard = SampleGuard(self.rows, self.frames, context_samples)
         self._replacement = np.zeros((2, self.frames, self.channels), np.float32)  # [block][frame][channel]
         self._played_cf = np.zeros((self.channels, self.frames), np.float32)
+        self._fade_cf = np.zeros((self.channels, self.frames), np.float32)
         self._source = self.ring.source_of_slot
         self._seq_of = self.ring.seq_of_slot
         self._mask = self.ring.slots - 1
@@ -180,7 +181,8 @@ class ServedStream:
         if not self.all_predicted:
             np.clip(replacement, -1.0, 1.0, out=replacement)
         np.copyto(self._played_cf, replacement[0].T)
-        self.ring.put_predicted(action.seq, self._played_cf)
+        np.copyto(self._fade_cf, replacement[1].T)
+        self.ring.put_predicted(action.seq, self._played_cf, self._fade_cf)
         now = monotonic_ns()
         if now > action.deadline_ns:
             stats.record_miss(now)
