@@ -567,16 +567,16 @@ PYBIND11_MODULE(_core, m) {
             const float* c = context.data();
             float* f = features.mutable_data();
             float* sc = scale.mutable_data();
-            bool finite;
             {
               py::gil_scoped_release release;
-              finite = self.encode(c, size_t(rows), f, sc, gp);
+              self.encode(c, size_t(rows), f, sc, gp);
             }
-            return py::make_tuple(features, scale, guess, finite);
+            return py::make_tuple(features, scale, guess);
           },
           py::arg("context"),
           "context (rows, context_samples) float32 -> (features (rows, input_bins, channels), scale (rows,), guess "
-          "(rows, output_samples) or None without an LPC order, all_finite).")
+          "(rows, output_samples) or None without an LPC order). Non-finite samples give non-finite features: sanitise "
+          "first.")
       .def(
           "decode",
           [](nextblock::CodecCore& self, F32Array net_out, F32Array scale, py::object guess_obj, float weight,

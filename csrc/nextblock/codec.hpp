@@ -36,12 +36,10 @@ namespace nextblock {
 
 /// RMS of `x` (n samples, accumulated in double) plus `rms_floor`; writes x * (scaled_window / scale) into
 /// `windowed` (the same float32 operations, in the same order, as the numpy codec). Returns the scale.
-/// Sets *finite to false if any sample of x is NaN or infinite (the caller sanitises and calls again).
 inline float codec_prelude_row(const float* x, std::size_t n, const float* scaled_window, float rms_floor,
-                               float* windowed, bool* finite) {
+                               float* windowed) {
   double sum_squares = 0.0;
   for (std::size_t i = 0; i < n; ++i) sum_squares += double(x[i]) * double(x[i]);
-  *finite = std::isfinite(sum_squares);
   const float scale = float(std::sqrt(sum_squares / double(n))) + rms_floor;
   for (std::size_t i = 0; i < n; ++i) windowed[i] = x[i] * (scaled_window[i] / scale);
   return scale;
@@ -143,17 +141,13 @@ class CodecCore {
   const CodecGeometry& geometry() const { return g_; }
 
   /// context (rows, n) -> features (rows, input_bins, channels), scale (rows), guess (rows, s) or
-  /// nullptr when lpc_order is 0. Returns false if a context sample is not finite (its row's
-  /// features are then not finite either: the caller sanitises and encodes again).
-  bool encode(const float* context, std::size_t rows, float* features, float* scale, float* guess) {
+  /// nullptr when lpc_order is 0. A non-finite context gives non-finite features (callers sanitise first).
+  void encode(const float* context, std::size_t rows, float* features, float* scale, float* guess) {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::size_t n = g_.context_samples, s = g_.output_samples, bins = input_bins(), ch = channels();
-    bool all_finite = true;
     for (std::size_t r = 0; r < rows; ++r) {
       const float* x = context + r * n;
-      bool finite = true;
-      scale[r] = codec_prelude_row(x, n, window_.data(), g_.rms_floor, windowed_.data(), &finite);
-      all_finite = all_finite && finite;
+      scale[r] = codec_prelude_row(x, n, window_.data(), g_.rms_floor, windowed_.data());
       fft_.fwd(spectrum_.data(), windowed_.data(), Eigen::Index(n));
       const float* gs = nullptr;
       if (guess != nullptr && g_.lpc_order > 0) {
@@ -166,7 +160,6 @@ class CodecCore {
       codec_pack_row(reinterpret_cast<const float*>(spectrum_.data()), bins, gs, output_bins(), g_.bin_stride,
                      (1.0f / g_.output_gain) / scale[r], g_.log_floor, g_.log_divisor, ch, features + r * bins * ch);
     }
-    return all_finite;
   }
 
   /// The network's output (rows, output_bins, 2) -> the predicted horizon (rows, s) in `out`: irfft,

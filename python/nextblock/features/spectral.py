@@ -106,6 +106,13 @@ class SpectralCodec:
         features, scale, _ = self.encode_with_guess(context)
         return features, scale
 
+    def _checked_context(self, context: np.ndarray) -> np.ndarray:
+        """``context`` as float32, refused unless its last axis holds ``context_samples``."""
+        context = np.asarray(context, dtype=np.float32)
+        if context.shape[-1] != self.config.context_samples:
+            raise ValueError(f"context has {context.shape[-1]} samples, the model needs {self.config.context_samples}")
+        return context
+
     def encode_with_guess(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`encode`, and the LPC guess as a waveform: ``(..., output_samples)`` float32 in the
         units of ``context`` (what the model's prediction is joined from, see
@@ -114,25 +121,19 @@ class SpectralCodec:
         Without a guess or with a Burg guess (every model from 3.0) this is one call into the C++
         core (``nextblock._core.CodecCore``, ``csrc/nextblock/codec.hpp``: FFTs included); the
         autocorrelation guess of older models takes the numpy path (:meth:`encode_reference`)."""
-        context = np.asarray(context, dtype=np.float32)
-        cfg = self.config
-        if context.shape[-1] != cfg.context_samples:
-            raise ValueError(f"context has {context.shape[-1]} samples, the model needs {cfg.context_samples}")
         if self.core is None:
             return self.encode_reference(context)
+        context = self._checked_context(context)
+        cfg = self.config
         lead = context.shape[:-1]
-        features, scale, guess, _ = self.core.encode(context.reshape(-1, cfg.context_samples))
+        features, scale, guess = self.core.encode(context.reshape(-1, cfg.context_samples))
         return (features.reshape(lead + features.shape[1:]), scale.reshape(lead),
                 None if guess is None else guess.reshape(lead + (cfg.output_samples,)))
 
     def encode_reference(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`encode_with_guess` in numpy alone: the reference the C++ path is tested against,
         and the path of models with an autocorrelation guess (``lpc_burg_samples == 0``)."""
-        context = np.asarray(context, dtype=np.float32)
-        if context.shape[-1] != self.config.context_samples:
-            raise ValueError(
-                f"context has {context.shape[-1]} samples, the model needs {self.config.context_samples}"
-            )
+        context = self._checked_context(context)
         scale = self.context_scale(context)
         windowed = context * (self._scaled_window / scale[..., None])
         # scipy.fft keeps float32 -> complex64 and is about twice as fast as numpy.fft here
@@ -205,13 +206,17 @@ class SpectralCodec:
         context_samples)``, ``guess`` ``(rows, output_samples)`` or ``None`` → ``(rows,
         outputs_blocks, frames_per_block)`` float32.
         """
+        if self.core is None:
+            return self.decode_joined_reference(spectrum, scale, context, guess, guess_weight, ramp)
         cfg = self.config
-        rows = spectrum.shape[0]
-        if self.core is not None:
-            horizon, _ = self.core.decode(spectrum, scale, guess, float(guess_weight), ramp, context)
-            return horizon.reshape(rows, cfg.outputs_blocks, cfg.frames_per_block)
+        horizon, _ = self.core.decode(spectrum, scale, guess, float(guess_weight), ramp, context)
+        return horizon.reshape(spectrum.shape[0], cfg.outputs_blocks, cfg.frames_per_block)
+
+    def decode_joined_reference(self, spectrum: np.ndarray, scale: np.ndarray, context: np.ndarray,
+                                guess: np.ndarray | None, guess_weight: float, ramp: np.ndarray | None) -> np.ndarray:
+        """:meth:`decode_joined` in numpy alone (the reference of the C++ path; same arguments)."""
         blocks = self.decode(spectrum, scale)
-        flat = blocks.reshape(rows, -1)
+        flat = blocks.reshape(blocks.shape[0], -1)
         if guess_weight:
             flat += np.float32(guess_weight) * (guess - flat)
         if ramp is not None:

@@ -50,6 +50,15 @@ def align_to_reference(reference: np.ndarray, recorded: np.ndarray, lag_samples:
     return out, lag_samples
 
 
+def _normalised_xcorr(win: np.ndarray, seg: np.ndarray, e_seg: float) -> np.ndarray:
+    """Normalised cross-correlation of ``seg`` (energy ``e_seg``) against every position of ``win``
+    (``len(win) - len(seg) + 1`` values; the energies of win's stretches from a running sum)."""
+    corr = signal.correlate(win, seg, mode="valid", method="fft")
+    cumulative = np.concatenate([[0.0], np.cumsum(win ** 2)])
+    energy = cumulative[len(seg):] - cumulative[:-len(seg)]  # of each win[k:k + len(seg)]
+    return corr / np.sqrt(np.maximum(energy * e_seg, 1e-20))
+
+
 def _track(ref, rec, lag, window_samples, search_samples, min_corr, min_gain, period_samples, residue):
     """One tracking pass; ``residue`` (mod ``period_samples``) restricts candidate lags if given."""
     n = len(ref)
@@ -61,10 +70,7 @@ def _track(ref, rec, lag, window_samples, search_samples, min_corr, min_gain, pe
         hi = min(i + lag + len(seg) + search_samples, len(rec))
         e_seg = float(np.dot(seg, seg))
         if hi - lo >= len(seg) and e_seg > 1e-9:
-            win = rec[lo:hi]
-            corr = signal.correlate(win, seg, mode="valid", method="fft")
-            energy = np.convolve(win ** 2, np.ones(len(seg)), mode="valid")
-            ncorr = corr / np.sqrt(np.maximum(energy * e_seg, 1e-20))
+            ncorr = _normalised_xcorr(rec[lo:hi], seg, e_seg)
             cand_lags = np.arange(len(ncorr)) + lo - i
             if residue is not None:
                 ncorr = np.where((cand_lags - residue) % period_samples == 0, ncorr, -np.inf)
@@ -106,11 +112,7 @@ def first_lag_samples(reference: np.ndarray, recorded: np.ndarray, stretch_sampl
         hi = len(rec) if max_lag_samples is None else min(start + len(seg) + max_lag_samples, len(rec))
         if hi - lo < len(seg):
             continue
-        win = rec[lo:hi]
-        corr = signal.correlate(win, seg, mode="valid", method="fft")
-        cumulative = np.concatenate([[0.0], np.cumsum(win ** 2)])
-        energy = cumulative[len(seg):] - cumulative[:-len(seg)]  # of each win[k:k + len(seg)]
-        ncorr = corr / np.sqrt(np.maximum(energy * e_seg, 1e-20))
+        ncorr = _normalised_xcorr(rec[lo:hi], seg, e_seg)
         k = int(np.argmax(ncorr))
         votes.append((lo + k - start, float(ncorr[k])))
     if not votes:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..features.config import FeatureConfig
-from ..features.continuity import OFFSET_RAMP_SAMPLES, boundary_ramp, join_to_context
+from ..features.continuity import OFFSET_RAMP_SAMPLES, boundary_ramp
 from ..features.spectral import SpectralCodec
 from . import default_model_path
 from .metadata import ModelFileError, read_metadata
@@ -156,15 +156,8 @@ class BlockPredictor:
         features, scale, guess = self.codec.encode_reference(context)
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
-        blocks = self.codec.decode(self._interpreter.get_tensor(self._output_index), scale)
-        flat = blocks.reshape(blocks.shape[0], -1)
-        if self.guess_weight:
-            flat += self.guess_weight * (guess - flat)
-        if self._ramp is not None:
-            join_to_context(flat, context, self._ramp, guess)
-        if not np.all(np.isfinite(blocks)):
-            blocks[~np.all(np.isfinite(blocks), axis=(1, 2))] = 0.0
-        return blocks
+        return self.codec.decode_joined_reference(self._interpreter.get_tensor(self._output_index), scale, context,
+                                                  guess, self.guess_weight, self._ramp)
 
     def predict_horizon(self, context: np.ndarray) -> np.ndarray:
         """:meth:`predict` as one continuous segment: ``(channels, horizon_samples)`` float32."""

@@ -143,8 +143,8 @@ class ContextRing:
         Blocks ``next_seq - ceil(context_samples / frames) .. next_seq - 1`` are used; a slot that
         holds no block of that seq is zeroed and marked ``SILENCE`` first, and a received block
         after one of our guesses is cross-faded from that guess's second block, as it was played
-        (:meth:`put_predicted`; bounded work: at most the context's blocks). Returns a view ``(channels, context_samples)`` into the ring, valid
-        until the next write.
+        (:meth:`put_predicted`; bounded work: at most the context's blocks). Returns a view
+        ``(channels, context_samples)`` into the ring, valid until the next write.
         """
         if context_samples > self._half_samples:
             raise ValueError(f"context of {context_samples} samples exceeds the ring ({self._half_samples})")
