@@ -5,9 +5,10 @@ a JackTrip client (tests/jacktrip_patch_harness.py runs both on ``jackd`` dummy 
 records the server's output). NextBlock's loop attaches to the server's segment, as
 ``python -m nextblock.attach --jacktrip-pid`` does, and remembers everything it posts. Every
 UNDERRUN that JackTrip reports as concealed by a REPLACEMENT must be for a seq we posted, and show
-up in the recording as exactly one of the blocks we posted for that seq — except replacements
-played while an overloaded machine stalled JackTrip's receive thread (see the test), and at most
-10 % more.
+up in the recording as one of the blocks we posted for that seq, to JackTrip's 16-bit resolution
+(a repeat of a block cross-faded after an earlier concealment is not exact in 16 bit) — except
+replacements played while an overloaded machine stalled JackTrip's receive thread (see the test),
+and at most 10 % more.
 
 Skipped (with the reason; a failure in CI) when JackTrip's source or the build tools are not
 available; the first run builds JackTrip (~10 min), later runs reuse the build.
@@ -21,6 +22,7 @@ import time
 
 import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
 import jacktrip_patch_harness as H
+import numpy as np
 import pytest
 from nextblock.runtime import (
     AttachLoop,
@@ -35,6 +37,8 @@ from nextblock.runtime.session import process_comm
 from test_jacktrip_patch import bins  # noqa: F401  (fixture: builds or finds stock/patched JackTrip)
 
 pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
+
+LSB_16BIT = 1.0 / 32768  # JackTrip's default bit resolution
 
 
 def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: dict) -> None:
@@ -51,10 +55,10 @@ def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: 
             except Exception as err:  # segment still being created
                 out["attach_error"] = str(err)
                 continue
-            posted: dict[int, list[bytes]] = {}
+            posted: dict[int, list[np.ndarray]] = {}
             loop = AttachLoop(consumer, RepeatPredictor(consumer.frames_per_block, consumer.sample_rate_hz, gain=0.5),
                               RuntimeStats(), LoopConfig(), stop=stop,
-                              post_hook=lambda seq, r: posted.setdefault(seq, []).append(r[0].tobytes()))
+                              post_hook=lambda seq, r: posted.setdefault(seq, []).append(r[0].copy()))
             out.update(loop=loop, posted=posted, pid=pid)
             try:
                 loop.run(max_wall_s=120)
@@ -80,13 +84,17 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
         attach.join(10)
     assert "loop" in out, f"NextBlock never attached to JackTrip's segment ({out.get('attach_error')})"
     stats, posted = out["loop"].stats, out["posted"]
-    recorded = {blk.tobytes() for blk in session.recorded}
+    recorded = session.recorded  # [n, frames, channels]
+
+    def in_recording(block) -> bool:  # JackTrip plays a replacement in its bit depth (16 by default)
+        return bool((np.abs(recorded - block).max(axis=(1, 2)) <= LSB_16BIT).any())
+
     analysis = H.analyse(session)
     replaced = [e.seq for e in analysis.conceal_recorded() if e.kind.name == "UNDERRUN" and e.outcome.name == "REPLACEMENT"]
     assert len(replaced) >= 8, f"too few replacements used ({len(replaced)}); stats: {stats.status_line()}"
     for seq in replaced:
         assert seq in posted, f"JackTrip played a replacement for seq {seq} that NextBlock never posted"
-    found = [seq for seq in replaced if any(b in recorded for b in posted[seq])]
+    found = [seq for seq in replaced if any(in_recording(b) for b in posted[seq])]
     missing = sorted(set(replaced) - set(found))
     # Where the missing ones go (measured, docs/notes/attach.md): on a quiet machine every replacement
     # is in the recording. When the machine is overloaded, JackTrip's receive thread stalls: packets
