@@ -32,6 +32,8 @@ PATTERNS = {
     "bernoulli-10": "bernoulli:10",
     "bursts-ge": "ge:0.02,0.3",  # ≈ 6 % loss, mean burst 3.3 packets
 }
+#: opt-in (``--pattern lossless``): the same pipeline without losses, the ceiling of every score
+EXTRA_PATTERNS = {"lossless": "none"}
 FALLBACKS = ("zeros", "wavetable", "regulator")
 
 
@@ -96,7 +98,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="10-second recording instead of 60 s")
     p.add_argument("--seconds", type=float, default=None, help="override the recording length")
-    p.add_argument("--pattern", action="append", choices=sorted(PATTERNS), help="only these patterns (repeatable)")
+    p.add_argument("--pattern", action="append", choices=sorted(PATTERNS) + sorted(EXTRA_PATTERNS),
+                   help="only these patterns (repeatable); 'lossless' (not in the default set) measures the "
+                        "pipeline's ceiling: what each receiver scores when nothing is lost")
     p.add_argument("--fallback", action="append", choices=FALLBACKS, help="only these stock fallbacks (repeatable)")
     p.add_argument("--no-nextblock", action="store_true", help="skip the patched JackTrip + attach runs")
     p.add_argument("--seed", type=int, default=1, help="relay seed shared by all receivers")
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
             on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
             recv.append((on_regulator, patched))
         for receiver, sender in recv:
-            link = LinkSpec(loss=PATTERNS[name], seed=args.seed, method="relay", topology=args.topology)
+            link = LinkSpec(loss={**PATTERNS, **EXTRA_PATTERNS}[name], seed=args.seed, method="relay", topology=args.topology)
             r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)
             row = _row(name, r, audio, r["rate_hz"])
             rows.append(row)
