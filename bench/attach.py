@@ -98,6 +98,8 @@ def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emula
             cmd += ["--model", args.model]
         if args.realtime:
             cmd += ["--realtime"]
+        if args.no_gc_freeze:
+            cmd += ["--no-gc-freeze"]
         attach = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.seconds + 300,
                                 preexec_fn=pinned(attach_cpu), check=False)
         emu_out, emu_err = emu.communicate(timeout=120)
@@ -122,7 +124,7 @@ def summarize(run: dict, seconds: float) -> dict:
         streams.append({
             "segment": e["segment"], "name": a.get("name", e["name"]), "mode": a.get("mode"),
             "concealments": e["lost"], "replaced": e["replaced"], "replacement_share": e["replacement_share"],
-            "late_arrivals": e["late_arrivals"],
+            "late_arrivals": e["late_arrivals"], "fallback_blocks": e.get("fallback_blocks", []),
             "deadline_miss_share": a.get("deadline_miss_share"), "predictions": a.get("predictions"),
             "predictions_per_s": (a.get("predictions") or 0) / max(a.get("attached_s") or seconds, 1e-9),
             "attach_underruns": a.get("underruns"), "attach_replacements_used": a.get("replacements_used"),
@@ -138,6 +140,7 @@ def summarize(run: dict, seconds: float) -> dict:
         "wakes_per_s": att.get("wakes_per_s"),
         "late": att.get("late"), "overload_skips": att.get("overload_skips"),
         "infer_us_median": att["infer_us_median"], "infer_us_p99": att["infer_us_p99"],
+        "gc_collections": att.get("gc_collections"), "gc_max_pause_us": att.get("gc_max_pause_us"),
         "cold_infer_us_at_start": att.get("cold_infer_us_at_start"),
         "modes": att["modes"],
         "jit_wake": att.get("jit_wake"),
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-timed-wake", action="store_true",
                         help="also run just-in-time with the timed wake before every block (attach --jit-wake timed) "
                         "beside the automatic choice")
+    parser.add_argument("--no-gc-freeze", action="store_true",
+                        help="attach --no-gc-freeze: Python's collector as usual (to measure what freezing saves)")
     parser.add_argument("--realtime", action="store_true",
                         help="NextBlock (priority 10) and the stand-in (20) with SCHED_FIFO, as JACK would run JackTrip")
     args = parser.parse_args(argv)

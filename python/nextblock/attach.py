@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="stop after this long")
     run.add_argument("--realtime", type=int, nargs="?", const=10, default=None, metavar="PRIORITY",
                      help="run the hot path with SCHED_FIFO at PRIORITY (default 10) when permitted")
+    run.add_argument("--no-gc-freeze", action="store_true",
+                     help="let Python's garbage collector walk every object as usual (a full collection stops the "
+                     "loop ~10 ms, longer than a decision's lead); by default everything alive once serving starts is "
+                     "exempted from collections. For measurements (gc_collections, gc_max_pause_us in --json)")
     out = p.add_argument_group("reporting")
     out.add_argument("--stats", type=_positive(float), metavar="SECONDS", help="print a status line this often")
     out.add_argument("--json", metavar="FILE", help="write the final statistics as JSON to FILE ('-': stdout)")
@@ -281,7 +285,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
                               force_mode=None if args.mode == "auto" else args.mode)
     config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
-                       jit_wake=args.jit_wake)
+                       jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)

@@ -530,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
             "dropped": int(r["dropped"].sum()), "late_arrivals": int(r["late_arrivals"].sum()), "replaced": used,
             "fallbacks": int((r["outcome"] == 2).sum()), "refused": int((r["outcome"] == 3).sum()),
             "replacement_share": used / lost if lost else None,
+            # where the misses were (block index from the stream's start; the first 20): diagnosis
+            "fallback_blocks": np.flatnonzero(r["outcome"] == 2)[:20].tolist(),
         })
     lost = sum(s["lost"] for s in streams)
     used = sum(s["replaced"] for s in streams)

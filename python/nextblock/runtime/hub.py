@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import _core
 from ..capture import SegmentError, monotonic_ns
+from .collector import freeze_survivors
 from .discovery import StreamSource
 from .errors import AttachError, ProducerGone
 from .modelwatch import ModelWatcher
@@ -78,6 +79,10 @@ class HubConfig:
     max_rows_per_call : int
         Larger batches are split (earliest deadline first) so that one long model call does not
         hold up the most urgent predictions. Default 8 (four stereo streams).
+    freeze_gc : bool
+        Keep Python's garbage collector off the deadlines (:mod:`~nextblock.runtime.collector`):
+        everything alive once serving starts, and after a stream joins or a model swap, is
+        exempted from later collections. Default on; off only to measure what it saves.
     jit_wake : str
         How just-in-time streams wait. ``"missing"``: until the producer reports an upcoming block
         missing (its missing-block wake), no wake-up while blocks arrive, but a missing block is
@@ -98,6 +103,7 @@ class HubConfig:
     max_budget_fraction: float = 0.25
     max_rows_per_call: int = 8
     jit_wake: str = "auto"
+    freeze_gc: bool = True
 
 
 class HubLoop:
@@ -159,6 +165,7 @@ class HubLoop:
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
         self._shared_early_ns: int | None = None
+        self._freeze_due = True  # long-lived objects were created: exempt them from collections
         self._install(predictor)
         if self.config.initial_budget_us is None:
             self._guard_ns = self._measure_cold_ns()
@@ -185,6 +192,7 @@ class HubLoop:
     def swap_model(self, predictor: Predictor, label: str | None = None) -> None:
         """Install another (checked, warmed) predictor between two batches."""
         self._install(predictor)
+        self._freeze_due = True
         if label:
             self.stats.model_version = label
         self.stats.model_swaps += 1
@@ -235,6 +243,7 @@ class HubLoop:
                     log.error("not serving %s: %s", name, err)
                 continue
             self.streams[name] = st
+            self._freeze_due = True
             self._guard_cap_ns = int(cfg_fraction * min(s.period_ns for s in self.streams.values()))
             self.stats.joined(st)
             if name in self._seen and getattr(self.source, "rejoin_is_reattach", False):
@@ -341,6 +350,10 @@ class HubLoop:
         AttachError
             A new stream cannot be served (e.g. its block size differs from the model's).
         """
+        with self.stats.collector:  # counts Python's garbage collections while serving
+            self._serve(max_wall_s)
+
+    def _serve(self, max_wall_s: float | None) -> None:
         cfg = self.config
         stats = self.stats
         poll_ns = int(cfg.poll_timeout_s * 1e9)
@@ -359,6 +372,9 @@ class HubLoop:
             if now >= next_scan_ns:
                 self._scan(now)
                 next_scan_ns = now + scan_ns
+                if self._freeze_due and cfg.freeze_gc and self.streams:
+                    freeze_survivors()
+                    self._freeze_due = False
                 if not self.streams and self.source.gone():
                     if gone_since is None:
                         gone_since = now

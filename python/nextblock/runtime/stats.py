@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from .collector import CollectorPauses
+
 
 class LatencyHistogram:
     """Latencies in microseconds.
@@ -275,6 +277,8 @@ class HubStats:
         we attached again.
     cold_infer_us_at_start : float | None
         One prediction after a 20 ms sleep, measured at start (the first inference budget).
+    collector : CollectorPauses
+        Python's garbage collections while serving, by generation, and their longest pauses.
     """
 
     model_version: str = ""
@@ -293,6 +297,7 @@ class HubStats:
     streams_left: int = 0
     cold_infer_us_at_start: float | None = None
     infer_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
+    collector: CollectorPauses = dataclasses.field(default_factory=CollectorPauses)
     started_monotonic_s: float = dataclasses.field(default_factory=time.monotonic)
     started_cpu_s: float = dataclasses.field(default_factory=time.process_time)
     live: list = dataclasses.field(default_factory=list)
@@ -376,6 +381,7 @@ class HubStats:
             modes=sorted({d["mode"] for d in streams}),
             wall_s=wall_s,
             cpu_share=(time.process_time() - self.started_cpu_s) / wall_s,  # of one core, this process
+            **self.collector.to_dict(),
             streams=streams,
         )
         return out
