@@ -135,3 +135,15 @@ def test_core_codec_refuses_bad_shapes_and_geometry():
                     np.zeros((2, 1024), np.float32))
     with pytest.raises(ValueError, match="burg_samples"):
         _core.CodecCore(1024, 256, 4, 128, 100, codec._scaled_window, 1e-5, 1e-3, 4.0, 1e-12, 128.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_one_bad_sample_anywhere(bad):
+    rng = np.random.default_rng(5)
+    context = rng.standard_normal((3, 1024)).astype(np.float32)
+    assert _core.all_finite(context) and _core.all_finite(context[:, ::2])  # strided: checked on a copy
+    for row, col in [(0, 0), (1, 517), (2, 1023)]:
+        poisoned = context.copy()
+        poisoned[row, col] = bad
+        assert not _core.all_finite(poisoned)
+    assert _core.all_finite(np.float32([3.4e38, -3.4e38]))  # large is not infinite

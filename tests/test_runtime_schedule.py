@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nextblock.runtime.schedule import (
     JUST_IN_TIME,
@@ -206,6 +208,16 @@ def test_slack_low_uses_the_in_time_blocks_unless_most_came_late():
     assert slack_low(np.concatenate([in_time, late]), 1.0) == 5_000_000
     mostly_late = np.concatenate([np.full(30, 100_000, np.int64), np.full(70, -400_000, np.int64)])
     assert slack_low(mostly_late, 1.0) == -400_000, "no headroom: the plain percentile says so"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-20_000_000, 20_000_000), min_size=1, max_size=600),
+       st.sampled_from([0.0, 0.5, 1.0, 5.0, 50.0, 99.0, 100.0]))
+def test_slack_low_is_numpys_percentile_of_the_blocks_it_keeps(slacks, percentile):
+    slacks = np.asarray(slacks, np.int64)
+    in_time = slacks[slacks >= 0]
+    kept = in_time if 2 * in_time.shape[0] >= slacks.shape[0] else slacks
+    assert slack_low(slacks, percentile) == int(np.percentile(kept, percentile))
 
 
 @pytest.mark.parametrize("headroom,budget_ns,expected", [(2, 500_000, 1), (3, 500_000, 2), (2, 6_000_000, 3)])

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from ..features.config import FeatureConfig
 from ..features.continuity import OFFSET_RAMP_SAMPLES, boundary_ramp
 from ..features.spectral import SpectralCodec
@@ -139,7 +140,7 @@ class BlockPredictor:
             context = context[None, :]
         if context.ndim != 2 or context.shape[1] != self.config.context_samples:
             raise ValueError(f"context must have shape (channels, {self.config.context_samples}), got {context.shape}")
-        if not np.all(np.isfinite(context)):
+        if not _core.all_finite(context):
             context = np.nan_to_num(context, nan=0.0, posinf=0.0, neginf=0.0)
         self._ensure_batch(context.shape[0])
         features, scale, guess = self.codec.encode_with_guess(context)

@@ -120,7 +120,14 @@ def slack_low(slacks_ns: np.ndarray, percentile: float) -> int:
     percentile, negative, says so)."""
     in_time = slacks_ns[slacks_ns >= 0]
     use = in_time if 2 * in_time.shape[0] >= slacks_ns.shape[0] else slacks_ns
-    return int(np.percentile(use, percentile))
+    # np.percentile's linear interpolation between the two ranks around the position, from one
+    # np.partition (np.percentile itself is ~20 Python calls: ~8 % of a speculative stream's loop)
+    position = percentile / 100.0 * (use.shape[0] - 1)
+    below = int(position)
+    above = min(below + 1, use.shape[0] - 1)
+    ranked = np.partition(use, (below, above))
+    low, high = float(ranked[below]), float(ranked[above])
+    return int(low + (high - low) * (position - below))
 
 
 class StreamSchedule:
