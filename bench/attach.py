@@ -147,6 +147,8 @@ def summarize(run: dict, seconds: float) -> dict:
         "concealments": emu["lost"], "replaced": emu["replaced"], "blocks": emu["blocks"],
         "late_arrivals": sum(s["late_arrivals"] for s in streams),
         "emulator_tick_late_us_p99": emu["tick_late_us_p99"],
+        "emulator_tick_late_us_max": emu.get("tick_late_us_max"),  # a stall of the whole machine shows here too
+        "emulator_tick_late_us_max_block": emu.get("tick_late_us_max_block"),
         "model_version": att["model_version"],
         "streams": streams,
     }

@@ -541,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         "replacement_share": used / lost if lost else None,
         "tick_late_us_p99": float(np.percentile(first["tick_late_us"], 99)),
         "tick_late_us_max": float(np.max(first["tick_late_us"])),
+        # which block the first stream played at that worst callback (compare with fallback_blocks)
+        "tick_late_us_max_block": int(np.argmax(first["tick_late_us"])) - plans[0].start_tick - args.headroom_blocks,
         "headroom_blocks": args.headroom_blocks, "jitter_us": args.jitter_us,
         "audio": description, "streams": streams,
         **{k: v for k, v in first["counters"].items() if isinstance(v, (int, bool))},
