@@ -82,9 +82,10 @@ def _serve_briefly(freeze_gc: bool) -> tuple[HubStats, int]:
     return stats, frozen
 
 
-def test_the_loop_freezes_what_is_alive_once_it_serves_a_stream():
+def test_the_loop_freezes_what_is_alive_once_it_serves_a_stream_and_thaws_it_when_it_returns():
     stats, frozen = _serve_briefly(freeze_gc=True)
     assert frozen > 1000, f"only {frozen} objects frozen"
+    assert gc.get_freeze_count() == 0, "a process that goes on collects as usual again"
     d = stats.to_dict()
     assert len(d["gc_collections"]) == 3 and len(d["gc_max_pause_us"]) == 3
 

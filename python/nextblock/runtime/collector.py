@@ -11,7 +11,8 @@ surviving objects over the collector's threshold, at any moment of a long sessio
 :func:`freeze_survivors` moves every object alive now into the collector's permanent generation
 (``gc.freeze``, no pause): later collections walk only what was created since, so they take
 microseconds. The loop calls it once streams are attached (model loaded and warmed) and again after
-a stream joins or the model is swapped. :class:`CollectorPauses` measures every collection
+a stream joins or the model is swapped, and :func:`thaw_survivors` when it returns (a process that
+goes on, a test run for one, collects as usual again). :class:`CollectorPauses` measures every collection
 (``gc.callbacks``) for the statistics (``gc_collections``, ``gc_max_pause_us``).
 """
 
@@ -27,6 +28,11 @@ def freeze_survivors() -> None:
     """Exempt every object alive now from later collections (``gc.freeze``: no collection, no
     pause; garbage alive now is never freed, a few objects)."""
     gc.freeze()
+
+
+def thaw_survivors() -> None:
+    """Give the frozen objects back to the collector (``gc.unfreeze``)."""
+    gc.unfreeze()
 
 
 class CollectorPauses:

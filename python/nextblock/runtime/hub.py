@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import _core
 from ..capture import SegmentError, monotonic_ns
-from .collector import freeze_survivors
+from .collector import freeze_survivors, thaw_survivors
 from .discovery import StreamSource
 from .errors import AttachError, ProducerGone
 from .modelwatch import ModelWatcher
@@ -82,7 +82,8 @@ class HubConfig:
     freeze_gc : bool
         Keep Python's garbage collector off the deadlines (:mod:`~nextblock.runtime.collector`):
         everything alive once serving starts, and after a stream joins or a model swap, is
-        exempted from later collections. Default on; off only to measure what it saves.
+        exempted from later collections until :meth:`HubLoop.run` returns. Default on; off only to
+        measure what it saves.
     jit_wake : str
         How just-in-time streams wait. ``"missing"``: until the producer reports an upcoming block
         missing (its missing-block wake), no wake-up while blocks arrive, but a missing block is
@@ -166,6 +167,7 @@ class HubLoop:
         self._guard_cap_ns = 10**12
         self._shared_early_ns: int | None = None
         self._freeze_due = True  # long-lived objects were created: exempt them from collections
+        self._frozen = False
         self._install(predictor)
         if self.config.initial_budget_us is None:
             self._guard_ns = self._measure_cold_ns()
@@ -351,7 +353,12 @@ class HubLoop:
             A new stream cannot be served (e.g. its block size differs from the model's).
         """
         with self.stats.collector:  # counts Python's garbage collections while serving
-            self._serve(max_wall_s)
+            try:
+                self._serve(max_wall_s)
+            finally:
+                if self._frozen:
+                    thaw_survivors()
+                    self._frozen = False
 
     def _serve(self, max_wall_s: float | None) -> None:
         cfg = self.config
@@ -375,6 +382,7 @@ class HubLoop:
                 if self._freeze_due and cfg.freeze_gc and self.streams:
                     freeze_survivors()
                     self._freeze_due = False
+                    self._frozen = True
                 if not self.streams and self.source.gone():
                     if gone_since is None:
                         gone_since = now
