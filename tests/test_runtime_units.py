@@ -97,7 +97,7 @@ def test_stale_slots_from_a_previous_lap_are_not_used_as_context():
 
 
 def test_guard_rejects_nan_and_inf_and_counts():
-    guard = SampleGuard(channels=2, frames_per_block=4, context_samples=8)
+    guard = SampleGuard()
     ctx = np.full((2, 8), 0.5, np.float32)
     for bad in (np.nan, np.inf, -np.inf):
         p = np.zeros((2, 2, 4), np.float32)
@@ -107,7 +107,7 @@ def test_guard_rejects_nan_and_inf_and_counts():
 
 
 def test_guard_limits_each_channel_to_its_context_and_full_scale():
-    guard = SampleGuard(channels=2, frames_per_block=4, context_samples=8, ceiling=0.98, max_gain_over_context=2.0)
+    guard = SampleGuard(ceiling=0.98, max_gain_over_context=2.0)
     ctx = np.zeros((2, 8), np.float32)
     ctx[0, 3] = 0.1  # channel 0 is quiet: limit 0.2
     ctx[1, 5] = -0.9  # channel 1 is loud: limit min(1.8, 0.98)
@@ -125,7 +125,7 @@ def test_guard_limits_each_channel_to_its_context_and_full_scale():
 
 
 def test_guard_leaves_a_plausible_prediction_untouched():
-    guard = SampleGuard(channels=1, frames_per_block=4, context_samples=8)
+    guard = SampleGuard()
     ctx = np.full((1, 8), 0.4, np.float32)
     p = np.full((1, 2, 4), 0.5, np.float32)
     assert guard.check(p, ctx)
@@ -226,3 +226,24 @@ def test_the_loop_counts_underruns_and_the_regulators_skip_glitches_as_concealme
         finally:
             consumer.close()
     assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (3, 2, 1)
+
+
+def test_a_served_streams_ring_holds_the_models_whole_context_at_small_blocks(segment_name):
+    """16-frame blocks and a 2048-sample context: 128 blocks, more than the default 64 slots."""
+    from nextblock.capture import Consumer, Producer, monotonic_ns
+    from nextblock.runtime.schedule import ScheduleConfig
+    from nextblock.runtime.served import ServedStream
+
+    frames, context = 16, 2048
+    with Producer(segment_name, 48000, frames, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        st = ServedStream(c, ScheduleConfig(), context_samples=context)
+        assert st.ring.capacity_samples >= context
+        ramp = np.arange(200 * frames, dtype=np.float32) / 1e4
+        for seq in range(200):
+            p.publish_block(seq, ramp[seq * frames:(seq + 1) * frames, None])
+            if seq % 32 == 31:
+                st.poll(monotonic_ns())  # the tap copies at most 64 blocks per poll
+        st.poll(monotonic_ns())
+        out = np.zeros((1, context), np.float32)
+        st.context_into(200, out)
+        np.testing.assert_array_equal(out[0], ramp[-context:])

@@ -26,10 +26,6 @@ class SampleGuard:
 
     Parameters
     ----------
-    channels, frames_per_block:
-        Shapes of the predictions it will see.
-    context_samples:
-        Length of the contexts passed to :meth:`check` (for the scratch buffer).
     ceiling:
         Absolute peak limit, full scale 1.0 (default 0.98, about -0.2 dBFS).
     max_gain_over_context:
@@ -47,9 +43,6 @@ class SampleGuard:
 
     def __init__(
         self,
-        channels: int,
-        frames_per_block: int,
-        context_samples: int,
         ceiling: float = 0.98,
         max_gain_over_context: float = 2.0,
         floor: float = 0.01,

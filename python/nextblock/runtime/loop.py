@@ -150,6 +150,7 @@ class AttachLoop:
         #: the guard never exceeds a quarter of the budget: a prediction is always tried when at
         #: least a quarter of the time is left (the post-inference check still refuses to post late)
         self._max_guard_ns = self.deadline_ns // 4
+        self.guard = SampleGuard()
         self._install(predictor)
 
     # --- model -------------------------------------------------------------------------------------
@@ -162,10 +163,6 @@ class AttachLoop:
         n = len(self.predicted)
         self._context = np.zeros((n, predictor.context_samples), np.float32)
         self._prediction = np.zeros((n, 2, self.frames), np.float32)
-        old = getattr(self, "guard", None)
-        self.guard = SampleGuard(n, self.frames, predictor.context_samples)
-        if old is not None:  # keep counting across swaps
-            self.guard.checked, self.guard.rejected_nonfinite, self.guard.limited = old.checked, old.rejected_nonfinite, old.limited
         self.stats.model_version = str(getattr(predictor, "model_version", "?"))
 
     def swap_model(self, predictor: Predictor, label: str | None = None) -> None:

@@ -40,9 +40,9 @@ class ServedStream:
     schedule_config:
         Timing rules (:class:`ScheduleConfig`).
     context_samples:
-        The model's context per channel (sizes the guard's scratch; the ring holds 64 blocks).
+        The model's context per channel: the ring holds at least that much.
     ring_slots:
-        Blocks of context kept per channel.
+        Blocks of context kept per channel, at least (more where the context needs them).
     """
 
     def __init__(self, consumer: Consumer, schedule_config: ScheduleConfig, context_samples: int, ring_slots: int = 64,
@@ -64,7 +64,8 @@ class ServedStream:
             "producer_pid": consumer.producer_pid,
         }
         self.created_unix_ns = consumer.geometry.get("created_unix_ns")
-        self.ring = ContextRing(self.channels, self.frames, ring_slots)
+        context_blocks = -(-int(context_samples) // self.frames)
+        self.ring = ContextRing(self.channels, self.frames, max(ring_slots, context_blocks + 2))
         self.schedule = StreamSchedule(self.period_ns, schedule_config)
         self.stats = RuntimeStats()
         if channels is None:
@@ -77,7 +78,7 @@ class ServedStream:
         self.rows = len(self.predicted)  #: rows this stream adds to a batch
         self.all_predicted = self.rows == self.channels
         self.repeated = np.array([c for c in range(self.channels) if c not in set(self.predicted.tolist())], np.intp)
-        self.guard = SampleGuard(self.rows, self.frames, context_samples)
+        self.guard = SampleGuard()
         self._replacement = np.zeros((2, self.frames, self.channels), np.float32)  # [block][frame][channel]
         self._played_cf = np.zeros((self.channels, self.frames), np.float32)
         self._fade_cf = np.zeros((self.channels, self.frames), np.float32)
