@@ -141,6 +141,7 @@ def summarize(run: dict, seconds: float) -> dict:
         "late": att.get("late"), "overload_skips": att.get("overload_skips"),
         "infer_us_median": att["infer_us_median"], "infer_us_p99": att["infer_us_p99"],
         "gc_collections": att.get("gc_collections"), "gc_max_pause_us": att.get("gc_max_pause_us"),
+        "gc_full_at_s": att.get("gc_full_at_s"),
         "cold_infer_us_at_start": att.get("cold_infer_us_at_start"),
         "modes": att["modes"],
         "jit_wake": att.get("jit_wake"),

@@ -38,6 +38,7 @@ def test_pauses_are_counted_by_generation_while_installed():
     assert pauses.max_pause_us[0] > 0 and pauses.max_pause_us[2] > 0 and pauses.max_pause_us[1] == 0
     assert pauses.total_pause_us >= pauses.max_pause_us[2]
     assert pauses.to_dict()["gc_collections"] == [1, 0, 1]
+    assert len(pauses.full_at_s) == 1 and 0 <= pauses.full_at_s[0] < 60
     assert pauses._callback not in gc.callbacks
 
 

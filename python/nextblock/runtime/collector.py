@@ -45,6 +45,9 @@ class CollectorPauses:
         self.collections = [0] * GENERATIONS
         self.max_pause_us = [0.0] * GENERATIONS
         self.total_pause_us = 0.0
+        self.installed_ns = 0
+        #: when the full (generation 2) collections ran, seconds after install (the first 16)
+        self.full_at_s: list[float] = []
         self._started_ns = 0
 
     def _callback(self, phase: str, info: dict) -> None:
@@ -56,8 +59,11 @@ class CollectorPauses:
         self.collections[generation] += 1
         self.max_pause_us[generation] = max(self.max_pause_us[generation], pause_us)
         self.total_pause_us += pause_us
+        if generation == GENERATIONS - 1 and len(self.full_at_s) < 16:
+            self.full_at_s.append(round((self._started_ns - self.installed_ns) / 1e9, 3))
 
     def install(self) -> CollectorPauses:
+        self.installed_ns = time.perf_counter_ns()
         if self._callback not in gc.callbacks:
             gc.callbacks.append(self._callback)
         return self
@@ -73,6 +79,8 @@ class CollectorPauses:
         self.remove()
 
     def to_dict(self) -> dict:
-        """``gc_collections`` and ``gc_max_pause_us`` (one entry per generation 0, 1, 2)."""
+        """``gc_collections`` and ``gc_max_pause_us`` (one entry per generation 0, 1, 2) and
+        ``gc_full_at_s`` (when the full collections ran, seconds after serving started)."""
         return {"gc_collections": list(self.collections),
-                "gc_max_pause_us": [round(v, 1) for v in self.max_pause_us]}
+                "gc_max_pause_us": [round(v, 1) for v in self.max_pause_us],
+                "gc_full_at_s": list(self.full_at_s)}
