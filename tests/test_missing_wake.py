@@ -3,10 +3,12 @@ need has not arrived, so that the consumer sleeps while every block arrives (iss
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
 import numpy as np
+import pytest
 
 from nextblock import _core
 from nextblock.capture import Consumer, Producer, monotonic_ns
@@ -15,6 +17,20 @@ from nextblock.runtime.served import ServedStream
 
 FRAMES, RATE = 480, 48000  # 10 ms periods: a test thread on a busy machine still decides in time
 PERIOD_NS = round(1e9 * FRAMES / RATE)
+
+
+@pytest.fixture(autouse=True)
+def no_collections():
+    """The test's producer is a Python thread standing in for JackTrip's audio thread. A collection
+    of this process's heap (TensorFlow, loaded by earlier tests) can stop it for a second; its
+    clock then goes stale and the waiter rightly wakes early (a CI run: 280 ms before the pull it
+    waited for). JackTrip's thread has no collector: neither has this one while a test runs."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    yield
+    if enabled:
+        gc.enable()
 
 
 def block(seq: int) -> np.ndarray:
