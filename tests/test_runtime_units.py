@@ -247,3 +247,33 @@ def test_a_served_streams_ring_holds_the_models_whole_context_at_small_blocks(se
         out = np.zeros((1, context), np.float32)
         st.context_into(200, out)
         np.testing.assert_array_equal(out[0], ramp[-context:])
+
+
+@pytest.mark.parametrize("in_time", [True, False])
+def test_the_block_after_a_guess_is_faded_in_the_context_only_if_the_guess_was_posted(segment_name, in_time):
+    """Posted in time, the producer plays the guess and fades the next real block from its second
+    block; too late, it plays its fallback and the next block as it came. The context follows."""
+    from nextblock.capture import Consumer, Producer, monotonic_ns
+    from nextblock.runtime.schedule import Action, ScheduleConfig
+    from nextblock.runtime.served import ServedStream
+
+    frames = 128
+    with Producer(segment_name, 48000, frames, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        st = ServedStream(c, ScheduleConfig(), context_samples=1024)
+        for seq in range(10):
+            p.publish_block(seq, np.full((frames, 1), 0.1, np.float32))
+        st.poll(monotonic_ns())
+        prediction = np.full((1, 2, frames), 0.15, np.float32)
+        context = np.zeros((1, 1024), np.float32)
+        st.context_into(10, context)
+        deadline = monotonic_ns() + (10**9 if in_time else -1)
+        assert st.post(Action(10, deadline, chained=False), prediction, context) is in_time
+        p.publish_block(11, np.full((frames, 1), 0.1, np.float32))
+        st.poll(monotonic_ns())
+        st.context_into(12, context)
+        np.testing.assert_allclose(context[0, -2 * frames:-frames], 0.15)  # the guess for 10, either way
+        after = context[0, -frames:]
+        if in_time:
+            assert after[0] == pytest.approx(0.15, abs=1e-3) and after[-1] == pytest.approx(0.1, abs=1e-3)
+        else:
+            np.testing.assert_array_equal(after, np.float32(0.1))  # as it came

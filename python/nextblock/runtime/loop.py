@@ -229,10 +229,10 @@ class AttachLoop:
         if now > deadline:
             stats.record_miss(now)
             stats.late += 1
-            # not posted (JackTrip plays its fallback), but still the best guess for the context
+            # not posted: JackTrip plays its fallback and then the next block as it came, so the
+            # guess fills the context but nothing is cross-faded from its second block
             np.copyto(self._played_cf, replacement[0].T)
-            np.copyto(self._fade_cf, replacement[1].T)
-            self.ring.put_predicted(target_seq, self._played_cf, self._fade_cf)
+            self.ring.put_predicted(target_seq, self._played_cf)
             return False
         self.consumer.post_replacement(target_seq, replacement)
         posted = monotonic_ns()

@@ -182,13 +182,16 @@ class ServedStream:
         if not self.all_predicted:
             np.clip(replacement, -1.0, 1.0, out=replacement)
         np.copyto(self._played_cf, replacement[0].T)
-        np.copyto(self._fade_cf, replacement[1].T)
-        self.ring.put_predicted(action.seq, self._played_cf, self._fade_cf)
         now = monotonic_ns()
         if now > action.deadline_ns:
+            # not posted: the producer plays its fallback and then the next block as it came, so
+            # the guess fills the context but nothing is cross-faded from its second block
+            self.ring.put_predicted(action.seq, self._played_cf)
             stats.record_miss(now)
             stats.late += 1
             return False
+        np.copyto(self._fade_cf, replacement[1].T)
+        self.ring.put_predicted(action.seq, self._played_cf, self._fade_cf)
         self.consumer.post_replacement(action.seq, replacement)
         posted = monotonic_ns()
         stats.posts += 1
