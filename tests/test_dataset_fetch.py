@@ -239,3 +239,42 @@ def test_duplicate_urls_are_fetched_once(tmp_path, archives):
     assert [r.status for r in results] == ["downloaded", "downloaded"]
     assert results[0].path == results[1].path and results[1].entry.title == "Good again"
     assert [p for p, _ in server.requests] == ["/good.zip"]
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_game_archives_in_a_package_are_unpacked_beside_it_once(tmp_path):
+    """ufoai-music and nexuiz-music keep their music in .pk3 (zip) files: the audio in them is
+    unpacked under <package>/pk3/ so training finds it; a second call does nothing."""
+    from nextblock.dataset.debian import unpack_game_archives
+    from nextblock.model.audio_files import find_audio_files
+
+    package = tmp_path / "ufoai-music"
+    archive = package / "usr/share/games/ufoai/base/0music.pk3"
+    archive.parent.mkdir(parents=True)
+    tone = io.BytesIO()
+    sf.write(tone, [0.1, -0.1] * 2000, 48000, format="OGG")
+    archive.write_bytes(_zip_bytes({"music/": b"", "music/battle.ogg": tone.getvalue()}))
+
+    assert unpack_game_archives(package) == 1
+    unpacked = package / "pk3/usr/share/games/ufoai/base/0music.pk3/music/battle.ogg"
+    assert unpacked.read_bytes() == tone.getvalue()
+    assert [f.path for f in find_audio_files([package])] == [unpacked.resolve()]
+    assert unpack_game_archives(package) == 0  # done before: skipped, nothing nested unpacked again
+
+
+def test_an_unsafe_game_archive_is_refused_and_leaves_nothing(tmp_path):
+    from nextblock.dataset.debian import unpack_game_archives
+
+    package = tmp_path / "nexuiz-music"
+    package.mkdir()
+    (package / "music.pk3").write_bytes(_zip_bytes({"../escape.ogg": b"x"}))
+    with pytest.raises(DebianFetchError, match="music.pk3.*traversal"):
+        unpack_game_archives(package)
+    assert not any(p.is_file() for p in (package / "pk3").rglob("*")) and not (tmp_path / "escape.ogg").exists()

@@ -133,3 +133,29 @@ def test_heldout_skips_broken_recordings(tmp_path):
     sources = [s for r in records for s in r["sources"]]
     assert sources and all("fine" in s for s in sources)
     assert _json.loads((tmp_path / "out" / "heldout.json").read_text()) == records
+
+
+def test_window_cache_is_not_served_when_the_audio_under_a_root_changed(tmp_path):
+    import soundfile as sf
+    from nextblock.model.data import windows_from_audio
+
+    root, cache = tmp_path / "pkg", tmp_path / "cache"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"take{i}.wav" for i in range(30)]
+    for name in names[:20]:
+        sf.write(str(root / name), (0.1 * rng.standard_normal(8000)).astype(np.float32), 48000)
+    cfg = FeatureConfig()
+
+    def windows():
+        return windows_from_audio([str(root)], cfg, {"train": 40}, cache_dir=cache, show_progress=False)["train"]
+
+    first = windows()
+    np.testing.assert_array_equal(windows(), first)  # served from the cache
+    assert len(list(cache.glob("windows-*.npz"))) == 1
+    for name in names[20:]:  # e.g. an archive unpacked under the package later
+        sf.write(str(root / name), (0.1 * rng.standard_normal(8000)).astype(np.float32), 48000)
+    assert any(f.split == "train" and f.path.name in names[20:] for f in find_audio_files([root]))
+    changed = windows()
+    assert len(list(cache.glob("windows-*.npz"))) == 2  # a new key: the files changed
+    assert not np.array_equal(changed, first)

@@ -2,9 +2,12 @@
 
 Packages are downloaded with ``apt-get download`` into ``<cache>/debian/debs/``
 and unpacked with ``dpkg-deb -x`` into ``<cache>/debian/extracted/<package>/``
-(nothing is installed). Both steps are skipped when their output already
-exists, so a second run (or a run after another process populated the shared cache)
-does nothing.
+(nothing is installed). Game data archives inside a package (Quake-style ``.pk3``, which are
+zip files: ``ufoai-music`` and ``nexuiz-music`` keep all their music in one) are unpacked
+beside it, into ``<package>/pk3/<archive path>/``, with the archive safety checks of
+:mod:`nextblock.dataset.unpack`, so the audio in them is found like any other file. Every step
+is skipped when its output already exists, so a second run (or a run after another process
+populated the shared cache) does nothing.
 
 :data:`DEFAULT_CORPUS` is the allowed training sources of ``DEVELOPERS.md``,
 each with its *kind* and how ``sort`` labels its audio files (see
@@ -22,6 +25,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .cache import debian_debs_dir, debian_extracted_dir
+from .unpack import CorruptArchiveError, UnsafeArchiveError, unpack_archive
+
+#: suffixes of game data archives (zip files) whose contents are unpacked beside the package
+GAME_ARCHIVE_SUFFIXES = (".pk3",)
+#: folder of a package's extraction that holds its unpacked game archives
+GAME_ARCHIVE_DIR = "pk3"
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,28 @@ def extract_deb(cache: Path, package: str, deb: Path) -> tuple[Path, bool]:
     return target, True
 
 
+def unpack_game_archives(folder: Path) -> int:
+    """Unpack every game data archive (:data:`GAME_ARCHIVE_SUFFIXES`) under an extracted
+    package into ``<folder>/pk3/<archive path relative to folder>/``, unless done before.
+
+    Returns the number unpacked now. An unsafe or corrupt archive raises
+    :class:`DebianFetchError` (nothing of it is left unpacked).
+    """
+    folder = Path(folder)
+    unpacked_root = folder / GAME_ARCHIVE_DIR
+    archives = sorted(p for p in folder.rglob("*") if p.suffix.lower() in GAME_ARCHIVE_SUFFIXES and p.is_file()
+                      and unpacked_root not in p.parents)
+    count = 0
+    for archive in archives:
+        destination = unpacked_root / archive.relative_to(folder)
+        try:
+            _, now = unpack_archive(archive, destination)
+        except (UnsafeArchiveError, CorruptArchiveError) as error:
+            raise DebianFetchError(f"{archive.name} in {folder.name}: {error}") from None
+        count += now
+    return count
+
+
 @dataclass(frozen=True)
 class DebianFetchResult:
     """Outcome for one package: ``status`` is ``"fetched"``, ``"cached"`` or ``"failed"``."""
@@ -184,6 +215,7 @@ def fetch_debian_packages(cache: Path, packages: list[str] | None = None, show_p
         try:
             deb, downloaded = download_deb(cache, package)
             folder, extracted = extract_deb(cache, package, deb)
+            extracted = unpack_game_archives(folder) > 0 or extracted
         except (DebianFetchError, OSError) as error:
             results.append(DebianFetchResult(package, "failed", None, str(error)))
             continue
@@ -201,4 +233,5 @@ def ensure_package(cache: Path, package: str) -> Path:
     """
     deb, _ = download_deb(cache, package)
     folder, _ = extract_deb(cache, package, deb)
+    unpack_game_archives(folder)
     return folder

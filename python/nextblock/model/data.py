@@ -89,6 +89,11 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
         key_parts += [list(rates), sorted(weights.items())]
     if history_samples:
         key_parts += [{"history_samples": history_samples}]
+    files = find_audio_files(roots)
+    # the files themselves (path and size): audio added under a root (e.g. a newly unpacked
+    # archive) or replaced must not be answered from an older cache
+    listing = hashlib.sha1("\n".join(f"{f.path}:{f.path.stat().st_size}" for f in files).encode()).hexdigest()
+    key_parts += [{"files": listing}]
     key = json.dumps(key_parts, sort_keys=True)
     cache_file = None
     if cache_dir is not None:
@@ -97,7 +102,6 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
             with np.load(cache_file) as loaded:
                 return {split: loaded[split] for split in examples}
 
-    files = find_audio_files(roots)
     by_split_group: dict[tuple[str, str], list] = defaultdict(list)
     for f in files:
         by_split_group[(f.split, f.group)].append(f)
