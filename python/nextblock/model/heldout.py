@@ -34,8 +34,13 @@ MAX_PEAK = 4.0
 
 
 def write_heldout(roots: list[str], out_dir: Path, per_group: int = 3, seconds: float = 10.0,
-                  sample_rate_hz: int = 48000, seed: int = 0, show_progress: bool = True) -> list[dict]:
+                  sample_rate_hz: int = 48000, seed: int = 0, show_progress: bool = True,
+                  split: str = "test") -> list[dict]:
     """Write the held-out excerpts; return one record per written file (also in ``heldout.json``).
+
+    ``split="validation"`` cuts the same kind of set from *validation-split* recordings instead: a
+    set to choose things on (e.g. ``guess_weight``, :mod:`nextblock.model.guess_blend`) with the
+    harness, leaving the test split for the final scores.
 
     Each record: ``{"file": name, "group": root folder name, "sources": [paths], "seconds": float}``.
     """
@@ -44,7 +49,7 @@ def write_heldout(roots: list[str], out_dir: Path, per_group: int = 3, seconds: 
     rng = np.random.default_rng(seed)
     by_group: dict[str, list] = defaultdict(list)
     for f in find_audio_files(roots):
-        if f.split == "test":
+        if f.split == split:
             by_group[f.group].append(f)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
@@ -81,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-group", type=int, default=3, help="files per root folder (default %(default)s)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each file (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for file order and offsets (default %(default)s)")
+    p.add_argument("--split", choices=("test", "validation"), default="test",
+                   help="recordings of this split (default %(default)s; validation: a set to choose things on)")
     args = p.parse_args(argv)
     roots = args.audio or sorted(str(d) for d in cache_extracted_dir().glob("*") if d.is_dir())
     if not roots:
         print(f"error: no --audio given and nothing unpacked in {cache_extracted_dir()}", file=sys.stderr)
         return 2
     try:
-        records = write_heldout(roots, Path(args.out).expanduser(), args.per_group, args.seconds, seed=args.seed)
+        records = write_heldout(roots, Path(args.out).expanduser(), args.per_group, args.seconds, seed=args.seed,
+                                split=args.split)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
