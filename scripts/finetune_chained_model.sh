@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tune the shipped model on chained (burst) contexts: nextblock-default 3.0.0 -> 3.1.0.
+# Fine-tune the shipped model on chained (burst) contexts: nextblock-default 3.0.0 -> 3.1.0 -> 3.2.0.
 #
 # During a burst of lost blocks every lost block is predicted afresh from what was played, so the
 # context ends with the model's own earlier predictions; 3.0.0 never saw such contexts in training.
@@ -11,6 +11,13 @@
 #   round 1: chains by 3.0.0 ($BASE_MODEL), 40 % of the windows, Adam 5e-4 cosine, 6 epochs
 #   round 2: chains by round 1,             40 %,                  3e-4,          6 epochs
 #   round 3: chains by round 2,             50 %,                  3e-4,          6 epochs  -> 3.1.0
+#   round 4: chains by round 3 (3.1.0),     50 %,                  3e-4,          6 epochs  -> 3.2.0
+#            (the shipped round 4 was the first to see the music inside ufoai-music's and
+#            nexuiz-music's .pk3 archives, unpacked by `nextblock dataset fetch --debian`; a rerun
+#            of this script gives every round that data)
+# Then the guess_weight is chosen with the harness on a validation set cut like the held-out one
+# from validation-split recordings ($CACHE/validation-v3, written here once):
+# python -m nextblock.model.guess_blend (3.2.0: 0, i.e. the network's output as it is).
 # The windows are read 768 samples longer than the recipe's (their own cache file, ~1.6 GB).
 # About 8-9 min per round on the 2-core CPU, one TensorFlow thread, niced (~5 GB of memory).
 #
@@ -23,7 +30,7 @@ CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 RUN_DIR="${RUN_DIR:-runs/chained}"
 BASE_MODEL="${BASE_MODEL:-models/nextblock-default.tflite}"
 BASE_WEIGHTS="${BASE_WEIGHTS:-models/nextblock-default.weights.h5}"
-VERSION="${VERSION:-3.1.0}"
+VERSION="${VERSION:-3.2.0}"
 mkdir -p "$RUN_DIR"
 cp "$BASE_MODEL" "$RUN_DIR/round0.tflite"
 cp "$BASE_WEIGHTS" "$RUN_DIR/round0.weights.h5"
@@ -43,6 +50,22 @@ round() {  # round N SHARE LEARNING_RATE
 round 1 0.4 5e-4
 round 2 0.4 3e-4
 round 3 0.5 3e-4
-nice python -m nextblock.export --run-dir "$RUN_DIR/round3" --output models/nextblock-default.tflite --float16 \
-  --guess-weight 0.25 --name nextblock-default --model-version "$VERSION"
-cp "$RUN_DIR/round3/best.weights.h5" models/nextblock-default.weights.h5
+round 4 0.5 3e-4
+
+# the guess_weight, on a validation set (validation-split recordings, categories as the held-out set)
+E="$CACHE/debian/extracted" R="$CACHE/rendered/music21" V="$CACHE/validation-v3"
+if [ ! -f "$V/instruments/heldout.json" ]; then
+  H=(python -m nextblock.model.heldout --split validation)
+  "${H[@]}" --out "$V/speech" --per-group 2 --audio "$E/fillets-ng-data" "$E/fillets-ng-data-cs" "$E/fillets-ng-data-nl" "$E/klettres-data"
+  "${H[@]}" --out "$V/singing" --per-group 6 --audio "$R/choir"
+  "${H[@]}" --out "$V/music" --per-group 1 --audio "$E/ufoai-music" "$E/warzone2100-music" "$E/wesnoth-1.16-music" \
+    "$E/nexuiz-music" "$E/colobot-common-sounds" "$E/singularity-music" "$E/freedroidrpg-data" "$E/openclonk-data" \
+    "$E/planetblupi-music-ogg" "$E/supertuxkart-data"
+  "${H[@]}" --out "$V/instruments" --per-group 2 --audio "$E/hydrogen-drumkits" "$E/sonic-pi-samples" \
+    "$R/strings" "$R/organ" "$R/piano" "$R/flute" "$R/brass"
+fi
+python -m nextblock.model.guess_blend "$RUN_DIR/round4.tflite" --validation "$V" --json "$RUN_DIR/guess_blend.json"
+WEIGHT="$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_guess_weight'])" "$RUN_DIR/guess_blend.json")"
+nice python -m nextblock.export --run-dir "$RUN_DIR/round4" --output models/nextblock-default.tflite --float16 \
+  --guess-weight "$WEIGHT" --name nextblock-default --model-version "$VERSION"
+cp "$RUN_DIR/round4/best.weights.h5" models/nextblock-default.weights.h5

@@ -13,7 +13,7 @@
 #      rate); Burg AR(128) guess on the last 768 samples; log-spectral + phase-aware STFT loss
 #   4. python -m nextblock.export -> models/nextblock-default.tflite (+ -fp16 variant), weights copied
 #   5. scripts/model_card_tables.sh: held-out set by category, every configuration, latency
-# This makes 3.0.0; the shipped 3.1.0 is 3.0.0 fine-tuned on chained (burst) contexts by
+# This makes 3.0.0; the shipped 3.2.0 is 3.0.0 fine-tuned on chained (burst) contexts in four rounds by
 # scripts/finetune_chained_model.sh (run after this one).
 #
 # Usage:  scripts/train_default_model.sh [extra nextblock.train arguments]

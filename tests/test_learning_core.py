@@ -291,3 +291,20 @@ def test_keras_weights_are_found_for_published_and_shipped_models(tmp_path):
     (state / "model-v3.weights.h5").write_bytes(b"w3")
     published = CurrentModel(tmp_path / "live" / "model-v3.tflite", 3)
     assert resolve_keras_weights(published, tmp_path / "live", explicit) == state / "model-v3.weights.h5"
+
+
+def test_published_candidates_keep_the_starting_models_guess_weight(tmp_path):
+    """A candidate is played (and scored) with the same blend of the Burg guess as the model it
+    would replace: the exporter writes the starting model's guess_weight into every candidate."""
+    pytest.importorskip("tensorflow", reason="the learner exports Keras models (pip install tensorflow-cpu)")
+    from nextblock.features.config import FeatureConfig
+    from nextblock.learning.model_io import TFLiteExporter, build_keras_model
+    from nextblock.model.metadata import read_metadata
+
+    features = FeatureConfig(lpc_order=16)
+    tiny = {"width": 8, "blocks": 1}
+    model = build_keras_model(features, tiny)
+    TFLiteExporter(features, tiny, guess_weight=0.3)(model, tmp_path / "blend.tflite")
+    TFLiteExporter(features, tiny)(model, tmp_path / "plain.tflite")
+    assert read_metadata(tmp_path / "blend.tflite")["guess_weight"] == pytest.approx(0.3)
+    assert read_metadata(tmp_path / "plain.tflite")["guess_weight"] == 0.0

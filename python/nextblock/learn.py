@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     learner = OnlineLearner(
         streams, FineTuner(model, start.features, learning_rate=args.learning_rate), start.features, start.current,
         Publisher(args.model_dir, keep=args.keep), TFLiteExporter(start.features, start.architecture,
-                                                            sample_rates_hz=start.metadata.get("sample_rates_hz") or ()),
+                                                            sample_rates_hz=start.metadata.get("sample_rates_hz") or (),
+                                                            guess_weight=start.metadata.get("guess_weight", 0.0)),
         settings, log=printer.log, update_log_path=args.update_log, seed=args.seed,
         baseline=baseline[0] if baseline else None, baseline_weights=baseline[1] if baseline else None,
         sample_rates_hz=tuple(start.metadata.get("sample_rates_hz") or ()))

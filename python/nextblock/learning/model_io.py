@@ -186,15 +186,20 @@ class TFLiteExporter:
     sample_rates_hz:
         The starting model's ``sample_rates_hz`` (metadata), kept in every published model so it
         serves the same rates and block sizes (empty: a model of one rate and block size).
+    guess_weight:
+        The starting model's ``guess_weight`` (metadata), kept in every published model: a
+        candidate is scored and played with the same blend of the Burg guess as the model it
+        would replace.
 
     Call ``exporter(keras_model, path)``; raises ``RuntimeError`` when LiteRT and Keras disagree.
     """
 
     def __init__(self, features: FeatureConfig, architecture: dict, name: str = "nextblock-online", tolerance: float = 1e-3,
-                 sample_rates_hz: tuple[int, ...] = ()):
+                 sample_rates_hz: tuple[int, ...] = (), guess_weight: float = 0.0):
         from .. import export
 
         self.sample_rates_hz = tuple(int(r) for r in sample_rates_hz)
+        self.guess_weight = float(guess_weight)
         self._export = export
         self.features = features
         self.architecture = dict(architecture)
@@ -215,6 +220,7 @@ class TFLiteExporter:
         config = {"architecture": self.architecture, "result": {},
                   "training": {"online": True, "train_rates_hz": list(self.sample_rates_hz)}}
         metadata = self._export.build_metadata(config, self.features, self.name, f"online.{stamp}",
-                                               int(model.count_params()), count_macs(model), "online fine-tuning")
+                                               int(model.count_params()), count_macs(model), "online fine-tuning",
+                                               guess_weight=self.guess_weight)
         Path(path).write_bytes(embed_metadata(data, metadata))
         self.exports += 1
