@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder", type=Path, help="one pattern's folder of a bench/e2e.py --out run")
     p.add_argument("--frames", type=int, default=128, help="block size of the run (default %(default)s)")
     p.add_argument("--concealers", default="burg,ar128,nextblock", help="offline concealers (default %(default)s)")
+    p.add_argument("--model", action="append", default=[], metavar="[LABEL=]PATH",
+                   help="also score NextBlock with this model file (repeatable), e.g. the previous version: "
+                        "git show REV:models/nextblock-default.tflite > /tmp/old.tflite; --model old=/tmp/old.tflite")
     args = p.parse_args(argv)
 
     import soundfile as sf
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.concealers.split(","):
         played, _ = conceal_stream(sent, make_concealer(name, args.frames, rate), lost)
         add("offline", name, played)
+    for spec in args.model:
+        label, _, path = spec.rpartition("=")
+        played, _ = conceal_stream(sent, make_concealer("nextblock", args.frames, rate, model_path=path), lost)
+        add("offline", f"nextblock {label or Path(path).stem}", played)
     for path in sorted(args.folder.glob("recorded-*.wav")):
         receiver = path.stem.removeprefix("recorded-")
         if receiver != ZEROS_RECEIVER:
