@@ -4,7 +4,7 @@ A patched JackTrip p2p server (``--nextblock``, ``--simloss``) receives a block-
 a JackTrip client (tests/jacktrip_patch_harness.py runs both on ``jackd`` dummy servers and
 records the server's output). NextBlock's loop attaches to the server's segment, as
 ``python -m nextblock.attach --jacktrip-pid`` does, and remembers everything it posts. Every
-UNDERRUN that JackTrip reports as concealed by a REPLACEMENT must be for a seq we posted, and show
+UNDERRUN or SKIP that JackTrip reports as concealed by a REPLACEMENT must be for a seq we posted, and show
 up in the recording as one of the blocks we posted for that seq, to JackTrip's 16-bit resolution
 (a repeat of a block cross-faded after an earlier concealment is not exact in 16 bit) — except
 replacements played while an overloaded machine stalled JackTrip's receive thread (see the test),
@@ -90,7 +90,11 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
         return bool((np.abs(recorded - block).max(axis=(1, 2)) <= LSB_16BIT).any())
 
     analysis = H.analyse(session)
-    replaced = [e.seq for e in analysis.conceal_recorded() if e.kind.name == "UNDERRUN" and e.outcome.name == "REPLACEMENT"]
+    # most losses reach JackTrip's receive side as SKIPs (a newer packet is already queued when the
+    # lost one is due), the rest as UNDERRUNs: both carry the lost seq and how it was concealed
+    # (counting UNDERRUNs alone left 5-19 per run, and a CI run failed the ">= 8" below)
+    replaced = [e.seq for e in analysis.conceal_recorded()
+                if e.kind.name in ("UNDERRUN", "SKIP") and e.outcome.name == "REPLACEMENT"]
     assert len(replaced) >= 8, f"too few replacements used ({len(replaced)}); stats: {stats.status_line()}"
     for seq in replaced:
         assert seq in posted, f"JackTrip played a replacement for seq {seq} that NextBlock never posted"
@@ -103,7 +107,7 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
     # recorder is a Python JACK client starved by the same load). A concealment is "stalled" when its
     # packet arrived more than two periods after JackTrip played the replacement for it.
     period_ns = 2 * 128 / 48000 * 1e9
-    when = {e.seq: e.time_ns for e in analysis.conceal_recorded() if e.kind.name == "UNDERRUN"}
+    when = {e.seq: e.time_ns for e in analysis.conceal_recorded() if e.kind.name in ("UNDERRUN", "SKIP")}
     stalled = {seq for seq in replaced if seq in analysis.arrival and analysis.arrival[seq] - when[seq] > period_ns}
     unexplained = [seq for seq in missing if seq not in stalled]
     assert len(unexplained) <= max(2, 0.1 * len(replaced)), (
