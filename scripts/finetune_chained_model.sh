@@ -53,16 +53,10 @@ round 3 0.5 3e-4
 round 4 0.5 3e-4
 
 # the guess_weight, on a validation set (validation-split recordings, categories as the held-out set)
-E="$CACHE/debian/extracted" R="$CACHE/rendered/music21" V="$CACHE/validation-v3"
+V="$CACHE/validation-v3"
+. scripts/category_sets.sh
 if [ ! -f "$V/instruments/heldout.json" ]; then
-  H=(python -m nextblock.model.heldout --split validation)
-  "${H[@]}" --out "$V/speech" --per-group 2 --audio "$E/fillets-ng-data" "$E/fillets-ng-data-cs" "$E/fillets-ng-data-nl" "$E/klettres-data"
-  "${H[@]}" --out "$V/singing" --per-group 6 --audio "$R/choir"
-  "${H[@]}" --out "$V/music" --per-group 1 --audio "$E/ufoai-music" "$E/warzone2100-music" "$E/wesnoth-1.16-music" \
-    "$E/nexuiz-music" "$E/colobot-common-sounds" "$E/singularity-music" "$E/freedroidrpg-data" "$E/openclonk-data" \
-    "$E/planetblupi-music-ogg" "$E/supertuxkart-data"
-  "${H[@]}" --out "$V/instruments" --per-group 2 --audio "$E/hydrogen-drumkits" "$E/sonic-pi-samples" \
-    "$R/strings" "$R/organ" "$R/piano" "$R/flute" "$R/brass"
+  write_category_set validation "$V"
 fi
 python -m nextblock.model.guess_blend "$RUN_DIR/round4.tflite" --validation "$V" --json "$RUN_DIR/guess_blend.json"
 WEIGHT="$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_guess_weight'])" "$RUN_DIR/guess_blend.json")"

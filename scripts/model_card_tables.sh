@@ -42,16 +42,9 @@ mkdir -p "$OUT"
 
 if [ -z "${ONLY_LATENCY:-}" ]; then
 # 1. held-out set by category (skipped when present)
-E="$CACHE/debian/extracted" R="$CACHE/rendered/music21"
+. scripts/category_sets.sh
 if [ ! -f "$HELDOUT/instruments/heldout.json" ]; then
-  python -m nextblock.model.heldout --out "$HELDOUT/speech" --per-group 2 \
-    --audio "$E/fillets-ng-data" "$E/fillets-ng-data-cs" "$E/fillets-ng-data-nl" "$E/klettres-data"
-  python -m nextblock.model.heldout --out "$HELDOUT/singing" --per-group 6 --audio "$R/choir"
-  python -m nextblock.model.heldout --out "$HELDOUT/music" --per-group 1 --audio "$E/ufoai-music" "$E/warzone2100-music" \
-    "$E/wesnoth-1.16-music" "$E/nexuiz-music" "$E/colobot-common-sounds" "$E/singularity-music" "$E/freedroidrpg-data" \
-    "$E/openclonk-data" "$E/planetblupi-music-ogg" "$E/supertuxkart-data"
-  python -m nextblock.model.heldout --out "$HELDOUT/instruments" --per-group 2 --audio "$E/hydrogen-drumkits" \
-    "$E/sonic-pi-samples" "$R/strings" "$R/organ" "$R/piano" "$R/flute" "$R/brass"
+  write_category_set test "$HELDOUT"
 fi
 for pair in speech/fillets-ng-data-0 speech/klettres-data-0 singing/choir-0 singing/choir-1 music/colobot-common-sounds-0 \
             music/wesnoth-1.16-music-0 instruments/hydrogen-drumkits-0 instruments/piano-0; do
