@@ -22,9 +22,9 @@ PERIOD_NS = round(1e9 * FRAMES / RATE)
 @pytest.fixture(autouse=True)
 def no_collections():
     """The test's producer is a Python thread standing in for JackTrip's audio thread. A collection
-    of this process's heap (TensorFlow, loaded by earlier tests) can stop it for a second; its
-    clock then goes stale and the waiter rightly wakes early (a CI run: 280 ms before the pull it
-    waited for). JackTrip's thread has no collector: neither has this one while a test runs."""
+    of this process's heap (TensorFlow, loaded by earlier tests) could stop it long enough for its
+    clock to go stale, and the waiter would rightly wake early. JackTrip's thread has no collector:
+    neither has this one while a test runs."""
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -149,4 +149,23 @@ def test_the_timed_wait_wakes_before_every_block_for_comparison(segment_name):
         _stream(p, 1, 60, skip=set())
         thread.join(timeout=5)
         assert result["wakeups"] >= 20, f"the timed wait wakes for about every block (~50 here): {result}"
+        st.close("test over")
+
+
+def test_a_clock_written_after_the_waiter_read_its_time_is_fresh_not_stale(segment_name):
+    """The producer pulls every period, so its clock is often written between the waiter reading its
+    own time and reading the clock. Such a reading (a little in the future for the waiter) once
+    counted as stale and woke the waiter for nothing: a CI run saw it wake 280 ms early."""
+    with Producer(segment_name, RATE, FRAMES, 2) as p:
+        consumer, st = _served(p, segment_name)
+        p.publish_block(3, block(3))
+        p.note_playout(1, 2, now_ns=monotonic_ns() + 2_000_000)  # written "after" the waiter's now
+        started = monotonic_ns()
+        index = _core.wait_for_decision([_wait_item(st, 1, 2 * PERIOD_NS)], started + 60_000_000, 0)
+        slept_ns = monotonic_ns() - started
+        assert index == -1, "nothing needed a decision: the waiter sleeps until its deadline"
+        assert slept_ns >= 55_000_000, slept_ns
+        far = monotonic_ns() + 2_000_000_000  # a reading further ahead than stale_ns (1 s) is no clock of ours
+        p.note_playout(2, 1, now_ns=far)
+        assert _core.wait_for_decision([_wait_item(st, 1, 2 * PERIOD_NS)], monotonic_ns() + 60_000_000, 0) == 0
         st.close("test over")

@@ -48,6 +48,15 @@ struct TapResult {
   int64_t clock_queued = 0;
 };
 
+/// Whether a play-out clock read at `at_ns` is fresh at `now_ns`: at most `stale_ns` old. A reading
+/// newer than `now_ns` is fresh too: the producer pulls every period, so it often writes its clock
+/// between the moment a caller reads its own time and the moment it reads the clock (calling that
+/// stale woke a just-in-time waiter for nothing; Python's Schedule.clock_fresh agrees). Only a
+/// reading more than `stale_ns` in the future (no clock of this machine's) is stale.
+inline bool clock_fresh(uint64_t now_ns, uint64_t at_ns, uint64_t stale_ns) noexcept {
+  return at_ns > now_ns ? at_ns - now_ns <= stale_ns : now_ns - at_ns <= stale_ns;
+}
+
 class StreamTap {
  public:
   static constexpr uint8_t kReceived = 1;  // runtime/context.py RECEIVED
@@ -106,7 +115,7 @@ class StreamTap {
     }
     seq = r.clock_seq;
     at = r.clock_ns;
-    const bool fresh = r.have_clock && now_ns >= at && now_ns - at <= stale_ns;
+    const bool fresh = r.have_clock && clock_fresh(now_ns, at, stale_ns);
     const uint64_t written = c_.blocks_written();
     if (written <= next_) return;
     const uint64_t slots_in_segment = c_.config().block_ring_slots;
@@ -256,7 +265,7 @@ inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, ui
         if (!by_words && int(i) != block_wait) next = std::min<uint64_t>(next, now + it.period_ns / 8);  // poll it
         continue;
       }
-      if (!p.have_clock || now < p.clock_ns || now - p.clock_ns > it.stale_ns) return int(i);  // stale: re-decide the mode
+      if (!p.have_clock || !clock_fresh(now, p.clock_ns, it.stale_ns)) return int(i);  // stale: re-decide the mode
       int64_t s = std::max<int64_t>(it.handled_seq, int64_t(p.clock_seq)) + 1;
       const int64_t newest = it.tap->newest_seq();
       while (s <= newest && it.tap->received(s)) ++s;

@@ -177,7 +177,9 @@ class StreamSchedule:
     # --- what happened --------------------------------------------------------------------------
 
     def clock_fresh(self, now_ns: int) -> bool:
-        return self.clock_seq >= 0 and now_ns - self.clock_at_ns <= self.stale_ns
+        """A clock at most ``stale_ns`` old; one read after ``now_ns`` (written meanwhile) is fresh too.
+        The same rule as the C++ waiter's ``clock_fresh``."""
+        return self.clock_seq >= 0 and abs(now_ns - self.clock_at_ns) <= self.stale_ns
 
     def due_ns(self, seq: int) -> int:
         """When block ``seq`` will be played, from the newest clock reading (needs a clock)."""
