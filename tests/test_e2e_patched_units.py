@@ -6,6 +6,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 from nextblock.jackio import patched_build as pb
 from nextblock.jackio.align import locate_dropped_blocks
 
@@ -100,3 +101,21 @@ def test_segment_tap_counts_the_regulators_skip_glitches_as_concealments():
     assert s["underrun_seqs"] == [20, 21]
     assert s["counts"] == {"SKIP/REPLACEMENT": 1, "UNDERRUN/FALLBACK": 1, "UNDERRUN/REPLACEMENT": 1, "LATE": 1,
                            "OVERFLOW": 1}
+
+
+def test_the_player_plays_with_the_collector_off_and_restores_it_after():
+    """The player's JACK callback is Python in the harness process: a full collection there held the
+    GIL for 76 ms mid-run (29 missed cycles of the sending server). Playing switches it off."""
+    import gc
+
+    from nextblock.jackio.playrec import _no_collections
+
+    assert gc.isenabled()
+    kept = [[i] for i in range(1000)]
+    with _no_collections():
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() >= len(kept), "what existed before playing is frozen"
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), _no_collections():
+        raise RuntimeError("playback failed")
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "restored after a failure too"
