@@ -18,7 +18,7 @@ all through LiteRT, pooled snr_db (the evaluation harness's metric), over stream
 Meanwhile a client-side ModelWatcher (nextblock.runtime.modelwatch, the hot-swap of
 ``nextblock.attach``) watches the publishing directory; for every published version the bench
 measures publish → ready (verified, loaded, warmed, µs) and the pause on the hot path: the
-watcher's ``take()`` plus ``AttachLoop.swap_model`` (µs), plus the first ``predict`` after the
+watcher's ``take()`` plus ``HubLoop.swap_model`` (µs), plus the first ``predict`` after the
 swap against the steady-state median.
 
 Writes ``<out>/adaptation.json`` and ``<out>/adaptation.png``; prints a summary and, as the last
@@ -120,19 +120,19 @@ def starting_model(args, folder: Path, features):
 
 
 class SwapProbe:
-    """A client next to the learner: ModelWatcher + AttachLoop on a dummy segment; times the swaps."""
+    """A client next to the learner: ModelWatcher + the live loop (HubLoop, as ``nextblock.attach``
+    runs it) on a dummy segment; times the swaps."""
 
     def __init__(self, model_dir: Path, start_model: Path):
-        from nextblock.capture import Consumer, Producer
-        from nextblock.runtime.loop import AttachLoop
+        from nextblock.capture import Producer
+        from nextblock.runtime.discovery import NamedSegment
+        from nextblock.runtime.hub import HubConfig, HubLoop
         from nextblock.runtime.modelwatch import ModelWatcher
         from nextblock.runtime.predictors import load_model_predictor
-        from nextblock.runtime.stats import RuntimeStats
 
         self.producer = Producer(f"/nextblock-bench-adapt-{os.getpid()}", RATE, 128, 1)
-        self.consumer = Consumer(self.producer.name, post_replacements=True)
-        self.loop = AttachLoop(self.consumer, load_model_predictor(start_model), RuntimeStats())
-        self.watcher = ModelWatcher(model_dir, load_model_predictor, 128, RATE, 1, self.loop.ring.capacity_samples, poll_s=0.05)
+        self.loop = HubLoop(NamedSegment(self.producer.name), load_model_predictor(start_model), HubConfig())
+        self.watcher = ModelWatcher(model_dir, load_model_predictor, 128, RATE, 1, 64 * 128, poll_s=0.05)
         self.watcher.start()
         self.context = (0.1 * np.random.default_rng(0).standard_normal((1, self.loop.predictor.context_samples))).astype(np.float32)
         self.swaps = []
@@ -164,7 +164,6 @@ class SwapProbe:
 
     def close(self):
         self.watcher.stop()
-        self.consumer.close()
         self.producer.close()
 
 
@@ -295,7 +294,7 @@ def main(argv=None) -> int:
             "mean_validation_s": float(np.mean([r.seconds_taken for r in stats.updates])) if stats.updates else None,
         },
         "swap": {
-            "client": "nextblock.runtime.modelwatch.ModelWatcher + AttachLoop.swap_model",
+            "client": "nextblock.runtime.modelwatch.ModelWatcher + HubLoop.swap_model",
             "swaps": swaps,
             "swap_pause_us_median": float(np.median([s["swap_pause_us"] for s in ok_swaps])) if ok_swaps else None,
             "swap_pause_us_max": float(np.max([s["swap_pause_us"] for s in ok_swaps])) if ok_swaps else None,

@@ -205,26 +205,28 @@ def test_unparsable_announcement_is_refused(tmp_path):
         read_current(tmp_path)
 
 
-def test_the_loop_counts_underruns_and_the_regulators_skip_glitches_as_concealments(segment_name):
+def test_a_served_stream_counts_underruns_and_the_regulators_skip_glitches_as_concealments(segment_name):
     """JackTrip's Regulator reports most lost packets as SKIP glitches: those with an outcome count
     like UNDERRUNs; events without one (a SKIP of real blocks, LATE) do not."""
-    from nextblock.capture import Consumer, EventKind, Outcome, Producer
-    from nextblock.runtime import RuntimeStats
-    from nextblock.runtime.loop import AttachLoop
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
+    from nextblock.runtime.schedule import ScheduleConfig
+    from nextblock.runtime.served import ServedStream
 
     with Producer(segment_name, 48000, 128, 2) as producer:
-        producer.post_event(EventKind.UNDERRUN, 5, Outcome.REPLACEMENT)
-        producer.post_event(EventKind.SKIP, 9, Outcome.REPLACEMENT, 1)
-        producer.post_event(EventKind.SKIP, 12, Outcome.FALLBACK, 1)
-        producer.post_event(EventKind.SKIP, 13, Outcome.NONE, 2)
-        producer.post_event(EventKind.LATE, 9, Outcome.NONE)
         consumer = Consumer(segment_name, post_replacements=True)
         try:
-            stats = RuntimeStats()
-            loop = AttachLoop(consumer, RepeatPredictor(128, 48000, 1024), stats)
-            assert loop._read_events(0) == 5
+            st = ServedStream(consumer, ScheduleConfig(), context_samples=1024)
+            assert st.events_seen == 0, "a segment made moments ago: its events count from its start"
+            producer.post_event(EventKind.UNDERRUN, 5, Outcome.REPLACEMENT)
+            producer.post_event(EventKind.SKIP, 9, Outcome.REPLACEMENT, 1)
+            producer.post_event(EventKind.SKIP, 12, Outcome.FALLBACK, 1)
+            producer.post_event(EventKind.SKIP, 13, Outcome.NONE, 2)
+            producer.post_event(EventKind.LATE, 9, Outcome.NONE)
+            st.poll(monotonic_ns())
+            assert st.events_seen == 5
         finally:
             consumer.close()
+    stats = st.stats
     assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (3, 2, 1)
 
 

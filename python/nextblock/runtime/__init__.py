@@ -7,7 +7,6 @@ One module per job:
 * :mod:`~nextblock.runtime.served`     – per stream: read blocks, events and play-out clock; check and post
 * :mod:`~nextblock.runtime.discovery`  – which segments to serve (a process's streams, or one named segment)
 * :mod:`~nextblock.runtime.batching`   – one interpreter per batch size, so batches never re-allocate
-* :mod:`~nextblock.runtime.loop`       – the single-segment loop (library use: always speculative)
 * :mod:`~nextblock.runtime.context`    – per-channel context: received blocks, gaps filled by what was played
 * :mod:`~nextblock.runtime.guard`      – sanity check (NaN/Inf) and limiter before posting
 * :mod:`~nextblock.runtime.predictors` – the predictor interface, the shipped model loader, a test stand-in
@@ -22,7 +21,6 @@ from .errors import AttachError, IncompatibleModel, ProducerGone
 from .guard import SampleGuard
 from .hub import HubConfig, HubLoop
 from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
-from .loop import AttachLoop, LoopConfig
 from .modelwatch import ModelRejected, ModelWatcher, PublishedModel
 from .predictors import (
     Predictor,
@@ -38,7 +36,7 @@ from .stats import HubStats, LatencyHistogram, RuntimeStats
 
 __all__ = [
     "Action", "HubConfig", "HubLoop", "HubStats", "JUST_IN_TIME", "SPECULATIVE", "ScheduleConfig", "StreamSchedule",
-    "AttachError", "AttachLoop", "ContextRing", "IncompatibleModel", "LatencyHistogram", "LoopConfig", "ModelRejected",
+    "AttachError", "ContextRing", "IncompatibleModel", "LatencyHistogram", "ModelRejected",
     "ModelWatcher", "Predictor", "ProducerGone", "PublishedModel", "RepeatPredictor", "RuntimeStats", "SampleGuard",
     "Target", "check_stream_compatible", "choose_shipped_model", "fit_to_stream", "load_model_predictor", "open_consumer", "serve", "warm_up",
 ]

@@ -129,6 +129,9 @@ class HubLoop:
     check_stream:
         Called with each new :class:`ServedStream` before it is served; raises
         :class:`AttachError` to refuse it (e.g. a block size the model cannot serve).
+    post_hook:
+        Test hook: called as ``post_hook(seq, replacement)`` after each post, off the deadline
+        (``replacement`` ``(2, frames, channels)``, valid during the call only).
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class HubLoop:
         channels: tuple[int, ...] | None = None,
         exit_when_gone: bool = False,
         gone_timeout_s: float | None = None,
+        post_hook: Callable[[int, np.ndarray], None] | None = None,
     ):
         self.source = source
         self.config = config or HubConfig()
@@ -157,6 +161,7 @@ class HubLoop:
         self.channels = channels
         self.exit_when_gone = exit_when_gone
         self.gone_timeout_s = gone_timeout_s
+        self.post_hook = post_hook
         self._seen: set[str] = set()
         self._logged: set[tuple[str, str]] = set()
         self._refused: dict[str, int | None] = {}  # segment name -> creation time of the refused one
@@ -221,7 +226,8 @@ class HubLoop:
                     consumer.close()  # refused before: same segment, same reason
                     continue
                 try:
-                    st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels)
+                    st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels,
+                                      post_hook=self.post_hook)
                     check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
                     if self.check_stream is not None:
                         self.check_stream(st)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,11 +44,15 @@ class ServedStream:
         The model's context per channel: the ring holds at least that much.
     ring_slots:
         Blocks of context kept per channel, at least (more where the context needs them).
+    post_hook:
+        Test hook, called as ``post_hook(seq, replacement)`` after each post (off the deadline).
     """
 
     def __init__(self, consumer: Consumer, schedule_config: ScheduleConfig, context_samples: int, ring_slots: int = 64,
-                 channels: tuple[int, ...] | None = None):
+                 channels: tuple[int, ...] | None = None,
+                 post_hook: Callable[[int, np.ndarray], None] | None = None):
         self.consumer = consumer
+        self.post_hook = post_hook
         self.name = consumer.name
         self.channels = consumer.channels
         self.frames = consumer.frames_per_block
@@ -202,6 +207,8 @@ class ServedStream:
         if posted > action.deadline_ns:  # visible too late to be useful: still a miss
             stats.record_miss(posted)
             stats.late += 1
+        if self.post_hook is not None:
+            self.post_hook(action.seq, replacement)
         return True
 
     def skip(self, now_ns: int) -> None:
