@@ -35,6 +35,7 @@ PATTERNS = {
 #: opt-in (``--pattern lossless``): the same pipeline without losses, the ceiling of every score
 EXTRA_PATTERNS = {"lossless": "none"}
 FALLBACKS = ("zeros", "wavetable", "regulator")
+PATCHED_RECEIVERS = ("patched-fallback-zeros", "nextblock", "nextblock-regulator")
 
 
 def _visqol(reference, recorded, rate_hz):
@@ -103,6 +104,9 @@ def main(argv=None) -> int:
                         "pipeline's ceiling: what each receiver scores when nothing is lost")
     p.add_argument("--fallback", action="append", choices=FALLBACKS, help="only these stock fallbacks (repeatable)")
     p.add_argument("--no-nextblock", action="store_true", help="skip the patched JackTrip + attach runs")
+    p.add_argument("--patched", action="append", choices=PATCHED_RECEIVERS,
+                   help="only these patched receivers (repeatable; default all): e.g. --fallback regulator "
+                        "--patched nextblock-regulator compares NextBlock on the Regulator with the stock one")
     p.add_argument("--seed", type=int, default=1, help="relay seed shared by all receivers")
     p.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"))
     p.add_argument("--out", default="out/bench-e2e", help="folder for recordings and logs")
@@ -151,6 +155,8 @@ def main(argv=None) -> int:
                                               buffer_args=("--bufstrategy", "3"), realtime=rt is not None)
             on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
             recv.append((on_regulator, patched))
+        if args.patched:
+            recv = [(r, b) for r, b in recv if r.label.startswith("stock-") or r.label in args.patched]
         for receiver, sender in recv:
             link = LinkSpec(loss={**PATTERNS, **EXTRA_PATTERNS}[name], seed=args.seed, method="relay", topology=args.topology)
             r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)
