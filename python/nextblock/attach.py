@@ -102,6 +102,16 @@ def _positive(kind):
     return parse
 
 
+def _priority(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a SCHED_FIFO priority 1-98, got {text!r}") from None
+    if not 1 <= value <= 98:
+        raise argparse.ArgumentTypeError(f"expected a SCHED_FIFO priority 1-98, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see ``--help``)."""
     p = argparse.ArgumentParser(
@@ -163,8 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reattach-timeout", type=_positive(float), metavar="SECONDS",
                      help="give up (exit 3) if JackTrip is not back within this long (default: wait forever)")
     run.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="stop after this long")
-    run.add_argument("--realtime", type=int, nargs="?", const=10, default=None, metavar="PRIORITY",
-                     help="run the hot path with SCHED_FIFO at PRIORITY (default 10) when permitted")
+    run.add_argument("--realtime", type=_priority, nargs="?", const=0, default=None, metavar="PRIORITY",
+                     help="run the hot path with SCHED_FIFO (when permitted), always below JackTrip's real-time "
+                     "threads so that it never preempts JackTrip's audio callback: one below the lowest of them "
+                     "(JACK runs client callbacks at its own priority - 5, so 4 under a default jackd), or PRIORITY "
+                     "(1-98) if that is lower; normal priority when JackTrip has no real-time thread")
     run.add_argument("--no-gc-freeze", action="store_true",
                      help="let Python's garbage collector walk every object as usual (a full collection stops the "
                      "loop ~10 ms, longer than a decision's lead); by default everything alive once serving starts is "
@@ -189,10 +202,17 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _set_realtime(priority: int) -> None:
+def _set_realtime(producer_pid: int, requested: int | None) -> None:
+    """SCHED_FIFO for this thread (the hot path), below every real-time thread of the producer."""
+    from .runtime.priority import priority_below
+
+    priority, why = priority_below(producer_pid, requested)
+    if priority is None:
+        log.warning("--realtime: %s", why)
+        return
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        log.info("hot path runs with SCHED_FIFO priority %d", priority)
+        log.info("hot path runs with %s", why)
     except (PermissionError, OSError) as err:
         log.warning("cannot use SCHED_FIFO (%s); running with normal priority", err.strerror or err)
 
@@ -252,11 +272,13 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     # the model runs at the block size and rate of the first stream (others of another geometry
     # are refused with a reason)
     frames, rate = 128, 48000
+    producer_pid = args.jacktrip_pid or 0
     from .capture import Consumer, SegmentError
 
     try:
         with Consumer(source.segments()[0]) as first:
             frames, rate = first.frames_per_block, first.sample_rate_hz
+            producer_pid = args.jacktrip_pid or first.producer_pid
     except SegmentError:
         pass
     predictor, label, watcher = None, None, None
@@ -281,7 +303,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             predictor = model(path, frames, rate)
         watcher.start()
     if args.realtime is not None:
-        _set_realtime(args.realtime)
+        _set_realtime(producer_pid, args.realtime or None)
     schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
                               force_mode=None if args.mode == "auto" else args.mode)
     config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
