@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from .argtypes import number_in
+
 log = logging.getLogger("nextblock.attach")
 
 EPILOG = """\
@@ -102,16 +104,6 @@ def _positive(kind):
     return parse
 
 
-def _priority(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a SCHED_FIFO priority 1-98, got {text!r}") from None
-    if not 1 <= value <= 98:
-        raise argparse.ArgumentTypeError(f"expected a SCHED_FIFO priority 1-98, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see ``--help``)."""
     p = argparse.ArgumentParser(
@@ -173,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reattach-timeout", type=_positive(float), metavar="SECONDS",
                      help="give up (exit 3) if JackTrip is not back within this long (default: wait forever)")
     run.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="stop after this long")
-    run.add_argument("--realtime", type=_priority, nargs="?", const=0, default=None, metavar="PRIORITY",
+    run.add_argument("--realtime", type=number_in(int, 1, 98, "a SCHED_FIFO priority"), nargs="?", const=0,
+                     default=None, metavar="PRIORITY",
                      help="run the hot path with SCHED_FIFO (when permitted), always below JackTrip's real-time "
                      "threads so that it never preempts JackTrip's audio callback: one below the lowest of them "
                      "(JACK runs client callbacks at its own priority - 5, so 4 under a default jackd), or PRIORITY "

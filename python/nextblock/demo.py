@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import number_in
+
 EPILOG = """\
 examples:
   nextblock demo                                  # 8 s, 5 % random loss, seed 1
@@ -104,20 +106,11 @@ def _loss_spec(text: str) -> str:
     return text
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 2.0 <= value <= 600.0:
-        raise argparse.ArgumentTypeError(f"--seconds must be between 2 and 600, got {value:g}")
-    return value
-
-
 def build_parser(prog: str = "nextblock demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=_seconds, default=8.0, help="length of the recording played (default 8)")
+    p.add_argument("--seconds", type=number_in(float, 2.0, 600.0, "--seconds"), default=8.0,
+                   help="length of the recording played (default 8)")
     p.add_argument("--loss", type=_loss_spec, default="bernoulli:5",
                    help="packet loss on the way to the receiver (default bernoulli:5; specs below)")
     p.add_argument("--seed", type=int, default=1, help="seed of the losses (same seed = same lost packets)")
