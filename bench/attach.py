@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-gc-freeze", action="store_true",
                         help="attach --no-gc-freeze: Python's collector as usual (to measure what freezing saves)")
     parser.add_argument("--realtime", action="store_true",
-                        help="NextBlock (priority 10) and the stand-in (20) with SCHED_FIFO, as JACK would run JackTrip")
+                        help="the stand-in with SCHED_FIFO 20, as JACK would run JackTrip's audio thread, and attach "
+                        "--realtime, which takes one below the stand-in's threads (19)")
     args = parser.parse_args(argv)
     if args.streams < 1 or args.seconds <= 0:
         parser.error("--streams must be >= 1 and --seconds > 0")
