@@ -108,14 +108,14 @@ def test_the_player_plays_with_the_collector_off_and_restores_it_after():
     GIL for 76 ms mid-run (29 missed cycles of the sending server). Playing switches it off."""
     import gc
 
-    from nextblock.jackio.playrec import _no_collections
+    from nextblock.runtime.collector import collections_off
 
     assert gc.isenabled()
     kept = [[i] for i in range(1000)]
-    with _no_collections():
+    with collections_off():
         assert not gc.isenabled()
         assert gc.get_freeze_count() >= len(kept), "what existed before playing is frozen"
     assert gc.isenabled() and gc.get_freeze_count() == 0
-    with pytest.raises(RuntimeError), _no_collections():
+    with pytest.raises(RuntimeError), collections_off():
         raise RuntimeError("playback failed")
     assert gc.isenabled() and gc.get_freeze_count() == 0, "restored after a failure too"

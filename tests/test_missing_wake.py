@@ -3,7 +3,6 @@ need has not arrived, so that the consumer sleeps while every block arrives (iss
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 
@@ -12,6 +11,7 @@ import pytest
 
 from nextblock import _core
 from nextblock.capture import Consumer, Producer, monotonic_ns
+from nextblock.runtime.collector import collections_off
 from nextblock.runtime.schedule import ScheduleConfig
 from nextblock.runtime.served import ServedStream
 
@@ -25,12 +25,8 @@ def no_collections():
     of this process's heap (TensorFlow, loaded by earlier tests) could stop it long enough for its
     clock to go stale, and the waiter would rightly wake early. JackTrip's thread has no collector:
     neither has this one while a test runs."""
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    yield
-    if enabled:
-        gc.enable()
+    with collections_off():
+        yield
 
 
 def block(seq: int) -> np.ndarray:

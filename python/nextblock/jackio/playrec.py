@@ -16,8 +16,6 @@ everything after it. Start times are taken on CLOCK_MONOTONIC (shared by both pr
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import sys
@@ -29,25 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.collector import collections_off
 from .procs import ManagedProcess, wait_until
 
 __all__ = ["PlayRecord", "PlayRecordResult", "jack_client_available"]
-
-
-@contextlib.contextmanager
-def _no_collections():
-    """Collect once, move every object out of the collector's reach (``gc.freeze``, as
-    ``nextblock.attach`` does for its hot path) and switch the collector off until the block ends."""
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
 
 
 def jack_client_available() -> tuple[bool, str]:
@@ -137,7 +120,7 @@ class PlayRecord:
         # (harness, metrics, ViSQOL) is large. A full collection here once held the GIL for 76 ms
         # mid-run, the sending server missed 29 cycles and the run scored a JACK stall, not its
         # receiver. No collections while playing (reference counting still frees).
-        with _no_collections():
+        with collections_off():
             return self._play_without_collections(jack, rate_hz, timeout_s)
 
     def _play_without_collections(self, jack, rate_hz: int, timeout_s: float) -> dict:

@@ -12,12 +12,14 @@ surviving objects over the collector's threshold, at any moment of a long sessio
 (``gc.freeze``, no pause): later collections walk only what was created since, so they take
 microseconds. The loop calls it once streams are attached (model loaded and warmed) and again after
 a stream joins or the model is swapped, and :func:`thaw_survivors` when it returns (a process that
-goes on, a test run for one, collects as usual again). :class:`CollectorPauses` measures every collection
+goes on, a test run for one, collects as usual again). :func:`collections_off` switches collections
+off for a block (the harness's player). :class:`CollectorPauses` measures every collection
 (``gc.callbacks``) for the statistics (``gc_collections``, ``gc_max_pause_us``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 
@@ -33,6 +35,23 @@ def freeze_survivors() -> None:
 def thaw_survivors() -> None:
     """Give the frozen objects back to the collector (``gc.unfreeze``)."""
     gc.unfreeze()
+
+
+@contextlib.contextmanager
+def collections_off():
+    """No collection at all inside the block, for a Python thread that stands in for a real-time
+    one (the harness's JACK player, a test's producer): collect once, freeze what is alive, switch
+    the collector off; on exit, also after an exception, thaw and switch it back on if it was."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 class CollectorPauses:
