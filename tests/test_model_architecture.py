@@ -93,3 +93,49 @@ def test_phase_term_sees_a_phase_error_that_the_log_magnitude_term_does_not():
     with_phase = term(spectral_weight=0.0, phase_weight=1.0) - term(spectral_weight=0.0)
     assert magnitude_only < 0.05 and with_phase > 0.3
     assert abs(term(spectral_weight=0.0, phase_weight=2.0) - term(spectral_weight=0.0) - 2 * with_phase) < 1e-4
+
+
+def test_loss_matches_a_numpy_reference():
+    """The ``keras.ops`` loss (any backend) against numpy: weighted MSE + log-magnitude and complex
+    STFT terms over Hann-windowed frames with a half-frame hop and no padding."""
+    cfg = FeatureConfig()
+    codec = SpectralCodec(cfg)
+    rng = np.random.default_rng(7)
+    target = rng.standard_normal((3, cfg.output_samples)).astype(np.float32)
+    predicted = rng.standard_normal((3, cfg.output_bins, 2)).astype(np.float32)
+    sizes, spectral, phase, floor = (32, 128), 0.3, 0.2, 1e-3
+    got = np.asarray(make_loss(cfg, spectral_weight=spectral, phase_weight=phase, fft_sizes=sizes, log_floor=floor)(
+        target, predicted))
+
+    wave = np.fft.irfft((predicted[..., 0] + 1j * predicted[..., 1]) * codec.output_gain, n=cfg.output_samples)
+    weights = np.full(cfg.output_samples, 0.5)
+    weights[:cfg.frames_per_block] = 1.0
+    want = np.mean((wave - target) ** 2 * weights / weights.mean(), axis=-1)
+    for size in sizes:
+        starts = range(0, cfg.output_samples - size + 1, size // 2)
+        hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)
+        t = np.fft.rfft(np.stack([target[:, s:s + size] for s in starts], 1) * hann)
+        p = np.fft.rfft(np.stack([wave[:, s:s + size] for s in starts], 1) * hann)
+        want += spectral / len(sizes) * np.mean(np.abs(np.log(np.abs(t) + floor) - np.log(np.abs(p) + floor)), axis=(1, 2))
+        want += phase / len(sizes) * np.mean(np.abs((t - p).real) + np.abs((t - p).imag), axis=(1, 2))
+    np.testing.assert_allclose(got, want, rtol=2e-4)
+
+
+def test_tap_depthwise_model_has_the_same_weights_and_output(tmp_path):
+    """``build_model(depthwise_taps=True)`` (what nextblock.train_jax trains) loads and writes the
+    plain model's weights and computes the same spectrum and MACs."""
+    cfg = FeatureConfig(lpc_order=32)
+    arch = ArchitectureConfig(width=8, blocks=2)
+    plain = build_model(cfg, arch)
+    rng = np.random.default_rng(9)
+    plain.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.1 for w in plain.get_weights()])
+    plain.save_weights(str(tmp_path / "plain.weights.h5"))
+    taps = build_model(cfg, arch, depthwise_taps=True)
+    taps.load_weights(str(tmp_path / "plain.weights.h5"))
+    features = rng.standard_normal((3, cfg.input_bins, 5)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(taps(features)), np.asarray(plain(features)), rtol=1e-5, atol=1e-5)
+    assert count_macs(taps) == count_macs(plain)
+    taps.save_weights(str(tmp_path / "taps.weights.h5"))
+    again = build_model(cfg, arch)
+    again.load_weights(str(tmp_path / "taps.weights.h5"))
+    np.testing.assert_array_equal(np.asarray(again(features)), np.asarray(plain(features)))

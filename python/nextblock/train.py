@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import group_weight, int_list
+
 EPILOG = """\
 examples:
   # train the default model on every package unpacked in the cache (~/.cache/nextblock/debian/extracted)
@@ -43,29 +45,6 @@ picks MultiWorkerMirrored / Mirrored accordingly (one device otherwise).
 """
 
 
-def _int_list(text: str) -> list[int]:
-    """``"44100,48000"`` → ``[44100, 48000]`` (argparse type)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _group_weight(text: str) -> tuple[str, float]:
-    """``"choir=3"`` → ``("choir", 3.0)`` (argparse type)."""
-    name, _, weight = text.partition("=")
-    try:
-        value = float(weight)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GROUP=WEIGHT, got {text!r}") from None
-    if not name or value < 0:
-        raise argparse.ArgumentTypeError(f"expected GROUP=WEIGHT with a weight >= 0, got {text!r}")
-    return name, value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring and ``--help``)."""
     p = argparse.ArgumentParser(
@@ -78,11 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--validation-examples", type=int, default=8_000, help="validation windows (default %(default)s)")
     src.add_argument("--max-files-per-group", type=int, default=120, help="files read per folder and split (default %(default)s)")
     src.add_argument("--excerpt-seconds", type=float, default=12.0, help="seconds read per file (default %(default)s)")
-    src.add_argument("--train-rates-hz", type=_int_list, metavar="HZ[,HZ...]",
+    src.add_argument("--train-rates-hz", type=int_list, metavar="HZ[,HZ...]",
                      help="resample each file to one of these rates, drawn per file (a repeated rate is drawn more "
                           "often): one model for every stream rate, e.g. 32000,44100,44100,48000,48000,88200,96000 "
                           "(default: --sample-rate-hz only)")
-    src.add_argument("--group-weight", action="append", default=[], type=_group_weight, metavar="GROUP=W",
+    src.add_argument("--group-weight", action="append", default=[], type=group_weight, metavar="GROUP=W",
                      help="relative share of windows of the audio folder named GROUP (default 1), repeatable, "
                           "e.g. --group-weight choir=3")
     feat = p.add_argument_group("features")
@@ -108,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--spectral-weight", type=float, default=0.1, help="weight of the multi-resolution STFT loss (default %(default)s)")
     tr.add_argument("--spectral-floor", type=float, default=1e-3, help="magnitude floor in the spectral loss's logs, RMS units (default %(default)s)")
     tr.add_argument("--phase-weight", type=float, default=0.0, help="weight of the complex (phase-aware) multi-resolution STFT loss (default %(default)s)")
-    tr.add_argument("--spectral-fft-sizes", type=_int_list, default=[32, 64, 128], metavar="N[,N...]",
+    tr.add_argument("--spectral-fft-sizes", type=int_list, default=[32, 64, 128], metavar="N[,N...]",
                     help="STFT frame lengths of the spectral and phase terms, each <= the output (default 32,64,128)")
     tr.add_argument("--init-weights", metavar="H5",
                     help="start from these Keras weights (fine-tuning, e.g. models/nextblock-default.weights.h5; "
@@ -123,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ch.add_argument("--chained-model", metavar="TFLITE", default="guess",
                     help="what makes the predictions: an exported model (e.g. models/nextblock-default.tflite, "
                          "run as the harness runs it) or 'guess' (the Burg AR guess alone) (default %(default)s)")
-    ch.add_argument("--chained-block-sizes", type=_int_list, default=[64, 128, 256], metavar="N[,N...]",
+    ch.add_argument("--chained-block-sizes", type=int_list, default=[64, 128, 256], metavar="N[,N...]",
                     help="block sizes a chain is made of, one drawn per window (default 64,128,256)")
     tr.add_argument("--seed", type=int, default=0, help="seed for data sampling, shuffling and initialisation (default %(default)s)")
     tr.add_argument("--strategy", default="auto", choices=("auto", "one", "mirrored", "multiworker"), help="tf.distribute strategy (default %(default)s)")
@@ -247,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from .model.examples import MAX_TARGET_GAIN, predictable
+
+    for split in windows:  # onsets after silence: unpredictable, and they swamp the loss (also in cached windows)
+        keep = predictable(windows[split], features.context_samples, features.output_samples)
+        print(f"{split}: dropped {int(np.count_nonzero(~keep))} of {keep.shape[0]} windows whose continuation is "
+              f"over {MAX_TARGET_GAIN:g}x louder than their context", flush=True)
+        windows[split] = windows[split][keep]
     if windows["train"].shape[0] < args.batch_size or windows["validation"].shape[0] == 0:
         print(f"error: too little audio: {windows['train'].shape[0]} training and "
               f"{windows['validation'].shape[0]} validation windows", file=sys.stderr)

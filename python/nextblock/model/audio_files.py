@@ -44,6 +44,19 @@ def cache_extracted_dir() -> Path:
     return Path(root).expanduser() / "debian" / "extracted"
 
 
+def by_split_and_group(files: list[AudioFile], group_weights: dict[str, float] | None = None
+                       ) -> tuple[dict[tuple[str, str], list[AudioFile]], dict[str, float]]:
+    """``files`` by ``(split, group)``, and each group's share of a split (its weight, default 1,
+    over the sum of all groups' weights; groups sorted by name)."""
+    weights = dict(group_weights or {})
+    grouped: dict[tuple[str, str], list[AudioFile]] = {}
+    for f in files:
+        grouped.setdefault((f.split, f.group), []).append(f)
+    groups = sorted({f.group for f in files})
+    total = sum(float(weights.get(g, 1.0)) for g in groups)
+    return grouped, {g: float(weights.get(g, 1.0)) / total for g in groups}
+
+
 def split_of(relative_path: str, validation_percent: int = 10, test_percent: int = 10) -> str:
     """Deterministic split of one recording from a hash of its relative path.
 

@@ -33,13 +33,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..features.config import FeatureConfig
-from .examples import MIN_CONTEXT_RMS
+from .examples import MAX_TARGET_GAIN, MIN_CONTEXT_RMS
 
 #: probability that a burst ends after each lost block (Gilbert 0.02,0.25: mean burst of 4 blocks)
 CHAIN_STOP_PROBABILITY = 0.25
 #: a chain is dropped when the target's RMS exceeds this many times the chained context's
-#: (the 99.9th percentile of true windows is about 10)
-CHAIN_MAX_GAIN = 10.0
+#: (the rule training applies to every window: :data:`nextblock.model.examples.MAX_TARGET_GAIN`)
+CHAIN_MAX_GAIN = MAX_TARGET_GAIN
 #: rows per predictor call
 CHAIN_BATCH = 2048
 

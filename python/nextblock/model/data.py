@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..features.config import FeatureConfig
 from ..features.spectral import SpectralCodec
-from .audio_files import SPLITS, find_audio_files, read_excerpt
+from .audio_files import SPLITS, by_split_and_group, find_audio_files, read_excerpt
 from .examples import MIN_CONTEXT_RMS, random_windows
 
 SHARDS_FORMAT = "nextblock-shards/1"
@@ -102,20 +102,15 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
             with np.load(cache_file) as loaded:
                 return {split: loaded[split] for split in examples}
 
-    by_split_group: dict[tuple[str, str], list] = defaultdict(list)
-    for f in files:
-        by_split_group[(f.split, f.group)].append(f)
-    groups = sorted({f.group for f in files})
-    total_weight = sum(float(weights.get(g, 1.0)) for g in groups)
+    by_split_group, shares = by_split_and_group(files, weights)
     rng = np.random.default_rng(seed)
     jobs = []
     for split, wanted in examples.items():
-        for group in groups:
+        for group, share in shares.items():
             candidates = by_split_group.get((split, group), [])
             if not candidates or wanted <= 0:
                 continue
             order = rng.permutation(len(candidates))[:max_files_per_group]
-            share = float(weights.get(group, 1.0)) / total_weight
             per_file = math.ceil(wanted * share / len(order))
             jobs.extend((split, candidates[i].path, per_file, rates[rng.integers(len(rates))]) for i in order)
 

@@ -11,6 +11,10 @@ import numpy as np
 
 #: windows whose context RMS is below this (≈ -74 dBFS) are skipped.
 MIN_CONTEXT_RMS = 2e-4
+#: a window whose continuation is more than this many times louder (RMS) than its context is a
+#: sound starting after (near) silence: unpredictable, and in the loss's RMS units of the context
+#: it weighs up to millions of times a usual window (the 99.9th percentile is about 10).
+MAX_TARGET_GAIN = 10.0
 
 
 def random_windows(audio: np.ndarray, count: int, window_samples: int, context_samples: int,
@@ -45,3 +49,16 @@ def random_windows(audio: np.ndarray, count: int, window_samples: int, context_s
     rms = np.sqrt(np.mean(np.square(windows[:, :context_samples]), axis=1))
     keep = np.flatnonzero(rms >= MIN_CONTEXT_RMS)[:count]
     return np.ascontiguousarray(windows[keep], dtype=np.float32)
+
+
+def predictable(windows: np.ndarray, context_samples: int, output_samples: int) -> np.ndarray:
+    """``(n,)`` bool: windows whose continuation (the last ``output_samples``) is at most
+    :data:`MAX_TARGET_GAIN` times as loud (RMS) as the ``context_samples`` before it, and whose
+    context is not silent. Any history before the context is ignored.
+
+    ``windows``: ``(n, history + context_samples + output_samples)`` float32.
+    """
+    end = windows.shape[1] - output_samples
+    context = np.sqrt(np.mean(np.square(windows[:, end - context_samples:end], dtype=np.float64), axis=1))
+    target = np.sqrt(np.mean(np.square(windows[:, end:], dtype=np.float64), axis=1))
+    return (context >= MIN_CONTEXT_RMS) & (target <= MAX_TARGET_GAIN * context)
