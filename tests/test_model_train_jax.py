@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from resources import needs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +56,7 @@ def _corpus(root: Path) -> Path:
 
 def test_two_networks_train_and_export(tmp_path):
     try:
-        import jax  # noqa: F401
+        import jax  # noqa: F401 - only whether it is installed
     except ImportError:
         needs("jax", "pip install -e .[train] (nextblock.train_jax trains with Keras on JAX)")
     corpus = _corpus(tmp_path)
