@@ -187,6 +187,7 @@ class Trainer:
         import jax
         import keras
 
+        from .features.spectral import SpectralCodec
         from .model.architecture import ArchitectureConfig, build_model
         from .model.losses import make_loss, make_snr_metric
 
@@ -211,14 +212,13 @@ class Trainer:
         self.best = (float("inf"), None)
         self.config, self.args = config, args
         model, optimizer, batch, lr_index = self.model, self.optimizer, args.batch_size, self.lr_index
-        sign = np.ones(SpectralCodecChannels(config), np.float32)
 
         def compute_loss(tv, ntv, x, y):
             pred, ntv = model.stateless_call(tv, ntv, x, training=True)
             return keras.ops.mean(loss_fn(y, pred)), ntv
 
         grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
-        signed = np.zeros(sign.shape[0], np.float32)
+        signed = np.zeros(SpectralCodec(config).feature_channels, np.float32)  # 1: the channel flips with the audio
         signed[list(SIGNED_CHANNELS)] = 1.0
 
         def run_steps(state, key, x_all, y_all, first_step, total_steps, n_steps):
@@ -306,12 +306,6 @@ class Trainer:
                   "result": {"parameters": int(self.model.count_params()), "best_val_loss": self.best[0],
                              "train_seconds": self.history[-1]["seconds"] if self.history else 0}}
         (self.out_dir / "config.json").write_text(json.dumps(config, indent=2))
-
-
-def SpectralCodecChannels(config: FeatureConfig) -> int:  # noqa: N802 - reads like the property it wraps
-    from .features.spectral import SpectralCodec
-
-    return SpectralCodec(config).feature_channels
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,11 +15,13 @@ them for a share of the training windows, offline:
    first block from the context so far — exactly what the harness plays during a burst, with
    :class:`~nextblock.model.stream.StreamPredictor`'s rules for blocks past half the horizon;
 4. the target stays the *true* continuation (what the harness scores against);
-5. a chain is dropped (the window keeps its true context) when the target is more than
-   :data:`CHAIN_MAX_GAIN` times louder (RMS) than the chained context, or that context is
-   silent: a sound that starts during the burst, after (near) silence, is unpredictable, and in
-   the loss's RMS units (the context's RMS) it would weigh millions of times a usual window — a
-   first fine-tuning run's mean training loss was 170,000 against ~1.
+5. a chain is dropped (the window keeps its true context) when the chained window fails
+   :func:`~nextblock.model.examples.predictable` — the target more than
+   :data:`~nextblock.model.examples.MAX_TARGET_GAIN` times louder (RMS) than the chained context,
+   or that context silent —, the rule every training window passes: a sound that starts during
+   the burst, after (near) silence, is unpredictable, and in the loss's RMS units (the context's
+   RMS) it would weigh millions of times a usual window — a first fine-tuning run's mean training
+   loss was 170,000 against ~1.
 
 The predictor is an exported model (:class:`~nextblock.model.runner.BlockPredictor`, batched;
 e.g. the model being fine-tuned, so the contexts are the ones it will meet) or the Burg guess
@@ -33,13 +35,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..features.config import FeatureConfig
-from .examples import MAX_TARGET_GAIN, MIN_CONTEXT_RMS
+from .examples import predictable
 
 #: probability that a burst ends after each lost block (Gilbert 0.02,0.25: mean burst of 4 blocks)
 CHAIN_STOP_PROBABILITY = 0.25
-#: a chain is dropped when the target's RMS exceeds this many times the chained context's
-#: (the rule training applies to every window: :data:`nextblock.model.examples.MAX_TARGET_GAIN`)
-CHAIN_MAX_GAIN = MAX_TARGET_GAIN
 #: rows per predictor call
 CHAIN_BATCH = 2048
 
@@ -149,25 +148,20 @@ def chain_windows(windows: np.ndarray, config: FeatureConfig, predictor: Horizon
         rows, k = chosen[mine], count[mine]
         if rows.shape[0] == 0:
             continue
-        work = windows[rows, :end].copy()
+        work = windows[rows].copy()  # whole windows: the chain overwrites the context, the target stays true
         position = end - k * size  # where each row's first lost block starts
         for step in range(int(k.max())):
             live = np.flatnonzero(k > step)
             at = position[live] + step * size
-            index = at[:, None] + np.arange(-ctx, 0)[None, :]
-            contexts = np.take_along_axis(work[live], index, axis=1)
-            blocks = first_block(predictor, contexts, size, config)
-            put = at[:, None] + np.arange(size)[None, :]
             sub = work[live]
-            np.put_along_axis(sub, put, blocks, axis=1)
+            contexts = np.take_along_axis(sub, at[:, None] + np.arange(-ctx, 0)[None, :], axis=1)
+            blocks = first_block(predictor, contexts, size, config)
+            np.put_along_axis(sub, at[:, None] + np.arange(size)[None, :], blocks, axis=1)
             work[live] = sub
-        chained = work[:, history:end]
-        level = np.sqrt(np.mean(np.square(chained), axis=1))
-        target = np.sqrt(np.mean(np.square(result[rows, ctx:]), axis=1))
-        keep = (level >= MIN_CONTEXT_RMS) & (target <= CHAIN_MAX_GAIN * level)
-        result[rows[keep], :ctx] = chained[keep]
+        keep = predictable(work, ctx, out_n)  # the rule every training window passes
+        result[rows[keep], :ctx] = work[keep, history:end]
         depth[rows[keep]] = k[keep] * size
     return result, depth
 
 
-__all__ = ["CHAIN_MAX_GAIN", "CHAIN_STOP_PROBABILITY", "chain_windows", "first_block", "make_chain_predictor"]
+__all__ = ["CHAIN_STOP_PROBABILITY", "chain_windows", "first_block", "make_chain_predictor"]
