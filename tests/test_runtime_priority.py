@@ -50,6 +50,11 @@ def test_a_normal_process_has_no_realtime_threads_and_gets_no_realtime_helper():
     assert priority is None and "no real-time thread" in why
 
 
+def test_an_unknown_producer_gets_no_realtime_helper_and_the_reason_says_so():
+    priority, why = priority_below(0, 10)
+    assert priority is None and "not known" in why and "--jacktrip-pid" in why
+
+
 def test_a_process_that_is_gone_has_none():
     proc = subprocess.Popen(["true"])
     proc.wait()

@@ -47,10 +47,13 @@ def priority_below(pid: int, requested: int | None = None) -> tuple[int | None, 
     Returns
     -------
     (priority, reason)
-        ``priority`` is ``None`` when the helper must stay at normal priority: ``pid`` has no
-        real-time thread (a real-time helper would preempt all of it), or its lowest is already 1.
+        ``priority`` is ``None`` when the helper must stay at normal priority: ``pid`` is unknown
+        (0), it has no real-time thread (a real-time helper would preempt all of it), or its lowest is already 1.
         ``reason`` says what was chosen and why, for the log.
     """
+    if pid <= 0:
+        return None, ("the producer's PID is not known (no segment attached yet; --jacktrip-pid names it): "
+                      "staying at normal priority, so as never to preempt it")
     priorities = realtime_priorities(pid)
     if not priorities:
         return None, (f"PID {pid} has no real-time thread: staying at normal priority, so as never to preempt it")
