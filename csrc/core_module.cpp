@@ -17,6 +17,7 @@
 
 #include "nextblock/codec.hpp"
 #include "nextblock/lpc.hpp"
+#include "nextblock/pattern.hpp"
 #include "nextblock/shm_protocol.hpp"
 #include "nextblock/stream_tap.hpp"
 
@@ -528,6 +529,62 @@ PYBIND11_MODULE(_core, m) {
       "Burg AR continuation of each row of history (rows, n) float32: Burg's method of the given order "
       "on the whole row, AR recursion from its last `order` samples. Returns (rows, n_out) float32 "
       "(zeros for a row whose mean square is not above silence_mean_square). See nextblock.features.lpc.");
+
+  py::class_<nextblock::LongTermPredictor>(m, "LongTermPredictor",
+                                           "Pattern-matched continuation of a long history and its backcast weight "
+                                           "(nextblock/pattern.hpp; see nextblock.features.pattern). Buffers and FFT plans "
+                                           "are made here; predict allocates only its results and releases the GIL.")
+      .def(py::init([](size_t history_samples, size_t template_samples, size_t min_lag_samples, size_t backcast_samples,
+                       int ar_order, size_t ar_samples, double max_gain, double lo_db, double hi_db,
+                       double silence_mean_square) {
+             nextblock::LongTermConfig c;
+             c.history_samples = history_samples;
+             c.template_samples = template_samples;
+             c.min_lag_samples = min_lag_samples;
+             c.backcast_samples = backcast_samples;
+             c.ar_order = ar_order;
+             c.ar_samples = ar_samples;
+             c.max_gain = max_gain;
+             c.lo_db = lo_db;
+             c.hi_db = hi_db;
+             c.silence_mean_square = silence_mean_square;
+             try {
+               return std::make_unique<nextblock::LongTermPredictor>(c);
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(e.what());
+             }
+           }),
+           py::arg("history_samples"), py::arg("template_samples"), py::arg("min_lag_samples"),
+           py::arg("backcast_samples"), py::arg("ar_order"), py::arg("ar_samples"), py::arg("max_gain"),
+           py::arg("lo_db"), py::arg("hi_db"), py::arg("silence_mean_square"))
+      .def_property_readonly("history_samples", [](const nextblock::LongTermPredictor& self) { return self.config().history_samples; })
+      .def(
+          "predict",
+          [](nextblock::LongTermPredictor& self, F32Array history, py::array_t<long long, py::array::c_style | py::array::forcecast> skip,
+             size_t n_out) {
+            const size_t n = self.config().history_samples;
+            if (history.ndim() != 2 || size_t(history.shape(1)) != n)
+              throw py::value_error("history must have shape (rows, " + std::to_string(n) + ")");
+            const py::ssize_t rows = history.shape(0);
+            if (skip.ndim() != 1 || skip.shape(0) != rows) throw py::value_error("skip must have shape (rows,)");
+            if (n_out < 1) throw py::value_error("n_out must be positive");
+            const long long* sk = skip.data();
+            for (py::ssize_t r = 0; r < rows; ++r)
+              if (sk[r] < 0) throw py::value_error("skip must not be negative");
+            py::array_t<float> out({rows, py::ssize_t(n_out)});
+            py::array_t<double> weight(rows);
+            const float* h = history.data();
+            float* o = out.mutable_data();
+            double* wt = weight.mutable_data();
+            {
+              py::gil_scoped_release release;
+              for (py::ssize_t r = 0; r < rows; ++r) wt[r] = self.predict(h + r * n, size_t(sk[r]), n_out, o + r * n_out);
+            }
+            return py::make_tuple(out, weight);
+          },
+          py::arg("history"), py::arg("skip"), py::arg("n_out"),
+          "history (rows, history_samples) float32, skip (rows,) samples already concealed at its end -> (guess "
+          "(rows, n_out) float32, weight (rows,) float64 in [0, 1]; 0 and a zero guess for silence or no match).");
 
   py::class_<nextblock::CodecCore>(m, "CodecCore",
                                    "The spectral codec around one network call (nextblock/codec.hpp): encode() before "

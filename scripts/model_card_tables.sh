@@ -6,7 +6,8 @@
 #      files per category in heldout-v3-visqol/
 #   2. python -m nextblock.evaluate --by-folder at 48 kHz x {64, 128, 256} and 44.1 kHz x 128, 5 %
 #      Bernoulli and Gilbert 0.02,0.25 bursts, every concealer in ONE run per configuration (same
-#      loss masks): zeros, JackTrip's Burg, the AR(128) baseline, NextBlock ($MODEL)
+#      loss masks): zeros, JackTrip's Burg, the AR(128) baseline, NextBlock ($MODEL) and its network
+#      alone (nextblock-net: without the long-term guess)
 #      -> eval-RATE-FRAMES.json; the float16 variant at 48 kHz x 128 -> fp16-48000-128.json
 #   3. ViSQOL (audio mode) on the subset at 48 kHz x 128 -> visqol-48000-128.json
 #   4. bench/model_latency.py --all-frames (every block size against its budget) -> latency.txt
@@ -56,7 +57,7 @@ done
 for cfg in 48000:64 48000:128 48000:256 44100:128; do
   rate=${cfg%:*} fpp=${cfg#*:}
   nice python -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol --quiet \
-    --concealer zeros --concealer burg --concealer ar128 --concealer nextblock --model "$MODEL" \
+    --concealer zeros --concealer burg --concealer ar128 --concealer nextblock --concealer nextblock-net --model "$MODEL" \
     --json "$OUT/eval-$rate-$fpp.json" > "$OUT/eval-$rate-$fpp.md"
   if [ -n "${PREVIOUS:-}" ] && [ -n "${PREVIOUS_EVERY:-}" ]; then
     nice python -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol \
@@ -81,7 +82,7 @@ fi
 # 3. ViSQOL on the subset
 if [ -z "${SKIP_VISQOL:-}" ]; then
   nice python -m nextblock.evaluate "$SUBSET" --by-folder "${LOSSES[@]}" --quiet \
-    --concealer burg --concealer ar128 --concealer nextblock --model "$MODEL" \
+    --concealer burg --concealer ar128 --concealer nextblock --concealer nextblock-net --model "$MODEL" \
     --json "$OUT/visqol-48000-128.json" > "$OUT/visqol-48000-128.md"
 fi
 

@@ -121,9 +121,10 @@ def test_channels_are_independent_and_outputs_finite(passthrough_tflite):
 
 
 def test_concealer_plays_the_prediction_on_loss(passthrough_tflite):
-    from nextblock.concealers.nextblock import NextBlockConcealer
+    """The network alone (``nextblock-net``: the long-term guess is tested in test_features_pattern.py)."""
+    from nextblock.concealers.nextblock import NextBlockConcealer, NextBlockNetConcealer
 
-    concealer = NextBlockConcealer(FRAMES, 48000, model_path=passthrough_tflite[0])
+    concealer = NextBlockNetConcealer(FRAMES, 48000, model_path=passthrough_tflite[0])
     signal = _sine(6, CONTEXT_SAMPLES + 4 * FRAMES)
     blocks = signal.reshape(-1, FRAMES)
     for block in blocks[:-2]:

@@ -48,7 +48,7 @@ def test_two_blocks_of_any_size_are_the_true_continuation(frames):
     n = np.arange(1024 + 2 * frames)
     signal = np.stack([np.sin(w * n), 0.5 * np.cos(w * n)]).astype(np.float32)  # two channels
     model = SineContinuer(w)
-    stream = StreamPredictor(model, frames, 44100)
+    stream = StreamPredictor(model, frames, 44100, long_term=False)
     out = stream.predict(signal[:, :1024])
     assert out.shape == (2, 2, frames) and out.dtype == np.float32
     np.testing.assert_allclose(out.reshape(2, -1), signal[:, 1024:], atol=2e-3)
@@ -125,7 +125,7 @@ def test_short_blocks_reuse_a_prediction_while_the_stream_moves_on(frames, calls
     n = np.arange(1024 + 64 * frames)
     signal = np.sin(w * n).astype(np.float32)[None]
     model = SineContinuer(w)
-    stream = StreamPredictor(model, frames, 48000, min_refresh_samples=64)
+    stream = StreamPredictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
     for block in range(4 * (64 // min(frames, 64))):
         end = 1024 + block * frames
         out = stream.predict(signal[:, end - 1024:end])
@@ -176,10 +176,10 @@ def test_past_the_horizon_the_burg_guess_continues_with_one_model_call(frames):
 
     rng = np.random.default_rng(6)
     context = (np.sin(np.arange(1024) / 9.0) + 0.1 * rng.standard_normal(1024)).astype(np.float32)[None]
-    stream = StreamPredictor(BurgOnly(), frames, 48000)
+    stream = StreamPredictor(BurgOnly(), frames, 48000, long_term=False)
     assert stream.beyond_horizon == "guess" and stream.calls == 1
     out = stream.predict(context)
     np.testing.assert_allclose(out.reshape(1, -1), burg_continuation(context[:, -768:], 128, 2 * frames), atol=1e-5)
     assert stream.model_calls == 1
-    chained = StreamPredictor(BurgOnly(), frames, 48000, beyond_horizon="chain")
+    chained = StreamPredictor(BurgOnly(), frames, 48000, beyond_horizon="chain", long_term=False)
     assert chained.calls == -(-2 * frames // 256)

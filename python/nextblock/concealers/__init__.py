@@ -8,7 +8,9 @@ name                    what a lost block is played as
 ``repeat-xfade``        the last block, cross-faded into real audio on recovery
 ``burg``                JackTrip v2.7.2 Regulator's Burg prediction (``--bufstrategy 3``)
 ``ar128``               order-128 Burg AR on the last 10 blocks (PARCnet's linear part)
-``nextblock``           the NextBlock CNN (needs ``model_path``; loaded lazily)
+``nextblock``           the NextBlock CNN and the long-term guess, as the runtime plays it (needs
+                        ``model_path``; loaded lazily)
+``nextblock-net``       the NextBlock CNN alone (the ablation without the long-term guess)
 ======================  ===========================================================================
 
 >>> from nextblock.concealers import make_concealer
@@ -30,6 +32,7 @@ CONCEALERS: dict[str, str] = {
     "burg": "nextblock.concealers.burg:BurgConcealer",
     "ar128": "nextblock.concealers.ar:ARConcealer",
     "nextblock": "nextblock.concealers.nextblock:NextBlockConcealer",
+    "nextblock-net": "nextblock.concealers.nextblock:NextBlockNetConcealer",
 }
 
 

@@ -35,15 +35,26 @@ class NextBlockConcealer(StreamingConcealer):
     """
 
     name: ClassVar[str] = "nextblock"
+    #: blend in the long-term (pattern-matching) guess, as the live runtime does
+    long_term: ClassVar[bool] = True
 
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | Path | None = None,
                  *, predictor: BlockPredictor | None = None):
         model = predictor if predictor is not None else BlockPredictor(model_path)
-        self.stream = StreamPredictor(model, frames_per_block, sample_rate_hz)
+        self.stream = StreamPredictor(model, frames_per_block, sample_rate_hz, long_term=self.long_term)
         self.predictor = model
-        super().__init__(frames_per_block, sample_rate_hz, history_samples=max(model.context_samples, frames_per_block))
+        super().__init__(frames_per_block, sample_rate_hz, history_samples=max(self.stream.context_samples, frames_per_block))
 
     def predict(self) -> np.ndarray:
-        """``(2, frames_per_block)`` float32: the model's guess for the next two blocks from ``history``."""
-        context = self.history[-self.predictor.context_samples:]
-        return self.stream.predict(context[None, :])[0]
+        """``(2, frames_per_block)`` float32: the guess for the next two blocks from ``history``
+        (the blocks concealed since the last arrival are told to the long-term guess)."""
+        context = self.history[-self.stream.context_samples:]
+        concealed = self.blocks_since_arrival * self.frames_per_block if self.lost_last else 0
+        return self.stream.predict(context[None, :], concealed)[0]
+
+
+class NextBlockNetConcealer(NextBlockConcealer):
+    """The network alone: :class:`NextBlockConcealer` without the long-term guess (an ablation)."""
+
+    name: ClassVar[str] = "nextblock-net"
+    long_term: ClassVar[bool] = False

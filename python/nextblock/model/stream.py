@@ -23,7 +23,13 @@ what they expect — the next two blocks, ``(channels, 2, frames_per_block)``:
    cut from it further on instead of calling the model again. At 16 frames the model then runs on
    every 4th block: its cost stays that of a 64-frame stream (a 16-frame block lasts 167 µs at
    96 kHz, less than one model call), at the price of predicting from up to 48 samples older
-   context. The harness (``NextBlockConcealer``) always predicts afresh.
+   context. The harness (``NextBlockConcealer``) always predicts afresh;
+4. with ``long_term`` (the default), the long-term guess of :mod:`nextblock.features.pattern` —
+   the last pitch period copied from 85 ms of history, where a backcast says it beats a linear
+   guess — is blended into the two blocks. ``context_samples`` is then the longer history that
+   guess reads (4096); the model reads the newest 1024 of it. ``predict(context,
+   concealed_samples)`` says how many samples at the end of each context were concealed (a
+   burst): the guess serves a burst's first block only (:mod:`~nextblock.features.pattern`).
 
 :func:`stream_support` says whether a model's metadata can serve a stream (and why not), and
 :func:`choose_model` picks, among model files, the one that serves it with the fewest calls.
@@ -37,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..features.pattern import HISTORY_SAMPLES, LongTermGuess, blend_long_term
 
 #: the latency budget of one prediction at the reference configuration (p99, one channel, µs)
 REFERENCE_BUDGET_US = 250.0
@@ -144,6 +152,8 @@ class StreamPredictor:
     beyond_horizon:
         ``"guess"`` or ``"chain"``: how samples past the model's horizon are made (step 2);
         models without a Burg guess always chain.
+    long_term:
+        Blend in the long-term (pattern-matching) guess (step 4).
 
     Raises ``ValueError`` with the reason of :func:`stream_support` when the model cannot serve
     the stream. Exposes the live loop's predictor interface
@@ -155,18 +165,22 @@ class StreamPredictor:
     MATCH_SAMPLES = 32
 
     def __init__(self, model, frames_per_block: int, sample_rate_hz: int, min_refresh_samples: int = 0,
-                 beyond_horizon: str = "guess"):
+                 beyond_horizon: str = "guess", long_term: bool = True):
         reason = stream_support(model.metadata, frames_per_block, sample_rate_hz)
         if reason is not None:
             raise ValueError(f"model {getattr(model, 'name', '')} {model.model_version}: {reason}")
         self.model = model
         self.frames_per_block = int(frames_per_block)
         self.sample_rate_hz = int(sample_rate_hz)
-        self.context_samples = int(model.context_samples)
+        #: samples the model reads (the newest of each context)
+        self.model_context_samples = int(model.context_samples)
+        self.long_term = LongTermGuess(max(HISTORY_SAMPLES, self.model_context_samples)) if long_term else None
+        #: samples of context :meth:`predict` takes: the long-term guess's history, or the model's context
+        self.context_samples = self.long_term.history_samples if long_term else self.model_context_samples
         self.horizon_samples = int(model.horizon_samples)
         #: model calls per :meth:`predict` (1 while two blocks fit in the horizon)
         self.calls = calls_per_prediction(self.horizon_samples, self.frames_per_block)
-        self._work = np.zeros((1, self.context_samples + self.calls * self.horizon_samples), np.float32)
+        self._work = np.zeros((1, self.model_context_samples + self.calls * self.horizon_samples), np.float32)
         #: reuse only while two blocks fit in the horizon and the block is shorter than the refresh
         self.min_refresh_samples = int(min_refresh_samples) if self.calls == 1 else 0
         config = getattr(model, "config", None)
@@ -206,13 +220,20 @@ class StreamPredictor:
         return (f"{self.name} {self.model_version} for {self.frames_per_block} frames at {self.sample_rate_hz} Hz: "
                 f"{self.calls} call(s) of {self.horizon_samples} samples per prediction")
 
-    def predict(self, context: np.ndarray) -> np.ndarray:
+    #: predict() takes ``concealed_samples`` (the live loop passes it when this is true)
+    takes_concealed_samples = True
+
+    def predict(self, context: np.ndarray, concealed_samples: np.ndarray | int | None = None) -> np.ndarray:
         """The next two blocks of every channel.
 
         Parameters
         ----------
         context:
-            ``(channels, context_samples)`` float32, newest sample last (1-D: one channel).
+            ``(channels, context_samples)`` float32, newest sample last (1-D: one channel); a
+            longer context is cut to its newest ``context_samples``.
+        concealed_samples:
+            ``(channels,)`` or one int: samples at the end of each context that were concealed
+            rather than received (``None``: 0, none). Only the long-term guess uses it.
 
         Returns
         -------
@@ -222,6 +243,19 @@ class StreamPredictor:
         context = np.asarray(context, dtype=np.float32)
         if context.ndim == 1:
             context = context[None, :]
+        if context.shape[1] < self.context_samples:
+            raise ValueError(f"context must hold {self.context_samples} samples per channel, got {context.shape[1]}")
+        blocks = self._predict_model(context[:, -self.model_context_samples:])
+        if self.long_term is not None:
+            concealed = 0 if concealed_samples is None else concealed_samples
+            guess, weight = self.long_term.guess(context[:, -self.context_samples:], concealed, 2 * self.frames_per_block)
+            if weight.any():  # (a copy: never blend into a buffer of the model's)
+                flat = np.array(blocks.reshape(blocks.shape[0], -1))
+                blocks = blend_long_term(flat, guess, weight, concealed).reshape(blocks.shape)
+        return blocks
+
+    def _predict_model(self, context: np.ndarray) -> np.ndarray:
+        """The model's two blocks (steps 1-3) from ``(channels, model_context_samples)``."""
         needed = 2 * self.frames_per_block
         if self.beyond_horizon == "guess":
             return self._model_then_guess(context, needed)
@@ -239,13 +273,13 @@ class StreamPredictor:
         channels = context.shape[0]
         if self._work.shape[0] != channels:
             self._work = np.zeros((channels, self._work.shape[1]), np.float32)
-        work, start = self._work, self.context_samples
-        work[:, :start] = context[:, -self.context_samples:]
+        work, start = self._work, self.model_context_samples
+        work[:, :start] = context
         for _ in range(self.calls):
-            work[:, start:start + self.horizon_samples] = self.model.predict_horizon(work[:, start - self.context_samples:start])
+            work[:, start:start + self.horizon_samples] = self.model.predict_horizon(work[:, start - self.model_context_samples:start])
             start += self.horizon_samples
         self.model_calls += self.calls
-        out = work[:, self.context_samples:self.context_samples + needed]
+        out = work[:, self.model_context_samples:self.model_context_samples + needed]
         return out.reshape(channels, 2, self.frames_per_block).copy()
 
     def _model_then_guess(self, context: np.ndarray, needed: int) -> np.ndarray:

@@ -51,6 +51,8 @@ class BucketedPredictor:
         self.context_samples = first.context_samples
         self.sample_rate_hz = first.sample_rate_hz
         self.model_version = first.model_version
+        #: whether predict() passes ``concealed_samples`` on (the members take it)
+        self.takes_concealed_samples = bool(getattr(first, "takes_concealed_samples", False))
         self._padded = [np.zeros((n, self.context_samples), np.float32) for n in self.sizes]
         self._out = np.zeros((self.sizes[-1], 2, self.frames_per_block), np.float32)
 
@@ -63,25 +65,31 @@ class BucketedPredictor:
                 member.predict(padded)
             padded[:] = 0.0
 
-    def predict(self, context: np.ndarray) -> np.ndarray:
+    def predict(self, context: np.ndarray, concealed_samples: np.ndarray | None = None) -> np.ndarray:
         """``context`` ``(rows, context_samples)`` → ``(rows, 2, frames_per_block)`` (a view of an
-        internal buffer, overwritten by the next call)."""
+        internal buffer, overwritten by the next call). ``concealed_samples`` ``(rows,)`` is passed
+        on to members that take it (:attr:`takes_concealed_samples`), 0 for padding rows."""
         rows = context.shape[0]
         if rows > self.sizes[-1]:
             out = np.empty((rows, 2, self.frames_per_block), np.float32)
             step = self.sizes[-1]
             for r in range(0, rows, step):
-                out[r : r + step] = self.predict(context[r : r + step])
+                part = None if concealed_samples is None else concealed_samples[r : r + step]
+                out[r : r + step] = self.predict(context[r : r + step], part)
             return out
         i = 0
         while self.sizes[i] < rows:
             i += 1
         size, member = self.sizes[i], self._members[i]
+        concealed = None
+        if concealed_samples is not None and self.takes_concealed_samples:
+            concealed = np.zeros(size, np.int64)
+            concealed[:rows] = concealed_samples
         if size == rows:
-            result = member.predict(context)
+            result = member.predict(context) if concealed is None else member.predict(context, concealed)
         else:
             padded = self._padded[i]
             padded[:rows] = context
-            result = member.predict(padded)
+            result = member.predict(padded) if concealed is None else member.predict(padded, concealed)
         np.copyto(self._out[:rows], result[:rows])
         return self._out[:rows]

@@ -137,6 +137,19 @@ class ContextRing:
         start = slot * self.frames_per_block
         return self.samples[:, start : start + self.frames_per_block]
 
+    def concealed_samples_before(self, next_seq: int, max_blocks: int) -> int:
+        """Samples at the end of the context before ``next_seq`` that were not received (our
+        guesses and silence since the newest received block), counting at most ``max_blocks``."""
+        count = 0
+        seq = next_seq - 1
+        while count < max_blocks:
+            slot = seq & self._mask
+            if self.seq_of_slot[slot] == seq and self.source_of_slot[slot] == RECEIVED:
+                break
+            count += 1
+            seq -= 1
+        return count * self.frames_per_block
+
     def context_for(self, next_seq: int, context_samples: int) -> np.ndarray:
         """The ``context_samples`` newest samples before block ``next_seq``, per channel.
 
@@ -151,15 +164,15 @@ class ContextRing:
         frames = self.frames_per_block
         n_blocks = -(-context_samples // frames)
         first = next_seq - n_blocks
-        seq_of_slot = self.seq_of_slot
-        mask = self._mask
-        fade_seq = self._fade_seq
-        source = self.source_of_slot
-        for seq in range(first, next_seq):
-            slot = seq & mask
-            if seq_of_slot[slot] != seq:
+        seqs = np.arange(first, next_seq, dtype=np.int64)
+        slots = seqs & self._mask
+        held = self.seq_of_slot[slots] == seqs
+        to_fade = held & (self._fade_seq[slots] == seqs) & (self.source_of_slot[slots] == RECEIVED)
+        for i in np.flatnonzero(~held | to_fade):  # few: gaps and the block after each guess
+            seq = int(seqs[i])
+            if not held[i]:
                 self._write(seq, 0.0, SILENCE)
-            elif fade_seq[slot] == seq and source[slot] == RECEIVED:
+            else:
                 self._apply_fade(seq)
-        start = (first & mask) * frames + n_blocks * frames - context_samples
+        start = (first & self._mask) * frames + n_blocks * frames - context_samples
         return self.samples[:, start : start + context_samples]

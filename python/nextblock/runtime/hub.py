@@ -168,6 +168,7 @@ class HubLoop:
         self.streams: dict[str, ServedStream] = {}
         self._batch = np.zeros((0, 0), np.float32)
         self._prediction = np.zeros((0, 2, 0), np.float32)
+        self._concealed = np.zeros(0, np.int64)  # per batch row: samples of the context we concealed
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
         self._shared_early_ns: int | None = None
@@ -322,12 +323,17 @@ class HubLoop:
         if self._batch.shape[0] < rows or self._batch.shape[1] != ctx_len:
             self._batch = np.zeros((max(rows, 2 * self._batch.shape[0]), ctx_len), np.float32)
         batch = self._batch[:rows]
+        takes_concealed = getattr(self.predictor, "takes_concealed_samples", False)
+        if takes_concealed and self._concealed.shape[0] < rows:
+            self._concealed = np.zeros(self._batch.shape[0], np.int64)
         r = 0
         for st, action in keep:
             st.context_into(action.seq, batch[r : r + st.rows])
+            if takes_concealed:  # how much of each context's end is our own guess (a burst)
+                self._concealed[r : r + st.rows] = st.concealed_samples_before(action.seq, ctx_len)
             r += st.rows
         t0 = monotonic_ns()
-        out = self.predictor.predict(batch)
+        out = self.predictor.predict(batch, self._concealed[:rows]) if takes_concealed else self.predictor.predict(batch)
         infer_ns = monotonic_ns() - t0
         stats = self.stats
         stats.batches += 1

@@ -163,6 +163,11 @@ class ServedStream:
         else:
             np.take(view, self.predicted, axis=0, out=out)
 
+    def concealed_samples_before(self, seq: int, context_samples: int) -> int:
+        """Samples at the end of the context before block ``seq`` that were not received (a
+        burst concealed so far), at most ``context_samples``."""
+        return min(self.ring.concealed_samples_before(seq, -(-context_samples // self.frames)), context_samples)
+
     def post(self, action: Action, prediction: np.ndarray, context: np.ndarray) -> bool:
         """Check, clip and post ``prediction`` ``(rows, 2, frames)`` (modified in place) for
         ``action.seq`` unless its deadline passed; keep it as the context for that seq either way.
