@@ -59,3 +59,45 @@ def test_a_client_with_another_block_size_is_refused_and_the_others_keep_being_s
                 "wakes_per_s", "streams_joined", "streams_left", "modes"):
         assert key in d, key
     assert d["streams_joined"] == 1 and d["streams_left"] == 1
+
+
+class ConcealedRecorder(RepeatPredictor):
+    """A repeat predictor that takes ``concealed_samples`` (as StreamPredictor does) and records them."""
+
+    takes_concealed_samples = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.concealed: list[int] = []
+
+    def predict(self, context, concealed_samples=None):
+        assert concealed_samples is not None and concealed_samples.shape == (context.shape[0],)
+        self.concealed.extend(int(c) for c in concealed_samples)
+        return super().predict(context)
+
+
+def test_the_loop_tells_the_predictor_how_much_of_each_context_it_concealed():
+    """In a burst of missing blocks the contexts end with our own earlier guesses: the loop passes
+    how many samples that is (0 for the first block of a burst, a block more for each after it)."""
+    pid = os.getpid()
+    stop = threading.Event()
+    recorder = ConcealedRecorder(128, 48000, context_samples=1024)
+    with Producer(segment_name_for_stream(pid, 61004), 48000, 128, 1, stream_name="burst") as producer:
+        loop = HubLoop(ProcessStreams(pid), recorder, HubConfig(scan_interval_s=0.05, initial_budget_us=100),
+                       HubStats(), stop=stop)
+        thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
+        block = np.full((128, 1), 0.1, np.float32)
+        thread.start()
+        try:
+            for seq in range(200):
+                if not 120 <= seq < 124:  # a burst of 4 lost blocks
+                    producer.publish_block(seq, block)
+                producer.note_playout(max(0, seq - 2), 1)
+                time.sleep(PERIOD_S)
+        finally:
+            stop.set()
+            thread.join(5)
+            loop.close()
+    assert recorder.concealed, "nothing was predicted"
+    assert 0 in recorder.concealed
+    assert max(recorder.concealed) >= 256 and all(c % 128 == 0 for c in recorder.concealed)
