@@ -532,7 +532,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<nextblock::LongTermPredictor>(m, "LongTermPredictor",
                                            "Pattern-matched continuation of a long history and its backcast weight "
-                                           "(nextblock/pattern.hpp; see nextblock.features.pattern). Buffers and FFT plans "
+                                           "(nextblock/pattern.hpp; see nextblock.features.pattern). Buffers "
                                            "are made here; predict allocates only its results and releases the GIL.")
       .def(py::init([](size_t history_samples, size_t template_samples, size_t min_lag_samples, size_t backcast_samples,
                        int ar_order, size_t ar_samples, double max_gain, double lo_db, double hi_db,
