@@ -124,6 +124,10 @@ def test_bad_shapes_are_refused():
         lt.guess(np.zeros((1, 1024), np.float32), 0, 256)
     with pytest.raises(ValueError, match="concealed_samples must not be negative"):
         lt.guess(np.zeros((2, HISTORY_SAMPLES), np.float32), np.array([-1, 0]), 256)
+    with pytest.raises(ValueError, match="concealed_samples must not be negative"):
+        lt.guess(np.zeros((2, HISTORY_SAMPLES), np.float32), -128, 256)
+    with pytest.raises(ValueError, match=r"one int or have shape \(2,\)"):
+        lt.guess(np.zeros((2, HISTORY_SAMPLES), np.float32), np.array([0, 0, 0]), 256)
     with pytest.raises(ValueError, match="skip must not be negative"):
         lt._core.predict(np.zeros((1, HISTORY_SAMPLES), np.float32), np.array([-1]), 256)
     from nextblock import _core

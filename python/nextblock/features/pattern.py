@@ -86,7 +86,6 @@ class LongTermGuess:
         self._core = _core.LongTermPredictor(self.history_samples, TEMPLATE_SAMPLES, MIN_LAG_SAMPLES, BACKCAST_SAMPLES,
                                              GATE_AR_ORDER, GATE_AR_SAMPLES, MAX_GAIN, GATE_LO_DB, GATE_HI_DB,
                                              SILENCE_MEAN_SQUARE)
-        self._cache: dict[tuple[int, int], np.ndarray] = {}
 
     def guess(self, history: np.ndarray, concealed_samples: np.ndarray | int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n_samples`` of every row and how much to trust them.
@@ -112,10 +111,14 @@ class LongTermGuess:
         if history.ndim != 2 or history.shape[1] != self.history_samples:
             raise ValueError(f"history must have shape (rows, {self.history_samples}), got {history.shape}")
         rows = history.shape[0]
-        if isinstance(concealed_samples, (int, np.integer)):
-            concealed = self._concealed(rows, int(concealed_samples))
+        if np.ndim(concealed_samples) == 0:
+            if concealed_samples < 0:
+                raise ValueError("concealed_samples must not be negative")
+            concealed = np.full(rows, int(concealed_samples), np.int64)
         else:
-            concealed = np.ascontiguousarray(concealed_samples, dtype=np.int64).reshape(rows)
+            concealed = np.ascontiguousarray(concealed_samples, dtype=np.int64)
+            if concealed.shape != (rows,):
+                raise ValueError(f"concealed_samples must be one int or have shape ({rows},), got {concealed.shape}")
             if (concealed < 0).any():
                 raise ValueError("concealed_samples must not be negative")
         if not concealed.any():
@@ -129,24 +132,12 @@ class LongTermGuess:
         weight *= factor
         return guess, weight
 
-    def _concealed(self, rows: int, samples: int) -> np.ndarray:
-        """A cached ``(rows,)`` int64 array of ``samples`` (the common call: one count for all)."""
-        key = (rows, samples)
-        cached = self._cache.get(key)
-        if cached is None:
-            if len(self._cache) > 64:
-                self._cache.clear()
-            cached = self._cache[key] = np.full(rows, samples, np.int64)
-        return cached
-
 
 def blend_long_term(prediction: np.ndarray, guess: np.ndarray, weight: np.ndarray, concealed_samples: np.ndarray | int) -> np.ndarray:
     """``prediction`` ``(rows, n)`` with ``guess`` ``(rows, n)`` blended in by ``weight`` ``(rows,)``,
     in place; rows outside a burst (``concealed_samples`` 0) fade the guess in over
     :data:`FADE_IN_SAMPLES` (the prediction continues the history sample-exactly, the copied
     period does not). Returns ``prediction``."""
-    if not weight.any():
-        return prediction
     concealed = np.asarray(concealed_samples)
     ramp = _fade_in(prediction.shape[1])
     w = weight.astype(np.float32)[:, None] * np.where((concealed == 0).reshape(-1, 1), ramp, np.float32(1.0))

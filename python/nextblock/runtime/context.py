@@ -141,13 +141,8 @@ class ContextRing:
         """Samples at the end of the context before ``next_seq`` that were not received (our
         guesses and silence since the newest received block), counting at most ``max_blocks``."""
         count = 0
-        seq = next_seq - 1
-        while count < max_blocks:
-            slot = seq & self._mask
-            if self.seq_of_slot[slot] == seq and self.source_of_slot[slot] == RECEIVED:
-                break
+        while count < max_blocks and self.source_of(next_seq - 1 - count) != RECEIVED:
             count += 1
-            seq -= 1
         return count * self.frames_per_block
 
     def context_for(self, next_seq: int, context_samples: int) -> np.ndarray:
