@@ -456,6 +456,23 @@ PYBIND11_MODULE(_core, m) {
       "Byte offsets of the control page's fields, relative to control_offset (tests and fuzzing).");
   m.attr("MAX_WAKE_REGISTRATION_NS") = nextblock::kMaxWakeRegistrationNs;
   m.def(
+      "recovery_fade_in",
+      [](uint32_t frames_per_block, uint32_t sample_rate_hz) {
+        if (frames_per_block < 1) throw py::value_error("frames_per_block must be positive");
+        if (sample_rate_hz < 1) throw py::value_error("sample_rate_hz must be positive");
+        const uint32_t fade = nextblock::recovery_fade_samples(sample_rate_hz, frames_per_block);
+        py::array_t<float> out(frames_per_block);
+        float* o = out.mutable_data();
+        for (uint32_t i = 0; i < frames_per_block; ++i) o[i] = nextblock::recovery_fade_in(i, fade);
+        return out;
+      },
+      py::arg("frames_per_block"), py::arg("sample_rate_hz"),
+      "(frames_per_block,) float32: the weight of the real audio in the block that arrives after a replacement "
+      "(the patched JackTrip's splice; a raised cosine over recovery_fade_samples, then 1).");
+  m.def("recovery_fade_samples", &nextblock::recovery_fade_samples, py::arg("sample_rate_hz"),
+        py::arg("frames_per_block"), "Samples of the recovery cross-fade: 32 at 48 kHz, in proportion at other rates, "
+        "at least 1 and at most one block.");
+  m.def(
       "sanitize_playable",
       [](F32Array samples) {
         py::array_t<float> out(samples.request().shape);
@@ -536,7 +553,7 @@ PYBIND11_MODULE(_core, m) {
                                            "are made here; predict allocates only its results and releases the GIL.")
       .def(py::init([](size_t history_samples, size_t template_samples, size_t min_lag_samples, size_t backcast_samples,
                        int ar_order, size_t ar_samples, double max_gain, double lo_db, double hi_db,
-                       double silence_mean_square) {
+                       double silence_mean_square, double wrap_fraction, size_t wrap_max_samples) {
              nextblock::LongTermConfig c;
              c.history_samples = history_samples;
              c.template_samples = template_samples;
@@ -548,6 +565,8 @@ PYBIND11_MODULE(_core, m) {
              c.lo_db = lo_db;
              c.hi_db = hi_db;
              c.silence_mean_square = silence_mean_square;
+             c.wrap_fraction = wrap_fraction;
+             c.wrap_max_samples = wrap_max_samples;
              try {
                return std::make_unique<nextblock::LongTermPredictor>(c);
              } catch (const std::invalid_argument& e) {
@@ -556,7 +575,8 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("history_samples"), py::arg("template_samples"), py::arg("min_lag_samples"),
            py::arg("backcast_samples"), py::arg("ar_order"), py::arg("ar_samples"), py::arg("max_gain"),
-           py::arg("lo_db"), py::arg("hi_db"), py::arg("silence_mean_square"))
+           py::arg("lo_db"), py::arg("hi_db"), py::arg("silence_mean_square"), py::arg("wrap_fraction") = 0.25,
+           py::arg("wrap_max_samples") = 64)
       .def_property_readonly("history_samples", [](const nextblock::LongTermPredictor& self) { return self.config().history_samples; })
       .def(
           "predict",

@@ -178,10 +178,11 @@ def publish(model_dir: Path, version: int, source: Path | bytes, *, announce_byt
     return model_dir / name
 
 
-def played_source(result: dict) -> tuple[np.ndarray, np.ndarray]:
+def played_source(result: dict, sample_rate_hz: int = 48000) -> tuple[np.ndarray, np.ndarray]:
     """What the live loop's context holds per block, i.e. what was played: the clean block where
     it arrived, the taken replacement's first block where it was concealed by NextBlock, and the
-    block after such a concealment cross-faded (linear) from the replacement's second block.
+    block after such a concealment cross-faded from the replacement's second block (the recovery
+    fade of ``shm_protocol.hpp``: a raised cosine over 32 samples at 48 kHz).
     Returns ``(blocks (n, frames, channels), known (n,) bool)`` – ``known`` is False for FALLBACK
     blocks (JackTrip's own concealment is not in the segment)."""
     n = len(result["lost"])
@@ -191,7 +192,9 @@ def played_source(result: dict) -> tuple[np.ndarray, np.ndarray]:
     lost = result["lost"]
     outcome = result["outcome"]
     taken = result["taken"]
-    fade_out = (1.0 - np.arange(frames, dtype=np.float32) / frames)[:, None]
+    from nextblock import _core
+
+    fade_out = (1.0 - _core.recovery_fade_in(frames, sample_rate_hz))[:, None]
     for k in np.flatnonzero(~lost[1:] & lost[:-1] & (outcome[:-1] == 1)) + 1:
         blocks[k] += fade_out * (taken[k - 1, 1] - blocks[k])
     blocks[lost] = taken[lost, 0]

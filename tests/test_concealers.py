@@ -186,3 +186,43 @@ def test_a_reset_concealer_replays_a_stream_identically(name):
     conceal_stream(_test_signal(30, seed=6), concealer, ~lost)  # something else in between
     second, _ = conceal_stream(audio, concealer, lost)
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize(("rate_hz", "frames", "fade_samples"), [(48000, 128, 32), (44100, 128, 29), (96000, 256, 64),
+                                                                 (48000, 16, 16), (32000, 1024, 21)])
+def test_the_recovery_fade_is_a_short_raised_cosine_in_proportion_to_the_rate(rate_hz, frames, fade_samples):
+    """The splice after a NextBlock replacement (shm_protocol.hpp, as the patched JackTrip plays
+    it): the real block's weight rises as a raised cosine over 32 samples at 48 kHz (at most the
+    block), then the block is real."""
+    from nextblock import _core
+
+    assert _core.recovery_fade_samples(rate_hz, frames) == fade_samples
+    fade_out, fade_in = fade_windows(frames, "recovery", rate_hz)
+    centres = (np.arange(fade_samples) + 0.5) / fade_samples
+    np.testing.assert_allclose(fade_in[:fade_samples], 0.5 - 0.5 * np.cos(np.pi * centres), atol=1e-6)
+    assert np.all(fade_in[fade_samples:] == 1.0) and np.all(np.diff(fade_in) >= 0.0)
+    np.testing.assert_allclose(fade_out + fade_in, 1.0)
+    with pytest.raises(ValueError, match="frames_per_block must be positive"):
+        _core.recovery_fade_in(0, rate_hz)
+
+
+@pytest.mark.parametrize("name", ["ar128", "nextblock"])
+def test_nextblock_and_the_ar_baseline_splice_back_as_the_patched_jacktrip_does(name):
+    """After a concealed run the real block fades in from the guess over the recovery fade only;
+    JackTrip's Burg keeps its own linear fade over the whole block."""
+    fpp = NATIVE_FPP.get(name, FPP)
+    concealer = _available(name, fpp)
+    assert concealer.crossfade_kind == "recovery" and make_concealer("burg", fpp, RATE_HZ).crossfade_kind == "linear"
+    n_blocks, lost_at = 60, 40
+    audio = _test_signal(n_blocks, seed=5, fpp=fpp)
+    blocks = audio.reshape(n_blocks, fpp)
+    concealer.reset()
+    for index in range(lost_at + 2):
+        played = concealer.process(None if index in (lost_at, lost_at + 1) else blocks[index])
+        if index == lost_at + 1:
+            guess_next = concealer.pending_guess.copy()
+    played = concealer.process(blocks[lost_at + 2])
+    fade_out, fade_in = fade_windows(fpp, "recovery", RATE_HZ)
+    np.testing.assert_allclose(played, fade_out * guess_next + fade_in * blocks[lost_at + 2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(played[32:], blocks[lost_at + 2][32:])  # real after 32 samples
+    assert abs(played[0] - guess_next[0]) < 0.01  # and it starts on the guess

@@ -76,7 +76,8 @@ def test_in_a_burst_the_kernel_matches_before_the_concealed_samples_and_continue
     signal = voice(HISTORY_SAMPLES + 1024, seed=3)
     kernel = _core.LongTermPredictor(HISTORY_SAMPLES, pattern.TEMPLATE_SAMPLES, pattern.MIN_LAG_SAMPLES,
                                      pattern.BACKCAST_SAMPLES, pattern.GATE_AR_ORDER, pattern.GATE_AR_SAMPLES,
-                                     pattern.MAX_GAIN, pattern.GATE_LO_DB, pattern.GATE_HI_DB, 1e-12)
+                                     pattern.MAX_GAIN, pattern.GATE_LO_DB, pattern.GATE_HI_DB, 1e-12,
+                                     pattern.WRAP_FRACTION, pattern.WRAP_MAX_SAMPLES)
     concealed = 256
     start = signal[None, :HISTORY_SAMPLES].copy()
     start[0, :concealed] = 0.0  # what the later history no longer holds
@@ -98,6 +99,35 @@ def test_in_a_burst_the_kernel_matches_before_the_concealed_samples_and_continue
         assert not np.any(guess[1])
     else:
         np.testing.assert_allclose(guess[1], later[0], atol=1e-6)
+
+
+def test_the_repeated_period_joins_the_next_repetition_without_a_step():
+    """A 200-sample period on a slow drift: the last period's end and its start differ by the drift
+    over a period (a step of 0.02, twice the largest sample-to-sample change of the sine). Repeated
+    as is, the guess steps at every wrap; with the quarter-period cross-fade (the shipped setting,
+    which the numpy reference shares) it moves no faster than the history does."""
+    from nextblock import _core
+    from nextblock.features import pattern
+
+    t = np.arange(HISTORY_SAMPLES, dtype=np.float64)
+    history = (0.3 * np.sin(2 * np.pi * t / 200.0) + 1e-4 * t - 0.2).astype(np.float32)[None]
+    history_step = float(np.max(np.abs(np.diff(history[0, -600:]))))
+
+    def kernel(wrap_fraction):  # the gate always open: the guess itself is under test
+        return _core.LongTermPredictor(HISTORY_SAMPLES, pattern.TEMPLATE_SAMPLES, pattern.MIN_LAG_SAMPLES,
+                                       pattern.BACKCAST_SAMPLES, pattern.GATE_AR_ORDER, pattern.GATE_AR_SAMPLES,
+                                       pattern.MAX_GAIN, -100.0, -99.0, 1e-12, wrap_fraction, pattern.WRAP_MAX_SAMPLES)
+
+    plain, w = kernel(0.0).predict(history, np.array([0]), 512)
+    smooth, w_smooth = kernel(pattern.WRAP_FRACTION).predict(history, np.array([0]), 512)
+    assert w[0] == 1.0 and w_smooth[0] == 1.0
+    assert np.max(np.abs(np.diff(plain[0]))) > 1.8 * history_step  # the step at the wrap
+    assert np.max(np.abs(np.diff(smooth[0]))) < 1.2 * history_step
+    ref, _ = reference_long_term_guess(history[0], 0, 512)  # (its own gate opens half-way here)
+    assert np.any(ref)
+    np.testing.assert_allclose(smooth[0], ref, atol=1e-4)
+    with pytest.raises(ValueError, match="wrap_fraction"):
+        _core.LongTermPredictor(HISTORY_SAMPLES, 256, 32, 128, 32, 512, 1.5, 0.0, 6.0, 1e-12, 1.0, 64)
 
 
 def test_the_kernel_finds_the_exhaustive_searchs_lag_where_one_lag_is_best():
@@ -133,7 +163,7 @@ def test_bad_shapes_are_refused():
     from nextblock import _core
 
     with pytest.raises(ValueError, match="history too short"):
-        _core.LongTermPredictor(512, 256, 32, 128, 32, 512, 1.5, 0.0, 6.0, 1e-12)
+        _core.LongTermPredictor(512, 256, 32, 128, 32, 512, 1.5, 0.0, 6.0, 1e-12, 0.25, 64)
 
 
 def test_the_blend_fades_the_guess_in_at_a_bursts_start_only():

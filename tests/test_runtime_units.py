@@ -63,8 +63,9 @@ def test_gaps_are_filled_with_the_prediction_then_silence_and_received_wins():
 
 
 def test_the_block_after_a_guess_enters_the_context_cross_faded_as_it_was_played():
-    """JackTrip plays the real block after a replacement cross-faded (linear) from the
-    replacement's second block; the context must hold that, not the raw block: the raw one starts
+    """JackTrip plays the real block after a replacement cross-faded (the recovery fade of
+    shm_protocol.hpp: a raised cosine over at most 32 samples at 48 kHz) from the replacement's
+    second block; the context must hold that, not the raw block: the raw one starts
     with a step where the guess ends, a click the model answers with ripple (measured live: 40 %
     of the contexts at 10 % loss had such steps, ViSQOL 3.92 instead of 4.52)."""
     ring = ContextRing(channels=1, frames_per_block=4, slots=8)
@@ -74,10 +75,26 @@ def test_the_block_after_a_guess_enters_the_context_cross_faded_as_it_was_played
     np.testing.assert_array_equal(ring.context_for(12, 8)[0], [1, 1, 1, 1, 2, 2, 2, 2])
     ring.put_received(12, np.full((4, 1), 2.0, np.float32))
     ctx = ring.context_for(13, 12)[0]
-    np.testing.assert_allclose(ctx[8:], [6.0, 5.0, 4.0, 3.0])  # 6 -> 2 over the block: (1 - f/4) 6 + f/4 2
+    up = 0.5 - 0.5 * np.cos(np.pi * (np.arange(4) + 0.5) / 4)  # a 4-sample block: the fade spans it
+    expected = 6.0 + up * (2.0 - 6.0)  # 6 -> 2: starts near the guess, ends near the real block
+    np.testing.assert_allclose(ctx[8:], expected, rtol=1e-6)
+    assert ctx[8] > 5.8 and ctx[11] < 2.2
     np.testing.assert_allclose(ring.context_for(13, 12)[0], ctx)  # applied once
     # the mirrored half holds it too (contexts that wrap read from there)
-    np.testing.assert_allclose(ring.samples[0, (12 % 8) * 4 + 32:(12 % 8) * 4 + 36], [6.0, 5.0, 4.0, 3.0])
+    np.testing.assert_allclose(ring.samples[0, (12 % 8) * 4 + 32:(12 % 8) * 4 + 36], expected, rtol=1e-6)
+    # a longer block fades over its first 32 samples (at 48 kHz; 64 at 96 kHz) and is real after
+    ring = ContextRing(channels=1, frames_per_block=128, slots=8)
+    ring.put_received(10, np.zeros((128, 1), np.float32))
+    ring.put_predicted(11, np.zeros((1, 128), np.float32), next_cf=np.ones((1, 128), np.float32))
+    ring.put_received(12, np.zeros((128, 1), np.float32))
+    after = ring.context_for(13, 128)[0]
+    assert after[0] > 0.99 and 0.0 < after[31] < 0.01 and not np.any(after[32:])
+    ring = ContextRing(channels=1, frames_per_block=128, slots=8, sample_rate_hz=96000)
+    ring.put_received(10, np.zeros((128, 1), np.float32))
+    ring.put_predicted(11, np.zeros((1, 128), np.float32), next_cf=np.ones((1, 128), np.float32))
+    ring.put_received(12, np.zeros((128, 1), np.float32))
+    after = ring.context_for(13, 128)[0]
+    assert after[40] > 0.1 and 0.0 < after[63] < 0.01 and not np.any(after[64:])
 
 
 def test_no_cross_fade_when_the_real_block_before_came_after_all():

@@ -7,7 +7,8 @@
 //   ncc[s]     = r[s] / sqrt(E_s E_t)                        E_s: energy of h[s : s + W]
 //   s*         = argmax ncc[s] over lags L = end - W - s >= min_lag   (coarse on sums of 4 samples,
 //                                                                   refined at full rate)
-//   guess[i]   = g h[end - L + (i mod L)],  g = clip(r / E_s, 0, max_gain)   the period that followed
+//   guess[i]   = g p[i mod L],  g = clip(r / E_s, 0, max_gain)   p: the period that followed, h[end - L :
+//                end], its last min(wrap_max, wrap_fraction L) samples cross-faded into what preceded it
 //
 // The gate backcasts: the same match made `backcast` samples earlier continues the history into
 // its own last `backcast` samples, and so does the Burg AR(order) guess fitted to the samples before
@@ -71,6 +72,8 @@ struct LongTermConfig {
   double lo_db = 0.0;
   double hi_db = 6.0;
   double silence_mean_square = 1e-12;
+  double wrap_fraction = 0.25;         // of the lag, cross-faded where the period repeats ...
+  std::size_t wrap_max_samples = 64;  // ... at most this many samples
 };
 
 /// Pattern-matched continuation of one history row and its backcast weight. Calls are serialised by
@@ -86,6 +89,8 @@ class LongTermPredictor {
     if (c.ar_order < 1 || std::size_t(c.ar_order) >= c.ar_samples || c.ar_order > 1024)
       throw std::invalid_argument("need 1 <= ar_order < ar_samples and ar_order <= 1024");
     if (!(c.hi_db > c.lo_db)) throw std::invalid_argument("hi_db must exceed lo_db");
+    if (!(c.wrap_fraction >= 0.0 && c.wrap_fraction < 1.0) || c.wrap_max_samples > w)
+      throw std::invalid_argument("need 0 <= wrap_fraction < 1 and wrap_max_samples <= template_samples");
     history_.assign(n, 0.0f);
     coarse_.assign(n / kDecimation + 1, 0.0f);
     coarse_prefix_.assign(n / kDecimation + 2, 0.0);
@@ -206,13 +211,27 @@ class LongTermPredictor {
     return best;
   }
 
-  /// out[i] = gain * h[end - lag + ((offset + i) mod lag)], i < count.
+  /// Samples over which the repeated period's end is cross-faded into the samples before it.
+  std::size_t wrap_samples(std::size_t lag) const {
+    return std::min(c_.wrap_max_samples, std::size_t(c_.wrap_fraction * double(lag)));
+  }
+
+  /// out[i] = gain * p[(offset + i) mod lag], i < count: the period p[j] = h[end - lag + j], its
+  /// last k = wrap_samples(lag) samples cross-faded into h[end - 2 lag + j] (what preceded its start,
+  /// as G.711 Appendix I overlap-adds a quarter period) so that each repetition joins the next
+  /// without a step (a step splatters: validation LSD +0.04 dB, speech +0.1).
   void continue_match(const PatternMatch& m, std::size_t end, std::size_t offset, std::size_t count, float* out) const {
     const float* source = history_.data() + end - m.lag;
     const float g = float(m.gain);
+    const std::size_t k = wrap_samples(m.lag);
     std::size_t j = offset % m.lag;
     for (std::size_t i = 0; i < count; ++i) {
-      out[i] = g * source[j];
+      float v = source[j];
+      if (k > 0 && j + k >= m.lag) {  // the period's end flows into its start: OLA with the samples before it
+        const float r = float(j + k + 1 - m.lag) / float(k + 1);
+        v += r * ((source - m.lag)[j] - v);
+      }
+      out[i] = g * v;
       if (++j == m.lag) j = 0;
     }
   }

@@ -53,6 +53,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -100,6 +101,28 @@ inline constexpr uint64_t kWakeSlackNs = 5000000ULL;
 inline constexpr uint32_t kMaxMissingLookahead = 16;
 /// Received seqs the producer remembers for the missing-block check (a power of two > the lookahead).
 inline constexpr uint32_t kReceivedHistory = 64;
+
+/// The splice back into real audio after a replacement: the first block that arrives is
+/// cross-faded from the replacement's second block over this many samples at 48 kHz (0.67 ms; in
+/// proportion at other rates, at most one block), a raised cosine; the rest of the block is real.
+/// JackTrip's own fade after a Burg guess spans the whole block, linearly: with NextBlock's
+/// guesses the short fade keeps more real audio and measured better (validation set, 48 kHz x 128,
+/// Bernoulli 5 %: SNR 5.84 -> 7.03 dB, LSD 3.19 -> 2.85 dB, ViSQOL 4.671 -> 4.686).
+inline constexpr uint32_t kRecoveryFadeSamplesAt48k = 32;
+
+/// Samples of the recovery cross-fade for a stream (>= 1, <= frames_per_block).
+inline uint32_t recovery_fade_samples(uint32_t sample_rate_hz, uint32_t frames_per_block) noexcept {
+  const uint64_t scaled = (uint64_t(kRecoveryFadeSamplesAt48k) * sample_rate_hz + 24000) / 48000;
+  return uint32_t(std::clamp<uint64_t>(scaled, 1, std::max<uint32_t>(frames_per_block, 1)));
+}
+
+/// Weight of the real audio at `frame` of the recovery block (0..1; 1 from `fade_samples` on): a
+/// raised cosine sampled at frame centres. Allocation-free, for the audio thread.
+inline float recovery_fade_in(uint32_t frame, uint32_t fade_samples) noexcept {
+  if (frame >= fade_samples) return 1.0f;
+  const double x = (double(frame) + 0.5) / double(fade_samples);
+  return float(0.5 - 0.5 * std::cos(3.14159265358979323846 * x));
+}
 
 /// What happened at the point where the producer decided what to play.
 enum class EventKind : uint32_t {

@@ -102,7 +102,9 @@ class ARConcealer(StreamingConcealer):
 
     name: ClassVar[str] = "ar128"
     crossfade_after_loss: ClassVar[bool] = True
-    crossfade_kind: ClassVar[str] = "linear"
+    #: spliced back as the patched JackTrip splices NextBlock's guesses (the short recovery fade),
+    #: so that this baseline is as strong as it would be in NextBlock's place
+    crossfade_kind: ClassVar[str] = "recovery"
 
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, order: int = AR_ORDER,
                  history_samples: int | None = None):

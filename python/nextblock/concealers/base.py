@@ -75,7 +75,8 @@ class StreamingConcealer(ABC):
     #: whether real audio resuming after a loss is cross-faded from the guess (JackTrip's zeros
     #: and plain-repeat modes do not cross-fade).
     crossfade_after_loss: ClassVar[bool] = True
-    #: fade shape passed to :func:`nextblock.splice.crossfade` (JackTrip uses linear ramps).
+    #: fade shape passed to :func:`nextblock.splice.crossfade`: JackTrip's linear ramp over the
+    #: block, or ``"recovery"``, the patched JackTrip's short fade after a NextBlock replacement.
     crossfade_kind: ClassVar[str] = "linear"
 
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, history_samples: int = 8192):
@@ -136,7 +137,7 @@ class StreamingConcealer(ABC):
             if real.shape != (self.frames_per_block,):
                 raise ValueError(f"block has shape {real.shape}, expected ({self.frames_per_block},)")
             if self.lost_last and self.crossfade_after_loss and self._pending_next is not None:
-                out = crossfade(self._pending_next, real, self.crossfade_kind)
+                out = crossfade(self._pending_next, real, self.crossfade_kind, self.sample_rate_hz)
             else:
                 out = real
             self._pending_next = None

@@ -35,6 +35,8 @@ class NextBlockConcealer(StreamingConcealer):
     """
 
     name: ClassVar[str] = "nextblock"
+    #: real audio resumes as the patched JackTrip splices it after a replacement (a 0.67 ms fade)
+    crossfade_kind: ClassVar[str] = "recovery"
     #: blend in the long-term (pattern-matching) guess, as the live runtime does
     long_term: ClassVar[bool] = True
 

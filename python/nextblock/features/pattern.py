@@ -60,13 +60,21 @@ GATE_AR_ORDER = 32
 GATE_AR_SAMPLES = 512
 #: the copied period's gain is clipped to [0, MAX_GAIN]
 MAX_GAIN = 1.5
+#: where the period repeats, its last WRAP_FRACTION of a lag (at most WRAP_MAX_SAMPLES) is
+#: cross-faded into the samples that preceded its start, so repetitions join without a step (a
+#: quarter period, as G.711 Appendix I; validation set, Bernoulli 5 %: LSD 3.23 → 3.19 dB, speech
+#: 3.11 → 3.01, SNR unchanged; half or a whole period measured the same)
+WRAP_FRACTION = 0.25
+WRAP_MAX_SAMPLES = 64
 #: the weight is 0 where the pattern's backcast SNR exceeds the AR's by GATE_LO_DB or less ...
 GATE_LO_DB = 0.0
 #: ... and 1 from GATE_HI_DB on
 GATE_HI_DB = 6.0
-#: weight kept per 128 samples already concealed in a burst (0: the first block of a burst only;
-#: validation set, Gilbert bursts, SNR / LSD: 0.7 → 3.01 / 5.23 dB, 0.4 → 2.81 / 5.12, 0 → 2.61 / 5.06,
-#: the network alone 2.30 / 5.08)
+#: weight kept per 128 samples already concealed in a burst: 0, the first block of a burst only
+#: (validation set, Gilbert bursts, with the wrap cross-fade and the short recovery splice, SNR /
+#: LSD / ViSQOL at 48 kHz × 128: 0 → 2.94 / 4.77 / 4.606, 0.4 → 3.12 / 4.79 / 4.607, 0.6 → 3.25 /
+#: 4.84 / 4.598; at 64 frames 0 → 3.09 / 3.69, 0.4 → 3.45 / 4.02 dB, also when the weight decays
+#: sample by sample instead of block by block: the copy played on costs LSD)
 DECAY_PER_128_SAMPLES = 0.0
 #: samples over which the guess fades in from the model's prediction at a burst's first block
 FADE_IN_SAMPLES = 128
@@ -85,7 +93,7 @@ class LongTermGuess:
         self.history_samples = int(history_samples)
         self._core = _core.LongTermPredictor(self.history_samples, TEMPLATE_SAMPLES, MIN_LAG_SAMPLES, BACKCAST_SAMPLES,
                                              GATE_AR_ORDER, GATE_AR_SAMPLES, MAX_GAIN, GATE_LO_DB, GATE_HI_DB,
-                                             SILENCE_MEAN_SQUARE)
+                                             SILENCE_MEAN_SQUARE, WRAP_FRACTION, WRAP_MAX_SAMPLES)
 
     def guess(self, history: np.ndarray, concealed_samples: np.ndarray | int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n_samples`` of every row and how much to trust them.
@@ -191,7 +199,7 @@ def reference_long_term_guess(history: np.ndarray, concealed_samples: int, n_sam
     if lag == 0:
         return zeros, 0.0
     truth = h[probe_end:end].astype(np.float64)
-    pattern = gain * _periodic(h[probe_end - lag:probe_end], 0, BACKCAST_SAMPLES)
+    pattern = gain * _periodic(h, probe_end, lag, 0, BACKCAST_SAMPLES)
     ar = burg_continuation(h[None, probe_end - GATE_AR_SAMPLES:probe_end], GATE_AR_ORDER, BACKCAST_SAMPLES)[0]
     advantage_db = _snr_db(truth, pattern) - _snr_db(truth, ar)
     weight = float(np.clip((advantage_db - GATE_LO_DB) / (GATE_HI_DB - GATE_LO_DB), 0.0, 1.0))
@@ -200,12 +208,20 @@ def reference_long_term_guess(history: np.ndarray, concealed_samples: int, n_sam
     lag, gain = reference_match(h, end)
     if lag == 0:
         return zeros, 0.0
-    guess = (gain * _periodic(h[end - lag:end], int(concealed_samples), n_samples)).astype(np.float32)
+    guess = (gain * _periodic(h, end, lag, int(concealed_samples), n_samples)).astype(np.float32)
     return guess, weight * DECAY_PER_128_SAMPLES ** (concealed_samples / 128.0)
 
 
-def _periodic(period: np.ndarray, offset: int, n: int) -> np.ndarray:
-    return np.asarray(period, np.float64)[(offset + np.arange(n)) % period.shape[0]]
+def _periodic(h: np.ndarray, end: int, lag: int, offset: int, n: int) -> np.ndarray:
+    """Samples ``offset`` to ``offset + n`` of the period ``h[end - lag:end]`` repeated, its last
+    ``min(WRAP_MAX_SAMPLES, int(WRAP_FRACTION * lag))`` samples cross-faded into ``h[end - 2 lag:]``."""
+    h = np.asarray(h, np.float64)
+    period = h[end - lag:end].copy()
+    k = min(WRAP_MAX_SAMPLES, int(WRAP_FRACTION * lag))
+    if k > 0:
+        r = np.arange(1, k + 1) / (k + 1)
+        period[lag - k:] += r * (h[end - lag - k:end - lag] - period[lag - k:])
+    return period[(offset + np.arange(n)) % lag]
 
 
 def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
+
 EMPTY = 0
 RECEIVED = 1
 PREDICTED = 2
@@ -44,6 +46,8 @@ class ContextRing:
     slots:
         Blocks kept (rounded up to a power of two). Must exceed the context length in blocks plus
         the longest burst that is chained; 64 blocks (171 ms at 128/48k) is plenty.
+    sample_rate_hz:
+        The stream's rate: the recovery fade after a replacement lasts 32 samples at 48 kHz.
 
     Attributes
     ----------
@@ -55,7 +59,7 @@ class ContextRing:
         ``EMPTY``, ``RECEIVED``, ``PREDICTED`` or ``SILENCE``.
     """
 
-    def __init__(self, channels: int, frames_per_block: int, slots: int = 64):
+    def __init__(self, channels: int, frames_per_block: int, slots: int = 64, sample_rate_hz: int = 48000):
         if channels <= 0 or frames_per_block <= 0 or slots <= 1:
             raise ValueError("channels, frames_per_block must be positive and slots > 1")
         self.channels = int(channels)
@@ -69,9 +73,10 @@ class ContextRing:
         # the second block of a posted replacement, by the seq it fades into (put_predicted)
         self._fade_from = np.zeros((self.slots, self.channels, self.frames_per_block), np.float32)
         self._fade_seq = np.full(self.slots, NO_SEQ, np.int64)
-        #: weight of the replacement's second block over the block after a concealment (1 -> 0,
-        #: linear: what the patched JackTrip and the stand-in producer play)
-        self._fade_out = (1.0 - np.arange(self.frames_per_block, dtype=np.float32) / self.frames_per_block)
+        #: weight of the replacement's second block over the block after a concealment (1 -> 0
+        #: over the recovery fade of ``shm_protocol.hpp``: what the patched JackTrip and the
+        #: stand-in producer play)
+        self._fade_out = 1.0 - _core.recovery_fade_in(self.frames_per_block, int(sample_rate_hz))
 
     @property
     def capacity_samples(self) -> int:

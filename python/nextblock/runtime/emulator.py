@@ -313,7 +313,8 @@ def run_streams(
                     previous = st["previous"]
                     if previous is not None:  # cross-fade from the guess into the real block
                         for c in range(st["channels"]):
-                            st["played"][k, :, c] = crossfade(previous[1, :, c], st["blocks"][k, :, c])
+                            st["played"][k, :, c] = crossfade(previous[1, :, c], st["blocks"][k, :, c], "recovery",
+                                                              sample_rate_hz)
                     else:
                         st["played"][k] = st["blocks"][k]
                 st["previous"] = None

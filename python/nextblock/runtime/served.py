@@ -70,7 +70,7 @@ class ServedStream:
         }
         self.created_unix_ns = consumer.geometry.get("created_unix_ns")
         context_blocks = -(-int(context_samples) // self.frames)
-        self.ring = ContextRing(self.channels, self.frames, max(ring_slots, context_blocks + 2))
+        self.ring = ContextRing(self.channels, self.frames, max(ring_slots, context_blocks + 2), self.sample_rate_hz)
         self.schedule = StreamSchedule(self.period_ns, schedule_config)
         self.stats = RuntimeStats()
         if channels is None:

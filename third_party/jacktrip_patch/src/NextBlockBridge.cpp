@@ -355,7 +355,13 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
         return;
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
-    const float up    = static_cast<float>(frame) / static_cast<float>(frames);
+    // the splice of shm_protocol.hpp: a short raised cosine, then the real block (frames past it
+    // are left as they arrived)
+    const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
+                                                           static_cast<uint32_t>(frames));
+    if (static_cast<uint32_t>(frame) >= fade)
+        return;
+    const float up = nextblock::recovery_fade_in(static_cast<uint32_t>(frame), fade);
     for (int c = 0; c < mChannels; ++c) {
         float real = 0.0f;
         AudioInterface::fromBitToSampleConversion(bits + c * mBitRes, &real, res);

@@ -127,7 +127,8 @@ class NextBlockBridge
     }
     /// Writes frames [firstFrame, firstFrame + nFrames) of replacement block b into `dst`.
     void replacementFramesToBits(int b, int firstFrame, int nFrames, int8_t* dst) const;
-    /// Cross-fades from replacement block 1 into the real block `bits` (in place).
+    /// Cross-fades from replacement block 1 into the real block `bits` (in place), over the
+    /// recovery fade of nextblock/shm_protocol.hpp (its first samples; the rest stays real).
     void crossfadeFromReplacement(int8_t* bits) const;
     /// The same for one frame (`frame` of the block, `bits` pointing at that frame).
     void crossfadeFrameFromReplacement(int frame, int8_t* bits) const;
