@@ -575,8 +575,8 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("history_samples"), py::arg("template_samples"), py::arg("min_lag_samples"),
            py::arg("backcast_samples"), py::arg("ar_order"), py::arg("ar_samples"), py::arg("max_gain"),
-           py::arg("lo_db"), py::arg("hi_db"), py::arg("silence_mean_square"), py::arg("wrap_fraction") = 0.25,
-           py::arg("wrap_max_samples") = 64)
+           py::arg("lo_db"), py::arg("hi_db"), py::arg("silence_mean_square"), py::arg("wrap_fraction"),
+           py::arg("wrap_max_samples"))
       .def_property_readonly("history_samples", [](const nextblock::LongTermPredictor& self) { return self.config().history_samples; })
       .def(
           "predict",

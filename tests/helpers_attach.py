@@ -192,9 +192,9 @@ def played_source(result: dict, sample_rate_hz: int = 48000) -> tuple[np.ndarray
     lost = result["lost"]
     outcome = result["outcome"]
     taken = result["taken"]
-    from nextblock import _core
+    from nextblock.splice import fade_windows
 
-    fade_out = (1.0 - _core.recovery_fade_in(frames, sample_rate_hz))[:, None]
+    fade_out = fade_windows(frames, "recovery", sample_rate_hz)[0][:, None]
     for k in np.flatnonzero(~lost[1:] & lost[:-1] & (outcome[:-1] == 1)) + 1:
         blocks[k] += fade_out * (taken[k - 1, 1] - blocks[k])
     blocks[lost] = taken[lost, 0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
+from ..splice import fade_windows
 
 EMPTY = 0
 RECEIVED = 1
@@ -76,7 +76,7 @@ class ContextRing:
         #: weight of the replacement's second block over the block after a concealment (1 -> 0
         #: over the recovery fade of ``shm_protocol.hpp``: what the patched JackTrip and the
         #: stand-in producer play)
-        self._fade_out = 1.0 - _core.recovery_fade_in(self.frames_per_block, int(sample_rate_hz))
+        self._fade_out = fade_windows(self.frames_per_block, "recovery", int(sample_rate_hz))[0]
 
     @property
     def capacity_samples(self) -> int:
