@@ -70,18 +70,26 @@ class ArchiveServer:
                 pass
 
             def do_GET(self):  # noqa: N802 - http.server API
+                # active: requests waiting for their response. It drops before the response is sent,
+                # so a client's next request (after it read this response) always finds it dropped;
+                # counted until the handler returned, a loaded machine showed jobs + 1 (CI)
                 with server.lock:
                     server.requests.append((self.path, self.headers.get("Range")))
                     server.active += 1
                     server.max_active = max(server.max_active, server.active)
+                waiting = True
                 try:
-                    self._serve()
-                finally:
+                    time.sleep(server.delay_s)
                     with server.lock:
                         server.active -= 1
+                        waiting = False
+                    self._serve()
+                finally:
+                    if waiting:
+                        with server.lock:
+                            server.active -= 1
 
             def _serve(self):
-                time.sleep(server.delay_s)
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)

@@ -222,14 +222,17 @@ def regulator_run(patched, audio, tmp_path_factory):
 
 def test_regulator_conceals_every_drop_with_nextblocks_replacement(regulator_run):
     """The Regulator reports a dropped packet as a SKIP glitch (a newer packet is already queued)
-    or an UNDERRUN (none is): either way at the dropped seq, and it plays the block we posted."""
+    or an UNDERRUN (none is): either way at the dropped seq, and it plays the block we posted.
+    When the audio callback runs late (a loaded machine) it may skip several blocks in one glitch to
+    catch up, the dropped one among them: one block plays for all, at the first one's seq."""
     r = regulator_run
     dropped = _mod(r["link"]["dropped_seqs"])
     ev = r["segment_events"]
     assert ev["error"] is None, ev["error"]
-    concealed = _mod(ev["concealed_seqs"])
+    concealed = _mod(ev["concealed_seqs"]) | _mod(ev["skipped_over_seqs"])
     missing = sorted(dropped - concealed)
-    assert len(missing) <= 2, f"drops the Regulator did not report as concealed: {missing[:20]}"
+    near = {m: sorted(c for c in concealed if abs(c - m) <= 3) for m in missing[:20]}
+    assert len(missing) <= 2, f"drops the Regulator did not report as concealed (concealments near them): {near}"
     replaced = _mod(ev["replaced_seqs"])
     share = len(dropped & replaced) / len(dropped)
     assert share >= 0.9, f"only {share:.0%} of the dropped packets were concealed by NextBlock ({ev['counts']})"

@@ -94,12 +94,14 @@ def test_segment_tap_counts_the_regulators_skip_glitches_as_concealments():
         {"kind": "UNDERRUN", "seq": 21, "outcome": "REPLACEMENT", "detail": 0},
         {"kind": "LATE", "seq": 21, "outcome": "NONE", "detail": 0},          # not a concealment
         {"kind": "OVERFLOW", "seq": 30, "outcome": "NONE", "detail": 4},
+        {"kind": "SKIP", "seq": 40, "outcome": "REPLACEMENT", "detail": 3},   # one block for 40, 41, 42
     ]
     s = tap.summary()
-    assert s["concealments"] == 3 and s["replacements_used"] == 2
-    assert s["concealed_seqs"] == [10, 20, 21] and s["replaced_seqs"] == [10, 21]
+    assert s["concealments"] == 4 and s["replacements_used"] == 3
+    assert s["concealed_seqs"] == [10, 20, 21, 40] and s["replaced_seqs"] == [10, 21, 40]
+    assert s["skipped_over_seqs"] == [41, 42]
     assert s["underrun_seqs"] == [20, 21]
-    assert s["counts"] == {"SKIP/REPLACEMENT": 1, "UNDERRUN/FALLBACK": 1, "UNDERRUN/REPLACEMENT": 1, "LATE": 1,
+    assert s["counts"] == {"SKIP/REPLACEMENT": 2, "UNDERRUN/FALLBACK": 1, "UNDERRUN/REPLACEMENT": 1, "LATE": 1,
                            "OVERFLOW": 1}
 
 

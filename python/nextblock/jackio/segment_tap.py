@@ -87,15 +87,22 @@ class SegmentTap:
 
     def summary(self) -> dict:
         """Counts per kind (and outcome, for concealments), the concealed and replaced seqs
-        (64-bit, unwrapped by the patch) and their totals."""
+        (64-bit, unwrapped by the patch) and their totals.
+
+        ``skipped_over_seqs``: the blocks a Regulator SKIP glitch dropped to catch up beside the one it
+        concealed (a SKIP at ``seq`` with ``detail`` = k > 1 plays one block for seqs ``seq`` ..
+        ``seq + k - 1``; the next block played is ``seq + k``). No block plays for them, so nothing
+        of NextBlock's can either."""
         counts: dict[str, int] = {}
         concealed = self.concealments()
         for e in self.events:
             key = f"{e['kind']}/{e['outcome']}" if e["kind"] in ("UNDERRUN", "SKIP") else e["kind"]
             counts[key] = counts.get(key, 0) + 1
         replaced = [e["seq"] for e in concealed if e["outcome"] == "REPLACEMENT"]
+        skipped_over = [e["seq"] + k for e in concealed if e["kind"] == "SKIP" for k in range(1, int(e["detail"]))]
         return {"counts": counts, "underrun_seqs": [e["seq"] for e in self.events if e["kind"] == "UNDERRUN"],
                 "concealed_seqs": [e["seq"] for e in concealed], "replaced_seqs": replaced,
+                "skipped_over_seqs": skipped_over,
                 "concealments": len(concealed), "replacements_used": len(replaced),
                 "skipped": self.skipped, "blocks_written": self.blocks_written, "error": self.error}
 
