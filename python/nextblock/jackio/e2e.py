@@ -73,7 +73,10 @@ class ReceiverSpec:
     binary: str = "jacktrip"
     extra_args: list[str] = field(default_factory=list)
     attach_command: list[str] | None = None
+    #: seconds to let attach settle after it reports that it serves (slack measurement, first wake-ups)
     attach_warmup_s: float = 1.0
+    #: at most this long for attach to start serving (imports and the model load; slow on a loaded machine)
+    attach_start_timeout_s: float = 60.0
     attach_env: dict[str, str] | None = None
     queue: str | None = None  # -q override for this receiver (e.g. ms for the Regulator)
 
@@ -126,7 +129,7 @@ def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach
         label="nextblock", binary=binary, extra_args=["--nextblock", *buffer_args],
         attach_command=[sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", "{pid}",
                         "--json", str(attach_json), *extra],
-        attach_warmup_s=2.0, attach_env=attach_child_env(),
+        attach_warmup_s=1.0, attach_env=attach_child_env(),
     )
 
 
@@ -205,6 +208,10 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
         if receiver.attach_command:
             argv = [a.replace("{pid}", str(server.pid)) for a in receiver.attach_command]
             attach = stack.enter_context(ManagedProcess(argv, logs / "attach.log", env=receiver.attach_env))
+            # a fixed sleep was not enough on a loaded CI machine: the losses began before attach
+            # served, and a quarter of them fell back
+            wait_until(lambda: attach.check_alive("nextblock.attach") or "serving " in attach.log_text(),
+                       receiver.attach_start_timeout_s, 0.05, "nextblock.attach to serve")
             time.sleep(receiver.attach_warmup_s)
             attach.check_alive("nextblock.attach")
         # JackTrip zeroes its loss counter at its first -I line: start dropping after it
