@@ -13,8 +13,9 @@
 #      rate); Burg AR(128) guess on the last 768 samples; log-spectral + phase-aware STFT loss
 #   4. python -m nextblock.export -> models/nextblock-default.tflite (+ -fp16 variant), weights copied
 #   5. scripts/model_card_tables.sh: held-out set by category, every configuration, latency
-# This makes 3.0.0; the shipped 3.2.0 is 3.0.0 fine-tuned on chained (burst) contexts in four rounds by
-# scripts/finetune_chained_model.sh (run after this one).
+# This makes 3.0.0; 3.2.0 is 3.0.0 fine-tuned on chained (burst) contexts in four rounds by
+# scripts/finetune_chained_model.sh (run after this one), and the shipped 3.3.0 is 3.2.0 fine-tuned onto
+# a Burg guess of order 256 on 1024 samples by scripts/finetune_high_order_guess.sh (run after that).
 #
 # Usage:  scripts/train_default_model.sh [extra nextblock.train arguments]
 #   RUN_DIR=runs/default EPOCHS=12 TRAIN_EXAMPLES=200000 scripts/train_default_model.sh

@@ -43,7 +43,8 @@ import numpy as np
 from .argtypes import int_list
 from .features.config import FeatureConfig
 
-#: the shipped model's features (scripts/training_recipe.sh)
+#: the recipe's features (scripts/training_recipe.sh: Burg AR(128) on 768 samples, as up to 3.2.0; the
+#: shipped 3.3.0 takes AR(256) on 1024, scripts/finetune_high_order_guess.sh)
 DEFAULT_FEATURES = FeatureConfig(128, 1024, 48000, 2, 128, 128, 768)
 #: the feature channels that change sign with the audio (re, im of the context and of the guess)
 SIGNED_CHANNELS = (0, 1, 3, 4)
