@@ -531,14 +531,14 @@ PYBIND11_MODULE(_core, m) {
         if (order < 1 || order >= n || order > 1024) throw py::value_error("order must be in [1, samples) and at most 1024");
         if (n_out < 1) throw py::value_error("n_out must be positive");
         py::array_t<float> out({rows, py::ssize_t(n_out)});
-        std::vector<double> work(nextblock::burg_work_doubles(size_t(n), order, n_out));
+        nextblock::BurgScratch scratch(size_t(n), order, n_out);
         const float* h = history.data();
         float* o = out.mutable_data();
         {
           py::gil_scoped_release release;
           for (py::ssize_t row = 0; row < rows; ++row)
             nextblock::burg_continue_row(h + row * n, size_t(n), order, silence_mean_square, n_out, o + row * n_out,
-                                         work.data());
+                                         scratch);
         }
         return out;
       },

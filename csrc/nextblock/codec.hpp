@@ -121,7 +121,7 @@ class CodecCore {
         spectrum_(g.context_samples / 2 + 1),
         guess_spectrum_(g.output_samples / 2 + 1),
         net_out_(g.output_samples / 2 + 1),
-        work_(g.lpc_order > 0 ? burg_work_doubles(g.burg_samples, g.lpc_order, int(g.output_samples)) : 0) {
+        burg_(g.lpc_order > 0 ? BurgScratch(g.burg_samples, g.lpc_order, int(g.output_samples)) : BurgScratch()) {
     if (g.context_samples < 4 || g.output_samples < 4 || g.bin_stride < 1)
       throw std::invalid_argument("context and output need at least 4 samples and bin_stride >= 1");
     if (g.lpc_order < 0 || (g.lpc_order > 0 && (g.burg_samples <= std::size_t(g.lpc_order) ||
@@ -153,7 +153,7 @@ class CodecCore {
       if (guess != nullptr && g_.lpc_order > 0) {
         float* gr = guess + r * s;
         burg_continue_row(x + (n - g_.burg_samples), g_.burg_samples, g_.lpc_order, g_.silence_mean_square, int(s), gr,
-                          work_.data());
+                          burg_);
         fft_.fwd(guess_spectrum_.data(), gr, Eigen::Index(s));
         gs = reinterpret_cast<const float*>(guess_spectrum_.data());
       }
@@ -185,7 +185,7 @@ class CodecCore {
   CodecGeometry g_;
   std::vector<float> window_, windowed_;
   std::vector<std::complex<float>> spectrum_, guess_spectrum_, net_out_;
-  std::vector<double> work_;
+  BurgScratch burg_;
   Eigen::FFT<float> fft_;
   std::mutex mutex_;
 };

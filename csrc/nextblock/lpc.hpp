@@ -1,6 +1,7 @@
 // The LPC guess of NextBlock's features (python/nextblock/features/lpc.py): an all-pole model
 // fitted to the analysis-windowed context by the autocorrelation method, continued past the
-// context's end. Header-only, no allocation after the caller's buffers, double precision inside.
+// context's end. Header-only, no allocation after the caller's buffers, double precision inside
+// (but for the errors of Burg's later orders, float32: see kBurgDoubleOrders).
 //
 //   r[k]   = sum_n w[n] w[(n + k) mod N]           circular autocorrelation of the windowed frame
 //                                                    (what irfft(|rfft(w)|^2) gives), k = 0..p
@@ -14,7 +15,10 @@
 #ifndef NEXTBLOCK_LPC_HPP
 #define NEXTBLOCK_LPC_HPP
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 namespace nextblock {
 
@@ -131,11 +135,11 @@ static void ar_extrapolate_into(const double* a, int order, int n_out, double* y
 }
 
 
-/// One order of Burg's lattice: `len` forward errors fk[0..len) against backward errors b[0..len);
-/// updates both in place with reflection coefficient mu and returns sum fk[i] b[i] over the
-/// *updated* pairs shifted by one (fk[i + 1] b[i], i < len - 1): the next order's numerator.
+/// One order of Burg's lattice in double precision: `len` forward errors fk[0..len) against backward
+/// errors b[0..len); updates both in place with reflection coefficient mu and returns sum fk[i] b[i]
+/// over the *updated* pairs shifted by one (fk[i + 1] b[i], i < len - 1): the next order's numerator.
 NEXTBLOCK_VECTOR_CLONES
-static double burg_lattice_step(double* __restrict fk, double* __restrict b, std::size_t len, double mu) {
+static double burg_lattice_step_double(double* __restrict fk, double* __restrict b, std::size_t len, double mu) {
   for (std::size_t m = 0; m < len; ++m) {
     const double fm = fk[m], bm = b[m];
     fk[m] = fm + mu * bm;
@@ -154,14 +158,61 @@ static double burg_lattice_step(double* __restrict fk, double* __restrict b, std
   return sum;
 }
 
-/// Burg's method (Collomb's formulation, double precision): a[0] = 1, a[1..order] of the
-/// all-pole model of x[0..n). `work` holds 2 n doubles (forward and backward errors). When the
-/// prediction error vanishes first (a noiseless sum of a few sinusoids is predicted exactly at a
-/// low order) the model stops at the order reached (higher coefficients 0), which is still stable.
-/// Returns false only for a silent input (a = [1, 0, ...]).
-inline bool burg_coefficients(const float* x, std::size_t n, int order, double* a, double* work) {
-  double* f = work;
-  double* b = work + n;
+/// One order of Burg's lattice on float32 errors kept so that both arrays start 64-byte aligned at
+/// every order: fwd[i] = f[k + 1 + i] and bwd[i] = b[i], i < len (the layout burg_lattice_step_double
+/// gets by moving its fk pointer, which misaligns every vector store). One pass updates them into the
+/// next order's layout (fwd[i] = f'[k + 2 + i], i < len - 1; bwd[i] = b'[i], i < len), sums the next
+/// numerator sum_{i < len - 1} fwd[i] bwd[i] on the way and returns it; `f_first` gets f'[k + 1],
+/// which the new layout drops. The loop is bound by its loads and stores, not its multiply-adds:
+/// float32 has twice the lanes of double for the same traffic, and aligned stores never split a
+/// cache line (order 256 on 1024 samples all in this step: 38 µs, against 70 in double; moving
+/// the pointer instead, as the double step does: 46).
+NEXTBLOCK_VECTOR_CLONES
+static double burg_lattice_step(float* __restrict fwd, float* __restrict bwd, std::size_t len, float mu,
+                                double* f_first) {
+  *f_first = double(fwd[0] + mu * bwd[0]);
+  constexpr std::size_t kLanes = 16;
+  float partial[kLanes] = {};
+  const std::size_t next = len - 1;
+  std::size_t i = 0;
+  for (; i + kLanes <= next; i += kLanes)
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      const float f0 = fwd[i + l], f1 = fwd[i + l + 1], b0 = bwd[i + l], b1 = bwd[i + l + 1];
+      const float fn = f1 + mu * b1, bn = b0 + mu * f0;
+      fwd[i + l] = fn;
+      bwd[i + l] = bn;
+      partial[l] += fn * bn;
+    }
+  for (; i < next; ++i) {
+    const float f0 = fwd[i], f1 = fwd[i + 1], b0 = bwd[i], b1 = bwd[i + 1];
+    const float fn = f1 + mu * b1, bn = b0 + mu * f0;
+    fwd[i] = fn;
+    bwd[i] = bn;
+    partial[0] += fn * bn;
+  }
+  bwd[next] = bwd[next] + mu * fwd[next];
+  double sum = 0.0;
+  for (std::size_t l = 0; l < kLanes; ++l) sum += double(partial[l]);
+  return sum;
+}
+
+/// Orders of Burg's lattice run in double before its errors go on in float32 (burg_coefficients).
+/// The first orders are where the errors fall far below the signal (|mu| near 1 on predictable
+/// sound): float32 there costs the guess 0.13-0.19 dB (AR(256) / AR(320) on 1024 samples, the
+/// validation contexts of docs/notes/model.md); 16 or 32 double orders and float32 after give the
+/// all-double guess to 0.01 dB (tests/test_features_spectral.py pins it), 1.5x faster at order 384.
+constexpr int kBurgDoubleOrders = 32;
+
+/// Burg's method (Collomb's formulation): a[0] = 1, a[1..order] of the all-pole model of x[0..n).
+/// `errors` holds 2 n doubles; `fwd32` and `bwd32` n floats each, 64-byte aligned (the forward and
+/// backward errors). The first orders run in double, the rest in float32 (see burg_lattice_step and
+/// kBurgDoubleOrders). When the prediction error vanishes first (a noiseless sum of a few sinusoids
+/// is predicted exactly at a low order) the model stops at the order reached (higher coefficients
+/// 0), which is still stable. Returns false only for a silent input (a = [1, 0, ...]).
+inline bool burg_coefficients(const float* x, std::size_t n, int order, double* a, double* errors, float* fwd32,
+                              float* bwd32) {
+  double* f = errors;
+  double* b = errors + n;
   double dk = 0.0, num = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
     f[i] = b[i] = double(x[i]);
@@ -173,6 +224,11 @@ inline bool burg_coefficients(const float* x, std::size_t n, int order, double* 
   for (int k = 1; k <= order; ++k) a[k] = 0.0;
   if (!(dk > 0.0)) return false;
   const double tiny = 1e-12 * dk;  // below this the error is round-off: the model is complete
+  const int double_orders = std::min(order, kBurgDoubleOrders);
+  if (double_orders <= 0) {
+    for (std::size_t i = 0; i + 1 < n; ++i) fwd32[i] = x[i + 1];
+    for (std::size_t i = 0; i < n; ++i) bwd32[i] = x[i];
+  }
   for (int k = 0; k < order; ++k) {
     if (!(dk > tiny)) break;
     const std::size_t len = n - std::size_t(k) - 1;  // f[k + 1 .. n) against b[0 .. len)
@@ -184,28 +240,58 @@ inline bool burg_coefficients(const float* x, std::size_t n, int order, double* 
       a[j] = t1;
       a[k + 1 - j] = t2;
     }
-    double* fk = f + k + 1;
-    num = burg_lattice_step(fk, b, len, mu);
-    dk = (1.0 - mu * mu) * dk - fk[0] * fk[0] - b[len - 1] * b[len - 1];
+    double fk0, bl;
+    if (k < double_orders) {
+      double* fk = f + k + 1;
+      num = burg_lattice_step_double(fk, b, len, mu);
+      fk0 = fk[0];
+      bl = b[len - 1];
+      if (k + 1 == double_orders && double_orders < order) {  // the errors go on in float32
+        for (std::size_t i = 0; i + 1 < len; ++i) fwd32[i] = float(fk[i + 1]);  // f[k + 2 + i]
+        for (std::size_t i = 0; i + 1 < len; ++i) bwd32[i] = float(b[i]);
+      }
+    } else {
+      num = burg_lattice_step(fwd32, bwd32, len, float(mu), &fk0);
+      bl = bwd32[len - 1];
+    }
+    dk = (1.0 - mu * mu) * dk - fk0 * fk0 - bl * bl;
   }
   return true;
 }
 
-/// Doubles of scratch that burg_continue_row needs.
-inline std::size_t burg_work_doubles(std::size_t n, int order, int n_out) {
-  return 2 * n + std::size_t(order + 1) + std::size_t(order) + std::size_t(n_out);
-}
+/// Scratch of burg_continue_row for histories of n samples, made once (at configuration): the
+/// audio path then allocates nothing.
+struct BurgScratch {
+  static constexpr std::size_t kAlignFloats = 16;  // 64 bytes
+  std::vector<double> errors;   // 2 n: the lattice's forward and backward errors (double orders)
+  std::vector<float> errors32;  // the same in float32 (the later orders), two aligned arrays of n
+  std::vector<double> model;    // order + 1 coefficients, then order past and n_out predicted samples
+  std::size_t stride32 = 0;     // floats from the forward to the backward array (n rounded up)
+  BurgScratch() = default;
+  BurgScratch(std::size_t n, int order, int n_out)
+      : errors(2 * n),
+        errors32(2 * ((n + kAlignFloats - 1) / kAlignFloats * kAlignFloats) + kAlignFloats),
+        model(std::size_t(order + 1) + std::size_t(order) + std::size_t(n_out)),
+        stride32((n + kAlignFloats - 1) / kAlignFloats * kAlignFloats) {}
+  /// The float32 forward errors (64-byte aligned; the backward ones follow stride32 floats on).
+  float* fwd32() {
+    const auto address = reinterpret_cast<std::uintptr_t>(errors32.data());
+    const std::size_t skip = (64 - address % 64) % 64 / sizeof(float);
+    return errors32.data() + skip;
+  }
+};
 
 /// The Burg continuation of one history row of n samples (n > order): n_out samples into `out`;
 /// zeros when the history's mean square is not above `silence_mean_square` or the fit breaks down.
+/// `scratch` was made as BurgScratch(n, order, n_out) (or larger).
 inline void burg_continue_row(const float* history, std::size_t n, int order, double silence_mean_square, int n_out,
-                              float* out, double* work) {
-  double* errors = work;
-  double* a = errors + 2 * n;
+                              float* out, BurgScratch& scratch) {
+  double* a = scratch.model.data();
   double* y = a + (order + 1);
   double energy = 0.0;
   for (std::size_t i = 0; i < n; ++i) energy += double(history[i]) * double(history[i]);
-  if (!(energy / double(n) > silence_mean_square) || !burg_coefficients(history, n, order, a, errors)) {
+  if (!(energy / double(n) > silence_mean_square) || !burg_coefficients(history, n, order, a, scratch.errors.data(), scratch.fwd32(),
+                                                                scratch.fwd32() + scratch.stride32)) {
     for (int t = 0; t < n_out; ++t) out[t] = 0.0f;
     return;
   }

@@ -98,7 +98,7 @@ class LongTermPredictor {
     prefix_.assign(n + 1, 0.0);
     backcast_.assign(c.backcast_samples, 0.0f);
     ar_guess_.assign(c.backcast_samples, 0.0f);
-    ar_work_.assign(burg_work_doubles(c.ar_samples, c.ar_order, int(c.backcast_samples)), 0.0);
+    ar_scratch_ = BurgScratch(c.ar_samples, c.ar_order, int(c.backcast_samples));
   }
 
   const LongTermConfig& config() const { return c_; }
@@ -128,7 +128,7 @@ class LongTermPredictor {
     if (probe.lag == 0) return 0.0;
     continue_match(probe, probe_end, 0, b, backcast_.data());
     burg_continue_row(history + probe_end - c_.ar_samples, c_.ar_samples, c_.ar_order, c_.silence_mean_square, int(b),
-                      ar_guess_.data(), ar_work_.data());
+                      ar_guess_.data(), ar_scratch_);
     const double advantage_db = snr_db(history + probe_end, backcast_.data(), b) - snr_db(history + probe_end, ar_guess_.data(), b);
     const double weight = std::clamp((advantage_db - c_.lo_db) / (c_.hi_db - c_.lo_db), 0.0, 1.0);
     if (weight <= 0.0) return 0.0;
@@ -251,7 +251,8 @@ class LongTermPredictor {
   static constexpr std::size_t kDecimation = 4;  // the coarse search's grid (the sum of 4 samples)
   static constexpr std::size_t kCandidates = 3;  // coarse lags refined at full rate
   std::vector<float> history_, coarse_, coarse_corr_, backcast_, ar_guess_;
-  std::vector<double> prefix_, coarse_prefix_, ar_work_;
+  std::vector<double> prefix_, coarse_prefix_;
+  BurgScratch ar_scratch_;
 };
 
 }  // namespace nextblock
