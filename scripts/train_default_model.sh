@@ -14,8 +14,9 @@
 #   4. python -m nextblock.export -> models/nextblock-default.tflite (+ -fp16 variant), weights copied
 #   5. scripts/model_card_tables.sh: held-out set by category, every configuration, latency
 # This makes 3.0.0; 3.2.0 is 3.0.0 fine-tuned on chained (burst) contexts in four rounds by
-# scripts/finetune_chained_model.sh (run after this one), and the shipped 3.3.0 is 3.2.0 fine-tuned onto
-# a Burg guess of order 256 on 1024 samples by scripts/finetune_high_order_guess.sh (run after that).
+# scripts/finetune_chained_model.sh (run after this one); 3.3.0 is 3.2.0 fine-tuned onto a Burg guess
+# of order 256 on 1024 samples and the shipped 3.4.0 is 3.3.0 fine-tuned onto order 384, both by
+# scripts/finetune_high_order_guess.sh (run after that: ORDER=256, then the default ORDER=384).
 #
 # Usage:  scripts/train_default_model.sh [extra nextblock.train arguments]
 #   RUN_DIR=runs/default EPOCHS=12 TRAIN_EXAMPLES=200000 scripts/train_default_model.sh

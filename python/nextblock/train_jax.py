@@ -43,10 +43,10 @@ import numpy as np
 from .argtypes import int_list
 from .features.config import FeatureConfig
 
-#: the shipped model's features (3.3.0: Burg AR(256) on the last 1024 samples; scripts/training_recipe.sh
+#: the shipped model's features (3.4.0: Burg AR(384) on the last 1024 samples; scripts/training_recipe.sh
 #: with scripts/finetune_high_order_guess.sh's --lpc-order/--lpc-burg-samples), so that a run starting
 #: from models/nextblock-default.weights.h5 continues the guess those weights were trained on
-DEFAULT_FEATURES = FeatureConfig(128, 1024, 48000, 2, 128, 256, 1024)
+DEFAULT_FEATURES = FeatureConfig(128, 1024, 48000, 2, 128, 384, 1024)
 #: the feature channels that change sign with the audio (re, im of the context and of the guess)
 SIGNED_CHANNELS = (0, 1, 3, 4)
 #: most rows per network call when making chains (calls are padded to a power of two: few shapes to compile)
