@@ -202,6 +202,7 @@ static double burg_lattice_step(float* __restrict fwd, float* __restrict bwd, st
 /// validation contexts of docs/notes/model.md); 16 or 32 double orders and float32 after give the
 /// all-double guess to 0.01 dB (tests/test_features_spectral.py pins it), 1.5x faster at order 384.
 constexpr int kBurgDoubleOrders = 32;
+static_assert(kBurgDoubleOrders >= 1, "burg_coefficients fills the float32 errors from the double ones");
 
 /// Burg's method (Collomb's formulation): a[0] = 1, a[1..order] of the all-pole model of x[0..n).
 /// `errors` holds 2 n doubles; `fwd32` and `bwd32` n floats each, 64-byte aligned (the forward and
@@ -225,10 +226,6 @@ inline bool burg_coefficients(const float* x, std::size_t n, int order, double* 
   if (!(dk > 0.0)) return false;
   const double tiny = 1e-12 * dk;  // below this the error is round-off: the model is complete
   const int double_orders = std::min(order, kBurgDoubleOrders);
-  if (double_orders <= 0) {
-    for (std::size_t i = 0; i + 1 < n; ++i) fwd32[i] = x[i + 1];
-    for (std::size_t i = 0; i < n; ++i) bwd32[i] = x[i];
-  }
   for (int k = 0; k < order; ++k) {
     if (!(dk > tiny)) break;
     const std::size_t len = n - std::size_t(k) - 1;  // f[k + 1 .. n) against b[0 .. len)
@@ -264,15 +261,15 @@ inline bool burg_coefficients(const float* x, std::size_t n, int order, double* 
 struct BurgScratch {
   static constexpr std::size_t kAlignFloats = 16;  // 64 bytes
   std::vector<double> errors;   // 2 n: the lattice's forward and backward errors (double orders)
-  std::vector<float> errors32;  // the same in float32 (the later orders), two aligned arrays of n
+  std::size_t stride32 = 0;     // floats from the forward to the backward float32 array (n rounded up)
+  std::vector<float> errors32;  // the same errors in float32 (the later orders): two aligned arrays
   std::vector<double> model;    // order + 1 coefficients, then order past and n_out predicted samples
-  std::size_t stride32 = 0;     // floats from the forward to the backward array (n rounded up)
   BurgScratch() = default;
   BurgScratch(std::size_t n, int order, int n_out)
       : errors(2 * n),
-        errors32(2 * ((n + kAlignFloats - 1) / kAlignFloats * kAlignFloats) + kAlignFloats),
-        model(std::size_t(order + 1) + std::size_t(order) + std::size_t(n_out)),
-        stride32((n + kAlignFloats - 1) / kAlignFloats * kAlignFloats) {}
+        stride32((n + kAlignFloats - 1) / kAlignFloats * kAlignFloats),
+        errors32(2 * stride32 + kAlignFloats),
+        model(std::size_t(order + 1) + std::size_t(order) + std::size_t(n_out)) {}
   /// The float32 forward errors (64-byte aligned; the backward ones follow stride32 floats on).
   float* fwd32() {
     const auto address = reinterpret_cast<std::uintptr_t>(errors32.data());
@@ -290,8 +287,9 @@ inline void burg_continue_row(const float* history, std::size_t n, int order, do
   double* y = a + (order + 1);
   double energy = 0.0;
   for (std::size_t i = 0; i < n; ++i) energy += double(history[i]) * double(history[i]);
-  if (!(energy / double(n) > silence_mean_square) || !burg_coefficients(history, n, order, a, scratch.errors.data(), scratch.fwd32(),
-                                                                scratch.fwd32() + scratch.stride32)) {
+  float* fwd32 = scratch.fwd32();
+  if (!(energy / double(n) > silence_mean_square) ||
+      !burg_coefficients(history, n, order, a, scratch.errors.data(), fwd32, fwd32 + scratch.stride32)) {
     for (int t = 0; t < n_out; ++t) out[t] = 0.0f;
     return;
   }
