@@ -93,7 +93,7 @@ def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emula
             time.sleep(0.05)
         cmd = [sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(emu.pid), "--once", "--json",
                str(tmp / f"{tag}.json"), "--predictor", args.predictor, "--log-level", "warning", "--mode", mode,
-               "--jit-wake", jit_wake]
+               "--jit-wake", jit_wake, "--keep-warm", args.keep_warm]
         if args.model:
             cmd += ["--model", args.model]
         if args.realtime:
@@ -145,6 +145,8 @@ def summarize(run: dict, seconds: float) -> dict:
         "cold_infer_us_at_start": att.get("cold_infer_us_at_start"),
         "modes": att["modes"],
         "jit_wake": att.get("jit_wake"),
+        "warmups": att.get("warmups"),
+        "warmup_cpu_share": att.get("warmup_cpu_share"),
         "concealments": emu["lost"], "replaced": emu["replaced"], "blocks": emu["blocks"],
         "late_arrivals": sum(s["late_arrivals"] for s in streams),
         "emulator_tick_late_us_p99": emu["tick_late_us_p99"],
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictor", choices=("model", "repeat"), default="model",
                         help="'repeat' measures the runtime without the model")
     parser.add_argument("--no-busy", action="store_true", help="do not load the other core")
+    parser.add_argument("--keep-warm", choices=("auto", "on", "off"), default="auto",
+                        help="attach's --keep-warm (default auto: throw-away predictions while cold ones miss)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the always-predict run")
     parser.add_argument("--compare-timed-wake", action="store_true",
                         help="also run just-in-time with the timed wake before every block (attach --jit-wake timed) "

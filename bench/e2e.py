@@ -80,14 +80,22 @@ def _fmt(v, nd=2):
     return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
 
+def _fallback_reasons(att: dict | None) -> str:
+    """Why JackTrip played its own fallback for a drop with attach running: ``late/skipped/unseen``."""
+    if not att or "fallbacks_late" not in att:
+        return "-"
+    return f"{att['fallbacks_late']}/{att['fallbacks_skipped']}/{att['fallbacks_unseen']}"
+
+
 def markdown(rows: list[dict]) -> str:
     head = ("| pattern | receiver | JackTrip | dropped | underruns | snr_db | lsd_db | snr_lost_db | lsd_lost_db | "
-            "ViSQOL | NB share | cpu jacktrip_server s | cpu attach s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "ViSQOL | NB share | NB fallbacks late/skipped/unseen | cpu jacktrip_server s | cpu attach s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = [
         f"| {r['pattern']} | {r['receiver']} | {_fmt(r.get('version'))} | {_fmt(r['dropped_packets'])} | "
         f"{_fmt(r['underruns'])} | {_fmt(r['snr_db'])} | {_fmt(r['lsd_db'])} | {_fmt(r['snr_lost_db'])} | "
         f"{_fmt(r['lsd_lost_db'])} | {_fmt(r['visqol_mos'])} | {_fmt(r['nextblock_concealed_share'])} | "
+        f"{_fallback_reasons(r.get('attach_stats'))} | "
         f"{_fmt(r['cpu_s'].get('jacktrip_server'))} | {_fmt(r['cpu_s'].get('attach'))} |"
         for r in rows
     ]

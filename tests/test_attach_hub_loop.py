@@ -101,3 +101,48 @@ def test_the_loop_tells_the_predictor_how_much_of_each_context_it_concealed():
     assert recorder.concealed, "nothing was predicted"
     assert 0 in recorder.concealed
     assert max(recorder.concealed) >= 256 and all(c % 128 == 0 for c in recorder.concealed)
+
+
+class WarmCounter(RepeatPredictor):
+    """The repeat stand-in, counting the loop's throw-away predictions (``keep_warm``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warm_calls = 0
+
+    def keep_warm(self) -> None:
+        self.warm_calls += 1
+
+
+def _serve_one_stream(predictor, config: HubConfig, seconds: float = 0.5) -> HubStats:
+    pid = os.getpid()
+    stop = threading.Event()
+    stats = HubStats()
+    with Producer(segment_name_for_stream(pid, 61005), 48000, 128, 1, stream_name="warm") as producer:
+        loop = HubLoop(ProcessStreams(pid), predictor, config, stats, stop=stop)
+        thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
+        thread.start()
+        try:
+            block = np.full((128, 1), 0.1, np.float32)
+            for seq in range(int(seconds / PERIOD_S)):
+                producer.publish_block(seq, block)
+                producer.note_playout(max(0, seq - 2), 1)
+                time.sleep(PERIOD_S)
+        finally:
+            stop.set()
+            thread.join(5)
+            loop.close()
+    return stats
+
+
+def test_the_loop_keeps_the_path_warm_between_losses_only_when_told_or_when_it_misses():
+    """``keep_warm="on"``: a throw-away prediction about every interval while nothing else is
+    predicted (every block arrives here); ``"auto"`` with every decision in time: none."""
+    on = WarmCounter(128, 48000)
+    stats = _serve_one_stream(on, HubConfig(scan_interval_s=0.05, initial_budget_us=100, keep_warm="on",
+                                            keep_warm_interval_ms=10.0))
+    assert on.warm_calls == stats.warmups
+    assert 10 <= on.warm_calls <= 60, f"{on.warm_calls} throw-away predictions in about 0.5 s at 10 ms"
+    auto = WarmCounter(128, 48000)
+    stats = _serve_one_stream(auto, HubConfig(scan_interval_s=0.05, initial_budget_us=100))
+    assert auto.warm_calls == 0 and stats.keep_warm_triggers == 0

@@ -137,6 +137,24 @@ def test_short_blocks_reuse_a_prediction_while_the_stream_moves_on(frames, calls
     assert model.calls == before + 1
 
 
+def test_a_throw_away_prediction_keeps_the_reused_prediction_and_the_counts():
+    """keep_warm runs the model (that is its point) but the stream's cached prediction, its offset
+    and the counters stay as they were: the next block is still served from the cache, exactly."""
+    w = 2 * np.pi * 700 / 48000
+    frames = 16
+    signal = np.sin(w * np.arange(1024 + 8 * frames)).astype(np.float32)[None]
+    model = SineContinuer(w)
+    stream = StreamPredictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
+    stream.predict(signal[:, :1024])
+    calls, model_calls = model.calls, stream.model_calls
+    stream.keep_warm(np.random.default_rng(0).standard_normal((1, 1024)).astype(np.float32))
+    assert model.calls == calls + 1, "the model ran"
+    assert stream.model_calls == model_calls
+    out = stream.predict(signal[:, frames:1024 + frames])
+    assert model.calls == calls + 1, "served from the cached prediction, as without the throw-away one"
+    np.testing.assert_allclose(out.reshape(1, -1), signal[:, 1024 + frames:1024 + 3 * frames], atol=2e-3)
+
+
 def test_guess_weight_one_plays_the_linear_guess(tmp_path):
     """Metadata guess_weight blends the LPC guess into the network's output: at 1 the runner
     plays exactly the guess the codec computed, at 0 the network (models before 3.0)."""

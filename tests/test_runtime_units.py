@@ -247,6 +247,41 @@ def test_a_served_stream_counts_underruns_and_the_regulators_skip_glitches_as_co
     assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (3, 2, 1)
 
 
+def test_a_served_stream_tells_why_each_fallback_had_no_replacement(segment_name):
+    """Each FALLBACK concealment is explained from the stream's own decisions: posted in time (the
+    producer still fell back: a wrong deadline), predicted too late, skipped for lack of time, or
+    never decided (unseen). A REPLACEMENT needs no explanation."""
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
+    from nextblock.runtime.schedule import Action, ScheduleConfig
+    from nextblock.runtime.served import ServedStream
+
+    frames = 128
+    with Producer(segment_name, 48000, frames, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        st = ServedStream(c, ScheduleConfig(), context_samples=1024)
+        for seq in range(10):
+            p.publish_block(seq, np.full((frames, 1), 0.1, np.float32))
+        st.poll(monotonic_ns())
+        prediction = np.full((1, 2, frames), 0.15, np.float32)
+        context = np.zeros((1, 1024), np.float32)
+        now = monotonic_ns()
+        assert st.post(Action(10, now + 10**9, chained=False), prediction, context)
+        assert st.post(Action(11, now + 10**9, chained=False), prediction, context)
+        assert not st.post(Action(12, now - 1, chained=False), prediction, context)
+        st.skip(Action(13, now, chained=True), now)
+        p.post_event(EventKind.UNDERRUN, 10, Outcome.REPLACEMENT)
+        for seq in (11, 12, 13, 14):
+            p.post_event(EventKind.SKIP, seq, Outcome.FALLBACK, 1)
+        # a seq decided 256 decisions ago and overwritten since counts as never decided
+        st.skip(Action(15 + 256, now, chained=False), now)
+        p.post_event(EventKind.UNDERRUN, 15, Outcome.FALLBACK)
+        st.poll(monotonic_ns())
+    stats = st.stats
+    assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (6, 1, 5)
+    assert (stats.fallbacks_after_post, stats.fallbacks_late, stats.fallbacks_skipped, stats.fallbacks_unseen) == (1, 1, 1, 2)
+    d = stats.to_dict()
+    assert d["fallbacks"] == d["fallbacks_after_post"] + d["fallbacks_late"] + d["fallbacks_skipped"] + d["fallbacks_unseen"]
+
+
 def test_a_served_streams_ring_holds_the_models_whole_context_at_small_blocks(segment_name):
     """16-frame blocks and a 2048-sample context: 128 blocks, more than the default 64 slots."""
     from nextblock.capture import Consumer, Producer, monotonic_ns

@@ -64,6 +64,10 @@ status lines (--stats): a totals line, then one line per stream
 --json: the totals (same keys as for one stream), cpu_share (of one core, this process), wakes per
 second, and "streams": one object per stream served (name, peer, local_port, frames_per_block,
 sample_rate_hz, channels, mode, underruns, replacements_used, fallbacks, refused, predictions, ...).
+Each fallback is explained: fallbacks_late (predicted after its deadline), fallbacks_skipped (not
+started, too little time), fallbacks_unseen (never known missing in time: a late wake-up, a block
+that came late, an outage beyond --max-chain), fallbacks_after_post (posted in time, not played: 0
+when the timing is right).
 
 exit status: 0 stopped (signal or --duration), 2 usage or setup error, 3 JackTrip went away (--once)
 """
@@ -151,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "deadline (about 1 %% of a core per process here); 'auto' (default): missing while losses at the "
                      "same pull are rare, timed on a busy hub where the losses pay for the wake-ups anyway "
                      "(reported as jit_wake in --json)")
+    run.add_argument("--keep-warm", choices=("auto", "on", "off"), default="auto",
+                     help="a prediction that runs only for a loss runs cold (after tens of ms asleep: 3-9x its warm "
+                     "time on a busy virtual machine) and may miss its deadline; 'auto' (default): once 2 of the last "
+                     "32 predictions missed, run a throw-away prediction every 4 ms when nothing else was predicted, "
+                     "for 10 s after the last misses (about a tenth of a core for the whole process, nothing on a "
+                     "machine where cold predictions are in time); 'on': always; 'off': never (reported as warmups, "
+                     "warmup_cpu_share, keep_warm_triggers in --json)")
     run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
                      help="predictions of different streams due within this long go through the model together "
                      "(default 300)")
@@ -300,7 +311,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
                               force_mode=None if args.mode == "auto" else args.mode)
     config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
-                       jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze)
+                       jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze, keep_warm=args.keep_warm)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)
@@ -329,8 +340,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     status("final: " + stats.status_line())
     for d in final["streams"]:
         status(f"final: {d['name']:<22} {d['mode']:<12} blocks={d['blocks']} underruns={d['underruns']} "
-               f"replaced={d['replacements_used']} fallback={d['fallbacks']} late={d['late']} "
-               f"skipped={d['overload_skips']} predictions={d['predictions']}")
+               f"replaced={d['replacements_used']} fallback={d['fallbacks']} (late {d['fallbacks_late']}, "
+               f"skipped {d['fallbacks_skipped']}, unseen {d['fallbacks_unseen']}, after post {d['fallbacks_after_post']}) "
+               f"late={d['late']} skipped={d['overload_skips']} predictions={d['predictions']}")
     if args.json:
         text = json.dumps(final, indent=2, sort_keys=True)
         if args.json == "-":

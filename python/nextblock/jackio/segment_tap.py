@@ -103,6 +103,7 @@ class SegmentTap:
         return {"counts": counts, "underrun_seqs": [e["seq"] for e in self.events if e["kind"] == "UNDERRUN"],
                 "concealed_seqs": [e["seq"] for e in concealed], "replaced_seqs": replaced,
                 "skipped_over_seqs": skipped_over,
+                "late_seqs": [e["seq"] for e in self.events if e["kind"] == "LATE"],
                 "concealments": len(concealed), "replacements_used": len(replaced),
                 "skipped": self.skipped, "blocks_written": self.blocks_written, "error": self.error}
 

@@ -254,6 +254,17 @@ class StreamPredictor:
                 blocks = blend_long_term(flat, guess, weight, concealed).reshape(blocks.shape)
         return blocks
 
+    def keep_warm(self, context: np.ndarray) -> None:
+        """A throw-away :meth:`predict` of ``context`` that changes nothing: the whole path (model,
+        long-term guess) runs, so its code and data stay in the caches
+        (:class:`nextblock.runtime.warmth.KeepWarm`); the reused prediction and the counters are
+        left as they were."""
+        saved = (self._cached, self._cached_tail, self._cached_offset, self.model_calls, self.reused)
+        try:
+            self.predict(context)
+        finally:
+            self._cached, self._cached_tail, self._cached_offset, self.model_calls, self.reused = saved
+
     def _predict_model(self, context: np.ndarray) -> np.ndarray:
         """The model's two blocks (steps 1-3) from ``(channels, model_context_samples)``."""
         needed = 2 * self.frames_per_block

@@ -55,6 +55,8 @@ class BucketedPredictor:
         self.takes_concealed_samples = bool(getattr(first, "takes_concealed_samples", False))
         self._padded = [np.zeros((n, self.context_samples), np.float32) for n in self.sizes]
         self._out = np.zeros((self.sizes[-1], 2, self.frames_per_block), np.float32)
+        rng = np.random.default_rng(0)
+        self._warm_context = (0.01 * rng.standard_normal((self.sizes[0], self.context_samples))).astype(np.float32)
 
     def warm(self, calls: int = 10) -> None:
         """Run every bucket ``calls`` times on low noise (first-call costs paid before any deadline)."""
@@ -64,6 +66,16 @@ class BucketedPredictor:
             for _ in range(calls):
                 member.predict(padded)
             padded[:] = 0.0
+
+    def keep_warm(self) -> None:
+        """A throw-away prediction by the smallest bucket (the one a single stream's decision uses),
+        on low noise, changing no state (:class:`nextblock.runtime.warmth.KeepWarm`)."""
+        member = self._members[0]
+        warm = getattr(member, "keep_warm", None)
+        if warm is not None:
+            warm(self._warm_context)
+        else:  # a stateless predictor (the model runner, the repeat stand-in)
+            member.predict(self._warm_context)
 
     def predict(self, context: np.ndarray, concealed_samples: np.ndarray | None = None) -> np.ndarray:
         """``context`` ``(rows, context_samples)`` → ``(rows, 2, frames_per_block)`` (a view of an

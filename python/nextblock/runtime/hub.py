@@ -41,6 +41,7 @@ from .predictors import Predictor, check_stream_compatible
 from .schedule import JUST_IN_TIME, SPECULATIVE, ScheduleConfig
 from .served import ServedStream
 from .stats import HubStats
+from .warmth import KeepWarm
 
 log = logging.getLogger("nextblock.attach")
 
@@ -93,6 +94,12 @@ class HubConfig:
         ``"auto"`` (default): the missing-block wake while losses at the same pull are rare (the
         just-in-time streams' loss shares add up to less than ``MISSING_WAKE_MAX_LOSSES_PER_PULL``),
         else timed: then the wake-ups are paid by the losses anyway and the batches are worth more.
+    keep_warm : str
+        ``"auto"`` (default): while cold predictions miss their deadlines, run a throw-away
+        prediction every ``keep_warm_interval_ms`` when nothing else was predicted
+        (:class:`~nextblock.runtime.warmth.KeepWarm`); ``"on"``: always; ``"off"``: never.
+    keep_warm_interval_ms, keep_warm_hold_s : float
+        Its interval (default 4 ms) and, for ``auto``, how long it lasts after the misses (10 s).
     """
 
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -105,6 +112,9 @@ class HubConfig:
     max_rows_per_call: int = 8
     jit_wake: str = "auto"
     freeze_gc: bool = True
+    keep_warm: str = "auto"
+    keep_warm_interval_ms: float = 4.0
+    keep_warm_hold_s: float = 10.0
 
 
 class HubLoop:
@@ -171,6 +181,7 @@ class HubLoop:
         self._concealed = np.zeros(0, np.int64)  # per batch row: samples of the context we concealed
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
+        self.warmth = KeepWarm(self.config.keep_warm, self.config.keep_warm_interval_ms, self.config.keep_warm_hold_s)
         self._shared_early_ns: int | None = None
         self._freeze_due = True  # long-lived objects were created: exempt them from collections
         self._frozen = False
@@ -183,6 +194,7 @@ class HubLoop:
 
     def _install(self, predictor: Predictor) -> None:
         self.predictor = predictor
+        self._keep_warm = getattr(predictor, "keep_warm", None)  # a throw-away prediction (KeepWarm)
         self.stats.model_version = str(getattr(predictor, "model_version", "?"))
         for st in self.streams.values():
             check_stream_compatible(predictor, st.frames, st.sample_rate_hz)
@@ -311,7 +323,8 @@ class HubLoop:
         keep = []
         for st, action in actions:
             if now + guard > action.deadline_ns:
-                st.skip(now)
+                st.skip(action, now)
+                self.warmth.note_decision(True, now)
                 st.schedule.done(action.seq)
                 self._guard_ns = int(self._guard_ns * _GUARD_DECAY)  # a spike must not lock us out
             else:
@@ -335,6 +348,7 @@ class HubLoop:
         t0 = monotonic_ns()
         out = self.predictor.predict(batch, self._concealed[:rows]) if takes_concealed else self.predictor.predict(batch)
         infer_ns = monotonic_ns() - t0
+        self.warmth.note_prediction(t0 + infer_ns)
         stats = self.stats
         stats.batches += 1
         stats.batched_rows += rows
@@ -348,7 +362,9 @@ class HubLoop:
         for st, action in keep:
             st.stats.predictions += 1
             stats.predictions += 1
+            misses = st.stats.deadline_misses
             st.post(action, prediction[r : r + st.rows], batch[r : r + st.rows])
+            self.warmth.note_decision(st.stats.deadline_misses != misses, t0 + infer_ns)
             st.schedule.done(action.seq)
             r += st.rows
 
@@ -477,6 +493,14 @@ class HubLoop:
             if timeout_ns <= 0:
                 continue
             until_ns = min(next_scan_ns, now + poll_ns)
+            if self.streams and self._keep_warm is not None:  # cold predictions missed: keep the path warm
+                warmth = self.warmth
+                if warmth.maybe_run(self._keep_warm, monotonic_ns(), monotonic_ns):
+                    stats.warmups, stats.warmup_ns = warmth.warmups, warmth.warmup_ns
+                stats.keep_warm_triggers = warmth.triggers
+                warm_due = warmth.due_ns(monotonic_ns())
+                if warm_due is not None:
+                    until_ns = min(until_ns, warm_due)
             if next_status_ns is not None:
                 until_ns = min(until_ns, next_status_ns)
             if end_ns is not None:
@@ -491,7 +515,8 @@ class HubLoop:
                 jit = schedule.mode == JUST_IN_TIME
                 if not jit and len(block_waiters) == 1:
                     block_wait = len(items)
-                items.append((st.tap, jit, schedule.handled_seq, schedule.lead_ns(budget) if jit else 0,
+                schedule.missing_wake = jit and missing_wake
+                items.append((st.tap, jit, schedule.handled_seq, schedule.decision_lead_ns(budget) if jit else 0,
                               0 if jit else (schedule.wake_ns or 0), st.period_ns, schedule.stale_ns,
                               schedule.config.max_chain_blocks,
                               schedule.lookahead_blocks(budget) if jit and missing_wake else 0))

@@ -22,13 +22,18 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import _core
-from ..capture import Consumer, EventKind, monotonic_ns
+from ..capture import Consumer, EventKind, Outcome, monotonic_ns
 from .context import RECEIVED, ContextRing
 from .guard import SampleGuard
 from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
 from .stats import RuntimeStats
 
 log = logging.getLogger("nextblock.attach")
+
+#: decisions remembered per stream, to tell why the producer played its fallback for a seq
+DECISION_MEMORY = 256
+#: how the newest decision for a seq ended (see :meth:`ServedStream.explain_fallback`)
+POSTED, LATE, SKIPPED = 1, 2, 3
 
 
 class ServedStream:
@@ -100,6 +105,8 @@ class ServedStream:
         self.last_block_ns = monotonic_ns()
         self.attached_ns = self.last_block_ns
         self.blocks_just_in_time = 0
+        self._decided_seq = [-1] * DECISION_MEMORY  # seq of the newest decision in each slot
+        self._decided_how = [0] * DECISION_MEMORY  # POSTED, LATE or SKIPPED
         self.left_ns: int | None = None
         self.left_reason = ""
 
@@ -146,11 +153,30 @@ class ServedStream:
         next_index = self.events_seen + skipped
         for e in events:
             next_index = e.index + 1
-            if not stats.count_event(e) and e.kind == EventKind.CONSUMER_LOST:
+            if stats.count_event(e):
+                if e.outcome == Outcome.FALLBACK:
+                    stats.count_fallback(self.explain_fallback(int(e.seq)))
+            elif e.kind == EventKind.CONSUMER_LOST:
                 log.warning("%s: the producer lost this consumer at seq %d (too slow or stalled)", self.name, e.seq)
         if skipped:
             log.warning("%s: %d events were overwritten before they were read", self.name, skipped)
         self.events_seen = max(next_index, self.events_seen)
+
+    def _remember(self, seq: int, how: int) -> None:
+        slot = seq % DECISION_MEMORY
+        self._decided_seq[slot] = seq
+        self._decided_how[slot] = how
+
+    def explain_fallback(self, seq: int) -> str:
+        """Why the producer played its own fallback for ``seq``: ``"late"`` (predicted, finished
+        after its deadline), ``"skipped"`` (not started: too little time left), ``"unseen"`` (never
+        decided: not known missing before it was played — a wake-up after the pull, a block that
+        came late, an outage beyond ``max_chain_blocks``) or ``"after_post"`` (posted in time and
+        still not played: the pull came before the post was visible, i.e. the deadline was wrong)."""
+        slot = seq % DECISION_MEMORY
+        if self._decided_seq[slot] != seq:
+            return "unseen"
+        return {POSTED: "after_post", LATE: "late", SKIPPED: "skipped"}[self._decided_how[slot]]
 
     # --- predicting ------------------------------------------------------------------------------
 
@@ -199,6 +225,7 @@ class ServedStream:
             self.ring.put_predicted(action.seq, self._played_cf)
             stats.record_miss(now)
             stats.late += 1
+            self._remember(action.seq, LATE)
             return False
         np.copyto(self._fade_cf, replacement[1].T)
         self.ring.put_predicted(action.seq, self._played_cf, self._fade_cf)
@@ -212,14 +239,18 @@ class ServedStream:
         if posted > action.deadline_ns:  # visible too late to be useful: still a miss
             stats.record_miss(posted)
             stats.late += 1
+            self._remember(action.seq, LATE)
+        else:
+            self._remember(action.seq, POSTED)
         if self.post_hook is not None:
             self.post_hook(action.seq, replacement)
         return True
 
-    def skip(self, now_ns: int) -> None:
+    def skip(self, action: Action, now_ns: int) -> None:
         """A prediction not started because its deadline was too close (overload)."""
         self.stats.record_miss(now_ns)
         self.stats.overload_skips += 1
+        self._remember(action.seq, SKIPPED)
 
     # --- reporting -------------------------------------------------------------------------------
 

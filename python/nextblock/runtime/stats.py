@@ -87,6 +87,11 @@ class RuntimeStats:
         Of those, the ones with outcome REPLACEMENT (our block was played).
     fallbacks : int
         Of those, the ones with outcome FALLBACK (JackTrip's own concealment played).
+    fallbacks_late, fallbacks_skipped, fallbacks_unseen, fallbacks_after_post : int
+        ``fallbacks`` by why there was no replacement (:meth:`~nextblock.runtime.served.ServedStream.explain_fallback`):
+        predicted too late, not started for lack of time, never known missing in time (a late
+        wake-up, a block that came late, an outage beyond the longest chain), or posted in time
+        and still not played (a wrong deadline; 0 when the timing is right).
     refused : int
         Of those, the ones with outcome REFUSED (a replacement was posted but the producer found a
         non-finite or out-of-range sample in it and played its fallback).
@@ -123,6 +128,10 @@ class RuntimeStats:
     underruns: int = 0
     replacements_used: int = 0
     fallbacks: int = 0
+    fallbacks_late: int = 0
+    fallbacks_skipped: int = 0
+    fallbacks_unseen: int = 0
+    fallbacks_after_post: int = 0
     refused: int = 0
     predictions: int = 0
     posts: int = 0
@@ -158,6 +167,12 @@ class RuntimeStats:
         elif event.outcome == Outcome.REFUSED:
             self.refused += 1
         return True
+
+    def count_fallback(self, reason: str) -> None:
+        """Count why a FALLBACK concealment had no replacement: ``"late"``, ``"skipped"``,
+        ``"unseen"`` or ``"after_post"`` (the ``fallbacks_*`` counters)."""
+        name = f"fallbacks_{reason}"
+        setattr(self, name, getattr(self, name) + 1)
 
     def mark_streaming(self) -> None:
         """Restart the wall/CPU clocks of :meth:`to_dict`'s ``cpu_share`` at the first block, so
@@ -205,7 +220,8 @@ class RuntimeStats:
         out = {
             k: getattr(self, k)
             for k in (
-                "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "refused", "predictions", "posts",
+                "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late",
+                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "refused", "predictions", "posts",
                 "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
                 "model_rejects", "reattaches", "model_version", "model_choice",
             )
@@ -238,8 +254,8 @@ def _native_wakeups() -> int:
 
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
-    "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "refused", "predictions", "posts",
-    "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
+    "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
+    "fallbacks_unseen", "fallbacks_after_post", "refused", "predictions", "posts", "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
 )
 
 
@@ -277,6 +293,9 @@ class HubStats:
         we attached again.
     cold_infer_us_at_start : float | None
         One prediction after a 20 ms sleep, measured at start (the first inference budget).
+    warmups, warmup_ns, keep_warm_triggers : int
+        Throw-away predictions that kept the path warm, their time, and how often ``auto``
+        started keeping warm (:class:`~nextblock.runtime.warmth.KeepWarm`).
     collector : CollectorPauses
         Python's garbage collections while serving, by generation, and their longest pauses.
     """
@@ -296,6 +315,9 @@ class HubStats:
     streams_joined: int = 0
     streams_left: int = 0
     cold_infer_us_at_start: float | None = None
+    warmups: int = 0
+    warmup_ns: int = 0
+    keep_warm_triggers: int = 0
     infer_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
     collector: CollectorPauses = dataclasses.field(default_factory=CollectorPauses)
     started_monotonic_s: float = dataclasses.field(default_factory=time.monotonic)
@@ -376,6 +398,9 @@ class HubStats:
             jit_wake=_wake_name(self.missing_wake_sleeps, self.sleeps),
             jit_wake_missing_share=self.missing_wake_sleeps / self.sleeps if self.sleeps else None,
             reattaches=self.reattaches,
+            warmups=self.warmups,
+            warmup_cpu_share=self.warmup_ns / 1e9 / wall_s,
+            keep_warm_triggers=self.keep_warm_triggers,
             streams_joined=self.streams_joined,
             streams_left=self.streams_left,
             modes=sorted({d["mode"] for d in streams}),
