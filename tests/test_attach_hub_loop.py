@@ -79,25 +79,9 @@ class ConcealedRecorder(RepeatPredictor):
 def test_the_loop_tells_the_predictor_how_much_of_each_context_it_concealed():
     """In a burst of missing blocks the contexts end with our own earlier guesses: the loop passes
     how many samples that is (0 for the first block of a burst, a block more for each after it)."""
-    pid = os.getpid()
-    stop = threading.Event()
     recorder = ConcealedRecorder(128, 48000, context_samples=1024)
-    with Producer(segment_name_for_stream(pid, 61004), 48000, 128, 1, stream_name="burst") as producer:
-        loop = HubLoop(ProcessStreams(pid), recorder, HubConfig(scan_interval_s=0.05, initial_budget_us=100),
-                       HubStats(), stop=stop)
-        thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
-        block = np.full((128, 1), 0.1, np.float32)
-        thread.start()
-        try:
-            for seq in range(200):
-                if not 120 <= seq < 124:  # a burst of 4 lost blocks
-                    producer.publish_block(seq, block)
-                producer.note_playout(max(0, seq - 2), 1)
-                time.sleep(PERIOD_S)
-        finally:
-            stop.set()
-            thread.join(5)
-            loop.close()
+    _serve_one_stream(recorder, HubConfig(scan_interval_s=0.05, initial_budget_us=100), blocks=200,
+                      lost=range(120, 124), port=61004, name="burst")  # a burst of 4 lost blocks
     assert recorder.concealed, "nothing was predicted"
     assert 0 in recorder.concealed
     assert max(recorder.concealed) >= 256 and all(c % 128 == 0 for c in recorder.concealed)
@@ -114,18 +98,22 @@ class WarmCounter(RepeatPredictor):
         self.warm_calls += 1
 
 
-def _serve_one_stream(predictor, config: HubConfig, seconds: float = 0.5) -> HubStats:
+def _serve_one_stream(predictor, config: HubConfig, blocks: int, lost=(), port: int = 61005,
+                      name: str = "warm") -> HubStats:
+    """One mono stream of ``blocks`` blocks (those in ``lost`` never arrive), played 2 blocks after
+    they are published, served by a HubLoop on a thread; its totals."""
     pid = os.getpid()
     stop = threading.Event()
     stats = HubStats()
-    with Producer(segment_name_for_stream(pid, 61005), 48000, 128, 1, stream_name="warm") as producer:
+    with Producer(segment_name_for_stream(pid, port), 48000, 128, 1, stream_name=name) as producer:
         loop = HubLoop(ProcessStreams(pid), predictor, config, stats, stop=stop)
         thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
+        block = np.full((128, 1), 0.1, np.float32)
         thread.start()
         try:
-            block = np.full((128, 1), 0.1, np.float32)
-            for seq in range(int(seconds / PERIOD_S)):
-                producer.publish_block(seq, block)
+            for seq in range(blocks):
+                if seq not in lost:
+                    producer.publish_block(seq, block)
                 producer.note_playout(max(0, seq - 2), 1)
                 time.sleep(PERIOD_S)
         finally:
@@ -140,9 +128,9 @@ def test_the_loop_keeps_the_path_warm_between_losses_only_when_told_or_when_it_m
     predicted (every block arrives here); ``"auto"`` with every decision in time: none."""
     on = WarmCounter(128, 48000)
     stats = _serve_one_stream(on, HubConfig(scan_interval_s=0.05, initial_budget_us=100, keep_warm="on",
-                                            keep_warm_interval_ms=10.0))
+                                            keep_warm_interval_ms=10.0), blocks=190)
     assert on.warm_calls == stats.warmups
     assert 10 <= on.warm_calls <= 60, f"{on.warm_calls} throw-away predictions in about 0.5 s at 10 ms"
     auto = WarmCounter(128, 48000)
-    stats = _serve_one_stream(auto, HubConfig(scan_interval_s=0.05, initial_budget_us=100))
+    stats = _serve_one_stream(auto, HubConfig(scan_interval_s=0.05, initial_budget_us=100), blocks=190)
     assert auto.warm_calls == 0 and stats.keep_warm_triggers == 0

@@ -247,22 +247,29 @@ def test_a_served_stream_counts_underruns_and_the_regulators_skip_glitches_as_co
     assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (3, 2, 1)
 
 
+def _served_stream_after_ten_blocks(p, c):
+    """A ServedStream on consumer ``c`` that has read blocks 0-9 of producer ``p`` (128 frames of
+    0.1), a prediction of 0.15 for the next two blocks and a context buffer."""
+    from nextblock.capture import monotonic_ns
+    from nextblock.runtime.schedule import ScheduleConfig
+    from nextblock.runtime.served import ServedStream
+
+    st = ServedStream(c, ScheduleConfig(), context_samples=1024)
+    for seq in range(10):
+        p.publish_block(seq, np.full((128, 1), 0.1, np.float32))
+    st.poll(monotonic_ns())
+    return st, np.full((1, 2, 128), 0.15, np.float32), np.zeros((1, 1024), np.float32)
+
+
 def test_a_served_stream_tells_why_each_fallback_had_no_replacement(segment_name):
     """Each FALLBACK concealment is explained from the stream's own decisions: posted in time (the
     producer still fell back: a wrong deadline), predicted too late, skipped for lack of time, or
     never decided (unseen). A REPLACEMENT needs no explanation."""
     from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
-    from nextblock.runtime.schedule import Action, ScheduleConfig
-    from nextblock.runtime.served import ServedStream
+    from nextblock.runtime.schedule import Action
 
-    frames = 128
-    with Producer(segment_name, 48000, frames, 1) as p, Consumer(segment_name, post_replacements=True) as c:
-        st = ServedStream(c, ScheduleConfig(), context_samples=1024)
-        for seq in range(10):
-            p.publish_block(seq, np.full((frames, 1), 0.1, np.float32))
-        st.poll(monotonic_ns())
-        prediction = np.full((1, 2, frames), 0.15, np.float32)
-        context = np.zeros((1, 1024), np.float32)
+    with Producer(segment_name, 48000, 128, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        st, prediction, context = _served_stream_after_ten_blocks(p, c)
         now = monotonic_ns()
         assert st.post(Action(10, now + 10**9, chained=False), prediction, context)
         assert st.post(Action(11, now + 10**9, chained=False), prediction, context)
@@ -308,17 +315,11 @@ def test_the_block_after_a_guess_is_faded_in_the_context_only_if_the_guess_was_p
     """Posted in time, the producer plays the guess and fades the next real block from its second
     block; too late, it plays its fallback and the next block as it came. The context follows."""
     from nextblock.capture import Consumer, Producer, monotonic_ns
-    from nextblock.runtime.schedule import Action, ScheduleConfig
-    from nextblock.runtime.served import ServedStream
+    from nextblock.runtime.schedule import Action
 
     frames = 128
     with Producer(segment_name, 48000, frames, 1) as p, Consumer(segment_name, post_replacements=True) as c:
-        st = ServedStream(c, ScheduleConfig(), context_samples=1024)
-        for seq in range(10):
-            p.publish_block(seq, np.full((frames, 1), 0.1, np.float32))
-        st.poll(monotonic_ns())
-        prediction = np.full((1, 2, frames), 0.15, np.float32)
-        context = np.zeros((1, 1024), np.float32)
+        st, prediction, context = _served_stream_after_ten_blocks(p, c)
         st.context_into(10, context)
         deadline = monotonic_ns() + (10**9 if in_time else -1)
         assert st.post(Action(10, deadline, chained=False), prediction, context) is in_time
