@@ -93,7 +93,7 @@ def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emula
             time.sleep(0.05)
         cmd = [sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(emu.pid), "--once", "--json",
                str(tmp / f"{tag}.json"), "--predictor", args.predictor, "--log-level", "warning", "--mode", mode,
-               "--jit-wake", jit_wake, "--keep-warm", args.keep_warm]
+               "--jit-wake", jit_wake, "--keep-warm", args.keep_warm, "--keep-warm-ms", str(args.keep_warm_ms)]
         if args.model:
             cmd += ["--model", args.model]
         if args.realtime:
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-busy", action="store_true", help="do not load the other core")
     parser.add_argument("--keep-warm", choices=("auto", "on", "off"), default="auto",
                         help="attach's --keep-warm (default auto: throw-away predictions while cold ones miss)")
+    parser.add_argument("--keep-warm-ms", type=float, default=4.0, help="attach's --keep-warm-ms (default 4)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the always-predict run")
     parser.add_argument("--compare-timed-wake", action="store_true",
                         help="also run just-in-time with the timed wake before every block (attach --jit-wake timed) "

@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "for 10 s after the last misses (about a tenth of a core for the whole process, nothing on a "
                      "machine where cold predictions are in time); 'on': always; 'off': never (reported as warmups, "
                      "warmup_cpu_share, keep_warm_triggers in --json)")
+    run.add_argument("--keep-warm-ms", type=_positive(float), default=4.0, metavar="MS",
+                     help="interval of --keep-warm's throw-away predictions (default 4)")
     run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
                      help="predictions of different streams due within this long go through the model together "
                      "(default 300)")
@@ -311,7 +313,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
                               force_mode=None if args.mode == "auto" else args.mode)
     config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
-                       jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze, keep_warm=args.keep_warm)
+                       jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze, keep_warm=args.keep_warm,
+                       keep_warm_interval_ms=args.keep_warm_ms)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)
