@@ -10,7 +10,8 @@ runs one throw-away prediction every ``interval`` (4 ms) whenever nothing else w
 that time, for ``hold`` (10 s) after the last sign of trouble: at 4 ms the path stays nearly
 warm (303 µs median after 3 ms asleep on the busy host). It costs what it buys: on a quiet machine
 (no misses) nothing, on a busy one about a tenth of a core for the whole process, whatever the
-number of streams; a hub whose streams predict every few ms pays nothing extra.
+number of streams, less where the streams' own predictions come often (16 stereo streams at 5 %
+loss: 0.05 of a core).
 """
 
 from __future__ import annotations
