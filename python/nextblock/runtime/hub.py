@@ -182,6 +182,7 @@ class HubLoop:
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
         self.warmth = KeepWarm(self.config.keep_warm, self.config.keep_warm_interval_ms, self.config.keep_warm_hold_s)
+        self.stats.keep_warm = self.warmth  # its counts go into the final statistics
         self._shared_early_ns: int | None = None
         self._freeze_due = True  # long-lived objects were created: exempt them from collections
         self._frozen = False
@@ -495,9 +496,7 @@ class HubLoop:
             until_ns = min(next_scan_ns, now + poll_ns)
             if self.streams and self._keep_warm is not None:  # cold predictions missed: keep the path warm
                 warmth = self.warmth
-                if warmth.maybe_run(self._keep_warm, monotonic_ns(), monotonic_ns):
-                    stats.warmups, stats.warmup_ns = warmth.warmups, warmth.warmup_ns
-                stats.keep_warm_triggers = warmth.triggers
+                warmth.maybe_run(self._keep_warm, monotonic_ns(), monotonic_ns)
                 warm_due = warmth.due_ns(monotonic_ns())
                 if warm_due is not None:
                     until_ns = min(until_ns, warm_due)

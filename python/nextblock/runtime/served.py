@@ -34,6 +34,8 @@ log = logging.getLogger("nextblock.attach")
 DECISION_MEMORY = 256
 #: how the newest decision for a seq ended (see :meth:`ServedStream.explain_fallback`)
 POSTED, LATE, SKIPPED = 1, 2, 3
+#: why a fallback played for a seq whose newest decision ended so (``RuntimeStats.count_fallback``)
+_FALLBACK_REASON = {POSTED: "after_post", LATE: "late", SKIPPED: "skipped"}
 
 
 class ServedStream:
@@ -176,7 +178,7 @@ class ServedStream:
         slot = seq % DECISION_MEMORY
         if self._decided_seq[slot] != seq:
             return "unseen"
-        return {POSTED: "after_post", LATE: "late", SKIPPED: "skipped"}[self._decided_how[slot]]
+        return _FALLBACK_REASON[self._decided_how[slot]]
 
     # --- predicting ------------------------------------------------------------------------------
 

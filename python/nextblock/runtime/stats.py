@@ -293,9 +293,10 @@ class HubStats:
         we attached again.
     cold_infer_us_at_start : float | None
         One prediction after a 20 ms sleep, measured at start (the first inference budget).
-    warmups, warmup_ns, keep_warm_triggers : int
-        Throw-away predictions that kept the path warm, their time, and how often ``auto``
-        started keeping warm (:class:`~nextblock.runtime.warmth.KeepWarm`).
+    keep_warm : KeepWarm | None
+        The loop's :class:`~nextblock.runtime.warmth.KeepWarm`: its throw-away predictions, their
+        time and how often ``auto`` started keeping warm are reported as ``warmups``,
+        ``warmup_cpu_share`` and ``keep_warm_triggers``.
     collector : CollectorPauses
         Python's garbage collections while serving, by generation, and their longest pauses.
     """
@@ -315,9 +316,7 @@ class HubStats:
     streams_joined: int = 0
     streams_left: int = 0
     cold_infer_us_at_start: float | None = None
-    warmups: int = 0
-    warmup_ns: int = 0
-    keep_warm_triggers: int = 0
+    keep_warm: object | None = None
     infer_us: LatencyHistogram = dataclasses.field(default_factory=LatencyHistogram)
     collector: CollectorPauses = dataclasses.field(default_factory=CollectorPauses)
     started_monotonic_s: float = dataclasses.field(default_factory=time.monotonic)
@@ -374,6 +373,7 @@ class HubStats:
         attempts = out["posts"] + out["late"] + out["overload_skips"]
         i50, i99 = self.infer_us.percentiles()
         e2e = [d["e2e_us_median"] for d in streams if d.get("e2e_us_median") is not None]
+        warm = self.keep_warm
         out.update(
             deadline_miss_share=out["deadline_misses"] / attempts if attempts else 0.0,
             replacement_share=out["replacements_used"] / out["underruns"] if out["underruns"] else None,
@@ -398,9 +398,9 @@ class HubStats:
             jit_wake=_wake_name(self.missing_wake_sleeps, self.sleeps),
             jit_wake_missing_share=self.missing_wake_sleeps / self.sleeps if self.sleeps else None,
             reattaches=self.reattaches,
-            warmups=self.warmups,
-            warmup_cpu_share=self.warmup_ns / 1e9 / wall_s,
-            keep_warm_triggers=self.keep_warm_triggers,
+            warmups=warm.warmups if warm else 0,
+            warmup_cpu_share=warm.warmup_ns / 1e9 / wall_s if warm else 0.0,
+            keep_warm_triggers=warm.triggers if warm else 0,
             streams_joined=self.streams_joined,
             streams_left=self.streams_left,
             modes=sorted({d["mode"] for d in streams}),
