@@ -6,6 +6,8 @@
 * :func:`tiny_model` – a small real NextBlock ``.tflite`` (random weights, real metadata) built
   once with TensorFlow in a subprocess and cached; skips the test when TensorFlow is missing.
 * :func:`expected_contexts` – rebuild offline what the live loop's context was for a block.
+* :func:`assert_fallbacks_explained` – the part of a served stream's statistics that NextBlock
+  controls, checked strictly.
 """
 
 from __future__ import annotations
@@ -212,3 +214,22 @@ def expected_context(blocks: np.ndarray, k: int, context_samples: int) -> np.nda
         if i >= 0:
             ctx[:, j * frames:(j + 1) * frames] = blocks[i].T
     return ctx[:, -context_samples:]
+
+
+FALLBACK_KEYS = ("underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
+                 "fallbacks_unseen", "fallbacks_after_post", "deadline_misses")
+
+
+def assert_fallbacks_explained(stats: dict, concealed: int, context=None) -> None:
+    """What NextBlock controls, strictly: a served stream's statistics (attach's ``--json``, the
+    whole run or one stream) account for every fallback (late, skipped, unseen or played despite a
+    post), and a replacement posted in time is played (``fallbacks_after_post`` at most a few: a
+    JACK cycle that runs early after a late one can beat a post made by the deadline the late clock
+    reading gave). How many losses were predicted in time is the host's timing; the tests bound it
+    loosely and the benchmarks measure it."""
+    why = {k: stats.get(k) for k in FALLBACK_KEYS}
+    if context is not None:
+        why["context"] = context
+    assert stats["fallbacks_after_post"] <= max(2, 0.05 * concealed), f"posted in time, not played: {why}"
+    assert stats["fallbacks"] == (stats["fallbacks_late"] + stats["fallbacks_skipped"] + stats["fallbacks_unseen"]
+                                  + stats["fallbacks_after_post"]), f"unexplained fallbacks: {why}"

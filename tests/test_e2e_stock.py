@@ -87,7 +87,13 @@ def test_stock_relay_drops_match_jacktrip_counters_and_audio_survives(audio, tmp
     # the recording is the sent music, time-aligned: well above the 0 dB of silence
     assert r["metrics"]["snr_db"] > 1.0
     assert np.isfinite(r["metrics_lost_packets"]["snr_db"])
-    assert 0.0 < r["latency_ms"] < 200.0
+    # latency_ms maps the two JACK servers' frame clocks through CLOCK_MONOTONIC at the player's
+    # and recorder's first cycles: exact while neither xruns; after xruns (a dummy driver's frame
+    # clock falls behind the wall clock, the player skips what it missed) it is off by a few
+    # milliseconds (-2.04 ms in one CI run with the player missing samples)
+    x = r["xruns"]
+    disturbed = x["player"] + x["recorder"] + x["player_missed_samples"] + x["recorder_missed_samples"] > 0
+    assert (-10.0 if disturbed else 0.0) < r["latency_ms"] < 200.0, (r["latency_ms"], x)
     assert os.path.getsize(r["recorded_wav"]) > 0 and os.path.getsize(r["sent_wav"]) > 0
 
 
