@@ -14,9 +14,12 @@ where they fall depends on the scheduling of that run, not on the binary.
 losses come from our seeded relay instead (``nextblock.jackio.e2e``: the same packets of the same
 recording are dropped in every run), with SCHED_FIFO for JackTrip. Then stock JackTrip's whole
 recording — Burg's concealments included — is the same, sample for sample, from run to run, and
-the patched one (flag off) must match it. A busy machine spoils a pair of runs (a player or recorder
-xrun, drops that moved to other audio, an alignment that landed elsewhere); such a pair is
-repeated, and after three spoilt pairs the test skips with what went wrong. The
+the patched one (flag off) must match it. A busy machine spoils a pair of runs (drops that moved to
+other audio, an alignment that landed elsewhere); such a pair is repeated, and after three spoilt
+pairs the test skips with what went wrong. A player or recorder xrun changes a few blocks of one
+recording: a pair without xruns must match exactly, and where every usable pair had some, nearly
+every sample and nearly every concealed block must (a binary that concealed differently changes
+all of them). The
 JitterBuffer is not deterministic under loss even stock against stock (its byte FIFO depends on
 timing), so it is compared without loss only.
 """
@@ -104,14 +107,23 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
         same_lost = sum(np.array_equal(stock[k * 128:(k + 2) * 128], patched[k * 128:(k + 2) * 128]) for k in common)
         attempts.append({"stock": run_s, "patched": run_p, "same_drops": lost_s == lost_p, "identical_lost": same_lost,
                          "common_lost": len(common), "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4)})
-        # a clean pair: no xrun, the relay's drops hit the same audio in both runs (a busy sending
+        # a comparable pair: the relay's drops hit the same audio in both runs (a busy sending
         # JackTrip can skip periods) and both recordings were aligned alike (equal whole-file SNR;
         # on a busy machine one alignment can land elsewhere, and that is not the binary's doing)
-        clean = (run_s["xruns"] == run_p["xruns"] == 0 and lost_s == lost_p
-                 and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5)
-        if clean:
-            assert np.array_equal(stock[:n], patched[:n]), (
-                f"stock and patched (flag off) differ under the same losses: {attempts[-1]}")
-            return
-    resources.machine_lacks(f"no clean pair of runs in 3 attempts (this machine is too busy for a sample-exact "
-                            f"comparison): {attempts}")
+        comparable = lost_s == lost_p and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5
+        if comparable and np.array_equal(stock[:n], patched[:n]):
+            return  # the same samples, xruns or not
+        # a clean pair (no xrun either side) must be identical
+        assert not (comparable and run_s["xruns"] == run_p["xruns"] == 0), (
+            f"stock and patched (flag off) differ under the same losses: {attempts[-1]}")
+    # Every comparable pair had xruns (seen on CI's class of machine in most runs: 1-42 player or
+    # recorder xruns per run); an xrun changes a few blocks of one recording, a binary that played
+    # or concealed differently would change nearly all of them (a Burg concealment depends on the
+    # whole history before it). So: nearly every sample and nearly every concealed block the same.
+    comparable = [a for a in attempts if a["same_drops"] and abs(a["stock"]["snr_db"] - a["patched"]["snr_db"]) < 0.5]
+    if not comparable:
+        resources.machine_lacks(f"no comparable pair of runs in 3 attempts (this machine is too busy for a "
+                                f"sample-exact comparison): {attempts}")
+    best = max(comparable, key=lambda a: (a["identical_lost"] / max(a["common_lost"], 1), a["identical_share"]))
+    assert best["identical_lost"] >= 0.9 * best["common_lost"] and best["identical_share"] >= 0.9, (
+        f"stock and patched (flag off) differ under the same losses beyond what xruns explain: {attempts}")
