@@ -15,11 +15,11 @@ losses come from our seeded relay instead (``nextblock.jackio.e2e``: the same pa
 recording are dropped in every run), with SCHED_FIFO for JackTrip. Then stock JackTrip's whole
 recording — Burg's concealments included — is the same, sample for sample, from run to run, and
 the patched one (flag off) must match it. A busy machine spoils a pair of runs (drops that moved to
-other audio, an alignment that landed elsewhere); such a pair is repeated, and after three spoilt
-pairs the test skips with what went wrong. A player or recorder xrun changes a few blocks of one
-recording: a pair without xruns must match exactly, and where every usable pair had some, nearly
-every sample and nearly every concealed block must (a binary that concealed differently changes
-all of them). The
+other audio, an alignment that landed elsewhere), and a player or recorder xrun changes a few blocks
+of one recording. So: a pair without xruns must match exactly; otherwise, over up to three pairs,
+the concealments are compared where both runs lost the same block after the same two played
+blocks (the Regulator's Burg trains on those alone), and nearly all of them must be identical. With
+fewer than 20 such losses the test skips with what went wrong. The
 JitterBuffer is not deterministic under loss even stock against stock (its byte FIFO depends on
 timing), so it is compared without loss only.
 """
@@ -96,6 +96,7 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
         resources.machine_lacks("needs root (and chrt) to run JackTrip with SCHED_FIFO: without it the Regulator's "
                                 "output depends on this machine's scheduling")
     attempts = []
+    conditioned = identical_given_history = 0
     for attempt in range(3):
         stock, lost_s, run_s, dropped = _lossy_run(str(bins["stock"]), str(bins["stock"]), tmp_path / f"{attempt}",
                                                    f"stock-{attempt}")
@@ -105,8 +106,18 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
         n = min(len(stock), len(patched))
         common = sorted(set(lost_s) & set(lost_p))
         same_lost = sum(np.array_equal(stock[k * 128:(k + 2) * 128], patched[k * 128:(k + 2) * 128]) for k in common)
+        # The Regulator's Burg concealment of a lost packet is a function of the two packets it
+        # played before it (mPacketsInThePast = 2 at 128 frames: it trains on those 256 samples),
+        # whatever happened elsewhere in the run. So wherever both runs lost the same audio block
+        # after the same 256 played samples, both binaries must play the same concealment.
+        given = [k for k in common if k >= 2 and k * 128 + 128 <= n
+                 and np.any(stock[(k - 2) * 128:k * 128] != 0)
+                 and np.array_equal(stock[(k - 2) * 128:k * 128], patched[(k - 2) * 128:k * 128])]
+        same_given = sum(np.array_equal(stock[k * 128:(k + 1) * 128], patched[k * 128:(k + 1) * 128]) for k in given)
+        conditioned, identical_given_history = conditioned + len(given), identical_given_history + same_given
         attempts.append({"stock": run_s, "patched": run_p, "same_drops": lost_s == lost_p, "identical_lost": same_lost,
-                         "common_lost": len(common), "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4)})
+                         "common_lost": len(common), "same_history": len(given), "identical_given_history": same_given,
+                         "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4)})
         # a comparable pair: the relay's drops hit the same audio in both runs (a busy sending
         # JackTrip can skip periods) and both recordings were aligned alike (equal whole-file SNR;
         # on a busy machine one alignment can land elsewhere, and that is not the binary's doing)
@@ -116,14 +127,15 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
         # a clean pair (no xrun either side) must be identical
         assert not (comparable and run_s["xruns"] == run_p["xruns"] == 0), (
             f"stock and patched (flag off) differ under the same losses: {attempts[-1]}")
-    # Every comparable pair had xruns (seen on CI's class of machine in most runs: 1-42 player or
-    # recorder xruns per run); an xrun changes a few blocks of one recording, a binary that played
-    # or concealed differently would change nearly all of them (a Burg concealment depends on the
-    # whole history before it). So: nearly every sample and nearly every concealed block the same.
-    comparable = [a for a in attempts if a["same_drops"] and abs(a["stock"]["snr_db"] - a["patched"]["snr_db"]) < 0.5]
-    if not comparable:
-        resources.machine_lacks(f"no comparable pair of runs in 3 attempts (this machine is too busy for a "
-                                f"sample-exact comparison): {attempts}")
-    best = max(comparable, key=lambda a: (a["identical_lost"] / max(a["common_lost"], 1), a["identical_share"]))
-    assert best["identical_lost"] >= 0.9 * best["common_lost"] and best["identical_share"] >= 0.9, (
-        f"stock and patched (flag off) differ under the same losses beyond what xruns explain: {attempts}")
+        if conditioned >= 40:
+            break
+    # No identical pair (CI's class of machine gives 1-66 player or recorder xruns per 4-s run, and
+    # a busy sending JackTrip moves the drops to other audio): the concealments after the same
+    # history. A recorder or player xrun can still spoil a few of them; a binary that concealed
+    # differently would change nearly all.
+    if conditioned < 20:
+        resources.machine_lacks(f"only {conditioned} losses after the same history in both runs in 3 attempts (this "
+                                f"machine is too busy for a sample-exact comparison): {attempts}")
+    assert identical_given_history >= 0.9 * conditioned, (
+        f"stock and patched (flag off) concealed {conditioned - identical_given_history} of {conditioned} losses "
+        f"differently after the same history: {attempts}")
