@@ -604,7 +604,53 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("history"), py::arg("skip"), py::arg("n_out"),
           "history (rows, history_samples) float32, skip (rows,) samples already concealed at its end -> (guess "
-          "(rows, n_out) float32, weight (rows,) float64 in [0, 1]; 0 and a zero guess for silence or no match).");
+          "(rows, n_out) float32, weight (rows,) float64 in [0, 1]; 0 and a zero guess for silence or no match).")
+      .def(
+          "blend_into",
+          [](nextblock::LongTermPredictor& self, F32Array history, py::array_t<long long, py::array::c_style | py::array::forcecast> skip,
+             py::array_t<double, py::array::c_style | py::array::forcecast> factor, py::array prediction,
+             size_t fade_in_samples) {
+            const size_t n = self.config().history_samples;
+            if (history.ndim() != 2 || size_t(history.shape(1)) != n)
+              throw py::value_error("history must have shape (rows, " + std::to_string(n) + ")");
+            const py::ssize_t rows = history.shape(0);
+            if (skip.ndim() != 1 || skip.shape(0) != rows) throw py::value_error("skip must have shape (rows,)");
+            if (factor.ndim() != 1 || factor.shape(0) != rows) throw py::value_error("factor must have shape (rows,)");
+            // in place: a float32 C-contiguous writeable array, never a converted copy
+            if (!py::isinstance<py::array_t<float>>(prediction) || !(prediction.flags() & py::array::c_style) ||
+                !prediction.writeable() || prediction.ndim() != 2 || prediction.shape(0) != rows || prediction.shape(1) < 1)
+              throw py::value_error("prediction must be a writeable C-contiguous float32 array of shape (rows, n_out)");
+            if (fade_in_samples < 1) throw py::value_error("fade_in_samples must be positive");
+            const size_t n_out = size_t(prediction.shape(1));
+            const long long* sk = skip.data();
+            const double* fc = factor.data();
+            for (py::ssize_t r = 0; r < rows; ++r)
+              if (sk[r] < 0) throw py::value_error("skip must not be negative");
+            py::array_t<double> weight(rows);
+            std::vector<float> guess(n_out);
+            const float* h = history.data();
+            float* pred = static_cast<float*>(prediction.mutable_data());
+            double* wt = weight.mutable_data();
+            {
+              py::gil_scoped_release release;
+              for (py::ssize_t r = 0; r < rows; ++r) {
+                wt[r] = fc[r] > 0.0 ? self.predict(h + r * n, size_t(sk[r]), n_out, guess.data()) * fc[r] : 0.0;
+                if (!(wt[r] > 0.0)) continue;
+                // as nextblock.features.pattern.blend_long_term: outside a burst the guess fades in
+                const float w = float(wt[r]);
+                float* p = pred + r * n_out;
+                for (size_t i = 0; i < n_out; ++i) {
+                  const float ramp = (sk[r] == 0 && i < fade_in_samples) ? (float(i) + 0.5f) / float(fade_in_samples) : 1.0f;
+                  p[i] += (w * ramp) * (guess[i] - p[i]);
+                }
+              }
+            }
+            return weight;
+          },
+          py::arg("history"), py::arg("skip"), py::arg("factor"), py::arg("prediction"), py::arg("fade_in_samples"),
+          "predict() and the blend in one call: each row of prediction (rows, n_out) float32 (in place) moves "
+          "towards its guess by weight * factor[row], faded in over fade_in_samples where skip is 0. Rows whose "
+          "factor is 0 are not computed. Returns the weights (rows,) float64, factor included.");
 
   py::class_<nextblock::CodecCore>(m, "CodecCore",
                                    "The spectral codec around one network call (nextblock/codec.hpp): encode() before "

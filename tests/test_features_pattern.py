@@ -243,3 +243,32 @@ def test_the_bucketed_predictor_passes_concealed_samples_on_and_pads_with_zero()
     np.testing.assert_array_equal(seen[-1], [0, 256, 128, 0])
     bucketed.predict(np.zeros((2, 64), np.float32))
     assert seen[-1] is None
+
+
+def test_the_one_call_blend_is_the_guess_blended_in_as_blend_long_term_does():
+    """``LongTermGuess.blend_into`` (the live path: one C++ call) gives what ``guess`` followed by
+    ``blend_long_term`` gives: a voiced row outside a burst (faded in), the same row inside one
+    (the decay), silence (weight 0, untouched), all in one call, in place."""
+    rng = np.random.default_rng(3)
+    signal = voice(HISTORY_SAMPLES + 512)
+    history = np.stack([signal[:HISTORY_SAMPLES], signal[256:HISTORY_SAMPLES + 256],
+                        np.zeros(HISTORY_SAMPLES, np.float32)])
+    concealed = np.array([0, 256, 0])
+    prediction = (0.05 * rng.standard_normal((3, 256))).astype(np.float32)
+    guess, weight = LongTermGuess().guess(history, concealed, 256)
+    expected = blend_long_term(prediction.copy(), guess, weight, concealed)
+    blended = prediction.copy()
+    got = LongTermGuess().blend_into(history, concealed, blended)
+    np.testing.assert_allclose(got, weight, rtol=1e-12)
+    assert weight[0] == 1.0 and weight[2] == 0.0
+    np.testing.assert_allclose(blended, expected, atol=1e-6)
+    assert not np.array_equal(blended[0], prediction[0])  # (the guess went in)
+    np.testing.assert_array_equal(blended[2], prediction[2])  # silence: untouched
+    # in place or not at all: a copy made by a conversion would lose the blend silently
+    for bad in (prediction.astype(np.float64), np.asfortranarray(np.repeat(prediction, 2, axis=0))[::2]):
+        with pytest.raises(ValueError, match="prediction must be"):
+            LongTermGuess().blend_into(history, concealed, bad)
+    frozen = prediction.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="prediction must be"):
+        LongTermGuess().blend_into(history, concealed, frozen)

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ..features.pattern import HISTORY_SAMPLES, LongTermGuess, blend_long_term
+from ..features.pattern import HISTORY_SAMPLES, LongTermGuess
 
 #: the latency budget of one prediction at the reference configuration (p99, one channel, µs)
 REFERENCE_BUDGET_US = 250.0
@@ -248,10 +248,9 @@ class StreamPredictor:
         blocks = self._predict_model(context[:, -self.model_context_samples:])
         if self.long_term is not None:
             concealed = 0 if concealed_samples is None else concealed_samples
-            guess, weight = self.long_term.guess(context[:, -self.context_samples:], concealed, 2 * self.frames_per_block)
-            if weight.any():  # (a copy: never blend into a buffer of the model's)
-                flat = np.array(blocks.reshape(blocks.shape[0], -1))
-                blocks = blend_long_term(flat, guess, weight, concealed).reshape(blocks.shape)
+            flat = np.array(blocks.reshape(blocks.shape[0], -1))  # (a copy: never blend into a buffer of the model's)
+            self.long_term.blend_into(context[:, -self.context_samples:], concealed, flat)
+            blocks = flat.reshape(blocks.shape)
         return blocks
 
     def keep_warm(self, context: np.ndarray) -> None:
