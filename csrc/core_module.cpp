@@ -361,6 +361,21 @@ class PyStreamTap {
 
 uint64_t g_wait_wakeups = 0;  // passes of wait_for_decision's loop since import (its wake-ups)
 
+using SkipArray = py::array_t<long long, py::array::c_style | py::array::forcecast>;
+
+/// Rows of a LongTermPredictor call, after checking history (rows, history_samples) and skip (rows,) >= 0.
+py::ssize_t long_term_rows(const nextblock::LongTermPredictor& self, const F32Array& history, const SkipArray& skip) {
+  const size_t n = self.config().history_samples;
+  if (history.ndim() != 2 || size_t(history.shape(1)) != n)
+    throw py::value_error("history must have shape (rows, " + std::to_string(n) + ")");
+  const py::ssize_t rows = history.shape(0);
+  if (skip.ndim() != 1 || skip.shape(0) != rows) throw py::value_error("skip must have shape (rows,)");
+  const long long* sk = skip.data();
+  for (py::ssize_t r = 0; r < rows; ++r)
+    if (sk[r] < 0) throw py::value_error("skip must not be negative");
+  return rows;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -580,17 +595,11 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("history_samples", [](const nextblock::LongTermPredictor& self) { return self.config().history_samples; })
       .def(
           "predict",
-          [](nextblock::LongTermPredictor& self, F32Array history, py::array_t<long long, py::array::c_style | py::array::forcecast> skip,
-             size_t n_out) {
+          [](nextblock::LongTermPredictor& self, F32Array history, SkipArray skip, size_t n_out) {
             const size_t n = self.config().history_samples;
-            if (history.ndim() != 2 || size_t(history.shape(1)) != n)
-              throw py::value_error("history must have shape (rows, " + std::to_string(n) + ")");
-            const py::ssize_t rows = history.shape(0);
-            if (skip.ndim() != 1 || skip.shape(0) != rows) throw py::value_error("skip must have shape (rows,)");
+            const py::ssize_t rows = long_term_rows(self, history, skip);
             if (n_out < 1) throw py::value_error("n_out must be positive");
             const long long* sk = skip.data();
-            for (py::ssize_t r = 0; r < rows; ++r)
-              if (sk[r] < 0) throw py::value_error("skip must not be negative");
             py::array_t<float> out({rows, py::ssize_t(n_out)});
             py::array_t<double> weight(rows);
             const float* h = history.data();
@@ -607,14 +616,11 @@ PYBIND11_MODULE(_core, m) {
           "(rows, n_out) float32, weight (rows,) float64 in [0, 1]; 0 and a zero guess for silence or no match).")
       .def(
           "blend_into",
-          [](nextblock::LongTermPredictor& self, F32Array history, py::array_t<long long, py::array::c_style | py::array::forcecast> skip,
+          [](nextblock::LongTermPredictor& self, F32Array history, SkipArray skip,
              py::array_t<double, py::array::c_style | py::array::forcecast> factor, py::array prediction,
              size_t fade_in_samples) {
             const size_t n = self.config().history_samples;
-            if (history.ndim() != 2 || size_t(history.shape(1)) != n)
-              throw py::value_error("history must have shape (rows, " + std::to_string(n) + ")");
-            const py::ssize_t rows = history.shape(0);
-            if (skip.ndim() != 1 || skip.shape(0) != rows) throw py::value_error("skip must have shape (rows,)");
+            const py::ssize_t rows = long_term_rows(self, history, skip);
             if (factor.ndim() != 1 || factor.shape(0) != rows) throw py::value_error("factor must have shape (rows,)");
             // in place: a float32 C-contiguous writeable array, never a converted copy
             if (!py::isinstance<py::array_t<float>>(prediction) || !(prediction.flags() & py::array::c_style) ||
@@ -624,8 +630,6 @@ PYBIND11_MODULE(_core, m) {
             const size_t n_out = size_t(prediction.shape(1));
             const long long* sk = skip.data();
             const double* fc = factor.data();
-            for (py::ssize_t r = 0; r < rows; ++r)
-              if (sk[r] < 0) throw py::value_error("skip must not be negative");
             py::array_t<double> weight(rows);
             std::vector<float> guess(n_out);
             const float* h = history.data();
