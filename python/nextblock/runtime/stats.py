@@ -255,7 +255,8 @@ def _native_wakeups() -> int:
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
     "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-    "fallbacks_unseen", "fallbacks_after_post", "refused", "predictions", "posts", "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
+    "fallbacks_unseen", "fallbacks_after_post", "refused", "predictions", "posts", "chained_posts", "late",
+    "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
 )
 
 
