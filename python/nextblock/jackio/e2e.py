@@ -246,6 +246,10 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
     result["xruns"] = {"player": pr.player_xruns, "recorder": pr.recorder_xruns,
                        "player_missed_samples": pr.player_missed_samples,
                        "recorder_missed_samples": pr.recorder_missed_samples}
+    # the share of the recording the harness itself lost to xruns (the player's periods never sent,
+    # the recorder's never written): past a few per cent the host, not JackTrip, shaped the audio
+    result["harness_missed_fraction"] = round(
+        (pr.player_missed_samples + pr.recorder_missed_samples) / max(len(audio), 1), 4)
     # JackTrip's latency is milliseconds, never seconds: bounding the first lag keeps loop-based music
     # (a test recording repeats whole phrases) from matching a repetition seconds away, and voting on
     # it over several seconds (align.first_lag_samples) from matching the next beat (~0.5 s) when the
