@@ -121,7 +121,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the JSON result here too")
     p.add_argument("--markdown", default=None, help="write the markdown table here")
     args = p.parse_args(argv)
+    from nextblock.jackio.procs import termination_unwinds
 
+    with termination_unwinds():  # a SIGTERM/SIGHUP (timeout, a closed terminal) still stops every process
+        return _run(args)
+
+
+def _run(args) -> int:
     import os
 
     from nextblock.jackio.e2e import (

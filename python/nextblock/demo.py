@@ -308,6 +308,13 @@ def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> list[str]:
 
 def main(argv=None, prog: str = "nextblock demo") -> int:
     args = build_parser(prog).parse_args(argv)
+    from nextblock.jackio.procs import termination_unwinds
+
+    with termination_unwinds():  # a SIGTERM/SIGHUP still stops every jackd and JackTrip it started
+        return _run(args)
+
+
+def _run(args) -> int:
     import numpy as np
 
     out = Path(args.out).resolve()

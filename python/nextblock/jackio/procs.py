@@ -9,14 +9,17 @@ then SIGKILL after ``stop_timeout_s``. Only the group we created is ever signall
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["OWNER_ENV", "ManagedProcess", "ProcessStartError", "leftover_processes", "wait_until"]
+__all__ = ["OWNER_ENV", "ManagedProcess", "ProcessStartError", "leftover_processes", "termination_unwinds",
+           "wait_until"]
 
 OWNER_ENV = "NEXTBLOCK_OWNER"
 """Every child gets ``NEXTBLOCK_OWNER=<our pid>`` so leftovers can be found exactly (and only ours)."""
@@ -44,6 +47,32 @@ def leftover_processes(owner_pid: int | None = None) -> list[tuple[int, str]]:
         except (OSError, IndexError):
             continue
     return found
+
+
+@contextlib.contextmanager
+def termination_unwinds(signals=(signal.SIGTERM, signal.SIGHUP)):
+    """While active, SIGTERM and SIGHUP raise ``SystemExit(128 + signum)`` in the main thread.
+
+    Python's default action for them ends the process at once, without leaving a single ``with``
+    block; the children a :class:`ManagedProcess` started live in their own sessions, so they never
+    get the signal and run on (two real-time jackd servers, two JackTrips, network namespaces).
+    Raising instead lets every ``with`` block stop its group. Used around the command-line tools
+    that run JackTrip (``nextblock demo``, ``bench/e2e.py``). Off the main thread (where Python
+    cannot install handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, unwind) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class ProcessStartError(RuntimeError):

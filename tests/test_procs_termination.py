@@ -1,0 +1,56 @@
+"""A SIGTERM or SIGHUP to a tool that runs JackTrip (``timeout``, a closed terminal) must still stop
+every process it started: ``ManagedProcess`` children live in their own sessions and never receive
+the parent's signal themselves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from nextblock.jackio.procs import leftover_processes
+
+PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
+
+_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from nextblock.jackio.procs import ManagedProcess, termination_unwinds
+    from contextlib import nullcontext
+    guard = termination_unwinds() if sys.argv[1] == "unwind" else nullcontext()
+    with guard, ManagedProcess(["sleep", "120"], sys.argv[2]) as child:
+        print(child.pid, flush=True)
+        time.sleep(120)
+""")
+
+
+def _start(mode: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    env = dict(os.environ, PYTHONPATH=f"{PYTHON_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    p = subprocess.Popen([sys.executable, "-c", _SCRIPT, mode, str(tmp_path / f"{mode}.log")], env=env,
+                         stdout=subprocess.PIPE, text=True)
+    child_pid = int(p.stdout.readline())
+    return p, child_pid
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_stops_the_children_it_would_orphan(signum, tmp_path):
+    # control: with Python's default action the parent dies and its child runs on
+    p, orphan = _start("default", tmp_path)
+    try:
+        p.send_signal(signum)
+        assert p.wait(10) == -signum
+        time.sleep(0.2)
+        assert [pid for pid, _ in leftover_processes(p.pid)] == [orphan]
+    finally:
+        os.killpg(orphan, signal.SIGKILL)
+    # termination_unwinds: the with block stops the child's group, the exit status says why
+    p, child = _start("unwind", tmp_path)
+    p.send_signal(signum)
+    assert p.wait(15) == 128 + signum
+    assert leftover_processes(p.pid) == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
