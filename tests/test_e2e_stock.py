@@ -86,7 +86,7 @@ def test_stock_relay_drops_match_jacktrip_counters_and_audio_survives(audio, tmp
     assert len(set(link["dropped_seqs"])) == dropped
     assert all(0 <= i < len(audio) // PERIOD + 1 for i in link["dropped_indices"])
     # the recording is the sent music, time-aligned (quiet host: 12–15 dB)
-    assert_recording_is_the_music(r, floor_db=6.0)
+    assert_recording_is_the_music(r, floor_db=4.0)
     assert np.isfinite(r["metrics_lost_packets"]["snr_db"])
     # latency_ms maps the two JACK servers' frame clocks through CLOCK_MONOTONIC at the player's
     # and recorder's first cycles: exact while neither xruns; after xruns (a dummy driver's frame
