@@ -16,7 +16,7 @@ recording are dropped in every run), with SCHED_FIFO for JackTrip. Then stock Ja
 recording — Burg's concealments included — is the same, sample for sample, from run to run, and
 the patched one (flag off) must match it. A busy machine spoils a pair of runs (drops that moved to
 other audio, an alignment that landed elsewhere), and a player or recorder xrun changes a few blocks
-of one recording. So: a pair without xruns must match exactly; otherwise, over up to three pairs,
+of one recording. So: a pair without xruns must match exactly; otherwise, over up to five pairs,
 the concealments are compared where both runs lost the same block after the same two played
 blocks (the Regulator's Burg trains on those alone), and nearly all of them must be identical. With
 fewer than 20 such losses the test skips with what went wrong. The
@@ -33,6 +33,10 @@ import jacktrip_patch_harness as H
 from test_jacktrip_patch import bins  # noqa: F401  (fixture: builds or finds stock/patched JackTrip)
 
 pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
+
+# pairs of lossy runs (~20 s each) before the comparison gives up: on a noisy afternoon here two CI
+# runs found only 19 and 14 usable losses in 3 pairs (a busy sending JackTrip moves the drops)
+MAX_ATTEMPTS = 5
 
 
 def _intact_blocks(session) -> tuple[dict[int, bytes], int, int]:
@@ -97,7 +101,7 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
                                 "output depends on this machine's scheduling")
     attempts = []
     conditioned = identical_given_history = 0
-    for attempt in range(3):
+    for attempt in range(MAX_ATTEMPTS):
         stock, lost_s, run_s, dropped = _lossy_run(str(bins["stock"]), str(bins["stock"]), tmp_path / f"{attempt}",
                                                    f"stock-{attempt}")
         patched, lost_p, run_p, _ = _lossy_run(str(bins["patched"]), str(bins["stock"]), tmp_path / f"{attempt}",
@@ -134,8 +138,8 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
     # history. A recorder or player xrun can still spoil a few of them; a binary that concealed
     # differently would change nearly all.
     if conditioned < 20:
-        resources.machine_lacks(f"only {conditioned} losses after the same history in both runs in 3 attempts (this "
-                                f"machine is too busy for a sample-exact comparison): {attempts}")
+        resources.machine_lacks(f"only {conditioned} losses after the same history in both runs in {len(attempts)} "
+                                f"attempts (this machine is too busy for a sample-exact comparison): {attempts}")
     assert identical_given_history >= 0.9 * conditioned, (
         f"stock and patched (flag off) concealed {conditioned - identical_given_history} of {conditioned} losses "
         f"differently after the same history: {attempts}")
