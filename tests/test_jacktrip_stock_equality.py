@@ -15,8 +15,10 @@ losses come from our seeded relay instead (``nextblock.jackio.e2e``: the same pa
 recording are dropped in every run), with SCHED_FIFO for JackTrip. Then stock JackTrip's whole
 recording — Burg's concealments included — is the same, sample for sample, from run to run, and
 the patched one (flag off) must match it. A busy machine spoils a pair of runs (drops that moved to
-other audio, an alignment that landed elsewhere), and a player or recorder xrun changes a few blocks
-of one recording. So: a pair without xruns must match exactly; otherwise, over up to five pairs,
+other audio, an alignment that landed elsewhere, a packet that came too late for its turn: an
+underrun JackTrip counts beyond the lost packets, after which the Regulator's state and the whole
+recording differ), and a player or recorder xrun changes a few blocks of one recording. So: a pair
+without xruns and with as many underruns on both sides must match exactly; otherwise, over up to five pairs,
 the concealments are compared where both runs lost the same block after the same two played
 blocks (the Regulator's Burg trains on those alone), and nearly all of them must be identical. With
 fewer than 20 such losses the test skips with what went wrong. The
@@ -123,9 +125,12 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
                          "common_lost": len(common), "same_history": len(given), "identical_given_history": same_given,
                          "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4)})
         # a comparable pair: the relay's drops hit the same audio in both runs (a busy sending
-        # JackTrip can skip periods) and both recordings were aligned alike (equal whole-file SNR;
-        # on a busy machine one alignment can land elsewhere, and that is not the binary's doing)
-        comparable = lost_s == lost_p and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5
+        # JackTrip can skip periods), both recordings were aligned alike (equal whole-file SNR;
+        # on a busy machine one alignment can land elsewhere) and JackTrip underran as often in both
+        # (a CI run: 62 against 67 underruns for 62 common losses, 0.5 % of the samples equal; a
+        # late packet is the machine's doing, not the binary's)
+        comparable = (lost_s == lost_p and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5
+                      and run_s["glitches"] == run_p["glitches"])
         if comparable and np.array_equal(stock[:n], patched[:n]):
             return  # the same samples, xruns or not
         # a clean pair (no xrun either side) must be identical

@@ -17,10 +17,13 @@ from nextblock.jackio.procs import leftover_processes
 
 PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
+# the signal starts at its default action, as from a terminal: under ``nohup`` (SIGHUP ignored,
+# inherited across exec) it would otherwise stay ignored, in both runs
 _SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from nextblock.jackio.procs import ManagedProcess, termination_unwinds
     from contextlib import nullcontext
+    signal.signal(int(sys.argv[3]), signal.SIG_DFL)
     guard = termination_unwinds() if sys.argv[1] == "unwind" else nullcontext()
     with guard, ManagedProcess(["sleep", "120"], sys.argv[2]) as child:
         print(child.pid, flush=True)
@@ -28,10 +31,10 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-def _start(mode: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
+def _start(mode: str, tmp_path: Path, signum: int) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=f"{PYTHON_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    p = subprocess.Popen([sys.executable, "-c", _SCRIPT, mode, str(tmp_path / f"{mode}.log")], env=env,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", _SCRIPT, mode, str(tmp_path / f"{mode}.log"), str(int(signum))],
+                         env=env, stdout=subprocess.PIPE, text=True)
     child_pid = int(p.stdout.readline())
     return p, child_pid
 
@@ -39,7 +42,7 @@ def _start(mode: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_termination_stops_the_children_it_would_orphan(signum, tmp_path):
     # control: with Python's default action the parent dies and its child runs on
-    p, orphan = _start("default", tmp_path)
+    p, orphan = _start("default", tmp_path, signum)
     try:
         p.send_signal(signum)
         assert p.wait(10) == -signum
@@ -48,9 +51,37 @@ def test_termination_stops_the_children_it_would_orphan(signum, tmp_path):
     finally:
         os.killpg(orphan, signal.SIGKILL)
     # termination_unwinds: the with block stops the child's group, the exit status says why
-    p, child = _start("unwind", tmp_path)
+    p, child = _start("unwind", tmp_path, signum)
     p.send_signal(signum)
     assert p.wait(15) == 128 + signum
     assert leftover_processes(p.pid) == []
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_termination_unwinds_leaves_an_ignored_or_handled_signal_alone():
+    """``nohup`` ignores SIGHUP on purpose, and a caller's own handler is the caller's: neither is
+    taken over; a signal at its default action is, and every one is restored on leaving."""
+    from nextblock.jackio.procs import termination_unwinds
+
+    def mine(signum, frame):
+        pass
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, mine)
+        with termination_unwinds(signals=(signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)):
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGUSR1) is mine
+            with pytest.raises(SystemExit) as stopped:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler runs between bytecodes, long before this ends
+            assert stopped.value.code == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGUSR1) is mine
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

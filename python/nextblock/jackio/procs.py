@@ -57,8 +57,9 @@ def termination_unwinds(signals=(signal.SIGTERM, signal.SIGHUP)):
     block; the children a :class:`ManagedProcess` started live in their own sessions, so they never
     get the signal and run on (two real-time jackd servers, two JackTrips, network namespaces).
     Raising instead lets every ``with`` block stop its group. Used around the command-line tools
-    that run JackTrip (``nextblock demo``, ``bench/e2e.py``). Off the main thread (where Python
-    cannot install handlers) it does nothing.
+    that run JackTrip (``nextblock demo``, ``bench/e2e.py``). A signal that is not at its default
+    action stays as it is: one the caller ignores (``nohup`` ignores SIGHUP) stays ignored, one with
+    a handler keeps it. Off the main thread (where Python cannot install handlers) it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -67,7 +68,7 @@ def termination_unwinds(signals=(signal.SIGTERM, signal.SIGHUP)):
     def unwind(signum, _frame):
         raise SystemExit(128 + signum)
 
-    previous = {s: signal.signal(s, unwind) for s in signals}
+    previous = {s: signal.signal(s, unwind) for s in signals if signal.getsignal(s) == signal.SIG_DFL}
     try:
         yield
     finally:
