@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_attach import python_env
 from nextblock.jackio.procs import leftover_processes
-
-PYTHON_DIR = Path(__file__).resolve().parents[1] / "python"
 
 # the signal starts at its default action, as from a terminal: under ``nohup`` (SIGHUP ignored,
 # inherited across exec) it would otherwise stay ignored, in both runs
@@ -32,9 +31,8 @@ _SCRIPT = textwrap.dedent("""
 
 
 def _start(mode: str, tmp_path: Path, signum: int) -> tuple[subprocess.Popen, int]:
-    env = dict(os.environ, PYTHONPATH=f"{PYTHON_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     p = subprocess.Popen([sys.executable, "-c", _SCRIPT, mode, str(tmp_path / f"{mode}.log"), str(int(signum))],
-                         env=env, stdout=subprocess.PIPE, text=True)
+                         env=python_env(), stdout=subprocess.PIPE, text=True)
     child_pid = int(p.stdout.readline())
     return p, child_pid
 
