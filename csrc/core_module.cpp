@@ -33,6 +33,7 @@ struct SegmentPermissionError : SegmentError { using SegmentError::SegmentError;
 struct LayoutMismatch : SegmentError { using SegmentError::SegmentError; };
 struct StaleSegment : SegmentError { using SegmentError::SegmentError; };
 struct SegmentInUse : SegmentError { using SegmentError::SegmentError; };
+struct SegmentNotReady : SegmentError { using SegmentError::SegmentError; };
 
 [[noreturn]] void raise_for(ErrorCode code, const std::string& why) {
   switch (code) {
@@ -44,6 +45,7 @@ struct SegmentInUse : SegmentError { using SegmentError::SegmentError; };
     case ErrorCode::BadGeometry: throw LayoutMismatch(why);
     case ErrorCode::Stale: throw StaleSegment(why);
     case ErrorCode::InUse: throw SegmentInUse(why);
+    case ErrorCode::NotReady: throw SegmentNotReady(why);
     case ErrorCode::InvalidArgument: throw py::value_error(why);
     default: throw SegmentError(why);
   }
@@ -387,6 +389,7 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<LayoutMismatch>(m, "LayoutMismatch", base.ptr());
   py::register_exception<StaleSegment>(m, "StaleSegment", base.ptr());
   py::register_exception<SegmentInUse>(m, "SegmentInUse", base.ptr());
+  py::register_exception<SegmentNotReady>(m, "SegmentNotReady", base.ptr());
 
   m.attr("MAGIC") = nextblock::kMagic;
   m.attr("LAYOUT_VERSION") = nextblock::kLayoutVersion;
@@ -418,7 +421,8 @@ PYBIND11_MODULE(_core, m) {
         if (code != ErrorCode::Ok) raise_for(code, why);
       },
       py::arg("image"),
-      "Validate a segment image (bytes). Raises LayoutMismatch (bad magic, version, sizes) on a bad one.");
+      "Validate a segment image (bytes). Raises LayoutMismatch (bad magic, version, sizes) on a bad one, "
+      "SegmentNotReady on one whose magic is still zero (its producer has not published it yet).");
   m.def(
       "compute_layout",
       [](uint32_t sample_rate_hz, uint32_t frames_per_block, uint32_t channels, uint32_t block_ring_slots,

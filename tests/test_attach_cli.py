@@ -110,6 +110,43 @@ def test_a_model_trained_at_several_rates_serves_other_block_sizes_and_rates(tmp
     assert f"for {frames} frames at {rate} Hz" in stats["model_choice"], stats["model_choice"]
 
 
+def test_a_segment_still_being_created_is_waited_for_and_served_at_its_own_block_size(tmp_path, segment_name):
+    """JackTrip publishes its segment's magic number last. An attach that finds the segment before
+    then waits for it: it neither calls it foreign nor guesses the block size (64 here, where the
+    guess would be 128 and the stream then refused)."""
+    from nextblock import _core
+
+    magic_at = _core.header_field_offsets()["magic"]
+
+    def set_magic(value: int) -> None:
+        with open("/dev/shm" + segment_name, "r+b") as f:
+            f.seek(magic_at)
+            f.write(value.to_bytes(8, "little"))
+
+    stats_file = tmp_path / "stats.json"
+    with Producer(segment_name, 48000, 64, 2) as producer:
+        set_magic(0)  # as between JackTrip's create and its publish
+        attach = h.start_attach(["--segment", segment_name, "--predictor", "repeat", "--json", str(stats_file)])
+        try:
+            time.sleep(0.5)
+            assert attach.poll() is None, attach.communicate()
+            set_magic(_core.MAGIC)
+            seq, deadline = 0, time.monotonic() + 30
+            while producer.counters()["replacements_posted"] < 20:
+                assert time.monotonic() < deadline and attach.poll() is None, attach.communicate()
+                producer.publish_block(seq, np.full((64, 2), 0.1, np.float32))
+                seq += 1
+                time.sleep(64 / 48000)
+            attach.send_signal(signal.SIGINT)
+            attach.wait(timeout=5)
+        finally:
+            if attach.poll() is None:
+                attach.kill()
+        _, err = attach.communicate()
+    assert attach.returncode == 0 and "Traceback" not in err and "not serving" not in err, err
+    assert json.loads(stats_file.read_text())["posts"] >= 20
+
+
 def test_channels_that_the_stream_lacks_are_refused(segment_name):
     with Producer(segment_name, 48000, 128, 2):
         result = h.run_attach(["--segment", segment_name, "--predictor", "repeat", "--channels", "0,5"])

@@ -209,6 +209,17 @@ def _start_server_only(binary, tmp_path, extra=()):
     return js, jt
 
 
+def _published(pid: int) -> bool:
+    """Whether JackTrip ``pid`` has published its segment (created it and written its magic)."""
+    from nextblock.capture import Consumer, SegmentError
+
+    try:
+        Consumer(pid).close()
+        return True
+    except SegmentError:
+        return False
+
+
 def test_segment_removed_on_exit_and_stale_one_replaced(bins, tmp_path):
     from nextblock.capture import Consumer, Producer, StaleSegment
 
@@ -216,7 +227,7 @@ def test_segment_removed_on_exit_and_stale_one_replaced(bins, tmp_path):
     procs = [jt]
     try:
         path = Path(f"/dev/shm/nextblock-{jt.pid}")
-        H.wait_for(lambda: path.exists(), 15, f"segment {path}")
+        H.wait_for(lambda: _published(jt.pid), 15, f"published segment {path}")
         with Consumer(jt.pid) as c:
             assert (c.sample_rate_hz, c.frames_per_block, c.channels) == (48000, 128, 2)
             assert c.producer_pid == jt.pid
@@ -226,7 +237,7 @@ def test_segment_removed_on_exit_and_stale_one_replaced(bins, tmp_path):
         jt2 = H.start_again(jt)
         procs.append(jt2)
         path2 = Path(f"/dev/shm/nextblock-{jt2.pid}")
-        H.wait_for(lambda: path2.exists(), 15, f"segment {path2}")
+        H.wait_for(lambda: _published(jt2.pid), 15, f"published segment {path2}")
         os.kill(jt2.pid, signal.SIGKILL)  # a crash leaves the segment behind ...
         jt2.proc.wait(timeout=10)
         assert path2.exists()

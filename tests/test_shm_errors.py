@@ -18,6 +18,7 @@ from nextblock.capture import (
     Producer,
     SegmentInUse,
     SegmentNotFound,
+    SegmentNotReady,
     SegmentPermissionError,
     StaleSegment,
     validate_header,
@@ -169,8 +170,8 @@ def test_valid_image_validates():
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, _core.HEADER_BYTES - 1), st.integers(0, 255)), min_size=1, max_size=16))
 def test_fuzzed_headers_are_refused_or_consistent(mutations):
-    """Random byte edits never crash the validator: it raises LayoutMismatch or accepts an image
-    whose geometry still adds up."""
+    """Random byte edits never crash the validator: it raises LayoutMismatch (SegmentNotReady
+    where the magic number became zero) or accepts an image whose geometry still adds up."""
     image = bytearray(VALID)
     for offset, byte in mutations:
         image[offset] = byte
@@ -178,6 +179,8 @@ def test_fuzzed_headers_are_refused_or_consistent(mutations):
         validate_header(bytes(image))
     except LayoutMismatch as err:
         assert str(err)
+    except SegmentNotReady:
+        assert struct.unpack_from("<Q", image, 0)[0] == 0
     else:
         # accepted: then the identity fields must describe this image
         magic, version = struct.unpack_from("<QI", image, 0)
@@ -189,5 +192,55 @@ def test_fuzzed_headers_are_refused_or_consistent(mutations):
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=0, max_size=8192))
 def test_random_bytes_are_refused(data):
-    with pytest.raises(LayoutMismatch):
+    unpublished = len(data) >= _core.HEADER_BYTES and struct.unpack_from("<Q", data, 0)[0] == 0
+    with pytest.raises(SegmentNotReady if unpublished else LayoutMismatch):
         validate_header(data)
+
+
+# ------------------------------------------------------------------------------------------
+# a segment its producer has not published yet: magic is written last, so an attach can find
+# one that is empty or whose magic is still zero
+
+
+def test_zeroed_image_is_not_ready_rather_than_foreign():
+    with pytest.raises(SegmentNotReady, match="not published yet"):
+        validate_header(bytes(len(VALID)))
+
+
+def test_empty_segment_is_not_ready(segment_name):
+    path = "/dev/shm" + segment_name
+    with open(path, "wb"):
+        pass  # what shm_open(O_CREAT) leaves before the producer's ftruncate
+    try:
+        with pytest.raises(SegmentNotReady, match="still creating it"):
+            Consumer(segment_name)
+    finally:
+        os.unlink(path)
+
+
+def test_unpublished_segment_of_a_live_producer_is_not_ready(segment_name):
+    with Producer(segment_name, 48000, 128, 2):
+        poke(segment_name, "magic", "<Q", 0)  # as between create's memset and its publish
+        with pytest.raises(SegmentNotReady, match="still creating it"):
+            Consumer(segment_name)
+        poke(segment_name, "magic", "<Q", _core.MAGIC)
+        with Consumer(segment_name) as c:
+            assert c.producer_pid == os.getpid()
+
+
+def _crash_while_creating(name: str) -> None:
+    producer = Producer(name, 48000, 128, 1)
+    poke(name, "magic", "<Q", 0)  # killed before the publish: the PID is there, the magic is not
+    os._exit(0 if producer else 1)  # no destructor: the segment stays behind
+
+
+def test_segment_of_a_producer_that_died_while_creating_it_is_stale(segment_name):
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=_crash_while_creating, args=(segment_name,))
+    proc.start()
+    proc.join(10)
+    with pytest.raises(StaleSegment, match=f"PID {proc.pid}\\) died while creating it"):
+        Consumer(segment_name)
+    with Producer(segment_name, 48000, 128, 1):  # and the next producer replaces it
+        with Consumer(segment_name) as c:
+            assert c.producer_pid == os.getpid()

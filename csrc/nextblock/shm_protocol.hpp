@@ -162,6 +162,7 @@ enum class ErrorCode : int {
   InUse = 8,            ///< a live producer owns this name, or another consumer posts replacements
   System = 9,           ///< an unexpected system-call failure
   InvalidArgument = 10,
+  NotReady = 11,        ///< its producer has not published it yet (still creating it)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -455,6 +456,7 @@ inline const char* error_name(ErrorCode c) noexcept {
     case ErrorCode::InUse: return "in use";
     case ErrorCode::System: return "system error";
     case ErrorCode::InvalidArgument: return "invalid argument";
+    case ErrorCode::NotReady: return "not ready";
   }
   return "unknown";
 }
@@ -507,6 +509,8 @@ inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::str
   SegmentHeader h;  // copy the identity fields out (the source may be concurrently written)
   std::memcpy(static_cast<void*>(&h), data, offsetof(SegmentHeader, blocks_written));  // NOLINT
   h.magic = __atomic_load_n(static_cast<const uint64_t*>(data), __ATOMIC_ACQUIRE);
+  if (h.magic == 0)  // Producer::create publishes magic last: zero until the header is complete
+    return fail(ErrorCode::NotReady, "not published yet (its producer is still creating it)");
   if (h.magic != kMagic) return fail(ErrorCode::BadMagic, "not a NextBlock segment (wrong magic number)");
   if (h.layout_version != kLayoutVersion)
     return fail(ErrorCode::VersionMismatch, "segment has layout version " + std::to_string(h.layout_version) +
@@ -910,6 +914,10 @@ class Consumer {
       return fail(ErrorCode::Permission, "segment " + name + " is owned by uid " + std::to_string(st.st_uid) +
                                              ", not by this user (uid " + std::to_string(geteuid()) + ")");
     }
+    if (st.st_size == 0) {  // between the producer's shm_open and its ftruncate
+      ::close(fd);
+      return fail(ErrorCode::NotReady, "segment " + name + " is empty: its producer is still creating it");
+    }
     if (uint64_t(st.st_size) < kHeaderBytes) {
       ::close(fd);
       return fail(ErrorCode::TooSmall, "segment " + name + " is " + std::to_string(st.st_size) +
@@ -923,6 +931,19 @@ class Consumer {
     Layout layout;
     std::string v;
     ErrorCode vc = validate_header(base, bytes, &v, &cfg, &layout);
+    if (vc == ErrorCode::NotReady) {
+      // Unpublished: still being created, or its producer died while creating it (the PID is
+      // written before magic; a dead writer's stores are all visible now).
+      const auto* h = static_cast<const SegmentHeader*>(base);
+      const int32_t pid = __atomic_load_n(&h->producer_pid, __ATOMIC_RELAXED);
+      const uint64_t ticks = load_shared(&h->producer_start_ticks);
+      const bool dead = pid > 0 && (!process_exists(pid) || (ticks != 0 && process_start_ticks(pid) != ticks));
+      ::munmap(base, bytes);
+      if (dead)
+        return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " + std::to_string(pid) +
+                                          ") died while creating it");
+      return fail(vc, "segment " + name + ": " + v);
+    }
     if (vc != ErrorCode::Ok) {
       ::munmap(base, bytes);
       return fail(vc, "segment " + name + ": " + v);

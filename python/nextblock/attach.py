@@ -279,10 +279,11 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     # are refused with a reason)
     frames, rate = 128, 48000
     producer_pid = args.jacktrip_pid or 0
-    from .capture import Consumer, SegmentError
+    from .capture import SegmentError
+    from .runtime.session import consumer_once_published
 
     try:
-        with Consumer(source.segments()[0]) as first:
+        with consumer_once_published(source.segments()[0]) as first:
             frames, rate = first.frames_per_block, first.sample_rate_hz
             producer_pid = args.jacktrip_pid or first.producer_pid
     except SegmentError:

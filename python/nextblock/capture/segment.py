@@ -23,6 +23,7 @@ SegmentPermissionError = _core.SegmentPermissionError
 LayoutMismatch = _core.LayoutMismatch
 StaleSegment = _core.StaleSegment
 SegmentInUse = _core.SegmentInUse
+SegmentNotReady = _core.SegmentNotReady
 
 monotonic_ns = _core.monotonic_ns
 segment_name_for_pid = _core.segment_name_for_pid
@@ -197,6 +198,9 @@ class Consumer:
     ------
     SegmentNotFound, SegmentPermissionError, LayoutMismatch, StaleSegment, SegmentInUse
         With a message that says what is wrong.
+    SegmentNotReady
+        Its producer is still creating it (retry shortly). One whose producer died while creating
+        it is a :class:`StaleSegment`.
     """
 
     def __init__(self, name_or_pid: str | int, post_replacements: bool = False):

@@ -23,9 +23,9 @@ from typing import Protocol
 
 from ..capture import (
     Consumer,
-    LayoutMismatch,
     SegmentError,
     SegmentNotFound,
+    SegmentNotReady,
     StaleSegment,
     process_exists,
     stream_segments,
@@ -67,11 +67,9 @@ def attach_poster(name: str) -> Consumer | None:
     (vanished, stale, still being created); :class:`AttachError` when it never can."""
     try:
         return Consumer(name, post_replacements=True)
-    except (SegmentNotFound, StaleSegment):
+    except (SegmentNotFound, StaleSegment, SegmentNotReady):
         return None
     except SegmentError as err:
-        if isinstance(err, LayoutMismatch) and "smaller than a NextBlock header" in str(err):
-            return None  # the producer is still creating it
         raise attach_error(err, name) from None
 
 

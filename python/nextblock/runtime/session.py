@@ -27,6 +27,7 @@ from ..capture import (
     SegmentError,
     SegmentInUse,
     SegmentNotFound,
+    SegmentNotReady,
     SegmentPermissionError,
     StaleSegment,
     segment_name_for_pid,
@@ -40,6 +41,8 @@ SEGMENT_PREFIX = "nextblock-"
 
 #: exit status when the producer went away and ``--once`` was given
 EXIT_PRODUCER_GONE = 3
+#: how long an attach waits for a producer that is still creating its segment
+NOT_READY_WAIT_S = 2.0
 
 
 def process_cmdline(pid: int) -> bytes | None:
@@ -99,6 +102,8 @@ def attach_error(err: SegmentError, name: str) -> AttachError:
             f"{err} – JackTrip's NextBlock patch and this NextBlock speak different protocol versions (or the segment "
             "is not NextBlock's): rebuild both from the same tree"
         )
+    if isinstance(err, SegmentNotReady):
+        return AttachError(f"{err}, and still was after {NOT_READY_WAIT_S:g} s (is JackTrip stuck starting?)")
     if isinstance(err, StaleSegment):
         return AttachError(f"{err} (JackTrip crashed; restart it)")
     if isinstance(err, SegmentInUse):
@@ -122,7 +127,7 @@ def open_consumer(target: Target) -> Consumer:
     if pid is not None and not process_exists(pid):
         raise AttachError(f"no process with PID {pid} is running")
     try:
-        consumer = Consumer(target.segment, post_replacements=True)
+        consumer = consumer_once_published(target.segment, post_replacements=True)
     except SegmentNotFound:
         if pid is not None:
             raise AttachError(
@@ -135,6 +140,21 @@ def open_consumer(target: Target) -> Consumer:
     if pid is not None and target.cmdline is None:
         target.cmdline = process_cmdline(pid)
     return consumer
+
+
+def consumer_once_published(
+    name: str, post_replacements: bool = False, wait_s: float = NOT_READY_WAIT_S, poll_s: float = 0.01
+) -> Consumer:
+    """A :class:`Consumer` of ``name``, waiting up to ``wait_s`` while its producer is still
+    creating it (a JackTrip that has just started). Raises what :class:`Consumer` raises."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return Consumer(name, post_replacements=post_replacements)
+        except SegmentNotReady:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_s)
 
 
 def _candidate_segments() -> list[str]:
