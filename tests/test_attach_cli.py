@@ -30,6 +30,25 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def stream_until_posted(producer, attach, posts: int, block_at, period_s: float, stop_signal=signal.SIGINT,
+                        timeout_s: float = 30.0) -> str:
+    """Publish ``block_at(seq)`` every ``period_s`` until ``attach`` has posted ``posts``
+    replacements, then stop it with ``stop_signal``. Returns its stderr (killed if it hangs)."""
+    try:
+        seq, deadline = 0, time.monotonic() + timeout_s
+        while producer.counters()["replacements_posted"] < posts:
+            assert time.monotonic() < deadline and attach.poll() is None, attach.communicate()
+            producer.publish_block(seq, block_at(seq))
+            seq += 1
+            time.sleep(period_s)
+        attach.send_signal(stop_signal)
+        attach.wait(timeout=5)
+    finally:
+        if attach.poll() is None:
+            attach.kill()
+    return attach.communicate()[1]
+
+
 def test_no_such_process():
     pid = dead_pid()
     assert_one_line_error(h.run_attach(["--jacktrip-pid", str(pid), "--predictor", "repeat"]), f"no process with PID {pid}")
@@ -90,20 +109,9 @@ def test_a_model_trained_at_several_rates_serves_other_block_sizes_and_rates(tmp
     stats_file = tmp_path / "stats.json"
     with Producer(segment_name, rate, frames, 2) as producer:
         attach = h.start_attach(["--segment", segment_name, "--model", str(family), "--json", str(stats_file)])
-        try:
-            seq, deadline = 0, time.monotonic() + 30
-            rng = np.random.default_rng(0)
-            while producer.counters()["replacements_posted"] < 40:
-                assert time.monotonic() < deadline and attach.poll() is None, attach.communicate()
-                producer.publish_block(seq, (0.1 * rng.standard_normal((frames, 2))).astype(np.float32))
-                seq += 1
-                time.sleep(frames / rate)
-            attach.send_signal(signal.SIGINT)
-            attach.wait(timeout=5)
-        finally:
-            if attach.poll() is None:
-                attach.kill()
-        _, err = attach.communicate()
+        rng = np.random.default_rng(0)
+        err = stream_until_posted(producer, attach, 40, lambda _: (0.1 * rng.standard_normal((frames, 2))).astype(np.float32),
+                                  frames / rate)
         assert attach.returncode == 0 and "Traceback" not in err, err
     stats = json.loads(stats_file.read_text())
     assert stats["posts"] >= 40
@@ -127,22 +135,9 @@ def test_a_segment_still_being_created_is_waited_for_and_served_at_its_own_block
     with Producer(segment_name, 48000, 64, 2) as producer:
         set_magic(0)  # as between JackTrip's create and its publish
         attach = h.start_attach(["--segment", segment_name, "--predictor", "repeat", "--json", str(stats_file)])
-        try:
-            time.sleep(0.5)
-            assert attach.poll() is None, attach.communicate()
-            set_magic(_core.MAGIC)
-            seq, deadline = 0, time.monotonic() + 30
-            while producer.counters()["replacements_posted"] < 20:
-                assert time.monotonic() < deadline and attach.poll() is None, attach.communicate()
-                producer.publish_block(seq, np.full((64, 2), 0.1, np.float32))
-                seq += 1
-                time.sleep(64 / 48000)
-            attach.send_signal(signal.SIGINT)
-            attach.wait(timeout=5)
-        finally:
-            if attach.poll() is None:
-                attach.kill()
-        _, err = attach.communicate()
+        time.sleep(0.5)
+        set_magic(_core.MAGIC)
+        err = stream_until_posted(producer, attach, 20, lambda _: np.full((64, 2), 0.1, np.float32), 64 / 48000)
     assert attach.returncode == 0 and "Traceback" not in err and "not serving" not in err, err
     assert json.loads(stats_file.read_text())["posts"] >= 20
 
@@ -172,20 +167,8 @@ def test_signal_stops_cleanly_and_leaves_jacktrip_on_its_fallback(tmp_path, segm
     stats_file = tmp_path / "stats.json"
     with Producer(segment_name, 48000, frames, 2) as producer:
         attach = h.start_attach(["--segment", segment_name, "--predictor", "repeat", "--json", str(stats_file)])
-        try:
-            seq, deadline = 0, time.monotonic() + 20
-            block = np.full((frames, 2), 0.25, np.float32)
-            while producer.counters()["replacements_posted"] < 50:  # stream until it posts
-                assert time.monotonic() < deadline and attach.poll() is None, attach.communicate()
-                producer.publish_block(seq, block)
-                seq += 1
-                time.sleep(period_s)
-            attach.send_signal(signum)
-            attach.wait(timeout=5)
-        finally:
-            if attach.poll() is None:
-                attach.kill()
-        _, err = attach.communicate()
+        block = np.full((frames, 2), 0.25, np.float32)
+        err = stream_until_posted(producer, attach, 50, lambda _: block, period_s, stop_signal=signum, timeout_s=20)
         assert attach.returncode == 0, err
         assert "Traceback" not in err
         assert producer.counters()["poster_pid"] == 0, "the poster role is given back"
