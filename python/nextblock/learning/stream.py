@@ -194,11 +194,11 @@ class SharedMemoryStream:
     """
 
     def __init__(self, pid_or_name: int | str, max_blocks_per_read: int = 256, start: str = "now"):
-        from ..capture import Consumer  # the C++ core is only needed for live streams
+        from ..runtime.session import consumer_once_published  # the C++ core: live streams only
 
         if start not in ("now", "oldest"):
             raise ValueError(f"start must be 'now' or 'oldest', got {start!r}")
-        self._consumer = Consumer(pid_or_name, post_replacements=False)
+        self._consumer = consumer_once_published(pid_or_name)  # waits while JackTrip is still creating it
         self.sample_rate_hz = self._consumer.sample_rate_hz
         self.channels = self._consumer.channels
         self.frames_per_block = self._consumer.frames_per_block

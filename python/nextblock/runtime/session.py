@@ -143,9 +143,9 @@ def open_consumer(target: Target) -> Consumer:
 
 
 def consumer_once_published(
-    name: str, post_replacements: bool = False, wait_s: float = NOT_READY_WAIT_S, poll_s: float = 0.01
+    name: str | int, post_replacements: bool = False, wait_s: float = NOT_READY_WAIT_S, poll_s: float = 0.01
 ) -> Consumer:
-    """A :class:`Consumer` of ``name``, waiting up to ``wait_s`` while its producer is still
+    """A :class:`Consumer` of ``name`` (a segment name or a producer PID), waiting up to ``wait_s`` while its producer is still
     creating it (a JackTrip that has just started). Raises what :class:`Consumer` raises."""
     deadline = time.monotonic() + wait_s
     while True:
