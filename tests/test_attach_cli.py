@@ -110,8 +110,11 @@ def test_a_model_trained_at_several_rates_serves_other_block_sizes_and_rates(tmp
     with Producer(segment_name, rate, frames, 2) as producer:
         attach = h.start_attach(["--segment", segment_name, "--model", str(family), "--json", str(stats_file)])
         rng = np.random.default_rng(0)
-        err = stream_until_posted(producer, attach, 40, lambda _: (0.1 * rng.standard_normal((frames, 2))).astype(np.float32),
-                                  frames / rate)
+
+        def noise(_seq: int) -> np.ndarray:
+            return (0.1 * rng.standard_normal((frames, 2))).astype(np.float32)
+
+        err = stream_until_posted(producer, attach, 40, noise, frames / rate)
         assert attach.returncode == 0 and "Traceback" not in err, err
     stats = json.loads(stats_file.read_text())
     assert stats["posts"] >= 40
@@ -122,21 +125,15 @@ def test_a_segment_still_being_created_is_waited_for_and_served_at_its_own_block
     """JackTrip publishes its segment's magic number last. An attach that finds the segment before
     then waits for it: it neither calls it foreign nor guesses the block size (64 here, where the
     guess would be 128 and the stream then refused)."""
+    from helpers_shm import poke
     from nextblock import _core
-
-    magic_at = _core.header_field_offsets()["magic"]
-
-    def set_magic(value: int) -> None:
-        with open("/dev/shm" + segment_name, "r+b") as f:
-            f.seek(magic_at)
-            f.write(value.to_bytes(8, "little"))
 
     stats_file = tmp_path / "stats.json"
     with Producer(segment_name, 48000, 64, 2) as producer:
-        set_magic(0)  # as between JackTrip's create and its publish
+        poke(segment_name, "magic", "<Q", 0)  # as between JackTrip's create and its publish
         attach = h.start_attach(["--segment", segment_name, "--predictor", "repeat", "--json", str(stats_file)])
         time.sleep(0.5)
-        set_magic(_core.MAGIC)
+        poke(segment_name, "magic", "<Q", _core.MAGIC)
         err = stream_until_posted(producer, attach, 20, lambda _: np.full((64, 2), 0.1, np.float32), 64 / 48000)
     assert attach.returncode == 0 and "Traceback" not in err and "not serving" not in err, err
     assert json.loads(stats_file.read_text())["posts"] >= 20

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers_shm import HEADER, poke
 from nextblock import _core
 from nextblock.capture import (
     Consumer,
@@ -23,15 +24,6 @@ from nextblock.capture import (
     StaleSegment,
     validate_header,
 )
-
-OFFSETS = _core.header_field_offsets()
-
-
-def poke(name: str, field: str, fmt: str, value) -> None:
-    """Overwrite one identity field of a live segment in /dev/shm."""
-    with open("/dev/shm" + name, "r+b") as f:
-        f.seek(OFFSETS[field])
-        f.write(struct.pack(fmt, value))
 
 
 def test_no_such_pid():
@@ -185,7 +177,7 @@ def test_fuzzed_headers_are_refused_or_consistent(mutations):
         # accepted: then the identity fields must describe this image
         magic, version = struct.unpack_from("<QI", image, 0)
         assert magic == _core.MAGIC and version == _core.LAYOUT_VERSION
-        total = struct.unpack_from("<Q", image, OFFSETS["total_bytes"])[0]
+        total = struct.unpack_from("<Q", image, HEADER["total_bytes"])[0]
         assert total <= len(image)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import struct
 import time
 
 import numpy as np
@@ -22,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers_shm import HEADER, read_at, write_at
 from nextblock import _core
 from nextblock.capture import Consumer, EventKind, LayoutMismatch, Outcome, Producer, SegmentInUse
 
-HEADER = _core.header_field_offsets()
 CONTROL = _core.control_field_offsets()
 FRAMES, CHANNELS = 128, 2
 
@@ -33,18 +32,6 @@ FRAMES, CHANNELS = 128, 2
 def layout(**kw) -> dict:
     args = dict(sample_rate_hz=48000, frames_per_block=FRAMES, channels=CHANNELS) | kw
     return _core.compute_layout(**args)
-
-
-def write(name: str, offset: int, fmt: str, value) -> None:
-    with open("/dev/shm" + name, "r+b") as f:
-        f.seek(offset)
-        f.write(struct.pack(fmt, value))
-
-
-def read(name: str, offset: int, fmt: str):
-    with open("/dev/shm" + name, "rb") as f:
-        f.seek(offset)
-        return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
 
 
 def block(value: float) -> np.ndarray:
@@ -74,7 +61,7 @@ def replacement(value: float) -> np.ndarray:
 def test_producer_ignores_corrupted_geometry(segment_name, field, fmt, value):
     with Producer(segment_name, 48000, FRAMES, CHANNELS) as p:
         reader = Consumer(segment_name, post_replacements=True)  # attached before the corruption
-        write(segment_name, HEADER[field], fmt, value)
+        write_at(segment_name, HEADER[field], fmt, value)
         for seq in range(20):
             p.publish_block(seq, block(seq / 64))
             p.post_event(EventKind.UNDERRUN, seq, Outcome.FALLBACK)
@@ -151,15 +138,15 @@ def test_complete_replacement_after_a_poster_died_mid_post(segment_name):
     with Producer(segment_name, 48000, FRAMES, CHANNELS) as p, Consumer(segment_name, post_replacements=True) as c:
         slot = lay["replacement_offset"] + (9 % 8) * lay["replacement_slot_bytes"]
         c.post_replacement(9, replacement(0.1))
-        assert read(segment_name, slot, "<Q") % 2 == 0, "a complete slot has an even version"
+        assert read_at(segment_name, slot, "<Q") % 2 == 0, "a complete slot has an even version"
         # a poster killed between its first store and its last leaves the version odd and the
         # samples half written: that slot is refused ...
-        write(segment_name, slot, "<Q", read(segment_name, slot, "<Q") + 1)
-        write(segment_name, slot + 32, "<f", 0.9)
+        write_at(segment_name, slot, "<Q", read_at(segment_name, slot, "<Q") + 1)
+        write_at(segment_name, slot + 32, "<f", 0.9)
         assert p.take(9) == ("torn", None)
         # ... and the next complete post is taken (the version is odd while writing, even after)
         c.post_replacement(9, replacement(0.2))
-        assert read(segment_name, slot, "<Q") % 2 == 0
+        assert read_at(segment_name, slot, "<Q") % 2 == 0
         status, got = p.take(9)
         assert status == "taken" and np.all(got == np.float32(0.2))
 
@@ -205,12 +192,12 @@ def test_poster_token_of_a_reused_pid_does_not_block_a_new_poster(segment_name):
     with Producer(segment_name, 48000, FRAMES, CHANNELS):
         # a live PID (our parent) with another start time: the poster that had this PID is gone
         live = _core.process_token(os.getppid())
-        write(segment_name, token_at, "<Q", live ^ (0xABCD << 32))
+        write_at(segment_name, token_at, "<Q", live ^ (0xABCD << 32))
         with Consumer(segment_name, post_replacements=True) as c:
             assert c.is_poster
-            assert read(segment_name, token_at, "<Q") == _core.process_token(os.getpid())
+            assert read_at(segment_name, token_at, "<Q") == _core.process_token(os.getpid())
         # the real token of a live process holds the role
-        write(segment_name, token_at, "<Q", live)
+        write_at(segment_name, token_at, "<Q", live)
         with pytest.raises(SegmentInUse, match=f"PID {os.getppid()}"):
             Consumer(segment_name, post_replacements=True)
 
@@ -249,7 +236,7 @@ def test_reader_killed_in_futex_wait_stops_costing_wakes(segment_name):
 def test_far_future_registration_is_ignored(segment_name):
     lay = layout()
     with Producer(segment_name, 48000, FRAMES, CHANNELS) as p:
-        write(segment_name, lay["control_offset"] + CONTROL["wake_until_ns"], "<Q", 2**64 - 1)
+        write_at(segment_name, lay["control_offset"] + CONTROL["wake_until_ns"], "<Q", 2**64 - 1)
         for seq in range(50):
             p.publish_block(seq, block(0.0))
         assert p.counters()["wakes_issued"] == 0
@@ -315,7 +302,7 @@ def test_other_layout_versions_get_a_clear_error_not_a_crash(segment_name):
     with Producer(segment_name, 48000, FRAMES, CHANNELS) as p:
         ours = _core.LAYOUT_VERSION
         for version in (ours - 1, ours + 1):  # an older patched JackTrip, or a newer one
-            write(segment_name, HEADER["layout_version"], "<I", version)
+            write_at(segment_name, HEADER["layout_version"], "<I", version)
             with pytest.raises(LayoutMismatch, match=f"layout version {version}, this NextBlock speaks version {ours}"):
                 Consumer(segment_name)
         p.publish_block(0, block(0.1))  # the producer itself never looks

@@ -226,6 +226,11 @@ inline bool process_exists(long pid) noexcept {
   return ::kill(pid_t(pid), 0) == 0 || errno == EPERM;
 }
 
+/// True when process `pid` runs and is the one that started at `start_ticks` (a reused PID is not).
+inline bool process_running_since(long pid, uint64_t start_ticks) noexcept {
+  return process_exists(pid) && process_start_ticks(pid) == start_ticks;
+}
+
 /// A 64-bit identity of a running process: PID in the low 32 bits, the low 32 bits of its start
 /// time above. A reused PID gives another token.
 inline uint64_t process_token(long pid) noexcept {
@@ -626,8 +631,8 @@ class Producer {
             const auto* h = static_cast<const SegmentHeader*>(p);
             const int32_t pid = __atomic_load_n(&h->producer_pid, __ATOMIC_RELAXED);
             const uint64_t ticks = load_shared(&h->producer_start_ticks);
-            if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == kMagic && pid != getpid() && process_exists(pid) &&
-                process_start_ticks(pid) == ticks)
+            if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == kMagic && pid != getpid() &&
+                process_running_since(pid, ticks))
               live = true;
             ::munmap(p, kHeaderBytes);
           }
@@ -937,7 +942,8 @@ class Consumer {
       const auto* h = static_cast<const SegmentHeader*>(base);
       const int32_t pid = __atomic_load_n(&h->producer_pid, __ATOMIC_RELAXED);
       const uint64_t ticks = load_shared(&h->producer_start_ticks);
-      const bool dead = pid > 0 && (!process_exists(pid) || (ticks != 0 && process_start_ticks(pid) != ticks));
+      // ticks is written after the PID: until then only the PID's existence can be checked
+      const bool dead = pid > 0 && !(ticks == 0 ? process_exists(pid) : process_running_since(pid, ticks));
       ::munmap(base, bytes);
       if (dead)
         return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " + std::to_string(pid) +
@@ -954,7 +960,7 @@ class Consumer {
     const SegmentHeader* h = c->map_.header();
     c->producer_pid_ = h->producer_pid;
     c->producer_start_ticks_ = load_shared(&h->producer_start_ticks);
-    if (!process_exists(c->producer_pid_) || process_start_ticks(c->producer_pid_) != c->producer_start_ticks_)
+    if (!process_running_since(c->producer_pid_, c->producer_start_ticks_))
       return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " + std::to_string(c->producer_pid_) +
                                         ") is no longer running");
     if (post_replacements) {
@@ -989,7 +995,7 @@ class Consumer {
   uint64_t events_written() const noexcept { return map_.header()->events_written.load(std::memory_order_acquire); }
   bool producer_closed() const noexcept { return map_.header()->producer_closed.load(std::memory_order_acquire) != 0; }
   bool producer_alive() const noexcept {
-    return !producer_closed() && process_exists(producer_pid_) && process_start_ticks(producer_pid_) == producer_start_ticks_;
+    return !producer_closed() && process_running_since(producer_pid_, producer_start_ticks_);
   }
 
   /// Sleeps until more than `after_count` blocks were written, the producer closed, or

@@ -145,8 +145,9 @@ def open_consumer(target: Target) -> Consumer:
 def consumer_once_published(
     name: str | int, post_replacements: bool = False, wait_s: float = NOT_READY_WAIT_S, poll_s: float = 0.01
 ) -> Consumer:
-    """A :class:`Consumer` of ``name`` (a segment name or a producer PID), waiting up to ``wait_s`` while its producer is still
-    creating it (a JackTrip that has just started). Raises what :class:`Consumer` raises."""
+    """A :class:`Consumer` of ``name`` (a segment name or a producer PID), waiting up to ``wait_s``
+    while its producer is still creating it (a JackTrip that has just started). Raises what
+    :class:`Consumer` raises."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
