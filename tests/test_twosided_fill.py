@@ -54,7 +54,7 @@ def test_interpolation_beats_extrapolation_with_the_same_model():
     for seed in range(20):
         x = ar_process(2048 + 256, seed=seed)
         past, truth, after = x[:2048], x[2048:2176], x[2176:]
-        fill, _ = fill_gap(past[None], after[None], 128, prior_weight=0.0)
+        fill, _ = fill_gap(past[None], after[None], 128, order=128, prior_weight=0.0)
         forward = burg_continuation(past[None, -1024:], 128, 128)[0]
         signal += float(np.sum(truth.astype(np.float64) ** 2))
         error_fill += float(np.sum((truth - fill[0]).astype(np.float64) ** 2))

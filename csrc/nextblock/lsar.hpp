@@ -173,12 +173,13 @@ inline void banded_cholesky_solve(const double* m, std::size_t n, std::size_t bw
 /// Fill the `gap` samples between `past` (n_past samples, newest last) and `future` (n_future
 /// samples right after the gap) into `out`; see the file comment. `prior` (gap samples) may be
 /// null; `prior_weight` scales its weight (0: plain LSAR), `prior_fade` (0..1) how much of it fades out
-/// towards the gap's end. The model is Burg's of `scratch.order`
+/// towards the gap's end. `blend_only` skips the interpolation: the blend (then the forward guess)
+/// alone, the classical forward/backward baseline. The model is Burg's of `scratch.order`
 /// on the last scratch.fit_samples of the past (n_past >= fit_samples > order). Requires
 /// 1 <= gap <= scratch.max_gap and 1 <= n_future <= scratch.max_future.
 inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float* future, std::size_t n_future,
                              std::size_t gap, const float* prior, double prior_weight, double prior_fade,
-                             double silence_mean_square, float* out, LsarScratch& scratch) {
+                             double silence_mean_square, float* out, LsarScratch& scratch, bool blend_only = false) {
   const int p = scratch.order;
   const std::size_t P = std::size_t(p), G = gap, F = n_future;
   const float* fit = past + (n_past - scratch.fit_samples);
@@ -260,7 +261,7 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
       rhs[i] = -sum + lambda_i * fwd[i];
       nm[i * G + i] += lambda_i + kRidge * diag_max + 1e-300;
     }
-    if (banded_cholesky(nm, G, bw)) {
+    if (!blend_only && banded_cholesky(nm, G, bw)) {
       banded_cholesky_solve(nm, G, bw, rhs);
       bool finite = true;
       for (std::size_t i = 0; i < G; ++i) finite = finite && std::isfinite(rhs[i]);

@@ -45,6 +45,7 @@ EPILOG = textwrap.dedent(
       burg           JackTrip v2.7.2's Regulator Burg prediction
       ar128          order-128 Burg AR fitted to the last 10 blocks (PARCnet's linear part)
       lsar           two-sided least-squares AR(128) interpolation (with --lookahead-blocks; else ar128)
+      ar-blend       two-sided: forward AR(128) faded into the backward one from the next block
       nextblock      the NextBlock CNN (--model PATH to a .tflite); with --lookahead-blocks, its
                      prediction fused with the LSAR interpolation where the next block is in hand
 

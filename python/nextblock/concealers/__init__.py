@@ -10,6 +10,8 @@ name                    what a lost block is played as
 ``ar128``               order-128 Burg AR on the last 10 blocks (PARCnet's linear part)
 ``lsar``                two-sided: least-squares AR(128) interpolation across the gap when the block
                         after it is in the buffer (``--lookahead-blocks``), else ``ar128``
+``ar-blend``            two-sided: the AR(128) continuation faded into the same model run backwards
+                        from the block after the gap (the simpler classical baseline), else ``ar128``
 ``nextblock``           the NextBlock CNN and the long-term guess, as the runtime plays it (needs
                         ``model_path``; loaded lazily); with look-ahead, fused with LSAR across the gap
 ``nextblock-net``       the NextBlock CNN alone (the ablation without the long-term guess)
@@ -34,6 +36,7 @@ CONCEALERS: dict[str, str] = {
     "burg": "nextblock.concealers.burg:BurgConcealer",
     "ar128": "nextblock.concealers.ar:ARConcealer",
     "lsar": "nextblock.concealers.lsar:LSARConcealer",
+    "ar-blend": "nextblock.concealers.lsar:ARBlendConcealer",
     "nextblock": "nextblock.concealers.nextblock:NextBlockConcealer",
     "nextblock-net": "nextblock.concealers.nextblock:NextBlockNetConcealer",
 }

@@ -12,6 +12,10 @@ channel:
   louder than its neighbours (:func:`nextblock.features.twosided.fill_gap`, C++). The fill ends
   where the next block begins: it is played as it is, with no cross-fade;
 * otherwise: the causal AR(128) prediction of :class:`~nextblock.concealers.ar.ARConcealer`.
+
+:class:`ARBlendConcealer` (``ar-blend``) is the simpler two-sided classical baseline: the AR(128)
+continuation of the past cross-faded (raised cosine over the gap) into the same model run
+backwards from the future.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..features.twosided import DEFAULT_FIT_SAMPLES, DEFAULT_ORDER, fill_gap
+from ..features.twosided import BASELINE_ORDER, DEFAULT_FIT_SAMPLES, fill_gap
 from .ar import ARConcealer
 
 
@@ -38,7 +42,7 @@ class LSARConcealer(ARConcealer):
     name: ClassVar[str] = "lsar"
     two_sided: ClassVar[bool] = True
 
-    def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, order: int = DEFAULT_ORDER):
+    def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, order: int = BASELINE_ORDER):
         super().__init__(frames_per_block, sample_rate_hz, order=order)
         #: samples of the past the two-sided model is fitted to
         self.fit_samples = min(DEFAULT_FIT_SAMPLES, self.history_samples)
@@ -47,4 +51,16 @@ class LSARConcealer(ARConcealer):
         """``(gap_samples,)`` float32: the LSAR fill between :attr:`history` and ``future``."""
         fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples, order=self.order,
                            fit_samples=self.fit_samples, prior_weight=0.0)
+        return fill[0]
+
+
+class ARBlendConcealer(LSARConcealer):
+    """The forward AR(128) continuation faded into the backward one from the future (no solve)."""
+
+    name: ClassVar[str] = "ar-blend"
+
+    def fill_gap(self, future: np.ndarray, gap_samples: int) -> np.ndarray:
+        """``(gap_samples,)`` float32: forward and backward AR extrapolations, cross-faded."""
+        fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples, order=self.order,
+                           fit_samples=self.fit_samples, prior_weight=0.0, blend_only=True)
         return fill[0]
