@@ -136,7 +136,7 @@ def fill_gap_reference(past: np.ndarray, future: np.ndarray, gap_samples: int, p
     known = np.array([a @ seg[p + t - np.arange(p + 1)] for t in range(rows)])
     lhs, rhs = a_u, -known
     if prior is not None and prior_weight > 0:
-        m = min(256, fit_samples - p)
+        m = min(128, fit_samples - p)
         fit = past[-fit_samples:]
         residual = np.array([a @ fit[t - np.arange(p + 1)] for t in range(fit_samples - m, fit_samples)])
         lam = prior_weight * float(residual @ residual) / float(fit[-m:] @ fit[-m:])
