@@ -13,6 +13,7 @@ live path (timing, splicing, the buffer), not in the predictions.
 
     PYTHONPATH=python python bench/e2e.py --quick --pattern bernoulli-10 --fallback regulator --out out/e2e
     PYTHONPATH=python python bench/e2e_offline.py out/e2e/bernoulli-10
+    PYTHONPATH=python python bench/e2e_offline.py out/e2e/bernoulli-10 --lookahead-blocks 1 --concealers burg,lsar,nextblock
 
 The last output line is one JSON object.
 """
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path, help="one pattern's folder of a bench/e2e.py --out run")
     p.add_argument("--frames", type=int, default=128, help="block size of the run (default %(default)s)")
-    p.add_argument("--concealers", default="burg,ar128,nextblock", help="offline concealers (default %(default)s)")
+    p.add_argument("--concealers", default="burg,ar128,nextblock", help="offline concealers (default %(default)s; "
+                   "lsar and ar-blend are the two-sided baselines)")
+    p.add_argument("--lookahead-blocks", type=int, default=0, metavar="H",
+                   help="blocks after a lost one the receive buffer holds, as nextblock evaluate's option: two-sided "
+                        "concealers (lsar, nextblock) fill the gap before the next arrival (default %(default)s: causal)")
     p.add_argument("--model", action="append", default=[], metavar="[LABEL=]PATH",
                    help="also score NextBlock with this model file (repeatable), e.g. the previous version: "
                         "git show REV:models/nextblock-default.tflite > /tmp/old.tflite; --model old=/tmp/old.tflite")
@@ -95,17 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {kind:8s} {name:24s} {lost_part}  ViSQOL {mos}")
 
     for name in args.concealers.split(","):
-        played, _ = conceal_stream(sent, make_concealer(name, args.frames, rate), lost)
+        played, _ = conceal_stream(sent, make_concealer(name, args.frames, rate), lost,
+                                   lookahead_blocks=args.lookahead_blocks)
         add("offline", name, played)
     for spec in args.model:
         label, _, path = spec.rpartition("=")
-        played, _ = conceal_stream(sent, make_concealer("nextblock", args.frames, rate, model_path=path), lost)
+        played, _ = conceal_stream(sent, make_concealer("nextblock", args.frames, rate, model_path=path), lost,
+                                   lookahead_blocks=args.lookahead_blocks)
         add("offline", f"nextblock {label or Path(path).stem}", played)
     for path in sorted(args.folder.glob("recorded-*.wav")):
         receiver = path.stem.removeprefix("recorded-")
         if receiver != ZEROS_RECEIVER:
             add("live", receiver, mono(path)[0])
-    print(json.dumps({"bench": "e2e_offline", "folder": str(args.folder), "lost_blocks": int(lost.sum()), "rows": rows}))
+    print(json.dumps({"bench": "e2e_offline", "folder": str(args.folder), "lookahead_blocks": args.lookahead_blocks,
+                      "lost_blocks": int(lost.sum()), "rows": rows}))
     return 0
 
 
