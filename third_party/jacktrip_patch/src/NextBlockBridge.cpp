@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -112,6 +113,7 @@ NextBlockBridge::Stream* NextBlockBridge::makeStream(int frames, std::string* wh
         return nullptr;
     auto* st     = new Stream();
     st->producer = std::move(producer);
+    st->producer->defer_wakes(mDeferWakes.load(std::memory_order_acquire));
     st->frames   = frames;
     st->rxFloat.assign(static_cast<size_t>(frames) * mChannels, 0.0f);
     st->repl.assign(2 * static_cast<size_t>(frames) * mChannels, 0.0f);
@@ -288,14 +290,14 @@ int64_t NextBlockBridge::unwrap(int64_t seqMod, int64_t modulus) const
 //*******************************************************************************
 // audio thread
 
-bool NextBlockBridge::conceal(Kind kind, int64_t seq, int64_t detail)
+bool NextBlockBridge::conceal(Kind kind, int64_t seq, int frames, int64_t detail)
 {
-    Stream* st   = mStream.load(std::memory_order_acquire);
+    Stream* st   = mStream.load(std::memory_order_acquire);  // once: the caller's block is checked against it
     mAudioStream = st;
     if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
         st->producer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
                               nextblock::Outcome::None);
-    const nextblock::Take t = seq >= 0
+    const nextblock::Take t = seq >= 0 && st->frames == frames
                                   ? st->producer->take_replacement(static_cast<uint64_t>(seq), st->repl.data())
                                   : nextblock::Take::Missing;
     nextblock::Outcome outcome = nextblock::Outcome::Fallback;
@@ -332,6 +334,17 @@ void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
     mPlayoutSeq = seq;
     mStream.load(std::memory_order_acquire)
         ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
+}
+
+void NextBlockBridge::flushWakes()
+{
+    mStream.load(std::memory_order_acquire)->producer->flush_wakes();
+}
+
+void NextBlockBridge::deferWakes()
+{
+    mDeferWakes.store(true, std::memory_order_release);
+    mStream.load(std::memory_order_acquire)->producer->defer_wakes(true);
 }
 
 void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames,
@@ -372,7 +385,16 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
 
 void NextBlockBridge::crossfadeFromReplacement(int8_t* bits) const
 {
+    crossfadeFramesFromReplacement(0, mAudioStream->frames, bits);
+}
+
+void NextBlockBridge::crossfadeFramesFromReplacement(int firstFrame, int nFrames, int8_t* bits) const
+{
     const int frameBytes = mChannels * mBitRes;
-    for (int f = 0; f < mAudioStream->frames; ++f)
-        crossfadeFrameFromReplacement(f, bits + f * frameBytes);
+    // frames from the fade's end on stay as they arrived: no call for each of them
+    const int fade = static_cast<int>(nextblock::recovery_fade_samples(
+        static_cast<uint32_t>(mSampleRate), static_cast<uint32_t>(mAudioStream->frames)));
+    const int end = std::min(firstFrame + nFrames, fade);
+    for (int f = firstFrame; f < end; ++f)
+        crossfadeFrameFromReplacement(f, bits + (f - firstFrame) * frameBytes);
 }
