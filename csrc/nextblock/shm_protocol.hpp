@@ -269,23 +269,12 @@ inline uint32_t playable_bits(uint32_t bits, uint32_t& bad) noexcept {
 
 /// Copies `n` samples from `src` to `dst` (the same array, or distinct ones) and makes the copy
 /// safe to play: returns false if any is NaN, ±Inf or |x| > 1 (then none of them may be played);
-/// flushes subnormals to zero. Branch-free, one pass, in groups of 8 that the compiler turns into
-/// vector instructions even at -O2 (~0.1 ns per sample).
+/// flushes subnormals to zero. Branch-free, one pass: a plain loop that GCC vectorises at -O2 and
+/// -O3 alike (for distinct arrays; JackTrip builds at -O3). 4096 floats, GCC 12, a loaded 2-core
+/// machine: ~0.9 µs at -O3, where the earlier groups-of-8 form took ~5 µs at -O3 (3 µs at -O2).
 inline bool copy_playable(float* dst, const float* src, size_t n) noexcept {
   uint32_t bad = 0;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint32_t group[8];
-    std::memcpy(group, src + i, sizeof group);
-    uint32_t group_bad[8];
-    for (int k = 0; k < 8; ++k) {
-      group_bad[k] = 0;
-      group[k] = playable_bits(group[k], group_bad[k]);
-    }
-    std::memcpy(dst + i, group, sizeof group);
-    for (int k = 0; k < 8; ++k) bad |= group_bad[k];
-  }
-  for (; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, src + i, sizeof bits);
     bits = playable_bits(bits, bad);

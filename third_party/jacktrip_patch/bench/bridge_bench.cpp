@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "NextBlockBridge.h"
@@ -110,6 +111,21 @@ int main(int argc, char** argv)
     if (nb->conceal(NextBlockBridge::Underrun, 5000004, frames)) { fprintf(stderr, "1e9 replacement taken\n"); return 2; }
     consumer->post_replacement(5000005, two.data());
     if (!nb->conceal(NextBlockBridge::Underrun, 5000005, frames)) { fprintf(stderr, "valid replacement refused\n"); return 2; }
+    // the 16-bit conversion is JackTrip's (AudioInterface::fromSampleToBitConversion, BIT16), ties too
+    std::vector<float> sweep(two.size());
+    for (size_t k = 0; k < sweep.size(); ++k)
+        sweep[k] = k % 3 == 0 ? static_cast<float>((double(k % 65535) - 32767.0 + 0.5) / 32767.0)
+                              : -1.0f + 2.0f * static_cast<float>(k) / static_cast<float>(sweep.size() - 1);
+    for (float& v : sweep) v = std::max(-1.0f, std::min(1.0f, v));
+    consumer->post_replacement(5000006, sweep.data());
+    if (!nb->conceal(NextBlockBridge::Underrun, 5000006, frames)) { fprintf(stderr, "sweep refused\n"); return 2; }
+    nb->replacementToBits(0, out.data());
+    for (int k = 0; k < frames * chans; ++k) {
+        const int16_t want = static_cast<int16_t>(std::max<double>(-32767.0, std::min<double>(32767.0, std::round(sweep[k] * 32767.0))));
+        int16_t got;
+        memcpy(&got, out.data() + 2 * k, 2);
+        if (got != want) { fprintf(stderr, "16-bit conversion of %a: %d, JackTrip's %d\n", sweep[k], got, want); return 2; }
+    }
     const int64_t before = nb->lastReceived();
     for (int i = 0; i < 10; ++i)  // the peer restarts at 0: seqs keep moving forward
         nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));

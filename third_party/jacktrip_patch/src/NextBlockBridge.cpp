@@ -32,6 +32,42 @@ inline float clampUnit(float v)
     return v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
 }
 
+// JackTrip's float -> 16-bit conversion (AudioInterface::fromSampleToBitConversion, BIT16: round
+// half away from zero of x * 32767, within +-32767) for a sample in [-1, 1], inline: a block
+// converts in one pass instead of one out-of-line call (and std::round) per sample, inside the
+// buffer's lock. Bit-identical: x * 32767 is exact in double (24 + 15 significant bits), and so is
+// adding +-0.5 to it (below 2^15, at most 40 bits), so truncating that rounds as std::round does.
+inline int16_t toBit16(float unit)
+{
+    const double t = static_cast<double>(unit) * 32767.0;
+    return static_cast<int16_t>(t >= 0.0 ? t + 0.5 : t - 0.5);
+}
+
+// One sample in [-1, 1] to JackTrip's bits, and back: inline for 16 bits (exactly as JackTrip's
+// AudioInterface converters), theirs otherwise.
+inline void unitToBits(float unit, int8_t* dst, AudioInterface::audioBitResolutionT res)
+{
+    if (res == AudioInterface::BIT16) {
+        const int16_t v = toBit16(unit);
+        std::memcpy(dst, &v, 2);
+    } else {
+        AudioInterface::fromSampleToBitConversion(&unit, dst, res);
+    }
+}
+
+inline float bitsToSample(const int8_t* src, AudioInterface::audioBitResolutionT res)
+{
+    float v = 0.0f;
+    if (res == AudioInterface::BIT16) {
+        int16_t b;
+        std::memcpy(&b, src, 2);
+        v = static_cast<float>(b) / 32768.0f;  // exact, as JackTrip's
+    } else {
+        AudioInterface::fromBitToSampleConversion(src, &v, res);
+    }
+    return v;
+}
+
 // 1, 10, 100, ...: refusals worth a log line
 inline bool powerOfTen(uint64_t n)
 {
@@ -117,6 +153,10 @@ NextBlockBridge::Stream* NextBlockBridge::makeStream(int frames, std::string* wh
     st->frames   = frames;
     st->rxFloat.assign(static_cast<size_t>(frames) * mChannels, 0.0f);
     st->repl.assign(2 * static_cast<size_t>(frames) * mChannels, 0.0f);
+    const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
+                                                           static_cast<uint32_t>(frames));
+    for (uint32_t f = 0; f < fade; ++f)
+        st->fadeUp.push_back(nextblock::recovery_fade_in(f, fade));
     return st;
 }
 
@@ -357,7 +397,7 @@ void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames
     const auto res   = bitRes(mBitRes);
     for (int i = 0; i < n; ++i) {
         float v = clampUnit(src[i]);  // validated by take_replacement; the clamp is belt and braces
-        AudioInterface::fromSampleToBitConversion(&v, dst + i * mBitRes, res);
+        unitToBits(v, dst + i * mBitRes, res);
     }
 }
 
@@ -369,17 +409,15 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
     // the splice of shm_protocol.hpp: a short raised cosine, then the real block (frames past it
-    // are left as they arrived)
-    const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
-                                                           static_cast<uint32_t>(frames));
-    if (static_cast<uint32_t>(frame) >= fade)
+    // are left as they arrived); its weights were computed with the stream
+    const std::vector<float>& fadeUp = mAudioStream->fadeUp;
+    if (static_cast<size_t>(frame) >= fadeUp.size())
         return;
-    const float up = nextblock::recovery_fade_in(static_cast<uint32_t>(frame), fade);
+    const float up = fadeUp[static_cast<size_t>(frame)];
     for (int c = 0; c < mChannels; ++c) {
-        float real = 0.0f;
-        AudioInterface::fromBitToSampleConversion(bits + c * mBitRes, &real, res);
+        const float real = bitsToSample(bits + c * mBitRes, res);
         float v = clampUnit((1.0f - up) * pred[c] + up * real);
-        AudioInterface::fromSampleToBitConversion(&v, bits + c * mBitRes, res);
+        unitToBits(v, bits + c * mBitRes, res);
     }
 }
 
@@ -392,9 +430,7 @@ void NextBlockBridge::crossfadeFramesFromReplacement(int firstFrame, int nFrames
 {
     const int frameBytes = mChannels * mBitRes;
     // frames from the fade's end on stay as they arrived: no call for each of them
-    const int fade = static_cast<int>(nextblock::recovery_fade_samples(
-        static_cast<uint32_t>(mSampleRate), static_cast<uint32_t>(mAudioStream->frames)));
-    const int end = std::min(firstFrame + nFrames, fade);
+    const int end = std::min(firstFrame + nFrames, static_cast<int>(mAudioStream->fadeUp.size()));
     for (int f = firstFrame; f < end; ++f)
         crossfadeFrameFromReplacement(f, bits + (f - firstFrame) * frameBytes);
 }

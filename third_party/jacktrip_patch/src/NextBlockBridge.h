@@ -158,6 +158,7 @@ class NextBlockBridge
         int frames = 0;
         std::vector<float> rxFloat;  // receive thread: one block as float
         std::vector<float> repl;     // audio thread: the last replacement taken
+        std::vector<float> fadeUp;   // the recovery fade's weights of real audio (its frames only)
     };
 
     NextBlockBridge();
