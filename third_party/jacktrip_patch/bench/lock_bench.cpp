@@ -6,8 +6,9 @@
 //                   clock and, before the wake was deferred, the FUTEX_WAKEs), then flushWakes()
 //                   after it where the bridge has it (JackTrip::receiveNetworkPacket);
 //   receive thread: insertSlotNonBlocking() (mMutex held; the hooks record what was written).
-// 5 % of the packets are lost (a hash of the seq); a consumer thread sleeps in wait_for_blocks (so
-// wake-ups have a sleeper) and the poster posts a replacement for each block before it is read.
+// 5 % of the packets are lost (a hash of the seq); a consumer thread sleeps on the notify word (so
+// wake-ups have a sleeper) and measures each underrun event's wake latency (its time_ns, stamped
+// inside the lock, -> running again); the poster posts a replacement for each block before its read.
 // Usage: lock_bench jitterbuffer|ringbuffer FRAMES CHANNELS BLOCKS. Prints one JSON object.
 #include <algorithm>
 #include <atomic>
@@ -79,10 +80,24 @@ int main(int argc, char** argv)
     }
     poster->set_missing_lookahead(1);
     std::atomic<bool> stop{false};
+    std::vector<double> eventWakeNs;  // an event's post (its time_ns, inside the lock) -> the sleeper running
+    eventWakeNs.reserve(blocks);
     std::thread sleeping([&] {  // a consumer asleep on the notify word whenever it can be
-        uint64_t n = 0;
-        while (!stop.load(std::memory_order_relaxed))
-            n = sleeper->wait_for_blocks(n, 20000000ULL);
+        uint64_t seen = sleeper->events_written();
+        nextblock::EventSlot e{};
+        while (!stop.load(std::memory_order_relaxed)) {
+            const uint64_t now = nextblock::monotonic_ns();
+            sleeper->register_notify_wake(now, now + 20000000ULL);
+            const uint32_t word = sleeper->notify_word()->load(std::memory_order_seq_cst);
+            if (sleeper->events_written() == seen) {
+                timespec ts{0, 20000000L};
+                nextblock::futex_wait_shared(sleeper->notify_word(), word, &ts);
+            }
+            const uint64_t woke = nextblock::monotonic_ns();
+            for (; seen < sleeper->events_written(); ++seen)
+                if (sleeper->read_event(seen, &e) == nextblock::ReadResult::Ok && e.kind == 1 && woke > e.time_ns)
+                    eventWakeNs.push_back(static_cast<double>(woke - e.time_ns));
+        }
     });
     std::vector<int8_t> bits(slot, 7), out(slot);
     std::vector<float> two(2 * frames * chans, 0.25f);
@@ -113,6 +128,7 @@ int main(int argc, char** argv)
         }
         if (i < lead)
             continue;
+        std::this_thread::sleep_for(std::chrono::microseconds(150));  // the sleeper back asleep
         const int64_t concealedBefore = poster->header().replacements_used.load() + poster->header().replacements_missed.load();
         const auto t0 = clk::now();
         buf->readSlotNonBlocking(out.data());  // mMutex held throughout
@@ -123,7 +139,6 @@ int main(int argc, char** argv)
         flushNs.push_back(ns(t1, t2));
         if (poster->header().replacements_used.load() + poster->header().replacements_missed.load() != static_cast<uint64_t>(concealedBefore))
             readConcealNs.push_back(ns(t0, t1));
-        std::this_thread::sleep_for(std::chrono::microseconds(20));  // let the sleeper go back to sleep
     }
     stop.store(true);
     nb->onPacket(0, bits.data(), slot);  // wake the sleeper
@@ -136,10 +151,11 @@ int main(int argc, char** argv)
                 " \"read_lock_concealing_ns\": {\"median\": %.0f, \"p99\": %.0f, \"n\": %zu},"
                 " \"insert_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
                 " \"flush_after_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+                " \"event_wake_latency_ns\": {\"median\": %.0f, \"p99\": %.0f, \"n\": %zu},"
                 " \"replacements_used\": %llu, \"wakes_issued\": %llu, \"missing_wakes_issued\": %llu}\n",
                 strategy.c_str(), frames, chans, blocks, q(readNs, 0.5), q(readNs, 0.99), q(readConcealNs, 0.5),
                 q(readConcealNs, 0.99), readConcealNs.size(), q(insertNs, 0.5), q(insertNs, 0.99), q(flushNs, 0.5),
-                q(flushNs, 0.99), (unsigned long long)used, (unsigned long long)wakes,
+                q(flushNs, 0.99), q(eventWakeNs, 0.5), q(eventWakeNs, 0.99), eventWakeNs.size(), (unsigned long long)used, (unsigned long long)wakes,
                 (unsigned long long)missingWakes);
     poster.reset();
     sleeper.reset();
