@@ -17,7 +17,7 @@ just-in-time where the headroom allows it, with ``--jit-wake auto``), then the *
 always predicting (``--mode speculative``); with ``--compare-timed-wake`` also just-in-time waking
 before every block (``--jit-wake timed``); and it times **JackTrip's own Burg concealment** (its
 ``BurgAlgorithm``
-cut from the 2.7.2 source and compiled with -O2 at bench time, ``bench/burg_cost.py``) to give
+cut from the 2.7.2 source and compiled with -O3, as JackTrip builds it, at bench time, ``bench/burg_cost.py``) to give
 ``burg_cpu_share`` = Burg's median cost per channel per glitch x the concealments of the run.
 
 Reports per stream and in total: ``replacement_share`` (concealments that played NextBlock's

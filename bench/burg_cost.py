@@ -2,7 +2,8 @@
 
 The class is cut out of JackTrip 2.7.2's source at run time (``src/Regulator.h`` for the
 declaration, ``src/Regulator.cpp`` for ``BurgAlgorithm::BurgAlgorithm``, ``train`` and
-``predict``), compiled with ``-O2`` (the release build's level) into a tiny timing program in a
+``predict``), compiled with ``-O3`` (JackTrip's release build: meson ``--buildtype=release``, as
+``third_party/jacktrip_patch/CMakeLists.txt`` builds it) into a tiny timing program in a
 temporary directory, and run as JackTrip calls it at 128 frames: history ``mUpToNow = 2 * 128 =
 256`` samples (order 255), a tail of ``256 + 2 * 128`` samples (two predicted blocks). Nothing
 of JackTrip is written into this repository.
@@ -91,7 +92,7 @@ def burg_cost(calls: int = 2000, source_dir: Path | None = None) -> dict:
         cpp, exe = Path(tmp) / "burg.cpp", Path(tmp) / "burg"
         cpp.write_text(code)
         try:
-            subprocess.run(["g++", "-O2", "-std=c++17", "-o", str(exe), str(cpp)], check=True, capture_output=True,
+            subprocess.run(["g++", "-O3", "-std=c++17", "-o", str(exe), str(cpp)], check=True, capture_output=True,
                            text=True, timeout=120)
         except FileNotFoundError:
             return {"error": "no g++ to compile JackTrip's BurgAlgorithm"}

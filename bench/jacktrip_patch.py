@@ -5,12 +5,19 @@
    receive thread = convert + publish one block; audio thread = take a replacement + convert it,
    the cross-fade back into real audio, and a miss (nothing posted: fallback). With NextBlock off
    every hook is one relaxed-acquire load of a null pointer.
-2. End to end (needs JackTrip's source; builds once like the tests): share of concealed blocks
+2. Time inside JackTrip's buffer lock per block (needs JackTrip's source, not a JackTrip build):
+   the patched RingBuffer.cpp / JitterBuffer.cpp themselves with the real bridge and QMutex
+   (bench/lock_bench.cpp there), readSlotNonBlocking (mMutex held throughout: stock read + hooks)
+   and insertSlotNonBlocking per block at 5 % loss with a consumer asleep, at 128 x 2 and 1024 x 2;
+   the same for the patch, bridge and protocol at ``--lock-baseline-rev`` (before the wake-ups
+   left the lock and the JitterBuffer looked up per block), interleaved in the same run.
+3. End to end (needs JackTrip's source; builds once like the tests): share of concealed blocks
    that used a posted replacement when a consumer posts in time, per buffer strategy (1: the
    JitterBuffer, 3: the Regulator, -1: the ring buffer) and per stream of a hub server with four
    clients, and the consumer's reaction time (block arrival -> replacements posted).
 
     PYTHONPATH=python python bench/jacktrip_patch.py [--seconds 8] [--loss 0.03] [--out result.json]
+    PYTHONPATH=python python bench/jacktrip_patch.py --lock-only      # the time inside the lock, before/after
 """
 
 from __future__ import annotations
@@ -95,6 +102,82 @@ def micro(frames: int, channels: int, iters: int, baseline_rev: str | None = BAS
     return result
 
 
+# The patch, bridge and protocol before the hooks under JackTrip's buffer lock stopped making
+# syscalls (wake-ups deferred to flushWakes) and the JitterBuffer stopped looking up every frame.
+LOCK_BASELINE_REV = "e55a7ac"
+BUFFER_FILES = ("src/RingBuffer.h", "src/RingBuffer.cpp", "src/JitterBuffer.h", "src/JitterBuffer.cpp",
+                "src/jacktrip_types.h")
+
+
+def _buffer_hunks(patch_text: str) -> str:
+    """The part of a JackTrip patch that edits the buffer sources (RingBuffer, JitterBuffer)."""
+    parts = patch_text.split("diff --git ")
+    return "".join("diff --git " + p for p in parts[1:] if p.split()[0][2:] in BUFFER_FILES)
+
+
+def _build_lock_bench(root: Path, source: Path, work: Path, exe: Path) -> None:
+    """Patched buffer sources of ``root``'s patch beside the stand-in JackTrip.h, built with ``root``'s
+    bridge and protocol at JackTrip's -O3."""
+    patch = root / "third_party" / "jacktrip_patch"
+    tree = work / "jacktrip"
+    (tree / "src").mkdir(parents=True)
+    for f in BUFFER_FILES:
+        (tree / f).write_bytes((source / f).read_bytes())
+    subprocess.run(["patch", "-s", "-p1", "-d", str(tree)], input=_buffer_hunks((patch / "jacktrip-2.7.2-nextblock.patch").read_text()),
+                   text=True, check=True)
+    (tree / "src" / "JackTrip.h").write_bytes((REPO / "third_party" / "jacktrip_patch" / "bench" / "stub_buffers" / "JackTrip.h").read_bytes())
+    qt_cflags = subprocess.run(["pkg-config", "--cflags", "Qt6Core"], capture_output=True, text=True, check=True).stdout.split()
+    qt_libs = subprocess.run(["pkg-config", "--libs", "Qt6Core"], capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(
+        ["g++", "-O3", "-std=c++17", "-pthread", "-fPIC", *qt_cflags, f"-I{tree / 'src'}", f"-I{patch / 'bench' / 'stub'}",
+         f"-I{patch / 'src'}", f"-I{root / 'csrc'}", str(REPO / "third_party" / "jacktrip_patch" / "bench" / "lock_bench.cpp"),
+         str(tree / "src" / "RingBuffer.cpp"), str(tree / "src" / "JitterBuffer.cpp"), str(patch / "src" / "NextBlockBridge.cpp"),
+         str(patch / "bench" / "bridge_bench_convert.cpp"), "-o", str(exe), *qt_libs, "-lrt"],
+        check=True,
+    )
+
+
+def lock_time(blocks: int, baseline_rev: str | None = LOCK_BASELINE_REV, rounds: int = 3) -> dict:
+    """Time inside the buffer lock per block (ns, median / p99; ``read_lock_concealing_ns``: the
+    reads that concealed a packet), this tree and ``baseline_rev`` alternating, each one's best
+    round (the least disturbed) per configuration."""
+    src = H.find_jacktrip_source()
+    if src is None:
+        return {"skipped": "JackTrip source not available"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        exes = {"current": tmp / "lock_current"}
+        _build_lock_bench(REPO, src, tmp / "current", exes["current"])
+        if baseline_rev:
+            tree = tmp / "baseline_tree"
+            tree.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev, "third_party/jacktrip_patch", "csrc"],
+                                     capture_output=True)
+            if archive.returncode == 0:
+                subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+                exes["baseline"] = tmp / "lock_baseline"
+                _build_lock_bench(tree, src, tmp / "baseline", exes["baseline"])
+            else:
+                print(f"baseline {baseline_rev} not in this clone: no before/after", file=sys.stderr)
+        result: dict = {"baseline_rev": baseline_rev if "baseline" in exes else None, "loss": 0.05}
+        for strategy in ("jitterbuffer", "ringbuffer"):
+            for frames in (128, 1024):
+                runs: dict[str, list[dict]] = {k: [] for k in exes}
+                for _ in range(rounds):
+                    for k, exe in exes.items():
+                        runs[k].append(_run_lock(exe, strategy, frames, 2, blocks))
+                entry = {k: min(rs, key=lambda r: r["read_lock_ns"]["p99"]) for k, rs in runs.items()}
+                result[f"{strategy}_{frames}x2"] = entry
+    return result
+
+
+def _run_lock(exe: Path, strategy: str, frames: int, channels: int, blocks: int) -> dict:
+    out = subprocess.run([str(exe), strategy, str(frames), str(channels), str(blocks)], capture_output=True, text=True,
+                         check=True)
+    r = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+    return {k: v for k, v in r.items() if k.endswith("_ns") or k in ("replacements_used", "wakes_issued")}
+
+
 def e2e(seconds: float, loss: float) -> dict:
     src = H.find_jacktrip_source()
     if src is None:
@@ -148,13 +231,22 @@ def main(argv=None) -> int:
     ap.add_argument("--loss", type=float, default=0.03)
     ap.add_argument("--iters", type=int, default=20000)
     ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--no-lock", action="store_true", help="skip the time inside JackTrip's buffer lock")
+    ap.add_argument("--lock-blocks", type=int, default=5000)
+    ap.add_argument("--lock-only", action="store_true", help="only the time inside the lock")
+    ap.add_argument("--lock-baseline-rev", default=LOCK_BASELINE_REV,
+                    help="git revision whose patch + bridge are timed in the same run ('' to skip)")
     ap.add_argument("--baseline-rev", default=BASELINE_REV,
                     help="git revision whose bridge is timed in the same run for the before/after ratio ('' to skip)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
-    result = {"micro_128x2": micro(128, 2, args.iters, args.baseline_rev or None),
-              "micro_256x8": micro(256, 8, args.iters // 4, args.baseline_rev or None)}
-    if not args.no_e2e:
+    result = {}
+    if not args.lock_only:
+        result["micro_128x2"] = micro(128, 2, args.iters, args.baseline_rev or None)
+        result["micro_256x8"] = micro(256, 8, args.iters // 4, args.baseline_rev or None)
+    if not args.no_lock:
+        result["lock"] = lock_time(args.lock_blocks, args.lock_baseline_rev or None)
+    if not args.no_e2e and not args.lock_only:
         result["e2e"] = e2e(args.seconds, args.loss)
     text = json.dumps(result, indent=2)
     print(text)

@@ -5,11 +5,15 @@
   duplicated or torn, and that every replacement it posted in time arrives intact.
 * C++ under AddressSanitizer + UBSan: a producer lapping the ring as fast as it can while the
   consumer reads and hammers the replacement slots (csrc/tests/shm_stress.cpp).
+* C++ under ThreadSanitizer (and ASan/UBSan): the producer on two threads as in JackTrip (receive:
+  publish_block; audio: take_replacement, post_event, note_playout under a lock, flush_wakes after
+  it) against a consumer process sleeping on both futex words, so that both threads wake it.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import re
 import shutil
 import subprocess
@@ -144,3 +148,40 @@ def test_cpp_stress_under_address_sanitizer(tmp_path):
     assert "runtime error" not in run.stderr and "ERROR: AddressSanitizer" not in run.stderr, run.stderr
     taken, refused = (int(v) for v in re.search(r"(\d+) replacements taken, (\d+) refused, 0 bad", run.stdout).groups())
     assert taken > 100 and refused > 100, run.stdout
+
+
+def run_under_tsan(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Runs a ThreadSanitizer binary; once more without address-space randomisation when this
+    kernel's mmap randomisation is more than TSan's shadow memory allows."""
+    env = {"TSAN_OPTIONS": "halt_on_error=1:exitcode=66", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if "unexpected memory mapping" in run.stderr and shutil.which("setarch"):
+        run = subprocess.run(["setarch", os.uname().machine, "-R", *cmd], capture_output=True, text=True,
+                             timeout=timeout, env=env)
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sanitizer", ["thread", "address,undefined"])
+def test_cpp_two_producer_threads_under_sanitizer(tmp_path, sanitizer):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.fail("no C++ compiler (g++): scripts/setup.sh installs it")
+    binary = tmp_path / "shm_stress_threads"
+    extra = ["-Wno-tsan"] if sanitizer == "thread" else ["-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+    build = subprocess.run(
+        [cxx, "-std=c++17", "-O1", "-g", "-pthread", f"-fsanitize={sanitizer}", *extra, f"-I{REPO / 'csrc'}",
+         str(REPO / "csrc/tests/shm_stress.cpp"), "-o", str(binary), "-lrt"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = run_under_tsan([str(binary), "threads", "4000"], timeout=300)
+    assert "ThreadSanitizer" not in run.stderr and "AddressSanitizer" not in run.stderr, run.stderr[-6000:]
+    assert "runtime error" not in run.stderr, run.stderr[-3000:]
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    taken, wrong, wakes = (int(v) for v in re.search(
+        r"(\d+) replacements taken, (\d+) wrong, (\d+) wakes", run.stdout).groups())
+    consumer_wakes, missing_wakes = (int(v) for v in re.search(r"(\d+) wakes, (\d+) missing wakes", run.stdout).groups())
+    # both threads' wake paths ran while the other thread was running (the race TSan looks for)
+    assert taken > 50 and wrong == 0 and wakes > 100 and missing_wakes > 0, run.stdout
+    assert consumer_wakes <= wakes, run.stdout

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "NextBlockBridge.h"
@@ -52,7 +53,7 @@ int main(int argc, char** argv)
         if (i > 0) clock_ok.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
         consumer->post_replacement(i + 1, two.data());  // the consumer, between blocks
         t0 = clk::now();
-        bool ok = nb->conceal(NextBlockBridge::Underrun, i + 1);
+        bool ok = nb->conceal(NextBlockBridge::Underrun, i + 1, frames);
         if (ok) nb->replacementToBits(0, out.data());
         t1 = clk::now();
         if (!ok) { fprintf(stderr, "replacement not taken\n"); return 1; }
@@ -62,7 +63,7 @@ int main(int argc, char** argv)
         t1 = clk::now();
         fade.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
         t0 = clk::now();
-        ok = nb->conceal(NextBlockBridge::Underrun, i + 1000003);  // nothing posted: fallback
+        ok = nb->conceal(NextBlockBridge::Underrun, i + 1000003, frames);  // nothing posted: fallback
         t1 = clk::now();
         miss.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
         std::copy(two.begin(), two.end(), scratch.begin());
@@ -104,12 +105,27 @@ int main(int argc, char** argv)
     std::vector<float> bad(two);
     bad[7] = std::nanf("");
     consumer->post_replacement(5000003, bad.data());
-    if (nb->conceal(NextBlockBridge::Underrun, 5000003)) { fprintf(stderr, "NaN replacement taken\n"); return 2; }
+    if (nb->conceal(NextBlockBridge::Underrun, 5000003, frames)) { fprintf(stderr, "NaN replacement taken\n"); return 2; }
     bad[7] = 1e9f;
     consumer->post_replacement(5000004, bad.data());
-    if (nb->conceal(NextBlockBridge::Underrun, 5000004)) { fprintf(stderr, "1e9 replacement taken\n"); return 2; }
+    if (nb->conceal(NextBlockBridge::Underrun, 5000004, frames)) { fprintf(stderr, "1e9 replacement taken\n"); return 2; }
     consumer->post_replacement(5000005, two.data());
-    if (!nb->conceal(NextBlockBridge::Underrun, 5000005)) { fprintf(stderr, "valid replacement refused\n"); return 2; }
+    if (!nb->conceal(NextBlockBridge::Underrun, 5000005, frames)) { fprintf(stderr, "valid replacement refused\n"); return 2; }
+    // the 16-bit conversion is JackTrip's (AudioInterface::fromSampleToBitConversion, BIT16), ties too
+    std::vector<float> sweep(two.size());
+    for (size_t k = 0; k < sweep.size(); ++k)
+        sweep[k] = k % 3 == 0 ? static_cast<float>((double(k % 65535) - 32767.0 + 0.5) / 32767.0)
+                              : -1.0f + 2.0f * static_cast<float>(k) / static_cast<float>(sweep.size() - 1);
+    for (float& v : sweep) v = std::max(-1.0f, std::min(1.0f, v));
+    consumer->post_replacement(5000006, sweep.data());
+    if (!nb->conceal(NextBlockBridge::Underrun, 5000006, frames)) { fprintf(stderr, "sweep refused\n"); return 2; }
+    nb->replacementToBits(0, out.data());
+    for (int k = 0; k < frames * chans; ++k) {
+        const int16_t want = static_cast<int16_t>(std::max<double>(-32767.0, std::min<double>(32767.0, std::round(sweep[k] * 32767.0))));
+        int16_t got;
+        memcpy(&got, out.data() + 2 * k, 2);
+        if (got != want) { fprintf(stderr, "16-bit conversion of %a: %d, JackTrip's %d\n", sweep[k], got, want); return 2; }
+    }
     const int64_t before = nb->lastReceived();
     for (int i = 0; i < 10; ++i)  // the peer restarts at 0: seqs keep moving forward
         nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));
@@ -133,7 +149,9 @@ int main(int argc, char** argv)
     if (consumer->blocks_written() != 1) { fprintf(stderr, "peer block not published\n"); return 2; }
     std::vector<float> two2(4 * frames * chans, 0.5f);
     consumer->post_replacement(100, two2.data());
-    if (!nb->conceal(NextBlockBridge::Underrun, 100) || nb->replacement(1)[2 * frames * chans - 1] != 0.5f) { fprintf(stderr, "peer-size replacement not taken\n"); return 2; }
+    // a caller whose slot still has JackTrip's block size gets no replacement (nothing written past its slot)
+    if (nb->conceal(NextBlockBridge::Underrun, 100, frames)) { fprintf(stderr, "replacement of another block size taken\n"); return 2; }
+    if (!nb->conceal(NextBlockBridge::Underrun, 100, 2 * frames) || nb->replacement(1)[2 * frames * chans - 1] != 0.5f) { fprintf(stderr, "peer-size replacement not taken\n"); return 2; }
     consumer.reset();
     delete nb;
     return 0;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,42 @@ inline AudioInterface::audioBitResolutionT bitRes(int bytes)
 inline float clampUnit(float v)
 {
     return v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
+}
+
+// JackTrip's float -> 16-bit conversion (AudioInterface::fromSampleToBitConversion, BIT16: round
+// half away from zero of x * 32767, within +-32767) for a sample in [-1, 1], inline: a block
+// converts in one pass instead of one out-of-line call (and std::round) per sample, inside the
+// buffer's lock. Bit-identical: x * 32767 is exact in double (24 + 15 significant bits), and so is
+// adding +-0.5 to it (below 2^15, at most 40 bits), so truncating that rounds as std::round does.
+inline int16_t toBit16(float unit)
+{
+    const double t = static_cast<double>(unit) * 32767.0;
+    return static_cast<int16_t>(t >= 0.0 ? t + 0.5 : t - 0.5);
+}
+
+// One sample in [-1, 1] to JackTrip's bits, and back: inline for 16 bits (exactly as JackTrip's
+// AudioInterface converters), theirs otherwise.
+inline void unitToBits(float unit, int8_t* dst, AudioInterface::audioBitResolutionT res)
+{
+    if (res == AudioInterface::BIT16) {
+        const int16_t v = toBit16(unit);
+        std::memcpy(dst, &v, 2);
+    } else {
+        AudioInterface::fromSampleToBitConversion(&unit, dst, res);
+    }
+}
+
+inline float bitsToSample(const int8_t* src, AudioInterface::audioBitResolutionT res)
+{
+    float v = 0.0f;
+    if (res == AudioInterface::BIT16) {
+        int16_t b;
+        std::memcpy(&b, src, 2);
+        v = static_cast<float>(b) / 32768.0f;  // exact, as JackTrip's
+    } else {
+        AudioInterface::fromBitToSampleConversion(src, &v, res);
+    }
+    return v;
 }
 
 // 1, 10, 100, ...: refusals worth a log line
@@ -112,9 +149,14 @@ NextBlockBridge::Stream* NextBlockBridge::makeStream(int frames, std::string* wh
         return nullptr;
     auto* st     = new Stream();
     st->producer = std::move(producer);
+    st->producer->defer_wakes(mDeferWakes.load(std::memory_order_acquire));
     st->frames   = frames;
     st->rxFloat.assign(static_cast<size_t>(frames) * mChannels, 0.0f);
     st->repl.assign(2 * static_cast<size_t>(frames) * mChannels, 0.0f);
+    const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
+                                                           static_cast<uint32_t>(frames));
+    for (uint32_t f = 0; f < fade; ++f)
+        st->fadeUp.push_back(nextblock::recovery_fade_in(f, fade));
     return st;
 }
 
@@ -288,14 +330,14 @@ int64_t NextBlockBridge::unwrap(int64_t seqMod, int64_t modulus) const
 //*******************************************************************************
 // audio thread
 
-bool NextBlockBridge::conceal(Kind kind, int64_t seq, int64_t detail)
+bool NextBlockBridge::conceal(Kind kind, int64_t seq, int frames, int64_t detail)
 {
-    Stream* st   = mStream.load(std::memory_order_acquire);
+    Stream* st   = mStream.load(std::memory_order_acquire);  // once: the caller's block is checked against it
     mAudioStream = st;
     if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
         st->producer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
                               nextblock::Outcome::None);
-    const nextblock::Take t = seq >= 0
+    const nextblock::Take t = seq >= 0 && st->frames == frames
                                   ? st->producer->take_replacement(static_cast<uint64_t>(seq), st->repl.data())
                                   : nextblock::Take::Missing;
     nextblock::Outcome outcome = nextblock::Outcome::Fallback;
@@ -334,6 +376,17 @@ void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
         ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
 }
 
+void NextBlockBridge::flushWakes()
+{
+    mStream.load(std::memory_order_acquire)->producer->flush_wakes();
+}
+
+void NextBlockBridge::deferWakes()
+{
+    mDeferWakes.store(true, std::memory_order_release);
+    mStream.load(std::memory_order_acquire)->producer->defer_wakes(true);
+}
+
 void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames,
                                               int8_t* dst) const
 {
@@ -344,7 +397,7 @@ void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames
     const auto res   = bitRes(mBitRes);
     for (int i = 0; i < n; ++i) {
         float v = clampUnit(src[i]);  // validated by take_replacement; the clamp is belt and braces
-        AudioInterface::fromSampleToBitConversion(&v, dst + i * mBitRes, res);
+        unitToBits(v, dst + i * mBitRes, res);
     }
 }
 
@@ -356,23 +409,28 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
     // the splice of shm_protocol.hpp: a short raised cosine, then the real block (frames past it
-    // are left as they arrived)
-    const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
-                                                           static_cast<uint32_t>(frames));
-    if (static_cast<uint32_t>(frame) >= fade)
+    // are left as they arrived); its weights were computed with the stream
+    const std::vector<float>& fadeUp = mAudioStream->fadeUp;
+    if (static_cast<size_t>(frame) >= fadeUp.size())
         return;
-    const float up = nextblock::recovery_fade_in(static_cast<uint32_t>(frame), fade);
+    const float up = fadeUp[static_cast<size_t>(frame)];
     for (int c = 0; c < mChannels; ++c) {
-        float real = 0.0f;
-        AudioInterface::fromBitToSampleConversion(bits + c * mBitRes, &real, res);
+        const float real = bitsToSample(bits + c * mBitRes, res);
         float v = clampUnit((1.0f - up) * pred[c] + up * real);
-        AudioInterface::fromSampleToBitConversion(&v, bits + c * mBitRes, res);
+        unitToBits(v, bits + c * mBitRes, res);
     }
 }
 
 void NextBlockBridge::crossfadeFromReplacement(int8_t* bits) const
 {
+    crossfadeFramesFromReplacement(0, mAudioStream->frames, bits);
+}
+
+void NextBlockBridge::crossfadeFramesFromReplacement(int firstFrame, int nFrames, int8_t* bits) const
+{
     const int frameBytes = mChannels * mBitRes;
-    for (int f = 0; f < mAudioStream->frames; ++f)
-        crossfadeFrameFromReplacement(f, bits + f * frameBytes);
+    // frames from the fade's end on stay as they arrived: no call for each of them
+    const int end = std::min(firstFrame + nFrames, static_cast<int>(mAudioStream->fadeUp.size()));
+    for (int f = firstFrame; f < end; ++f)
+        crossfadeFrameFromReplacement(f, bits + (f - firstFrame) * frameBytes);
 }

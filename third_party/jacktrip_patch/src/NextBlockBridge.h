@@ -107,11 +107,13 @@ class NextBlockBridge
     int64_t unwrap(int64_t seqMod, int64_t modulus) const;
 
     // ---- audio thread (one thread at a time) -----------------------------------------
-    /// JackTrip must play something for missing block `seq`. Tries the replacement posted
-    /// for exactly `seq`; posts the event. Returns true if a valid replacement was taken (then
-    /// replacement(0) is the block to play and replacement(1) the cross-fade source, every
-    /// sample finite and within [-1, 1]).
-    bool conceal(Kind kind, int64_t seq, int64_t detail = 0);
+    /// JackTrip must play something for missing block `seq`, a block of `frames` frames (the
+    /// caller's slot). Tries the replacement posted for exactly `seq`; posts the event. Returns
+    /// true if a valid replacement was taken (then replacement(0) is the block to play and
+    /// replacement(1) the cross-fade source, `frames` frames each, every sample finite and within
+    /// [-1, 1]). Loads the stream once: when its block is not `frames` frames (the segment was
+    /// just re-made at the peer's size), nothing is taken and the event says fallback.
+    bool conceal(Kind kind, int64_t seq, int frames, int64_t detail = 0);
     /// Posts an event without trying a replacement (Late, Skip of real blocks, stalls).
     void post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail = 0);
     /// Block b (0: the missing one, 1: the next) of the last replacement taken, float32
@@ -132,9 +134,21 @@ class NextBlockBridge
     void crossfadeFromReplacement(int8_t* bits) const;
     /// The same for one frame (`frame` of the block, `bits` pointing at that frame).
     void crossfadeFrameFromReplacement(int frame, int8_t* bits) const;
+    /// The same for frames [firstFrame, firstFrame + nFrames) (`bits` pointing at firstFrame);
+    /// touches only those within the fade.
+    void crossfadeFramesFromReplacement(int firstFrame, int nFrames, int8_t* bits) const;
     /// The play-out clock: block `seq` (real or concealed) plays now, `queuedBlocks` later
     /// blocks are already received. Called at every pull. Monotonic through short replays.
     void playout(int64_t seq, int64_t queuedBlocks);
+    /// Audio thread, outside JackTrip's buffer lock (JackTrip::receiveNetworkPacket, after the
+    /// read): issues the FUTEX_WAKEs that the hooks run under that lock deferred. Nothing when
+    /// none is pending (one load); at most one syscall per futex word.
+    void flushWakes();
+
+    /// Not real-time (enableNextBlock of a buffer whose read path holds its QMutex): the audio
+    /// thread's hooks leave their FUTEX_WAKE to flushWakes() from now on, also on a segment
+    /// re-made later.
+    void deferWakes();
 
    private:
     /// Everything sized by the stream's block size. Replaced as a whole (by the service
@@ -144,6 +158,7 @@ class NextBlockBridge
         int frames = 0;
         std::vector<float> rxFloat;  // receive thread: one block as float
         std::vector<float> repl;     // audio thread: the last replacement taken
+        std::vector<float> fadeUp;   // the recovery fade's weights of real audio (its frames only)
     };
 
     NextBlockBridge();
@@ -160,6 +175,7 @@ class NextBlockBridge
     std::atomic<Stream*> mStream{nullptr};      // the current one
     std::vector<std::unique_ptr<Stream>> mAll;  // every one made (service thread appends)
     std::atomic<int> mWantFrames{0};            // receive thread -> service thread
+    std::atomic<bool> mDeferWakes{false};       // deferWakes() -> service thread (makeStream)
     // receive thread
     std::unique_ptr<nextblock::SeqUnwrapper> mUnwrapper;
     int mRequestedFrames = 0;
