@@ -23,12 +23,14 @@ EPILOG = textwrap.dedent(
       audio is cross-faded back in over the next block. Scores compare with the clean file on the
       lost blocks plus the cross-fade block after each run of losses.
 
-    loss specs:
+    loss specs (the same in every nextblock command: nextblock.packetloss; probabilities 0-1):
       none                      no loss
-      bernoulli:P               each block lost with probability P              bernoulli:0.05
+      bernoulli:P               each block lost with probability P              bernoulli:0.05 (= bernoulli:5%)
       gilbert:P_ENTER,P_LEAVE   bursts; mean burst 1/P_LEAVE blocks             gilbert:0.02,0.25
+        [,LOSS_BAD[,LOSS_GOOD]]   lost with LOSS_BAD (default 1) in a burst, LOSS_GOOD (0) between
       trace:PATH                0/1 per block (1 = lost), repeated to length    trace:loss.txt
       periodic:EVERY[,BURST]    BURST lost blocks every EVERY blocks            periodic:50,2
+      list:I,J,...              exactly these blocks (0 = the first)            list:10,11,40
 
     concealers:
       zeros          silence (JackTrip --underrun-mode zeros)
