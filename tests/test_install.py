@@ -166,3 +166,17 @@ def test_setup_makes_its_venv_from_the_system_python3_and_installs_only_there(tm
     assert all(Path(m).is_relative_to(venv) for m in modules), modules
     # nothing went into the system's Python (externally managed on Debian)
     assert _site_listing(SYSTEM_PYTHON) == before
+
+
+def test_demo_help_works_on_the_system_python3_before_setup(tmp_path):
+    """``scripts/demo.sh --help`` is what a new user types first: it needs no installed package
+    (no venv yet, Debian's bare python3: the loss grammar is parsed without numpy)."""
+    if not SYSTEM_PYTHON.is_file():
+        pytest.skip(f"{SYSTEM_PYTHON} does not exist on this machine (no distribution python3)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHON", "PYTHONHOME")}
+    env.update(PATH="/usr/bin:/bin", NEXTBLOCK_VENV=str(tmp_path / "no-venv-yet"))
+    r = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "--help"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "usage: scripts/demo.sh" in r.stdout and "bernoulli:P" in r.stdout and "gilbert:" in r.stdout
+    assert not (tmp_path / "no-venv-yet").exists()

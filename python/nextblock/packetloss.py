@@ -42,8 +42,10 @@ import argparse
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only where a mask is drawn: parsing (every --help, argparse) needs nothing
+    import numpy as np
 
 __all__ = [
     "GRAMMAR",
@@ -77,6 +79,8 @@ def bernoulli(n_blocks: int, p: float, rng: np.random.Generator) -> np.ndarray:
     -------
     np.ndarray, shape ``(n_blocks,)``, bool
     """
+    import numpy as np
+
     _check_probability("p", p)
     return rng.random(int(n_blocks)) < p
 
@@ -107,6 +111,8 @@ def gilbert_elliott(n_blocks: int, p_enter: float, p_leave: float, rng: np.rando
         The long-run share of bad blocks is ``p_enter / (p_enter + p_leave)``; the first block's
         state is drawn from that stationary distribution.
     """
+    import numpy as np
+
     _check_probability("p_enter", p_enter)
     _check_probability("p_leave", p_leave)
     _check_probability("loss_bad", loss_bad)
@@ -142,6 +148,8 @@ def from_trace(path: str | os.PathLike, n_blocks: int | None = None) -> np.ndarr
     -------
     np.ndarray, shape ``(n_blocks,)`` or ``(len(trace),)``, bool
     """
+    import numpy as np
+
     with open(path, encoding="utf-8") as handle:
         text = "\n".join(line.split("#", 1)[0] for line in handle)
     tokens = [token for token in re.split(r"[\s,;]+", text) if token]
@@ -163,6 +171,8 @@ def periodic(n_blocks: int, every_blocks: int, burst_blocks: int = 1) -> np.ndar
     -------
     np.ndarray, shape ``(n_blocks,)``, bool
     """
+    import numpy as np
+
     if every_blocks <= 0 or not 0 <= burst_blocks <= every_blocks:
         raise ValueError(f"periodic loss needs every > 0 and 0 <= burst <= every, got {every_blocks}, {burst_blocks}")
     index = np.arange(int(n_blocks)) % every_blocks
@@ -194,6 +204,8 @@ class LossSpec:
 
     def mask(self, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
         """The loss mask for a stream of ``n_blocks`` blocks, shape ``(n_blocks,)``, bool."""
+        import numpy as np
+
         n_blocks = int(n_blocks)
         if self.kind == "none":
             return np.zeros(n_blocks, dtype=bool)
