@@ -180,3 +180,40 @@ def test_demo_help_works_on_the_system_python3_before_setup(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "usage: scripts/demo.sh" in r.stdout and "bernoulli:P" in r.stdout and "gilbert:" in r.stdout
     assert not (tmp_path / "no-venv-yet").exists()
+
+
+# ----------------------------------------------------------------------------- JackTrip's build and this Python
+def test_the_jacktrip_build_runs_this_interpreters_python_and_meson(monkeypatch):
+    from nextblock.jackio import patched_build as pb
+
+    here = Path(sys.executable).parent
+    assert pb._build_env()["PATH"].split(os.pathsep)[0] == str(here)
+    if (here / "meson").is_file():  # the [jacktrip] extra's meson, not a pyenv shim that reorders PATH
+        assert pb._meson_args() == [f"-DMESON={here / 'meson'}"]
+    # without PyYAML/Jinja2 here the build stops before compiling, saying what to install where
+    monkeypatch.setattr(pb, "missing_python_helpers", lambda: ["PyYAML"])
+    monkeypatch.setattr(pb, "_current_build", lambda source: None)
+    with pytest.raises(RuntimeError, match=rf"{sys.executable} -m pip install PyYAML"):
+        pb.build_jacktrip(Path("/nonexistent-source"))
+
+
+@pytest.mark.jacktrip
+def test_jacktrips_meson_configure_runs_its_python_helper_with_this_environment(tmp_path):
+    """JackTrip's meson configure runs linux/add_changelog_to_metainfo.py (import yaml, jinja2)
+    with ``find_installation('python3')``: in the environment the build gets (patched_build), that
+    is this interpreter's, which setup gave PyYAML and Jinja2 ([jacktrip] extra)."""
+    from nextblock.jackio import patched_build as pb
+
+    source = pb.find_jacktrip_source(unpack=True)
+    if source is None:
+        resources.needs("JackTrip 2.7.2's source", pb.missing_source_message())
+    if pb.missing_python_helpers():
+        resources.needs("PyYAML and Jinja2 in this environment", "pip install 'nextblock[jacktrip]' (scripts/setup.sh does)")
+    meson = (pb._meson_args() or ["-DMESON=meson"])[0].removeprefix("-DMESON=")
+    r = subprocess.run([meson, "setup", str(tmp_path / "build"), str(source), "-Dnogui=true", "-Dnovs=true",
+                        "-Dnoupdater=true", "-Drtaudio=disabled", "-Djack=enabled"], capture_output=True, text=True,
+                       env=pb._build_env(), timeout=300)
+    log = (tmp_path / "build" / "meson-logs" / "meson-log.txt")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:] + (log.read_text()[-3000:] if log.is_file() else "")
+    assert f"Program python3 found: YES ({Path(sys.executable).parent / 'python3'})" in log.read_text()
+    assert (tmp_path / "build" / "linux" / "org.jacktrip.JackTrip.metainfo.xml.in").is_file()

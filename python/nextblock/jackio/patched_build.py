@@ -225,12 +225,21 @@ def _build_env() -> dict[str, str]:
     JackTrip's meson build runs a Python helper (``linux/add_changelog_to_metainfo.py``, with
     ``import('python').find_installation('python3')``: the ``python3`` first on ``PATH``) that
     imports ``yaml`` and ``jinja2``; with NextBlock in a virtual environment that is the venv's
-    interpreter, which has them from the ``[jacktrip]`` extra (:func:`missing_python_helpers`)."""
+    interpreter, which has them from the ``[jacktrip]`` extra (:func:`missing_python_helpers`).
+    The meson that runs it is the venv's too where it has one (:func:`_meson_args`): a pyenv shim
+    would put its own interpreter first on ``PATH`` again."""
     env = dict(os.environ)
     here = os.path.dirname(sys.executable)
     if here and (Path(here) / "python3").exists():
         env["PATH"] = os.pathsep.join([here] + [p for p in env.get("PATH", "").split(os.pathsep) if p and p != here])
     return env
+
+
+def _meson_args() -> list[str]:
+    """``-DMESON=`` for the CMake project: the meson beside this interpreter (the ``[jacktrip]``
+    extra installs it into the venv), else none (CMake finds one on ``PATH``)."""
+    meson = Path(sys.executable).parent / "meson"
+    return [f"-DMESON={meson}"] if meson.is_file() and os.access(meson, os.X_OK) else []
 
 
 def missing_python_helpers() -> list[str]:
@@ -305,7 +314,8 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     rc = None
     cmds = [
         ("configure", ["cmake", "-S", str(PATCH_DIR), "-B", str(out), f"-DJACKTRIP_SOURCE_DIR={source}",
-                       "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}"]),
+                       "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}",
+                       *_meson_args()]),
         ("compile stock + patched JackTrip", ["cmake", "--build", str(out)]),
     ]
     with open(log, "wb") as f:
