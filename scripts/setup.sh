@@ -84,8 +84,8 @@ if [ "${NEXTBLOCK_SETUP_ONLY:-}" = venv ]; then
 fi
 
 # NEXTBLOCK_EXTRAS: the optional parts (default all: training needs TensorFlow, the tests need all);
-# building the patched JackTrip adds [jacktrip] (PyYAML, Jinja2: its meson build runs a Python helper
-# with the python3 first on PATH, the venv's)
+# building the patched JackTrip adds [jacktrip] (PyYAML, Jinja2 and meson: JackTrip's meson build runs a
+# Python helper with the python3 first on PATH, the venv's)
 extras="${NEXTBLOCK_EXTRAS-train,eval,test,dataset-render}"
 if [ -z "${NEXTBLOCK_SKIP_JACKTRIP:-}" ]; then extras="${extras:+$extras,}jacktrip"; fi
 say "Python package nextblock (C++ extension via scikit-build-core) into $NB_VENV with extras [$extras]"
