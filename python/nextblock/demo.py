@@ -73,8 +73,10 @@ REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `scr
 
 
 def missing_dependencies() -> tuple[list[str], list[str]]:
-    """(apt packages, pip packages) that are not installed."""
-    apt = sorted({pkg for tool, pkg in APT_PACKAGES.items() if shutil.which(tool) is None})
+    """(apt packages, pip packages) that are not installed. Tools are looked for in the sbin folders
+    too: a Debian user's PATH has none, and ``nft`` lives in /usr/sbin."""
+    path = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    apt = sorted({pkg for tool, pkg in APT_PACKAGES.items() if shutil.which(tool, path=path) is None})
     pip = []
     for module, pkg in PIP_PACKAGES.items():
         try:
