@@ -23,8 +23,8 @@ EPILOG = textwrap.dedent(
       audio is cross-faded back in over the next block. Scores compare with the clean file on the
       lost blocks plus the cross-fade block after each run of losses.
 
-    loss specs (the same in every nextblock command: nextblock.packetloss; probabilities 0-1):
-      none                      no loss
+    loss specs:
+      none                      no loss (every command reads these the same way: nextblock.packetloss)
       bernoulli:P               each block lost with probability P              bernoulli:0.05 (= bernoulli:5%)
       gilbert:P_ENTER,P_LEAVE   bursts; mean burst 1/P_LEAVE blocks             gilbert:0.02,0.25
         [,LOSS_BAD[,LOSS_GOOD]]   lost with LOSS_BAD (default 1) in a burst, LOSS_GOOD (0) between
