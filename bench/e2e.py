@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 PATTERNS = {
-    "bernoulli-1": "bernoulli:1",
-    "bernoulli-5": "bernoulli:5",
-    "bernoulli-10": "bernoulli:10",
-    "bursts-ge": "ge:0.02,0.3",  # ≈ 6 % loss, mean burst 3.3 packets
+    "bernoulli-1": "bernoulli:0.01",
+    "bernoulli-5": "bernoulli:0.05",
+    "bernoulli-10": "bernoulli:0.1",
+    "bursts-ge": "gilbert:0.02,0.3",  # ≈ 6 % loss, mean burst 3.3 packets
 }
 #: opt-in (``--pattern lossless``): the same pipeline without losses, the ceiling of every score
 EXTRA_PATTERNS = {"lossless": "none"}
@@ -102,7 +102,14 @@ def markdown(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _slug(spec: str) -> str:
+    """A folder name for a ``--loss`` spec: ``bernoulli:0.02`` -> ``bernoulli-0.02``."""
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in spec)
+
+
 def main(argv=None) -> int:
+    from nextblock.packetloss import loss_argument
+
     p = argparse.ArgumentParser(prog="bench/e2e.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="10-second recording instead of 60 s")
@@ -110,6 +117,9 @@ def main(argv=None) -> int:
     p.add_argument("--pattern", action="append", choices=sorted(PATTERNS) + sorted(EXTRA_PATTERNS),
                    help="only these patterns (repeatable); 'lossless' (not in the default set) measures the "
                         "pipeline's ceiling: what each receiver scores when nothing is lost")
+    p.add_argument("--loss", action="append", default=[], metavar="SPEC", type=loss_argument,
+                   help="also (or, with no --pattern, only) this loss (repeatable; the one grammar of every command, "
+                        "nextblock.packetloss), e.g. --loss bernoulli:0.02; its folder is the spec's slug")
     p.add_argument("--fallback", action="append", choices=FALLBACKS, help="only these stock fallbacks (repeatable)")
     p.add_argument("--no-nextblock", action="store_true", help="skip the patched JackTrip + attach runs")
     p.add_argument("--patched", action="append", choices=PATCHED_RECEIVERS,
@@ -157,7 +167,8 @@ def _run(args) -> int:
     rt = 20 if os.geteuid() == 0 else None
     receivers = [(stock_receiver(f, binary=stock_bin), stock_bin) for f in (args.fallback or FALLBACKS)]
     rows, t0 = [], time.monotonic()
-    for name in args.pattern or list(PATTERNS):
+    patterns = {**PATTERNS, **EXTRA_PATTERNS, **{_slug(spec): spec for spec in args.loss}}
+    for name in (args.pattern or ([] if args.loss else list(PATTERNS))) + [_slug(spec) for spec in args.loss]:
         out = Path(args.out) / name
         recv = list(receivers)
         if patched:
@@ -172,7 +183,7 @@ def _run(args) -> int:
         if args.patched:
             recv = [(r, b) for r, b in recv if r.label.startswith("stock-") or r.label in args.patched]
         for receiver, sender in recv:
-            link = LinkSpec(loss={**PATTERNS, **EXTRA_PATTERNS}[name], seed=args.seed, method="relay", topology=args.topology)
+            link = LinkSpec(loss=patterns[name], seed=args.seed, method="relay", topology=args.topology)
             r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)
             row = _row(name, r, audio, r["rate_hz"])
             rows.append(row)

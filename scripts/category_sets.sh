@@ -7,7 +7,7 @@
 write_category_set() {
   local split=$1 out=$2
   local E="$CACHE/debian/extracted" R="$CACHE/rendered/music21"
-  local H=(python -m nextblock.model.heldout --split "$split")
+  local H=("${PY:-python3}" -m nextblock.model.heldout --split "$split")
   "${H[@]}" --out "$out/speech" --per-group 2 \
     --audio "$E/fillets-ng-data" "$E/fillets-ng-data-cs" "$E/fillets-ng-data-nl" "$E/klettres-data"
   "${H[@]}" --out "$out/singing" --per-group 6 --audio "$R/choir"

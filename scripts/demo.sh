@@ -6,9 +6,10 @@
 # builds it first, ~10 min on 2 cores). Extra arguments go to the demo: scripts/demo.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/python_env.sh   # PY: the venv's python once setup has made it (.venv), else ${PYTHON:-python3}
 demo='import sys; from nextblock.demo import main; sys.exit(main(sys.argv[1:], prog="scripts/demo.sh"))'
 for a in "$@"; do
-  case "$a" in -h|--help) PYTHONPATH=python exec python3 -c "$demo" --help ;; esac
+  case "$a" in -h|--help) PYTHONPATH=python exec "$PY" -c "$demo" --help ;; esac
 done
 start=$(date +%s)
 # what the demo needs (ViSQOL from the eval extra; no TensorFlow); with --build-jacktrip also the
@@ -17,4 +18,5 @@ skip=1
 for a in "$@"; do [ "$a" = --build-jacktrip ] && skip=""; done
 NEXTBLOCK_SKIP_JACKTRIP=$skip NEXTBLOCK_EXTRAS="${NEXTBLOCK_EXTRAS:-eval}" scripts/setup.sh
 echo "[demo] setup took $(( $(date +%s) - start )) s"
-exec python3 -c "$demo" "$@"
+nb_use_venv
+exec "$PY" -c "$demo" "$@"

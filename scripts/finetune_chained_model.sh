@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+. scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 export OPENBLAS_NUM_THREADS=1
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 RUN_DIR="${RUN_DIR:-runs/chained}"
@@ -41,10 +42,10 @@ round() {  # round N SHARE LEARNING_RATE
   local n=$1 share=$2 lr=$3 prev=$(($1 - 1))
   local init="$RUN_DIR/round$prev.weights.h5"
   [ "$prev" -gt 0 ] && init="$RUN_DIR/round$prev/best.weights.h5"
-  nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/round$n" "${RECIPE[@]}" \
+  nice "$PY" -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/round$n" "${RECIPE[@]}" \
     --epochs 6 --train-examples 200000 \
     --init-weights "$init" --chained-share "$share" --chained-model "$RUN_DIR/round$prev.tflite" --learning-rate "$lr"
-  nice python -m nextblock.export --run-dir "$RUN_DIR/round$n" --output "$RUN_DIR/round$n.tflite" --guess-weight 0.25 \
+  nice "$PY" -m nextblock.export --run-dir "$RUN_DIR/round$n" --output "$RUN_DIR/round$n.tflite" --guess-weight 0.25 \
     --name nextblock-default --model-version "$VERSION"
 }
 round 1 0.4 5e-4
@@ -58,8 +59,8 @@ V="$CACHE/validation-v3"
 if [ ! -f "$V/instruments/heldout.json" ]; then
   write_category_set validation "$V"
 fi
-python -m nextblock.model.guess_blend "$RUN_DIR/round4.tflite" --validation "$V" --json "$RUN_DIR/guess_blend.json"
-WEIGHT="$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_guess_weight'])" "$RUN_DIR/guess_blend.json")"
-nice python -m nextblock.export --run-dir "$RUN_DIR/round4" --output models/nextblock-default.tflite --float16 \
+"$PY" -m nextblock.model.guess_blend "$RUN_DIR/round4.tflite" --validation "$V" --json "$RUN_DIR/guess_blend.json"
+WEIGHT="$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['best_guess_weight'])" "$RUN_DIR/guess_blend.json")"
+nice "$PY" -m nextblock.export --run-dir "$RUN_DIR/round4" --output models/nextblock-default.tflite --float16 \
   --guess-weight "$WEIGHT" --name nextblock-default --model-version "$VERSION"
 cp "$RUN_DIR/round4/best.weights.h5" models/nextblock-default.weights.h5

@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+. scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 export OPENBLAS_NUM_THREADS=1
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 RUN_DIR="${RUN_DIR:-runs/high-order}"
@@ -33,10 +34,10 @@ cp "$BASE_WEIGHTS" "$RUN_DIR/base.weights.h5"
 
 . scripts/training_recipe.sh  # ROOTS: the data; RECIPE: the shipped model's training arguments
 
-nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/round1" "${RECIPE[@]}" \
+nice "$PY" -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/round1" "${RECIPE[@]}" \
   --lpc-order "$ORDER" --lpc-burg-samples "$BURG_SAMPLES" \
   --epochs 6 --train-examples 200000 --init-weights "$RUN_DIR/base.weights.h5" \
   --chained-share 0.5 --chained-model "$RUN_DIR/base.tflite" --learning-rate 3e-4
-nice python -m nextblock.export --run-dir "$RUN_DIR/round1" --output models/nextblock-default.tflite --float16 \
+nice "$PY" -m nextblock.export --run-dir "$RUN_DIR/round1" --output models/nextblock-default.tflite --float16 \
   --guess-weight 0 --name nextblock-default --model-version "$VERSION"
 cp "$RUN_DIR/round1/best.weights.h5" models/nextblock-default.weights.h5

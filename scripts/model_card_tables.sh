@@ -31,6 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+. scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 export OPENBLAS_NUM_THREADS=1
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 OUT="${OUT:-runs/model-card}"
@@ -56,32 +57,32 @@ done
 # 2. every configuration, every concealer in one run
 for cfg in 48000:64 48000:128 48000:256 44100:128; do
   rate=${cfg%:*} fpp=${cfg#*:}
-  nice python -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol --quiet \
+  nice "$PY" -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol --quiet \
     --concealer zeros --concealer burg --concealer ar128 --concealer nextblock --concealer nextblock-net --model "$MODEL" \
     --json "$OUT/eval-$rate-$fpp.json" > "$OUT/eval-$rate-$fpp.md"
   if [ -n "${PREVIOUS:-}" ] && [ -n "${PREVIOUS_EVERY:-}" ]; then
-    nice python -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol \
+    nice "$PY" -m nextblock.evaluate "$HELDOUT" --by-folder --sample-rate "$rate" --fpp "$fpp" "${LOSSES[@]}" --no-visqol \
       --quiet --concealer nextblock --model "$PREVIOUS" --json "$OUT/previous-$rate-$fpp.json" > "$OUT/previous-$rate-$fpp.md"
   fi
 done
 if [ -f "$FP16" ]; then
-  nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
+  nice "$PY" -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
     --model "$FP16" --json "$OUT/fp16-48000-128.json" > "$OUT/fp16-48000-128.md"
 fi
 
 if [ -n "${PREVIOUS:-}" ] && [ -z "${PREVIOUS_EVERY:-}" ]; then
-  nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
+  nice "$PY" -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
     --model "$PREVIOUS" --json "$OUT/previous-48000-128.json" > "$OUT/previous-48000-128.md"
 fi
 
 if [ -n "${ALSO:-}" ]; then
-  nice python -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
+  nice "$PY" -m nextblock.evaluate "$HELDOUT" --by-folder "${LOSSES[@]}" --no-visqol --quiet --concealer nextblock \
     --model "${ALSO#*=}" --json "$OUT/also-48000-128.json" > "$OUT/also-48000-128.md"
 fi
 
 # 3. ViSQOL on the subset
 if [ -z "${SKIP_VISQOL:-}" ]; then
-  nice python -m nextblock.evaluate "$SUBSET" --by-folder "${LOSSES[@]}" --quiet \
+  nice "$PY" -m nextblock.evaluate "$SUBSET" --by-folder "${LOSSES[@]}" --quiet \
     --concealer burg --concealer ar128 --concealer nextblock --concealer nextblock-net --model "$MODEL" \
     --json "$OUT/visqol-48000-128.json" > "$OUT/visqol-48000-128.md"
 fi
@@ -92,11 +93,11 @@ fi  # ONLY_LATENCY
 if [ -z "${SKIP_LATENCY:-}" ]; then
   LATENCY_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "$LATENCY_LOAD" > "$OUT/latency-load.txt"
-  python bench/model_latency.py --model "$MODEL" --all-frames --iterations 5000 > "$OUT/latency.txt"
+  "$PY" bench/model_latency.py --model "$MODEL" --all-frames --iterations 5000 > "$OUT/latency.txt"
 fi
 
 # 5. model facts
-python -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
+"$PY" -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
 
 # 6. the tables, dated, with the machine
 {
@@ -109,22 +110,22 @@ python -m nextblock.export --show "$MODEL" > "$OUT/metadata.json"
   echo
   echo "## Held-out scores by category (all concealers in one run per configuration)"
   echo
-  PREVIOUS_LABEL="nextblock $(python -c "import sys; from nextblock.model.metadata import read_metadata; print(read_metadata(sys.argv[1])['model_version'])" "${PREVIOUS:-$MODEL}") (previous)"
+  PREVIOUS_LABEL="nextblock $("$PY" -c "import sys; from nextblock.model.metadata import read_metadata; print(read_metadata(sys.argv[1])['model_version'])" "${PREVIOUS:-$MODEL}") (previous)"
   PREVIOUS_ARGS=()
   if [ -n "${PREVIOUS:-}" ]; then
     for f in "$OUT"/previous-*.json; do PREVIOUS_ARGS+=("$PREVIOUS_LABEL=$f"); done
   fi
-  python -m nextblock.evaluation.tables "$OUT"/eval-*.json \
+  "$PY" -m nextblock.evaluation.tables "$OUT"/eval-*.json \
     ${PREVIOUS_ARGS[@]+"${PREVIOUS_ARGS[@]}"} ${ALSO:+"${ALSO%%=*}=$OUT/also-48000-128.json"}
   if [ -f "$OUT/fp16-48000-128.json" ]; then
     echo "## float16 weights, 48 kHz x 128"
     echo
-    python -m nextblock.evaluation.tables --no-targets "nextblock fp16=$OUT/fp16-48000-128.json"
+    "$PY" -m nextblock.evaluation.tables --no-targets "nextblock fp16=$OUT/fp16-48000-128.json"
   fi
   if [ -f "$OUT/visqol-48000-128.json" ]; then
     echo "## ViSQOL subset (2 files per category), 48 kHz x 128"
     echo
-    python -m nextblock.evaluation.tables "$OUT/visqol-48000-128.json"
+    "$PY" -m nextblock.evaluation.tables "$OUT/visqol-48000-128.json"
   fi
   if [ -f "$OUT/latency.txt" ]; then
     echo "## Latency (bench/model_latency.py --all-frames)"

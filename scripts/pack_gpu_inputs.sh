@@ -11,15 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+. scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 . scripts/training_recipe.sh
-[ -d .device/corpus ] || python -m nextblock.model.corpus .device/corpus --audio "${ROOTS[@]}" \
+[ -d .device/corpus ] || "$PY" -m nextblock.model.corpus .device/corpus --audio "${ROOTS[@]}" \
   --group-weight choir=3 --group-weight strings=0.25 --group-weight organ=0.25 --group-weight piano=0.25 \
   --group-weight flute=0.25 --group-weight brass=0.25 --train-seconds "${TRAIN_SECONDS:-4000}" --validation-seconds 400
-python -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" --implementation cp \
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux2014_x86_64 -d .device/whl "keras==$(python -c 'import keras; print(keras.__version__)')" \
+  --platform manylinux2014_x86_64 -d .device/whl "keras==$("$PY" -c 'import keras; print(keras.__version__)')" \
   namex optree soundfile cffi pycparser
 tar -cJf .device/eigen.tar.xz -C / usr/include/eigen3 usr/share/eigen3/cmake
 du -sh .device

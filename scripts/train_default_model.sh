@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+. scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 export OPENBLAS_NUM_THREADS=1
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 RUN_DIR="${RUN_DIR:-runs/default}"
@@ -32,8 +33,8 @@ EPOCHS="${EPOCHS:-12}"
 TRAIN_EXAMPLES="${TRAIN_EXAMPLES:-200000}"
 VERSION="${VERSION:-3.0.0}"
 
-python -m nextblock.dataset fetch --debian --quiet
-python - <<'PY'
+"$PY" -m nextblock.dataset fetch --debian --quiet
+"$PY" - <<'PY'
 from nextblock.dataset.cache import cache_root
 from nextblock.dataset.render import corpus_sample, render_pieces
 
@@ -49,9 +50,9 @@ PY
 
 . scripts/training_recipe.sh  # ROOTS: the data; RECIPE: the shipped model's training arguments
 
-nice python -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" "${RECIPE[@]}" \
+nice "$PY" -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR" "${RECIPE[@]}" \
   --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" "$@"
-nice python -m nextblock.export --run-dir "$RUN_DIR" --output models/nextblock-default.tflite --float16 \
+nice "$PY" -m nextblock.export --run-dir "$RUN_DIR" --output models/nextblock-default.tflite --float16 \
   --name nextblock-default --model-version "$VERSION"
 cp "$RUN_DIR/best.weights.h5" models/nextblock-default.weights.h5   # the online learner starts from these
 scripts/model_card_tables.sh

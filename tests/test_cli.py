@@ -1,6 +1,6 @@
 """The ``nextblock`` command: subcommands, ``doctor`` with and without each piece, ``nextblock
 jacktrip`` starting and stopping the patched JackTrip (a stand-in binary, then the real one) with
-NextBlock attached, and the console script that ``pip install .`` puts on PATH."""
+NextBlock attached. The console script that ``pip install .`` puts on PATH: tests/test_install.py."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_subcommands_pass_their_arguments_to_the_module():
     r = _run("attach", "--segment", "/nextblock-surely-not-there", "--predictor", "repeat", "--once")
     assert r.returncode == 2 and "no NextBlock segment /nextblock-surely-not-there" in r.stderr
     r = _run("demo", "--loss", "lossy:3")
-    assert r.returncode == 2 and "unknown loss spec 'lossy:3'" in r.stderr
+    assert r.returncode == 2 and "loss spec 'lossy:3': unknown kind 'lossy'" in r.stderr
     r = _run("demo", "--seconds", "0.5")
     assert r.returncode == 2 and "--seconds must be between 2 and 600" in r.stderr
 
@@ -269,32 +269,3 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
                 p.kill()
     assert not any(_alive(pid) for pid in jt_pids + attach_pids)
     assert json.loads((tmp_path / "attach.json").read_text())["blocks"] > 0
-
-
-# ----------------------------------------------------------------------------- console script
-@pytest.mark.slow
-def test_pip_install_puts_a_working_nextblock_command_on_path(tmp_path):
-    """``pip install .`` (into a fresh virtual environment that sees this machine's packages) installs
-    the ``nextblock`` console script; it runs from anywhere, with the shipped model in the wheel."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
-    # this tree's python/ must not be on the path: the installed copy is under test
-    # (NEXTBLOCK_NO_EDITABLE stays: it keeps a developer's editable install of another tree out)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--no-index", str(REPO)], capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    exe = venv / "bin" / "nextblock"
-    assert exe.is_file()
-    r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
-    assert r.returncode == 0 and "doctor" in r.stdout
-    code = "import nextblock, nextblock.model as m; print(nextblock.__file__); print(m.default_model_path())"
-    r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
-    where, model = r.stdout.split()
-    assert str(venv) in where and str(venv) in model, r.stdout
-    r = subprocess.run([str(exe), "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120,
-                       cwd=tmp_path)
-    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
-    assert checks["model"]["ok"] and str(venv) in checks["model"]["detail"], checks["model"]
-    assert checks["shared memory"]["ok"], checks["shared memory"]

@@ -81,6 +81,8 @@ def test_patched_demo_plays_nextblocks_predictions_through_jacktrip(tmp_path):
 
 def test_bad_input_is_a_clear_error(tmp_path):
     r, _ = _demo(tmp_path, "--loss", "bernoulli:150")
-    assert r.returncode == 2 and "loss_percent must be in [0, 100]" in r.stderr
+    assert r.returncode == 2 and "must be a probability in [0, 1]" in r.stderr
+    r, _ = _demo(tmp_path, "--loss", "bernoulli:5")  # 5 % in the demo's old grammar: refused, with what to write
+    assert r.returncode == 2 and "bernoulli:0.05" in r.stderr and "bernoulli:5%" in r.stderr
     r, _ = _demo(tmp_path, "--stand-in", "--build-jacktrip")
     assert r.returncode == 2 and "not allowed with argument" in r.stderr

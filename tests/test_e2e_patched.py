@@ -68,7 +68,7 @@ TOPOLOGY = "netns" if NETNS_OK else "loopback"
 DURATION_S = 5.0
 PERIOD = 128
 SEED = 3
-LOSS = "bernoulli:5"
+LOSS = "bernoulli:0.05"
 RT = 20  # SCHED_FIFO priority of both JackTrips and the relay; attach --realtime goes below JackTrip's callback
 #: the share of drops NextBlock's replacements must conceal here, whatever the machine's timing (see
 #: _assert_replacements_played; 0.62 in the slowest Regulator run on this machine, 0.95-0.99 in quiet ones)

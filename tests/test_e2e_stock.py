@@ -66,7 +66,7 @@ def _silent_runs(wav_path, min_samples: int = 100) -> int:
     return int(np.sum(lengths >= min_samples))
 
 
-def _run(audio, tmp_path, label, loss="bernoulli:5", method="relay", topology=TOPOLOGY, seed=3, fallback=None):
+def _run(audio, tmp_path, label, loss="bernoulli:0.05", method="relay", topology=TOPOLOGY, seed=3, fallback=None):
     receiver = stock_receiver(fallback) if fallback else ReceiverSpec(label=label)
     return run_e2e(audio, LinkSpec(loss=loss, method=method, topology=topology, seed=seed), receiver, tmp_path)
 
@@ -99,8 +99,8 @@ def test_stock_relay_drops_match_jacktrip_counters_and_audio_survives(audio, tmp
 
 
 def test_same_seed_same_losses_for_two_fallbacks_and_zeros_inserts_silence(audio, tmp_path):
-    wav = _run(audio, tmp_path, "", seed=9, loss="bernoulli:8", fallback="wavetable")
-    zer = _run(audio, tmp_path, "", seed=9, loss="bernoulli:8", fallback="zeros")
+    wav = _run(audio, tmp_path, "", seed=9, loss="bernoulli:0.08", fallback="wavetable")
+    zer = _run(audio, tmp_path, "", seed=9, loss="bernoulli:0.08", fallback="zeros")
     assert (wav["label"], zer["label"]) == ("stock-wavetable", "stock-zeros")
     # the relay arms on the first audio packet: identical loss positions relative to the audio
     assert wav["link"]["dropped_indices"] == zer["link"]["dropped_indices"]
@@ -114,7 +114,7 @@ def test_same_seed_same_losses_for_two_fallbacks_and_zeros_inserts_silence(audio
 @pytest.mark.skipif(not NETNS_OK, reason=NETNS_WHY)
 @pytest.mark.skipif(not nft_available()[0], reason=nft_available()[1])
 def test_stock_over_nftables_loss(audio, tmp_path):
-    r = _run(audio, tmp_path, "stock-nft", method="nft", topology="netns", loss="bernoulli:5")
+    r = _run(audio, tmp_path, "stock-nft", method="nft", topology="netns", loss="bernoulli:0.05")
     assert r["link"]["method"] == "nft"
     assert r["link"]["dropped_packets"] > 0
     # nft drops datagrams to JackTrip's port between arm() and disarm(); JackTrip's gap counter
@@ -125,7 +125,7 @@ def test_stock_over_nftables_loss(audio, tmp_path):
 
 
 def test_jacktrip_simloss_third_option(audio, tmp_path):
-    r = _run(audio, tmp_path, "stock-simloss", method="simloss", topology="loopback", loss="bernoulli:5")
+    r = _run(audio, tmp_path, "stock-simloss", method="simloss", topology="loopback", loss="bernoulli:0.05")
     assert r["link"]["method"] == "simloss"
     assert "--simloss" in open(tmp_path / "logs-stock-simloss" / "jacktrip-server.log").readline()
     assert r["jacktrip_receive"]["recv_underruns"] > 0
@@ -146,6 +146,6 @@ def test_relay_delay_and_jitter_reach_jacktrip(audio, tmp_path):
 
 def test_failed_start_cleans_up_everything(audio, tmp_path):
     with pytest.raises(ProcessStartError):
-        run_e2e(audio, LinkSpec(loss="bernoulli:5", method="relay", topology=TOPOLOGY),
+        run_e2e(audio, LinkSpec(loss="bernoulli:0.05", method="relay", topology=TOPOLOGY),
                 ReceiverSpec(label="broken", binary="/bin/false"), tmp_path)
     # nothing_left_behind checks processes and namespaces after this test

@@ -83,7 +83,7 @@ def _lossy_run(binary: str, sender: str, work, label: str):
     audio, _ = load_test_recording(4.0, split="test")
     receiver = stock_receiver("regulator", binary=binary)
     receiver.label = label
-    r = run_e2e(audio, LinkSpec(loss="bernoulli:5", seed=3), receiver, work, sender_binary=sender, rt_priority=20)
+    r = run_e2e(audio, LinkSpec(loss="bernoulli:0.05", seed=3), receiver, work, sender_binary=sender, rt_priority=20)
     recorded, _ = sf.read(r["recorded_wav"], dtype="float32")
     # what makes a run unfit for a sample-exact comparison (a busy machine, not the binary): a player
     # or recorder xrun, an alignment that landed elsewhere (see the whole-file SNR)

@@ -63,13 +63,13 @@ def test_same_seed_same_drops_and_other_seed_differs():
         m = make_loss_model(spec, rng_streams(seed)[0])
         return [m.drop() for _ in range(5000)]
 
-    assert drops(7, "bernoulli:5") == drops(7, "bernoulli:5")
-    assert drops(7, "bernoulli:5") != drops(8, "bernoulli:5")
-    assert drops(7, "ge:0.02,0.3") == drops(7, "ge:0.02,0.3")
+    assert drops(7, "bernoulli:0.05") == drops(7, "bernoulli:0.05")
+    assert drops(7, "bernoulli:0.05") != drops(8, "bernoulli:0.05")
+    assert drops(7, "gilbert:0.02,0.3") == drops(7, "gilbert:0.02,0.3")
 
 
 def test_bernoulli_rate():
-    m = BernoulliLoss(10.0, rng_streams(1)[0])
+    m = BernoulliLoss(0.1, rng_streams(1)[0])
     rate = np.mean([m.drop() for _ in range(20000)])
     assert 0.09 < rate < 0.11
 
@@ -89,7 +89,7 @@ def test_list_loss_and_bad_specs():
     m = make_loss_model("list:0,2", rng_streams(0)[0])
     assert isinstance(m, ListLoss)
     assert [m.drop() for _ in range(4)] == [True, False, True, False]
-    for bad in ("bernoulli:150", "ge:0.1", "foo:1", "ge:0.1,0"):
+    for bad in ("bernoulli:150", "bernoulli:5", "gilbert:0.1", "foo:1", "gilbert:0.1,0", "ge:0.1,0.2"):
         with pytest.raises(ValueError):
             make_loss_model(bad, rng_streams(0)[0])
 
@@ -176,7 +176,7 @@ def _stream(n_silent, n_audio, first_seq=100):
 def test_relay_drops_are_logged_by_sequence_and_reproducible(tmp_path):
     runs = []
     for _ in range(2):
-        with RelayHarness(tmp_path, "bernoulli:20", seed=11) as h:
+        with RelayHarness(tmp_path, "bernoulli:0.2", seed=11) as h:
             h.send(_stream(20, 200))
             got = h.received_seqs(220)
         log = read_relay_log(h.log)
@@ -191,7 +191,7 @@ def test_relay_drops_are_logged_by_sequence_and_reproducible(tmp_path):
 
 
 def test_relay_armed_packets_limits_loss(tmp_path):
-    with RelayHarness(tmp_path, "bernoulli:100", armed_packets=10) as h:
+    with RelayHarness(tmp_path, "bernoulli:100%", armed_packets=10) as h:
         h.send(_stream(5, 30))
         got = h.received_seqs(35)
     log = read_relay_log(h.log)
@@ -200,7 +200,7 @@ def test_relay_armed_packets_limits_loss(tmp_path):
 
 
 def test_relay_burst_pattern_is_bursty(tmp_path):
-    with RelayHarness(tmp_path, "ge:0.05,0.2", arm="immediately", seed=4) as h:
+    with RelayHarness(tmp_path, "gilbert:0.05,0.2", arm="immediately", seed=4) as h:
         h.send(_stream(0, 600), gap_s=0.0002)
         h.received_seqs(600)
     idx = np.array([d["index"] for d in read_relay_log(h.log)["drops"]])

@@ -42,17 +42,20 @@ import time
 from pathlib import Path
 
 from .argtypes import number_in
+from .packetloss import loss_argument
 
 EPILOG = """\
 examples:
   nextblock demo                                  # 8 s, 5 % random loss, seed 1
-  nextblock demo --loss ge:0.02,0.3               # Gilbert-Elliott bursts (mean burst 3.3 packets)
-  nextblock demo --loss bernoulli:10 --seconds 20 --seed 7
+  nextblock demo --loss gilbert:0.02,0.3          # Gilbert-Elliott bursts (mean burst 3.3 packets)
+  nextblock demo --loss bernoulli:0.1 --seconds 20 --seed 7    # 10 % random loss (= bernoulli:10%)
   nextblock demo --build-jacktrip                 # build the patched JackTrip first (~10 min), then run on it
   nextblock demo --stand-in                       # the stand-in even when the patched JackTrip is built
   nextblock demo --nextblock-on ringbuffer        # NextBlock on JackTrip's ring buffer (silence when late)
 
-loss specs: none | bernoulli:PERCENT | ge:P,R[,LOSS_BAD[,LOSS_GOOD]] | list:I,J,...   (packets of 128 samples)
+loss specs (the same in every nextblock command; probabilities from 0 to 1, packets of 128 samples):
+  none | bernoulli:P (or bernoulli:PERCENT%) | gilbert:P_ENTER,P_LEAVE[,LOSS_BAD[,LOSS_GOOD]] | trace:PATH |
+  periodic:EVERY[,BURST] | list:I,J,...
 link methods (patched JackTrip only): auto | relay | nft | netem | simloss | none
 
 Columns: lost = packets lost on the link; concealed = blocks the receiver had to make up; by NextBlock =
@@ -70,8 +73,10 @@ REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `scr
 
 
 def missing_dependencies() -> tuple[list[str], list[str]]:
-    """(apt packages, pip packages) that are not installed."""
-    apt = sorted({pkg for tool, pkg in APT_PACKAGES.items() if shutil.which(tool) is None})
+    """(apt packages, pip packages) that are not installed. Tools are looked for in the sbin folders
+    too: a Debian user's PATH has none, and ``nft`` lives in /usr/sbin."""
+    path = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    apt = sorted({pkg for tool, pkg in APT_PACKAGES.items() if shutil.which(tool, path=path) is None})
     pip = []
     for module, pkg in PIP_PACKAGES.items():
         try:
@@ -94,25 +99,13 @@ def install(apt: list[str], pip: list[str]) -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pip], check=True, timeout=900)
 
 
-def _loss_spec(text: str) -> str:
-    import numpy as np
-
-    from nextblock.netlab.impairments import make_loss_model
-
-    try:
-        make_loss_model(text, np.random.default_rng(0))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 def build_parser(prog: str = "nextblock demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=number_in(float, 2.0, 600.0, "--seconds"), default=8.0,
                    help="length of the recording played (default 8)")
-    p.add_argument("--loss", type=_loss_spec, default="bernoulli:5",
-                   help="packet loss on the way to the receiver (default bernoulli:5; specs below)")
+    p.add_argument("--loss", type=loss_argument, default="bernoulli:0.05",
+                   help="packet loss on the way to the receiver (default bernoulli:0.05: 5 %%; specs below)")
     p.add_argument("--seed", type=int, default=1, help="seed of the losses (same seed = same lost packets)")
     p.add_argument("--out", default="out/demo", help="folder for the WAVs, logs, plots and report.json "
                    "(default out/demo)")

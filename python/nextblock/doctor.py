@@ -23,6 +23,16 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
+def pip_install(what: str) -> str:
+    """The fix ``pip install WHAT`` for this interpreter: its own pip (``python -m pip``) inside a
+    virtual environment; outside one, the way into one (Debian's and Ubuntu's python3 refuse pip
+    installs into the system, PEP 668)."""
+    if sys.prefix != sys.base_prefix:
+        return f"{sys.executable} -m pip install {what}"
+    return (f"pip install {what} in a virtual environment (python3 -m venv .venv && .venv/bin/python -m pip install "
+            f"{what}; in NextBlock's repository scripts/setup.sh makes .venv)")
+
+
 EPILOG = """\
 examples:
   nextblock doctor              # one line per check, a fix under each problem
@@ -49,7 +59,7 @@ def check_jack(path: str | None = None) -> Check:
         import jack  # noqa: F401
     except ImportError:
         return Check("JACK", False, "jackd found, but the Python package JACK-Client is missing",
-                     "pip install JACK-Client")
+                     pip_install("JACK-Client"))
     except OSError as exc:
         return Check("JACK", False, f"jackd found, but libjack does not load: {exc}",
                      "sudo apt-get install libjack-jackd2-0")
@@ -75,15 +85,15 @@ def check_model(model_path: str | None = None) -> Check:
 
         from nextblock.runtime.predictors import load_model_predictor
     except ImportError as exc:
-        return Check("model", False, f"cannot import the runtime: {exc}", "pip install -e .  (in the repository)")
+        return Check("model", False, f"cannot import the runtime: {exc}", pip_install("-e .") + "  (in the repository)")
     try:
         predictor = load_model_predictor(model_path)
         context = np.random.default_rng(0).standard_normal((1, predictor.context_samples)).astype(np.float32) * 0.1
         out = np.asarray(predictor.predict(context))
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
         return Check("model", False, f"{model_path or 'the shipped model'} does not run: {type(exc).__name__}: {exc}",
-                     "pip install ai-edge-litert, and reinstall NextBlock (pip install -e .) so models/*.tflite "
-                     "is there; or pass nextblock attach --model PATH")
+                     pip_install("ai-edge-litert") + ", and reinstall NextBlock (pip install -e . or the wheel) so "
+                     "its models/*.tflite is there; or pass nextblock attach --model PATH")
     if not np.all(np.isfinite(out)):
         return Check("model", False, "the model predicts non-finite samples", "reinstall NextBlock's models/")
     name = getattr(predictor, "model_path", None) or model_path or "shipped model"

@@ -32,11 +32,13 @@ EPILOG = textwrap.dedent(
       two_sided_share in the results: the lost blocks filled from both sides.
 
     loss specs:
-      none                      no loss
-      bernoulli:P               each block lost with probability P              bernoulli:0.05
+      none                      no loss (every command reads these the same way: nextblock.packetloss)
+      bernoulli:P               each block lost with probability P              bernoulli:0.05 (= bernoulli:5%)
       gilbert:P_ENTER,P_LEAVE   bursts; mean burst 1/P_LEAVE blocks             gilbert:0.02,0.25
+        [,LOSS_BAD[,LOSS_GOOD]]   lost with LOSS_BAD (default 1) in a burst, LOSS_GOOD (0) between
       trace:PATH                0/1 per block (1 = lost), repeated to length    trace:loss.txt
       periodic:EVERY[,BURST]    BURST lost blocks every EVERY blocks            periodic:50,2
+      list:I,J,...              exactly these blocks (0 = the first)            list:10,11,40
 
     concealers:
       zeros          silence (JackTrip --underrun-mode zeros)

@@ -59,6 +59,7 @@ __all__ = [
     "find_patched_jacktrip",
     "find_stock_jacktrip",
     "find_tarball",
+    "missing_python_helpers",
     "missing_source_message",
     "unpack_tarball",
 ]
@@ -218,12 +219,42 @@ def _current_build(source: Path | None) -> Path | None:
     return max(builds, key=lambda d: (d / "nextblock-build.key").stat().st_mtime, default=None)
 
 
+def _build_env() -> dict[str, str]:
+    """The environment of the JackTrip build: this interpreter's folder first on ``PATH``.
+
+    JackTrip's meson build runs a Python helper (``linux/add_changelog_to_metainfo.py``, with
+    ``import('python').find_installation('python3')``: the ``python3`` first on ``PATH``) that
+    imports ``yaml`` and ``jinja2``; with NextBlock in a virtual environment that is the venv's
+    interpreter, which has them from the ``[jacktrip]`` extra (:func:`missing_python_helpers`).
+    The meson that runs it is the venv's too where it has one (:func:`_meson_args`): a pyenv shim
+    would put its own interpreter first on ``PATH`` again."""
+    env = dict(os.environ)
+    here = os.path.dirname(sys.executable)
+    if here and (Path(here) / "python3").exists():
+        env["PATH"] = os.pathsep.join([here] + [p for p in env.get("PATH", "").split(os.pathsep) if p and p != here])
+    return env
+
+
+def _meson_args() -> list[str]:
+    """``-DMESON=`` for the CMake project: the meson beside this interpreter (the ``[jacktrip]``
+    extra installs it into the venv), else none (CMake finds one on ``PATH``)."""
+    meson = Path(sys.executable).parent / "meson"
+    return [f"-DMESON={meson}"] if meson.is_file() and os.access(meson, os.X_OK) else []
+
+
+def missing_python_helpers() -> list[str]:
+    """The modules JackTrip's meson build needs from this interpreter that it lacks (PyPI names)."""
+    import importlib.util
+
+    return [pkg for mod, pkg in (("yaml", "PyYAML"), ("jinja2", "Jinja2")) if importlib.util.find_spec(mod) is None]
+
+
 def _run_logged(cmd: list[str], log, timeout_s: float, progress) -> int:
     """Run ``cmd`` with its output appended to ``log``; while it runs, show the last ``[n/m]``
     step ninja printed on ``progress`` (a tqdm bar, or None)."""
     import re
 
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_build_env())
     deadline = time.monotonic() + timeout_s
     step = re.compile(rb"\[(\d+)/(\d+)\]")
     try:
@@ -261,6 +292,11 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     current = _current_build(source)
     if current is not None:
         return _bins(current)
+    missing = missing_python_helpers()
+    if missing:
+        raise RuntimeError(f"JackTrip's meson build runs a Python helper that needs {' and '.join(missing)} in "
+                           f"{sys.executable}: {sys.executable} -m pip install {' '.join(missing)} "
+                           "(or pip install 'nextblock[jacktrip]'; scripts/setup.sh does)")
     key = build_key(source)
     out = build_dir(key)
     bins = _bins(out)
@@ -278,7 +314,8 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     rc = None
     cmds = [
         ("configure", ["cmake", "-S", str(PATCH_DIR), "-B", str(out), f"-DJACKTRIP_SOURCE_DIR={source}",
-                       "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}"]),
+                       "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}",
+                       *_meson_args()]),
         ("compile stock + patched JackTrip", ["cmake", "--build", str(out)]),
     ]
     with open(log, "wb") as f:

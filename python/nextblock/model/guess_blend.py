@@ -30,6 +30,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..packetloss import loss_argument
+
 DEFAULT_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 DEFAULT_LOSSES = ("bernoulli:0.05", "gilbert:0.02,0.25")
 
@@ -94,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--validation", nargs="+", required=True, metavar="FILE_OR_DIR",
                    help="audio of validation-split recordings (never the held-out set)")
     p.add_argument("--weights", default=",".join(f"{w:g}" for w in DEFAULT_WEIGHTS), help="comma-separated")
-    p.add_argument("--loss", action="append", help=f"loss patterns (default: {' and '.join(DEFAULT_LOSSES)})")
+    p.add_argument("--loss", action="append", type=loss_argument,
+                   help=f"loss patterns (nextblock.packetloss; default: {' and '.join(DEFAULT_LOSSES)})")
     p.add_argument("--sample-rate", type=int, default=48000, help="stream rate")
     p.add_argument("--fpp", type=int, default=128, help="frames per block")
     p.add_argument("--seed", type=int, default=1, help="loss-pattern seed")

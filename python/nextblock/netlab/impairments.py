@@ -3,20 +3,25 @@
 Every model draws from its own ``numpy.random.Generator`` spawned from one seed, so the
 same ``seed`` gives the same decisions for the same datagram index, run after run.
 
-Loss specs (``make_loss_model``), as accepted by ``--loss`` on the relay CLI:
+Loss specs (``make_loss_model``, ``--loss`` on the relay CLI) are the one grammar of every command,
+parsed by :func:`nextblock.packetloss.parse_loss_spec` — probabilities from 0 to 1:
 
 * ``none``                        — never drop;
-* ``bernoulli:PERCENT``           — each datagram dropped independently, e.g. ``bernoulli:5``;
-* ``ge:P,R[,LOSS_BAD[,LOSS_GOOD]]`` — Gilbert-Elliott bursts: Good→Bad with probability P
+* ``bernoulli:P``                 — each datagram dropped independently, e.g. ``bernoulli:0.05``
+  (= ``bernoulli:5%``; the old ``bernoulli:PERCENT`` is refused with what to write);
+* ``gilbert:P,R[,LOSS_BAD[,LOSS_GOOD]]`` — Gilbert-Elliott bursts: Good→Bad with probability P
   per datagram, Bad→Good with R; drop probability LOSS_BAD (default 1) in Bad and
   LOSS_GOOD (default 0) in Good. Mean burst length ≈ 1/R, long-run loss ≈ P/(P+R) for
-  LOSS_BAD=1, LOSS_GOOD=0;
+  LOSS_BAD=1, LOSS_GOOD=0 (formerly ``ge:``, refused now);
+* ``trace:PATH`` / ``periodic:EVERY[,BURST]`` — a 0/1 pattern per datagram, repeated;
 * ``list:I1,I2,...``              — drop exactly these datagram indices (0 = first armed one).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from nextblock.packetloss import LossSpec, from_trace, parse_loss_spec
 
 __all__ = [
     "BernoulliLoss",
@@ -25,6 +30,7 @@ __all__ = [
     "ListLoss",
     "LossModel",
     "NoLoss",
+    "PatternLoss",
     "make_loss_model",
     "rng_streams",
 ]
@@ -59,14 +65,14 @@ class NoLoss(LossModel):
 
 
 class BernoulliLoss(LossModel):
-    """Independent drops with probability ``loss_percent / 100``."""
+    """Independent drops with probability ``p`` (0 to 1)."""
 
-    def __init__(self, loss_percent: float, rng: np.random.Generator):
-        if not 0.0 <= loss_percent <= 100.0:
-            raise ValueError(f"loss_percent must be in [0, 100], got {loss_percent}")
-        self.p = loss_percent / 100.0
+    def __init__(self, p: float, rng: np.random.Generator):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        self.p = p
         self.rng = rng
-        self.spec = f"bernoulli:{loss_percent:g}"
+        self.spec = f"bernoulli:{p:g}"
 
     def drop(self) -> bool:
         return bool(self.rng.random() < self.p)
@@ -96,7 +102,7 @@ class GilbertElliottLoss(LossModel):
         self.loss_bad, self.loss_good = loss_in_bad, loss_in_good
         self.rng = rng
         self.bad = False
-        self.spec = f"ge:{self.p:g},{self.r:g},{self.loss_bad:g},{self.loss_good:g}"
+        self.spec = f"gilbert:{self.p:g},{self.r:g},{self.loss_bad:g},{self.loss_good:g}"
 
     def drop(self) -> bool:
         u_state, u_loss = self.rng.random(2)
@@ -129,25 +135,40 @@ class ListLoss(LossModel):
         return float("nan")
 
 
-def make_loss_model(spec: str, rng: np.random.Generator) -> LossModel:
-    """Build a loss model from a CLI spec (see the module docstring)."""
-    kind, _, arg = spec.strip().partition(":")
-    kind = kind.lower()
-    try:
-        if kind in ("none", ""):
-            return NoLoss()
-        if kind == "bernoulli":
-            return BernoulliLoss(float(arg), rng)
-        if kind == "ge":
-            vals = [float(v) for v in arg.split(",")]
-            if not 2 <= len(vals) <= 4:
-                raise ValueError("ge needs 2 to 4 numbers")
-            return GilbertElliottLoss(vals[0], vals[1], rng, *vals[2:])
-        if kind == "list":
-            return ListLoss(v for v in arg.split(",") if v.strip())
-    except ValueError as exc:
-        raise ValueError(f"bad loss spec {spec!r}: {exc}") from None
-    raise ValueError(f"unknown loss spec {spec!r}; use none, bernoulli:PCT, ge:P,R[,LB[,LG]] or list:I,J,...")
+class PatternLoss(LossModel):
+    """Drops by a fixed 0/1 pattern per datagram (``trace:``, ``periodic:``), repeated cyclically."""
+
+    def __init__(self, pattern: np.ndarray, spec: str):
+        self.pattern = np.asarray(pattern, dtype=bool)
+        self.k = 0
+        self.spec = spec
+
+    def drop(self) -> bool:
+        hit = bool(self.pattern[self.k % self.pattern.size])
+        self.k += 1
+        return hit
+
+    def mean_loss_fraction(self) -> float:
+        return float(self.pattern.mean())
+
+
+def make_loss_model(spec: str | LossSpec, rng: np.random.Generator) -> LossModel:
+    """Build a loss model from a ``--loss`` spec (:func:`nextblock.packetloss.parse_loss_spec`);
+    raises ``ValueError`` with the parser's message for a bad one."""
+    parsed = spec if isinstance(spec, LossSpec) else parse_loss_spec(spec)
+    if parsed.kind == "none":
+        return NoLoss()
+    if parsed.kind == "bernoulli":
+        return BernoulliLoss(parsed.params[0], rng)
+    if parsed.kind == "gilbert":
+        return GilbertElliottLoss(parsed.params[0], parsed.params[1], rng, *parsed.params[2:])
+    if parsed.kind == "list":
+        return ListLoss(int(i) for i in parsed.params)
+    if parsed.kind == "trace":
+        return PatternLoss(from_trace(parsed.path), parsed.spec)
+    if parsed.kind == "periodic":
+        return PatternLoss(parsed.mask(int(parsed.params[0]), rng), parsed.spec)
+    raise ValueError(f"loss spec {parsed.spec!r}: the relay has no {parsed.kind!r} loss")
 
 
 class DelayModel:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nextblock.jackio.procs import ManagedProcess, ProcessStartError, wait_until
+from nextblock.packetloss import LossSpec, parse_loss_spec
 
 from .netem import NetemQdisc, netem_available
 from .netns import NetnsPair, netns_available
@@ -56,7 +57,8 @@ def free_udp_port() -> int:
 class LinkSpec:
     """The impairment wanted on the client→server direction.
 
-    loss: relay-style spec — ``none``, ``bernoulli:PERCENT``, ``ge:P,R[,LB[,LG]]``, ``list:I,..``.
+    loss: a ``--loss`` spec (:mod:`nextblock.packetloss`) — ``none``, ``bernoulli:P`` (0 to 1),
+        ``gilbert:P,R[,LB[,LG]]``, ``trace:PATH``, ``periodic:EVERY[,BURST]``, ``list:I,..``.
     delay_ms / jitter_ms: one-way delay and extra uniform jitter.
     seed: seeds the relay (and netem where tc supports it).
     method: auto | relay | nft | netem | simloss | none.
@@ -68,7 +70,7 @@ class LinkSpec:
         (e.g. with the predictor beside JackTrip); ``None`` = normal scheduling.
     """
 
-    loss: str = "bernoulli:5"
+    loss: str = "bernoulli:0.05"
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
     seed: int = 1
@@ -78,17 +80,21 @@ class LinkSpec:
     armed_packets: int | None = None
     rt_priority: int | None = None
 
+    def parsed_loss(self) -> LossSpec:
+        """:attr:`loss` parsed (``ValueError`` with what to write for a bad spec)."""
+        return parse_loss_spec(self.loss)
+
     def loss_kind(self) -> str:
-        return self.loss.split(":", 1)[0].strip().lower() or "none"
+        return self.parsed_loss().kind
 
     def bernoulli_percent(self) -> float:
         """Loss percentage for paths that only know independent loss (nft, simloss, netem)."""
-        kind, _, arg = self.loss.partition(":")
-        if kind.strip().lower() in ("none", ""):
+        spec = self.parsed_loss()
+        if spec.kind == "none":
             return 0.0
-        if kind.strip().lower() != "bernoulli":
-            raise ValueError(f"method needs loss 'bernoulli:PERCENT' or 'none', not {self.loss!r}")
-        return float(arg)
+        if spec.kind != "bernoulli":
+            raise ValueError(f"method needs loss 'bernoulli:P' or 'none', not {self.loss!r}")
+        return round(100.0 * spec.params[0], 10)
 
 
 @dataclass
@@ -146,7 +152,9 @@ class LossyLink:
             return "none", "auto: no impairment requested"
         if topology == "netns":
             ok, why = netem_available(self.pair.client_ns)
-            if ok and self.spec.loss_kind() in ("bernoulli", "ge", "none"):
+            loss = self.spec.parsed_loss()
+            simple_bursts = loss.kind == "gilbert" and loss.params[2:] == (1.0, 0.0)
+            if ok and (loss.kind in ("bernoulli", "none") or simple_bursts):
                 return "netem", "auto: kernel has netem"
             return "relay", f"auto: {why}; seeded UDP relay used for loss/delay/jitter/bursts"
         return "relay", "auto: loopback topology; seeded UDP relay"
@@ -206,11 +214,14 @@ class LossyLink:
             # the rule goes in at arm(): drops before JackTrip connects would not be counted by it
             self.nft = NftLoss(plan.server_netns, plan.server_bind_port, s.bernoulli_percent())
         elif method == "netem":
-            kind = s.loss_kind()
+            loss = s.parsed_loss()
+            kind = loss.kind
             kw = {}
-            if kind == "ge":
-                vals = [float(v) for v in s.loss.split(":", 1)[1].split(",")]
-                kw = {"burst_p": vals[0], "burst_r": vals[1]}
+            if kind == "gilbert":
+                if loss.params[2:] != (1.0, 0.0):
+                    raise ValueError(f"netem's bursts lose every packet of a burst and none between: {s.loss!r} "
+                                     "needs method 'relay'")
+                kw = {"burst_p": loss.params[0], "burst_r": loss.params[1]}
             elif kind == "bernoulli":
                 kw = {"loss_percent": s.bernoulli_percent()}
             self.netem = NetemQdisc(plan.client_netns, self.pair.client_dev, delay_ms=s.delay_ms,

@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+from nextblock.packetloss import GRAMMAR, loss_argument
+
 from .impairments import DelayModel, LossModel, make_loss_model, rng_streams
 from .jackheader import HEADER_SIZE_BYTES, parse_header, payload_is_silent
 
@@ -293,13 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "example (client sends to 127.0.0.1:15000, server on 127.0.0.1:4464, bursty loss, ≈6 %):\n"
             "  python -m nextblock.netlab.relay --listen 127.0.0.1:15000 --forward 127.0.0.1:4464 \\\n"
-            "      --loss ge:0.02,0.4 --delay-ms 5 --jitter-ms 2 --seed 7 --log relay.jsonl"
+            "      --loss gilbert:0.02,0.4 --delay-ms 5 --jitter-ms 2 --seed 7 --log relay.jsonl"
         ),
     )
     p.add_argument("--listen", required=True, help="HOST:PORT the JackTrip client sends to (port 0 = any free port)")
     p.add_argument("--forward", required=True, help="HOST:PORT of the JackTrip server")
-    p.add_argument("--loss", default="none",
-                   help="none | bernoulli:PERCENT | ge:P,R[,LOSS_BAD[,LOSS_GOOD]] | list:I,J,... (default none)")
+    p.add_argument("--loss", default="none", type=loss_argument,
+                   help=f"{GRAMMAR} (probabilities from 0 to 1; default none)")
     p.add_argument("--delay-ms", type=float, default=0.0, help="fixed one-way delay added to every datagram")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="extra uniform delay in [0, jitter-ms]")
     p.add_argument("--reorder", action="store_true", help="let jitter reorder datagrams (default: keep order)")
