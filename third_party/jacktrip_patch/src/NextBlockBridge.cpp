@@ -356,7 +356,9 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
     // the splice of shm_protocol.hpp: a short raised cosine, then the real block (frames past it
-    // are left as they arrived)
+    // are left as they arrived). Compared with our validated copy of block 1, sample by sample:
+    // where it equals what arrived the fade would give that sample back, so the bits stay as they
+    // came (bounded: the fade's frames x channels, no allocation)
     const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
                                                            static_cast<uint32_t>(frames));
     if (static_cast<uint32_t>(frame) >= fade)
@@ -365,6 +367,8 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
     for (int c = 0; c < mChannels; ++c) {
         float real = 0.0f;
         AudioInterface::fromBitToSampleConversion(bits + c * mBitRes, &real, res);
+        if (pred[c] == real)
+            continue;  // a two-sided replacement's second block is this packet: it stays as it came
         float v = clampUnit((1.0f - up) * pred[c] + up * real);
         AudioInterface::fromSampleToBitConversion(&v, bits + c * mBitRes, res);
     }
