@@ -45,6 +45,11 @@ class Stream:
         for s in sorted(missing):
             self.look.note_post(s)
 
+    def after_blocks(self) -> int:
+        """The clock read just now (block ``clock`` plays now), then the lookahead's pass."""
+        self.schedule.clock_at_ns = monotonic_ns()
+        return self.look.after_blocks(monotonic_ns())
+
     def received(self, seq: int) -> bool:
         return self.ring.source_of(seq) == 1
 
@@ -56,7 +61,7 @@ def fill(monkeypatch):
 
 def test_a_missing_block_is_reposted_with_the_packet_after_it_as_its_second_block(fill):
     s = Stream(fill, clock=94, newest=104, missing={103})
-    assert s.look.after_blocks(monotonic_ns()) == 1
+    assert s.after_blocks() == 1
     ((seq, rep),) = s.posts
     assert seq == 103 and rep.shape == (2, FRAMES, CHANNELS)
     np.testing.assert_array_equal(rep[1], block(104))  # the splice is an identity for the producer
@@ -66,26 +71,25 @@ def test_a_missing_block_is_reposted_with_the_packet_after_it_as_its_second_bloc
     ctx = s.ring.context_for(105, 2 * FRAMES)
     np.testing.assert_array_equal(ctx[:, :FRAMES], rep[0].T)
     np.testing.assert_array_equal(ctx[:, FRAMES:], block(104).T)
-    assert s.look.after_blocks(monotonic_ns()) == 0, "a gap is filled once"
+    assert s.after_blocks() == 0, "a gap is filled once"
 
 
 def test_a_burst_up_to_four_blocks_is_one_gap_and_a_longer_one_stays_one_sided(fill):
     s = Stream(fill, clock=94, newest=106, missing={102, 103, 104, 105})
-    assert s.look.after_blocks(monotonic_ns()) == MAX_GAP_BLOCKS
+    assert s.after_blocks() == MAX_GAP_BLOCKS
     assert [seq for seq, _ in s.posts] == [102, 103, 104, 105]
     for (seq, rep), (_, nxt) in zip(s.posts, s.posts[1:]):
         np.testing.assert_array_equal(rep[1], nxt[0])  # one continuous fill across the slots
     np.testing.assert_array_equal(s.posts[-1][1][1], block(106))
     long = Stream(fill, clock=94, newest=107, missing={102, 103, 104, 105, 106})
-    assert long.look.after_blocks(monotonic_ns()) == 0 and not long.posts
+    assert long.after_blocks() == 0 and not long.posts
     assert {long.look.explain(q) for q in range(102, 107)} == {"burst_too_long"}
 
 
 def test_a_block_too_close_to_its_pull_stays_one_sided_and_the_rest_of_the_burst_is_filled(fill):
     s = Stream(fill, clock=100, newest=103, missing={101, 102})  # 101 is due one period from now
     s.look.guard_ns = PERIOD_NS  # a fill takes a period: too late for 101, in time for 102
-    s.schedule.clock_at_ns = monotonic_ns()  # 100 plays now
-    assert s.look.after_blocks(monotonic_ns()) == 1
+    assert s.after_blocks() == 1
     assert [seq for seq, _ in s.posts] == [102]
     assert s.look.explain(101) == "too_late" and s.look.explain(102) == "two_sided"
     assert s.look.explain(99) == "no_later_block"  # never seen missing with a later block
@@ -94,13 +98,13 @@ def test_a_block_too_close_to_its_pull_stays_one_sided_and_the_rest_of_the_burst
 def test_a_fill_that_is_not_finite_is_not_posted():
     s = Stream(lambda past, future, n, prior, sample_rate_hz: np.full((CHANNELS, n), np.nan, np.float32),
                clock=100, newest=104, missing={103})
-    assert s.look.after_blocks(monotonic_ns()) == 0 and not s.posts
+    assert s.after_blocks() == 0 and not s.posts
     assert s.look.fills_nonfinite == 1 and s.look.explain(103) == "too_late"
 
 
 def test_the_loop_watches_for_the_next_block_only_while_a_posted_gap_can_still_be_filled(fill):
     s = Stream(fill, clock=100, newest=102, missing={103})
-    now = monotonic_ns()
+    s.schedule.clock_at_ns = now = monotonic_ns()  # 100 plays now
     until = s.look.watch_until_ns(now)
     assert until is not None and until <= s.schedule.due_ns(103) - s.schedule.post_margin_ns
     s.ring.put_received(104, block(104))
