@@ -120,3 +120,10 @@ def test_lookahead_modes():
     assert resolve_fill("off") is None
     with pytest.raises(ValueError):
         resolve_fill("on")
+
+
+def test_a_fill_time_spike_decays_when_it_keeps_gaps_one_sided(fill):
+    s = Stream(fill, clock=100, newest=103, missing={102})
+    s.look.guard_ns = 50 * PERIOD_NS  # one fill took ages (a stalled machine)
+    assert s.after_blocks() == 0 and s.look.explain(102) == "too_late"
+    assert s.look.guard_ns < 50 * PERIOD_NS, "the guard decays when it alone refused a fill"

@@ -370,15 +370,17 @@ def stream(
     lost: np.ndarray,
     first_seq: int = 1000,
     speed: float = 1.0,
+    headroom_blocks: int = 0,
 ) -> dict:
     """Stream ``audio`` ``(n_blocks * frames, channels)`` through one existing ``producer`` in
-    real time, with no headroom and no jitter: block ``k`` arrives and is due in the same period
-    (JackTrip at its minimum latency). ``lost`` ``(n_blocks,)`` marks dropped blocks. Returns the
-    arrays described in the module docstring."""
+    real time, with no jitter and ``headroom_blocks`` of headroom (default none: block ``k``
+    arrives and is due in the same period, JackTrip at its minimum latency; with ``h`` the block
+    after a lost one arrives ``h`` periods before the lost one plays). ``lost`` ``(n_blocks,)``
+    marks dropped blocks. Returns the arrays described in the module docstring."""
     plan = StreamPlan(port=0, start_tick=0, audio=audio, dropped=np.asarray(lost, bool),
                       jitter_ns=np.zeros(len(lost), np.int64))
     (result,) = run_streams([plan], lambda _plan: _Borrowed(producer), producer.frames_per_block,
-                            producer.sample_rate_hz, 0, first_seq, speed)
+                            producer.sample_rate_hz, headroom_blocks, first_seq, speed)
     result["lost"] = np.asarray(lost, bool)
     return result
 

@@ -221,6 +221,8 @@ class Lookahead:
         # the blocks of the run that are too close to their pull are played one-sided
         while a < r and sch.due_ns(a) - margin - self.guard_ns < monotonic_ns():
             self._mark(a, TOO_LATE)
+            if sch.due_ns(a) - margin > monotonic_ns():  # only the guard said no: a spike must not lock us out
+                self.guard_ns = int(self.guard_ns * _DECAY)
             a += 1
         if a == r:
             return 0
