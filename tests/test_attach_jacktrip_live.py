@@ -5,7 +5,8 @@
   *just-in-time* for the stream, predict only a small fraction of the blocks (not every block, as
   the speculative mode does), sleep while blocks arrive (the missing-block wake), and still have
   nearly every concealment played from its replacement.
-* Two-sided replacements (``--lookahead auto``) on the Regulator and the JitterBuffer: the packet
+* Two-sided replacements (``--lookahead auto``) on the Regulator, the JitterBuffer and the ring
+  buffer: the packet
   after a loss is usually there before the lost one plays; the replacement re-posted with it
   plays, and that packet then plays exactly as it arrived.
 * A hub server with three clients: one ``attach --jacktrip-pid HUB --mode speculative`` serves every
@@ -136,7 +137,7 @@ def exact_splices(recorded) -> tuple[int, int]:
     return gaps, exact
 
 
-@pytest.mark.parametrize("bufstrategy", [3, 1], ids=["regulator", "jitterbuffer"])
+@pytest.mark.parametrize("bufstrategy", [3, 1, -1], ids=["regulator", "jitterbuffer", "ringbuffer"])
 def test_two_sided_replacements_play_and_the_packet_after_them_is_untouched(bins, tmp_path, bufstrategy):  # noqa: F811
     s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=bufstrategy, simloss=0.03,
                       nextblock=True, seconds=8,
@@ -152,8 +153,9 @@ def test_two_sided_replacements_play_and_the_packet_after_them_is_untouched(bins
     # played: two-sided replacements (the share on a quiet machine is the benchmark's number)
     assert st["two_sided"] >= 5 and st["two_sided"] >= 0.2 * concealed, why
     gaps, exact = exact_splices(s.recorded)
-    # the packet after a two-sided replacement plays byte for byte as it came
-    assert exact >= 3 and exact >= 0.5 * min(st["two_sided_fills"], gaps), (gaps, exact, why)
+    # the packet after a two-sided replacement plays byte for byte as it came (2026-12-07, a busy
+    # 2-core host: 83 of 84 fills on the Regulator, 64 of 65 on the JitterBuffer)
+    assert exact >= 3 and exact >= 0.6 * min(st["two_sided_fills"], gaps), (gaps, exact, why)
 
 
 def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
