@@ -240,9 +240,11 @@ def run_session(
         return sess
 
 
-def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False):
+def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False,
+             repost_fn=None):
     """Test consumer: reads every block and event; posts ``replacement_fn(seq, frames, channels)``
-    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given).
+    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given), and
+    ``repost_fn``'s version of each right after it, if given.
     With ``reattach``, when the producer closes the segment and makes a new one of the same name
     (JackTrip does when the peer's block size differs from its own), it attaches to that one."""
     from nextblock.capture import Consumer, SegmentError
