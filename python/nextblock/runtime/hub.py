@@ -40,7 +40,7 @@ from ..capture import SegmentError, monotonic_ns
 from .collector import freeze_survivors, thaw_survivors
 from .discovery import StreamSource
 from .errors import AttachError, ProducerGone
-from .lookahead import MAX_GAP_BLOCKS, resolve_fill
+from .lookahead import MAX_GAP_BLOCKS, measure_fill, resolve_fill
 from .modelwatch import ModelWatcher
 from .predictors import Predictor, check_stream_compatible
 from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig
@@ -193,6 +193,8 @@ class HubLoop:
         self._guard_cap_ns = 10**12
         self._fill = resolve_fill(self.config.lookahead)
         self.stats.lookahead = "auto" if self._fill is not None else "off"
+        # one cold fill, once: the first time guard of every stream's two-sided fills
+        self._fill_guard_ns = measure_fill(self._fill) if self._fill is not None else None
         self.warmth = KeepWarm(self.config.keep_warm, self.config.keep_warm_interval_ms, self.config.keep_warm_hold_s)
         self.stats.keep_warm = self.warmth  # its counts go into the final statistics
         self._shared_early_ns: int | None = None
@@ -253,7 +255,7 @@ class HubLoop:
                     continue
                 try:
                     st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels,
-                                      post_hook=self.post_hook, fill=self._fill)
+                                      post_hook=self.post_hook, fill=self._fill, fill_guard_ns=self._fill_guard_ns)
                     check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
                     if self.check_stream is not None:
                         self.check_stream(st)

@@ -58,11 +58,14 @@ class ServedStream:
     fill:
         The two-sided fill (:func:`~nextblock.runtime.lookahead.resolve_fill`), or ``None``: every
         replacement one-sided (:class:`~nextblock.runtime.lookahead.Lookahead`).
+    fill_guard_ns:
+        Its first time guard (default: one cold fill measured here).
     """
 
     def __init__(self, consumer: Consumer, schedule_config: ScheduleConfig, context_samples: int, ring_slots: int = 64,
                  channels: tuple[int, ...] | None = None,
-                 post_hook: Callable[[int, np.ndarray], None] | None = None, fill: Callable | None = None):
+                 post_hook: Callable[[int, np.ndarray], None] | None = None, fill: Callable | None = None,
+                 fill_guard_ns: int | None = None):
         self.consumer = consumer
         self.post_hook = post_hook
         self.name = consumer.name
@@ -116,7 +119,8 @@ class ServedStream:
         self._decided_how = [0] * DECISION_MEMORY  # POSTED, LATE or SKIPPED
         self.left_ns: int | None = None
         self.left_reason = ""
-        self.lookahead = Lookahead(self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz)
+        self.lookahead = Lookahead(self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz,
+                                   fill_guard_ns)
         self.new_blocks = False  #: the last poll read a block (the loop then tries the two-sided fill)
 
     # --- reading ---------------------------------------------------------------------------------
