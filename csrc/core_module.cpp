@@ -380,8 +380,11 @@ py::ssize_t long_term_rows(const nextblock::LongTermPredictor& self, const F32Ar
 
 }  // namespace
 
+void init_twosided(py::module_& m);  // csrc/bind_twosided.cpp
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "NextBlock's shared-memory protocol (C++ core). Use nextblock.capture for the Pythonic API.";
+  init_twosided(m);
 
   auto base = py::register_exception<SegmentError>(m, "SegmentError", PyExc_RuntimeError);
   py::register_exception<SegmentNotFound>(m, "SegmentNotFound", base.ptr());

@@ -23,6 +23,14 @@ EPILOG = textwrap.dedent(
       audio is cross-faded back in over the next block. Scores compare with the clean file on the
       lost blocks plus the cross-fade block after each run of losses.
 
+    looking ahead (--lookahead-blocks H):
+      A receive buffer H blocks deep: when a lost block is due, the blocks up to H after it that
+      arrived are in the buffer, and nothing later. Two-sided concealers (lsar, nextblock) then
+      fill the gap between the past and the next arrival (a burst of up to 4 blocks as one gap),
+      ending exactly where it begins (no cross-fade); the others, and gaps with nothing in the
+      buffer after them, are concealed causally. H = 0 (the default) is the causal harness.
+      two_sided_share in the results: the lost blocks filled from both sides.
+
     loss specs:
       none                      no loss
       bernoulli:P               each block lost with probability P              bernoulli:0.05
@@ -36,7 +44,9 @@ EPILOG = textwrap.dedent(
       repeat-xfade   repeat, cross-faded back into real audio
       burg           JackTrip v2.7.2's Regulator Burg prediction
       ar128          order-128 Burg AR fitted to the last 10 blocks (PARCnet's linear part)
-      nextblock      the NextBlock CNN (--model PATH to a .tflite)
+      lsar           two-sided least-squares AR(128) interpolation (with --lookahead-blocks; else ar128)
+      nextblock      the NextBlock CNN (--model PATH to a .tflite); with --lookahead-blocks, its
+                     prediction fused with the LSAR interpolation where the next block is in hand
 
     results (--json): {"results": [one row per concealer and loss]} with concealer, loss, fpp,
       sample_rate, files, lost_blocks, snr_db, lsd_db, visqol, plcmos, thd_n_db,
@@ -58,6 +68,10 @@ EPILOG = textwrap.dedent(
       python -m nextblock.evaluate heldout/ --by-folder --sample-rate 44100 --fpp 256 \
           --concealer burg --concealer ar128 --concealer nextblock --no-visqol --json by-category.json
 
+      # two-sided: the block after a loss is in the buffer (a buffer one block deep)
+      python -m nextblock.evaluate heldout/ --by-folder --lookahead-blocks 1 --no-visqol \
+          --concealer burg --concealer lsar --concealer nextblock --json two-sided.json
+
       # only the sine-sweep THD+N test, fast (no ViSQOL)
       python -m nextblock.evaluate --sine --no-visqol --loss bernoulli:0.1 --concealer burg \\
           --json sine.json
@@ -78,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fpp", type=int, default=128, metavar="FRAMES", help="frames per packet/block, JackTrip's --bufsize (default: 128)")
     parser.add_argument("--loss", action="append", metavar="SPEC", help="loss pattern, repeatable (default: bernoulli:0.05); see 'loss specs' below")
     parser.add_argument("--seed", type=int, default=1, help="seed of the loss patterns (default: 1)")
+    parser.add_argument("--lookahead-blocks", type=int, default=0, metavar="H",
+                        help="blocks after a lost one that the receive buffer holds (default: 0, causal); see 'looking ahead'")
     parser.add_argument("--concealer", action="append", choices=available_concealers(), metavar="NAME", help=f"concealer, repeatable: {', '.join(available_concealers())} (default: zeros, repeat, repeat-xfade, burg)")
     parser.add_argument("--model", metavar="PATH", help="model file for the nextblock concealer")
     parser.add_argument("--per-channel", action="store_true", help="evaluate every channel as its own stream instead of mixing to mono")
@@ -124,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_dir=args.plots,
         plot_files=args.plot_files,
         by_folder=args.by_folder,
+        lookahead_blocks=args.lookahead_blocks,
     )
     for path in args.paths:
         if not os.path.exists(path):

@@ -8,8 +8,10 @@ name                    what a lost block is played as
 ``repeat-xfade``        the last block, cross-faded into real audio on recovery
 ``burg``                JackTrip v2.7.2 Regulator's Burg prediction (``--bufstrategy 3``)
 ``ar128``               order-128 Burg AR on the last 10 blocks (PARCnet's linear part)
+``lsar``                two-sided: least-squares AR(128) interpolation across the gap when the block
+                        after it is in the buffer (``--lookahead-blocks``), else ``ar128``
 ``nextblock``           the NextBlock CNN and the long-term guess, as the runtime plays it (needs
-                        ``model_path``; loaded lazily)
+                        ``model_path``; loaded lazily); with look-ahead, fused with LSAR across the gap
 ``nextblock-net``       the NextBlock CNN alone (the ablation without the long-term guess)
 ======================  ===========================================================================
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .base import StreamingConcealer
+from .base import Lookahead, StreamingConcealer
 
 #: name -> "module:Class" (imported on first use so that ``nextblock`` needs no LiteRT until asked)
 CONCEALERS: dict[str, str] = {
@@ -31,6 +33,7 @@ CONCEALERS: dict[str, str] = {
     "repeat-xfade": "nextblock.concealers.repeat:RepeatCrossfadeConcealer",
     "burg": "nextblock.concealers.burg:BurgConcealer",
     "ar128": "nextblock.concealers.ar:ARConcealer",
+    "lsar": "nextblock.concealers.lsar:LSARConcealer",
     "nextblock": "nextblock.concealers.nextblock:NextBlockConcealer",
     "nextblock-net": "nextblock.concealers.nextblock:NextBlockNetConcealer",
 }
@@ -98,4 +101,4 @@ def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000
         raise ConcealerUnavailable(f"concealer 'nextblock' could not load its model: {error}") from error
 
 
-__all__ = ["CONCEALERS", "ConcealerUnavailable", "StreamingConcealer", "available_concealers", "concealer_class", "make_concealer"]
+__all__ = ["CONCEALERS", "ConcealerUnavailable", "Lookahead", "StreamingConcealer", "available_concealers", "concealer_class", "make_concealer"]

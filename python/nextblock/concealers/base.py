@@ -25,6 +25,15 @@ causality hold by construction (``history`` never contains block ``n`` or later 
 keeps state, a learner) override :meth:`~StreamingConcealer.observe`, which is called with every
 played block after it was appended to the history.
 
+**Looking ahead** (``conceal_stream(..., lookahead_blocks=H)``): when a lost block is due, the
+packet after it is often already in JackTrip's buffer. The harness then hands
+:meth:`~StreamingConcealer.process` a :class:`Lookahead` with the blocks up to ``n + H`` that
+arrived — nothing later, nothing lost — so causality still holds by construction: a concealer
+sees the future only through that argument. A concealer with :attr:`~StreamingConcealer.two_sided`
+fills the gap from both sides (:meth:`~StreamingConcealer.fill_gap`): its fill ends exactly where
+the next block begins, so the arrival after it plays untouched (no cross-fade). The others ignore
+the look-ahead and predict as before; ``H = 0`` gives no look-ahead at all (today's numbers).
+
 Beyond the per-block contract above:
 
 * :meth:`~StreamingConcealer.process` also counts blocks (:attr:`blocks_processed`) and the
@@ -38,11 +47,30 @@ Beyond the per-block contract above:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from ..splice import crossfade
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """What of the future is in the buffer when a lost block is due.
+
+    Attributes
+    ----------
+    gap_blocks : int
+        Missing blocks from the due one up to the first block that arrived (1: only the due one
+        is missing; a burst of ``m`` with the block after it in hand: ``m``).
+    future : np.ndarray, shape ``(future_samples,)``, float32
+        The blocks that arrived right after the gap, contiguous, up to the end of the buffer's
+        window (at least one block).
+    """
+
+    gap_blocks: int
+    future: np.ndarray
 
 
 class StreamingConcealer(ABC):
@@ -78,6 +106,11 @@ class StreamingConcealer(ABC):
     #: fade shape passed to :func:`nextblock.splice.crossfade`: JackTrip's linear ramp over the
     #: block, or ``"recovery"``, the patched JackTrip's short fade after a NextBlock replacement.
     crossfade_kind: ClassVar[str] = "linear"
+    #: whether the concealer fills a gap from both sides when the block after it is in the buffer
+    #: (:meth:`fill_gap`); the others ignore a :class:`Lookahead`.
+    two_sided: ClassVar[bool] = False
+    #: the longest gap (blocks) a two-sided concealer fills; longer bursts are predicted causally
+    max_gap_blocks: ClassVar[int] = 4
 
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, history_samples: int = 8192):
         if frames_per_block <= 0:
@@ -98,6 +131,8 @@ class StreamingConcealer(ABC):
         self.lost_last = False
         self.blocks_processed = 0
         self.blocks_since_arrival = 0
+        #: lost blocks filled from both sides since :meth:`reset` (the rest were predicted causally)
+        self.two_sided_blocks = 0
 
     @property
     def pending_guess(self) -> np.ndarray | None:
@@ -116,12 +151,20 @@ class StreamingConcealer(ABC):
             the block after it (faded out under the real block if that one arrives).
         """
 
+    def fill_gap(self, future: np.ndarray, gap_samples: int) -> np.ndarray | None:
+        """Fill the next ``gap_samples`` from :attr:`history` and the ``future`` samples that follow
+        them (shape ``(future_samples,)``); ``(gap_samples,)`` float32, or ``None`` to predict
+        causally instead. Only called when :attr:`two_sided` is set; ``None`` by default."""
+        return None
+
     def observe(self, played: np.ndarray) -> None:
         """Hook called with every played block (shape ``(frames_per_block,)``) after
         :attr:`history` was updated. No-op by default."""
 
-    def process(self, block: np.ndarray | None) -> np.ndarray:
+    def process(self, block: np.ndarray | None, lookahead: Lookahead | None = None) -> np.ndarray:
         """Feed block ``n`` (shape ``(frames_per_block,)``) or ``None`` when it was lost.
+
+        ``lookahead`` (lost blocks only): what of the future is in the buffer (:class:`Lookahead`).
 
         Returns
         -------
@@ -129,7 +172,9 @@ class StreamingConcealer(ABC):
             The samples played for block ``n``.
         """
         if block is None:
-            out = self._conceal()
+            out = self._fill_from_both_sides(lookahead)
+            if out is None:
+                out = self._conceal()
             self.lost_last = True
             self.blocks_since_arrival += 1
         else:
@@ -147,6 +192,25 @@ class StreamingConcealer(ABC):
         self.blocks_processed += 1
         self.observe(out)
         return out
+
+    def _fill_from_both_sides(self, lookahead: Lookahead | None) -> np.ndarray | None:
+        """Block ``n`` of the two-sided fill, or ``None`` (no look-ahead, too long a gap, or the
+        concealer predicts causally). The fill ends where the next arrival begins: no cross-fade."""
+        if lookahead is None or not self.two_sided or lookahead.gap_blocks > self.max_gap_blocks:
+            return None
+        future = np.asarray(lookahead.future, dtype=np.float32)
+        if future.ndim != 1 or future.shape[0] < 1:
+            raise ValueError(f"lookahead.future has shape {future.shape}, expected (future_samples,)")
+        gap_samples = lookahead.gap_blocks * self.frames_per_block
+        fill = self.fill_gap(future, gap_samples)
+        if fill is None:
+            return None
+        fill = np.asarray(fill, dtype=np.float32)
+        if fill.shape != (gap_samples,):
+            raise ValueError(f"{self.name}.fill_gap returned shape {fill.shape}, expected ({gap_samples},)")
+        self._pending_next = None  # the block after the gap is real and joins the fill as it is
+        self.two_sided_blocks += 1
+        return fill[:self.frames_per_block]
 
     def _conceal(self) -> np.ndarray:
         """Run :meth:`predict`, keep row 1 for the cross-fade and return row 0."""

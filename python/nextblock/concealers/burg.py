@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import StreamingConcealer
+from .base import Lookahead, StreamingConcealer
 
 #: ``HIST`` in Regulator.cpp: packets of history at ``HISTFPP`` frames per packet.
 JACKTRIP_HISTORY_PACKETS = 2
@@ -246,8 +246,9 @@ class BurgConcealer(StreamingConcealer):
         blocks = self.blocks_since_arrival + self._muted_blocks + 1
         return 1000.0 * blocks * self.frames_per_block / self.sample_rate_hz
 
-    def process(self, block: np.ndarray | None) -> np.ndarray:
-        """As :meth:`StreamingConcealer.process`, plus JackTrip's priming and 512 ms mute.
+    def process(self, block: np.ndarray | None, lookahead: Lookahead | None = None) -> np.ndarray:
+        """As :meth:`StreamingConcealer.process` (JackTrip's Burg extrapolates: ``lookahead`` is
+        ignored), plus JackTrip's priming and 512 ms mute.
 
         A block muted for the outage is returned as zeros and leaves every state untouched
         (JackTrip does not run ``processPacket`` for it).
@@ -258,7 +259,7 @@ class BurgConcealer(StreamingConcealer):
                 return np.zeros(self.frames_per_block, dtype=np.float32)
         else:
             self._muted_blocks = 0
-        return super().process(block)
+        return super().process(block, lookahead)
 
     def _conceal(self) -> np.ndarray:
         guess = super()._conceal()

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..features.twosided import DEFAULT_ORDER, DEFAULT_PRIOR_FADE, DEFAULT_PRIOR_WEIGHT, fill_gap
 from ..model.runner import BlockPredictor
 from ..model.stream import StreamPredictor
 from .base import StreamingConcealer
@@ -39,6 +40,15 @@ class NextBlockConcealer(StreamingConcealer):
     crossfade_kind: ClassVar[str] = "recovery"
     #: blend in the long-term (pattern-matching) guess, as the live runtime does
     long_term: ClassVar[bool] = True
+    #: with the block after a gap in the buffer, fill it from both sides: the least-squares AR
+    #: interpolation fused with this model's causal prediction (:mod:`nextblock.features.twosided`)
+    two_sided: ClassVar[bool] = True
+    #: the causal prediction's weight in that fusion (0: LSAR alone; see ``fill_gap``)
+    prior_weight: ClassVar[float] = DEFAULT_PRIOR_WEIGHT
+    #: the share of that weight that fades out towards the gap's end
+    prior_fade: ClassVar[float] = DEFAULT_PRIOR_FADE
+    #: the AR order of that interpolation
+    two_sided_order: ClassVar[int] = DEFAULT_ORDER
 
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | Path | None = None,
                  *, predictor: BlockPredictor | None = None):
@@ -53,6 +63,16 @@ class NextBlockConcealer(StreamingConcealer):
         context = self.history[-self.stream.context_samples:]
         concealed = self.blocks_since_arrival * self.frames_per_block if self.lost_last else 0
         return self.stream.predict(context[None, :], concealed)[0]
+
+    def fill_gap(self, future: np.ndarray, gap_samples: int) -> np.ndarray:
+        """``(gap_samples,)`` float32: the gap between :attr:`history` and ``future`` filled from both
+        sides, the model's causal prediction (its two blocks) as the prior where it reaches."""
+        causal = self.predict().reshape(-1)
+        prior = causal[:gap_samples] if gap_samples <= causal.shape[0] else None
+        fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples,
+                           None if prior is None else prior[None, :], order=self.two_sided_order,
+                           prior_weight=self.prior_weight, prior_fade=self.prior_fade)
+        return fill[0]
 
 
 class NextBlockNetConcealer(NextBlockConcealer):

@@ -21,6 +21,8 @@ field                    meaning
 ``blocks``               blocks evaluated (all channels)
 ``lost_blocks``          lost blocks (all channels)
 ``loss_rate``            ``lost_blocks / blocks``
+``lookahead_blocks``     blocks after a lost one the simulated receive buffer holds (0: causal)
+``two_sided_share``      of the lost blocks, those the concealer filled from both sides
 ``snr_db``               SNR on the lost blocks + the cross-fade block after each run, pooled
                          (energies summed over all files before the ratio)
 ``lsd_db``               log-spectral distance, mean over STFT frames (512/128) touching those blocks
@@ -86,6 +88,9 @@ class EvaluationConfig:
     by_folder:
         Also score every folder of files on its own (rows with ``group`` = the folder's name),
         besides all files together (``group`` = ``"all"``).
+    lookahead_blocks:
+        Blocks after a lost one that are in the receive buffer when it is due
+        (:func:`~nextblock.evaluation.simulate.conceal_stream`); 0 keeps the causal harness.
     """
 
     concealers: list[str]
@@ -103,6 +108,7 @@ class EvaluationConfig:
     plot_files: int = 2
     plot_events: int = 3
     by_folder: bool = False
+    lookahead_blocks: int = 0
 
 
 @dataclass
@@ -113,6 +119,7 @@ class _Accumulator:
     channels: int = 0
     blocks: int = 0
     lost_blocks: int = 0
+    two_sided_blocks: int = 0
     signal_energy: float = 0.0
     error_energy: float = 0.0
     lsd_frames: list = field(default_factory=list)
@@ -181,6 +188,8 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
     """
     if config.frames_per_block <= 0 or config.sample_rate_hz <= 0:
         raise ValueError(f"need positive --fpp and --sample-rate, got {config.frames_per_block} and {config.sample_rate_hz}")
+    if config.lookahead_blocks < 0:
+        raise ValueError(f"--lookahead-blocks must be 0 or more, got {config.lookahead_blocks}")
     specs: list[LossSpec] = [parse_loss_spec(spec) for spec in config.losses]
     if not specs:
         raise ValueError("no loss spec given")
@@ -223,8 +232,9 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
             for name in concealers:
                 cells = [acc[(name, spec.spec, group)] for group in file_groups]
                 for channel in audio:
-                    played, us = conceal_stream(channel, instances[name], lost)
+                    played, us = conceal_stream(channel, instances[name], lost, lookahead_blocks=config.lookahead_blocks)
                     scores = _stream_scores(channel, played, us, lost, config)
+                    scores["two_sided_blocks"] = instances[name].two_sided_blocks
                     for cell in cells:
                         cell.files.add(path)
                         _add_scores(cell, scores)
@@ -245,7 +255,7 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
         for spec in specs:
             lost = spec.mask(n_blocks, loss_rng(config.seed, spec.spec, SINE_STREAM_INDEX))
             for name in concealers:
-                played, _ = conceal_stream(sweep, instances[name], lost)
+                played, _ = conceal_stream(sweep, instances[name], lost, lookahead_blocks=config.lookahead_blocks)
                 acc[(name, spec.spec, "all")].thd_n_db = metrics.thd_n_db(sweep, played)
                 bar.update(1)
     bar.close()
@@ -281,6 +291,7 @@ def _add_scores(cell: _Accumulator, scores: dict) -> None:
     cell.channels += 1
     cell.blocks += scores["blocks"]
     cell.lost_blocks += scores["lost_blocks"]
+    cell.two_sided_blocks += scores.get("two_sided_blocks", 0)
     cell.signal_energy += scores["signal_energy"]
     cell.error_energy += scores["error_energy"]
     cell.lsd_frames.append(scores["lsd_frames"])
@@ -308,6 +319,8 @@ def _row(name: str, spec: str, cell: _Accumulator, config: EvaluationConfig, gro
         "blocks": cell.blocks,
         "lost_blocks": cell.lost_blocks,
         "loss_rate": _finite(cell.lost_blocks / cell.blocks if cell.blocks else math.nan),
+        "lookahead_blocks": config.lookahead_blocks,
+        "two_sided_share": _finite(cell.two_sided_blocks / cell.lost_blocks if cell.lost_blocks else math.nan),
         "snr_db": _finite(metrics.snr_from_energies(cell.signal_energy, cell.error_energy)) if cell.lost_blocks else None,
         "lsd_db": _finite(float(np.mean(lsd))) if lsd.size else None,
         "visqol": _mean_or_none(cell.visqol),

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..concealers.base import StreamingConcealer
+from ..concealers.base import Lookahead, StreamingConcealer
 
 
 def n_blocks_for(n_samples: int, frames_per_block: int) -> int:
@@ -22,7 +22,31 @@ def n_blocks_for(n_samples: int, frames_per_block: int) -> int:
     return -(-int(n_samples) // int(frames_per_block))
 
 
-def conceal_stream(audio_1d: np.ndarray, concealer: StreamingConcealer, lost_mask: np.ndarray, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def lookahead_at(index: int, lost_mask: np.ndarray, lookahead_blocks: int) -> tuple[int, int] | None:
+    """What a buffer ``lookahead_blocks`` deep holds after lost block ``index``: ``(first, end)``,
+    the blocks ``first .. end - 1`` that arrived right after the gap (``first`` is the first arrival
+    after ``index``, ``end`` the first loss after it or the window's end), or ``None`` when no
+    block up to ``index + lookahead_blocks`` arrived.
+
+    >>> lookahead_at(3, np.array([0, 0, 0, 1, 1, 0, 0, 1], bool), 3)
+    (5, 7)
+    >>> lookahead_at(3, np.array([0, 0, 0, 1, 1, 0, 0, 1], bool), 1) is None
+    True
+    """
+    last = min(index + int(lookahead_blocks), lost_mask.shape[0] - 1)
+    first = index + 1
+    while first <= last and lost_mask[first]:
+        first += 1
+    if first > last:
+        return None
+    end = first
+    while end <= last and not lost_mask[end]:
+        end += 1
+    return first, end
+
+
+def conceal_stream(audio_1d: np.ndarray, concealer: StreamingConcealer, lost_mask: np.ndarray, reset: bool = True,
+                   lookahead_blocks: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Play ``audio_1d`` through ``concealer`` with the blocks of ``lost_mask`` lost.
 
     Block ``n`` is ``audio_1d[n * fpp:(n + 1) * fpp]`` (the last block zero-padded). For every
@@ -40,6 +64,11 @@ def conceal_stream(audio_1d: np.ndarray, concealer: StreamingConcealer, lost_mas
         Shape ``(n_blocks,)`` with ``n_blocks == ceil(n_samples / fpp)``, ``True`` = lost.
     reset:
         Call ``concealer.reset()`` first (silence before the stream).
+    lookahead_blocks:
+        How many blocks after the due one the receive buffer holds (0: none, the causal
+        harness). A lost block's :class:`~nextblock.concealers.base.Lookahead` then carries the
+        blocks up to ``index + lookahead_blocks`` that arrived (:func:`lookahead_at`) and nothing
+        else; two-sided concealers fill the gap before them.
 
     Returns
     -------
@@ -65,9 +94,17 @@ def conceal_stream(audio_1d: np.ndarray, concealer: StreamingConcealer, lost_mas
     if reset:
         concealer.reset()
     clock = time.perf_counter_ns
+    if lookahead_blocks < 0:
+        raise ValueError(f"lookahead_blocks must be 0 or more, got {lookahead_blocks}")
     for index in range(n_blocks):
         block = None if lost_mask[index] else blocks[index]
+        ahead = None
+        if block is None and lookahead_blocks:
+            window = lookahead_at(index, lost_mask, lookahead_blocks)
+            if window is not None:
+                first, end = window
+                ahead = Lookahead(first - index, blocks[first:end].reshape(-1).copy())
         start = clock()
-        played[index] = concealer.process(block)
+        played[index] = concealer.process(block, ahead)
         us_per_block[index] = (clock() - start) / 1000.0
     return played.reshape(-1)[:n_samples], us_per_block
