@@ -14,7 +14,8 @@ packets). :class:`Lookahead` (one per :class:`~nextblock.runtime.served.ServedSt
    ``fill(past, future, gap_samples, prior)`` (``nextblock.features.twosided.fill_gap``): past =
    what was played before ``a`` (the context ring), future = the received blocks from ``r`` on,
    prior = the causal guesses for the gap. It starts only if ``due(a) - post_margin`` is at least
-   the recent fill peak away, and posts only if it finished by then.
+   the usual fill time away (per block, the 75th percentile of the recent ones), and posts only if
+   it finished by then.
 4. **Re-post.** Slot ``g`` of the gap is posted again with ``[fill g, fill g + 1]``, the last with
    ``[fill r - 1, real block r]``: the slot is seqlocked and versioned, the producer takes
    whichever complete version it finds at its pull. Its second block *is* the packet that
@@ -41,14 +42,16 @@ log = logging.getLogger("nextblock.attach")
 
 #: longest run of missing blocks filled as one gap (a longer burst stays one-sided)
 MAX_GAP_BLOCKS = 4
-#: samples of played audio before the gap given to the fill (fill_gap needs >= 1024)
-PAST_SAMPLES = 2048
+#: samples of played audio before the gap given to the fill (fill_gap fits its AR model to 1024)
+PAST_SAMPLES = 1024
 #: received blocks after the gap given to the fill, at most
 FUTURE_BLOCKS = 2
 #: seqs remembered per stream (how each was concealed)
 MEMORY = 256
-#: the fill's time guard decays by this factor per fill (as the inference guard)
-_DECAY = 0.95
+#: fill times (per block) the time guard is taken from: their 75th percentile
+GUARD_WINDOW = 32
+#: a fill the guard alone refused counts as one this much shorter (a spike must not lock us out)
+_REFUSED_SHRINK = 0.9
 
 #: how a seq's concealment was made (``explain``)
 TWO_SIDED, NO_LATER_BLOCK, BURST_TOO_LONG, TOO_LATE, OFF = "two_sided", "no_later_block", "burst_too_long", "too_late", "off"
@@ -119,18 +122,28 @@ class Lookahead:
         self._how = [NO_LATER_BLOCK] * MEMORY
         self._open_lo = -1  # missing seqs above this that may still be filled (below: decided)
         self._posted_hi = -1  # newest seq a causal replacement was posted for
-        self.guard_ns = 0  #: recent peak of one fill (decaying), the fill's start margin
+        self.guard_ns = 0  #: what one block's fill takes (75th percentile of the recent ones): its start margin
+        self._times_ns = np.zeros(GUARD_WINDOW, np.int64)  # the recent fill times per block (ring)
+        self._times_n = 0
         self._replacement = np.zeros((2, self.frames, self.channels), np.float32)
         #: counts: gaps filled and posted, slots re-posted, fills finished too late, fills refused
         self.fills = self.reposts = self.fills_late = self.fills_nonfinite = 0
         self.fill_us: list[float] = []  # newest fill times (bounded, for the statistics)
         if fill is not None:
-            self.guard_ns = measure_fill(fill, self.channels, self.frames, self.sample_rate_hz) if guard_ns is None \
-                else int(guard_ns)
+            self._note_time(measure_fill(fill, self.channels, self.frames, self.sample_rate_hz) if guard_ns is None
+                            else int(guard_ns))
 
     @property
     def on(self) -> bool:
         return self.fill is not None
+
+    def _note_time(self, per_block_ns: int) -> None:
+        """One fill's time per block: the guard follows the 75th percentile of the recent ones (a
+        fill is not posted if it finished late anyway; the guard only keeps hopeless ones from
+        holding the loop up)."""
+        self._times_ns[self._times_n % GUARD_WINDOW] = per_block_ns
+        self._times_n += 1
+        self.guard_ns = int(np.percentile(self._times_ns[: min(self._times_n, GUARD_WINDOW)], 75))
 
     # --- what happened to each seq ---------------------------------------------------------------
 
@@ -227,11 +240,11 @@ class Lookahead:
         """Blocks ``a .. r - 1`` are missing, ``r`` arrived."""
         sch = self.schedule
         margin = sch.post_margin_ns
-        # the blocks of the run that are too close to their pull are played one-sided
-        while a < r and sch.due_ns(a) - margin - self.guard_ns < monotonic_ns():
+        # the blocks of the run too close to their pull for a fill of the rest are played one-sided
+        while a < r and sch.due_ns(a) - margin - (r - a) * self.guard_ns < monotonic_ns():
             self._mark(a, TOO_LATE)
             if sch.due_ns(a) - margin > monotonic_ns():  # only the guard said no: a spike must not lock us out
-                self.guard_ns = int(self.guard_ns * _DECAY)
+                self._note_time(int(_REFUSED_SHRINK * self.guard_ns))
             a += 1
         if a == r:
             return 0
@@ -253,7 +266,7 @@ class Lookahead:
             filled = self.fill(past, future, m * frames, prior, sample_rate_hz=self.sample_rate_hz)
         finally:
             t1 = monotonic_ns()
-            self.guard_ns = int(max(self.guard_ns * _DECAY, t1 - t0))
+            self._note_time((t1 - t0) // m)
             if len(self.fill_us) < 4096:
                 self.fill_us.append((t1 - t0) / 1000.0)
         if isinstance(filled, tuple):  # (fill, how each channel was filled)
