@@ -137,13 +137,16 @@ def run_session(
     consumer=None,
     replacement_fn=None,
     client_period_samples: int = 128,
+    repost_fn=None,
 ) -> Session:
     """Runs one loopback session; see module docstring. The server is the receiver under test.
 
     ``consumer``: a function ``(segment_name, stop_event, result_dict)`` run in a thread instead
     of the test consumer (e.g. :func:`scribbler`); ``replacement_fn(seq, frames, channels)``: what
-    the test consumer posts (default :func:`marker_blocks`); ``client_period_samples``: the
-    sending side's JACK period, i.e. the peer's block size (the receiver's is 128)."""
+    the test consumer posts (default :func:`marker_blocks`); ``repost_fn(seq, frames, channels)``:
+    posted for the same seq right after it (a re-post, as a two-sided replacement is);
+    ``client_period_samples``: the sending side's JACK period, i.e. the peer's block size (the
+    receiver's is 128)."""
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
 
@@ -186,7 +189,7 @@ def run_session(
                 consumer_thread = threading.Thread(
                     target=_consume,
                     args=(seg_name, post_replacements, post_ahead, stop, result, stop_consumer_after_s,
-                          replacement_fn or marker_blocks, client_period_samples != 128),
+                          replacement_fn or marker_blocks, client_period_samples != 128, repost_fn),
                     daemon=True,
                 )
                 consumer_thread.start()
@@ -237,9 +240,11 @@ def run_session(
         return sess
 
 
-def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False):
+def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False,
+             repost_fn=None):
     """Test consumer: reads every block and event; posts ``replacement_fn(seq, frames, channels)``
-    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given).
+    for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given), and
+    ``repost_fn``'s version of each right after it, if given.
     With ``reattach``, when the producer closes the segment and makes a new one of the same name
     (JackTrip does when the peer's block size differs from its own), it attaches to that one."""
     from nextblock.capture import Consumer, SegmentError
@@ -266,12 +271,13 @@ def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=m
             return
         created = c.geometry["created_unix_ns"]
         result.setdefault("frames", []).append(c.frames_per_block)
-        posted_upto = _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto)
+        posted_upto = _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto,
+                                   repost_fn)
         if not reattach:
             return
 
 
-def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto):
+def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto, repost_fn=None):
     from nextblock.capture import EventKind, monotonic_ns
 
     frames, channels = c.frames_per_block, c.channels
@@ -294,6 +300,8 @@ def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0,
                     for s in range(max(top + 1, posted_upto + 1), top + 1 + ahead):
                         c.post_replacement(s, replacement_fn(s, frames, channels))
                         result["posted"] += 1
+                        if repost_fn is not None:
+                            c.post_replacement(s, repost_fn(s, frames, channels))
                     posted_upto = max(posted_upto, top + ahead)
                     result["lag"].append(monotonic_ns() - int(batch.arrival_ns[-1]))
             evs, skipped = c.read_events(ev_count, 1024)
@@ -305,6 +313,8 @@ def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0,
                 for s in range(max(top + 1, posted_upto + 1), top + 1 + ahead):
                     c.post_replacement(s, replacement_fn(s, frames, channels))
                     result["posted"] += 1
+                    if repost_fn is not None:
+                        c.post_replacement(s, repost_fn(s, frames, channels))
                 posted_upto = max(posted_upto, top + ahead)
             if stop.is_set() or c.producer_closed:
                 while True:

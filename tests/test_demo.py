@@ -36,10 +36,14 @@ def _recording_or_skip():
 def _check_common(r: subprocess.CompletedProcess, report: dict, nextblock_label: str):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     labels = [row["label"] for row in report["rows"]]
-    assert labels == ["JackTrip default", "Regulator + Burg", nextblock_label]
-    nb = report["rows"][-1]
-    assert nb["by_nextblock"] >= 3, nb  # NextBlock's predictions were played
-    assert nb["by_nextblock"] <= nb["concealed"]
+    two_sided_label = nextblock_label.replace("NextBlock", "NextBlock two-sided")
+    assert labels == ["JackTrip default", "Regulator + Burg", nextblock_label, two_sided_label]
+    causal, two_sided = report["rows"][-2:]
+    for nb in (causal, two_sided):
+        assert nb["by_nextblock"] >= 3, nb  # NextBlock's predictions were played
+        assert nb["by_nextblock"] <= nb["concealed"]
+    # the causal row has --lookahead off; beside it, replacements filled from both sides were played
+    assert causal["two_sided"] == 0 and 1 <= two_sided["two_sided"] <= two_sided["by_nextblock"], two_sided
     for row in report["rows"]:
         assert row["lost"] > 0 and Path(row["wav"]).is_file()
         assert math.isfinite(row["metrics_lost"]["snr_db"]) and math.isfinite(row["metrics_lost"]["lsd_db"])
@@ -48,7 +52,7 @@ def _check_common(r: subprocess.CompletedProcess, report: dict, nextblock_label:
     # the terminal gets a table and paths; the JSON goes to the report file only
     assert not any(line.lstrip().startswith("{") for line in r.stdout.splitlines())
     assert r.stdout.rstrip().splitlines()[-1].startswith("report: ")
-    assert "SNR lost" in r.stdout and "by NextBlock" in r.stdout
+    assert "SNR lost" in r.stdout and "by NextBlock" in r.stdout and "two-sided" in r.stdout
 
 
 def test_stand_in_demo_plays_nextblocks_predictions(tmp_path):
@@ -60,7 +64,10 @@ def test_stand_in_demo_plays_nextblocks_predictions(tmp_path):
     # the offline rows conceal exactly the same blocks as the live one
     assert len({row["lost"] for row in report["rows"]}) == 1
     stats = report["details"]["attach_stats"]
-    assert stats["replacements_used"] >= report["rows"][-1]["by_nextblock"] > 0
+    assert stats["replacements_used"] >= report["rows"][-2]["by_nextblock"] > 0 and stats["lookahead"] == "off"
+    two = report["details"]["attach_stats_two_sided"]
+    assert two["replacements_used"] >= report["rows"][-1]["by_nextblock"] > 0 and two["lookahead"] == "auto"
+    assert report["details"]["identity_splices"] >= 1  # the packet after a two-sided replacement played as it came
 
 
 @pytest.mark.jacktrip

@@ -183,6 +183,85 @@ def test_poster_killed_while_posting_leaves_no_half_replacement_playable(segment
 
 
 # ------------------------------------------------------------------------------------------
+# a re-posted slot (two-sided replacements: the causal one first, the fill over it later)
+
+
+def test_a_reposted_slot_plays_its_newest_complete_version_and_refuses_a_poisoned_one(segment_name):
+    lay = layout()
+    slot = lay["replacement_offset"] + (13 % 8) * lay["replacement_slot_bytes"]
+    with Producer(segment_name, 48000, FRAMES, CHANNELS) as p, Consumer(segment_name, post_replacements=True) as c:
+        c.post_replacement(13, replacement(0.1))  # the causal one
+        v1 = read_at(segment_name, slot, "<Q")
+        two_sided = replacement(0.2)
+        two_sided[1] = block(0.3)  # its second block: the packet that arrived
+        c.post_replacement(13, two_sided)  # the same seq again
+        assert read_at(segment_name, slot, "<Q") == v1 + 2, "each post is a new (even) version"
+        status, got = p.take(13)
+        assert status == "taken" and np.array_equal(got, two_sided)
+        # a re-post with garbage is refused like a first post: the older, valid version is gone
+        for poison in (np.nan, np.inf, 1.5):
+            c.post_replacement(13, replacement(0.1))
+            bad = two_sided.copy()
+            bad[1, 5, 1] = poison
+            c.post_replacement(13, bad)
+            assert p.take(13) == ("refused", None)
+        # a re-post left mid-write (odd version, samples half written) over a valid one: torn
+        c.post_replacement(13, replacement(0.1))
+        write_at(segment_name, slot, "<Q", read_at(segment_name, slot, "<Q") + 1)
+        write_at(segment_name, slot + 32, "<f", 0.9)
+        assert p.take(13) == ("torn", None)
+        # a re-post for another seq of the same slot replaces nothing of this one
+        c.post_replacement(13, replacement(0.1))
+        c.post_replacement(21, replacement(0.4))
+        assert p.take(13) == ("missing", None) and p.take(21)[0] == "taken"
+        counters = p.counters()
+        assert counters["replacements_refused"] == 3 and counters["replacements_torn"] == 1
+
+
+def _repost_forever(name, ready):
+    c = Consumer(name, post_replacements=True)
+    ready.set()
+    first, second = replacement(0.1), replacement(0.2)
+    second[1] = np.linspace(-0.5, 0.5, FRAMES * CHANNELS, dtype=np.float32).reshape(FRAMES, CHANNELS)
+    while True:
+        c.post_replacement(7, first)
+        c.post_replacement(7, second)
+
+
+def test_takes_racing_reposts_of_one_seq_get_one_whole_version_or_torn(segment_name):
+    ctx = mp.get_context("fork")
+    first, second = replacement(0.1), replacement(0.2)
+    second[1] = np.linspace(-0.5, 0.5, FRAMES * CHANNELS, dtype=np.float32).reshape(FRAMES, CHANNELS)
+    with Producer(segment_name, 48000, FRAMES, CHANNELS) as p:
+        ready = ctx.Event()
+        poster = ctx.Process(target=_repost_forever, args=(segment_name, ready), daemon=True)
+        poster.start()
+        try:
+            assert ready.wait(10)
+            seen = {"first": 0, "second": 0, "torn": 0}
+            start = time.monotonic()
+            # 0.3 s of takes, longer (up to 5 s) until both versions were seen on a busy machine
+            while time.monotonic() - start < 0.3 or (time.monotonic() - start < 5 and not (seen["first"] and seen["second"])):
+                status, got = p.take(7)
+                if status == "missing":  # nothing posted yet
+                    assert not (seen["first"] or seen["second"]), "a posted seq went missing"
+                    continue
+                if status == "torn":
+                    seen["torn"] += 1
+                    continue
+                assert status == "taken", status
+                if np.array_equal(got, first):
+                    seen["first"] += 1
+                else:
+                    assert np.array_equal(got, second), "a take mixed two versions of the slot"
+                    seen["second"] += 1
+            assert seen["first"] and seen["second"], seen
+        finally:
+            os.kill(poster.pid, signal.SIGKILL)
+            poster.join(5)
+
+
+# ------------------------------------------------------------------------------------------
 # the poster role and PID reuse
 
 

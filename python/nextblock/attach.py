@@ -60,6 +60,8 @@ status lines (--stats): a totals line, then one line per stream
   fallback    ...with its own concealment                       late       predictions past their deadline (not posted)
   skipped     predictions not started: deadline too close (CPU overload; JackTrip's fallback plays)
   predictions model rows per stream; batches: model calls      infer_us   model time median/p99
+  two_sided   replacements filled from both sides (--lookahead): the block after the gap had arrived
+  one_sided   the other replacements, by why: no later block in time / burst over 4 blocks / too late
 
 --json: the totals (same keys as for one stream), cpu_share (of one core, this process), wakes per
 second, and "streams": one object per stream served (name, peer, local_port, frames_per_block,
@@ -67,7 +69,9 @@ sample_rate_hz, channels, mode, underruns, replacements_used, fallbacks, refused
 Each fallback is explained: fallbacks_late (predicted after its deadline), fallbacks_skipped (not
 started, too little time), fallbacks_unseen (never known missing in time: a late wake-up, a block
 that came late, an outage beyond --max-chain), fallbacks_after_post (posted in time, not played: 0
-when the timing is right).
+when the timing is right). two_sided_share: the concealments played with a two-sided replacement;
+one_sided_no_later_block, one_sided_burst_too_long, one_sided_too_late: why the other replacements
+were causal only.
 
 exit status: 0 stopped (signal or --duration), 2 usage or setup error, 3 JackTrip went away (--once)
 """
@@ -162,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "for 10 s after the last misses (about a tenth of a core for the whole process, nothing on a "
                      "machine where cold predictions are in time); 'on': always; 'off': never (reported as warmups, "
                      "warmup_cpu_share, keep_warm_triggers in --json)")
+    run.add_argument("--lookahead", choices=("auto", "off"), default="auto",
+                     help="auto (default): when the block after a missing one arrives before the missing one is "
+                          "played, fill the gap from both sides (past and that block) and re-post its replacement, "
+                          "whose second block is then the packet that arrived (JackTrip plays it without the "
+                          "recovery fade); bursts of up to 4 blocks are one gap. off: causal replacements only. "
+                          "two_sided_share in --json says how many concealments were two-sided, one_sided_* why "
+                          "the others were not",
+                     )
     run.add_argument("--keep-warm-ms", type=_positive(float), default=4.0, metavar="MS",
                      help="interval of --keep-warm's throw-away predictions (default 4)")
     run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
@@ -315,7 +327,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                               force_mode=None if args.mode == "auto" else args.mode)
     config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
                        jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze, keep_warm=args.keep_warm,
-                       keep_warm_interval_ms=args.keep_warm_ms)
+                       keep_warm_interval_ms=args.keep_warm_ms, lookahead=args.lookahead)
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)

@@ -2,15 +2,18 @@
 
 It plays a recording the model never trained on (a *test-split* recording of the Debian package
 ``singularity-music``) through a link that loses packets (seeded: the same packets in every run),
-and conceals the losses three ways, side by side:
+and conceals the losses four ways, side by side:
 
 1. **JackTrip default** – JackTrip 2.7.2 with its default jitter buffer (``--bufstrategy 1``):
    a lost packet plays as silence;
 2. **Regulator + Burg** – JackTrip's Regulator (``--bufstrategy 3``): a lost packet is guessed by
    Burg linear prediction, the strongest concealment JackTrip ships;
 3. **NextBlock** – the patched JackTrip (``--nextblock``) on the same Regulator with
-   ``nextblock attach`` beside it: its model's prediction plays wherever it is ready in time, Burg
-   otherwise.
+   ``nextblock attach --lookahead off`` beside it: its model's prediction (from the past only)
+   plays wherever it is ready in time, Burg otherwise;
+4. **NextBlock two-sided** – the same with ``--lookahead auto``: where the packet after a lost
+   one arrived before the lost one plays, the replacement is re-posted filled from both sides
+   (the past and that packet), and that packet then plays as it came.
 
 Two ways to run, chosen automatically (the report says which ran):
 
@@ -19,9 +22,10 @@ Two ways to run, chosen automatically (the report says which ran):
   namespaces + a seeded relay when root, loopback + relay otherwise), the recording played into
   the client and recorded at the server, once per row;
 * **stand-in** (no patched JackTrip here): ``nextblock.runtime.emulator`` plays JackTrip's role
-  for the NextBlock row — the recording is streamed block by block in real time through the same
-  shared memory, ``nextblock attach`` predicts live, and a block it did not replace in time plays
-  as silence; the two JackTrip rows are computed offline from the same recording and losses
+  for the NextBlock rows — the recording is streamed block by block in real time through the same
+  shared memory, each block played 2 periods after it arrived (a buffer of 2 packets),
+  ``nextblock attach`` predicts live, and a block it did not replace in time plays as silence;
+  the two JackTrip rows are computed offline from the same recording and losses
   (``nextblock.concealers``: zeros, and the port of JackTrip's Burg).
 
 Output: a short table (SNR and log-spectral distance on the lost packets, ViSQOL of the whole
@@ -59,7 +63,8 @@ loss specs (the same in every nextblock command; probabilities from 0 to 1, pack
 link methods (patched JackTrip only): auto | relay | nft | netem | simloss | none
 
 Columns: lost = packets lost on the link; concealed = blocks the receiver had to make up; by NextBlock =
-of those, how many played NextBlock's prediction; SNR / LSD on the lost packets (higher / lower is
+of those, how many played NextBlock's prediction; two-sided = of those, how many were filled from both
+sides (the packet after the loss had arrived: --lookahead auto); SNR / LSD on the lost packets (higher / lower is
 better) and ViSQOL MOS (1-5) of the whole recording, all against the sent audio.
 """
 
@@ -67,6 +72,8 @@ APT_PACKAGES = {"jackd": "jackd2", "jacktrip": "jacktrip", "jack_lsp": "jackd2",
 PIP_PACKAGES = {"jack": "JACK-Client"}
 PERIOD = 128
 RATE_HZ = 48000
+#: the stand-in plays each block this many periods after it arrived (a JackTrip buffer of 2 packets)
+STAND_IN_HEADROOM_BLOCKS = 2
 REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `scripts/demo.sh --build-jacktrip` or "
               "`nextblock build-jacktrip` (~10 min on 2 cores; it needs JackTrip 2.7.2's release tarball — "
               "`nextblock build-jacktrip --help` says where to put it), then run the demo again")
@@ -149,12 +156,16 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
         nb_buffer, nb_label = ("--bufstrategy", "3"), "NextBlock (on the Regulator)"
     else:
         nb_buffer, nb_label = ("--bufstrategy", "-1", "-z"), "NextBlock (on the ring buffer)"
-    nb = nextblock_receiver(patched, out / "attach-stats.json", buffer_args=nb_buffer, realtime=root)
+    nb = nextblock_receiver(patched, out / "attach-stats.json", ("--lookahead", "off"), buffer_args=nb_buffer,
+                            realtime=root)
+    nb2 = nextblock_receiver(patched, out / "attach-stats-two-sided.json", ("--lookahead", "auto"),
+                             buffer_args=nb_buffer, realtime=root)
+    nb2.label = "nextblock-two-sided"  # its own logs and recorded WAV
     if args.nextblock_on == "regulator":
-        nb.queue = str(REGULATOR_QUEUE_MS)
+        nb.queue = nb2.queue = str(REGULATOR_QUEUE_MS)
     plan = [("JackTrip default", stock_receiver("default", binary=stock), stock),
             ("Regulator + Burg", stock_receiver("regulator", binary=stock), stock),
-            (nb_label, nb, stock)]
+            (nb_label, nb, stock), (nb_label.replace("NextBlock", "NextBlock two-sided"), nb2, stock)]
     rows, details = [], {"stock": stock_note, "runs": {}}
     for i, (label, receiver, sender) in enumerate(plan, 1):
         t0 = time.monotonic()
@@ -170,6 +181,7 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
             "concealed": ev.get("concealments") if ev else (rx.get("glitches") if rx.get("glitches") is not None
                                                               else rx.get("recv_underruns")),
             "by_nextblock": ev.get("replacements_used") if receiver.attach_command else None,
+            "two_sided": _two_sided(receiver),
             "metrics": r["metrics"], "metrics_lost": r.get("metrics_lost_packets") or {},
             "lost_blocks": r.get("dropped_audio_blocks") or r["link"].get("dropped_indices") or [],
         })
@@ -179,6 +191,17 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
         details["sent_wav"] = r["sent_wav"]
         details["link"] = f"{r['link']['method']} over {r['link']['topology']} ({r['link']['reason']})"
     return rows, details
+
+
+def _two_sided(receiver) -> int | None:
+    """Concealments filled from both sides in a NextBlock run (its attach statistics), else None."""
+    if not receiver.attach_command or "--json" not in receiver.attach_command:
+        return None
+    path = Path(receiver.attach_command[receiver.attach_command.index("--json") + 1])
+    try:
+        return int(json.loads(path.read_text())["two_sided"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _lost_mask(spec: str, seed: int, n_blocks: int, lead_in_blocks: int) -> np.ndarray:
@@ -214,34 +237,45 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
     mask = lost_sample_mask(np.flatnonzero(lost), len(audio), PERIOD)
     rows = []
     for i, (label, name) in enumerate((("JackTrip default", "zeros"), ("Regulator + Burg", "burg")), 1):
-        print(f"  [{i}/3] {label} (computed offline: nextblock.concealers.{name}) ...", end="", flush=True)
+        print(f"  [{i}/4] {label} (computed offline: nextblock.concealers.{name}) ...", end="", flush=True)
         t0 = time.monotonic()
         played, _ = conceal_stream(audio, make_concealer(name, PERIOD, RATE_HZ), lost)
         print(f" {time.monotonic() - t0:.0f} s", flush=True)
         rows.append({"label": label, "played": played})
-    print("  [3/3] NextBlock (live: stand-in producer + nextblock attach, in real time) ...", end="", flush=True)
-    t0 = time.monotonic()
-    segment = f"/nextblock-demo-{os.getpid()}"
-    stats_path = out / "attach-stats.json"
-    argv = [sys.executable, "-m", "nextblock.attach", "--segment", segment, "--json", str(stats_path)]
-    if os.geteuid() == 0:
-        argv.append("--realtime")
-    with Producer(segment, RATE_HZ, PERIOD, 1) as producer:
-        with ManagedProcess(argv, out / "attach.log", env=attach_child_env(), stop_signal=signal.SIGINT) as attach:
-            try:
-                wait_until(producer.consumer_alive, 60.0, 0.05, "nextblock attach to open the segment")
-            except TimeoutError:
-                attach.check_alive("nextblock attach")
-                raise
-            time.sleep(0.5)  # its model is loaded once it attaches; let it settle
-            result = stream(producer, audio[:, None], lost)
-    print(f" {time.monotonic() - t0:.0f} s", flush=True)
-    outcome = result["outcome"]
-    rows.append({"label": "NextBlock (stand-in producer)", "played": result["played"][:, 0],
-                 "by_nextblock": int((outcome == 1).sum())})
+    results = {}
+    for i, (lookahead, label) in enumerate((("off", "NextBlock (stand-in producer)"),
+                                            ("auto", "NextBlock two-sided (stand-in producer)")), 3):
+        print(f"  [{i}/4] {label.split(' (')[0]} (live: stand-in producer + nextblock attach --lookahead {lookahead}, "
+              "in real time) ...", end="", flush=True)
+        t0 = time.monotonic()
+        stats_path = out / ("attach-stats.json" if lookahead == "off" else "attach-stats-two-sided.json")
+        segment = f"/nextblock-demo-{os.getpid()}-{lookahead}"
+        argv = [sys.executable, "-m", "nextblock.attach", "--segment", segment, "--json", str(stats_path),
+                "--lookahead", lookahead]
+        if os.geteuid() == 0:
+            argv.append("--realtime")
+        with Producer(segment, RATE_HZ, PERIOD, 1) as producer:
+            with ManagedProcess(argv, out / f"attach-{lookahead}.log", env=attach_child_env(),
+                                stop_signal=signal.SIGINT) as attach:
+                try:
+                    wait_until(producer.consumer_alive, 60.0, 0.05, "nextblock attach to open the segment")
+                except TimeoutError:
+                    attach.check_alive("nextblock attach")
+                    raise
+                time.sleep(0.5)  # its model is loaded once it attaches; let it settle
+                result = stream(producer, audio[:, None], lost, headroom_blocks=STAND_IN_HEADROOM_BLOCKS)
+        print(f" {time.monotonic() - t0:.0f} s", flush=True)
+        try:
+            stats = json.loads(stats_path.read_text())
+        except (OSError, ValueError) as exc:
+            stats = {"error": f"no attach stats at {stats_path}: {exc}"}
+        results[lookahead] = (result, stats)
+        rows.append({"label": label, "played": result["played"][:, 0], "by_nextblock": int((result["outcome"] == 1).sum()),
+                     "two_sided": stats.get("two_sided")})
     for row in rows:
         row["lost"] = row["concealed"] = int(lost.sum())
         row.setdefault("by_nextblock", None)
+        row.setdefault("two_sided", None)
         row["metrics"] = score(audio, row["played"], RATE_HZ)
         row["metrics_lost"] = score(audio, row["played"], RATE_HZ, sample_mask=mask)
         row["lost_blocks"] = np.flatnonzero(lost).tolist()
@@ -249,11 +283,10 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
         row["wav"] = write_wav(out / f"played-{slug}.wav", row["played"], RATE_HZ)
     details = {"sent_wav": write_wav(out / "sent.wav", audio, RATE_HZ), "link": "none (stand-in producer; losses drawn "
                f"with the relay's loss model: {args.loss}, seed {args.seed})",
-               "tick_late_us_p99": float(np.percentile(result["tick_late_us"], 99))}
-    try:
-        details["attach_stats"] = json.loads(stats_path.read_text())
-    except (OSError, ValueError) as exc:
-        details["attach_stats"] = {"error": f"no attach stats at {stats_path}: {exc}"}
+               "tick_late_us_p99": float(np.percentile(results["off"][0]["tick_late_us"], 99)),
+               "headroom_blocks": STAND_IN_HEADROOM_BLOCKS,
+               "attach_stats": results["off"][1], "attach_stats_two_sided": results["auto"][1],
+               "identity_splices": int(results["auto"][0]["identity_splice"].sum())}
     return rows, details
 
 
@@ -271,12 +304,15 @@ def _fmt(x, nd=1) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """The comparison as text, one line per row (what the demo prints)."""
-    head = f"{'':<32}{'lost':>6}{'concealed':>11}{'by NextBlock':>14}{'SNR lost':>10}{'LSD lost':>10}{'ViSQOL':>8}"
-    lines = [head, f"{'':<32}{'':>6}{'':>11}{'':>14}{'dB':>10}{'dB':>10}{'MOS':>8}"]
+    w = max(32, max((len(r["label"]) + 2 for r in rows), default=0))
+    head = (f"{'':<{w}}{'lost':>6}{'concealed':>11}{'by NextBlock':>14}{'two-sided':>11}{'SNR lost':>10}"
+            f"{'LSD lost':>10}{'ViSQOL':>8}")
+    lines = [head, f"{'':<{w}}{'':>6}{'':>11}{'':>14}{'':>11}{'dB':>10}{'dB':>10}{'MOS':>8}"]
     for r in rows:
         ml = r.get("metrics_lost") or {}
-        lines.append(f"{r['label']:<32}{_fmt(r['lost']):>6}{_fmt(r['concealed']):>11}{_fmt(r['by_nextblock']):>14}"
-                     f"{_fmt(ml.get('snr_db')):>10}{_fmt(ml.get('lsd_db')):>10}{_fmt(r.get('visqol'), 2):>8}")
+        lines.append(f"{r['label']:<{w}}{_fmt(r['lost']):>6}{_fmt(r['concealed']):>11}{_fmt(r['by_nextblock']):>14}"
+                     f"{_fmt(r.get('two_sided')):>11}{_fmt(ml.get('snr_db')):>10}{_fmt(ml.get('lsd_db')):>10}"
+                     f"{_fmt(r.get('visqol'), 2):>8}")
     return "\n".join(lines)
 
 
@@ -352,13 +388,14 @@ def _run(args) -> int:
     print(f"\nNextBlock demo on the {mode} — {details['link']}")
     print(format_table(rows))
     print("  lost: packets lost on the link; concealed: blocks made up; by NextBlock: of those, NextBlock's\n"
-          "  prediction; SNR/LSD on the lost packets (higher/lower is better); ViSQOL of the whole recording")
+          "  prediction; two-sided: of those, filled from both sides (the next packet was there); SNR/LSD on\n"
+          "  the lost packets (higher/lower is better); ViSQOL of the whole recording")
     if mode == "stand-in producer":
         print("  (the JackTrip rows are computed offline from the same recording and losses)")
     print("\nlisten:")
-    print(f"  {'sent (no loss)':<32}{details['sent_wav']}")
+    print(f"  {'sent (no loss)':<40}{details['sent_wav']}")
     for r in rows:
-        print(f"  {r['label']:<32}{r['wav']}")
+        print(f"  {r['label']:<40}{r['wav']}")
     for p in plots:
         print(f"plot:   {p}")
     report = {"mode": mode, "message": message, "patched_jacktrip": patched, "recording": source,

@@ -73,6 +73,7 @@ class ContextRing:
         # the second block of a posted replacement, by the seq it fades into (put_predicted)
         self._fade_from = np.zeros((self.slots, self.channels, self.frames_per_block), np.float32)
         self._fade_seq = np.full(self.slots, NO_SEQ, np.int64)
+        self._faded_seq = np.full(self.slots, NO_SEQ, np.int64)  # a received block cross-faded in place
         #: weight of the replacement's second block over the block after a concealment (1 -> 0
         #: over the recovery fade of ``shm_protocol.hpp``: what the patched JackTrip and the
         #: stand-in producer play)
@@ -128,6 +129,7 @@ class ContextRing:
         block = self.samples[:, start:end]
         block += self._fade_out * (self._fade_from[slot] - block)
         self.samples[:, start + self._half_samples : end + self._half_samples] = block
+        self._faded_seq[slot] = seq
 
     def source_of(self, seq: int) -> int:
         """Where the samples held for ``seq`` came from (``EMPTY`` when the slot holds another seq)."""
@@ -141,6 +143,28 @@ class ContextRing:
             return None
         start = slot * self.frames_per_block
         return self.samples[:, start : start + self.frames_per_block]
+
+    def raw_received(self, seq: int, max_blocks: int) -> np.ndarray | None:
+        """View ``(channels, n * frames_per_block)`` of the received blocks ``seq, seq + 1, ...``
+        (at most ``max_blocks``, as they arrived), or ``None`` when ``seq`` is not here or was
+        already cross-faded in place from a guess before it (:meth:`context_for`)."""
+        slot = seq & self._mask
+        if self.seq_of_slot[slot] != seq or self.source_of_slot[slot] != RECEIVED or self._faded_seq[slot] == seq:
+            return None
+        n = 1
+        while n < max_blocks and self.source_of(seq + n) == RECEIVED and self._faded_seq[(seq + n) & self._mask] != seq + n:
+            n += 1
+        start = slot * self.frames_per_block
+        return self.samples[:, start : start + n * self.frames_per_block]
+
+    def predicted_run(self, seq: int, n_blocks: int) -> np.ndarray | None:
+        """Our guesses for blocks ``seq .. seq + n_blocks - 1`` as one ``(channels, n_blocks *
+        frames_per_block)`` view, or ``None`` when any of them is not a guess held here."""
+        for s in range(seq, seq + n_blocks):
+            if self.source_of(s) != PREDICTED:
+                return None
+        start = (seq & self._mask) * self.frames_per_block
+        return self.samples[:, start : start + n_blocks * self.frames_per_block]
 
     def concealed_samples_before(self, next_seq: int, max_blocks: int) -> int:
         """Samples at the end of the context before ``next_seq`` that were not received (our

@@ -10,7 +10,8 @@ segment ``/nextblock-<pid>``; a hub server one per client, ``/nextblock-<pid>-<p
 * **audio callback** – once per block period, for all streams together (a hub's JACK callback),
   the block due ``--headroom-blocks`` after its nominal arrival is played: if it is there it plays
   (cross-faded from the replacement's second block after a concealment, JackTrip's
-  ``futurePredictedPacket``); if not (dropped, or arriving after its play-out) the replacement posted
+  ``futurePredictedPacket``, except where that block equals the packet: a two-sided replacement,
+  whose splice is an identity); if not (dropped, or arriving after its play-out) the replacement posted
   for exactly its seq is taken (UNDERRUN, outcome REPLACEMENT, or REFUSED for a non-finite or
   |x| > 1 sample) or JackTrip's fallback plays (here: silence; outcome FALLBACK). Then the play-out
   clock is written: ``note_playout(seq, queued_blocks)``.
@@ -24,7 +25,8 @@ a hub.
 Run ``python -m nextblock.runtime.emulator --help``. The summary (one JSON line) has per-stream and
 total counts; ``--out`` writes the first stream's arrays to an ``.npz``: ``seq`` ``(n,)``, ``lost``
 ``(n,)`` bool (concealed: dropped or late), ``dropped`` ``(n,)``, ``outcome`` ``(n,)`` (0 received,
-1 replacement, 2 fallback, 3 refused), ``taken`` ``(n, 2, frames, channels)`` (zeros where nothing
+1 replacement, 2 fallback, 3 refused), ``identity_splice`` ``(n,)`` (a received block after a
+replacement whose second block was exactly that block: played as it came, no recovery fade), ``taken`` ``(n, 2, frames, channels)`` (zeros where nothing
 was taken), ``played`` ``(n * frames, channels)``, ``sent`` ``(n * frames, channels)`` (the clean
 stream), ``late_arrivals`` ``(n,)`` and ``tick_late_us`` (how late each callback ran).
 """
@@ -244,7 +246,7 @@ def run_streams(
         st = dict(
             plan=plan, n=n, channels=channels, producer=None, arrived=np.zeros(n, bool),
             blocks=plan.audio[: n * frames].reshape(n, frames, channels),
-            outcome=np.zeros(n, np.int8), lost=np.zeros(n, bool), late=np.zeros(n, bool),
+            outcome=np.zeros(n, np.int8), lost=np.zeros(n, bool), late=np.zeros(n, bool), identity=np.zeros(n, bool),
             next_arrival=0, previous=None, counters={}, segment=None,
         )
         if keep_audio:
@@ -309,12 +311,17 @@ def run_streams(
             producer = st["producer"]
             seq = first_seq + k
             if st["arrived"][k]:
+                previous = st["previous"]
+                if previous is not None and np.array_equal(previous[1], st["blocks"][k]):
+                    st["identity"][k] = True  # a two-sided replacement: its second block is this packet
                 if keep_audio:
-                    previous = st["previous"]
                     if previous is not None:  # cross-fade from the guess into the real block
                         for c in range(st["channels"]):
-                            st["played"][k, :, c] = crossfade(previous[1, :, c], st["blocks"][k, :, c], "recovery",
-                                                              sample_rate_hz)
+                            real = st["blocks"][k, :, c]
+                            faded = crossfade(previous[1, :, c], real, "recovery", sample_rate_hz)
+                            # where the guess's second block is this packet the splice is an identity:
+                            # the packet plays as it came (JackTrip's patch compares the same way)
+                            st["played"][k, :, c] = np.where(previous[1, :, c] == real, real, faded)
                     else:
                         st["played"][k] = st["blocks"][k]
                 st["previous"] = None
@@ -348,7 +355,7 @@ def run_streams(
         out = dict(
             seq=np.arange(first_seq, first_seq + n, dtype=np.int64), lost=st["lost"], dropped=plan.dropped.copy(),
             outcome=st["outcome"], late_arrivals=st["late"], counters=st["counters"], segment=st["segment"],
-            tick_late_us=tick_late_us,
+            tick_late_us=tick_late_us, identity_splice=st["identity"],
         )
         if keep_audio:
             out.update(taken=st["taken"], played=st["played"].reshape(-1, st["channels"]),
@@ -363,15 +370,17 @@ def stream(
     lost: np.ndarray,
     first_seq: int = 1000,
     speed: float = 1.0,
+    headroom_blocks: int = 0,
 ) -> dict:
     """Stream ``audio`` ``(n_blocks * frames, channels)`` through one existing ``producer`` in
-    real time, with no headroom and no jitter: block ``k`` arrives and is due in the same period
-    (JackTrip at its minimum latency). ``lost`` ``(n_blocks,)`` marks dropped blocks. Returns the
-    arrays described in the module docstring."""
+    real time, with no jitter and ``headroom_blocks`` of headroom (default none: block ``k``
+    arrives and is due in the same period, JackTrip at its minimum latency; with ``h`` the block
+    after a lost one arrives ``h`` periods before the lost one plays). ``lost`` ``(n_blocks,)``
+    marks dropped blocks. Returns the arrays described in the module docstring."""
     plan = StreamPlan(port=0, start_tick=0, audio=audio, dropped=np.asarray(lost, bool),
                       jitter_ns=np.zeros(len(lost), np.int64))
     (result,) = run_streams([plan], lambda _plan: _Borrowed(producer), producer.frames_per_block,
-                            producer.sample_rate_hz, 0, first_seq, speed)
+                            producer.sample_rate_hz, headroom_blocks, first_seq, speed)
     result["lost"] = np.asarray(lost, bool)
     return result
 
@@ -531,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
             "dropped": int(r["dropped"].sum()), "late_arrivals": int(r["late_arrivals"].sum()), "replaced": used,
             "fallbacks": int((r["outcome"] == 2).sum()), "refused": int((r["outcome"] == 3).sum()),
             "replacement_share": used / lost if lost else None,
+            # packets after a replacement whose second block was that packet (two-sided): played as they came
+            "identity_splices": int(r["identity_splice"].sum()),
             # where the misses were (block index from the stream's start; the first 20): diagnosis
             "fallback_blocks": np.flatnonzero(r["outcome"] == 2)[:20].tolist(),
         })
@@ -539,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     first = results[0]
     summary = {
         "blocks": sum(s["blocks"] for s in streams), "lost": lost, "replaced": used,
+        "identity_splices": sum(s["identity_splices"] for s in streams),
         "replacement_share": used / lost if lost else None,
         "tick_late_us_p99": float(np.percentile(first["tick_late_us"], 99)),
         "tick_late_us_max": float(np.max(first["tick_late_us"])),

@@ -15,10 +15,14 @@
    batch), unless a deadline is already closer than the recent inference peak (that prediction
    is skipped: JackTrip's fallback plays – never a late post). Each stream then checks, clips and
    posts its rows.
-5. **Sleep** until the earliest decision time of any stream (GIL released). A speculative stream
-   also wakes the loop when its block arrives (the segment's futex); with several speculative
-   streams the loop polls at an eighth of a period.
-6. Between blocks: heartbeats, dead-producer checks, model hot-swap, status lines.
+5. **Fill from both sides** (:mod:`~nextblock.runtime.lookahead`): where a block after a missing
+   one arrived before the missing one is played, fill the gap from both sides and re-post its
+   slots (after the causal predictions: those are the safety net).
+6. **Sleep** until the earliest decision time of any stream (GIL released). A speculative stream
+   also wakes the loop when its block arrives (the segment's futex), and so does a stream whose
+   missing block may still be filled from both sides; with several such streams and no
+   ``futex_waitv`` the loop polls at an eighth of a period.
+7. Between blocks: heartbeats, dead-producer checks, model hot-swap, status lines.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from ..capture import SegmentError, monotonic_ns
 from .collector import freeze_survivors, thaw_survivors
 from .discovery import StreamSource
 from .errors import AttachError, ProducerGone
+from .lookahead import MAX_GAP_BLOCKS, measure_fill, resolve_fill
 from .modelwatch import ModelWatcher
 from .predictors import Predictor, check_stream_compatible
-from .schedule import JUST_IN_TIME, SPECULATIVE, ScheduleConfig
+from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig
 from .served import ServedStream
 from .stats import HubStats
 from .warmth import KeepWarm
@@ -100,6 +105,10 @@ class HubConfig:
         (:class:`~nextblock.runtime.warmth.KeepWarm`); ``"on"``: always; ``"off"``: never.
     keep_warm_interval_ms, keep_warm_hold_s : float
         Its interval (default 4 ms) and, for ``auto``, how long it lasts after the misses (10 s).
+    lookahead : str
+        ``"auto"`` (default): where the block after a missing one arrives before the missing one
+        is played, re-post its replacement filled from both sides
+        (:mod:`~nextblock.runtime.lookahead`); ``"off"``: causal replacements only.
     """
 
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -115,6 +124,7 @@ class HubConfig:
     keep_warm: str = "auto"
     keep_warm_interval_ms: float = 4.0
     keep_warm_hold_s: float = 10.0
+    lookahead: str = "auto"
 
 
 class HubLoop:
@@ -181,6 +191,10 @@ class HubLoop:
         self._concealed = np.zeros(0, np.int64)  # per batch row: samples of the context we concealed
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
+        self._fill = resolve_fill(self.config.lookahead)
+        self.stats.lookahead = "auto" if self._fill is not None else "off"
+        # one cold fill, once: the first time guard of every stream's two-sided fills
+        self._fill_guard_ns = measure_fill(self._fill) if self._fill is not None else None
         self.warmth = KeepWarm(self.config.keep_warm, self.config.keep_warm_interval_ms, self.config.keep_warm_hold_s)
         self.stats.keep_warm = self.warmth  # its counts go into the final statistics
         self._shared_early_ns: int | None = None
@@ -241,7 +255,7 @@ class HubLoop:
                     continue
                 try:
                     st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels,
-                                      post_hook=self.post_hook)
+                                      post_hook=self.post_hook, fill=self._fill, fill_guard_ns=self._fill_guard_ns)
                     check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
                     if self.check_stream is not None:
                         self.check_stream(st)
@@ -323,6 +337,9 @@ class HubLoop:
         guard = min(self._guard_ns, self._guard_cap_ns)
         keep = []
         for st, action in actions:
+            if st.lookahead.filled(action.seq):  # filled from both sides already: keep that one
+                st.schedule.done(action.seq)
+                continue
             if now + guard > action.deadline_ns:
                 st.skip(action, now)
                 self.warmth.note_decision(True, now)
@@ -467,6 +484,10 @@ class HubLoop:
                         actions.append((st, action))
                     elif schedule.wake_ns is not None:
                         wake = min(wake, schedule.wake_ns)
+            # the blocks after a gap are here: re-post the gap filled from both sides (the causal
+            # replacements of this pass are posted already)
+            if self._fill is not None:
+                self._fill_gaps()
             # between blocks
             if self.watcher is not None:
                 ready = self.watcher.take()
@@ -509,14 +530,25 @@ class HubLoop:
             missing_wake = self._use_missing_wake()
             if missing_wake:
                 stats.missing_wake_sleeps += 1
-            for st in self.streams.values():
+            t = monotonic_ns()
+            # a stream whose missing block may still be filled from both sides waits for its blocks
+            watch = {name: st.lookahead.watch_until_ns(t) for name, st in self.streams.items()} if self._fill else {}
+            waiters = len(block_waiters)
+            if watch:
+                waiters += sum(1 for name, st in self.streams.items()
+                               if watch[name] is not None and st.schedule.mode == JUST_IN_TIME)
+            for name, st in self.streams.items():
                 schedule = st.schedule
-                jit = schedule.mode == JUST_IN_TIME
-                if not jit and len(block_waiters) == 1:
+                watch_ns = watch.get(name)
+                jit = schedule.mode == JUST_IN_TIME and watch_ns is None
+                if not jit and waiters == 1:
                     block_wait = len(items)
                 schedule.missing_wake = jit and missing_wake
+                own_wake = schedule.wake_ns or 0
+                if watch_ns is not None:
+                    own_wake = min(own_wake, watch_ns) if own_wake else watch_ns
                 items.append((st.tap, jit, schedule.handled_seq, schedule.decision_lead_ns(budget) if jit else 0,
-                              0 if jit else (schedule.wake_ns or 0), st.period_ns, schedule.stale_ns,
+                              0 if jit else own_wake, st.period_ns, schedule.stale_ns,
                               schedule.config.max_chain_blocks,
                               schedule.lookahead_blocks(budget) if jit and missing_wake else 0))
             stats.sleeps += 1
@@ -526,6 +558,27 @@ class HubLoop:
             else:
                 time.sleep(max(0, until_ns - monotonic_ns()) / 1e9)
             woke_ns = monotonic_ns()
+
+    def _fill_gaps(self) -> None:
+        """Where blocks arrived after a gap: the gap's causal predictions not made yet (the block
+        after it came before their decision time) now, one block per stream per model call so that
+        a burst chains, then every such gap filled from both sides and re-posted."""
+        waiting = [st for st in self.streams.values() if st.new_blocks]
+        for _ in range(MAX_GAP_BLOCKS):
+            early = []
+            t = monotonic_ns()
+            for st in waiting:
+                seq = st.lookahead.undecided(t)
+                if seq is not None:
+                    early.append((st, Action(seq, st.schedule.due_ns(seq) - st.schedule.post_margin_ns,
+                                             chained=not st.received(seq - 1))))
+            if not early:
+                break
+            self._predict(early)
+        t = monotonic_ns()
+        for st in waiting:
+            st.new_blocks = False
+            st.lookahead.after_blocks(t)
 
     def _use_missing_wake(self) -> bool:
         """Whether just-in-time streams sleep on the missing-block wake now (``HubConfig.jit_wake``)."""

@@ -25,6 +25,7 @@ from .. import _core
 from ..capture import Consumer, EventKind, Outcome, monotonic_ns
 from .context import RECEIVED, ContextRing
 from .guard import SampleGuard
+from .lookahead import Lookahead
 from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
 from .stats import RuntimeStats
 
@@ -52,12 +53,19 @@ class ServedStream:
     ring_slots:
         Blocks of context kept per channel, at least (more where the context needs them).
     post_hook:
-        Test hook, called as ``post_hook(seq, replacement)`` after each post (off the deadline).
+        Test hook, called as ``post_hook(seq, replacement)`` after each post (off the deadline),
+        the two-sided re-posts included.
+    fill:
+        The two-sided fill (:func:`~nextblock.runtime.lookahead.resolve_fill`), or ``None``: every
+        replacement one-sided (:class:`~nextblock.runtime.lookahead.Lookahead`).
+    fill_guard_ns:
+        Its first time guard (default: one cold fill measured here).
     """
 
     def __init__(self, consumer: Consumer, schedule_config: ScheduleConfig, context_samples: int, ring_slots: int = 64,
                  channels: tuple[int, ...] | None = None,
-                 post_hook: Callable[[int, np.ndarray], None] | None = None):
+                 post_hook: Callable[[int, np.ndarray], None] | None = None, fill: Callable | None = None,
+                 fill_guard_ns: int | None = None):
         self.consumer = consumer
         self.post_hook = post_hook
         self.name = consumer.name
@@ -111,6 +119,9 @@ class ServedStream:
         self._decided_how = [0] * DECISION_MEMORY  # POSTED, LATE or SKIPPED
         self.left_ns: int | None = None
         self.left_reason = ""
+        self.lookahead = Lookahead(self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz,
+                                   fill_guard_ns)
+        self.new_blocks = False  #: the last poll read a block (the loop then tries the two-sided fill)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -147,6 +158,7 @@ class ServedStream:
             self.last_block_ns = now_ns
         if self.consumer.events_written > self.events_seen:
             self._read_events()
+        self.new_blocks = blocks > 0
         return blocks > 0
 
     def _read_events(self) -> None:
@@ -158,6 +170,8 @@ class ServedStream:
             if stats.count_event(e):
                 if e.outcome == Outcome.FALLBACK:
                     stats.count_fallback(self.explain_fallback(int(e.seq)))
+                elif e.outcome == Outcome.REPLACEMENT:
+                    stats.count_sided(self.lookahead.explain(int(e.seq)))
             elif e.kind == EventKind.CONSUMER_LOST:
                 log.warning("%s: the producer lost this consumer at seq %d (too slow or stalled)", self.name, e.seq)
         if skipped:
@@ -244,9 +258,19 @@ class ServedStream:
             self._remember(action.seq, LATE)
         else:
             self._remember(action.seq, POSTED)
+            self.lookahead.note_post(action.seq)
         if self.post_hook is not None:
             self.post_hook(action.seq, replacement)
         return True
+
+    def _repost(self, seq: int, replacement: np.ndarray) -> None:
+        """The two-sided version of ``seq``'s replacement ``(2, frames, channels)`` (in [-1, 1],
+        finite), in time (the :class:`Lookahead` checked the deadline)."""
+        self.consumer.post_replacement(seq, replacement)
+        self.stats.two_sided_posts += 1
+        self._remember(seq, POSTED)
+        if self.post_hook is not None:
+            self.post_hook(seq, replacement)
 
     def skip(self, action: Action, now_ns: int) -> None:
         """A prediction not started because its deadline was too close (overload)."""
@@ -276,6 +300,7 @@ class ServedStream:
             left=self.left_ns is not None,
             left_reason=self.left_reason,
         )
+        d.update(self.lookahead.to_dict())
         return d
 
     def status_line(self) -> str:
@@ -285,6 +310,7 @@ class ServedStream:
             f"{self.identity['name']:<22} {self.schedule.mode:<12} blocks={st.blocks} underruns={st.underruns} "
             f"replaced={st.replacements_used}{'' if share is None else f' ({100 * share:.1f}%)'} "
             f"fallback={st.fallbacks} late={st.late} skipped={st.overload_skips} predictions={st.predictions}"
+            f"{st.sided_status()}"
         )
 
     def close(self, reason: str) -> None:

@@ -95,6 +95,15 @@ class RuntimeStats:
     refused : int
         Of those, the ones with outcome REFUSED (a replacement was posted but the producer found a
         non-finite or out-of-range sample in it and played its fallback).
+    two_sided : int
+        Of ``replacements_used``, those filled from both sides: the block after the gap had arrived
+        and the replacement was re-posted with it (:mod:`~nextblock.runtime.lookahead`).
+    one_sided_no_later_block, one_sided_burst_too_long, one_sided_too_late, one_sided_off : int
+        The rest of ``replacements_used`` (causal only), by why: no later block arrived in time,
+        more than four blocks missing in a row, a later block came but too close to the deadline to
+        compute and post the fill, ``--lookahead off``.
+    two_sided_posts : int
+        Slots re-posted with a two-sided fill.
     predictions : int
         Model calls.
     posts : int
@@ -133,6 +142,12 @@ class RuntimeStats:
     fallbacks_unseen: int = 0
     fallbacks_after_post: int = 0
     refused: int = 0
+    two_sided: int = 0
+    one_sided_no_later_block: int = 0
+    one_sided_burst_too_long: int = 0
+    one_sided_too_late: int = 0
+    one_sided_off: int = 0
+    two_sided_posts: int = 0
     predictions: int = 0
     posts: int = 0
     chained_posts: int = 0
@@ -174,6 +189,23 @@ class RuntimeStats:
         name = f"fallbacks_{reason}"
         setattr(self, name, getattr(self, name) + 1)
 
+    def count_sided(self, how: str) -> None:
+        """Count how a REPLACEMENT concealment was made: ``"two_sided"`` or the reason it was
+        one-sided (``no_later_block``, ``burst_too_long``, ``too_late``, ``off``)."""
+        name = "two_sided" if how == "two_sided" else f"one_sided_{how}"
+        setattr(self, name, getattr(self, name) + 1)
+
+    def two_sided_share(self) -> float | None:
+        """Share of the concealments played with a two-sided replacement; ``None`` before the first."""
+        return self.two_sided / self.underruns if self.underruns else None
+
+    def sided_status(self) -> str:
+        """The status line's two-sided part: `` two_sided=N (P%) one_sided=late/burst/none``."""
+        share = self.two_sided_share()
+        return (f" two_sided={self.two_sided}{'' if share is None else f' ({100 * share:.1f}%)'} one_sided(no_later/"
+                f"burst/too_late)={self.one_sided_no_later_block}/{self.one_sided_burst_too_long}/"
+                f"{self.one_sided_too_late}")
+
     def mark_streaming(self) -> None:
         """Restart the wall/CPU clocks of :meth:`to_dict`'s ``cpu_share`` at the first block, so
         that model loading and waiting for JackTrip do not dilute or inflate it."""
@@ -207,7 +239,7 @@ class RuntimeStats:
             f"{'' if share is None else f' ({100 * share:.1f}%)'} fallback={self.fallbacks} "
             f"late={self.late} skipped={self.overload_skips} posts={self.posts} limited={self.limited} "
             f"nonfinite={self.rejected_nonfinite} infer_us={us(i50)}/{us(i99)} e2e_us={us(e50)}/{us(e99)} "
-            f"model={self.model_version}"
+            f"model={self.model_version}{self.sided_status()}"
         )
 
     def to_dict(self) -> dict:
@@ -221,7 +253,9 @@ class RuntimeStats:
             k: getattr(self, k)
             for k in (
                 "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late",
-                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "refused", "predictions", "posts",
+                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "refused", "two_sided",
+                "one_sided_no_later_block", "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off",
+                "two_sided_posts", "predictions", "posts",
                 "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
                 "model_rejects", "reattaches", "model_version", "model_choice",
             )
@@ -230,6 +264,7 @@ class RuntimeStats:
             deadline_misses=self.deadline_misses,
             deadline_miss_share=(self.deadline_misses / attempts) if attempts else 0.0,
             replacement_share=self.replacement_share(),
+            two_sided_share=self.two_sided_share(),
             infer_us_median=i50,
             infer_us_p99=i99,
             infer_us_max=self.infer_us.max_seen_us if self.infer_us.count else None,
@@ -255,8 +290,9 @@ def _native_wakeups() -> int:
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
     "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-    "fallbacks_unseen", "fallbacks_after_post", "refused", "predictions", "posts", "chained_posts", "late",
-    "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
+    "fallbacks_unseen", "fallbacks_after_post", "refused", "two_sided", "one_sided_no_later_block",
+    "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off", "two_sided_posts", "predictions", "posts",
+    "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
 )
 
 
@@ -300,10 +336,14 @@ class HubStats:
         ``warmup_cpu_share`` and ``keep_warm_triggers``.
     collector : CollectorPauses
         Python's garbage collections while serving, by generation, and their longest pauses.
+    lookahead : str
+        ``"auto"`` where two-sided replacements were made, ``"off"`` (``--lookahead off``, or the
+        fill is not in this build).
     """
 
     model_version: str = ""
     model_choice: str = ""
+    lookahead: str = "off"
     model_swaps: int = 0
     model_rejects: int = 0
     missing_wake_sleeps: int = 0
@@ -353,6 +393,7 @@ class HubStats:
         share = tot["replacements_used"] / tot["underruns"] if tot["underruns"] else None
         i50, i99 = self.infer_us.recent_percentiles()
         modes = [s.schedule.mode for s in live]
+        two_sided = f" ({100 * tot['two_sided'] / tot['underruns']:.1f}%)" if tot["underruns"] else ""
 
         def us(v: float | None) -> str:
             return "-" if v is None else f"{v:.0f}"
@@ -362,7 +403,7 @@ class HubStats:
             f"underruns={tot['underruns']} replaced={tot['replacements_used']}"
             f"{'' if share is None else f' ({100 * share:.1f}%)'} fallback={tot['fallbacks']} late={tot['late']} "
             f"skipped={tot['overload_skips']} predictions={tot['predictions']} batches={self.batches} "
-            f"infer_us={us(i50)}/{us(i99)} model={self.model_version}"
+            f"infer_us={us(i50)}/{us(i99)} model={self.model_version} two_sided={tot['two_sided']}{two_sided}"
         )
 
     def to_dict(self) -> dict:
@@ -378,6 +419,8 @@ class HubStats:
         out.update(
             deadline_miss_share=out["deadline_misses"] / attempts if attempts else 0.0,
             replacement_share=out["replacements_used"] / out["underruns"] if out["underruns"] else None,
+            two_sided_share=out["two_sided"] / out["underruns"] if out["underruns"] else None,
+            lookahead=self.lookahead,
             predictions=self.predictions,
             batches=self.batches,
             batched_rows=self.batched_rows,

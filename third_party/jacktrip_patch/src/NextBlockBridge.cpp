@@ -409,13 +409,17 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
     // the splice of shm_protocol.hpp: a short raised cosine, then the real block (frames past it
-    // are left as they arrived); its weights were computed with the stream
+    // are left as they arrived); its weights were computed with the stream. Compared with our
+    // validated copy of block 1, sample by sample: where it equals what arrived the fade would give
+    // that sample back, so the bits stay as they came (bounded: the fade's frames x channels)
     const std::vector<float>& fadeUp = mAudioStream->fadeUp;
     if (static_cast<size_t>(frame) >= fadeUp.size())
         return;
     const float up = fadeUp[static_cast<size_t>(frame)];
     for (int c = 0; c < mChannels; ++c) {
         const float real = bitsToSample(bits + c * mBitRes, res);
+        if (pred[c] == real)
+            continue;  // a two-sided replacement's second block is this packet: it stays as it came
         float v = clampUnit((1.0f - up) * pred[c] + up * real);
         unitToBits(v, bits + c * mBitRes, res);
     }

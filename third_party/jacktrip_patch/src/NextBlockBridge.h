@@ -131,6 +131,8 @@ class NextBlockBridge
     void replacementFramesToBits(int b, int firstFrame, int nFrames, int8_t* dst) const;
     /// Cross-fades from replacement block 1 into the real block `bits` (in place), over the
     /// recovery fade of nextblock/shm_protocol.hpp (its first samples; the rest stays real).
+    /// A sample where block 1 equals the real one stays as it came: after a two-sided
+    /// replacement (block 1 is the packet that arrived) the splice is an identity.
     void crossfadeFromReplacement(int8_t* bits) const;
     /// The same for one frame (`frame` of the block, `bits` pointing at that frame).
     void crossfadeFrameFromReplacement(int frame, int8_t* bits) const;
