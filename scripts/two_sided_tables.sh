@@ -11,8 +11,8 @@
 #   CONFIGS="48000:128" OUT=/tmp/ts scripts/two_sided_tables.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+. scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 export OPENBLAS_NUM_THREADS=1
 CACHE="${NEXTBLOCK_CACHE:-$HOME/.cache/nextblock}"
 OUT="${OUT:-runs/two-sided}"

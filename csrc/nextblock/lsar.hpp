@@ -145,8 +145,8 @@ static void prediction_errors(const double* rev_a, std::size_t p1, const double*
 /// In-place banded Cholesky m = U^T U of the n x n symmetric positive definite matrix whose upper
 /// triangle row i, columns i..i+bw, is stored in m[i n + i .. i n + i + bw] (row-major; bandwidth
 /// bw); U overwrites it. Right-looking: each row's update of the rows below it is an axpy on
-/// contiguous memory, which vectorises (the dot-product form ran at a third of the speed on the
-/// short rows of a 128-sample gap). Returns false if m is not positive definite.
+/// contiguous memory, which vectorises without reassociating a sum. Returns false if m is not
+/// positive definite.
 NEXTBLOCK_VECTOR_CLONES
 static bool banded_cholesky(double* m, std::size_t n, std::size_t bw) {
   for (std::size_t j = 0; j < n; ++j) {
