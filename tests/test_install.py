@@ -183,13 +183,16 @@ def test_demo_help_works_on_the_system_python3_before_setup(tmp_path):
 
 
 # ----------------------------------------------------------------------------- JackTrip's build and this Python
-def test_the_jacktrip_build_runs_this_interpreters_python_and_meson(monkeypatch):
+def test_the_jacktrip_build_runs_this_interpreters_python_and_meson(monkeypatch, tmp_path):
     from nextblock.jackio import patched_build as pb
 
     here = Path(sys.executable).parent
     assert pb._build_env()["PATH"].split(os.pathsep)[0] == str(here)
-    if (here / "meson").is_file():  # the [jacktrip] extra's meson, not a pyenv shim that reorders PATH
-        assert pb._meson_args() == [f"-DMESON={here / 'meson'}"]
+    (arg,) = pb._meson_args(tmp_path)
+    wrapper = Path(arg.removeprefix("-DMESON="))
+    assert wrapper.parent == tmp_path and os.access(wrapper, os.X_OK)
+    if (here / "meson").is_file():  # the [jacktrip] extra's meson, not a pyenv shim
+        assert f"exec {here / 'meson'} " in wrapper.read_text()
     # without PyYAML/Jinja2 here the build stops before compiling, saying what to install where
     monkeypatch.setattr(pb, "missing_python_helpers", lambda: ["PyYAML"])
     monkeypatch.setattr(pb, "_current_build", lambda source: None)
@@ -200,8 +203,10 @@ def test_the_jacktrip_build_runs_this_interpreters_python_and_meson(monkeypatch)
 @pytest.mark.jacktrip
 def test_jacktrips_meson_configure_runs_its_python_helper_with_this_environment(tmp_path):
     """JackTrip's meson configure runs linux/add_changelog_to_metainfo.py (import yaml, jinja2)
-    with ``find_installation('python3')``: in the environment the build gets (patched_build), that
-    is this interpreter's, which setup gave PyYAML and Jinja2 ([jacktrip] extra)."""
+    with ``find_installation('python3')``, the python3 first on PATH. Through the meson the build
+    gets (patched_build's wrapper) that is this interpreter's, which setup gave PyYAML and Jinja2
+    ([jacktrip] extra), even when something before it put another python3 first, as a pyenv shim
+    for cmake does (a decoy python3 here that fails)."""
     from nextblock.jackio import patched_build as pb
 
     source = pb.find_jacktrip_source(unpack=True)
@@ -209,10 +214,18 @@ def test_jacktrips_meson_configure_runs_its_python_helper_with_this_environment(
         resources.needs("JackTrip 2.7.2's source", pb.missing_source_message())
     if pb.missing_python_helpers():
         resources.needs("PyYAML and Jinja2 in this environment", "pip install 'nextblock[jacktrip]' (scripts/setup.sh does)")
-    meson = (pb._meson_args() or ["-DMESON=meson"])[0].removeprefix("-DMESON=")
-    r = subprocess.run([meson, "setup", str(tmp_path / "build"), str(source), "-Dnogui=true", "-Dnovs=true",
-                        "-Dnoupdater=true", "-Drtaudio=disabled", "-Djack=enabled"], capture_output=True, text=True,
-                       env=pb._build_env(), timeout=300)
+    args = pb._meson_args(tmp_path)
+    if not args:
+        resources.needs("meson", "pip install 'nextblock[jacktrip]' (scripts/setup.sh does)")
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "python3").write_text("#!/bin/sh\necho 'not this python3' >&2\nexit 1\n")
+    (decoy / "python3").chmod(0o755)
+    env = pb._build_env()
+    env["PATH"] = os.pathsep.join([str(decoy), env["PATH"]])
+    r = subprocess.run([args[0].removeprefix("-DMESON="), "setup", str(tmp_path / "build"), str(source), "-Dnogui=true",
+                        "-Dnovs=true", "-Dnoupdater=true", "-Drtaudio=disabled", "-Djack=enabled"], capture_output=True,
+                       text=True, env=env, timeout=300)
     log = (tmp_path / "build" / "meson-logs" / "meson-log.txt")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:] + (log.read_text()[-3000:] if log.is_file() else "")
     assert f"Program python3 found: YES ({Path(sys.executable).parent / 'python3'})" in log.read_text()

@@ -40,6 +40,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -226,8 +227,8 @@ def _build_env() -> dict[str, str]:
     ``import('python').find_installation('python3')``: the ``python3`` first on ``PATH``) that
     imports ``yaml`` and ``jinja2``; with NextBlock in a virtual environment that is the venv's
     interpreter, which has them from the ``[jacktrip]`` extra (:func:`missing_python_helpers`).
-    The meson that runs it is the venv's too where it has one (:func:`_meson_args`): a pyenv shim
-    would put its own interpreter first on ``PATH`` again."""
+    The meson that runs it goes through a wrapper that does the same (:func:`_meson_args`): a pyenv
+    shim (``cmake``, ``meson``) would put its own interpreter first on ``PATH`` again."""
     env = dict(os.environ)
     here = os.path.dirname(sys.executable)
     if here and (Path(here) / "python3").exists():
@@ -235,11 +236,29 @@ def _build_env() -> dict[str, str]:
     return env
 
 
-def _meson_args() -> list[str]:
-    """``-DMESON=`` for the CMake project: the meson beside this interpreter (the ``[jacktrip]``
-    extra installs it into the venv), else none (CMake finds one on ``PATH``)."""
-    meson = Path(sys.executable).parent / "meson"
-    return [f"-DMESON={meson}"] if meson.is_file() and os.access(meson, os.X_OK) else []
+def _meson_args(out: Path) -> list[str]:
+    """``-DMESON=`` for the CMake project: a wrapper in ``out`` that puts this interpreter's folder
+    first on ``PATH`` again and runs the meson beside it (the ``[jacktrip]`` extra installs one into
+    the venv), else the meson on ``PATH``. Again, because ``cmake`` itself may be a pyenv shim that
+    puts pyenv's own interpreter first for everything it starts; then JackTrip's meson helper would
+    run outside the venv. None when no meson is found (CMake then says what is missing)."""
+    import shutil
+
+    here = Path(sys.executable).parent
+    meson = here / "meson"
+    if not (meson.is_file() and os.access(meson, os.X_OK)):
+        found = shutil.which("meson", path=_build_env()["PATH"])
+        if found is None:
+            return []
+        meson = Path(found)
+    wrapper = out / "nextblock-meson"
+    wrapper.write_text("#!/bin/sh\n"
+                       "# nextblock.jackio.patched_build: JackTrip's meson build runs a Python helper with the python3\n"
+                       "# first on PATH; this keeps it the interpreter NextBlock runs in (a pyenv shim may reorder PATH)\n"
+                       f"PATH={shlex.quote(str(here))}:\"$PATH\"\nexport PATH\n"
+                       f"exec {shlex.quote(str(meson))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return [f"-DMESON={wrapper}"]
 
 
 def missing_python_helpers() -> list[str]:
@@ -315,7 +334,7 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     cmds = [
         ("configure", ["cmake", "-S", str(PATCH_DIR), "-B", str(out), f"-DJACKTRIP_SOURCE_DIR={source}",
                        "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}",
-                       *_meson_args()]),
+                       *_meson_args(out)]),
         ("compile stock + patched JackTrip", ["cmake", "--build", str(out)]),
     ]
     with open(log, "wb") as f:
