@@ -61,14 +61,20 @@ def test_streams_joining_leaving_and_a_reused_port_are_each_served_and_counted(t
         # real-time hog here): bench/attach.py holds the share, the test only that streams are served
         h.assert_fallbacks_explained(a, e["lost"], (name, e))
         assert e["lost"] > 0 and e["replaced"] >= 0.5 * e["lost"], (name, e)
+        # --lookahead auto (the default): each replacement played is two-sided or one-sided for a
+        # reason; each two-sided gap ends in a packet the stand-in played as it came
+        assert a["two_sided"] + a["one_sided_no_later_block"] + a["one_sided_burst_too_long"] + \
+            a["one_sided_too_late"] == a["replacements_used"], (name, a)
+        assert e["identity_splices"] <= a["two_sided"], (name, e, a)
     # the stream served through all joins and leaves was not disturbed, and predicted just in time
     whole = att["client1"]
     assert emu["client1"]["replaced"] >= 0.6 * emu["client1"]["lost"]
     assert whole["mode"] == "just-in-time" and whole["predictions"] < 0.25 * whole["blocks"], whole
+    assert stats["lookahead"] == "auto" and emu["client1"]["identity_splices"] >= 1, (emu["client1"], whole)
     # the reused port is a new stream with its own counts
     assert att["client2"]["segment"] == att["client4"]["segment"] == emu["client4"]["segment"]
     # totals are the sums
-    for key in ("blocks", "underruns", "replacements_used", "fallbacks", "posts"):
+    for key in ("blocks", "underruns", "replacements_used", "fallbacks", "posts", "two_sided"):
         assert stats[key] == sum(s[key] for s in stats["streams"]), key
     # --stats: a totals line and one line per stream
     assert "streams=" in err and "  client1 " in err and "  client3 " in err

@@ -75,13 +75,13 @@ def test_a_missing_block_is_reposted_with_the_packet_after_it_as_its_second_bloc
 
 
 def test_a_burst_up_to_four_blocks_is_one_gap_and_a_longer_one_stays_one_sided(fill):
-    s = Stream(fill, clock=94, newest=106, missing={102, 103, 104, 105})
+    s = Stream(fill, clock=84, newest=106, missing={102, 103, 104, 105})  # 48 ms: a 4-block fill is ~10 ms
     assert s.after_blocks() == MAX_GAP_BLOCKS
     assert [seq for seq, _ in s.posts] == [102, 103, 104, 105]
     for (seq, rep), (_, nxt) in zip(s.posts, s.posts[1:]):
         np.testing.assert_array_equal(rep[1], nxt[0])  # one continuous fill across the slots
     np.testing.assert_array_equal(s.posts[-1][1][1], block(106))
-    long = Stream(fill, clock=94, newest=107, missing={102, 103, 104, 105, 106})
+    long = Stream(fill, clock=84, newest=107, missing={102, 103, 104, 105, 106})
     assert long.after_blocks() == 0 and not long.posts
     assert {long.look.explain(q) for q in range(102, 107)} == {"burst_too_long"}
 
@@ -127,3 +127,14 @@ def test_a_fill_time_spike_decays_when_it_keeps_gaps_one_sided(fill):
     s.look.guard_ns = 50 * PERIOD_NS  # one fill took ages (a stalled machine)
     assert s.after_blocks() == 0 and s.look.explain(102) == "too_late"
     assert s.look.guard_ns < 50 * PERIOD_NS, "the guard decays when it alone refused a fill"
+
+
+def test_a_gap_whose_next_block_came_before_its_decision_is_predicted_first_only_if_both_fit(fill):
+    s = Stream(fill, clock=94, newest=104, missing={103})
+    s.schedule.mode = "just-in-time"
+    s.schedule.handled_seq = 102  # 103's decision time has not come yet
+    s.schedule.clock_at_ns = now = monotonic_ns()  # 94 plays now: 103 is due in 9 periods
+    assert s.look.undecided(now, predict_ns=PERIOD_NS) == 103
+    assert s.look.undecided(now, predict_ns=20 * PERIOD_NS) is None, "no time for both: the fill goes alone"
+    s.schedule.handled_seq = 103
+    assert s.look.undecided(now) is None, "decided already"

@@ -270,8 +270,8 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
         except (OSError, ValueError) as exc:
             stats = {"error": f"no attach stats at {stats_path}: {exc}"}
         results[lookahead] = (result, stats)
-        rows.append({"label": label, "played": result["played"][:, 0], "by_nextblock": int((result["outcome"] == 1).sum()),
-                     "two_sided": stats.get("two_sided")})
+        rows.append({"label": label, "played": result["played"][:, 0],
+                     "by_nextblock": int((result["outcome"] == 1).sum()), "two_sided": stats.get("two_sided")})
     for row in rows:
         row["lost"] = row["concealed"] = int(lost.sum())
         row.setdefault("by_nextblock", None)

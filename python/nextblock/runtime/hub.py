@@ -561,14 +561,16 @@ class HubLoop:
 
     def _fill_gaps(self) -> None:
         """Where blocks arrived after a gap: the gap's causal predictions not made yet (the block
-        after it came before their decision time) now, one block per stream per model call so that
-        a burst chains, then every such gap filled from both sides and re-posted."""
+        after it came before their decision time) now where they and the fill both fit, one block
+        per stream per model call so that a burst chains, then every such gap filled from both
+        sides and re-posted."""
         waiting = [st for st in self.streams.values() if st.new_blocks]
+        predict_ns = min(self._guard_ns, self._budget_cap_ns)
         for _ in range(MAX_GAP_BLOCKS):
             early = []
             t = monotonic_ns()
             for st in waiting:
-                seq = st.lookahead.undecided(t)
+                seq = st.lookahead.undecided(t, predict_ns)
                 if seq is not None:
                     early.append((st, Action(seq, st.schedule.due_ns(seq) - st.schedule.post_margin_ns,
                                              chained=not st.received(seq - 1))))

@@ -4,9 +4,10 @@ When a packet is lost, the next one is usually in JackTrip's buffer before the l
 Regulator's SKIP glitch finds it queued; the JitterBuffer and the ring buffer hold several
 packets). :class:`Lookahead` (one per :class:`~nextblock.runtime.served.ServedStream`) uses it:
 
-1. **Safety net.** A missing block's causal prediction is posted as always (when the block
-   after it came before its decision time, at once: :meth:`Lookahead.undecided`); it is the
-   fill's prior too. A causal prediction never replaces a posted fill (:meth:`Lookahead.filled`).
+1. **Safety net.** A missing block's causal prediction is posted as always; it is the fill's
+   prior too (when the block after it came before its decision time, it is made at once if it and
+   the fill both fit: :meth:`Lookahead.undecided`). A causal prediction never replaces a posted
+   fill (:meth:`Lookahead.filled`).
 2. **Watch.** While a missing block has not been played, the loop also wakes on the stream's
    blocks (:meth:`Lookahead.watch_until_ns`; the stream then waits like a speculative one).
 3. **Fill.** When a later block ``r`` has arrived, the run of missing, unplayed blocks
@@ -191,11 +192,13 @@ class Lookahead:
         slot = seq % MEMORY
         return self._seq[slot] == seq and self._how[slot] == TWO_SIDED
 
-    def undecided(self, now_ns: int) -> int | None:
+    def undecided(self, now_ns: int, predict_ns: int = 0) -> int | None:
         """Just-in-time: the first missing block before a block that has arrived for which no
         causal prediction was made yet (its decision time has not come: the block after it came
-        early). The loop predicts it now, as the safety net and the fill's prior, instead of
-        waiting for its decision. ``None``: none (or not just in time)."""
+        early). The loop predicts it now, as the fill's prior, instead of waiting for its decision,
+        if a prediction (``predict_ns``, the recent inference peak) and the fill both still fit
+        before its pull; else the fill goes without a prior (the causal prediction follows at its
+        decision time unless the fill was posted). ``None``: none (or not just in time)."""
         sch = self.schedule
         if self.fill is None or sch.mode != "just-in-time" or not sch.clock_fresh(now_ns):
             return None
@@ -208,7 +211,7 @@ class Lookahead:
         end = s
         while end < newest and not self._received(end):
             end += 1
-        if end - s > MAX_GAP_BLOCKS or sch.due_ns(s) - sch.post_margin_ns <= now_ns:
+        if end - s > MAX_GAP_BLOCKS or sch.due_ns(s) - sch.post_margin_ns - now_ns <= predict_ns + (end - s) * self.guard_ns:
             return None
         return s
 
