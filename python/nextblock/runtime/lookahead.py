@@ -75,12 +75,14 @@ def resolve_fill(mode: str) -> Callable | None:
 
 
 def measure_fill(fill: Callable, channels: int = 2, frames: int = 128, sample_rate_hz: int = 48000) -> int:
-    """Nanoseconds of one fill of one block of zeros after a 20 ms sleep (cold caches): a first
+    """Nanoseconds of one fill of one block of noise after a 20 ms sleep (cold caches): a first
     fill-time guard, before any real fill was timed."""
     import time
 
-    past = np.zeros((channels, PAST_SAMPLES), np.float32)
-    future = np.zeros((channels, frames), np.float32)
+    # noise, not silence: a silent past and future take the fill's early exit and would time nothing
+    rng = np.random.default_rng(0)
+    past = (0.1 * rng.standard_normal((channels, PAST_SAMPLES))).astype(np.float32)
+    future = (0.1 * rng.standard_normal((channels, frames))).astype(np.float32)
     time.sleep(0.02)
     t0 = monotonic_ns()
     fill(past, future, frames, None, sample_rate_hz=sample_rate_hz)
