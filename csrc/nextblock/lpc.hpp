@@ -60,6 +60,24 @@ inline bool levinson_durbin(const double* r, int order, double* a, double* scrat
   return true;
 }
 
+/// The AR recursion y[t] = -sum_{j=1..p} a_j y[t - j] for t in [p, p + n): y[0..p) is the input
+/// (four partial sums: no single add chain of `order` terms).
+inline void ar_run(const double* a, int order, double* y, std::size_t n) {
+  for (std::size_t t = 0; t < n; ++t) {
+    double* past = y + order + t;  // past[-j] is y[t - j]; past[0] is written
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    int j = 1;
+    for (; j + 3 <= order; j += 4) {
+      acc[0] -= a[j] * past[-j];
+      acc[1] -= a[j + 1] * past[-j - 1];
+      acc[2] -= a[j + 2] * past[-j - 2];
+      acc[3] -= a[j + 3] * past[-j - 3];
+    }
+    for (; j <= order; ++j) acc[0] -= a[j] * past[-j];
+    past[0] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+}
+
 /// Doubles of scratch that lpc_continue_row needs.
 inline std::size_t lpc_work_doubles(std::size_t n, int order, int n_out) {
   return 3 * std::size_t(order + 1) + std::size_t(order) + std::size_t(n_out) + n + std::size_t(order);
@@ -85,21 +103,8 @@ inline void lpc_continue_row(const float* context, const float* windowed, std::s
   r[0] *= 1.0 + white_noise;
   levinson_durbin(r, order, a, scratch);
   for (int j = 0; j < order; ++j) y[j] = double(context[n - order + j]);
-  for (int t = 0; t < n_out; ++t) {
-    const double* past = y + order + t;  // past[-j] is y[t - j]
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};  // four partial sums: no single add chain of `order` terms
-    int j = 1;
-    for (; j + 3 <= order; j += 4) {
-      acc[0] -= a[j] * past[-j];
-      acc[1] -= a[j + 1] * past[-j - 1];
-      acc[2] -= a[j + 2] * past[-j - 2];
-      acc[3] -= a[j + 3] * past[-j - 3];
-    }
-    for (; j <= order; ++j) acc[0] -= a[j] * past[-j];
-    const double next = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    y[order + t] = next;
-    out[t] = static_cast<float>(next);
-  }
+  ar_run(a, order, y, std::size_t(n_out));
+  for (int t = 0; t < n_out; ++t) out[t] = static_cast<float>(y[order + t]);
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)

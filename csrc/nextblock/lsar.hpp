@@ -106,23 +106,6 @@ inline double mean_square(const double* x, std::size_t n) {
   return n ? sum / double(n) : 0.0;
 }
 
-/// The AR recursion y[t] = -sum_{j=1..p} a_j y[t - j] for t in [p, p + n): y[0..p) is the input.
-inline void ar_run(const double* a, int order, double* y, std::size_t n) {
-  for (std::size_t t = 0; t < n; ++t) {
-    double* past = y + order + t;  // past[-j] is y[t - j]; past[0] is written
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    int j = 1;
-    for (; j + 3 <= order; j += 4) {
-      acc[0] -= a[j] * past[-j];
-      acc[1] -= a[j + 1] * past[-j - 1];
-      acc[2] -= a[j + 2] * past[-j - 2];
-      acc[3] -= a[j + 3] * past[-j - 3];
-    }
-    for (; j <= order; ++j) acc[0] -= a[j] * past[-j];
-    past[0] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  }
-}
-
 /// sum_{k < n} x[k] y[k] with eight independent partial sums (no single add chain; vectorised
 /// where it is inlined into the NEXTBLOCK_VECTOR_CLONES functions below).
 inline double dot_lanes(const double* __restrict x, const double* __restrict y, std::size_t n) {
