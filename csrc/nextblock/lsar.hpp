@@ -73,6 +73,9 @@ struct LsarScratch {
   std::vector<double> forward, backward;  // G each: the blend's two sides
   std::vector<double> reversed;           // p + G: the backward run, time reversed
   std::vector<float> out32;               // scratch for ar_extrapolate_into's float output
+  std::vector<double> toeplitz, lev_y;    // G each: the Toeplitz column and Levinson's backward vector
+  std::vector<double> fade;               // G: the prior's raised-cosine fade, for the last gap size
+  std::size_t fade_gap = 0;               // the gap size `fade` was made for
   LsarScratch() = default;
   LsarScratch(std::size_t fit_samples_, int order_, std::size_t max_gap_, std::size_t max_future_)
       : order(order_),
@@ -91,7 +94,10 @@ struct LsarScratch {
         forward(max_gap_),
         backward(max_gap_),
         reversed(std::size_t(order_) + max_gap_ + std::size_t(order_)),
-        out32(max_gap_ + std::size_t(order_) + max_future_) {}
+        out32(max_gap_ + std::size_t(order_) + max_future_),
+        toeplitz(max_gap_),
+        lev_y(max_gap_),
+        fade(max_gap_) {}
 };
 
 inline double mean_square(const float* x, std::size_t n) {
@@ -167,6 +173,43 @@ static void banded_cholesky_solve(const double* m, std::size_t n, std::size_t bw
   }
 }
 
+/// Solve T x = b for the n x n symmetric positive definite Toeplitz matrix with first column t
+/// (Levinson's algorithm, Golub & Van Loan 4.7.3: about 4 n^2 flops against Cholesky's n^3 / 3).
+/// `x` receives the solution, `y` (n) is scratch. Returns false if T is not (numerically)
+/// positive definite (a reflection coefficient reached 1 or a pivot turned non-positive).
+NEXTBLOCK_VECTOR_CLONES
+static bool levinson_solve(const double* t, std::size_t n, const double* b, double* x, double* y) {
+  if (!(t[0] > 0.0)) return false;
+  const double inv0 = 1.0 / t[0];
+  // r = t / t0 (unit diagonal), read through inv0 on the fly
+  x[0] = b[0] * inv0;
+  if (n == 1) return true;
+  double beta = 1.0, alpha = -t[1] * inv0;
+  y[0] = alpha;
+  for (std::size_t k = 1; k < n; ++k) {
+    beta *= (1.0 - alpha) * (1.0 + alpha);
+    if (!(beta > 0.0)) return false;
+    double rx = 0.0;  // r(1..k) . x(k-1..0)
+    for (std::size_t i = 0; i < k; ++i) rx += t[i + 1] * x[k - 1 - i];
+    const double mu = (b[k] * inv0 - rx * inv0) / beta;
+    for (std::size_t i = 0; i < k; ++i) x[i] += mu * y[k - 1 - i];
+    x[k] = mu;
+    if (k + 1 < n) {
+      double ry = 0.0;  // r(1..k) . y(k-1..0)
+      for (std::size_t i = 0; i < k; ++i) ry += t[i + 1] * y[k - 1 - i];
+      alpha = -(t[k + 1] * inv0 + ry * inv0) / beta;
+      for (std::size_t i = 0, j = k - 1; i < j; ++i, --j) {  // y <- y + alpha * reverse(y), in place
+        const double yi = y[i], yj = y[j];
+        y[i] = yi + alpha * yj;
+        y[j] = yj + alpha * yi;
+      }
+      if (k % 2 == 1) y[k / 2] *= 1.0 + alpha;
+      y[k] = alpha;
+    }
+  }
+  return true;
+}
+
 /// Fill the `gap` samples between `past` (n_past samples, newest last) and `future` (n_future
 /// samples right after the gap) into `out`; see the file comment. `prior` (gap samples) may be
 /// null; `prior_weight` scales its weight (0: plain LSAR), `prior_fade` (0..1) how much of it fades out
@@ -225,39 +268,65 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
     for (std::size_t i = 0; i < G; ++i) seg[P + i] = 0.0;
     double* known = scratch.known.data();
     prediction_errors(scratch.rev_a.data(), P + 1, seg, G + F, known);
-    // normal equations: entry (i, k), i <= k, = sum_{s=0}^{S} a_s a_{s+d}, d = k - i, S = min(p - d, G + F - 1 - k),
-    // read from the running sums of each lag's products (p^2 / 2 multiply-adds, not G p^2 / 2)
-    double* nm = scratch.normal.data();
-    const std::size_t bw = std::min(G - 1, P);
-    double* lagged = scratch.lagged.data();
-    for (std::size_t d = 0; d <= bw; ++d) {
-      double sum = 0.0;
-      for (std::size_t s = 0; s + d <= P; ++s) lagged[d * (P + 1) + s] = (sum += a[s] * a[s + d]);
-    }
-    double diag_max = 0.0;
-    for (std::size_t k = 0; k < G; ++k) {
-      const std::size_t i0 = k > bw ? k - bw : 0;
-      for (std::size_t i = i0; i <= k; ++i) {
-        const std::size_t d = k - i;
-        nm[i * G + k] = lagged[d * (P + 1) + std::min(P - d, G + F - 1 - k)];  // upper triangle: row i, column k
-      }
-      diag_max = std::max(diag_max, nm[k * G + k]);
+    // the prior's weight fades from lambda at the gap's start to (1 - prior_fade) lambda at its end,
+    // where the future decides (a raised cosine; the table is made once per gap size)
+    double* fade = scratch.fade.data();
+    if (scratch.fade_gap != G) {
+      for (std::size_t i = 0; i < G; ++i) fade[i] = 0.5 + 0.5 * std::cos(3.14159265358979323846 * (double(i) + 0.5) / double(G));
+      scratch.fade_gap = G;
     }
     double* rhs = scratch.rhs.data();
     for (std::size_t i = 0; i < G; ++i) {
       // -sum_t a_{t - i} known[t], t from i to min(i + p, G + F - 1)
       const std::size_t t_end = std::min(i + P, G + F - 1);
-      double sum = 0.0;
-      for (std::size_t t = i; t <= t_end; ++t) sum += a[t - i] * known[t];
-      // the prior's weight fades from lambda at the gap's start to (1 - prior_fade) lambda at its end,
-      // where the future decides (a raised cosine)
-      const double fade = 0.5 + 0.5 * std::cos(3.14159265358979323846 * (double(i) + 0.5) / double(G));
-      const double lambda_i = lambda * ((1.0 - prior_fade) + prior_fade * fade);
-      rhs[i] = -sum + lambda_i * fwd[i];
-      nm[i * G + i] += lambda_i + kRidge * diag_max + 1e-300;
+      rhs[i] = -dot_lanes(a, known + i, t_end - i + 1);
     }
-    if (!blend_only && banded_cholesky(nm, G, bw)) {
-      banded_cholesky_solve(nm, G, bw, rhs);
+    const std::size_t bw = std::min(G - 1, P);
+    // With at least p future samples every error term that involves the gap is in the sum, so
+    // entry (i, k) of A_u^T A_u is the coefficients' autocorrelation at lag k - i: the normal
+    // equations are Toeplitz, and with a constant prior weight a Levinson solve (~4 G^2 flops)
+    // replaces the Cholesky (G^3 / 3).
+    const bool toeplitz = F >= P && (lambda == 0.0 || prior_fade == 0.0);
+    bool solved = false;
+    if (!blend_only && toeplitz) {
+      double* col = scratch.toeplitz.data();
+      for (std::size_t d = 0; d < G; ++d) col[d] = d <= bw ? dot_lanes(a, a + d, P + 1 - d) : 0.0;
+      col[0] += lambda + kRidge * col[0] + 1e-300;
+      for (std::size_t i = 0; i < G; ++i) rhs[i] += lambda * fwd[i];
+      double* x = scratch.normal.data();  // the solution (the dense path's matrix is not needed)
+      if (levinson_solve(col, G, rhs, x, scratch.lev_y.data())) {
+        for (std::size_t i = 0; i < G; ++i) rhs[i] = x[i];
+        solved = true;
+      }
+    } else if (!blend_only) {
+      // normal equations: entry (i, k), i <= k, = sum_{s=0}^{S} a_s a_{s+d}, d = k - i, S = min(p - d, G + F - 1 - k),
+      // read from the running sums of each lag's products (p^2 / 2 multiply-adds, not G p^2 / 2)
+      double* nm = scratch.normal.data();
+      double* lagged = scratch.lagged.data();
+      for (std::size_t d = 0; d <= bw; ++d) {
+        double sum = 0.0;
+        for (std::size_t s = 0; s + d <= P; ++s) lagged[d * (P + 1) + s] = (sum += a[s] * a[s + d]);
+      }
+      double diag_max = 0.0;
+      for (std::size_t k = 0; k < G; ++k) {
+        const std::size_t i0 = k > bw ? k - bw : 0;
+        for (std::size_t i = i0; i <= k; ++i) {
+          const std::size_t d = k - i;
+          nm[i * G + k] = lagged[d * (P + 1) + std::min(P - d, G + F - 1 - k)];  // upper triangle: row i, column k
+        }
+        diag_max = std::max(diag_max, nm[k * G + k]);
+      }
+      for (std::size_t i = 0; i < G; ++i) {
+        const double lambda_i = lambda * ((1.0 - prior_fade) + prior_fade * fade[i]);
+        rhs[i] += lambda_i * fwd[i];
+        nm[i * G + i] += lambda_i + kRidge * diag_max + 1e-300;
+      }
+      if (banded_cholesky(nm, G, bw)) {
+        banded_cholesky_solve(nm, G, bw, rhs);
+        solved = true;
+      }
+    }
+    if (solved) {
       bool finite = true;
       for (std::size_t i = 0; i < G; ++i) finite = finite && std::isfinite(rhs[i]);
       if (finite && mean_square(rhs, G) <= limit) {
@@ -277,8 +346,7 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
     for (std::size_t i = 0; i < G; ++i) bwd[i] = rev[P + G - 1 - i];
     double* blend = scratch.rhs.data();
     for (std::size_t i = 0; i < G; ++i) {
-      const double w = 0.5 + 0.5 * std::cos(3.14159265358979323846 * (double(i) + 0.5) / double(G));
-      blend[i] = w * fwd[i] + (1.0 - w) * bwd[i];
+      blend[i] = fade[i] * fwd[i] + (1.0 - fade[i]) * bwd[i];
     }
     bool finite = true;
     for (std::size_t i = 0; i < G; ++i) finite = finite && std::isfinite(blend[i]);
