@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="blocks after a lost one that the receive buffer holds (default: 0, causal); see 'looking ahead'")
     parser.add_argument("--concealer", action="append", choices=available_concealers(), metavar="NAME", help=f"concealer, repeatable: {', '.join(available_concealers())} (default: zeros, repeat, repeat-xfade, burg)")
     parser.add_argument("--model", metavar="PATH", help="model file for the nextblock concealer")
+    parser.add_argument("--two-sided-model", metavar="PATH",
+                        help="two-sided model the nextblock concealer fills one-block gaps with when --lookahead-blocks "
+                             ">= 1 (default: the shipped nextblock-twosided; compare with --concealer nextblock-fusion)")
     parser.add_argument("--per-channel", action="store_true", help="evaluate every channel as its own stream instead of mixing to mono")
     parser.add_argument("--by-folder", action="store_true", help="also one row per folder the files lie in (e.g. held-out/speech, held-out/singing: a table by category)")
     parser.add_argument("--speech", action="store_true", help="the material is speech: also compute PLCMOS (16 kHz)")
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         frames_per_block=args.fpp,
         seed=args.seed,
         model_path=args.model,
+        two_sided_model_path=args.two_sided_model,
         mono=not args.per_channel,
         speech=args.speech,
         visqol=args.visqol,

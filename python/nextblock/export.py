@@ -147,6 +147,15 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
     # a model trained on several rates serves each of them, and any block size (nextblock.model.stream)
     rates = sorted({int(r) for r in (training.get("train_rates_hz") or [])})
     coverage = {"sample_rates_hz": rates, "horizon_samples": features.output_samples} if rates else {}
+    # a two-sided network (train --two-sided) says so, with the gap and the guess it was trained on
+    two_sided = {}
+    if training.get("two_sided"):
+        from .features.twosided import NETWORK_GUESS_ORDER, NETWORK_GUESS_PRIOR_WEIGHT
+
+        fused = bool(training.get("two_sided_prior"))
+        two_sided = {"two_sided": {"gap_samples": features.frames_per_block, "guess": "fusion" if fused else "lsar",
+                                   "guess_order": NETWORK_GUESS_ORDER,
+                                   "prior_weight": NETWORK_GUESS_PRIOR_WEIGHT if fused else 0.0}}
 
     return {
         "format": METADATA_FORMAT,
@@ -170,9 +179,11 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "parameters": parameters,
         "macs_per_channel": macs,
         **coverage,
+        **two_sided,
         "training": {k: training.get(k) for k in ("epochs", "batch_size", "learning_rate", "spectral_weight",
                                                    "phase_weight", "spectral_fft_sizes", "train_rates_hz",
-                                                   "group_weight", "seed", "train_examples")},
+                                                   "group_weight", "seed", "train_examples", "two_sided",
+                                                   "chained_share")},
         "training_result": config.get("result", {}),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

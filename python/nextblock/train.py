@@ -104,6 +104,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "run as the harness runs it) or 'guess' (the Burg AR guess alone) (default %(default)s)")
     ch.add_argument("--chained-block-sizes", type=int_list, default=[64, 128, 256], metavar="N[,N...]",
                     help="block sizes a chain is made of, one drawn per window (default 64,128,256)")
+    tr.add_argument("--two-sided", action="store_true",
+                    help="train a two-sided network: the first block of each continuation is lost and the block "
+                         "after it arrived; the guess channels hold the gap filled by least-squares AR "
+                         "interpolation, then that block (nextblock.features.twosided.two_sided_guess)")
+    tr.add_argument("--two-sided-prior", metavar="TFLITE",
+                    help="with --two-sided: fuse that interpolation with this causal model's prediction of the gap "
+                         "(e.g. models/nextblock-default.tflite), as the runtime fuses the causal replacement it "
+                         "posted; without it, plain LSAR")
     tr.add_argument("--seed", type=int, default=0, help="seed for data sampling, shuffling and initialisation (default %(default)s)")
     tr.add_argument("--strategy", default="auto", choices=("auto", "one", "mirrored", "multiworker"), help="tf.distribute strategy (default %(default)s)")
     tr.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads, 0 = TF's choice (default %(default)s)")
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .model.architecture import build_model
     from .model.callbacks import make_tqdm_callback
-    from .model.data import make_dataset, windows_to_arrays
+    from .model.data import make_dataset, two_sided_arrays, windows_to_arrays
     from .model.distribute import make_strategy
     from .model.losses import make_loss, make_snr_metric
 
@@ -250,8 +258,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chained {split}: {int(np.count_nonzero(depth))} of {depth.shape[0]} contexts end with "
                   f"predictions (mean {depth[depth > 0].mean() if depth.any() else 0:.0f} samples)", flush=True)
         print(f"chained contexts made by {args.chained_model} in {time.time() - t_chain:.0f} s", flush=True)
-    train_x, train_y = windows_to_arrays(windows["train"], features)
-    val_x, val_y = windows_to_arrays(windows["validation"], features)
+    if args.two_sided and features.lpc_order <= 0:
+        print("error: --two-sided needs guess channels (--lpc-order > 0)", file=sys.stderr)
+        return 2
+    if args.two_sided:
+        def to_arrays(w, f):
+            return two_sided_arrays(w, f, prior_model=args.two_sided_prior)
+    else:
+        to_arrays = windows_to_arrays
+    t_arrays = time.time()
+    train_x, train_y = to_arrays(windows["train"], features)
+    val_x, val_y = to_arrays(windows["validation"], features)
+    print(f"features{' (two-sided guesses)' if args.two_sided else ''} in {time.time() - t_arrays:.0f} s", flush=True)
     del windows
     print(f"data: {train_x.shape[0]} training / {val_x.shape[0]} validation windows "
           f"({time.time() - t0:.0f} s)", flush=True)

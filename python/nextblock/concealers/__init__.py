@@ -13,7 +13,10 @@ name                    what a lost block is played as
 ``ar-blend``            two-sided: the AR(128) continuation faded into the same model run backwards
                         from the block after the gap (the simpler classical baseline), else ``ar128``
 ``nextblock``           the NextBlock CNN and the long-term guess, as the runtime plays it (needs
-                        ``model_path``; loaded lazily); with look-ahead, fused with LSAR across the gap
+                        ``model_path``; loaded lazily); with look-ahead, the two-sided network fills
+                        a one-block gap (``nextblock-twosided``), other gaps the fusion below
+``nextblock-fusion``    ``nextblock`` with every two-sided gap filled by the fusion: LSAR with the
+                        causal prediction as its prior (the ablation of the two-sided network)
 ``nextblock-net``       the NextBlock CNN alone (the ablation without the long-term guess)
 ======================  ===========================================================================
 
@@ -38,6 +41,7 @@ CONCEALERS: dict[str, str] = {
     "lsar": "nextblock.concealers.lsar:LSARConcealer",
     "ar-blend": "nextblock.concealers.lsar:ARBlendConcealer",
     "nextblock": "nextblock.concealers.nextblock:NextBlockConcealer",
+    "nextblock-fusion": "nextblock.concealers.nextblock:NextBlockFusionConcealer",
     "nextblock-net": "nextblock.concealers.nextblock:NextBlockNetConcealer",
 }
 
@@ -76,7 +80,8 @@ def concealer_class(name: str) -> type[StreamingConcealer]:
         raise ConcealerUnavailable(f"{module_name} has no class {class_name}") from error
 
 
-def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | os.PathLike | None = None) -> StreamingConcealer:
+def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | os.PathLike | None = None,
+                   two_sided_model_path: str | os.PathLike | None = None) -> StreamingConcealer:
     """Build one channel's concealer by name.
 
     Parameters
@@ -87,6 +92,8 @@ def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000
         Block size in samples and sample rate in Hz.
     model_path:
         Model file for ``nextblock`` (a ``.tflite``); ignored by the baselines.
+    two_sided_model_path:
+        Two-sided model file for ``nextblock`` (``None``: the shipped one, if any).
 
     Raises
     ------
@@ -96,10 +103,12 @@ def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000
     cls = concealer_class(name)
     if name != "nextblock":
         return cls(frames_per_block, sample_rate_hz)
-    if model_path is not None and not os.path.exists(model_path):
-        raise ConcealerUnavailable(f"model file {os.fspath(model_path)!r} for concealer 'nextblock' does not exist")
+    for path in (model_path, two_sided_model_path):
+        if path is not None and not os.path.exists(path):
+            raise ConcealerUnavailable(f"model file {os.fspath(path)!r} for concealer 'nextblock' does not exist")
     try:
-        return cls(frames_per_block, sample_rate_hz, model_path=None if model_path is None else os.fspath(model_path))
+        return cls(frames_per_block, sample_rate_hz, model_path=None if model_path is None else os.fspath(model_path),
+                   two_sided_model_path=None if two_sided_model_path is None else os.fspath(two_sided_model_path))
     except (FileNotFoundError, OSError, ValueError) as error:
         raise ConcealerUnavailable(f"concealer 'nextblock' could not load its model: {error}") from error
 

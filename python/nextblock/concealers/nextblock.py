@@ -10,6 +10,7 @@ import numpy as np
 from ..features.twosided import DEFAULT_ORDER, DEFAULT_PRIOR_FADE, DEFAULT_PRIOR_WEIGHT, fill_gap
 from ..model.runner import BlockPredictor
 from ..model.stream import StreamPredictor
+from ..model.two_sided import TwoSidedFill, TwoSidedPredictor
 from .base import StreamingConcealer
 
 
@@ -49,13 +50,39 @@ class NextBlockConcealer(StreamingConcealer):
     prior_fade: ClassVar[float] = DEFAULT_PRIOR_FADE
     #: the AR order of that interpolation
     two_sided_order: ClassVar[int] = DEFAULT_ORDER
+    #: fill a gap the two-sided network was trained on (one block of its size, the packet after it
+    #: in the buffer) with that network (:class:`~nextblock.model.two_sided.TwoSidedPredictor`,
+    #: the shipped ``nextblock-twosided`` model) rather than the fusion; other gaps use the fusion
+    two_sided_network: ClassVar[bool] = True
 
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | Path | None = None,
-                 *, predictor: BlockPredictor | None = None):
+                 *, predictor: BlockPredictor | None = None, two_sided_model_path: str | Path | None = None):
         model = predictor if predictor is not None else BlockPredictor(model_path)
         self.stream = StreamPredictor(model, frames_per_block, sample_rate_hz, long_term=self.long_term)
         self.predictor = model
-        super().__init__(frames_per_block, sample_rate_hz, history_samples=max(self.stream.context_samples, frames_per_block))
+        self._two_sided_model_path = two_sided_model_path
+        self._two_sided: TwoSidedPredictor | None | bool = None  # None: not loaded yet; False: none to load
+        history = max(self.stream.context_samples, frames_per_block)
+        if self.two_sided_network:
+            history = max(history, self._two_sided_past_samples())
+        super().__init__(frames_per_block, sample_rate_hz, history_samples=history)
+
+    def _two_sided_past_samples(self) -> int:
+        from ..features.twosided import DEFAULT_FIT_SAMPLES
+
+        return max(self.stream.context_samples, DEFAULT_FIT_SAMPLES)
+
+    def two_sided_predictor(self) -> TwoSidedPredictor | None:
+        """The two-sided network, loaded on first use; ``None`` where there is none (then the fusion
+        fills every gap). An explicit ``two_sided_model_path`` that cannot be loaded raises."""
+        if self._two_sided is None:
+            try:
+                self._two_sided = TwoSidedPredictor(self._two_sided_model_path)
+            except FileNotFoundError:
+                if self._two_sided_model_path is not None:
+                    raise
+                self._two_sided = False
+        return self._two_sided or None
 
     def predict(self) -> np.ndarray:
         """``(2, frames_per_block)`` float32: the guess for the next two blocks from ``history``
@@ -66,13 +93,25 @@ class NextBlockConcealer(StreamingConcealer):
 
     def fill_gap(self, future: np.ndarray, gap_samples: int) -> np.ndarray:
         """``(gap_samples,)`` float32: the gap between :attr:`history` and ``future`` filled from both
-        sides, the model's causal prediction (its two blocks) as the prior where it reaches."""
+        sides: by the two-sided network where it was trained for this gap (:attr:`two_sided_network`),
+        else the model's causal prediction (its two blocks) fused as the prior where it reaches."""
         causal = self.predict().reshape(-1)
         prior = causal[:gap_samples] if gap_samples <= causal.shape[0] else None
+        fill = TwoSidedFill(self.two_sided_predictor() if self.two_sided_network else None)
+        if prior is not None and fill.uses_network(self.history.shape[0], future.shape[0], gap_samples):
+            return fill(self.history[None, :], future[None, :], gap_samples, prior[None, :])[0]
         fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples,
                            None if prior is None else prior[None, :], order=self.two_sided_order,
                            prior_weight=self.prior_weight, prior_fade=self.prior_fade)
         return fill[0]
+
+
+class NextBlockFusionConcealer(NextBlockConcealer):
+    """Two-sided by the fusion alone (the causal prediction as LSAR's prior), never the two-sided
+    network: the product before the network, kept as the ablation it is measured against."""
+
+    name: ClassVar[str] = "nextblock-fusion"
+    two_sided_network: ClassVar[bool] = False
 
 
 class NextBlockNetConcealer(NextBlockConcealer):

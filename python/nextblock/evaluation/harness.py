@@ -75,6 +75,9 @@ class EvaluationConfig:
         Seed of the loss masks.
     model_path:
         Model for the ``nextblock`` concealer.
+    two_sided_model_path:
+        Two-sided model the ``nextblock`` concealer fills one-block gaps with (``None``: the shipped
+        ``nextblock-twosided``, or the fusion where this install has none).
     mono:
         Mix files to mono (``False``: every channel is its own stream, same loss mask).
     speech:
@@ -99,6 +102,7 @@ class EvaluationConfig:
     frames_per_block: int = 128
     seed: int = 1
     model_path: str | None = None
+    two_sided_model_path: str | None = None
     mono: bool = True
     speech: bool = False
     visqol: bool = True
@@ -200,7 +204,7 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
     unavailable: list[tuple[str, str]] = []
     for name in dict.fromkeys(config.concealers):
         try:
-            instances[name] = make_concealer(name, fpp, rate_hz, config.model_path)
+            instances[name] = make_concealer(name, fpp, rate_hz, config.model_path, config.two_sided_model_path)
         except ConcealerUnavailable as error:
             unavailable.append((name, str(error)))
             log(f"error: {error} – skipping concealer {name!r}")

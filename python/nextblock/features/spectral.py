@@ -130,6 +130,35 @@ class SpectralCodec:
         return (features.reshape(lead + features.shape[1:]), scale.reshape(lead),
                 None if guess is None else guess.reshape(lead + (cfg.output_samples,)))
 
+    def encode_given_guess(self, context: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode` with channels 3-4 made from ``guess`` instead of this config's LPC guess.
+
+        For a network that corrects another linear guess (the two-sided model's: the gap filled
+        by LSAR, then the samples that arrived after it; :func:`nextblock.features.twosided.two_sided_guess`).
+        ``context`` ``(rows, context_samples)``, ``guess`` ``(rows, output_samples)`` in the units of
+        ``context`` → ``features`` ``(rows, input_bins, 5)`` float32 and ``scale`` ``(rows,)``.
+        The context's channels are computed without the config's own guess (no Burg fit wasted).
+        """
+        cfg = self.config
+        if cfg.lpc_order <= 0:
+            raise ValueError("this model has no guess channels")
+        context = self._checked_context(np.atleast_2d(context))
+        guess = np.atleast_2d(np.asarray(guess, dtype=np.float32))
+        if guess.shape != (context.shape[0], cfg.output_samples):
+            raise ValueError(f"guess has shape {guess.shape}, expected ({context.shape[0]}, {cfg.output_samples})")
+        if getattr(self, "_plain", None) is None:
+            import dataclasses
+
+            self._plain = SpectralCodec(dataclasses.replace(cfg, lpc_order=0, lpc_burg_samples=0))
+        plain, scale = self._plain.encode(context)
+        features = np.zeros(plain.shape[:-1] + (self.feature_channels,), np.float32)
+        features[..., :FEATURE_CHANNELS] = plain
+        gain = (np.float32(1.0 / self.output_gain) / scale)[:, None]
+        spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * gain
+        features[:, ::cfg.bin_stride, FEATURE_CHANNELS] = spectrum.real
+        features[:, ::cfg.bin_stride, FEATURE_CHANNELS + 1] = spectrum.imag
+        return features, scale
+
     def encode_reference(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`encode_with_guess` in numpy alone: the reference the C++ path is tested against,
         and the path of models with an autocorrelation guess (``lpc_burg_samples == 0``)."""

@@ -215,6 +215,48 @@ def windows_to_arrays(windows: np.ndarray, config: FeatureConfig, chunk: int = 8
     return features, targets
 
 
+def two_sided_arrays(windows: np.ndarray, config: FeatureConfig, gap_samples: int | None = None,
+                     prior_model: str | None = None, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`windows_to_arrays` for a two-sided network: the first ``gap_samples`` (default: one
+    block) of each continuation are lost, the rest arrived.
+
+    The guess channels hold :func:`~nextblock.features.twosided.two_sided_guess` (the gap filled
+    by LSAR from the context and the samples after the gap, then those samples) instead of the
+    causal LPC guess; with ``prior_model`` (a causal ``.tflite``) the LSAR is fused with that
+    model's prediction of the gap, as the runtime fuses the causal replacement it already posted.
+    The targets are the whole continuation, as for the causal network.
+    ``windows`` ``(n, context_samples + output_samples)`` → ``features`` ``(n, input_bins, 5)``,
+    ``targets`` ``(n, output_samples)`` float32.
+    """
+    from ..features.twosided import two_sided_guess
+
+    gap = int(gap_samples or config.frames_per_block)
+    codec = SpectralCodec(config)
+    causal = None
+    if prior_model is not None:
+        from .runner import BlockPredictor
+
+        causal = BlockPredictor(prior_model, warm_up=False)
+        if causal.context_samples > config.context_samples:
+            raise ValueError(f"the prior model needs {causal.context_samples} samples of context, the windows hold "
+                             f"{config.context_samples}")
+    n, c = windows.shape[0], config.context_samples
+    features = np.empty((n, config.input_bins, codec.feature_channels), np.float32)
+    targets = np.empty((n, config.output_samples), np.float32)
+    for start in range(0, n, chunk):
+        part = windows[start:start + chunk]
+        prior = None
+        if causal is not None:
+            context = part[:, c - causal.context_samples:c]
+            prior = np.concatenate([causal.predict_horizon(context[i:i + 1024]) for i in range(0, part.shape[0], 1024)])
+            prior = np.ascontiguousarray(prior[:, :gap])
+        guess = two_sided_guess(part[:, :c], part[:, c + gap:], gap, config.output_samples, prior)
+        f, scale = codec.encode_given_guess(part[:, :c], guess)
+        features[start:start + chunk] = f
+        targets[start:start + chunk] = part[:, c:] / scale[:, None]
+    return features, targets
+
+
 def make_dataset(features: np.ndarray, targets: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0):
     """A batched ``tf.data.Dataset`` of ``(features, targets)`` (shuffled each epoch if asked)."""
     import tensorflow as tf
@@ -225,4 +267,5 @@ def make_dataset(features: np.ndarray, targets: np.ndarray, batch_size: int, shu
     return ds.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
 
 
-__all__ = ["SPLITS", "make_dataset", "read_manifest", "windows_from_audio", "windows_from_shards", "windows_to_arrays"]
+__all__ = ["SPLITS", "make_dataset", "read_manifest", "two_sided_arrays", "windows_from_audio", "windows_from_shards",
+           "windows_to_arrays"]

@@ -149,6 +149,27 @@ class BlockPredictor:
         return self.codec.decode_joined(self._interpreter.get_tensor(self._output_index), scale, context, guess,
                                         self.guess_weight, self._ramp)
 
+    def predict_with_guess(self, context: np.ndarray, guess: np.ndarray) -> np.ndarray:
+        """:meth:`predict` with the network correcting ``guess`` instead of its own LPC guess.
+
+        ``context`` ``(channels, context_samples)``, ``guess`` ``(channels, horizon_samples)``
+        float32, a linear guess of the horizon that continues the context (the two-sided model's:
+        :func:`nextblock.features.twosided.two_sided_guess`) → ``(channels, outputs_blocks,
+        frames_per_block)`` float32, starting as ``guess`` and cross-faded into the network's output
+        over the model's boundary ramp, always finite. Needs a model with guess channels.
+        """
+        context = np.atleast_2d(np.asarray(context, dtype=np.float32))
+        guess = np.atleast_2d(np.asarray(guess, dtype=np.float32))
+        if not (_core.all_finite(context) and _core.all_finite(guess)):
+            context = np.nan_to_num(context, nan=0.0, posinf=0.0, neginf=0.0)
+            guess = np.nan_to_num(guess, nan=0.0, posinf=0.0, neginf=0.0)
+        self._ensure_batch(context.shape[0])
+        features, scale = self.codec.encode_given_guess(context, guess)
+        self._interpreter.set_tensor(self._input_index, features)
+        self._interpreter.invoke()
+        return self.codec.decode_joined(self._interpreter.get_tensor(self._output_index), scale, context, guess,
+                                        np.float32(0.0), self._ramp)
+
     def predict_reference(self, context: np.ndarray) -> np.ndarray:
         """:meth:`predict` with the numpy codec and post-processing: the reference the C++ path is
         tested against. ``(channels, context_samples)`` → ``(channels, outputs_blocks, frames_per_block)``."""

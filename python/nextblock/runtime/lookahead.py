@@ -60,18 +60,26 @@ REASONS = (NO_LATER_BLOCK, BURST_TOO_LONG, TOO_LATE, OFF)
 
 
 def resolve_fill(mode: str) -> Callable | None:
-    """The two-sided fill for ``--lookahead mode`` (``"off"`` or ``"auto"``), or ``None``: off, or
-    ``nextblock.features.twosided`` is not in this build (logged once)."""
+    """The two-sided fill for ``--lookahead mode`` (``"off"`` or ``"auto"``), or ``None``: off.
+
+    ``auto``: :class:`nextblock.model.two_sided.TwoSidedFill` — the shipped two-sided network
+    for a one-block gap of its size, the fusion (LSAR with the causal prediction as its prior)
+    for the others, or for every gap where this install has no two-sided model (logged)."""
     if mode not in ("off", "auto"):
         raise ValueError(f"lookahead must be 'off' or 'auto', got {mode!r}")
     if mode == "off":
         return None
+    from ..model.metadata import ModelFileError
+    from ..model.two_sided import TwoSidedFill
+
     try:
-        from ..features.twosided import fill_gap
-    except ImportError as err:
-        log.warning("two-sided replacements off: %s (nextblock.features.twosided)", err)
-        return None
-    return fill_gap
+        fill = TwoSidedFill.shipped()
+    except ModelFileError as err:
+        log.warning("two-sided network not loaded (%s): the fusion fills every gap", err)
+        fill = TwoSidedFill(None)
+    if fill.network is None:
+        log.info("no two-sided model in this install: the fusion fills every gap")
+    return fill
 
 
 def measure_fill(fill: Callable, channels: int = 2, frames: int = 128, sample_rate_hz: int = 48000) -> int:
