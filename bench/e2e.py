@@ -7,7 +7,8 @@ one, else the system's) with zeros (``-z``), wavetable (``--bufstrategy -1``) an
 (``--bufstrategy 3``), and when a patched build exists the patched JackTrip's ring buffer alone
 (``patched-fallback-zeros``), with ``nextblock.attach`` (``nextblock``), and its Regulator with
 ``nextblock.attach`` (``nextblock-regulator``: Burg stays the fallback for any block NextBlock
-misses) — it plays a real recording the model never trained on (a test-split recording of
+misses), and its default JitterBuffer (``--bufstrategy 1 -q 4``) with ``nextblock.attach``
+(``nextblock-jitterbuffer``) — it plays a real recording the model never trained on (a test-split recording of
 ``singularity-music``) through two jackd dummy servers and records it, then reports
 ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where ``visqol-python``
 is installed, the share of underruns NextBlock concealed, JackTrip's
@@ -35,7 +36,7 @@ PATTERNS = {
 #: opt-in (``--pattern lossless``): the same pipeline without losses, the ceiling of every score
 EXTRA_PATTERNS = {"lossless": "none"}
 FALLBACKS = ("zeros", "wavetable", "regulator")
-PATCHED_RECEIVERS = ("patched-fallback-zeros", "nextblock", "nextblock-regulator")
+PATCHED_RECEIVERS = ("patched-fallback-zeros", "nextblock", "nextblock-regulator", "nextblock-jitterbuffer")
 
 
 def _visqol(reference, recorded, rate_hz):
@@ -180,6 +181,11 @@ def _run(args) -> int:
                                               buffer_args=("--bufstrategy", "3"), realtime=rt is not None)
             on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
             recv.append((on_regulator, patched))
+            # NextBlock on JackTrip's default buffer (--bufstrategy 1, the JitterBuffer, queue 4)
+            on_jitter = nextblock_receiver(patched, (out / "attach-stats-jitterbuffer.json").resolve(),
+                                           buffer_args=("--bufstrategy", "1"), realtime=rt is not None)
+            on_jitter.label = "nextblock-jitterbuffer"
+            recv.append((on_jitter, patched))
         if args.patched:
             recv = [(r, b) for r, b in recv if r.label.startswith("stock-") or r.label in args.patched]
         for receiver, sender in recv:

@@ -8,12 +8,14 @@ for one block of one channel (or ``--channels``), after a warm-up, and in the sa
 * ``repeat``    – copying the last block (what JackTrip's wavetable mode costs),
 * ``burg``      – ``nextblock.concealers`` Burg baseline's ``predict`` (when that module exists),
 * ``ar128``     – the order-128 Burg AR baseline's ``predict`` (C++ kernel, 10 blocks of history),
-* ``two-sided`` – the gap filled from both sides (:func:`nextblock.features.twosided.fill_gap`:
-  Burg AR(256) on the past, the least-squares interpolation fused with the causal prediction),
-  one block of gap and one block after it: what re-posting a replacement costs once the block
-  after the loss arrived; ``two-sided-path`` – the causal prediction and that fill together (the
-  two-sided path of a lost block, against the same 250 µs p99 budget); ``lsar`` – the LSAR
-  baseline's fill (AR(128), no prior),
+* ``two-sided`` – the gap filled from both sides as attach fills it
+  (:class:`nextblock.model.two_sided.TwoSidedFill`: the shipped two-sided network correcting
+  LSAR(128) fused with the causal prediction, else the fusion alone), one block of gap and one
+  block after it: what re-posting a replacement costs once the block after the loss arrived;
+  ``two-sided-path`` – the causal prediction and that fill together (the two-sided path of a lost
+  block, against the same 250 µs p99 budget); ``two-sided-fusion`` – the fusion alone
+  (:func:`nextblock.features.twosided.fill_gap`: Burg AR(256), the least-squares interpolation
+  with the causal prediction as a fading prior); ``lsar`` – the LSAR baseline's fill (AR(128), no prior),
 * with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude, LPC guess: one C++ call for
   Burg-guess models), ``invoke`` (LiteRT alone) and ``decode`` (irfft, level, guess blend, join)
   separately, and ``cold``: the whole ``predict`` after a 2.5 ms sleep (one block period at 128
@@ -163,10 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     past, future = stretch[:, :4096], stretch[:, 4096 + block:]  # a block of gap between them
     last = np.ascontiguousarray(past[:, -cfg.context_samples:])
     prior = predictor.predict(last).reshape(args.channels, -1)[:, :block]
-    results["two-sided"] = summarize(time_calls(lambda: fill_gap(past, future, block, prior), args.iterations))
+    from nextblock.model.two_sided import TwoSidedFill
+
+    fill = TwoSidedFill.shipped()
+    print(f"two-sided fill: {'network ' + fill.network.model.name if fill.network is not None else 'fusion (no two-sided model)'}",
+          file=sys.stderr)
+    results["two-sided"] = summarize(time_calls(lambda: fill(past, future, block, prior), args.iterations))
     results["two-sided-path"] = summarize(time_calls(
-        lambda: fill_gap(past, future, block, predictor.predict(last).reshape(args.channels, -1)[:, :block]),
+        lambda: fill(past, future, block, predictor.predict(last).reshape(args.channels, -1)[:, :block]),
         args.iterations))
+    results["two-sided-fusion"] = summarize(time_calls(lambda: fill_gap(past, future, block, prior), args.iterations))
     results["lsar"] = summarize(time_calls(lambda: fill_gap(past, future, block, order=BASELINE_ORDER, prior_weight=0.0),
                                            args.iterations))
     if args.breakdown:
@@ -216,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                "within_budget": results["nextblock"]["p99_us"] <= BUDGET_P99_US * args.channels,
                "median_us": results["nextblock"]["median_us"], "p99_us": results["nextblock"]["p99_us"],
                "two_sided_path_within_budget": results["two-sided-path"]["p99_us"] <= BUDGET_P99_US * args.channels,
+               "two_sided_fill": "network" if fill.network is not None else "fusion",
                "candidates": results,
                "per_frames": {str(f): {"budget_p99_us": r["budget_p99_us"], "calls": r["calls"],
                                        "within_budget": None if r["nextblock"] is None else

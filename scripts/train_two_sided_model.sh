@@ -33,6 +33,6 @@ mkdir -p "$RUN_DIR"
 nice "$PY" -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/train" "${RECIPE[@]}" \
   --lpc-order 384 --lpc-burg-samples 1024 --two-sided --two-sided-prior "$RUN_DIR/base.tflite" \
   --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" --init-weights "$RUN_DIR/base.weights.h5" \
-  --chained-share 0.4 --chained-model "$RUN_DIR/base.tflite" --learning-rate 3e-4
+  --chained-share 0.4 --chained-model "$RUN_DIR/base.tflite" --learning-rate 1e-3
 nice "$PY" -m nextblock.export --run-dir "$RUN_DIR/train" --output models/nextblock-twosided.tflite \
   --guess-weight 0 --name nextblock-twosided --model-version "$VERSION"

@@ -139,3 +139,29 @@ def test_tap_depthwise_model_has_the_same_weights_and_output(tmp_path):
     again = build_model(cfg, arch)
     again.load_weights(str(tmp_path / "taps.weights.h5"))
     np.testing.assert_array_equal(np.asarray(again(features)), np.asarray(plain(features)))
+
+
+def test_first_block_only_loss_ignores_what_follows_the_first_block():
+    """A two-sided network's loss (train --two-sided): an error only after the first block's STFT
+    frames costs nothing, the same error in the first block costs as usual."""
+    tf = pytest.importorskip("tensorflow")
+
+    cfg = FeatureConfig()
+    codec = SpectralCodec(cfg)
+    rng = np.random.default_rng(3)
+    target = (0.3 * rng.standard_normal((1, cfg.output_samples))).astype(np.float32)
+
+    def as_spectrum(waveform):
+        spectrum = np.fft.rfft(waveform, axis=-1) / codec.output_gain
+        return tf.constant(np.stack([spectrum.real, spectrum.imag], -1).astype(np.float32))
+
+    late, early = target.copy(), target.copy()
+    late[:, -32:] += 0.5  # after every frame that starts in the first block (sizes up to 128)
+    early[:, :32] += 0.5
+    kwargs = dict(spectral_weight=0.3, phase_weight=0.2, fft_sizes=(32, 64, 128))
+    gap_only = make_loss(cfg, first_block_only=True, **kwargs)
+    both = make_loss(cfg, **kwargs)
+    exact = float(tf.reduce_mean(gap_only(target, as_spectrum(target))))
+    assert abs(float(tf.reduce_mean(gap_only(target, as_spectrum(late)))) - exact) < 1e-4
+    assert float(tf.reduce_mean(both(target, as_spectrum(late)))) > exact + 0.01
+    assert float(tf.reduce_mean(gap_only(target, as_spectrum(early)))) > exact + 0.01

@@ -107,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--two-sided", action="store_true",
                     help="train a two-sided network: the first block of each continuation is lost and the block "
                          "after it arrived; the guess channels hold the gap filled by least-squares AR "
-                         "interpolation, then that block (nextblock.features.twosided.two_sided_guess)")
+                         "interpolation, then that block (nextblock.features.twosided.two_sided_guess); the loss "
+                         "scores the lost block (and the STFT frames across its end)")
     tr.add_argument("--two-sided-prior", metavar="TFLITE",
                     help="with --two-sided: fuse that interpolation with this causal model's prediction of the gap "
                          "(e.g. models/nextblock-default.tflite), as the runtime fuses the causal replacement it "
@@ -284,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=steps * args.epochs, alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
                       loss=make_loss(features, spectral_weight=args.spectral_weight, log_floor=args.spectral_floor,
-                                     phase_weight=args.phase_weight, fft_sizes=tuple(args.spectral_fft_sizes)),
+                                     phase_weight=args.phase_weight, fft_sizes=tuple(args.spectral_fft_sizes),
+                                     first_block_only=args.two_sided),
                       metrics=[make_snr_metric(features)])
     print(f"model: {model.count_params()} parameters, strategy {type(strategy).__name__} "
           f"({strategy.num_replicas_in_sync} replica(s))", flush=True)

@@ -62,7 +62,8 @@ def _stft(signal, index, window):
 
 
 def make_loss(config: FeatureConfig, spectral_weight: float = 0.1, fft_sizes: tuple[int, ...] = (32, 64, 128),
-              later_block_weight: float = 0.5, log_floor: float = 1e-3, phase_weight: float = 0.0):
+              later_block_weight: float = 0.5, log_floor: float = 1e-3, phase_weight: float = 0.0,
+              first_block_only: bool = False):
     """Build ``loss(target_waveform, predicted_spectrum) -> (batch,)`` for ``model.compile``.
 
     Parameters
@@ -81,18 +82,27 @@ def make_loss(config: FeatureConfig, spectral_weight: float = 0.1, fft_sizes: tu
         values make quiet bands count more, which is what ``lsd_db`` rewards.
     phase_weight:
         Weight of the complex (phase-aware) STFT term (0 disables it).
+    first_block_only:
+        Score the first block alone (a two-sided network: the blocks after it arrived): the
+        waveform term on it, the STFT terms on the frames that overlap it (those across its end
+        too, which hold the join onto the block that arrived); ``later_block_weight`` is ignored.
 
     Shapes: ``target`` ``(batch, output_samples)``, ``predicted`` ``(batch, output_bins, 2)``.
     """
     import keras
     import numpy as np
 
-    weights = block_weights(config, later_block_weight)
+    weights = block_weights(config, 0.0 if first_block_only else later_block_weight)
     for size in fft_sizes:
         if not 2 <= size <= config.output_samples:
             raise ValueError(f"STFT size {size} must be between 2 and {config.output_samples} samples")
-    frames = [(_frame_index(config.output_samples, size),
-               (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)).astype(np.float32)) for size in fft_sizes]
+
+    def frame_index(size):
+        index = _frame_index(config.output_samples, size)
+        return index[index[:, 0] < config.frames_per_block] if first_block_only else index
+
+    frames = [(frame_index(size), (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)).astype(np.float32))
+              for size in fft_sizes]
 
     def loss(target, predicted):
         ops = keras.ops
