@@ -156,7 +156,8 @@ class BlockPredictor:
         float32, a linear guess of the horizon that continues the context (the two-sided model's:
         :func:`nextblock.features.twosided.two_sided_guess`) → ``(channels, outputs_blocks,
         frames_per_block)`` float32, starting as ``guess`` and cross-faded into the network's output
-        over the model's boundary ramp, always finite. Needs a model with guess channels.
+        over the model's boundary ramp, with the model's ``guess_weight`` of ``guess`` blended in,
+        always finite. Needs a model with guess channels.
         """
         context = np.atleast_2d(np.asarray(context, dtype=np.float32))
         guess = np.atleast_2d(np.asarray(guess, dtype=np.float32))
@@ -168,7 +169,7 @@ class BlockPredictor:
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
         return self.codec.decode_joined(self._interpreter.get_tensor(self._output_index), scale, context, guess,
-                                        np.float32(0.0), self._ramp)
+                                        self.guess_weight, self._ramp)
 
     def predict_reference(self, context: np.ndarray) -> np.ndarray:
         """:meth:`predict` with the numpy codec and post-processing: the reference the C++ path is
