@@ -1,6 +1,7 @@
 """Records what ``StreamPredictor`` (before the adapters, commit 366a682) played on a fixed input,
 for ``tests/test_model_adapters.py``: ``python tests/record_stream_reference.py`` rewrites
-``tests/data/stream_reference.npz``. Kept only to document how the file was made."""
+``tests/data/stream_reference.npz`` (with the code of that commit: the file is the old class's
+output). The test replays the same input through the adapters with :func:`play`."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_a_client_with_another_block_size_is_refused_and_the_others_keep_being_s
 
 
 class ConcealedRecorder(RepeatPredictor):
-    """A repeat predictor that takes ``concealed_samples`` (as StreamPredictor does) and records them."""
+    """A repeat predictor that takes ``concealed_samples`` (as the stream adapters do) and records them."""
 
     takes_concealed_samples = True
 

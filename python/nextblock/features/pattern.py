@@ -24,7 +24,7 @@ much further, with the weight times :data:`DECAY_PER_128_SAMPLES` per 128 concea
 factor is 0: played on through a burst the copy raised the SNR but also the LSD (a repeated period
 has a frozen spectrum), so the guess serves a burst's first block only and costs nothing after it.
 
-:class:`nextblock.model.stream.StreamPredictor` blends this into the model's prediction in one C++
+:class:`nextblock.model.adapters.LongTermBlend` blends this into the model's prediction in one C++
 call (:meth:`LongTermGuess.blend_into`; :func:`blend_long_term` is the same blend in numpy, after
 :meth:`LongTermGuess.guess`). The C++ kernel (``csrc/nextblock/pattern.hpp``,
 ``nextblock._core.LongTermPredictor``) costs ~40 µs median per channel at 4096 samples;
