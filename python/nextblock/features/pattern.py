@@ -42,7 +42,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.signal
 
 from .. import _core
 from .lpc import SILENCE_MEAN_SQUARE, burg_continuation
@@ -197,6 +196,8 @@ def reference_match(history: np.ndarray, end: int) -> tuple[int, float]:
     searched = h[: end - MIN_LAG_SAMPLES]
     if template_energy <= 0.0 or searched.shape[0] < w:
         return 0, 0.0
+    import scipy.signal  # the reference only: importing scipy.signal costs seconds at attach's start
+
     corr = scipy.signal.correlate(searched, template, mode="valid", method="fft")  # corr[s]: segment h[s:s+w]
     cumulative = np.concatenate([[0.0], np.cumsum(searched * searched)])
     energy = cumulative[w:] - cumulative[:-w]
