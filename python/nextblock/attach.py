@@ -65,7 +65,11 @@ status lines (--stats): a totals line, then one line per stream
 
 --json: the totals (same keys as for one stream), cpu_share (of one core, this process), wakes per
 second, and "streams": one object per stream served (name, peer, local_port, frames_per_block,
-sample_rate_hz, channels, mode, underruns, replacements_used, fallbacks, refused, predictions, ...).
+sample_rate_hz, channels, model_choice, mode, underruns, replacements_used, fallbacks, refused,
+predictions, ...). Each stream is served at its own block size and rate (a hub's clients choose
+their own): the first geometry's model stack is built at start, each other one when its first
+stream joins (off the loop; JackTrip's own concealment plays until it is ready); model_choice says
+which model serves the stream and how.
 Each fallback is explained: fallbacks_late (predicted after its deadline), fallbacks_skipped (not
 started, too little time), fallbacks_unseen (never known missing in time: a late wake-up, a block
 that came late, an outage beyond --max-chain), fallbacks_after_post (posted in time, not played: 0
