@@ -21,7 +21,7 @@ for one block of one channel (or ``--channels``), after a warm-up, and in the sa
   separately, and ``cold``: the whole ``predict`` after a 2.5 ms sleep (one block period at 128
   frames and 48 kHz: what a live prediction pays, its caches and clocks gone cold),
 * with ``--frames`` (or ``--all-frames``): the model serving streams of other block sizes
-  (``nextblock@B``: :class:`~nextblock.model.stream.StreamPredictor`, one call of the model's
+  (``nextblock@B``: :func:`~nextblock.model.stream.stream_predictor`, one call of the model's
   256-sample horizon while two blocks fit, chained calls above 128 frames) and ``ar128@B``, each
   against its budget :func:`~nextblock.model.stream.latency_budget_us` (250 µs p99 up to 128
   frames, proportional to the block above). The cost does not depend on the sample rate (the
@@ -108,12 +108,12 @@ def time_stream(predictor, frames: int, channels: int, iterations: int) -> dict:
     "budget_p99_us": float}``; skips ``nextblock`` (``None``) when the model cannot serve it.
     """
     from nextblock.concealers import make_concealer
-    from nextblock.model.stream import StreamPredictor, latency_budget_us
+    from nextblock.model.stream import latency_budget_us, stream_predictor
 
     rate = max(predictor.metadata.get("sample_rates_hz") or [predictor.sample_rate_hz])
     out = {"budget_p99_us": latency_budget_us(frames), "calls": None, "nextblock": None}
     try:
-        stream = StreamPredictor(predictor, frames, int(rate))
+        stream = stream_predictor(predictor, frames, int(rate))
     except ValueError:
         pass
     else:

@@ -559,14 +559,16 @@ class HubSession:
 
 def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: float = 12.0, simloss: float = 0.03,
                     churn: bool = True, post_replacements: bool = True, bufstrategy: int = 3,
-                    on_hub_start=None) -> HubSession:
+                    on_hub_start=None, client_periods: list[int] | None = None) -> HubSession:
     """A patched hub server (``-S --nextblock --simloss``, no auto patching) on its own ``jackd``
     and ``n_clients`` hub clients, each on its own ``jackd`` sending the block-coded signal; a
     :class:`SegmentWatcher` consumer per segment; every client's received audio on the hub is
     recorded. With ``churn``, a third of the way in the last client leaves and a new one joins.
     ``on_hub_start(hub_pid, stop_event)``: called once the hub runs (e.g. to start
     ``nextblock.attach``; it may return a thread, joined at the end); the watcher's consumers then
-    only read (the poster role is left to it)."""
+    only read (the poster role is left to it). ``client_periods``: each client's JACK period
+    (block size; default 128 each), clients of one period sharing a ``jackd``; the hub runs at 128
+    and its Regulator converts (each client's segment has the client's block size)."""
     from nextblock.capture import stream_segments
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
@@ -578,6 +580,7 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
     stop = threading.Event()
     procs: list = []
     servers: list = []
+    client_jacks: dict = {}  # period -> the jackd the clients of that period share
     recs: dict = {}
     with JackdServer("hub", workdir) as hub_jack:
         hub = ManagedProcess([str(patched), "-S", "-p", "5", "-B", str(tcp_port), "-U", str(tcp_port + 100),
@@ -590,8 +593,13 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
         extra = on_hub_start(hub.pid, stop) if on_hub_start is not None else None
 
         def start_client(i: int):
-            js = JackdServer(f"c{i}", workdir).start()
-            servers.append(js)
+            period = client_periods[i] if client_periods else None
+            js = client_jacks.get(period) if period else None
+            if js is None:
+                js = JackdServer(f"c{i}", workdir, period_samples=period or 128).start()
+                servers.append(js)
+                if period:
+                    client_jacks[period] = js
             cli = ManagedProcess([str(patched), "-C", "127.0.0.1", "-P", str(tcp_port), "-B", str(tcp_port + 10 + i),
                                   "-K", f"client{i}", "-J", f"jtc{i}", "--bufstrategy", str(bufstrategy), "-D"],
                                  workdir / f"client{i}.log", env=js.client_env(), stop_signal=2)

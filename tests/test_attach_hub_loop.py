@@ -62,7 +62,7 @@ def test_a_client_with_another_block_size_is_refused_and_the_others_keep_being_s
 
 
 class ConcealedRecorder(RepeatPredictor):
-    """A repeat predictor that takes ``concealed_samples`` (as StreamPredictor does) and records them."""
+    """A repeat predictor that takes ``concealed_samples`` (as the stream adapters do) and records them."""
 
     takes_concealed_samples = True
 
@@ -134,3 +134,69 @@ def test_the_loop_keeps_the_path_warm_between_losses_only_when_told_or_when_it_m
     auto = WarmCounter(128, 48000)
     stats = _serve_one_stream(auto, HubConfig(scan_interval_s=0.05, initial_budget_us=100), blocks=190)
     assert auto.warm_calls == 0 and stats.to_dict()["keep_warm_triggers"] == 0
+
+
+class RowRecorder(RepeatPredictor):
+    """The repeat stand-in at one geometry, recording the rows of each call."""
+
+    def __init__(self, frames: int, rate: int):
+        super().__init__(frames, rate)
+        self.calls: list[int] = []
+
+    def predict(self, context):
+        self.calls.append(context.shape[0])
+        return super().predict(context)
+
+
+def test_streams_of_different_block_sizes_and_rates_are_served_side_by_side_batched_per_geometry():
+    """One loop serves 64-, 128- and 256-frame streams at 48 and 44.1 kHz: each geometry gets its own
+    predictor (built off the loop by ``predictor_for``), the two 64-frame streams share its model
+    calls, every stream's predictions are posted at its own block size."""
+    pid = os.getpid()
+    stop = threading.Event()
+    stats = HubStats()
+    built: dict[tuple[int, int], RowRecorder] = {}
+
+    def predictor_for(frames, rate):
+        time.sleep(0.05)  # building and warming takes a while: the loop must not wait for it
+        built[(frames, rate)] = RowRecorder(frames, rate)
+        return built[(frames, rate)]
+
+    primary = RowRecorder(128, 48000)
+    geometries = {61002: (128, 48000), 61003: (64, 48000), 61004: (64, 48000), 61005: (256, 44100)}
+    producers = {port: Producer(segment_name_for_stream(pid, port), rate, frames, 2, stream_name=f"c{port}")
+                 for port, (frames, rate) in geometries.items()}
+    try:
+        loop = HubLoop(ProcessStreams(pid), primary, HubConfig(scan_interval_s=0.05, initial_budget_us=100,
+                                                                max_budget_fraction=1.0), stats, stop=stop,
+                       predictor_for=predictor_for)
+        thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
+        thread.start()
+        tick_s, ticks = 64 / 48000, 0
+        seqs = dict.fromkeys(geometries, 0)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            for port, (frames, rate) in geometries.items():
+                if ticks % (frames // 64) == 0:  # (44.1 kHz at 256 frames: near enough for speculative)
+                    producers[port].publish_block(seqs[port], np.full((frames, 2), 0.1, np.float32))
+                    seqs[port] += 1
+            ticks += 1
+            time.sleep(tick_s)
+        served = {st.identity["name"]: st for st in loop.streams.values()}
+        assert sorted(served) == [f"c{p}" for p in geometries], "every geometry is served"
+        assert served["c61003"].predictor is served["c61004"].predictor is built[(64, 48000)]
+        assert served["c61002"].predictor is primary and served["c61005"].predictor is built[(256, 44100)]
+        assert set(built) == {(64, 48000), (256, 44100)}, "one predictor per other geometry"
+    finally:
+        stop.set()
+        thread.join(5)
+        loop.close()
+        for p in producers.values():
+            p.close()
+    by_name = {s["name"]: s for s in stats.to_dict()["streams"]}
+    for port, (frames, rate) in geometries.items():
+        s = by_name[f"c{port}"]
+        assert (s["frames_per_block"], s["sample_rate_hz"]) == (frames, rate)
+        assert s["posts"] > 10, s  # posted at its own block size (a wrong shape would not post)
+    assert max(built[(64, 48000)].calls) == 4, "the two 64-frame streams shared a model call"
+    assert max(primary.calls) == 2 and max(built[(256, 44100)].calls) == 2

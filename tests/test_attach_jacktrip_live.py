@@ -39,10 +39,10 @@ pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def attach_process(pid: int, json_path: Path, log_path: Path, *extra: str) -> subprocess.Popen:
+def attach_process(pid: int, json_path: Path, log_path: Path, *extra: str, predictor: str = "repeat") -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OPENBLAS_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(pid), "--predictor", "repeat",
+    return subprocess.Popen([sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(pid), "--predictor", predictor,
                              "--json", str(json_path), "--stats", "1", *extra],
                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, env=env)
 
@@ -212,3 +212,67 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
         # four JACK servers, four JackTrips and other jobs on two cores; bench/attach.py measures the
         # share on a quiet machine)
         assert mine[0]["replacements_used"] >= 0.2 * mine[0]["underruns"], mine[0]
+
+
+#: the clients' block sizes in the mixed hub test (each client chooses its own, the Regulator converts)
+MIXED_PERIODS = [32, 64, 128, 256]
+#: the least share of each stream's concealments replaced in it. Measured 2026-12-07 on the busy
+#: 2-core host (load 7-8, other agents compiling and training): 0.13-0.18 per stream with the repeat
+#: stand-in, most fallbacks "unseen" (the just-in-time schedule on a real hub, issue 29's first
+#: bullet); the hub's own underruns were 14-16 % of the blocks at 5 % --simloss. Raise it with that fix.
+MIXED_MIN_SHARE = 0.1
+#: the stand-in, as the other live tests (plumbing and scheduling, not inference on a loaded host).
+#: With the shipped model the same hub received half the blocks and played 70-80 % of them
+#: concealed on this host (attach at 0.18 of a core): not explained yet, see docs/notes/attach.md
+MIXED_PREDICTOR = "repeat"
+
+
+def test_one_attach_serves_clients_at_32_64_128_and_256_frames_each_at_its_own_block_size(bins, tmp_path):  # noqa: F811
+    """A hub at 128 frames whose clients play at 32, 64, 128 and 256 frames at once, 5 % --simloss:
+    one ``attach`` serves every client's stream at the client's block size, each geometry with its
+    own predictor (its model stack with the model), and reports its geometry."""
+    out: dict = {}
+    predictor = MIXED_PREDICTOR
+
+    def start(hub_pid, stop):
+        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
+        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", predictor=predictor)
+
+        def wait_then_stop():
+            stop.wait()
+            out["attach"] = stop_attach(proc, json_path, log_path)
+            out["log"] = log_path.read_text()
+
+        t = threading.Thread(target=wait_then_stop, daemon=True)
+        t.start()
+        return t
+
+    s = H.run_hub_session(bins["patched"], tmp_path, n_clients=len(MIXED_PERIODS), seconds=12.0, simloss=0.05,
+                          churn=False, on_hub_start=start, client_periods=MIXED_PERIODS)
+    assert s.hub_alive_at_end, s.hub_log[-2000:]
+    assert "attach" in out, "attach did not report"
+    log = out["log"]
+    # a client's segment is made at the hub's block size before the client's first packet, then
+    # again at the client's (the Regulator converts): the streams that carried blocks
+    streams = [x for x in out["attach"]["streams"] if x["blocks"] > 0]
+    assert sorted(x["frames_per_block"] for x in streams) == MIXED_PERIODS, (
+        [(x["name"], x["frames_per_block"]) for x in streams], log[-3000:])
+    by_segment = {x["segment"]: x for x in streams}
+    for x in s.streams:
+        if not x["seq"]:
+            continue  # the segment made before the client's first packet
+        mine = by_segment.get(x["segment"])
+        assert mine is not None, f"no attach statistics for {x['segment']}: {sorted(by_segment)}\n{log[-2000:]}"
+        conceal = [e for e in x["events"] if e.is_concealment]
+        why = {k: mine.get(k) for k in ("frames_per_block", "sample_rate_hz", "mode", "model_choice", "underruns",
+                                        "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
+                                        "fallbacks_unseen", "fallbacks_after_post", "predictions", "infer_us_p99")}
+        if predictor == "model":
+            assert f"for {mine['frames_per_block']} frames at 48000 Hz" in mine["model_choice"], why
+        assert mine["sample_rate_hz"] == 48000 and mine["channels"] == 2, why
+        # attach counts the concealments from when it served the stream (its model stack for that
+        # block size is built once the stream is there): none it did not see, most of them
+        assert len(conceal) * 0.5 - 2 <= mine["underruns"] <= len(conceal) + 2, (why, len(conceal))
+        assert mine["underruns"] >= 10, why
+        h.assert_fallbacks_explained(mine, mine["underruns"], why)
+        assert mine["replacements_used"] >= MIXED_MIN_SHARE * mine["underruns"], (why, os.getloadavg())

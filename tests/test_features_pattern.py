@@ -191,17 +191,17 @@ class Silent:
 
 
 def test_the_stream_predictor_blends_the_long_term_guess_into_the_models_blocks():
-    from nextblock.model.stream import StreamPredictor
+    from nextblock.model.stream import stream_predictor
 
     signal = voice(HISTORY_SAMPLES + 256, seed=5)
     context = np.stack([signal[:HISTORY_SAMPLES], np.zeros(HISTORY_SAMPLES, np.float32)])
-    with_lt = StreamPredictor(Silent(), 128, 48000)
+    with_lt = stream_predictor(Silent(), 128, 48000)
     assert with_lt.context_samples == HISTORY_SAMPLES and with_lt.model_context_samples == 1024
     out = with_lt.predict(context)
     assert out.shape == (2, 2, 128)
     assert snr_db(signal[HISTORY_SAMPLES + FADE_IN_SAMPLES:], out[0].reshape(-1)[FADE_IN_SAMPLES:]) > 10.0
     assert not np.any(out[1])  # silence stays silence
-    net_only = StreamPredictor(Silent(), 128, 48000, long_term=False)
+    net_only = stream_predictor(Silent(), 128, 48000, long_term=False)
     assert net_only.context_samples == 1024 and not np.any(net_only.predict(context[:, -1024:]))
     with pytest.raises(ValueError, match="4096 samples"):
         with_lt.predict(context[:, -1024:])

@@ -179,10 +179,10 @@ def test_shipped_model_serves_every_configuration(shipped, frames, rate):
     """The shipped model's metadata lists the five rates, and it continues a steady tone at other
     block sizes and rates far better than repeating the last block (two blocks, cut or chained)."""
     from nextblock.model.runner import BlockPredictor
-    from nextblock.model.stream import StreamPredictor
+    from nextblock.model.stream import stream_predictor
 
     assert read_metadata(shipped)["sample_rates_hz"] == [32000, 44100, 48000, 88200, 96000]
-    stream = StreamPredictor(BlockPredictor(shipped), frames, rate)
+    stream = stream_predictor(BlockPredictor(shipped), frames, rate)
     n = np.arange(stream.context_samples + 2 * frames)
     signal = (0.2 * np.sin(2 * np.pi * 441.0 * n / rate) + 0.1 * np.sin(2 * np.pi * 1234.5 * n / rate)).astype(np.float32)
     truth = signal[stream.context_samples:]

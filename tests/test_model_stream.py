@@ -10,7 +10,7 @@ import pytest
 from nextblock.model import default_model_path
 from nextblock.model.metadata import embed_metadata, read_metadata
 from nextblock.model.stream import (
-    StreamPredictor,
+    stream_predictor,
     calls_per_prediction,
     choose_model,
     latency_budget_us,
@@ -48,7 +48,7 @@ def test_two_blocks_of_any_size_are_the_true_continuation(frames):
     n = np.arange(1024 + 2 * frames)
     signal = np.stack([np.sin(w * n), 0.5 * np.cos(w * n)]).astype(np.float32)  # two channels
     model = SineContinuer(w)
-    stream = StreamPredictor(model, frames, 44100, long_term=False)
+    stream = stream_predictor(model, frames, 44100, long_term=False)
     out = stream.predict(signal[:, :1024])
     assert out.shape == (2, 2, frames) and out.dtype == np.float32
     np.testing.assert_allclose(out.reshape(2, -1), signal[:, 1024:], atol=2e-3)
@@ -66,7 +66,7 @@ def test_a_model_before_3_0_serves_only_its_own_block_size_and_rate():
     assert "16 to 1024" in stream_support(new, 2048, 48000)
     assert "22050" in stream_support(new, 128, 22050)
     with pytest.raises(ValueError, match="22050"):
-        StreamPredictor(SineContinuer(0.1), 128, 22050)
+        stream_predictor(SineContinuer(0.1), 128, 22050)
 
 
 def test_the_latency_budget_scales_with_the_block_above_128_frames():
@@ -125,7 +125,7 @@ def test_short_blocks_reuse_a_prediction_while_the_stream_moves_on(frames, calls
     n = np.arange(1024 + 64 * frames)
     signal = np.sin(w * n).astype(np.float32)[None]
     model = SineContinuer(w)
-    stream = StreamPredictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
+    stream = stream_predictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
     for block in range(4 * (64 // min(frames, 64))):
         end = 1024 + block * frames
         out = stream.predict(signal[:, end - 1024:end])
@@ -144,7 +144,7 @@ def test_a_throw_away_prediction_keeps_the_reused_prediction_and_the_counts():
     frames = 16
     signal = np.sin(w * np.arange(1024 + 8 * frames)).astype(np.float32)[None]
     model = SineContinuer(w)
-    stream = StreamPredictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
+    stream = stream_predictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
     stream.predict(signal[:, :1024])
     calls, model_calls = model.calls, stream.model_calls
     stream.keep_warm(np.random.default_rng(0).standard_normal((1, 1024)).astype(np.float32))
@@ -194,10 +194,10 @@ def test_past_the_horizon_the_burg_guess_continues_with_one_model_call(frames):
 
     rng = np.random.default_rng(6)
     context = (np.sin(np.arange(1024) / 9.0) + 0.1 * rng.standard_normal(1024)).astype(np.float32)[None]
-    stream = StreamPredictor(BurgOnly(), frames, 48000, long_term=False)
+    stream = stream_predictor(BurgOnly(), frames, 48000, long_term=False)
     assert stream.beyond_horizon == "guess" and stream.calls == 1
     out = stream.predict(context)
     np.testing.assert_allclose(out.reshape(1, -1), burg_continuation(context[:, -768:], 128, 2 * frames), atol=1e-5)
     assert stream.model_calls == 1
-    chained = StreamPredictor(BurgOnly(), frames, 48000, beyond_horizon="chain", long_term=False)
+    chained = stream_predictor(BurgOnly(), frames, 48000, beyond_horizon="chain", long_term=False)
     assert chained.calls == -(-2 * frames // 256)

@@ -65,7 +65,11 @@ status lines (--stats): a totals line, then one line per stream
 
 --json: the totals (same keys as for one stream), cpu_share (of one core, this process), wakes per
 second, and "streams": one object per stream served (name, peer, local_port, frames_per_block,
-sample_rate_hz, channels, mode, underruns, replacements_used, fallbacks, refused, predictions, ...).
+sample_rate_hz, channels, model_choice, mode, underruns, replacements_used, fallbacks, refused,
+predictions, ...). Each stream is served at its own block size and rate (a hub's clients choose
+their own): the first geometry's model stack is built at start, each other one when its first
+stream joins (off the loop; JackTrip's own concealment plays until it is ready); model_choice says
+which model serves the stream and how.
 Each fallback is explained: fallbacks_late (predicted after its deadline), fallbacks_skipped (not
 started, too little time), fallbacks_unseen (never known missing in time: a late wake-up, a block
 that came late, an outage beyond --max-chain), fallbacks_after_post (posted in time, not played: 0
@@ -237,13 +241,13 @@ def _set_realtime(producer_pid: int, requested: int | None) -> None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     """Attach and serve until stopped. Returns the exit status; raises AttachError."""
-    from .runtime import AttachError, ModelWatcher, ProducerGone, RepeatPredictor, choose_shipped_model, fit_to_stream
-    from .runtime.batching import BucketedPredictor
+    from .runtime import AttachError, ModelWatcher, ProducerGone, choose_shipped_model
     from .runtime.discovery import NamedSegment, ProcessStreams
     from .runtime.hub import HubConfig, HubLoop
     from .runtime.predictors import load_model_predictor
     from .runtime.schedule import ScheduleConfig
     from .runtime.session import EXIT_PRODUCER_GONE
+    from .runtime.stack import build_stream_stack
     from .runtime.stats import HubStats
 
     if args.predictor == "repeat" and (args.model or args.model_dir):
@@ -259,19 +263,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     source.check()
 
     def model(path, frames, rate):  # one interpreter per batch size, fitted to the stream, all warmed
-        described: list[str] = []
+        stack = build_stream_stack(frames, rate, 2, model_path=path, kind=args.predictor, threads=args.threads,
+                                   max_rows=args.max_batch_rows)
+        if stack.description:  # how the model serves the stream (block size, rate, model calls)
+            stats.model_choice = stack.description if not stats.model_choice else f"{stats.model_choice}; {stack.description}"
+        return stack.predictor
 
-        def build():
-            fitted = fit_to_stream(load_model_predictor(path, args.threads), frames, rate)
-            if not described and hasattr(fitted, "describe"):
-                described.append(fitted.describe())
-            return fitted
+    serving = {}  # "loop": the HubLoop, once made (its predictor is the newest model)
 
-        predictor = BucketedPredictor(build, max_rows=args.max_batch_rows)
-        predictor.warm()
-        if described:  # how the model serves the stream (block size, rate, model calls)
-            stats.model_choice = described[0] if not stats.model_choice else f"{stats.model_choice}; {described[0]}"
-        return predictor
+    def other_geometry(frames, rate):  # a stream at another block size or rate (a background thread)
+        path = args.model
+        if args.model_dir and "loop" in serving:  # the model running now (published or not)
+            path = getattr(serving["loop"].predictor, "model_path", None) or path
+        return model(path, frames, rate)
 
     # A bad --model is reported before attaching, even without JackTrip.
     if args.predictor == "model" and args.model is not None:
@@ -287,8 +291,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                 raise source.no_streams_error()
             source.check()
         time.sleep(0.05)
-    # the model runs at the block size and rate of the first stream (others of another geometry
-    # are refused with a reason)
+    # the first stream's block size and rate are built now (the model watcher's); streams of other
+    # geometries get their own predictor when they join (HubLoop's predictor_for)
     frames, rate = 128, 48000
     producer_pid = args.jacktrip_pid or 0
     from .capture import SegmentError
@@ -302,7 +306,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         pass
     predictor, label, watcher = None, None, None
     if args.predictor == "repeat":  # the stand-in predicts at the stream's own block size
-        predictor = RepeatPredictor(frames, rate, channels_hint=2)
+        predictor = model(None, frames, rate)
     else:
         path = args.model
         if path is None:  # the shipped model that serves this block size and rate best
@@ -333,7 +337,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)
 
     loop = HubLoop(source, predictor, config, stats, watcher=watcher, stop=stop, status=status, channels=args.channels,
-                   exit_when_gone=args.once, gone_timeout_s=args.reattach_timeout)
+                   exit_when_gone=args.once, gone_timeout_s=args.reattach_timeout, predictor_for=other_geometry)
+    serving["loop"] = loop
     if label:
         stats.model_version = label
     log.info("serving %s with model %s (context %d samples; cold inference at start %.0f us)", source.describe(),

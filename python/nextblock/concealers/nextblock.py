@@ -9,7 +9,7 @@ import numpy as np
 
 from ..features.twosided import DEFAULT_ORDER, DEFAULT_PRIOR_FADE, DEFAULT_PRIOR_WEIGHT, fill_gap
 from ..model.runner import BlockPredictor
-from ..model.stream import StreamPredictor
+from ..model.stream import stream_predictor
 from ..model.two_sided import TwoSidedFill, TwoSidedPredictor
 from .base import StreamingConcealer
 
@@ -17,7 +17,7 @@ from .base import StreamingConcealer
 class NextBlockConcealer(StreamingConcealer):
     """Conceal a lost block with the NextBlock model's prediction (one channel).
 
-    The model predicts a fixed horizon of samples; :class:`~nextblock.model.stream.StreamPredictor`
+    The model predicts a fixed horizon of samples; :func:`~nextblock.model.stream.stream_predictor`
     cuts (or chains) the two blocks of this stream from it, so any block size the model's
     metadata allows works (16 to 1024 frames for models from 3.0; only their own before).
 
@@ -58,7 +58,7 @@ class NextBlockConcealer(StreamingConcealer):
     def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | Path | None = None,
                  *, predictor: BlockPredictor | None = None, two_sided_model_path: str | Path | None = None):
         model = predictor if predictor is not None else BlockPredictor(model_path)
-        self.stream = StreamPredictor(model, frames_per_block, sample_rate_hz, long_term=self.long_term)
+        self.stream = stream_predictor(model, frames_per_block, sample_rate_hz, long_term=self.long_term)
         self.predictor = model
         self._two_sided_model_path = two_sided_model_path
         self._two_sided: TwoSidedPredictor | None | bool = None  # None: not loaded yet; False: none to load

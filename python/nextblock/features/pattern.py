@@ -24,7 +24,7 @@ much further, with the weight times :data:`DECAY_PER_128_SAMPLES` per 128 concea
 factor is 0: played on through a burst the copy raised the SNR but also the LSD (a repeated period
 has a frozen spectrum), so the guess serves a burst's first block only and costs nothing after it.
 
-:class:`nextblock.model.stream.StreamPredictor` blends this into the model's prediction in one C++
+:class:`nextblock.model.adapters.LongTermBlend` blends this into the model's prediction in one C++
 call (:meth:`LongTermGuess.blend_into`; :func:`blend_long_term` is the same blend in numpy, after
 :meth:`LongTermGuess.guess`). The C++ kernel (``csrc/nextblock/pattern.hpp``,
 ``nextblock._core.LongTermPredictor``) costs ~40 µs median per channel at 4096 samples;
@@ -42,7 +42,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.signal
 
 from .. import _core
 from .lpc import SILENCE_MEAN_SQUARE, burg_continuation
@@ -197,6 +196,8 @@ def reference_match(history: np.ndarray, end: int) -> tuple[int, float]:
     searched = h[: end - MIN_LAG_SAMPLES]
     if template_energy <= 0.0 or searched.shape[0] < w:
         return 0, 0.0
+    import scipy.signal  # the reference only: importing scipy.signal costs seconds at attach's start
+
     corr = scipy.signal.correlate(searched, template, mode="valid", method="fft")  # corr[s]: segment h[s:s+w]
     cumulative = np.concatenate([[0.0], np.cumsum(searched * searched)])
     energy = cumulative[w:] - cumulative[:-w]

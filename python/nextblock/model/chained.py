@@ -13,7 +13,7 @@ them for a share of the training windows, offline:
    at most ``max_chain_samples // B``);
 3. the last ``k · B`` samples of the context are replaced, block by block, by the predictor's
    first block from the context so far — exactly what the harness plays during a burst, with
-   :class:`~nextblock.model.stream.StreamPredictor`'s rules for blocks past half the horizon;
+   :class:`~nextblock.model.adapters.HorizonBlocks`'s rules for blocks past half the horizon;
 4. the target stays the *true* continuation (what the harness scores against);
 5. a chain is dropped (the window keeps its true context) when the chained window fails
    :func:`~nextblock.model.examples.predictable` — the target more than
@@ -72,11 +72,11 @@ def make_chain_predictor(source: str, config: FeatureConfig) -> HorizonPredictor
 def first_block(predictor: HorizonPredictor, contexts: np.ndarray, block: int, config: FeatureConfig) -> np.ndarray:
     """The first ``block`` samples the harness plays for a lost block: ``(n, block)`` float32.
 
-    Up to half the horizon, the horizon's start; above, :class:`StreamPredictor`'s "guess" rule
-    (the Burg guess past the horizon, cross-faded in over its last 32 samples).
+    Up to half the horizon, the horizon's start; above, the "guess" rule of
+    :class:`~nextblock.model.adapters.HorizonBlocks` (the Burg guess past the horizon, cross-faded in over its last 32 samples).
     """
     from ..features.lpc import burg_continuation
-    from .stream import GUESS_FADE_SAMPLES
+    from .adapters import GUESS_FADE_SAMPLES
 
     out = np.empty((contexts.shape[0], block), np.float32)
     horizon = config.output_samples

@@ -98,7 +98,7 @@ class BlockPredictor:
     @property
     def horizon_samples(self) -> int:
         """Samples one call predicts (``outputs_blocks · frames_per_block``, 256): the model works
-        on samples; :class:`~nextblock.model.stream.StreamPredictor` cuts any block size from it."""
+        on samples; :func:`~nextblock.model.stream.stream_predictor` cuts any block size from it."""
         return self.config.output_samples
 
     @property

@@ -7,6 +7,8 @@ One module per job:
 * :mod:`~nextblock.runtime.served`     – per stream: read blocks, events and play-out clock; check and post
 * :mod:`~nextblock.runtime.discovery`  – which segments to serve (a process's streams, or one named segment)
 * :mod:`~nextblock.runtime.batching`   – one interpreter per batch size, so batches never re-allocate
+* :mod:`~nextblock.runtime.stack`      – the one builder of what serves a stream geometry (model choice, adapters, warm-up)
+* :mod:`~nextblock.runtime.geometries` – one predictor per stream geometry, the others built off the loop
 * :mod:`~nextblock.runtime.context`    – per-channel context: received blocks, gaps filled by what was played
 * :mod:`~nextblock.runtime.guard`      – sanity check (NaN/Inf) and limiter before posting
 * :mod:`~nextblock.runtime.predictors` – the predictor interface, the shipped model loader, a test stand-in

@@ -51,6 +51,10 @@ class BucketedPredictor:
         self.context_samples = first.context_samples
         self.sample_rate_hz = first.sample_rate_hz
         self.model_version = first.model_version
+        #: the model file the members run, when known (:func:`~nextblock.runtime.stack.build_stream_stack`)
+        self.model_path: str | None = None
+        #: which model serves which geometry, how (the members' ``describe()``; "" for a stand-in)
+        self.description = first.describe() if hasattr(first, "describe") else ""
         #: whether predict() passes ``concealed_samples`` on (the members take it)
         self.takes_concealed_samples = bool(getattr(first, "takes_concealed_samples", False))
         self._padded = [np.zeros((n, self.context_samples), np.float32) for n in self.sizes]

@@ -40,6 +40,7 @@ from ..capture import SegmentError, monotonic_ns
 from .collector import freeze_survivors, thaw_survivors
 from .discovery import StreamSource
 from .errors import AttachError, ProducerGone
+from .geometries import Geometries, geometry_of
 from .lookahead import MAX_GAP_BLOCKS, measure_fill, resolve_fill
 from .modelwatch import ModelWatcher
 from .predictors import Predictor, check_stream_compatible
@@ -128,14 +129,20 @@ class HubConfig:
 
 
 class HubLoop:
-    """Serves every stream that ``source`` names with one predictor, batched.
+    """Serves every stream that ``source`` names, batched: one predictor per stream geometry.
 
     Parameters
     ----------
     source:
         Which segments to serve (:class:`~nextblock.runtime.discovery.StreamSource`).
     predictor:
-        Checked and warmed; takes ``(rows, context)`` batches of any row count.
+        Checked and warmed; takes ``(rows, context)`` batches of any row count. Serves the
+        streams of its own block size and rate.
+    predictor_for:
+        ``predictor_for(frames_per_block, sample_rate_hz)`` builds (on a background thread,
+        :class:`~nextblock.runtime.geometries.Geometries`) the predictor for streams of another
+        geometry, e.g. :func:`~nextblock.runtime.stack.build_stream_stack`; ``None``: streams of
+        another geometry are refused with the reason.
     config:
         :class:`HubConfig`.
     stats:
@@ -168,6 +175,7 @@ class HubLoop:
         exit_when_gone: bool = False,
         gone_timeout_s: float | None = None,
         post_hook: Callable[[int, np.ndarray], None] | None = None,
+        predictor_for: Callable[[int, int], Predictor] | None = None,
     ):
         self.source = source
         self.config = config or HubConfig()
@@ -186,8 +194,7 @@ class HubLoop:
         self._logged: set[tuple[str, str]] = set()
         self._refused: dict[str, int | None] = {}  # segment name -> creation time of the refused one
         self.streams: dict[str, ServedStream] = {}
-        self._batch = np.zeros((0, 0), np.float32)
-        self._prediction = np.zeros((0, 2, 0), np.float32)
+        self._buffers: dict[tuple, np.ndarray] = {}  # batch and prediction buffers per shape (geometry)
         self._concealed = np.zeros(0, np.int64)  # per batch row: samples of the context we concealed
         self._guard_ns = int((self.config.initial_budget_us or 0) * 1000)
         self._guard_cap_ns = 10**12
@@ -200,6 +207,7 @@ class HubLoop:
         self._shared_early_ns: int | None = None
         self._freeze_due = True  # long-lived objects were created: exempt them from collections
         self._frozen = False
+        self.geometries = Geometries(predictor, predictor_for)
         self._install(predictor)
         if self.config.initial_budget_us is None:
             self._guard_ns = self._measure_cold_ns()
@@ -209,10 +217,37 @@ class HubLoop:
 
     def _install(self, predictor: Predictor) -> None:
         self.predictor = predictor
-        self._keep_warm = getattr(predictor, "keep_warm", None)  # a throw-away prediction (KeepWarm)
         self.stats.model_version = str(getattr(predictor, "model_version", "?"))
+        primary = geometry_of(predictor)
         for st in self.streams.values():
-            check_stream_compatible(predictor, st.frames, st.sample_rate_hz)
+            if (st.frames, st.sample_rate_hz) == primary or self.geometries.build is None:
+                check_stream_compatible(predictor, st.frames, st.sample_rate_hz)
+                st.predictor = predictor
+        self._update_keep_warm()
+
+    def _update_keep_warm(self) -> None:
+        """The throw-away prediction (KeepWarm) of every geometry's predictor that has one."""
+        warms = [w for w in (getattr(p, "keep_warm", None) for p in self.geometries.predictors()) if w is not None]
+        if len(warms) <= 1:
+            self._keep_warm = warms[0] if warms else None
+        else:
+            def keep_warm() -> None:
+                for warm in warms:
+                    warm()
+
+            self._keep_warm = keep_warm
+
+    def _take_built(self) -> None:
+        """Predictors built for other geometries (a joining stream, a hot-swap) are installed."""
+        ready = self.geometries.take_ready()
+        if not ready:
+            return
+        for st in self.streams.values():
+            if (st.frames, st.sample_rate_hz) in ready:
+                st.predictor = self.geometries.get((st.frames, st.sample_rate_hz))
+                st.stats.model_choice = getattr(st.predictor, "description", "") or st.stats.model_choice
+        self._update_keep_warm()
+        self._freeze_due = True
 
     def _measure_cold_ns(self) -> int:
         """One prediction after a 20 ms sleep (cold caches), as a first inference budget."""
@@ -226,6 +261,7 @@ class HubLoop:
 
     def swap_model(self, predictor: Predictor, label: str | None = None) -> None:
         """Install another (checked, warmed) predictor between two batches."""
+        self.geometries.swap(predictor)
         self._install(predictor)
         self._freeze_due = True
         if label:
@@ -254,9 +290,15 @@ class HubLoop:
                     consumer.close()  # refused before: same segment, same reason
                     continue
                 try:
-                    st = ServedStream(consumer, self.config.schedule, self.predictor.context_samples, channels=self.channels,
+                    predictor = self._predictor_for(consumer)
+                    if predictor is None:  # being built for this geometry: attach at a later scan
+                        consumer.close()
+                        continue
+                    st = ServedStream(consumer, self.config.schedule, predictor.context_samples, channels=self.channels,
                                       post_hook=self.post_hook, fill=self._fill, fill_guard_ns=self._fill_guard_ns)
-                    check_stream_compatible(self.predictor, st.frames, st.sample_rate_hz, what="the model")
+                    st.predictor = predictor
+                    st.stats.model_choice = getattr(predictor, "description", "")
+                    check_stream_compatible(predictor, st.frames, st.sample_rate_hz, what="the model")
                     if self.check_stream is not None:
                         self.check_stream(st)
                 except ValueError as err:
@@ -299,6 +341,14 @@ class HubLoop:
             if reason is not None:
                 self._drop(name, reason)
 
+    def _predictor_for(self, consumer) -> Predictor | None:
+        """The predictor for a new stream's geometry (``None``: being built); the primary one
+        (checked, so refused with its reason) when no other geometry can be built."""
+        geometry = (int(consumer.frames_per_block), int(consumer.sample_rate_hz))
+        if self.geometries.build is None:
+            return self.predictor
+        return self.geometries.get(geometry)
+
     def _drop(self, name: str, reason: str) -> None:
         st = self.streams.pop(name)
         st.poll(monotonic_ns())  # the last events
@@ -314,8 +364,21 @@ class HubLoop:
     # --- one batch ------------------------------------------------------------------------------
 
     def _predict(self, actions: list) -> None:
-        """Predict and post ``actions`` ((stream, Action) pairs): earliest deadline first, in model
-        calls of at most ``max_rows_per_call`` rows, each call re-checking its deadlines."""
+        """Predict and post ``actions`` ((stream, Action) pairs): streams of one geometry together
+        (one predictor), the geometry with the earliest deadline first."""
+        first = actions[0][0].predictor
+        if all(st.predictor is first for st, _ in actions):
+            self._predict_geometry(actions)
+            return
+        groups: dict[int, list] = {}
+        for st, action in sorted(actions, key=lambda pair: pair[1].deadline_ns):
+            groups.setdefault(id(st.predictor), []).append((st, action))
+        for group in groups.values():
+            self._predict_geometry(group)
+
+    def _predict_geometry(self, actions: list) -> None:
+        """``actions`` of streams that share a predictor: earliest deadline first, in model calls
+        of at most ``max_rows_per_call`` rows, each call re-checking its deadlines."""
         if sum(st.rows for st, _ in actions) <= self.config.max_rows_per_call:
             self._predict_batch(actions)
             return
@@ -349,14 +412,13 @@ class HubLoop:
                 keep.append((st, action))
         if not keep:
             return
-        ctx_len = self.predictor.context_samples
+        predictor = keep[0][0].predictor
+        ctx_len = predictor.context_samples
         rows = sum(st.rows for st, _ in keep)
-        if self._batch.shape[0] < rows or self._batch.shape[1] != ctx_len:
-            self._batch = np.zeros((max(rows, 2 * self._batch.shape[0]), ctx_len), np.float32)
-        batch = self._batch[:rows]
-        takes_concealed = getattr(self.predictor, "takes_concealed_samples", False)
+        batch = self._buffer(rows, (ctx_len,))
+        takes_concealed = getattr(predictor, "takes_concealed_samples", False)
         if takes_concealed and self._concealed.shape[0] < rows:
-            self._concealed = np.zeros(self._batch.shape[0], np.int64)
+            self._concealed = np.zeros(max(rows, 2 * self._concealed.shape[0]), np.int64)
         r = 0
         for st, action in keep:
             st.context_into(action.seq, batch[r : r + st.rows])
@@ -364,7 +426,7 @@ class HubLoop:
                 self._concealed[r : r + st.rows] = st.concealed_samples_before(action.seq, ctx_len)
             r += st.rows
         t0 = monotonic_ns()
-        out = self.predictor.predict(batch, self._concealed[:rows]) if takes_concealed else self.predictor.predict(batch)
+        out = predictor.predict(batch, self._concealed[:rows]) if takes_concealed else predictor.predict(batch)
         infer_ns = monotonic_ns() - t0
         self.warmth.note_prediction(t0 + infer_ns)
         stats = self.stats
@@ -372,9 +434,7 @@ class HubLoop:
         stats.batched_rows += rows
         stats.infer_us.record(infer_ns / 1000.0)
         self._guard_ns = int(max(self._guard_ns * _GUARD_DECAY, infer_ns))
-        if self._prediction.shape[0] < rows or self._prediction.shape[2] != out.shape[2]:
-            self._prediction = np.zeros((max(rows, 2 * self._prediction.shape[0]), 2, out.shape[2]), np.float32)
-        prediction = self._prediction[:rows]
+        prediction = self._buffer(rows, (2, out.shape[2]))
         np.copyto(prediction, out[:rows])
         r = 0
         for st, action in keep:
@@ -385,6 +445,14 @@ class HubLoop:
             self.warmth.note_decision(st.stats.deadline_misses != misses, t0 + infer_ns)
             st.schedule.done(action.seq)
             r += st.rows
+
+    def _buffer(self, rows: int, shape: tuple[int, ...]) -> np.ndarray:
+        """``(rows, *shape)`` float32 rows of a buffer kept per shape (grown, never shrunk)."""
+        buf = self._buffers.get(shape)
+        if buf is None or buf.shape[0] < rows:
+            buf = np.zeros((max(rows, 2 * (buf.shape[0] if buf is not None else 1)), *shape), np.float32)
+            self._buffers[shape] = buf
+        return buf[:rows]
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -423,6 +491,7 @@ class HubLoop:
         while not stop.is_set():
             now = monotonic_ns()
             if now >= next_scan_ns:
+                self._take_built()
                 self._scan(now)
                 next_scan_ns = now + scan_ns
                 if self._freeze_due and cfg.freeze_gc and self.streams:

@@ -21,8 +21,8 @@ Two implementations live here:
 
 * :func:`load_model_predictor` – the shipped path: ``BlockPredictor`` over a TFLite model, run by
   LiteRT (never TensorFlow), fitted to the stream's block size and rate by
-  :func:`fit_to_stream` (:class:`nextblock.model.stream.StreamPredictor` cuts or chains the
-  model's fixed horizon); without ``--model``, :func:`choose_shipped_model` picks the shipped
+  :func:`fit_to_stream` (:func:`nextblock.model.stream.stream_predictor`'s adapters cut or chain
+  the model's fixed horizon); without ``--model``, :func:`choose_shipped_model` picks the shipped
   model that serves the stream with the fewest model calls and says which.
 * :class:`RepeatPredictor` – a deterministic stand-in without a model (repeats the newest
   block). For tests, the demo and for developing while no model is available; it is *not* a
@@ -222,7 +222,7 @@ def fit_to_stream(predictor: Predictor, frames_per_block: int, sample_rate_hz: i
     """The predictor to run for a stream of this geometry.
 
     A model predictor (``BlockPredictor``: it has ``predict_horizon``) is wrapped in a
-    :class:`nextblock.model.stream.StreamPredictor` for the stream's block size and rate (any
+    :func:`nextblock.model.stream.stream_predictor` for the stream's block size and rate (any
     block of 16-1024 frames, any rate in its metadata's ``sample_rates_hz``); an already fitted
     one is re-fitted from its model; anything else must match exactly
     (:func:`check_stream_compatible`).
@@ -232,16 +232,17 @@ def fit_to_stream(predictor: Predictor, frames_per_block: int, sample_rate_hz: i
     IncompatibleModel
         The model cannot serve the stream (the message says why and what to change).
     """
-    from ..model.stream import StreamPredictor
+    from ..model.stream import is_stream_predictor, stream_predictor
 
-    model = getattr(predictor, "model", predictor) if isinstance(predictor, StreamPredictor) else predictor
+    fitted = is_stream_predictor(predictor)
+    model = predictor.model if fitted else predictor
     if not hasattr(model, "predict_horizon"):
         check_stream_compatible(predictor, frames_per_block, sample_rate_hz, what)
         return predictor
-    if isinstance(predictor, StreamPredictor) and (predictor.frames_per_block, predictor.sample_rate_hz) == (frames_per_block, sample_rate_hz):
+    if fitted and (predictor.frames_per_block, predictor.sample_rate_hz) == (frames_per_block, sample_rate_hz):
         return predictor
     try:
-        return StreamPredictor(model, frames_per_block, sample_rate_hz, min_refresh_samples=LIVE_MIN_REFRESH_SAMPLES)
+        return stream_predictor(model, frames_per_block, sample_rate_hz, min_refresh_samples=LIVE_MIN_REFRESH_SAMPLES)
     except ValueError as err:
         raise IncompatibleModel(f"{what} cannot serve this stream: {err}") from None
 

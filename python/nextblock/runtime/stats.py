@@ -127,7 +127,7 @@ class RuntimeStats:
         The running model.
     model_choice : str
         Which model serves the stream and how (name, version, block size, rate, model calls per
-        prediction; :meth:`nextblock.model.stream.StreamPredictor.describe`), "" for a stand-in.
+        prediction; :meth:`nextblock.model.adapters.HorizonBlocks.describe`), "" for a stand-in.
     miss_times_ns : np.ndarray, ``(256,)`` int64
         ``monotonic_ns`` of the newest deadline misses (ring; see :meth:`record_miss`).
     """
