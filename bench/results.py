@@ -108,7 +108,7 @@ def run(args) -> int:
             print("+", " ".join(cmd), file=sys.stderr, flush=True)
             done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
             result = _last_json_line(done.stdout)
-            result["command"] = "bench/attach.py " + " ".join(cmd[3:])
+            result["command"] = "bench/attach.py " + " ".join(cmd[2:])
             (out / f"attach-{name}.json").write_text(json.dumps(result, indent=1))
     host["finished_utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     host["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

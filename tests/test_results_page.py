@@ -42,7 +42,10 @@ def test_delta_is_receiver_minus_stock_on_the_same_pattern_and_seed():
     for p in ps:
         base = _rows(res, rp.BASELINE, p.pattern)[p.seed]
         assert p.delta("visqol_mos") == pytest.approx(p.row["visqol_mos"] - base["visqol_mos"])
-        assert p.delta("lsd_lost_db") == pytest.approx(p.row["lsd_lost_db"] - base["lsd_lost_db"])
+        if p.pattern == "lossless":  # nothing lost: no lost-packet scores, so no difference either
+            assert p.delta("lsd_lost_db") is None
+        else:
+            assert p.delta("lsd_lost_db") == pytest.approx(p.row["lsd_lost_db"] - base["lsd_lost_db"])
         assert not p.flags
 
 
@@ -91,8 +94,12 @@ def test_xruns_flag_a_run_and_the_page_reports_it_apart():
     assert f"{rp.xruns_total(worst)} xruns" in page
     # strict tolerance: a pattern whose every pair is flagged has no mean in the README table
     table = rp.render_readme_table(res)
-    if all(p.flags for p in rp.pairs(res.rows)):
-        assert "| – |" in table
+    mine = [p for p in rp.pairs(res.rows) if p.receiver == "nextblock-regulator" and p.pattern != "lossless"]
+    n_flagged = sum(bool(p.flags) for p in mine)
+    assert n_flagged, "the fixture's run had xruns on every pair"
+    assert f"{n_flagged} of {len(mine)} runs had" in table
+    if n_flagged == len(mine):
+        assert "| – |" in table and "none was clean" in table
 
 
 def test_readme_table_replaces_only_the_marked_block():
@@ -112,10 +119,10 @@ def test_attach_section_reads_the_benchmark_json(tmp_path):
     for f in FIXTURE.iterdir():
         (tmp_path / f.name).write_text(f.read_text())
     attach = sorted(FIXTURE.glob("attach-*.json"))
-    if not attach:
-        pytest.skip("no attach JSON in the fixture")
+    assert attach, "the fixture holds bench/attach.py's JSON"
     res = rp.load_results(tmp_path)
     a = json.loads(attach[0].read_text())
     page = rp.render_page(res)
     assert f"{a['cpu_share']:.4f}" in page
-    assert "-O3" in page or "g++" in page
+    assert "-O3" in page and "--realtime" in page
+    assert res.host["cores"] >= 1 and f"{res.host['cores']} cores of {res.host['cpu_model']}" in page
