@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 . scripts/python_env.sh   # PY: the venv's python (scripts/setup.sh), else ${PYTHON:-python3}
 export OPENBLAS_NUM_THREADS=1
 OUT="${OUT:-runs/results}"
+case "${1:-}" in -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 if [ "${1:-}" != "--page" ]; then
   "$PY" bench/results.py run --out "$OUT" "$@"
 fi
