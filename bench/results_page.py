@@ -223,7 +223,9 @@ def _e2e_section(results: Results) -> list[str]:
            f"({results.seconds or '?'} s per run of a test-split recording, seeds {', '.join(map(str, seeds))}): "
            "patched and stock JackTrip 2.7.2 over the seeded relay (every receiver loses the same packets), "
            "two jackd dummy servers. Differences from the stock Regulator (`--bufstrategy 3`, Burg) on the same "
-           "pattern and seed; mean (lowest … highest) over the clean seeds.", ""]
+           "pattern and seed; mean (lowest … highest) over the clean seeds, computed by `bench/results_page.py` from "
+           "the benchmark's JSON. NextBlock on JackTrip's default JitterBuffer (`--bufstrategy 1`) is served by "
+           "`nextblock attach` but not yet a receiver of `bench/e2e.py`.", ""]
     for rec, label in RECEIVER_LABELS.items():
         if not any(p.receiver == rec for p in ps):
             continue
