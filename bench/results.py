@@ -5,7 +5,8 @@
 
 * ``e2e-seed<S>.json``: ``bench/e2e.py`` over every loss pattern (and ``lossless``, the ceiling)
   for each seed, with the stock Regulator (``--bufstrategy 3``, Burg), NextBlock on the Regulator
-  (``nextblock-regulator``) and NextBlock on the ring buffer (``nextblock``);
+  (``nextblock-regulator``), on JackTrip's default JitterBuffer (``nextblock-jitterbuffer``) and on
+  the ring buffer (``nextblock``);
 * ``attach-<scenario>.json``: ``bench/attach.py --realtime`` (its last line), whose Burg is
   JackTrip's own, compiled with ``-O3`` as JackTrip's release build (``bench/burg_cost.py``);
 * ``host.json``: date, cores, CPU model, load average before and after, commit, model.
@@ -44,7 +45,8 @@ ATTACH_SCENARIOS = [
 ]
 FULL_PATTERNS = ["bernoulli-1", "bernoulli-5", "bernoulli-10", "bursts-ge", "lossless"]
 QUICK_PATTERNS = ["bernoulli-5", "bursts-ge", "lossless"]
-RECEIVERS = ["--fallback", "regulator", "--patched", "nextblock-regulator", "--patched", "nextblock"]
+RECEIVERS = ["--fallback", "regulator", "--patched", "nextblock-regulator", "--patched", "nextblock-jitterbuffer",
+             "--patched", "nextblock"]
 
 
 def _cpu_model() -> str:

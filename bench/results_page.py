@@ -20,6 +20,7 @@ BASELINE = "stock-regulator"
 #: receivers compared with the baseline, in the order the page shows them
 RECEIVER_LABELS = {
     "nextblock-regulator": "NextBlock on the Regulator",
+    "nextblock-jitterbuffer": "NextBlock on the default JitterBuffer",
     "nextblock": "NextBlock on the ring buffer",
 }
 PATTERN_LABELS = {
@@ -219,13 +220,14 @@ def _e2e_section(results: Results) -> list[str]:
     ps = pairs(results.rows, results.tolerance)
     seeds = sorted({r["seed"] for r in results.rows})
     out = ["## Live, end to end: NextBlock against the stock Regulator", "",
-           f"`bench/e2e.py --fallback regulator --patched nextblock-regulator --patched nextblock` "
+           f"`bench/e2e.py --fallback regulator --patched nextblock-regulator --patched nextblock-jitterbuffer "
+           f"--patched nextblock` "
            f"({results.seconds or '?'} s per run of a test-split recording, seeds {', '.join(map(str, seeds))}): "
            "patched and stock JackTrip 2.7.2 over the seeded relay (every receiver loses the same packets), "
            "two jackd dummy servers. Differences from the stock Regulator (`--bufstrategy 3`, Burg) on the same "
            "pattern and seed; mean (lowest … highest) over the clean seeds, computed by `bench/results_page.py` from "
-           "the benchmark's JSON. NextBlock on JackTrip's default JitterBuffer (`--bufstrategy 1`) is served by "
-           "`nextblock attach` but not yet a receiver of `bench/e2e.py`.", ""]
+           "the benchmark's JSON. Receivers without runs in the JSON (e.g. "
+           "`nextblock-jitterbuffer` in a run made before `bench/e2e.py` had it) are left out.", ""]
     for rec, label in RECEIVER_LABELS.items():
         if not any(p.receiver == rec for p in ps):
             continue

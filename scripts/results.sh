@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every live figure of the README and docs/results.md from one command: runs the live benchmarks
 # with the shipped model and runtime (bench/e2e.py: every loss pattern x seeds 1-3, the stock
-# Regulator against NextBlock on the Regulator and on the ring buffer, the lossless pipeline as the
+# Regulator against NextBlock on the Regulator, the default JitterBuffer and the ring buffer, the lossless pipeline as the
 # ceiling; bench/attach.py: the runtime's CPU against JackTrip's Burg built -O3), their JSON into
 # $OUT (default runs/results, git-ignored), then writes docs/results.md and the README's table
 # (between <!-- results:begin --> and <!-- results:end -->) from that JSON (bench/results_page.py).
