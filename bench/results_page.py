@@ -146,6 +146,10 @@ def _signed(x: float | None, nd: int) -> str:
     return "–" if x is None else f"{x:+.{nd}f}"
 
 
+def _db(x: float | None, nd: int) -> str:
+    return "–" if x is None else f"{x:+.{nd}f} dB"
+
+
 def fmt_delta(s: Summary, nd: int = 3) -> str:
     """``+0.087 (+0.083 … +0.091, 3 seeds)``; one seed: ``+0.087 (1 seed)``; none: ``–``."""
     if s.n == 0:
@@ -185,7 +189,7 @@ def render_readme_table(results: Results, receiver: str = "nextblock-regulator")
              "mean over the seeds without " + results.tolerance.describe() + "; ranges and the others in "
              "[docs/results.md](docs/results.md)):",
              "",
-             "| loss | ViSQOL, stock Regulator | with NextBlock | lost-packet SNR | lost-packet LSD |",
+             "| loss | ViSQOL, stock Regulator | NextBlock: ΔViSQOL | Δ lost-packet SNR | Δ lost-packet LSD |",
              "| --- | --- | --- | --- | --- |"]
     for pat in _patterns(results.rows):
         if pat == "lossless":
@@ -195,7 +199,7 @@ def render_readme_table(results: Results, receiver: str = "nextblock-regulator")
         ds = delta_summary(ps, pat, receiver, "snr_lost_db")
         dl = delta_summary(ps, pat, receiver, "lsd_lost_db")
         lines.append(f"| {PATTERN_LABELS.get(pat, pat)} | {fmt_abs(base)} | {_signed(dv.mean, 3)} | "
-                     f"{_signed(ds.mean, 1)} dB | {_signed(dl.mean, 2)} dB |")
+                     f"{_db(ds.mean, 1)} | {_db(dl.mean, 2)} |")
     mine = [p for p in ps if p.receiver == receiver and p.pattern != "lossless"]
     flagged = [p for p in mine if p.flags]
     if flagged:
