@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
               f"infer us median/p99 {r['infer_us_median']}/{r['infer_us_p99']}")
     if burg_share is not None:
         ratio = "-" if result["cpu_ratio_to_burg"] is None else f"{result['cpu_ratio_to_burg']:.1f}x"
-        print(f"  JackTrip Burg (C++ -O2): {burg['median_us']:.0f} us per channel per glitch -> CPU {burg_share:.4f} "
+        print(f"  JackTrip Burg (C++ -O3, bench/burg_cost.py): {burg['median_us']:.0f} us per channel per glitch -> CPU {burg_share:.4f} "
               f"of a core on these concealments; NextBlock / Burg = {ratio}")
     else:
         print(f"  JackTrip Burg: not measured ({burg['error']})")

@@ -55,6 +55,8 @@ def _check_common(r: subprocess.CompletedProcess, report: dict, nextblock_label:
     assert not any(line.lstrip().startswith("{") for line in r.stdout.splitlines())
     assert r.stdout.rstrip().splitlines()[-1].startswith("report: ")
     assert "SNR lost" in r.stdout and "by NextBlock" in r.stdout and "two-sided" in r.stdout
+    if report["plots"]:  # the plot shows the loss with the median gain over Burg, and says so
+        assert "median SNR gain" in report["plot_caption"] and report["plot_caption"] in r.stdout
 
 
 def test_stand_in_demo_plays_nextblocks_predictions(tmp_path):

@@ -316,23 +316,30 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> list[str]:
-    """Waveform and spectrogram of one concealed loss, every row overlaid."""
+def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> tuple[list[str], str | None]:
+    """Waveform and spectrogram of one concealed loss, every row overlaid: the loss on which the
+    last row (NextBlock) gains the median SNR over Burg (:mod:`nextblock.evaluation.representative`).
+    Returns the files and the caption that says which loss it is."""
     import numpy as np
 
     try:
         from nextblock.evaluation.plots import plot_losses
     except ImportError:
-        return []
-    n_blocks = len(reference) // PERIOD
-    lost = np.zeros(n_blocks, bool)
-    blocks = [b for b in rows[-1]["lost_blocks"] if 8 <= b < n_blocks - 8]
-    loud = [b for b in blocks if np.abs(reference[b * PERIOD:(b + 1) * PERIOD]).max() > 0.05]
-    if not (loud or blocks):
-        return []
-    lost[(loud or blocks)[0]] = True
-    played = {r["label"]: np.asarray(r["played"][: len(reference)], np.float32) for r in rows}
-    return plot_losses(reference, played, lost, PERIOD, RATE_HZ, str(out / "concealed-loss"), max_events=1)
+        return [], None
+    from nextblock.evaluation.representative import representative_loss
+
+    n = len(reference)
+    burg = next((r for r in rows if "Burg" in r["label"]), rows[0])
+    choice = representative_loss(reference, np.asarray(rows[-1]["played"][:n], np.float32),
+                                 np.asarray(burg["played"][:n], np.float32), rows[-1]["lost_blocks"], PERIOD)
+    if choice is None:
+        return [], None
+    lost = np.zeros(n // PERIOD, bool)
+    lost[choice.block] = True
+    caption = choice.caption(rows[-1]["label"], burg["label"])
+    played = {r["label"]: np.asarray(r["played"][:n], np.float32) for r in rows}
+    return plot_losses(reference, played, lost, PERIOD, RATE_HZ, str(out / "concealed-loss"), max_events=1,
+                       title=caption), caption
 
 
 def main(argv=None, prog: str = "nextblock demo") -> int:
@@ -383,7 +390,7 @@ def _run(args) -> int:
     if visqol_available():
         for r in rows:
             r["visqol"] = visqol_mos(audio, np.asarray(r["played"][: len(audio)], np.float32), RATE_HZ)
-    plots = _plot(audio, rows, out)
+    plots, plot_caption = _plot(audio, rows, out)
 
     print(f"\nNextBlock demo on the {mode} — {details['link']}")
     print(format_table(rows))
@@ -398,8 +405,11 @@ def _run(args) -> int:
         print(f"  {r['label']:<40}{r['wav']}")
     for p in plots:
         print(f"plot:   {p}")
+    if plot_caption:
+        print(f"  (the plot shows {plot_caption})")
     report = {"mode": mode, "message": message, "patched_jacktrip": patched, "recording": source,
               "loss": args.loss, "seed": args.seed, "seconds": args.seconds, "plots": plots,
+              "plot_caption": plot_caption,
               "wall_s": round(time.monotonic() - t_start, 1),
               "rows": [{k: v for k, v in r.items() if k != "played"} for r in rows], "details": details}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))

@@ -35,7 +35,7 @@ def loss_events(lost_mask: np.ndarray, reference: np.ndarray, frames_per_block: 
     return [(int(starts[i]), int(ends[i] - starts[i])) for i in loudest]
 
 
-def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask: np.ndarray, frames_per_block: int, sample_rate_hz: int, out_prefix: str, max_events: int = 3, context_blocks: int = 6) -> list[str]:
+def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask: np.ndarray, frames_per_block: int, sample_rate_hz: int, out_prefix: str, max_events: int = 3, context_blocks: int = 6, title: str | None = None) -> list[str]:
     """Write ``<out_prefix>_waveform.png`` and ``<out_prefix>_spectrogram.png``.
 
     Parameters
@@ -54,6 +54,8 @@ def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask:
         How many loss runs to show (:func:`loss_events`).
     context_blocks:
         Blocks shown before and after each run.
+    title:
+        A line above both figures (e.g. why this loss was chosen).
 
     Returns
     -------
@@ -90,6 +92,8 @@ def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask:
         ax.set_ylabel("amplitude")
         ax.set_title(f"{length} lost block(s) from block {start}")
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=3)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = f"{out_prefix}_waveform.png"
     fig.savefig(path, dpi=100)
@@ -112,6 +116,8 @@ def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask:
             ax.axvline(((start + length + 1) * fpp - lo) / sample_rate_hz, color="cyan", lw=0.6)
             ax.set_title(f"{name} @ block {start}", fontsize=8)
             ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     path = f"{out_prefix}_spectrogram.png"
     fig.savefig(path, dpi=90)
