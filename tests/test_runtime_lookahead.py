@@ -138,3 +138,50 @@ def test_a_gap_whose_next_block_came_before_its_decision_is_predicted_first_only
     assert s.look.undecided(now, predict_ns=20 * PERIOD_NS) is None, "no time for both: the fill goes alone"
     s.schedule.handled_seq = 103
     assert s.look.undecided(now) is None, "decided already"
+
+
+class FullAndFast:
+    """A two-sided fill with a cheaper ``fast`` variant (as TwoSidedFill has), recording which ran."""
+
+    def __init__(self, fill):
+        self.fill, self.calls = fill, []
+
+    def __call__(self, past, future, n, prior, sample_rate_hz=48000):
+        self.calls.append("full")
+        return self.fill(past, future, n, prior, sample_rate_hz=sample_rate_hz)
+
+    def fast(self, past, future, n, prior, sample_rate_hz=48000):
+        self.calls.append("fast")
+        return self.fill(past, future, n, prior, sample_rate_hz=sample_rate_hz)
+
+
+def test_the_fast_fill_runs_where_only_it_would_be_done_in_time(fill):
+    both = FullAndFast(fill)
+    s = Stream(both, clock=100, newest=103, missing={102})  # 102 is due two periods from now
+    both.calls.clear()  # the guards' first measurements
+    s.look.guard_ns, s.look.fast_guard_ns = 5 * PERIOD_NS, PERIOD_NS // 4
+    assert s.after_blocks() == 1 and both.calls == ["fast"]
+    assert s.look.explain(102) == "two_sided" and s.look.to_dict()["two_sided_fills_fast"] == 1
+    roomy = Stream(both, clock=90, newest=103, missing={102})  # 12 periods: the full fill fits
+    both.calls.clear()
+    roomy.look.guard_ns, roomy.look.fast_guard_ns = PERIOD_NS, PERIOD_NS // 4
+    assert roomy.after_blocks() == 1 and both.calls == ["full"]
+    late = Stream(both, clock=100, newest=103, missing={102})
+    both.calls.clear()
+    late.look.guard_ns = late.look.fast_guard_ns = 5 * PERIOD_NS
+    assert late.after_blocks() == 0 and both.calls == [] and late.look.explain(102) == "too_late"
+
+
+def test_the_shipped_fill_has_a_fast_variant_that_fills_the_same_gap():
+    from nextblock.features.twosided import fill_gap
+    from nextblock.model.two_sided import TwoSidedFill
+
+    x = np.concatenate([block(s).T for s in range(20)], axis=1)
+    past, future = x[:, :1024], x[:, 1152:1408]
+    full = TwoSidedFill(None)
+    quick = full.fast(past, future, FRAMES, x[:, 1024:1152] + 0.01)
+    assert quick.shape == (CHANNELS, FRAMES) and full.fast_fills == 1
+    truth = x[:, 1024:1152]
+    assert np.sum((quick - truth) ** 2) < 0.01 * np.sum(truth ** 2)  # two tones: interpolated
+    np.testing.assert_array_equal(quick, fill_gap(past, future, FRAMES, x[:, 1024:1152] + 0.01, order=128,
+                                                  prior_weight=0.3, prior_fade=0.0)[0])

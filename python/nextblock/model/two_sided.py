@@ -134,8 +134,8 @@ class TwoSidedFill:
 
     def __init__(self, network: TwoSidedPredictor | None):
         self.network = network
-        #: gaps filled by the network and by the fusion
-        self.network_fills = self.fusion_fills = 0
+        #: gaps filled by the network, by the fusion and by the fast fusion (:meth:`fast`)
+        self.network_fills = self.fusion_fills = self.fast_fills = 0
 
     @classmethod
     def shipped(cls) -> TwoSidedFill:
@@ -163,6 +163,20 @@ class TwoSidedFill:
 
         self.fusion_fills += 1
         return fill_gap(past, future, int(gap_samples), prior, sample_rate_hz)[0]
+
+    def fast(self, past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,
+             sample_rate_hz: int = 48000) -> np.ndarray:
+        """The same gap filled by the cheap fusion: LSAR(128) with the prior at a constant weight,
+        whose normal equations are Toeplitz with a block after the gap (a Levinson solve, ~3x less
+        time than :meth:`__call__`'s fill). For when the full fill would finish after the lost
+        block's pull: a two-sided fill that is in time beats a causal one (validation, 48 kHz x 128,
+        5 % loss: 9.00 dB against the full fusion's 9.32 and the causal prediction's ~7.6)."""
+        from ..features.twosided import NETWORK_GUESS_ORDER, NETWORK_GUESS_PRIOR_WEIGHT, fill_gap
+
+        self.fast_fills += 1
+        return fill_gap(np.atleast_2d(past), np.atleast_2d(future), int(gap_samples), prior, sample_rate_hz,
+                        order=NETWORK_GUESS_ORDER, prior_weight=NETWORK_GUESS_PRIOR_WEIGHT if prior is not None else 0.0,
+                        prior_fade=0.0)[0]
 
 
 __all__ = ["END_RAMP_SAMPLES", "TWO_SIDED_MODEL_NAME", "TwoSidedFill", "TwoSidedPredictor"]

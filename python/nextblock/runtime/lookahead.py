@@ -98,6 +98,21 @@ def measure_fill(fill: Callable, channels: int = 2, frames: int = 128, sample_ra
     return monotonic_ns() - t0
 
 
+class FillTimer:
+    """The recent fill times per block (a ring of :data:`GUARD_WINDOW`) and their 75th percentile
+    (``guard_ns``): the start margin a fill needs before the lost block's pull."""
+
+    def __init__(self):
+        self._times_ns = np.zeros(GUARD_WINDOW, np.int64)
+        self._n = 0
+        self.guard_ns = 0
+
+    def note(self, per_block_ns: int) -> None:
+        self._times_ns[self._n % GUARD_WINDOW] = per_block_ns
+        self._n += 1
+        self.guard_ns = int(np.percentile(self._times_ns[: min(self._n, GUARD_WINDOW)], 75))
+
+
 class Lookahead:
     """The two-sided re-posts of one stream (see the module docstring).
 
@@ -115,7 +130,9 @@ class Lookahead:
     fill:
         ``fill(past (channels, n), future (channels, m), gap_samples, prior (channels, gap) | None)``
         -> ``(channels, gap_samples)`` (or a tuple whose first item it is); ``None``: off (every
-        concealment one-sided, reason ``off``).
+        concealment one-sided, reason ``off``). If it has a ``fast`` method of the same signature
+        (:meth:`nextblock.model.two_sided.TwoSidedFill.fast`), that cheaper fill runs where the
+        full one would not be done in time but it would.
     guard_ns:
         The first fill-time guard (:func:`measure_fill`; default: measured here, one cold fill).
     """
@@ -134,28 +151,47 @@ class Lookahead:
         self._how = [NO_LATER_BLOCK] * MEMORY
         self._open_lo = -1  # missing seqs above this that may still be filled (below: decided)
         self._posted_hi = -1  # newest seq a causal replacement was posted for
-        self.guard_ns = 0  #: what one block's fill takes (75th percentile of the recent ones): its start margin
-        self._times_ns = np.zeros(GUARD_WINDOW, np.int64)  # the recent fill times per block (ring)
-        self._times_n = 0
+        self._full = FillTimer()  # what one block's full fill takes: its start margin
+        self._fast_fill = getattr(fill, "fast", None)
+        self._fast = FillTimer()  # the same for the fast fill
         self._replacement = np.zeros((2, self.frames, self.channels), np.float32)
-        #: counts: gaps filled and posted, slots re-posted, fills finished too late, fills refused
-        self.fills = self.reposts = self.fills_late = self.fills_nonfinite = 0
+        #: counts: gaps filled and posted, slots re-posted, fills finished too late, fills refused,
+        #: gaps filled by the fast fill (the full one would not have been done in time)
+        self.fills = self.reposts = self.fills_late = self.fills_nonfinite = self.fast_fills = 0
         self.fill_us: list[float] = []  # newest fill times (bounded, for the statistics)
         if fill is not None:
-            self._note_time(measure_fill(fill, self.channels, self.frames, self.sample_rate_hz) if guard_ns is None
+            self._full.note(measure_fill(fill, self.channels, self.frames, self.sample_rate_hz) if guard_ns is None
                             else int(guard_ns))
+        if self._fast_fill is not None:
+            self._fast.note(measure_fill(self._fast_fill, self.channels, self.frames, self.sample_rate_hz)
+                            if guard_ns is None else int(guard_ns))
 
     @property
     def on(self) -> bool:
         return self.fill is not None
 
-    def _note_time(self, per_block_ns: int) -> None:
-        """One fill's time per block: the guard follows the 75th percentile of the recent ones (a
-        fill is not posted if it finished late anyway; the guard only keeps hopeless ones from
-        holding the loop up)."""
-        self._times_ns[self._times_n % GUARD_WINDOW] = per_block_ns
-        self._times_n += 1
-        self.guard_ns = int(np.percentile(self._times_ns[: min(self._times_n, GUARD_WINDOW)], 75))
+    @property
+    def guard_ns(self) -> int:
+        """What one block's full fill takes (75th percentile of the recent ones): its start margin
+        (a fill is not posted if it finished late anyway; the guard keeps hopeless ones from holding
+        the loop up)."""
+        return self._full.guard_ns
+
+    @guard_ns.setter
+    def guard_ns(self, value: int) -> None:
+        self._full.guard_ns = int(value)
+
+    @property
+    def fast_guard_ns(self) -> int:
+        """The same for the fast fill (0 without one)."""
+        return self._fast.guard_ns
+
+    @fast_guard_ns.setter
+    def fast_guard_ns(self, value: int) -> None:
+        self._fast.guard_ns = int(value)
+
+    def _note_time(self, per_block_ns: int, fast: bool = False) -> None:
+        (self._fast if fast else self._full).note(per_block_ns)
 
     # --- what happened to each seq ---------------------------------------------------------------
 
@@ -254,11 +290,21 @@ class Lookahead:
         """Blocks ``a .. r - 1`` are missing, ``r`` arrived."""
         sch = self.schedule
         margin = sch.post_margin_ns
-        # the blocks of the run too close to their pull for a fill of the rest are played one-sided
-        while a < r and sch.due_ns(a) - margin - (r - a) * self.guard_ns < monotonic_ns():
+        # the blocks of the run too close to their pull for a fill of the rest are played one-sided;
+        # where the full fill would be late but the fast one would not, the fast one runs
+        fast = False
+        while a < r:
+            left = sch.due_ns(a) - margin - monotonic_ns()
+            if left >= (r - a) * self.guard_ns:
+                break
+            if self._fast_fill is not None and left >= (r - a) * self.fast_guard_ns:
+                fast = True
+                break
             self._mark(a, TOO_LATE)
-            if sch.due_ns(a) - margin > monotonic_ns():  # only the guard said no: a spike must not lock us out
+            if left > 0:  # only the guards said no: a spike must not lock us out
                 self._note_time(int(_REFUSED_SHRINK * self.guard_ns))
+                if self._fast_fill is not None:
+                    self._note_time(int(_REFUSED_SHRINK * self.fast_guard_ns), fast=True)
             a += 1
         if a == r:
             return 0
@@ -277,10 +323,11 @@ class Lookahead:
         prior = self.ring.predicted_run(a, m)
         t0 = monotonic_ns()
         try:
-            filled = self.fill(past, future, m * frames, prior, sample_rate_hz=self.sample_rate_hz)
+            filled = (self._fast_fill if fast else self.fill)(past, future, m * frames, prior,
+                                                              sample_rate_hz=self.sample_rate_hz)
         finally:
             t1 = monotonic_ns()
-            self._note_time((t1 - t0) // m)
+            self._note_time((t1 - t0) // m, fast=fast)
             if len(self.fill_us) < 4096:
                 self.fill_us.append((t1 - t0) / 1000.0)
         if isinstance(filled, tuple):  # (fill, how each channel was filled)
@@ -308,6 +355,7 @@ class Lookahead:
             self.ring.put_predicted(g, block, nxt)
             self._mark(g, TWO_SIDED)
         self.fills += 1
+        self.fast_fills += int(fast)
         self.reposts += m
         return m
 
@@ -319,6 +367,7 @@ class Lookahead:
             "two_sided_fills": self.fills,
             "two_sided_fills_late": self.fills_late,
             "two_sided_fills_nonfinite": self.fills_nonfinite,
+            "two_sided_fills_fast": self.fast_fills,
             "two_sided_fill_us_median": None if times is None else float(np.median(times)),
             "two_sided_fill_us_max": None if times is None else float(times.max()),
         }
