@@ -15,7 +15,9 @@ for one block of one channel (or ``--channels``), after a warm-up, and in the sa
   ``two-sided-path`` – the causal prediction and that fill together (the two-sided path of a lost
   block, against the same 250 µs p99 budget); ``two-sided-fusion`` – the fusion alone
   (:func:`nextblock.features.twosided.fill_gap`: Burg AR(256), the least-squares interpolation
-  with the causal prediction as a fading prior); ``lsar`` – the LSAR baseline's fill (AR(128), no prior),
+  with the causal prediction as a fading prior); ``two-sided-fast`` – the fill attach falls back to when
+  that one would be late (``TwoSidedFill.fast``: AR(128), constant prior weight, a Levinson solve);
+  ``lsar`` – the LSAR baseline's fill (AR(128), no prior),
 * with ``--breakdown``: ``encode`` (RMS, window, rfft, log-magnitude, LPC guess: one C++ call for
   Burg-guess models), ``invoke`` (LiteRT alone) and ``decode`` (irfft, level, guess blend, join)
   separately, and ``cold``: the whole ``predict`` after a 2.5 ms sleep (one block period at 128
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: fill(past, future, block, predictor.predict(last).reshape(args.channels, -1)[:, :block]),
         args.iterations))
     results["two-sided-fusion"] = summarize(time_calls(lambda: fill_gap(past, future, block, prior), args.iterations))
+    results["two-sided-fast"] = summarize(time_calls(lambda: fill.fast(past, future, block, prior), args.iterations))
     results["lsar"] = summarize(time_calls(lambda: fill_gap(past, future, block, order=BASELINE_ORDER, prior_weight=0.0),
                                            args.iterations))
     if args.breakdown:
