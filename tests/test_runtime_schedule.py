@@ -225,6 +225,10 @@ def test_an_outage_longer_than_the_chain_limit_is_left_to_the_fallback():
                                                                            max_chain_blocks=4))
     sim.run(200)
     assert sim.predicted(after_block=60) == [150, 151, 152, 153]
+    # the blocks past the chain are left to the producer on purpose, and the schedule says so
+    # (attach counts their fallbacks as fallbacks_outage, not as unseen)
+    assert [seq for seq in range(150, 170) if sim.s.gave_up(seq)] == list(range(154, 170))
+    assert not sim.s.gave_up(149) and not sim.s.gave_up(170)
 
 
 def test_forced_modes_and_bad_config():

@@ -161,6 +161,7 @@ class StreamSchedule:
         self.clock_at_ns = 0
         self.clock_queued = 0
         self.clock_jumps = 0
+        self.clock_jump_log: list[tuple[int, int, int]] = []
         # arrivals
         self.newest_seq = -1
         self.newest_arrival_ns = 0
@@ -176,6 +177,10 @@ class StreamSchedule:
         self.shared_early_ns: int | None = None  #: see :meth:`lead_ns`
         #: set by the loop while it sleeps on the producer's missing-block wake (see :meth:`decision_lead_ns`)
         self.missing_wake = False
+        # the newest just-in-time decisions looked at, per seq (ring): when first, and its decision time
+        self._considered_seq = np.full(64, -1, np.int64)
+        self._considered_at = np.zeros((64, 3), np.int64)  # first looked at, decide time, due time
+        self._given_up = np.full(64, -1, np.int64)  # seqs left to the producer: past the longest chain
         self.wake_ns: int | None = None  #: when :meth:`next_action` wants to be asked again (None: on the next block)
 
     # --- what happened --------------------------------------------------------------------------
@@ -200,6 +205,8 @@ class StreamSchedule:
             expected = self.clock_seq + max(0, round((at_ns - self.clock_at_ns) / self.period_ns))
             if seq < self.clock_seq or abs(seq - expected) > 64:
                 self.clock_jumps += 1
+                if len(self.clock_jump_log) < 16:  # (previous seq, new seq, the expected one) for --json
+                    self.clock_jump_log.append((self.clock_seq, seq, expected))
                 self.handled_seq = seq
                 self._slack_n = 0
                 self.slack_low_ns = None
@@ -350,10 +357,15 @@ class StreamSchedule:
         self.handled_seq = s - 1
         due = self.due_ns(s)
         decide = due - self.decision_lead_ns(budget_ns)
+        slot = s & 63
+        if self._considered_seq[slot] != s:
+            self._considered_seq[slot] = s
+            self._considered_at[slot] = (now_ns, decide, due)
         if s > self.newest_seq + self.config.max_chain_blocks:
             # a long outage: beyond the longest chain the guesses would drift; JackTrip's fallback plays
             if now_ns >= decide:
                 self.handled_seq = s
+                self._given_up[s & 63] = s  # explained as an outage if its fallback plays
                 decide += self.period_ns
             self.wake_ns = decide
             return None
@@ -389,6 +401,20 @@ class StreamSchedule:
         deadline = self.due_ns(target) - self.post_margin_ns if clock else origin + self.deadline_ns
         self.wake_ns = now_ns
         return Action(target, deadline, chained=True, origin_ns=origin)
+
+    def considered(self, seq: int) -> dict | None:
+        """When the just-in-time decision first looked at ``seq`` (the loop's time, the decision and
+        due times it computed then, ns), or ``None``."""
+        slot = seq & 63
+        if self._considered_seq[slot] != seq:
+            return None
+        first, decide, due = (int(v) for v in self._considered_at[slot])
+        return {"first_ns": first, "decide_ns": decide, "due_ns": due}
+
+    def gave_up(self, seq: int) -> bool:
+        """Whether ``seq`` (one of the newest 64) was left to the producer's fallback on purpose: it
+        came more than ``max_chain_blocks`` after the newest received block (an outage)."""
+        return bool(self._given_up[seq & 63] == seq)
 
     def done(self, seq: int) -> None:
         """``seq`` was decided (posted, late, or skipped): do not decide it again."""

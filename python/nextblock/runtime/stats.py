@@ -141,6 +141,11 @@ class RuntimeStats:
     fallbacks_skipped: int = 0
     fallbacks_unseen: int = 0
     fallbacks_after_post: int = 0
+    fallbacks_before_attach: int = 0
+    fallbacks_outage: int = 0
+    fallbacks_dropped_received: int = 0
+    cover_posts: int = 0
+    cover_used: int = 0
     refused: int = 0
     two_sided: int = 0
     one_sided_no_later_block: int = 0
@@ -253,7 +258,7 @@ class RuntimeStats:
             k: getattr(self, k)
             for k in (
                 "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late",
-                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "refused", "two_sided",
+                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage", "fallbacks_dropped_received", "cover_posts", "cover_used", "refused", "two_sided",
                 "one_sided_no_later_block", "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off",
                 "two_sided_posts", "predictions", "posts",
                 "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
@@ -287,10 +292,13 @@ def _native_wakeups() -> int:
         return 0
 
 
+#: why a FALLBACK concealment had no replacement (``fallbacks_<reason>``; they add up to ``fallbacks``)
+FALLBACK_REASONS = ("late", "skipped", "unseen", "after_post", "before_attach", "outage", "dropped_received")
+
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
     "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-    "fallbacks_unseen", "fallbacks_after_post", "refused", "two_sided", "one_sided_no_later_block",
+    "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage", "fallbacks_dropped_received", "cover_posts", "cover_used", "refused", "two_sided", "one_sided_no_later_block",
     "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off", "two_sided_posts", "predictions", "posts",
     "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
 )
