@@ -11,7 +11,8 @@ Processes, as a hub operator runs them:
 
 Measured over ``--seconds`` once every client is on the hub: per stream its concealments, the
 share replaced by NextBlock, the reason of every fallback (attach's ``fallbacks_*`` counters), the
-CPU share (of one core) of attach and of the hub JackTrip, and Burg's cost on the same
+CPU share (of one core) of attach and of the hub JackTrip, ``served_share`` (the share of the
+concealments while attach served the stream: ``fallbacks_before_attach`` left out), and Burg's cost on the same
 concealments (``bench/burg_cost.py``: JackTrip's BurgAlgorithm compiled at bench time, its median
 cost per channel per glitch x 2 channels x the concealments). Prints a line per stream, then the
 JSON (last line). Targets (issue 29, quiet 2-core machine, 48 kHz, 5 % loss): every stream
@@ -153,7 +154,7 @@ def summarise(args, r: dict) -> dict:
         rows.append({
             "name": st["name"], "frames_per_block": st["frames_per_block"], "mode": st["mode"],
             "blocks": st["blocks"], "concealments": conc, "replaced": st["replacements_used"],
-            "share": st["replacements_used"] / conc if conc else None,
+            "share": st["replacements_used"] / conc if conc else None, "served_share": st.get("served_share"),
             "fallbacks": {k: st.get(f"fallbacks_{k}", 0) for k in REASONS},
             "two_sided": st.get("two_sided", 0),
         })
@@ -165,6 +166,7 @@ def summarise(args, r: dict) -> dict:
         "bufstrategy": args.bufstrategy, "simloss": args.simloss, "predictor": args.predictor,
         "streams": rows,
         "min_share": min((x["share"] for x in rows if x["share"] is not None), default=None),
+        "min_served_share": min((x["served_share"] for x in rows if x["served_share"] is not None), default=None),
         "fallback_reasons": {k: sum(x["fallbacks"][k] for x in rows) for k in REASONS},
         "attach_cpu_share": r["attach_cpu_share"], "jacktrip_cpu_share": r["jacktrip_cpu_share"],
         "burg_cpu_share": None if "error" in burg else burg["median_us"] * 1e-6 * 2 * per_s,
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
         share = "-" if x["share"] is None else f"{x['share']:.3f}"
         why = " ".join(f"{k}={v}" for k, v in x["fallbacks"].items() if v)
         print(f"{x['name']:<24} {x['frames_per_block']:>4} fr {x['mode']:<12} concealed={x['concealments']:<4} "
-              f"replaced={x['replaced']:<4} share={share} {why}", file=sys.stderr)
+              f"replaced={x['replaced']:<4} share={share} served={x['served_share'] or 0:.3f} {why}", file=sys.stderr)
     print(f"attach {summary['attach_cpu_share']:.3f} core, jacktrip {summary['jacktrip_cpu_share']:.3f} core, "
           f"Burg on the same concealments {summary['burg_cpu_share']} core; load {summary['load_before']:.2f}",
           file=sys.stderr)

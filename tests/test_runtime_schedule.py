@@ -287,3 +287,19 @@ def test_the_missing_block_lookahead_is_the_earliest_pull_by_which_blocks_arrive
 def test_the_lookahead_is_clamped_to_the_producers_limit():
     s = StreamSchedule(P, ScheduleConfig())
     assert s.lookahead_blocks(10**12) == MAX_LOOKAHEAD_BLOCKS == 16
+
+
+def test_a_clock_a_few_blocks_back_is_a_re_timing_not_a_jump():
+    """JackTrip's Regulator after a run of underruns plays the blocks it concealed, late: its clock
+    steps back a few blocks. The schedule keeps its slacks and mode, and decides the blocks from
+    there on again at their later due times; a step further back is still a jump."""
+    sim = Sim(headroom=2)
+    sim.run(100)
+    s = sim.s
+    assert s.mode == JUST_IN_TIME and s.slack_low_ns is not None
+    low, seq, at = s.slack_low_ns, s.clock_seq, s.clock_at_ns
+    s.on_clock(seq - 3, at + P, 0)
+    assert (s.clock_jumps, s.clock_retimes, s.mode, s.slack_low_ns) == (0, 1, JUST_IN_TIME, low)
+    assert s.handled_seq == seq - 3 and s.due_ns(seq - 2) == at + 2 * P
+    s.on_clock(seq - 3 - 40, at + 2 * P, 0)
+    assert s.clock_jumps == 1

@@ -47,6 +47,9 @@ JUST_IN_TIME = "just-in-time"
 SPECULATIVE = "speculative"
 #: the producer's missing-block wake looks at most this far ahead (shm_protocol.hpp kMaxMissingLookahead)
 MAX_LOOKAHEAD_BLOCKS = 16
+#: a play-out clock reading at most this many blocks behind the previous one is a re-timing (the
+#: producer played blocks late after concealing them), not a jump (see StreamSchedule.on_clock)
+MAX_RETIME_BLOCKS = 16
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ class StreamSchedule:
         self.clock_at_ns = 0
         self.clock_queued = 0
         self.clock_jumps = 0
+        self.clock_retimes = 0  #: readings a few blocks back (see :meth:`on_clock`)
         self.clock_jump_log: list[tuple[int, int, int]] = []
         # arrivals
         self.newest_seq = -1
@@ -196,10 +200,22 @@ class StreamSchedule:
 
     def on_clock(self, seq: int, at_ns: int, queued_blocks: int) -> None:
         """A play-out clock reading: ``seq`` was played at ``at_ns`` with ``queued_blocks`` later ones
-        received. A seq that moves backwards or leaps (the producer restarted its numbering, or
-        resynchronised) is a clock jump: decisions restart from the new position."""
+        received. A seq a few blocks (``MAX_RETIME_BLOCKS``) behind the last reading is a
+        re-timing: blocks concealed before they arrived play now, late, and everything after them
+        plays that much later; the blocks from ``seq`` on are decided again. A seq that moves
+        further back or leaps (the producer restarted its numbering, or resynchronised) is a clock
+        jump: decisions restart from the new position, with new slacks."""
         seq, at_ns = int(seq), int(at_ns)
         if seq == self.clock_seq and at_ns == self.clock_at_ns:
+            return
+        if 0 < self.clock_seq - seq <= MAX_RETIME_BLOCKS:
+            # a few blocks back: the producer played concealments for blocks that had not arrived
+            # and plays them now, late (JackTrip's Regulator after a run of underruns: its latency
+            # grew by that many blocks). The blocks from here on are due later than the last
+            # reading said: decide them again at their new times, keep the slacks and the mode
+            self.clock_retimes += 1
+            self.clock_seq, self.clock_at_ns, self.clock_queued = seq, at_ns, int(queued_blocks)
+            self.handled_seq = seq
             return
         if self.clock_seq >= 0:
             expected = self.clock_seq + max(0, round((at_ns - self.clock_at_ns) / self.period_ns))

@@ -351,6 +351,7 @@ class ServedStream:
             just_in_time_share=jit_share,
             mode_switches=s.mode_switches,
             clock_jumps=s.clock_jumps,
+            clock_retimes=s.clock_retimes,
             slack_low_us=None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
             attached_s=((self.left_ns or monotonic_ns()) - self.attached_ns) / 1e9,
             left=self.left_ns is not None,

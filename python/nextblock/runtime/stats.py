@@ -230,6 +230,12 @@ class RuntimeStats:
         """Share of underruns concealed by NextBlock; ``None`` before the first underrun."""
         return self.replacements_used / self.underruns if self.underruns else None
 
+    def served_share(self) -> float | None:
+        """Share of the concealments while this stream was served (``fallbacks_before_attach``
+        left out) that NextBlock replaced; ``None`` before the first."""
+        served = self.underruns - self.fallbacks_before_attach
+        return self.replacements_used / served if served > 0 else None
+
     def status_line(self) -> str:
         """One line for ``--stats``: counters plus recent inference/e2e median and p99."""
         i50, i99 = self.infer_us.recent_percentiles()
@@ -269,6 +275,7 @@ class RuntimeStats:
             deadline_misses=self.deadline_misses,
             deadline_miss_share=(self.deadline_misses / attempts) if attempts else 0.0,
             replacement_share=self.replacement_share(),
+            served_share=self.served_share(),
             two_sided_share=self.two_sided_share(),
             infer_us_median=i50,
             infer_us_p99=i99,
@@ -427,6 +434,8 @@ class HubStats:
         out.update(
             deadline_miss_share=out["deadline_misses"] / attempts if attempts else 0.0,
             replacement_share=out["replacements_used"] / out["underruns"] if out["underruns"] else None,
+            served_share=(out["replacements_used"] / (out["underruns"] - out["fallbacks_before_attach"])
+                          if out["underruns"] > out["fallbacks_before_attach"] else None),
             two_sided_share=out["two_sided"] / out["underruns"] if out["underruns"] else None,
             lookahead=self.lookahead,
             predictions=self.predictions,
