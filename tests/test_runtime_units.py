@@ -318,7 +318,7 @@ def test_a_replacement_is_also_posted_for_the_arrived_block_before_it(segment_na
     """JackTrip's Regulator drops an old block together with the lost one after it and conceals
     the pair in one slot, reported for the old block: the lost block's replacement is posted for
     the block before it too, while that one is not played yet (and only then)."""
-    from nextblock.capture import Consumer, Producer, monotonic_ns
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
     from nextblock.runtime.schedule import Action
 
     with Producer(segment_name, 48000, 128, 1) as p, Consumer(segment_name, post_replacements=True) as c:
@@ -331,6 +331,9 @@ def test_a_replacement_is_also_posted_for_the_arrived_block_before_it(segment_na
         for_gap, for_before = p.take_replacement(10), p.take_replacement(9)
         assert for_gap is not None and for_before is not None
         assert np.array_equal(for_gap, for_before)  # the same two blocks in both slots
+        p.post_event(EventKind.SKIP, 9, Outcome.REPLACEMENT, 2)  # the Regulator played it
+        st.poll(monotonic_ns())
+        assert st.stats.cover_used == 1
         # the block before the gap is playing already: nothing to cover
         p.note_playout(9, 0)
         st.poll(monotonic_ns())

@@ -124,6 +124,7 @@ class ServedStream:
         self.lookahead = Lookahead(self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz,
                                    fill_guard_ns)
         self.fallback_trace: list[dict] = []
+        self._covered = [-1] * 64  # seqs _cover_previous posted for (the newest 64)
         self.new_blocks = False  #: the last poll read a block (the loop then tries the two-sided fill)
 
     # --- reading ---------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class ServedStream:
                     self._trace_fallback(e, reason)
                 elif e.outcome == Outcome.REPLACEMENT:
                     stats.count_sided(self.lookahead.explain(int(e.seq)))
-                    if self.received(int(e.seq)):  # a block that had arrived, dropped: _cover_previous's post
+                    if self._covered[int(e.seq) & 63] == int(e.seq):  # _cover_previous's post played
                         stats.cover_used += 1
             elif e.kind == EventKind.CONSUMER_LOST:
                 log.warning("%s: the producer lost this consumer at seq %d (too slow or stalled)", self.name, e.seq)
@@ -316,6 +317,7 @@ class ServedStream:
         if monotonic_ns() > s.due_ns(prev) - s.post_margin_ns:
             return
         self.consumer.post_replacement(prev, replacement)
+        self._covered[prev & 63] = prev
         self.stats.cover_posts += 1
         self._remember(prev, POSTED)
 
