@@ -165,6 +165,9 @@ def summarise(args, r: dict) -> dict:
         "clients": args.clients, "client_frames": args.client_frames, "hub_frames": args.hub_frames,
         "bufstrategy": args.bufstrategy, "simloss": args.simloss, "predictor": args.predictor,
         "streams": rows,
+        # clients whose stream attach did not serve (another block size than the first stream's,
+        # until each stream runs at its own geometry): their concealments are all JackTrip's
+        "unserved_clients": max(0, args.clients - len(rows)),
         "min_share": min((x["share"] for x in rows if x["share"] is not None), default=None),
         "min_served_share": min((x["served_share"] for x in rows if x["served_share"] is not None), default=None),
         "fallback_reasons": {k: sum(x["fallbacks"][k] for x in rows) for k in REASONS},
@@ -197,6 +200,8 @@ def main(argv=None) -> int:
         why = " ".join(f"{k}={v}" for k, v in x["fallbacks"].items() if v)
         print(f"{x['name']:<24} {x['frames_per_block']:>4} fr {x['mode']:<12} concealed={x['concealments']:<4} "
               f"replaced={x['replaced']:<4} share={share} served={x['served_share'] or 0:.3f} {why}", file=sys.stderr)
+    if summary["unserved_clients"]:
+        print(f"{summary['unserved_clients']} client(s) not served (see attach.log in {summary['work_dir']})", file=sys.stderr)
     print(f"attach {summary['attach_cpu_share']:.3f} core, jacktrip {summary['jacktrip_cpu_share']:.3f} core, "
           f"Burg on the same concealments {summary['burg_cpu_share']} core; load {summary['load_before']:.2f}",
           file=sys.stderr)
