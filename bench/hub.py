@@ -119,6 +119,9 @@ def run(args) -> dict:
                 procs.append(snd)
             _wait(lambda: sum(p.endswith(":receive_1") for p in _ports(hub_jack.name)) >= args.clients, 30,
                   f"{args.clients} clients on the hub")
+            # measure once attach serves every client (loading and warming the model takes seconds)
+            _wait(lambda: (work / "attach.log").read_text(errors="replace").count(": serving /") >= args.clients, 90,
+                  "attach to serve every client")
             time.sleep(args.settle)
             load0 = os.getloadavg()[0]
             t0 = time.monotonic()
