@@ -217,13 +217,15 @@ def expected_context(blocks: np.ndarray, k: int, context_samples: int) -> np.nda
 
 
 FALLBACK_KEYS = ("underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-                 "fallbacks_unseen", "fallbacks_after_post", "deadline_misses")
+                 "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage",
+                 "fallbacks_dropped_received", "deadline_misses")
 
 
 def assert_fallbacks_explained(stats: dict, concealed: int, context=None) -> None:
     """What NextBlock controls, strictly: a served stream's statistics (attach's ``--json``, the
-    whole run or one stream) account for every fallback (late, skipped, unseen or played despite a
-    post), and a replacement posted in time is played (``fallbacks_after_post`` at most a few: a
+    whole run or one stream) account for every fallback (late, skipped, unseen, played despite a
+    post, before the stream was served, an outage past the longest chain, or a block that had
+    arrived and the producer dropped: ``FALLBACK_REASONS``), and a replacement posted in time is played (``fallbacks_after_post`` at most a few: a
     JACK cycle that runs early after a late one can beat a post made by the deadline the late clock
     reading gave). How many losses were predicted in time is the host's timing; the tests bound it
     loosely and the benchmarks measure it."""
@@ -231,8 +233,9 @@ def assert_fallbacks_explained(stats: dict, concealed: int, context=None) -> Non
     if context is not None:
         why["context"] = context
     assert stats["fallbacks_after_post"] <= max(2, 0.05 * concealed), f"posted in time, not played: {why}"
-    assert stats["fallbacks"] == (stats["fallbacks_late"] + stats["fallbacks_skipped"] + stats["fallbacks_unseen"]
-                                  + stats["fallbacks_after_post"]), f"unexplained fallbacks: {why}"
+    from nextblock.runtime.stats import FALLBACK_REASONS
+
+    assert stats["fallbacks"] == sum(stats[f"fallbacks_{r}"] for r in FALLBACK_REASONS), f"unexplained fallbacks: {why}"
 
 
 def standin_fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,

@@ -9,9 +9,10 @@
   buffer: the packet
   after a loss is usually there before the lost one plays; the replacement re-posted with it
   plays, and that packet then plays exactly as it arrived.
-* A hub server with three clients: one ``attach --jacktrip-pid HUB --mode speculative`` serves every
+* A hub server with three clients at 5 % loss: one ``attach --jacktrip-pid HUB --realtime`` serves every
   client's stream; its per-stream statistics count each stream's own concealments as JackTrip
-  reported them, and its replacements were played for it.
+  reported them, every fallback has its reason, and at least 97 % of the concealments while it
+  served the stream were its replacements.
 
 The predictor is ``repeat`` (the newest block again: no model, so the test measures scheduling and
 plumbing, not inference speed on a loaded machine).
@@ -182,10 +183,8 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
 
     def start(hub_pid, stop):
         json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
-        # always-predict: this test is about serving every client with its own counts; four JACK
-        # servers and four JackTrips share two cores here, too much jitter for the just-in-time
-        # schedule's margins (the point-to-point test above covers that mode)
-        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", "--mode", "speculative")
+        # as a hub operator runs it: the schedule as it chooses, the hot path real-time
+        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", "--realtime")
 
         def wait_then_stop():
             stop.wait()
@@ -196,7 +195,8 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
         t.start()
         return t
 
-    s = H.run_hub_session(bins["patched"], tmp_path, n_clients=3, seconds=12.0, churn=False, on_hub_start=start)
+    s = H.run_hub_session(bins["patched"], tmp_path, n_clients=3, seconds=12.0, simloss=0.05, churn=False,
+                          on_hub_start=start)
     assert s.hub_alive_at_end, s.hub_log[-2000:]
     assert "attach" in out, "attach did not report"
     streams = {x["name"]: x for x in out["attach"]["streams"]}
@@ -208,10 +208,15 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
         assert mine, f"no attach statistics for {x['segment']} ({x['stream_name']}): {sorted(streams)}"
         conceal = [e for e in x["events"] if e.is_concealment]
         assert abs(mine[0]["underruns"] - len(conceal)) <= max(2, 0.05 * len(conceal)), (mine[0], len(conceal))
-        # and its replacements were played for it (how many depends on the load: 44-77 % measured with
-        # four JACK servers, four JackTrips and other jobs on two cores; bench/attach.py measures the
-        # share on a quiet machine)
-        assert mine[0]["replacements_used"] >= 0.2 * mine[0]["underruns"], mine[0]
+        # and nearly all of them were replaced while attach served it (issue 29: >= 0.97 per stream;
+        # every fallback explained by its reason; fallback_trace says what the schedule knew). On a
+        # loaded host this fails with the load in the message: read the reasons before the bound.
+        st = mine[0]
+        why = {k: st.get(k) for k in h.FALLBACK_KEYS + ("served_share", "cover_posts", "cover_used", "clock_jumps",
+                                                       "clock_retimes", "mode", "slack_low_us")}
+        why["load"] = os.getloadavg()
+        h.assert_fallbacks_explained(st, st["underruns"], why)
+        assert st["served_share"] is not None and st["served_share"] >= 0.97, json.dumps(why)
 
 
 #: the clients' block sizes in the mixed hub test (each client chooses its own, the Regulator converts)

@@ -225,6 +225,10 @@ def test_an_outage_longer_than_the_chain_limit_is_left_to_the_fallback():
                                                                            max_chain_blocks=4))
     sim.run(200)
     assert sim.predicted(after_block=60) == [150, 151, 152, 153]
+    # the blocks past the chain are left to the producer on purpose, and the schedule says so
+    # (attach counts their fallbacks as fallbacks_outage, not as unseen)
+    assert [seq for seq in range(150, 170) if sim.s.gave_up(seq)] == list(range(154, 170))
+    assert not sim.s.gave_up(149) and not sim.s.gave_up(170)
 
 
 def test_forced_modes_and_bad_config():
@@ -283,3 +287,19 @@ def test_the_missing_block_lookahead_is_the_earliest_pull_by_which_blocks_arrive
 def test_the_lookahead_is_clamped_to_the_producers_limit():
     s = StreamSchedule(P, ScheduleConfig())
     assert s.lookahead_blocks(10**12) == MAX_LOOKAHEAD_BLOCKS == 16
+
+
+def test_a_clock_a_few_blocks_back_is_a_re_timing_not_a_jump():
+    """JackTrip's Regulator after a run of underruns plays the blocks it concealed, late: its clock
+    steps back a few blocks. The schedule keeps its slacks and mode, and decides the blocks from
+    there on again at their later due times; a step further back is still a jump."""
+    sim = Sim(headroom=2)
+    sim.run(100)
+    s = sim.s
+    assert s.mode == JUST_IN_TIME and s.slack_low_ns is not None
+    low, seq, at = s.slack_low_ns, s.clock_seq, s.clock_at_ns
+    s.on_clock(seq - 3, at + P, 0)
+    assert (s.clock_jumps, s.clock_retimes, s.mode, s.slack_low_ns) == (0, 1, JUST_IN_TIME, low)
+    assert s.handled_seq == seq - 3 and s.due_ns(seq - 2) == at + 2 * P
+    s.on_clock(seq - 3 - 40, at + 2 * P, 0)
+    assert s.clock_jumps == 1

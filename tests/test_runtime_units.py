@@ -16,6 +16,7 @@ from nextblock.runtime import (
     SampleGuard,
 )
 from nextblock.runtime.context import PREDICTED, RECEIVED, SILENCE
+from nextblock.runtime.stats import FALLBACK_REASONS
 from nextblock.runtime.modelwatch import ModelRejected, read_current, verify_file
 from nextblock.runtime.predictors import check_stream_compatible
 
@@ -286,7 +287,58 @@ def test_a_served_stream_tells_why_each_fallback_had_no_replacement(segment_name
     assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (6, 1, 5)
     assert (stats.fallbacks_after_post, stats.fallbacks_late, stats.fallbacks_skipped, stats.fallbacks_unseen) == (1, 1, 1, 2)
     d = stats.to_dict()
-    assert d["fallbacks"] == d["fallbacks_after_post"] + d["fallbacks_late"] + d["fallbacks_skipped"] + d["fallbacks_unseen"]
+    assert d["fallbacks"] == sum(d[f"fallbacks_{r}"] for r in FALLBACK_REASONS)
+
+
+def test_fallbacks_that_could_not_be_replaced_have_their_own_reasons(segment_name):
+    """A fallback played before the stream was served is ``before_attach``; one for a block the
+    schedule left to the producer (past the longest chain) is ``outage``; a SKIP for a block that
+    had arrived (JackTrip's Regulator dropped it as too old) is ``dropped_received``; a block that
+    had not arrived and was never decided stays ``unseen``. They add up to the fallbacks."""
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
+
+    with Producer(segment_name, 48000, 128, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        p.post_event(EventKind.UNDERRUN, 3, Outcome.FALLBACK)  # before the stream is served
+        st, _, _ = _served_stream_after_ten_blocks(p, c)
+        st.schedule._given_up[40 & 63] = 40  # what _next_just_in_time records for a block past the chain
+        p.post_event(EventKind.UNDERRUN, 40, Outcome.FALLBACK)
+        p.post_event(EventKind.SKIP, 8, Outcome.FALLBACK, 2)  # 8 had arrived: dropped
+        p.post_event(EventKind.SKIP, 11, Outcome.FALLBACK, 1)  # 11 had not: unseen
+        p.post_event(EventKind.UNDERRUN, 9, Outcome.FALLBACK)  # an UNDERRUN of a received block: unseen
+        st.poll(monotonic_ns())
+    s = st.stats
+    assert (s.fallbacks_before_attach, s.fallbacks_outage, s.fallbacks_dropped_received, s.fallbacks_unseen) == (1, 1, 1, 2)
+    d = s.to_dict()
+    assert d["fallbacks"] == 5 == sum(d[f"fallbacks_{r}"] for r in FALLBACK_REASONS)
+    assert [t["reason"] for t in st.to_dict()["fallback_trace"]] == ["before_attach", "outage", "dropped_received",
+                                                                      "unseen", "unseen"]
+
+
+def test_a_replacement_is_also_posted_for_the_arrived_block_before_it(segment_name):
+    """JackTrip's Regulator drops an old block together with the lost one after it and conceals
+    the pair in one slot, reported for the old block: the lost block's replacement is posted for
+    the block before it too, while that one is not played yet (and only then)."""
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
+    from nextblock.runtime.schedule import Action
+
+    with Producer(segment_name, 48000, 128, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        st, prediction, context = _served_stream_after_ten_blocks(p, c)
+        now = monotonic_ns()
+        p.note_playout(7, 2, now)  # block 7 plays now: 8 and 9 are queued
+        st.poll(now)
+        assert st.post(Action(10, st.schedule.due_ns(10) - st.schedule.post_margin_ns, chained=False), prediction, context)
+        assert st.stats.cover_posts == 1
+        for_gap, for_before = p.take_replacement(10), p.take_replacement(9)
+        assert for_gap is not None and for_before is not None
+        assert np.array_equal(for_gap, for_before)  # the same two blocks in both slots
+        p.post_event(EventKind.SKIP, 9, Outcome.REPLACEMENT, 2)  # the Regulator played it
+        st.poll(monotonic_ns())
+        assert st.stats.cover_used == 1
+        # the block before the gap is playing already: nothing to cover
+        p.note_playout(9, 0)
+        st.poll(monotonic_ns())
+        assert st.post(Action(10, monotonic_ns() + 10**9, chained=False), prediction, context)
+        assert st.stats.cover_posts == 1
 
 
 def test_a_served_streams_ring_holds_the_models_whole_context_at_small_blocks(segment_name):

@@ -72,8 +72,11 @@ stream joins (off the loop; JackTrip's own concealment plays until it is ready);
 which model serves the stream and how.
 Each fallback is explained: fallbacks_late (predicted after its deadline), fallbacks_skipped (not
 started, too little time), fallbacks_unseen (never known missing in time: a late wake-up, a block
-that came late, an outage beyond --max-chain), fallbacks_after_post (posted in time, not played: 0
-when the timing is right). two_sided_share: the concealments played with a two-sided replacement;
+that came late), fallbacks_after_post (posted in time, not played: 0 when the timing is right), and
+those nothing could replace: fallbacks_before_attach (before the stream was served), fallbacks_outage
+(beyond --max-chain blocks after the newest received one), fallbacks_dropped_received (the Regulator
+dropped a block that had arrived, with the lost one after it, before that loss could be known);
+fallback_trace: what the schedule knew about each (the first and the newest 32). two_sided_share: the concealments played with a two-sided replacement;
 one_sided_no_later_block, one_sided_burst_too_long, one_sided_too_late: why the other replacements
 were causal only.
 
@@ -362,7 +365,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     for d in final["streams"]:
         status(f"final: {d['name']:<22} {d['mode']:<12} blocks={d['blocks']} underruns={d['underruns']} "
                f"replaced={d['replacements_used']} fallback={d['fallbacks']} (late {d['fallbacks_late']}, "
-               f"skipped {d['fallbacks_skipped']}, unseen {d['fallbacks_unseen']}, after post {d['fallbacks_after_post']}) "
+               f"skipped {d['fallbacks_skipped']}, unseen {d['fallbacks_unseen']}, after post {d['fallbacks_after_post']}, "
+               f"before attach {d['fallbacks_before_attach']}, outage {d['fallbacks_outage']}, "
+               f"dropped received {d['fallbacks_dropped_received']}) "
                f"late={d['late']} skipped={d['overload_skips']} predictions={d['predictions']}")
     if args.json:
         text = json.dumps(final, indent=2, sort_keys=True)

@@ -47,6 +47,9 @@ JUST_IN_TIME = "just-in-time"
 SPECULATIVE = "speculative"
 #: the producer's missing-block wake looks at most this far ahead (shm_protocol.hpp kMaxMissingLookahead)
 MAX_LOOKAHEAD_BLOCKS = 16
+#: a play-out clock reading at most this many blocks behind the previous one is a re-timing (the
+#: producer played blocks late after concealing them), not a jump (see StreamSchedule.on_clock)
+MAX_RETIME_BLOCKS = 16
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,8 @@ class StreamSchedule:
         self.clock_at_ns = 0
         self.clock_queued = 0
         self.clock_jumps = 0
+        self.clock_retimes = 0  #: readings a few blocks back (see :meth:`on_clock`)
+        self.clock_jump_log: list[tuple[int, int, int]] = []
         # arrivals
         self.newest_seq = -1
         self.newest_arrival_ns = 0
@@ -176,6 +181,10 @@ class StreamSchedule:
         self.shared_early_ns: int | None = None  #: see :meth:`lead_ns`
         #: set by the loop while it sleeps on the producer's missing-block wake (see :meth:`decision_lead_ns`)
         self.missing_wake = False
+        # the newest just-in-time decisions looked at, per seq (ring): when first, and its decision time
+        self._considered_seq = np.full(64, -1, np.int64)
+        self._considered_at = np.zeros((64, 3), np.int64)  # first looked at, decide time, due time
+        self._given_up = np.full(64, -1, np.int64)  # seqs left to the producer: past the longest chain
         self.wake_ns: int | None = None  #: when :meth:`next_action` wants to be asked again (None: on the next block)
 
     # --- what happened --------------------------------------------------------------------------
@@ -191,15 +200,29 @@ class StreamSchedule:
 
     def on_clock(self, seq: int, at_ns: int, queued_blocks: int) -> None:
         """A play-out clock reading: ``seq`` was played at ``at_ns`` with ``queued_blocks`` later ones
-        received. A seq that moves backwards or leaps (the producer restarted its numbering, or
-        resynchronised) is a clock jump: decisions restart from the new position."""
+        received. A seq a few blocks (``MAX_RETIME_BLOCKS``) behind the last reading is a
+        re-timing: blocks concealed before they arrived play now, late, and everything after them
+        plays that much later; the blocks from ``seq`` on are decided again. A seq that moves
+        further back or leaps (the producer restarted its numbering, or resynchronised) is a clock
+        jump: decisions restart from the new position, with new slacks."""
         seq, at_ns = int(seq), int(at_ns)
         if seq == self.clock_seq and at_ns == self.clock_at_ns:
+            return
+        if 0 < self.clock_seq - seq <= MAX_RETIME_BLOCKS:
+            # a few blocks back: the producer played concealments for blocks that had not arrived
+            # and plays them now, late (JackTrip's Regulator after a run of underruns: its latency
+            # grew by that many blocks). The blocks from here on are due later than the last
+            # reading said: decide them again at their new times, keep the slacks and the mode
+            self.clock_retimes += 1
+            self.clock_seq, self.clock_at_ns, self.clock_queued = seq, at_ns, int(queued_blocks)
+            self.handled_seq = seq
             return
         if self.clock_seq >= 0:
             expected = self.clock_seq + max(0, round((at_ns - self.clock_at_ns) / self.period_ns))
             if seq < self.clock_seq or abs(seq - expected) > 64:
                 self.clock_jumps += 1
+                if len(self.clock_jump_log) < 16:  # (previous seq, new seq, the expected one) for --json
+                    self.clock_jump_log.append((self.clock_seq, seq, expected))
                 self.handled_seq = seq
                 self._slack_n = 0
                 self.slack_low_ns = None
@@ -350,10 +373,15 @@ class StreamSchedule:
         self.handled_seq = s - 1
         due = self.due_ns(s)
         decide = due - self.decision_lead_ns(budget_ns)
+        slot = s & 63
+        if self._considered_seq[slot] != s:
+            self._considered_seq[slot] = s
+            self._considered_at[slot] = (now_ns, decide, due)
         if s > self.newest_seq + self.config.max_chain_blocks:
             # a long outage: beyond the longest chain the guesses would drift; JackTrip's fallback plays
             if now_ns >= decide:
                 self.handled_seq = s
+                self._given_up[s & 63] = s  # explained as an outage if its fallback plays
                 decide += self.period_ns
             self.wake_ns = decide
             return None
@@ -389,6 +417,20 @@ class StreamSchedule:
         deadline = self.due_ns(target) - self.post_margin_ns if clock else origin + self.deadline_ns
         self.wake_ns = now_ns
         return Action(target, deadline, chained=True, origin_ns=origin)
+
+    def considered(self, seq: int) -> dict | None:
+        """When the just-in-time decision first looked at ``seq`` (the loop's time, the decision and
+        due times it computed then, ns), or ``None``."""
+        slot = seq & 63
+        if self._considered_seq[slot] != seq:
+            return None
+        first, decide, due = (int(v) for v in self._considered_at[slot])
+        return {"first_ns": first, "decide_ns": decide, "due_ns": due}
+
+    def gave_up(self, seq: int) -> bool:
+        """Whether ``seq`` (one of the newest 64) was left to the producer's fallback on purpose: it
+        came more than ``max_chain_blocks`` after the newest received block (an outage)."""
+        return bool(self._given_up[seq & 63] == seq)
 
     def done(self, seq: int) -> None:
         """``seq`` was decided (posted, late, or skipped): do not decide it again."""

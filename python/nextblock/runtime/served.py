@@ -33,6 +33,8 @@ log = logging.getLogger("nextblock.attach")
 
 #: decisions remembered per stream, to tell why the producer played its fallback for a seq
 DECISION_MEMORY = 256
+#: fallbacks traced per stream (``fallback_trace`` in the JSON)
+FALLBACK_TRACE = 64
 #: how the newest decision for a seq ended (see :meth:`ServedStream.explain_fallback`)
 POSTED, LATE, SKIPPED = 1, 2, 3
 #: why a fallback played for a seq whose newest decision ended so (``RuntimeStats.count_fallback``)
@@ -121,6 +123,8 @@ class ServedStream:
         self.left_reason = ""
         self.lookahead = Lookahead(self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz,
                                    fill_guard_ns)
+        self.fallback_trace: list[dict] = []
+        self._covered = [-1] * 64  # seqs _cover_previous posted for (the newest 64)
         self.new_blocks = False  #: the last poll read a block (the loop then tries the two-sided fill)
 
     # --- reading ---------------------------------------------------------------------------------
@@ -169,30 +173,66 @@ class ServedStream:
             next_index = e.index + 1
             if stats.count_event(e):
                 if e.outcome == Outcome.FALLBACK:
-                    stats.count_fallback(self.explain_fallback(int(e.seq)))
+                    reason = ("before_attach" if e.time_ns < self.attached_ns
+                              else self.explain_fallback(int(e.seq), e.kind))
+                    stats.count_fallback(reason)
+                    self._trace_fallback(e, reason)
                 elif e.outcome == Outcome.REPLACEMENT:
                     stats.count_sided(self.lookahead.explain(int(e.seq)))
+                    if self._covered[int(e.seq) & 63] == int(e.seq):  # _cover_previous's post played
+                        stats.cover_used += 1
             elif e.kind == EventKind.CONSUMER_LOST:
                 log.warning("%s: the producer lost this consumer at seq %d (too slow or stalled)", self.name, e.seq)
         if skipped:
             log.warning("%s: %d events were overwritten before they were read", self.name, skipped)
         self.events_seen = max(next_index, self.events_seen)
 
+    def _trace_fallback(self, event, reason: str) -> None:
+        """Keep what the schedule knew about a fallback's seq (the first ``FALLBACK_TRACE // 2`` and
+        the newest ones, ``fallback_trace`` in the JSON): the event, whether the block had arrived, its due time
+        from our clock against the producer's event time, and the schedule's state."""
+        s, seq = self.schedule, int(event.seq)
+        if len(self.fallback_trace) >= FALLBACK_TRACE:  # the first half stays, the second is the newest
+            del self.fallback_trace[FALLBACK_TRACE // 2]
+        due = s.due_ns(seq) if s.clock_seq >= 0 else None
+        self.fallback_trace.append({
+            "seq": seq, "reason": reason, "kind": int(event.kind), "detail": int(event.detail),
+            "received": bool(self.received(seq)), "received_next": bool(self.received(seq + 1)),
+            "event_minus_due_us": None if due is None else (int(event.time_ns) - due) / 1000.0,
+            "clock_seq": int(s.clock_seq), "newest_seq": int(s.newest_seq), "handled_seq": int(s.handled_seq),
+            "mode": s.mode, "slack_low_us": None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
+            "considered_us": None, "since_attach_ms": (int(event.time_ns) - self.attached_ns) / 1e6,
+        })
+        c = s.considered(seq)
+        if c is not None:  # relative to the producer's event (its pull): negative = before it
+            t = int(event.time_ns)
+            self.fallback_trace[-1]["considered_us"] = {k[:-3]: (v - t) / 1000.0 for k, v in c.items()}
+
     def _remember(self, seq: int, how: int) -> None:
         slot = seq % DECISION_MEMORY
         self._decided_seq[slot] = seq
         self._decided_how[slot] = how
 
-    def explain_fallback(self, seq: int) -> str:
+    def explain_fallback(self, seq: int, kind: int = EventKind.UNDERRUN) -> str:
         """Why the producer played its own fallback for ``seq``: ``"late"`` (predicted, finished
         after its deadline), ``"skipped"`` (not started: too little time left), ``"unseen"`` (never
         decided: not known missing before it was played — a wake-up after the pull, a block that
-        came late, an outage beyond ``max_chain_blocks``) or ``"after_post"`` (posted in time and
-        still not played: the pull came before the post was visible, i.e. the deadline was wrong)."""
+        came late) or ``"after_post"`` (posted in time and still not played: the pull came before
+        the post was visible, i.e. the deadline was wrong); and for blocks that could not be
+        replaced by design: ``"outage"`` (more than ``max_chain_blocks`` after the newest received
+        block: left to the producer on purpose) and ``"dropped_received"`` (``kind`` SKIP for a block
+        that had arrived: JackTrip's Regulator dropped it, too old for its latency target, and the
+        lost block after it was not known missing a period before it, when the replacement posted
+        for it is also posted for this one: see :meth:`post`). (``"before_attach"``, a fallback played
+        before this stream was served, is told by :meth:`_read_events`.)"""
         slot = seq % DECISION_MEMORY
-        if self._decided_seq[slot] != seq:
-            return "unseen"
-        return _FALLBACK_REASON[self._decided_how[slot]]
+        if self._decided_seq[slot] == seq:
+            return _FALLBACK_REASON[self._decided_how[slot]]
+        if self.schedule.gave_up(seq):
+            return "outage"
+        if kind == EventKind.SKIP and self.received(seq):
+            return "dropped_received"
+        return "unseen"
 
     # --- predicting ------------------------------------------------------------------------------
 
@@ -259,9 +299,27 @@ class ServedStream:
         else:
             self._remember(action.seq, POSTED)
             self.lookahead.note_post(action.seq)
+            self._cover_previous(action.seq, replacement)
         if self.post_hook is not None:
             self.post_hook(action.seq, replacement)
         return True
+
+    def _cover_previous(self, seq: int, replacement: np.ndarray) -> None:
+        """Post ``seq``'s replacement for ``seq - 1`` too, where that block has arrived and is not
+        played yet. JackTrip's Regulator, when its queue is older than its latency target, drops
+        the old block before a lost one together with it and plays one concealment in their place,
+        reported for the old block, then the block after the lost one: the replacement for the
+        lost block (its prediction, then the block after it to cross-fade from) is what fits that
+        slot. Where ``seq - 1`` plays as it came the post is never taken (one copy, no model call)."""
+        prev, s = seq - 1, self.schedule
+        if prev <= s.clock_seq or not self.received(prev) or s.clock_seq < 0:
+            return
+        if monotonic_ns() > s.due_ns(prev) - s.post_margin_ns:
+            return
+        self.consumer.post_replacement(prev, replacement)
+        self._covered[prev & 63] = prev
+        self.stats.cover_posts += 1
+        self._remember(prev, POSTED)
 
     def _repost(self, seq: int, replacement: np.ndarray) -> None:
         """The two-sided version of ``seq``'s replacement ``(2, frames, channels)`` (in [-1, 1],
@@ -295,12 +353,15 @@ class ServedStream:
             just_in_time_share=jit_share,
             mode_switches=s.mode_switches,
             clock_jumps=s.clock_jumps,
+            clock_retimes=s.clock_retimes,
             slack_low_us=None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
             attached_s=((self.left_ns or monotonic_ns()) - self.attached_ns) / 1e9,
             left=self.left_ns is not None,
             left_reason=self.left_reason,
         )
         d.update(self.lookahead.to_dict())
+        d["fallback_trace"] = list(self.fallback_trace)
+        d["clock_jump_log"] = [list(map(int, j)) for j in s.clock_jump_log]
         return d
 
     def status_line(self) -> str:

@@ -141,6 +141,11 @@ class RuntimeStats:
     fallbacks_skipped: int = 0
     fallbacks_unseen: int = 0
     fallbacks_after_post: int = 0
+    fallbacks_before_attach: int = 0
+    fallbacks_outage: int = 0
+    fallbacks_dropped_received: int = 0
+    cover_posts: int = 0
+    cover_used: int = 0
     refused: int = 0
     two_sided: int = 0
     one_sided_no_later_block: int = 0
@@ -225,6 +230,12 @@ class RuntimeStats:
         """Share of underruns concealed by NextBlock; ``None`` before the first underrun."""
         return self.replacements_used / self.underruns if self.underruns else None
 
+    def served_share(self) -> float | None:
+        """Share of the concealments while this stream was served (``fallbacks_before_attach``
+        left out) that NextBlock replaced; ``None`` before the first."""
+        served = self.underruns - self.fallbacks_before_attach
+        return self.replacements_used / served if served > 0 else None
+
     def status_line(self) -> str:
         """One line for ``--stats``: counters plus recent inference/e2e median and p99."""
         i50, i99 = self.infer_us.recent_percentiles()
@@ -253,7 +264,7 @@ class RuntimeStats:
             k: getattr(self, k)
             for k in (
                 "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late",
-                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "refused", "two_sided",
+                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage", "fallbacks_dropped_received", "cover_posts", "cover_used", "refused", "two_sided",
                 "one_sided_no_later_block", "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off",
                 "two_sided_posts", "predictions", "posts",
                 "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
@@ -264,6 +275,7 @@ class RuntimeStats:
             deadline_misses=self.deadline_misses,
             deadline_miss_share=(self.deadline_misses / attempts) if attempts else 0.0,
             replacement_share=self.replacement_share(),
+            served_share=self.served_share(),
             two_sided_share=self.two_sided_share(),
             infer_us_median=i50,
             infer_us_p99=i99,
@@ -287,10 +299,13 @@ def _native_wakeups() -> int:
         return 0
 
 
+#: why a FALLBACK concealment had no replacement (``fallbacks_<reason>``; they add up to ``fallbacks``)
+FALLBACK_REASONS = ("late", "skipped", "unseen", "after_post", "before_attach", "outage", "dropped_received")
+
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
     "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-    "fallbacks_unseen", "fallbacks_after_post", "refused", "two_sided", "one_sided_no_later_block",
+    "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage", "fallbacks_dropped_received", "cover_posts", "cover_used", "refused", "two_sided", "one_sided_no_later_block",
     "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off", "two_sided_posts", "predictions", "posts",
     "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
 )
@@ -419,6 +434,8 @@ class HubStats:
         out.update(
             deadline_miss_share=out["deadline_misses"] / attempts if attempts else 0.0,
             replacement_share=out["replacements_used"] / out["underruns"] if out["underruns"] else None,
+            served_share=(out["replacements_used"] / (out["underruns"] - out["fallbacks_before_attach"])
+                          if out["underruns"] > out["fallbacks_before_attach"] else None),
             two_sided_share=out["two_sided"] / out["underruns"] if out["underruns"] else None,
             lookahead=self.lookahead,
             predictions=self.predictions,
