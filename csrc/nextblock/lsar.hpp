@@ -56,6 +56,8 @@ constexpr double kGuardRatio = 2.0;
 /// Added to the normal equations' diagonal, relative to its largest entry: keeps a gap between a
 /// noiseless past and future (an exactly predictable tone) solvable.
 constexpr double kRidge = 1e-15;
+/// At most this many steps of iterative refinement after a Levinson solve.
+constexpr int kRefineSteps = 3;
 
 /// Buffers of lsar_fill_row for one configuration, made once.
 struct LsarScratch {
@@ -74,6 +76,8 @@ struct LsarScratch {
   std::vector<double> reversed;           // p + G: the backward run, time reversed
   std::vector<float> out32;               // scratch for ar_extrapolate_into's float output
   std::vector<double> toeplitz, lev_y;    // G each: the Toeplitz column and Levinson's backward vector
+  std::vector<double> lev_r, lev_d;       // G each: the refinement's residual and correction
+  std::vector<double> lev_sym;            // 2G - 1: the Toeplitz column mirrored, lev_sym[G - 1 +- k] = t[k]
   std::vector<double> fade;               // G: the prior's raised-cosine fade, for the last gap size
   std::size_t fade_gap = 0;               // the gap size `fade` was made for
   LsarScratch() = default;
@@ -97,6 +101,9 @@ struct LsarScratch {
         out32(max_gap_ + std::size_t(order_) + max_future_),
         toeplitz(max_gap_),
         lev_y(max_gap_),
+        lev_r(max_gap_),
+        lev_d(max_gap_),
+        lev_sym(2 * max_gap_),
         fade(max_gap_) {}
 };
 
@@ -294,7 +301,26 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
       col[0] += lambda + kRidge * col[0] + 1e-300;
       for (std::size_t i = 0; i < G; ++i) rhs[i] += lambda * fwd[i];
       double* x = scratch.normal.data();  // the solution (the dense path's matrix is not needed)
-      if (levinson_solve(col, G, rhs, x, scratch.lev_y.data())) {
+      double* y = scratch.lev_y.data();
+      if (levinson_solve(col, G, rhs, x, y)) {
+        // Levinson is only weakly stable, and these equations are ill-conditioned on tonal sound
+        // (1e11-1e12): refine against the residual in the same algorithm until it stops shrinking
+        // (validation music, LSAR(128): 8.84 dB without refinement, 9.33 with it, the Cholesky 9.35)
+        double* r = scratch.lev_r.data();
+        double* d = scratch.lev_d.data();
+        double* sym = scratch.lev_sym.data();  // (T x)_i = sum_j sym[G - 1 - i + j] x_j: contiguous
+        for (std::size_t k = 0; k < G; ++k) sym[G - 1 + k] = sym[G - 1 - k] = col[k];
+        double previous = HUGE_VAL;
+        for (int step = 0; step < kRefineSteps; ++step) {
+          double norm = 0.0;
+          for (std::size_t i = 0; i < G; ++i) {
+            r[i] = rhs[i] - dot_lanes(sym + (G - 1 - i), x, G);
+            norm += r[i] * r[i];
+          }
+          if (!(norm < previous) || !levinson_solve(col, G, r, d, y)) break;
+          previous = norm;
+          for (std::size_t i = 0; i < G; ++i) x[i] += d[i];
+        }
         for (std::size_t i = 0; i < G; ++i) rhs[i] = x[i];
         solved = true;
       }
