@@ -45,7 +45,7 @@ def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: 
                 continue
             posted: dict[int, list[np.ndarray]] = {}
             loop = HubLoop(ProcessStreams(pid), RepeatPredictor(128, 48000, gain=0.5), HubConfig(scan_interval_s=0.05),
-                           stop=stop, post_hook=lambda seq, r: posted.setdefault(seq, []).append(r[0].copy()))
+                           stop=stop, post_hook=lambda seq, r, posted=posted: posted.setdefault(seq, []).append(r[0].copy()))
             out.update(loop=loop, posted=posted, pid=pid)
             try:
                 loop.run(max_wall_s=120)

@@ -44,9 +44,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .argtypes import number_in
 from .packetloss import loss_argument
+
+if TYPE_CHECKING:  # annotations only: numpy is imported where it is used, after the cheap checks
+    import numpy as np
 
 EPILOG = """\
 examples:
