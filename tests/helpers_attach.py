@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nextblock.paths import cache_root
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
 
@@ -138,7 +140,7 @@ def tiny_model(seed: int = 1, frames: int = 128) -> Path:
         from nextblock.model.runner import BlockPredictor  # noqa: F401
     except ImportError as err:
         pytest.skip(f"the LiteRT model runner is not available: {err}")
-    cache = Path(os.environ.get("NEXTBLOCK_CACHE") or Path.home() / ".cache" / "nextblock") / "test-models"
+    cache = cache_root() / "test-models"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"attach-tiny-s{seed}-f{frames}.tflite"
     if path.exists():

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nextblock.paths import cache_root
+
 SYNTHETIC_NOTE = "synthetic signal (no allowed recording found in the cache)"
 
 
@@ -64,10 +66,6 @@ def loss_pattern(n_blocks: int, loss_rate: float, burst_max: int, seed: int, lea
     return lost
 
 
-def cache_root() -> str:
-    return os.environ.get("NEXTBLOCK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "nextblock")
-
-
 def load_stream_audio(seconds: float, sample_rate_hz: int, channels: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """A real recording from the allowed Debian packages in the cache, ``(samples, channels)``
     float32, and a description of what it is.
@@ -81,7 +79,7 @@ def load_stream_audio(seconds: float, sample_rate_hz: int, channels: int, seed: 
     import scipy.signal
 
     n = int(seconds * sample_rate_hz)
-    root = os.path.join(cache_root(), "debian", "extracted")
+    root = str(cache_root() / "debian" / "extracted")
     pieces: list[np.ndarray] = []
     description = ""
     try:
