@@ -30,24 +30,13 @@ from ..capture import (
     process_exists,
     stream_segments,
 )
+from ..processes import process_running
 from .errors import AttachError
 from .session import SHM_DIR, attach_error, process_cmdline, process_comm
 
 log = logging.getLogger("nextblock.attach")
 
 _SEGMENT_RE = re.compile(r"^nextblock-(\d+)(?:-(\d+))?$")
-
-
-def process_running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (an exited child its parent has not reaped yet)."""
-    if not process_exists(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
-    except (OSError, ValueError):
-        return True
 
 
 class StreamSource(Protocol):  # pragma: no cover - protocol
