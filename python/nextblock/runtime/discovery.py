@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Protocol
 
 from ..capture import (
@@ -27,6 +26,7 @@ from ..capture import (
     SegmentNotFound,
     SegmentNotReady,
     StaleSegment,
+    nextblock_segments,
     process_exists,
     stream_segments,
 )
@@ -36,7 +36,6 @@ from .session import SHM_DIR, attach_error, process_cmdline, process_comm
 
 log = logging.getLogger("nextblock.attach")
 
-_SEGMENT_RE = re.compile(r"^nextblock-(\d+)(?:-(\d+))?$")
 
 
 class StreamSource(Protocol):  # pragma: no cover - protocol
@@ -108,11 +107,7 @@ class ProcessStreams:
     def _find_restarted(self) -> int | None:
         if self.cmdline is None:
             return None
-        try:
-            names = os.listdir(SHM_DIR)
-        except OSError:
-            return None
-        for pid in sorted({int(m.group(1)) for n in names if (m := _SEGMENT_RE.match(n))}):
+        for pid in sorted({s.pid for s in nextblock_segments()}):
             if pid != self.pid and process_running(pid) and process_cmdline(pid) == self.cmdline:
                 return pid
         return None
