@@ -2,9 +2,7 @@
 ``ruff check``, ``ruff format --check`` and ``clang-format --dry-run -Werror`` on NextBlock's
 C++ (csrc/, with /.clang-format) and JackTrip's bridge (third_party/jacktrip_patch/, with JackTrip's
 own style in its .clang-format). A failure names the offending files; the fix is
-
-    .venv/bin/ruff check --fix . && .venv/bin/ruff format .
-    .venv/bin/clang-format -i <the files named>
+``scripts/format.sh`` (ruff check --fix, ruff format, clang-format -i), committed on its own.
 
 The tools come from ``pip install -e .[test]`` (scripts/setup.sh); a missing one skips here and
 fails in strict mode (CI=true), as every setup-provided resource does.
