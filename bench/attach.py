@@ -2,7 +2,7 @@
 
 Processes, as in production:
 
-* the **JackTrip stand-in** (``nextblock.runtime.emulator``): N streams (one segment each,
+* the **JackTrip stand-in** (``nextblock.lab.emulator``): N streams (one segment each,
   ``/nextblock-<pid>-<port>`` when N > 1), a real recording from the allowed Debian packages
   (cached under ``$NEXTBLOCK_CACHE/debian/extracted``; a synthetic signal otherwise), seeded
   losses in bursts, seeded arrival jitter, a play-out ``--headroom-blocks`` after arrival, the
@@ -78,7 +78,7 @@ def run_once(args, mode: str, tmp: Path, tag: str, attach_cpu: int | None, emula
     """One stand-in + one attach run; returns the stand-in's summary and attach's statistics."""
     env = child_env()
     ready = tmp / f"{tag}.ready"
-    emu_cmd = [sys.executable, "-m", "nextblock.runtime.emulator", "--seconds", str(args.seconds), "--loss-rate",
+    emu_cmd = [sys.executable, "-m", "nextblock.lab.emulator", "--seconds", str(args.seconds), "--loss-rate",
                str(args.loss_rate), "--burst-max", str(args.burst_max), "--seed", str(args.seed), "--channels", "2",
                "--streams", str(args.streams), "--headroom-blocks", str(args.headroom_blocks), "--jitter-us",
                str(args.jitter_us), "--ready-file", str(ready), "--lead-in-s", "0.5",

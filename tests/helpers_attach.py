@@ -2,7 +2,7 @@
 
 * :func:`python_env` – environment for subprocesses (``PYTHONPATH`` → the in-place package).
 * :func:`start_emulator` / :func:`wait_ready` – the JackTrip stand-in
-  (:mod:`nextblock.runtime.emulator`) in a subprocess.
+  (:mod:`nextblock.lab.emulator`) in a subprocess.
 * :func:`tiny_model` – a small real NextBlock ``.tflite`` (random weights, real metadata) built
   once with TensorFlow in a subprocess and cached; skips the test when TensorFlow is missing.
 * :func:`expected_contexts` – rebuild offline what the live loop's context was for a block.
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from nextblock.paths import cache_root
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DIR = REPO / "python"
@@ -58,7 +60,7 @@ def start_emulator(tmp_path: Path, *, segment: str | None = None, seconds: float
     """Start the JackTrip stand-in; returns ``(process, ready_file, out_file)``."""
     ready = tmp_path / f"{tag}.ready"
     out_file = tmp_path / f"{tag}.npz" if out else None
-    cmd = [sys.executable, "-m", "nextblock.runtime.emulator", "--seconds", str(seconds), "--loss-rate", str(loss_rate),
+    cmd = [sys.executable, "-m", "nextblock.lab.emulator", "--seconds", str(seconds), "--loss-rate", str(loss_rate),
            "--burst-max", str(burst_max), "--seed", str(seed), "--frames", str(frames), "--rate", str(rate),
            "--channels", str(channels), "--ready-file", str(ready), "--wait-consumer-s", str(wait_consumer_s), *extra]
     if segment:
@@ -138,7 +140,7 @@ def tiny_model(seed: int = 1, frames: int = 128) -> Path:
         from nextblock.model.runner import BlockPredictor  # noqa: F401
     except ImportError as err:
         pytest.skip(f"the LiteRT model runner is not available: {err}")
-    cache = Path(os.environ.get("NEXTBLOCK_CACHE") or Path.home() / ".cache" / "nextblock") / "test-models"
+    cache = cache_root() / "test-models"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"attach-tiny-s{seed}-f{frames}.tflite"
     if path.exists():

@@ -25,12 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PATCH_DIR = REPO / "third_party" / "jacktrip_patch"
-JACKTRIP_VERSION = "2.7.2"
-CODE_PERIOD = 1000  # must match tests/jacktrip_patch_jackio.py (codes stay below 0.5: exact in 16 bit)
-
-
 # Finding/building JackTrip lives in the package (one source of truth for tests, demo, bench and
 # scripts/setup.sh); re-exported here for the tests and bench/jacktrip_patch.py.
 from nextblock.jackio.patched_build import (  # noqa: F401
@@ -39,6 +33,12 @@ from nextblock.jackio.patched_build import (  # noqa: F401
     cache_root,
     find_jacktrip_source,
 )
+
+REPO = Path(__file__).resolve().parents[1]
+PATCH_DIR = REPO / "third_party" / "jacktrip_patch"
+JACKTRIP_VERSION = "2.7.2"
+CODE_PERIOD = 1000  # must match tests/jacktrip_patch_jackio.py (codes stay below 0.5: exact in 16 bit)
+
 
 # ------------------------------------------------------------------------------------------
 # decoding the coded signal

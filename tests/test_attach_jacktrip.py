@@ -16,7 +16,6 @@ available; the first run builds JackTrip (~10 min), later runs reuse the build.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -24,6 +23,7 @@ import helpers_attach  # noqa: F401  (import path fix for stale editable install
 import jacktrip_patch_harness as H
 import numpy as np
 import pytest
+from nextblock.capture import nextblock_segments
 from nextblock.runtime import HubConfig, HubLoop, ProducerGone, RepeatPredictor
 from nextblock.runtime.discovery import ProcessStreams
 from nextblock.runtime.session import process_comm
@@ -37,15 +37,12 @@ LSB_16BIT = 1.0 / 32768  # JackTrip's default bit resolution
 def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: dict) -> None:
     """Find the server's new segment, attach and serve until stopped; fill ``out``."""
     while not stop.is_set():
-        for name in sorted(set(os.listdir("/dev/shm")) - before):
-            if not name.startswith("nextblock-"):
-                continue
-            pid = int(name.split("-", 1)[1])
+        for _, pid, _ in (s for s in nextblock_segments() if s.name not in before):
             if "jacktrip" not in process_comm(pid):
                 continue
             posted: dict[int, list[np.ndarray]] = {}
             loop = HubLoop(ProcessStreams(pid), RepeatPredictor(128, 48000, gain=0.5), HubConfig(scan_interval_s=0.05),
-                           stop=stop, post_hook=lambda seq, r: posted.setdefault(seq, []).append(r[0].copy()))
+                           stop=stop, post_hook=lambda seq, r, posted=posted: posted.setdefault(seq, []).append(r[0].copy()))
             out.update(loop=loop, posted=posted, pid=pid)
             try:
                 loop.run(max_wall_s=120)
@@ -60,7 +57,7 @@ def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: 
 
 
 def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, tmp_path):  # noqa: F811
-    before = set(os.listdir("/dev/shm"))
+    before = {s.name for s in nextblock_segments()}
     stop = threading.Event()
     out: dict = {}
     attach = threading.Thread(target=_attach_when_jacktrip_appears, args=(before, stop, out), daemon=True)

@@ -52,9 +52,9 @@ def stop_attach(proc: subprocess.Popen, json_path: Path, log_path: Path) -> dict
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
         proc.kill()
-        raise AssertionError(f"attach did not stop on Ctrl-C:\n{log_path.read_text()[-3000:]}")
+        raise AssertionError(f"attach did not stop on Ctrl-C:\n{log_path.read_text()[-3000:]}") from err
     assert json_path.exists(), f"attach wrote no JSON (exit {proc.returncode}):\n{log_path.read_text()[-3000:]}"
     return json.loads(json_path.read_text())
 

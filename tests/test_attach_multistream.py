@@ -1,6 +1,6 @@
 """One ``python -m nextblock.attach --jacktrip-pid PID`` for every stream of a (stand-in) hub.
 
-The stand-in (``nextblock.runtime.emulator``) plays a hub server: one segment per client
+The stand-in (``nextblock.lab.emulator``) plays a hub server: one segment per client
 (``/nextblock-<pid>-<port>``), clients joining and leaving mid-run, a port reused by a new client,
 seeded losses and jitter per stream, and a play-out clock. Everything is checked from both sides:
 what the stand-in played, and what attach reports per stream.
@@ -19,7 +19,7 @@ import helpers_attach as h
 
 def run_hub(tmp_path, emulator_args: list[str], attach_args: list[str], timeout_s: float = 90.0):
     ready = tmp_path / "hub.ready"
-    cmd = [sys.executable, "-m", "nextblock.runtime.emulator", "--ready-file", str(ready), "--wait-consumer-s", "30",
+    cmd = [sys.executable, "-m", "nextblock.lab.emulator", "--ready-file", str(ready), "--wait-consumer-s", "30",
            *emulator_args]
     emu = subprocess.Popen(cmd, env=h.python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,6 +1,6 @@
 """End-to-end against the JackTrip stand-in: a real recording, seeded losses, real time.
 
-The live loop runs in this process; the stand-in (``nextblock.runtime.emulator``) runs in a
+The live loop runs in this process; the stand-in (``nextblock.lab.emulator``) runs in a
 subprocess, takes the replacement for every lost block exactly as patched JackTrip does and
 records what it took. The tests rebuild, offline, the context the loop must have used for every
 lost block (received blocks, with earlier concealed ones filled by what was played) and check that

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import resources
 from nextblock import cli, doctor, live
+from nextblock.processes import process_running
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,13 +185,6 @@ def _children_with_cmdline(parent: int, fragment: str) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_nextblock_jacktrip_starts_both_and_ctrl_c_stops_both(tmp_path):
     fake = tmp_path / "jacktrip"
     fake.write_text(FAKE_JACKTRIP.format(python=sys.executable, out=str(tmp_path / "fake.json")))
@@ -219,7 +213,7 @@ def test_nextblock_jacktrip_starts_both_and_ctrl_c_stops_both(tmp_path):
     assert fake_run == {"argv": ["--nextblock", "-s", "--bufstrategy", "3"], "stopped_by": "SIGTERM"}
     assert "SIGINT: stopped NextBlock and JackTrip" in text
     assert json.loads(stats.read_text())["blocks"] > 0  # attach wrote its final statistics
-    assert not any(_alive(pid) for pid in attach_pids + fake_pids)
+    assert not any(process_running(pid) for pid in attach_pids + fake_pids)
 
 
 def test_nextblock_jacktrip_without_the_patched_build_says_how_to_get_it(tmp_path):
@@ -267,5 +261,5 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
         finally:
             if p.poll() is None:
                 p.kill()
-    assert not any(_alive(pid) for pid in jt_pids + attach_pids)
+    assert not any(process_running(pid) for pid in jt_pids + attach_pids)
     assert json.loads((tmp_path / "attach.json").read_text())["blocks"] > 0

@@ -52,7 +52,7 @@ def test_cli_writes_one_row_per_concealer_and_loss(cli_run, capsys):
     document = json.loads((out / "results.json").read_text())
     rows = document["results"]
     assert [(r["concealer"], r["loss"]) for r in rows] == [
-        (c, l) for c in ["zeros", "repeat", "repeat-xfade", "burg"] for l in ["bernoulli:0.1", "gilbert:0.05,0.5"]
+        (c, loss) for c in ["zeros", "repeat", "repeat-xfade", "burg"] for loss in ["bernoulli:0.1", "gilbert:0.05,0.5"]
     ]
     for row in rows:
         assert REQUIRED_FIELDS <= row.keys()

@@ -89,6 +89,15 @@ def test_the_installed_package_is_the_wheels_with_its_model_inside(installed):
     assert r.returncode == 0 and "doctor" in r.stdout
 
 
+def test_the_wheel_ships_the_typed_face_of_the_core(installed):
+    venv, py, exe, work = installed
+    code = "import nextblock, pathlib; print(pathlib.Path(nextblock.__file__).parent)"
+    r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=_outside_env(), timeout=60, cwd=work)
+    assert r.returncode == 0, r.stderr
+    package = Path(r.stdout.strip())
+    assert (package / "_core.pyi").is_file() and (package / "py.typed").is_file(), sorted(p.name for p in package.iterdir())
+
+
 def test_doctor_and_attach_help_work_outside_the_repository(installed):
     venv = installed[0]
     r = _run(installed, "doctor", "--json", timeout=120)

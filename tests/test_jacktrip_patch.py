@@ -162,7 +162,7 @@ def test_fallback_plays_when_nothing_is_posted(bins, tmp_path, bufstrategy, zero
 def test_consumer_death_falls_back_and_is_logged_once(bins, tmp_path):
     s = _session(bins, tmp_path, bufstrategy=-1, simloss=0.05, nextblock=True, post_replacements=True,
                  seconds=6, extra_server_args=("-z",), stop_consumer_after_s=2.0)
-    lost_logs = [l for l in s.server_log.splitlines() if "consumer stopped posting" in l]
+    lost_logs = [line for line in s.server_log.splitlines() if "consumer stopped posting" in line]
     assert len(lost_logs) == 1, s.server_log[-2000:]
     kinds = [e.kind.name for e in s.events]
     assert "CONSUMER_LOST" in kinds

@@ -35,17 +35,17 @@ def _send_udp_burst(pair: NetnsPair, port: int, count: int) -> int:
     """Send ``count`` datagrams client ns → server ns, return how many arrived (bounded, ~5 s)."""
     receiver = (
         "import socket,sys\n"
-        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',%d)); s.settimeout(1.0)\n"
+        f"s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',{port})); s.settimeout(1.0)\n"
         "print('ready',flush=True); n=0\n"
         "while True:\n"
         "    try: s.recvfrom(2048); n+=1\n"
         "    except socket.timeout: break\n"
-        "print(n)\n" % port
+        "print(n)\n"
     )
     sender = (
         "import socket,time\n"
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        "for i in range(%d): s.sendto(b'x'*64,('%s',%d)); time.sleep(0.0005)\n" % (count, pair.server_ip, port)
+        f"for i in range({count}): s.sendto(b'x'*64,('{pair.server_ip}',{port})); time.sleep(0.0005)\n"
     )
     rx = subprocess.Popen(["ip", "netns", "exec", pair.server_ns, sys.executable, "-c", receiver],
                           stdout=subprocess.PIPE, text=True)

@@ -43,7 +43,7 @@ examples:
   python -m nextblock.attach --jacktrip-pid 4242 --model-dir ~/.cache/nextblock/models/live --json stats.json
 
   # without JackTrip: the stand-in plays a hub with 4 clients and 2 blocks of headroom (see its --help)
-  python -m nextblock.runtime.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &
+  python -m nextblock.lab.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &
   python -m nextblock.attach --jacktrip-pid $! --stats 1 --once
 
 when it predicts (--mode, per stream, shown in --stats and --json):

@@ -21,7 +21,7 @@ Two ways to run, chosen automatically (the report says which ran):
   here): two ``jackd`` dummy servers, a JackTrip client and server joined by a lossy link (network
   namespaces + a seeded relay when root, loopback + relay otherwise), the recording played into
   the client and recorded at the server, once per row;
-* **stand-in** (no patched JackTrip here): ``nextblock.runtime.emulator`` plays JackTrip's role
+* **stand-in** (no patched JackTrip here): ``nextblock.lab.emulator`` plays JackTrip's role
   for the NextBlock rows — the recording is streamed block by block in real time through the same
   shared memory, each block played 2 periods after it arrived (a buffer of 2 packets),
   ``nextblock attach`` predicts live, and a block it did not replace in time plays as silence;
@@ -44,9 +44,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .argtypes import number_in
 from .packetloss import loss_argument
+
+if TYPE_CHECKING:  # annotations only: numpy is imported where it is used, after the cheap checks
+    import numpy as np
 
 EPILOG = """\
 examples:
@@ -229,7 +233,7 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
     from nextblock.jackio.e2e import _write_wav as write_wav
     from nextblock.jackio.e2e import attach_child_env
     from nextblock.jackio.procs import ManagedProcess, wait_until
-    from nextblock.runtime.emulator import stream
+    from nextblock.lab.emulator import stream
 
     n_blocks = len(audio) // PERIOD
     audio = audio[: n_blocks * PERIOD]
@@ -382,7 +386,7 @@ def _run(args) -> int:
         mode = "patched JackTrip"
     else:
         why = message if args.stand_in else "the patched JackTrip is not built here"
-        print(f"running on the STAND-IN producer (nextblock.runtime.emulator), not on JackTrip: {why}", flush=True)
+        print(f"running on the STAND-IN producer (nextblock.lab.emulator), not on JackTrip: {why}", flush=True)
         print(f"  {REAL_THING}", flush=True)
         print(f"losses: {args.loss}, seed {args.seed} — the same blocks lost in every row", flush=True)
         rows, details = _rows_stand_in(args, audio, out)

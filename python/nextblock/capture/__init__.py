@@ -38,7 +38,7 @@ from .segment import (
     segment_name_for_stream,
     validate_header,
 )
-from .streams import StreamInfo, list_streams, stream_segments
+from .streams import SegmentName, StreamInfo, list_streams, nextblock_segments, stream_segments
 
 __all__ = [
     "BlockBatch",
@@ -62,5 +62,7 @@ __all__ = [
     "segment_name_for_pid",
     "segment_name_for_stream",
     "stream_segments",
+    "nextblock_segments",
+    "SegmentName",
     "validate_header",
 ]

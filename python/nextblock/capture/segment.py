@@ -9,13 +9,13 @@ Times are ``CLOCK_MONOTONIC`` nanoseconds (:func:`monotonic_ns`).
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from .. import _core
+from ..processes import process_exists
 
 SegmentError = _core.SegmentError
 SegmentNotFound = _core.SegmentNotFound
@@ -325,12 +325,3 @@ class Consumer:
         self.close()
 
 
-def process_exists(pid: int) -> bool:
-    """Whether a process with this PID exists (also when it belongs to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -12,10 +12,36 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .segment import Consumer, SegmentError
 
 SHM_DIR = Path("/dev/shm")
+_SEGMENT_RE = re.compile(r"^nextblock-(\d+)(?:-(\d+))?$")
+
+
+class SegmentName(NamedTuple):
+    """A NextBlock segment found in ``/dev/shm``: its name and what the name says."""
+
+    name: str  #: ``/nextblock-<pid>`` or ``/nextblock-<pid>-<port>``
+    pid: int  #: the producer's PID, as the name says (the process may be gone)
+    port: int | None  #: the hub worker's local UDP port; None for a process's only stream
+
+
+def nextblock_segments(shm_dir: Path | str = SHM_DIR) -> list[SegmentName]:
+    """Every ``/nextblock-<pid>[-<port>]`` segment present now, sorted by PID then port (the
+    portless one first): the one /dev/shm scanner (attach's discovery, restarts and the capture
+    API use it). Cheap: one directory scan, nothing is opened; [] when the folder is unreadable."""
+    try:
+        names = os.listdir(shm_dir)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        m = _SEGMENT_RE.match(name)
+        if m:
+            found.append(SegmentName("/" + name, int(m.group(1)), int(m.group(2)) if m.group(2) else None))
+    return sorted(found, key=lambda s: (s.pid, -1 if s.port is None else s.port))
 
 
 @dataclass(frozen=True)
@@ -40,17 +66,7 @@ class StreamInfo:
 def stream_segments(pid: int, shm_dir: Path = SHM_DIR) -> list[str]:
     """Segment names of process ``pid`` present now, sorted (``/nextblock-<pid>`` first, then
     by port). Cheap: one directory scan, nothing is opened."""
-    pattern = re.compile(rf"^nextblock-{int(pid)}(?:-(\d+))?$")
-    found = []
-    try:
-        names = os.listdir(shm_dir)
-    except OSError:
-        return []
-    for name in names:
-        m = pattern.match(name)
-        if m:
-            found.append((int(m.group(1)) if m.group(1) else -1, "/" + name))
-    return [name for _, name in sorted(found)]
+    return [s.name for s in nextblock_segments(shm_dir) if s.pid == int(pid)]
 
 
 def list_streams(pid: int, shm_dir: Path = SHM_DIR) -> list[StreamInfo]:

@@ -157,7 +157,7 @@ class StreamingConcealer(ABC):
         causally instead. Only called when :attr:`two_sided` is set; ``None`` by default."""
         return None
 
-    def observe(self, played: np.ndarray) -> None:
+    def observe(self, played: np.ndarray) -> None:  # noqa: B027 (an optional hook: no-op unless overridden)
         """Hook called with every played block (shape ``(frames_per_block,)``) after
         :attr:`history` was updated. No-op by default."""
 

@@ -16,29 +16,9 @@ Layout (binding: other tools read it)::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-CACHE_ENV_VAR = "NEXTBLOCK_CACHE"
-"""Environment variable that overrides the cache root."""
-
-
-def cache_root(override: str | os.PathLike | None = None) -> Path:
-    """Return the cache root directory (not created).
-
-    Parameters
-    ----------
-    override:
-        Explicit directory (e.g. from a ``--cache`` flag). When ``None`` the
-        ``$NEXTBLOCK_CACHE`` environment variable is used, else
-        ``~/.cache/nextblock``.
-    """
-    if override is not None:
-        return Path(override).expanduser()
-    from_env = os.environ.get(CACHE_ENV_VAR)
-    if from_env:
-        return Path(from_env).expanduser()
-    return Path.home() / ".cache" / "nextblock"
+from ..paths import CACHE_ENV_VAR, cache_root  # noqa: F401 (re-exported: the dataset tool's callers import it here)
 
 
 def archives_dir(root: Path) -> Path:

@@ -46,6 +46,8 @@ import sys
 import time
 from pathlib import Path
 
+from nextblock.paths import cache_root
+
 __all__ = [
     "JACKTRIP_VERSION",
     "PATCH_DIR",
@@ -75,10 +77,6 @@ TARBALL_SHA256 = "99243337028645614987e5e009980019918fbd42bf0d80b369dd27933c2189
 
 class TarballError(RuntimeError):
     """The tarball is not JackTrip's release source (wrong hash, unreadable, unexpected layout)."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("NEXTBLOCK_CACHE", Path.home() / ".cache" / "nextblock"))
 
 
 def build_dir(key: str | None = None) -> Path:

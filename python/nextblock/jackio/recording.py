@@ -16,23 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from nextblock.paths import cache_root
+
 __all__ = ["DEFAULT_PACKAGE", "find_audio_files", "load_test_recording"]
 
 DEFAULT_PACKAGE = "singularity-music"
 _AUDIO_SUFFIXES = (".ogg", ".oga", ".flac", ".wav")
 
 
-def _cache_root() -> Path:
-    from nextblock.dataset.cache import cache_root
-
-    return cache_root()
-
-
 def package_folder(package: str = DEFAULT_PACKAGE) -> Path:
     """Unpacked folder of ``package`` in the cache, downloading/unpacking it if needed."""
     from nextblock.dataset.debian import download_deb, extract_deb
 
-    root = _cache_root()
+    root = cache_root()
     folder = root / "debian" / "extracted" / package
     if folder.is_dir() and any(folder.rglob("*")):
         return folder

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nextblock.paths import cache_root
+
 #: value of ``current.json``'s ``"format"``.
 PUBLISHED_FORMAT = "nextblock-published/1"
 #: the pointer file clients watch.
@@ -36,8 +38,7 @@ _MODEL_RE = re.compile(r"^model-v(\d+)\.tflite$")
 
 def default_model_dir() -> Path:
     """``$NEXTBLOCK_CACHE/models/live`` (default cache ``~/.cache/nextblock``), not created."""
-    root = os.environ.get("NEXTBLOCK_CACHE") or str(Path.home() / ".cache" / "nextblock")
-    return Path(root).expanduser() / "models" / "live"
+    return cache_root() / "models" / "live"
 
 
 def model_file_name(version: int) -> str:

@@ -163,7 +163,7 @@ class ReplayBuffer:
         """
         with self._lock:
             ranges = []
-            for key, t in self._tracks.items():
+            for t in self._tracks.values():
                 first, last = t.oldest(), t.total - self.holdout_samples - self.window_samples + 1
                 if last > first:
                     ranges.append((t, first, last))

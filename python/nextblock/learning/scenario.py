@@ -19,10 +19,11 @@ Fetch what is missing (about 76 MB unpacked)::
 from __future__ import annotations
 
 import glob
-import os
 from pathlib import Path
 
 import numpy as np
+
+from nextblock.paths import cache_root
 
 _SONIC = "sonic-pi-samples/usr/share/sonic-pi/samples/"
 #: kind → (stream files, test files); globs relative to ``<cache>/debian/extracted``.
@@ -44,8 +45,7 @@ class MaterialMissing(FileNotFoundError):
 
 def extracted_dir() -> Path:
     """``$NEXTBLOCK_CACHE/debian/extracted`` (default cache ``~/.cache/nextblock``)."""
-    root = os.environ.get("NEXTBLOCK_CACHE") or str(Path.home() / ".cache" / "nextblock")
-    return Path(root).expanduser() / "debian" / "extracted"
+    return cache_root() / "debian" / "extracted"
 
 
 def material_files(kind: str, part: str = "stream") -> list[Path]:

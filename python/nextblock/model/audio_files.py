@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nextblock.paths import cache_root
+
 #: file name endings read as audio (what libsndfile decodes).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".mp3")
 #: the splits :func:`split_of` assigns.
@@ -40,8 +42,7 @@ class AudioFile:
 
 def cache_extracted_dir() -> Path:
     """``$NEXTBLOCK_CACHE/debian/extracted`` (default cache ``~/.cache/nextblock``)."""
-    root = os.environ.get("NEXTBLOCK_CACHE") or str(Path.home() / ".cache" / "nextblock")
-    return Path(root).expanduser() / "debian" / "extracted"
+    return cache_root() / "debian" / "extracted"
 
 
 def by_split_and_group(files: list[AudioFile], group_weights: dict[str, float] | None = None

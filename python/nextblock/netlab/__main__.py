@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nextblock.processes import process_running
+
 
 def probe() -> dict:
     from nextblock.jackio.jacktrip import jacktrip_version
@@ -50,16 +52,6 @@ def probe() -> dict:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale(remove: bool = False) -> dict:
     """Namespaces (``nb<pid>-<n>-c|s``) and marked processes (``NEXTBLOCK_OWNER=<pid>``) whose
     owner PID is dead — left behind by a run killed with SIGKILL. Removed only with ``remove``."""
@@ -70,7 +62,7 @@ def stale(remove: bool = False) -> dict:
     for line in listing.splitlines():
         name = line.split()[0] if line.split() else ""
         m = re.fullmatch(r"nb(\d+)-\d+-[cs]", name)
-        if m and not _alive(int(m.group(1))):
+        if m and not process_running(int(m.group(1))):
             out["namespaces"].append(name)
             if remove:
                 subprocess.run(["ip", "netns", "del", name], check=False)
@@ -82,7 +74,7 @@ def stale(remove: bool = False) -> dict:
         except OSError:
             continue
         owner = [e.split(b"=", 1)[1] for e in env if e.startswith(OWNER_ENV.encode() + b"=")]
-        if owner and owner[0].isdigit() and not _alive(int(owner[0])):
+        if owner and owner[0].isdigit() and not process_running(int(owner[0])):
             out["processes"].append(int(entry.name))
             if remove:
                 try:

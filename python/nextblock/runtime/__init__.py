@@ -15,7 +15,7 @@ One module per job:
 * :mod:`~nextblock.runtime.modelwatch` – hot-swapping models published by the online learner
 * :mod:`~nextblock.runtime.session`    – finding JackTrip, clear attach errors, surviving restarts
 * :mod:`~nextblock.runtime.stats`      – counters, latency histograms, status line, final JSON
-* :mod:`~nextblock.runtime.emulator`   – a stand-in for patched JackTrip (tests, benchmark, demo)
+* the stand-in for patched JackTrip (tests, benchmark, demo) is :mod:`nextblock.lab.emulator`
 """
 
 from .context import ContextRing

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Protocol
 
 from ..capture import (
@@ -27,27 +26,16 @@ from ..capture import (
     SegmentNotFound,
     SegmentNotReady,
     StaleSegment,
+    nextblock_segments,
     process_exists,
     stream_segments,
 )
+from ..processes import process_running
 from .errors import AttachError
 from .session import SHM_DIR, attach_error, process_cmdline, process_comm
 
 log = logging.getLogger("nextblock.attach")
 
-_SEGMENT_RE = re.compile(r"^nextblock-(\d+)(?:-(\d+))?$")
-
-
-def process_running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (an exited child its parent has not reaped yet)."""
-    if not process_exists(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
-    except (OSError, ValueError):
-        return True
 
 
 class StreamSource(Protocol):  # pragma: no cover - protocol
@@ -119,11 +107,7 @@ class ProcessStreams:
     def _find_restarted(self) -> int | None:
         if self.cmdline is None:
             return None
-        try:
-            names = os.listdir(SHM_DIR)
-        except OSError:
-            return None
-        for pid in sorted({int(m.group(1)) for n in names if (m := _SEGMENT_RE.match(n))}):
+        for pid in sorted({s.pid for s in nextblock_segments()}):
             if pid != self.pid and process_running(pid) and process_cmdline(pid) == self.cmdline:
                 return pid
         return None

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from ..capture import (
     SegmentNotReady,
     SegmentPermissionError,
     StaleSegment,
+    nextblock_segments,
     segment_name_for_pid,
 )
 from .errors import AttachError, ProducerGone
@@ -37,7 +37,6 @@ from .errors import AttachError, ProducerGone
 log = logging.getLogger("nextblock.attach")
 
 SHM_DIR = "/dev/shm"
-SEGMENT_PREFIX = "nextblock-"
 
 #: exit status when the producer went away and ``--once`` was given
 EXIT_PRODUCER_GONE = 3
@@ -158,14 +157,6 @@ def consumer_once_published(
             time.sleep(poll_s)
 
 
-def _candidate_segments() -> list[str]:
-    try:
-        names = os.listdir(SHM_DIR)
-    except OSError:
-        return []
-    return sorted("/" + n for n in names if n.startswith(SEGMENT_PREFIX))
-
-
 def find_restarted(target: Target, old_pid: int | None, old_created_unix_ns: int | None) -> Consumer | None:
     """One look for the producer of ``target`` after it went away; attaches if it is back.
 
@@ -180,10 +171,8 @@ def find_restarted(target: Target, old_pid: int | None, old_created_unix_ns: int
         names = [target.segment]
     else:
         names = []
-        for name in _candidate_segments():
-            try:
-                pid = int(name[len("/" + SEGMENT_PREFIX):])
-            except ValueError:
+        for name, pid, port in nextblock_segments():
+            if port is not None:  # a hub worker's stream: PID mode re-attaches a process's only stream
                 continue
             if not process_exists(pid):
                 continue

@@ -22,7 +22,7 @@ headroom, NextBlock can wait and predict only the blocks that do not come. Strea
 leave (``--stream PORT:START_S[:END_S]``; a port can be reused by a later client), like clients of
 a hub.
 
-Run ``python -m nextblock.runtime.emulator --help``. The summary (one JSON line) has per-stream and
+Run ``python -m nextblock.lab.emulator --help``. The summary (one JSON line) has per-stream and
 total counts; ``--out`` writes the first stream's arrays to an ``.npz``: ``seq`` ``(n,)``, ``lost``
 ``(n,)`` bool (concealed: dropped or late), ``dropped`` ``(n,)``, ``outcome`` ``(n,)`` (0 received,
 1 replacement, 2 fallback, 3 refused), ``identity_splice`` ``(n,)`` (a received block after a
@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from nextblock.paths import cache_root
 
 SYNTHETIC_NOTE = "synthetic signal (no allowed recording found in the cache)"
 
@@ -64,10 +66,6 @@ def loss_pattern(n_blocks: int, loss_rate: float, burst_max: int, seed: int, lea
     return lost
 
 
-def cache_root() -> str:
-    return os.environ.get("NEXTBLOCK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "nextblock")
-
-
 def load_stream_audio(seconds: float, sample_rate_hz: int, channels: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """A real recording from the allowed Debian packages in the cache, ``(samples, channels)``
     float32, and a description of what it is.
@@ -81,7 +79,7 @@ def load_stream_audio(seconds: float, sample_rate_hz: int, channels: int, seed: 
     import scipy.signal
 
     n = int(seconds * sample_rate_hz)
-    root = os.path.join(cache_root(), "debian", "extracted")
+    root = str(cache_root() / "debian" / "extracted")
     pieces: list[np.ndarray] = []
     description = ""
     try:
@@ -415,20 +413,20 @@ def _stream_spec(text: str) -> tuple[int, float, float | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m nextblock.runtime.emulator",
+        prog="python -m nextblock.lab.emulator",
         description="Stand-in for patched JackTrip: stream recordings into NextBlock segments in real time (one per "
         "received stream, like a hub server), drop seeded blocks, delay the others by seeded jitter, play each block "
         "a configurable headroom after it arrives, take NextBlock's replacements for the missing ones, report "
         "underrun events and write the play-out clock.",
         epilog="examples:\n"
         "  # one stream (segment /nextblock-<PID>), minimum latency, as JackTrip p2p at --bufstrategy 3 -q 1\n"
-        "  python -m nextblock.runtime.emulator --seconds 10 --loss-rate 0.05 --out /tmp/run.npz &\n"
+        "  python -m nextblock.lab.emulator --seconds 10 --loss-rate 0.05 --out /tmp/run.npz &\n"
         "  python -m nextblock.attach --jacktrip-pid $! --predictor repeat --stats 1\n\n"
         "  # a hub: 4 stereo clients (/nextblock-<PID>-61002 ...), 2 blocks of headroom, 300 us mean jitter\n"
-        "  python -m nextblock.runtime.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &\n\n"
+        "  python -m nextblock.lab.emulator --streams 4 --headroom-blocks 2 --jitter-us 300 --seconds 20 &\n\n"
         "  # clients joining and leaving: port 61002 for the whole run, 61003 from 2 s to 6 s, then a new\n"
         "  # client on the same port from 7 s\n"
-        "  python -m nextblock.runtime.emulator --stream 61002:0 --stream 61003:2:6 --stream 61003:7 --seconds 10 &\n\n"
+        "  python -m nextblock.lab.emulator --stream 61002:0 --stream 61003:2:6 --stream 61003:7 --seconds 10 &\n\n"
         "output: one JSON line (per-stream lost/replaced/fallback counts and totals); --out writes the\n"
         "arrays of the first stream (.npz, see the module docstring).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
