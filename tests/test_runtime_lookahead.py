@@ -184,4 +184,4 @@ def test_the_shipped_fill_has_a_fast_variant_that_fills_the_same_gap():
     truth = x[:, 1024:1152]
     assert np.sum((quick - truth) ** 2) < 0.01 * np.sum(truth ** 2)  # two tones: interpolated
     np.testing.assert_array_equal(quick, fill_gap(past, future, FRAMES, x[:, 1024:1152] + 0.01, order=128,
-                                                  prior_weight=0.3, prior_fade=0.0)[0])
+                                                  prior_weight=0.3, prior_fade=0.0, levinson=True)[0])

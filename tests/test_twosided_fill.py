@@ -31,7 +31,8 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
 @pytest.mark.parametrize("gap, future, order", [(128, 128, 128), (128, 128, 32), (64, 16, 128), (256, 128, 64),
                                                  (16, 64, 8)])
 @pytest.mark.parametrize("with_prior, prior_fade", [(False, 0.0), (True, 0.0), (True, 1.0)])
-def test_fill_matches_the_float64_reference(gap, future, order, with_prior, prior_fade):
+@pytest.mark.parametrize("levinson", [False, True], ids=["cholesky", "levinson-where-toeplitz"])
+def test_fill_matches_the_float64_reference(gap, future, order, with_prior, prior_fade, levinson):
     # a stretch whose gap is not louder than the guard allows (the reference has no guard)
     for seed in range(gap + order, gap + order + 50):
         x = ar_process(2048 + gap + future, seed=seed)
@@ -40,7 +41,7 @@ def test_fill_matches_the_float64_reference(gap, future, order, with_prior, prio
             break
     prior = (truth + 0.05 * np.random.default_rng(1).standard_normal(gap)).astype(np.float32) if with_prior else None
     fill, paths = fill_gap(past[None], after[None], gap, None if prior is None else prior[None], order=order,
-                           prior_fade=prior_fade)
+                           prior_fade=prior_fade, levinson=levinson)
     reference = fill_gap_reference(past, after, gap, prior, order=order, prior_fade=prior_fade)
     assert FILL_PATHS[int(paths[0])] == "interpolated"
     # Burg's later orders run in float32 in C++ (lpc.hpp): the two agree to far below the fill's error

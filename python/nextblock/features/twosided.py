@@ -58,7 +58,7 @@ FILL_PATHS = ("interpolated", "blended", "forward", "silent")
 def fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,
              sample_rate_hz: int = 48000, *, order: int = DEFAULT_ORDER, fit_samples: int = DEFAULT_FIT_SAMPLES,
              prior_weight: float = DEFAULT_PRIOR_WEIGHT, prior_fade: float = DEFAULT_PRIOR_FADE,
-             blend_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+             blend_only: bool = False, levinson: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Fill ``gap_samples`` between ``past`` and ``future``, every channel.
 
     Parameters
@@ -82,6 +82,10 @@ def fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.n
         share of it that fades out towards the gap's end (0: none, 1: all).
     blend_only:
         Skip the interpolation (step 4's blend alone: the forward/backward baseline).
+    levinson:
+        Allow the Levinson solve where the equations are Toeplitz (``future_samples >= order`` and a
+        constant prior weight: ``prior_fade == 0`` or no prior): ~2.5x faster than the Cholesky,
+        refined, but on tonal music up to ~0.15 dB below it (the live fast path's choice).
 
     Returns
     -------
@@ -107,7 +111,8 @@ def fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.n
     if prior2 is not None and not np.isfinite(prior2).all():
         prior2 = np.nan_to_num(prior2, nan=0.0, posinf=0.0, neginf=0.0)
     fill, paths = _core.lsar_fill(past2, future2, int(gap_samples), int(order), fit, prior2, float(prior_weight),
-                                  float(prior_fade), SILENCE_MEAN_SQUARE, bool(blend_only))
+                                  float(prior_fade), SILENCE_MEAN_SQUARE, bool(blend_only),
+                                  bool(levinson))
     return fill, paths
 
 
@@ -175,5 +180,5 @@ def two_sided_guess(past: np.ndarray, future: np.ndarray, gap_samples: int, hori
         raise ValueError(f"a {gap_samples}-sample gap in a {horizon_samples}-sample horizon needs {max(known, 0)} "
                          f"future samples, got {future2.shape[1]}")
     fill, _ = fill_gap(past2, future2, gap_samples, prior, order=order, fit_samples=fit_samples,
-                       prior_weight=prior_weight if prior is not None else 0.0, prior_fade=0.0)
+                       prior_weight=prior_weight if prior is not None else 0.0, prior_fade=0.0, levinson=True)
     return np.concatenate([fill, np.nan_to_num(future2[:, :known])], axis=1)

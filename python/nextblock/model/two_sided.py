@@ -176,7 +176,7 @@ class TwoSidedFill:
         self.fast_fills += 1
         return fill_gap(np.atleast_2d(past), np.atleast_2d(future), int(gap_samples), prior, sample_rate_hz,
                         order=NETWORK_GUESS_ORDER, prior_weight=NETWORK_GUESS_PRIOR_WEIGHT if prior is not None else 0.0,
-                        prior_fade=0.0)[0]
+                        prior_fade=0.0, levinson=True)[0]
 
 
 __all__ = ["END_RAMP_SAMPLES", "TWO_SIDED_MODEL_NAME", "TwoSidedFill", "TwoSidedPredictor"]
