@@ -34,6 +34,7 @@ namespace nextblock
 {
 class Producer;
 class SeqUnwrapper;
+enum class Take : uint32_t;
 }  // namespace nextblock
 
 /// A single-producer single-consumer ring of fixed-size log records: the real-time threads push
