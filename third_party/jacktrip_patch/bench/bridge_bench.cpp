@@ -130,9 +130,13 @@ int main(int argc, char** argv)
     // the same bits as one taken and converted under it; a re-post after the staging is the one
     // taken, a staged NaN is refused
     const std::vector<int8_t> unstaged(out.begin(), out.begin() + frames * chans * 2);
+    nb->deferWakes();  // as the JitterBuffer / ring buffer do: flushWakes() stages from now on
     nb->playout(6000000, 0);
+    nb->flushWakes();
+    if (nb->stagedSeq() != -1) { fprintf(stderr, "staged with nothing posted\n"); return 2; }
     consumer->post_replacement(6000001, sweep.data());
     nb->flushWakes();
+    if (nb->stagedSeq() != 6000001) { fprintf(stderr, "next replacement not staged\n"); return 2; }
     if (!nb->conceal(NextBlockBridge::Underrun, 6000001, frames)) { fprintf(stderr, "staged replacement refused\n"); return 2; }
     std::fill(out.begin(), out.end(), 0);
     nb->replacementToBits(0, out.data());

@@ -427,7 +427,10 @@ void NextBlockBridge::flushWakes()
 {
     Stream* st = mStream.load(std::memory_order_acquire);
     st->producer->flush_wakes();
-    stageNext(st);
+    // only where the hooks run under a lock (deferWakes: the JitterBuffer, the ring buffer), whose
+    // read and conceal() are this thread's; the Regulator's conceal() may run on its worker thread
+    if (mDeferWakes.load(std::memory_order_relaxed))
+        stageNext(st);
 }
 
 void NextBlockBridge::deferWakes()

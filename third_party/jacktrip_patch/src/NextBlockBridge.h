@@ -145,13 +145,16 @@ class NextBlockBridge
     void playout(int64_t seq, int64_t queuedBlocks);
     /// Audio thread, outside JackTrip's buffer lock (JackTrip::receiveNetworkPacket, after the
     /// read): issues the FUTEX_WAKEs that the hooks run under that lock deferred. Nothing when
-    /// none is pending (one load); at most one syscall per futex word. Then stages the next
+    /// none is pending (one load); at most one syscall per futex word. Then, after deferWakes()
+    /// (a buffer whose read and hooks run on this thread under its lock), stages the next
     /// block's replacement: the copy, the check and the conversion to bits that conceal() and
     /// replacementFramesToBits() would do under the lock are done here, for the block after the
     /// one the play-out clock last reported, if one is posted (two loads when none is). Under
     /// the lock conceal() then takes the staged copy with two loads and a buffer swap when the
     /// slot is unchanged since (the same samples a take there would copy), else takes as before.
     void flushWakes();
+    /// The seq whose replacement flushWakes() staged (-1: none); for the self-checks.
+    int64_t stagedSeq() const { return mStagedSeq; }
 
     /// Not real-time (enableNextBlock of a buffer whose read path holds its QMutex): the audio
     /// thread's hooks leave their FUTEX_WAKE to flushWakes() from now on, also on a segment
