@@ -137,10 +137,11 @@ def _build_lock_bench(root: Path, source: Path, work: Path, exe: Path) -> None:
     )
 
 
-def lock_time(blocks: int, baseline_rev: str | None = LOCK_BASELINE_REV, rounds: int = 3) -> dict:
+def lock_time(blocks: int, baseline_rev: str | None = LOCK_BASELINE_REV, rounds: int = 3, gap_us: int = 150) -> dict:
     """Time inside the buffer lock per block (ns, median / p99; ``read_lock_concealing_ns``: the
     reads that concealed a packet), this tree and ``baseline_rev`` alternating, each one's best
-    round (the least disturbed) per configuration."""
+    round (the least disturbed) per configuration. ``gap_us`` between blocks: 150 leaves the caches
+    cold (another period's work between reads), 20 keeps them warm."""
     src = H.find_jacktrip_source()
     if src is None:
         return {"skipped": "JackTrip source not available"}
@@ -159,20 +160,20 @@ def lock_time(blocks: int, baseline_rev: str | None = LOCK_BASELINE_REV, rounds:
                 _build_lock_bench(tree, src, tmp / "baseline", exes["baseline"])
             else:
                 print(f"baseline {baseline_rev} not in this clone: no before/after", file=sys.stderr)
-        result: dict = {"baseline_rev": baseline_rev if "baseline" in exes else None, "loss": 0.05}
+        result: dict = {"baseline_rev": baseline_rev if "baseline" in exes else None, "loss": 0.05, "gap_us": gap_us}
         for strategy in ("jitterbuffer", "ringbuffer"):
             for frames in (128, 1024):
                 runs: dict[str, list[dict]] = {k: [] for k in exes}
                 for _ in range(rounds):
                     for k, exe in exes.items():
-                        runs[k].append(_run_lock(exe, strategy, frames, 2, blocks))
+                        runs[k].append(_run_lock(exe, strategy, frames, 2, blocks, gap_us))
                 entry = {k: min(rs, key=lambda r: r["read_lock_ns"]["p99"]) for k, rs in runs.items()}
                 result[f"{strategy}_{frames}x2"] = entry
     return result
 
 
-def _run_lock(exe: Path, strategy: str, frames: int, channels: int, blocks: int) -> dict:
-    out = subprocess.run([str(exe), strategy, str(frames), str(channels), str(blocks)], capture_output=True, text=True,
+def _run_lock(exe: Path, strategy: str, frames: int, channels: int, blocks: int, gap_us: int = 150) -> dict:
+    out = subprocess.run([str(exe), strategy, str(frames), str(channels), str(blocks), str(gap_us)], capture_output=True, text=True,
                          check=True)
     r = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
     return {k: v for k, v in r.items() if k.endswith("_ns") or k in ("replacements_used", "wakes_issued")}
@@ -238,6 +239,8 @@ def main(argv=None) -> int:
                     help="git revision whose patch + bridge are timed in the same run ('' to skip)")
     ap.add_argument("--baseline-rev", default=BASELINE_REV,
                     help="git revision whose bridge is timed in the same run for the before/after ratio ('' to skip)")
+    ap.add_argument("--lock-gap-us", type=int, nargs="+", default=[150, 20],
+                    help="microseconds between blocks, one lock run each (150: cold caches, 20: warm)")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     result = {}
@@ -245,7 +248,9 @@ def main(argv=None) -> int:
         result["micro_128x2"] = micro(128, 2, args.iters, args.baseline_rev or None)
         result["micro_256x8"] = micro(256, 8, args.iters // 4, args.baseline_rev or None)
     if not args.no_lock:
-        result["lock"] = lock_time(args.lock_blocks, args.lock_baseline_rev or None)
+        for gap in args.lock_gap_us:
+            key = "lock" if gap == args.lock_gap_us[0] else f"lock_gap{gap}us"
+            result[key] = lock_time(args.lock_blocks, args.lock_baseline_rev or None, gap_us=gap)
     if not args.no_e2e and not args.lock_only:
         result["e2e"] = e2e(args.seconds, args.loss)
     text = json.dumps(result, indent=2)

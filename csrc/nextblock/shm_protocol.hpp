@@ -813,6 +813,39 @@ class Producer {
     return Take::Taken;
   }
 
+  /// take_replacement() in two halves, for an audio thread that takes inside a lock. Outside
+  /// it, peek_replacement() copies and checks the replacement posted for `seq` into
+  /// `out_two_blocks` (the same copy as take_replacement's, 2 x block floats) and counts nothing;
+  /// it returns the slot version it copied (0: none posted for `seq`, or torn: nothing to use)
+  /// and sets `*playable`. Inside the lock, take_peeked() reloads the slot's version and seq
+  /// (two loads, no copy): unchanged since the peek means the copy is exactly what
+  /// take_replacement would copy now, and it returns and counts what take_replacement would
+  /// (Taken / Refused); changed, it returns Torn and counts nothing (the caller then takes).
+  /// Wait-free; the audio thread only.
+  uint64_t peek_replacement(uint64_t seq, float* out_two_blocks, bool* playable) noexcept {
+    ReplacementSlotHeader* s = map_.replacement_slot(seq);
+    const uint64_t v1 = s->version.load(std::memory_order_acquire);
+    if ((v1 & 1) || v1 == 0 || load_shared(&s->seq) != seq) return 0;
+    *playable = copy_playable(out_two_blocks, Mapping::replacement_samples(s), 2 * map_.block_floats());
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (s->version.load(std::memory_order_relaxed) != v1 || load_shared(&s->seq) != seq) return 0;
+    return v1;
+  }
+
+  Take take_peeked(uint64_t seq, uint64_t peeked_version, bool playable) noexcept {
+    SegmentHeader* h = map_.header();
+    ReplacementSlotHeader* s = map_.replacement_slot(seq);
+    if (peeked_version == 0 || s->version.load(std::memory_order_acquire) != peeked_version ||
+        load_shared(&s->seq) != seq)
+      return Take::Torn;
+    if (!playable) {
+      h->replacements_refused.store(++refused_, std::memory_order_relaxed);
+      return Take::Refused;
+    }
+    h->replacements_used.store(++used_, std::memory_order_relaxed);
+    return Take::Taken;
+  }
+
   /// The play-out clock: the audio thread just played (or concealed) block `seq` at `now_ns`,
   /// with `queued_blocks` later blocks already received. Consumers derive from it when each
   /// later seq will be due (seq + k at about now_ns + k block periods). Wait-free; one thread.

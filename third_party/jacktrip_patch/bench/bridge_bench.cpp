@@ -126,6 +126,37 @@ int main(int argc, char** argv)
         memcpy(&got, out.data() + 2 * k, 2);
         if (got != want) { fprintf(stderr, "16-bit conversion of %a: %d, JackTrip's %d\n", sweep[k], got, want); return 2; }
     }
+    // a replacement staged outside the lock (flushWakes: the block after the one played) plays
+    // the same bits as one taken and converted under it; a re-post after the staging is the one
+    // taken, a staged NaN is refused
+    const std::vector<int8_t> unstaged(out.begin(), out.begin() + frames * chans * 2);
+    nb->deferWakes();  // as the JitterBuffer / ring buffer do: flushWakes() stages from now on
+    nb->playout(6000000, 0);
+    nb->flushWakes();
+    if (nb->stagedSeq() != -1) { fprintf(stderr, "staged with nothing posted\n"); return 2; }
+    consumer->post_replacement(6000001, sweep.data());
+    nb->flushWakes();
+    if (nb->stagedSeq() != 6000001) { fprintf(stderr, "next replacement not staged\n"); return 2; }
+    if (!nb->conceal(NextBlockBridge::Underrun, 6000001, frames)) { fprintf(stderr, "staged replacement refused\n"); return 2; }
+    std::fill(out.begin(), out.end(), 0);
+    nb->replacementToBits(0, out.data());
+    if (!std::equal(unstaged.begin(), unstaged.end(), out.begin())) { fprintf(stderr, "staged bits differ\n"); return 2; }
+    std::fill(out.begin(), out.end(), 0);
+    nb->replacementFramesToBits(0, 3, frames - 3, out.data());
+    if (!std::equal(unstaged.begin() + 3 * chans * 2, unstaged.end(), out.begin())) { fprintf(stderr, "staged frames differ\n"); return 2; }
+    if (std::memcmp(nb->replacement(1), sweep.data() + frames * chans, sizeof(float) * frames * chans) != 0) { fprintf(stderr, "staged block 1 differs\n"); return 2; }
+    nb->playout(6000001, 0);
+    consumer->post_replacement(6000002, two.data());
+    nb->flushWakes();
+    consumer->post_replacement(6000002, sweep.data());  // re-posted after the staging
+    if (!nb->conceal(NextBlockBridge::Underrun, 6000002, frames) || nb->replacement(0)[0] != sweep[0]) { fprintf(stderr, "re-post after staging not taken\n"); return 2; }
+    nb->replacementToBits(0, out.data());
+    if (!std::equal(unstaged.begin(), unstaged.end(), out.begin())) { fprintf(stderr, "re-posted bits differ\n"); return 2; }
+    nb->playout(6000002, 0);
+    bad[7] = std::nanf("");
+    consumer->post_replacement(6000003, bad.data());
+    nb->flushWakes();
+    if (nb->conceal(NextBlockBridge::Underrun, 6000003, frames)) { fprintf(stderr, "staged NaN replacement taken\n"); return 2; }
     const int64_t before = nb->lastReceived();
     for (int i = 0; i < 10; ++i)  // the peer restarts at 0: seqs keep moving forward
         nb->onPacket(static_cast<uint16_t>(i), bits.data(), static_cast<int>(bits.size()));

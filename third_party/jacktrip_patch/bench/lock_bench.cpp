@@ -9,7 +9,7 @@
 // 5 % of the packets are lost (a hash of the seq); a consumer thread sleeps on the notify word (so
 // wake-ups have a sleeper) and measures each underrun event's wake latency (its time_ns, stamped
 // inside the lock, -> running again); the poster posts a replacement for each block before its read.
-// Usage: lock_bench jitterbuffer|ringbuffer FRAMES CHANNELS BLOCKS. Prints one JSON object.
+// Usage: lock_bench jitterbuffer|ringbuffer FRAMES CHANNELS BLOCKS [GAP_US]. Prints one JSON object.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -62,6 +62,7 @@ int main(int argc, char** argv)
     const int frames = argc > 2 ? std::atoi(argv[2]) : 128;
     const int chans  = argc > 3 ? std::atoi(argv[3]) : 2;
     const int blocks = argc > 4 ? std::atoi(argv[4]) : 20000;
+    const int gapUs  = argc > 5 ? std::atoi(argv[5]) : 150;  // between blocks: 150 cold caches, 20 warm
     const int bitRes = 2, slot = frames * chans * bitRes;
     NextBlockBridge* nb = NextBlockBridge::create(false, 0, "lock", "127.0.0.1", 48000, frames, chans, bitRes);
     if (nb == nullptr)
@@ -128,7 +129,7 @@ int main(int argc, char** argv)
         }
         if (i < lead)
             continue;
-        std::this_thread::sleep_for(std::chrono::microseconds(150));  // the sleeper back asleep
+        std::this_thread::sleep_for(std::chrono::microseconds(gapUs));  // the sleeper back asleep
         const int64_t concealedBefore = poster->header().replacements_used.load() + poster->header().replacements_missed.load();
         const auto t0 = clk::now();
         buf->readSlotNonBlocking(out.data());  // mMutex held throughout

@@ -153,6 +153,9 @@ NextBlockBridge::Stream* NextBlockBridge::makeStream(int frames, std::string* wh
     st->frames   = frames;
     st->rxFloat.assign(static_cast<size_t>(frames) * mChannels, 0.0f);
     st->repl.assign(2 * static_cast<size_t>(frames) * mChannels, 0.0f);
+    st->staged.assign(st->repl.size(), 0.0f);
+    st->replBits.assign(static_cast<size_t>(frames) * mChannels * mBitRes, 0);
+    st->stagedBits.assign(st->replBits.size(), 0);
     const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
                                                            static_cast<uint32_t>(frames));
     for (uint32_t f = 0; f < fade; ++f)
@@ -337,9 +340,8 @@ bool NextBlockBridge::conceal(Kind kind, int64_t seq, int frames, int64_t detail
     if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
         st->producer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
                               nextblock::Outcome::None);
-    const nextblock::Take t = seq >= 0 && st->frames == frames
-                                  ? st->producer->take_replacement(static_cast<uint64_t>(seq), st->repl.data())
-                                  : nextblock::Take::Missing;
+    const nextblock::Take t = seq >= 0 && st->frames == frames ? takeStaged(st, seq)
+                                                               : nextblock::Take::Missing;
     nextblock::Outcome outcome = nextblock::Outcome::Fallback;
     if (t == nextblock::Take::Taken) {
         outcome = nextblock::Outcome::Replacement;
@@ -351,6 +353,51 @@ bool NextBlockBridge::conceal(Kind kind, int64_t seq, int frames, int64_t detail
     st->producer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
                              outcome, detail);
     return t == nextblock::Take::Taken;
+}
+
+nextblock::Take NextBlockBridge::takeStaged(Stream* st, int64_t seq)
+{
+    if (mStagedStream == st && mStagedSeq == seq) {
+        mStagedSeq = -1;
+        const nextblock::Take t =
+            st->producer->take_peeked(static_cast<uint64_t>(seq), mStagedVersion, mStagedPlayable);
+        if (t == nextblock::Take::Taken) {
+            st->repl.swap(st->staged);  // no copy, no allocation: the buffers trade places
+            st->replBits.swap(st->stagedBits);
+            mReplBitsValid = true;
+            return t;
+        }
+        if (t == nextblock::Take::Refused)
+            return t;
+        // the slot changed since the copy: take it as it is now
+    }
+    mReplBitsValid = false;
+    return st->producer->take_replacement(static_cast<uint64_t>(seq), st->repl.data());
+}
+
+void NextBlockBridge::stageNext(Stream* st)
+{
+    if (mPlayoutSeq < 0)
+        return;
+    const int64_t seq = mPlayoutSeq + 1;
+    if (mStagedStream == st && mStagedSeq == seq)
+        return;  // staged already (a change since is caught by take_peeked)
+    mStagedSeq     = -1;
+    mStagedStream  = st;
+    bool playable  = false;
+    const uint64_t v =
+        st->producer->peek_replacement(static_cast<uint64_t>(seq), st->staged.data(), &playable);
+    if (v == 0)
+        return;
+    if (playable) {  // block 0 in bits, as replacementFramesToBits() would write it
+        const int n    = st->frames * mChannels;
+        const auto res = bitRes(mBitRes);
+        for (int i = 0; i < n; ++i)
+            unitToBits(clampUnit(st->staged[static_cast<size_t>(i)]), st->stagedBits.data() + i * mBitRes, res);
+    }
+    mStagedVersion  = v;
+    mStagedPlayable = playable;
+    mStagedSeq      = seq;
 }
 
 void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t detail)
@@ -378,7 +425,12 @@ void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
 
 void NextBlockBridge::flushWakes()
 {
-    mStream.load(std::memory_order_acquire)->producer->flush_wakes();
+    Stream* st = mStream.load(std::memory_order_acquire);
+    st->producer->flush_wakes();
+    // only where the hooks run under a lock (deferWakes: the JitterBuffer, the ring buffer), whose
+    // read and conceal() are this thread's; the Regulator's conceal() may run on its worker thread
+    if (mDeferWakes.load(std::memory_order_relaxed))
+        stageNext(st);
 }
 
 void NextBlockBridge::deferWakes()
@@ -393,6 +445,11 @@ void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames
     if (firstFrame < 0 || nFrames <= 0 || firstFrame + nFrames > mAudioStream->frames)
         return;
     const int n      = nFrames * mChannels;
+    if (b == 0 && mReplBitsValid) {  // converted outside the lock (stageNext)
+        std::memcpy(dst, mAudioStream->replBits.data() + static_cast<size_t>(firstFrame) * mChannels * mBitRes,
+                    static_cast<size_t>(n) * mBitRes);
+        return;
+    }
     const float* src = replacement(b) + firstFrame * mChannels;
     const auto res   = bitRes(mBitRes);
     for (int i = 0; i < n; ++i) {

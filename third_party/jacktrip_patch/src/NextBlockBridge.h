@@ -34,6 +34,7 @@ namespace nextblock
 {
 class Producer;
 class SeqUnwrapper;
+enum class Take : uint32_t;
 }  // namespace nextblock
 
 /// A single-producer single-consumer ring of fixed-size log records: the real-time threads push
@@ -144,8 +145,16 @@ class NextBlockBridge
     void playout(int64_t seq, int64_t queuedBlocks);
     /// Audio thread, outside JackTrip's buffer lock (JackTrip::receiveNetworkPacket, after the
     /// read): issues the FUTEX_WAKEs that the hooks run under that lock deferred. Nothing when
-    /// none is pending (one load); at most one syscall per futex word.
+    /// none is pending (one load); at most one syscall per futex word. Then, after deferWakes()
+    /// (a buffer whose read and hooks run on this thread under its lock), stages the next
+    /// block's replacement: the copy, the check and the conversion to bits that conceal() and
+    /// replacementFramesToBits() would do under the lock are done here, for the block after the
+    /// one the play-out clock last reported, if one is posted (two loads when none is). Under
+    /// the lock conceal() then takes the staged copy with two loads and a buffer swap when the
+    /// slot is unchanged since (the same samples a take there would copy), else takes as before.
     void flushWakes();
+    /// The seq whose replacement flushWakes() staged (-1: none); for the self-checks.
+    int64_t stagedSeq() const { return mStagedSeq; }
 
     /// Not real-time (enableNextBlock of a buffer whose read path holds its QMutex): the audio
     /// thread's hooks leave their FUTEX_WAKE to flushWakes() from now on, also on a segment
@@ -160,12 +169,17 @@ class NextBlockBridge
         int frames = 0;
         std::vector<float> rxFloat;  // receive thread: one block as float
         std::vector<float> repl;     // audio thread: the last replacement taken
+        std::vector<int8_t> replBits;  // audio thread: its block 0 in bits (when mReplBitsValid)
+        std::vector<float> staged;     // audio thread: flushWakes()' copy of the next replacement
+        std::vector<int8_t> stagedBits;  // audio thread: its block 0 in bits
         std::vector<float> fadeUp;   // the recovery fade's weights of real audio (its frames only)
     };
 
     NextBlockBridge();
     Stream* makeStream(int frames, std::string* why) const;  // not real-time
     void checkConsumer(uint64_t nowNs);  // receive thread: logs consumer loss once
+    void stageNext(Stream* st);          // audio thread, outside the lock (flushWakes)
+    nextblock::Take takeStaged(Stream* st, int64_t seq);  // audio thread: conceal()'s take
     void drainLogs();                    // service thread
     void serviceLoop();                  // service thread: logs, re-sizes the segment
 
@@ -191,6 +205,11 @@ class NextBlockBridge
     // audio thread
     Stream* mAudioStream = nullptr;  // the stream of the last conceal() (replacement() reads it)
     int64_t mPlayoutSeq  = -1;       // the newest seq the play-out clock reported
+    Stream* mStagedStream = nullptr;  // the stream, seq and slot version of the staged copy
+    int64_t mStagedSeq    = -1;       // (-1: none staged)
+    uint64_t mStagedVersion = 0;
+    bool mStagedPlayable  = false;
+    bool mReplBitsValid   = false;    // repl's block 0 is in replBits (taken from the staged copy)
     uint64_t mRefused = 0;
     NextBlockLogRing mAudioLog;
     // log thread
