@@ -83,7 +83,9 @@ def burg_cost(calls: int = 2000, source_dir: Path | None = None) -> dict:
     "p99_us", "calls", "source"}`` or ``{"error": why}`` when the source or a compiler is missing."""
     source_dir = Path(source_dir or os.environ.get("NEXTBLOCK_JACKTRIP_SRC") or DEFAULT_SOURCE)
     if not (source_dir / "src" / "Regulator.cpp").exists():
-        return {"error": f"JackTrip's source is not at {source_dir} (python3 -m nextblock.jackio.patched_build fetches it)"}
+        return {
+            "error": f"JackTrip's source is not at {source_dir} (python3 -m nextblock.jackio.patched_build fetches it)"
+        }
     try:
         code = _extract(source_dir) + _MAIN
     except (OSError, ValueError) as err:
@@ -92,8 +94,13 @@ def burg_cost(calls: int = 2000, source_dir: Path | None = None) -> dict:
         cpp, exe = Path(tmp) / "burg.cpp", Path(tmp) / "burg"
         cpp.write_text(code)
         try:
-            subprocess.run(["g++", "-O3", "-std=c++17", "-o", str(exe), str(cpp)], check=True, capture_output=True,
-                           text=True, timeout=120)
+            subprocess.run(
+                ["g++", "-O3", "-std=c++17", "-o", str(exe), str(cpp)],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         except FileNotFoundError:
             return {"error": "no g++ to compile JackTrip's BurgAlgorithm"}
         except subprocess.CalledProcessError as err:
@@ -107,8 +114,10 @@ def burg_cost(calls: int = 2000, source_dir: Path | None = None) -> dict:
 def main() -> int:
     result = burg_cost()
     if "error" not in result:
-        print(f"JackTrip BurgAlgorithm (order 255, 256-sample history, 2 blocks): median {result['median_us']:.1f} us, "
-              f"p99 {result['p99_us']:.1f} us per channel per glitch")
+        print(
+            f"JackTrip BurgAlgorithm (order 255, 256-sample history, 2 blocks): median {result['median_us']:.1f} us, "
+            f"p99 {result['p99_us']:.1f} us per channel per glitch"
+        )
     print(json.dumps(result))
     return 0 if "error" not in result else 1
 

@@ -32,12 +32,21 @@ def music_like(n_samples: int, sample_rate_hz: int, seed: int = 0) -> np.ndarray
     """Three decaying partials over noise, shape ``(n_samples,)``, float32."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / sample_rate_hz
-    tone = sum(a * np.sin(2 * np.pi * f * t + p) for a, f, p in [(0.4, 220.0, 0.0), (0.2, 660.0, 1.0), (0.1, 1650.0, 2.0)])
+    tone = sum(
+        a * np.sin(2 * np.pi * f * t + p) for a, f, p in [(0.4, 220.0, 0.0), (0.2, 660.0, 1.0), (0.1, 1650.0, 2.0)]
+    )
     envelope = 0.6 + 0.4 * np.cos(2 * np.pi * 1.5 * t)
     return (tone * envelope + 0.01 * rng.standard_normal(n_samples)).astype(np.float32)
 
 
-def bench_concealer(name: str, frames_per_block: int, sample_rate_hz: int, lost_blocks: int, every_blocks: int, model_path: str | None = None) -> dict:
+def bench_concealer(
+    name: str,
+    frames_per_block: int,
+    sample_rate_hz: int,
+    lost_blocks: int,
+    every_blocks: int,
+    model_path: str | None = None,
+) -> dict:
     """Time one concealer; returns a dict of µs statistics (lost and arrived blocks)."""
     n_blocks = lost_blocks * every_blocks
     audio = music_like(n_blocks * frames_per_block, sample_rate_hz)
@@ -62,12 +71,21 @@ def bench_concealer(name: str, frames_per_block: int, sample_rate_hz: int, lost_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="µs per block per concealer (median, p99) in one run.", epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="µs per block per concealer (median, p99) in one run.",
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--fpp", type=int, default=128, help="frames per block (default: 128)")
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz (default: 48000)")
     parser.add_argument("--lost-blocks", type=int, default=500, help="lost blocks timed per concealer (default: 500)")
     parser.add_argument("--every", type=int, default=4, help="one block in EVERY is lost (default: 4)")
-    parser.add_argument("--concealer", action="append", choices=available_concealers(), help="repeatable (default: all of them, NextBlock with the shipped model)")
+    parser.add_argument(
+        "--concealer",
+        action="append",
+        choices=available_concealers(),
+        help="repeatable (default: all of them, NextBlock with the shipped model)",
+    )
     parser.add_argument("--model", help="model for the nextblock concealer")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -79,11 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_concealer(name, args.fpp, args.sample_rate, args.lost_blocks, args.every, args.model))
         except ConcealerUnavailable as error:
             print(f"error: {error} – skipped", file=sys.stderr)
-    print(f"{args.fpp} frames, {args.sample_rate} Hz, 1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"{args.fpp} frames, {args.sample_rate} Hz, 1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print("| concealer | µs/lost block median | p99 | CPU µs/lost block median | µs/arrived block median | p99 |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['concealer']} | {row['us_per_lost_block_median']:.1f} | {row['us_per_lost_block_p99']:.1f} | {row['cpu_us_per_lost_block_median']:.1f} | {row['us_per_arrived_block_median']:.1f} | {row['us_per_arrived_block_p99']:.1f} |")
+        print(
+            f"| {row['concealer']} | {row['us_per_lost_block_median']:.1f} | {row['us_per_lost_block_p99']:.1f} | {row['cpu_us_per_lost_block_median']:.1f} | {row['us_per_arrived_block_median']:.1f} | {row['us_per_arrived_block_p99']:.1f} |"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"results": rows, "load_average_1min": os.getloadavg()[0]}, handle, indent=2)

@@ -84,18 +84,26 @@ def build_burg_driver(src: Path, folder: Path) -> Path:
 def music_like(n: int, rate: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n) / rate
-    tone = sum(a * np.sin(2 * np.pi * f * t + p) for a, f, p in [(0.4, 220.0, 0.0), (0.2, 660.0, 1.0), (0.1, 1650.0, 2.0)])
+    tone = sum(
+        a * np.sin(2 * np.pi * f * t + p) for a, f, p in [(0.4, 220.0, 0.0), (0.2, 660.0, 1.0), (0.1, 1650.0, 2.0)]
+    )
     return (tone + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
 
 def summary(us: np.ndarray) -> dict:
-    return {"median_us": round(float(np.median(us)), 1), "p99_us": round(float(np.percentile(us, 99)), 1),
-            "calls": int(len(us))}
+    return {
+        "median_us": round(float(np.median(us)), 1),
+        "p99_us": round(float(np.percentile(us, 99)), 1),
+        "calls": int(len(us)),
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--fpp", type=int, default=128, help="frames per packet (the shipped model: 128)")
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--calls", type=int, default=3000, help="timed calls of each (default 3000)")
@@ -111,36 +119,54 @@ def main(argv=None) -> int:
     history = music_like(size, a.rate)
     with tempfile.TemporaryDirectory() as tmp:
         binary = build_burg_driver(jacktrip_source_dir(), Path(tmp))
-        out = subprocess.run([str(binary)], input=f"{size} {a.fpp} {a.calls}\n" + " ".join(map(str, history)),
-                             capture_output=True, text=True, check=True, timeout=600).stdout
+        out = subprocess.run(
+            [str(binary)],
+            input=f"{size} {a.fpp} {a.calls}\n" + " ".join(map(str, history)),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
     burg = np.array([float(x) for x in out.split()])[10:]
     predictor = BlockPredictor(a.model, num_threads=1)
     signal = music_like(predictor.context_samples + a.calls * a.fpp, a.rate, seed=1)
     nb = np.empty(a.calls)
     for k in range(a.calls):
-        context = signal[None, k * a.fpp: k * a.fpp + predictor.context_samples]
+        context = signal[None, k * a.fpp : k * a.fpp + predictor.context_samples]
         t0 = time.perf_counter()
         predictor.predict(context)
         nb[k] = (time.perf_counter() - t0) * 1e6
     nb = nb[10:]
     result = {
-        "fpp": a.fpp, "period_us": round(period_us, 1), "loss_percent": a.loss_percent,
-        "jacktrip_burg": {**summary(burg), "runs": "per channel, per lost packet",
-                          "cpu_share_percent": round(100 * float(np.median(burg)) * a.loss_percent / 100 / period_us, 3)},
-        "nextblock": {**summary(nb), "runs": "per channel, per received block", "model": str(predictor.model_path)
-                      if hasattr(predictor, "model_path") else a.model or "shipped",
-                      "cpu_share_percent": round(100 * float(np.median(nb)) / period_us, 2)},
+        "fpp": a.fpp,
+        "period_us": round(period_us, 1),
+        "loss_percent": a.loss_percent,
+        "jacktrip_burg": {
+            **summary(burg),
+            "runs": "per channel, per lost packet",
+            "cpu_share_percent": round(100 * float(np.median(burg)) * a.loss_percent / 100 / period_us, 3),
+        },
+        "nextblock": {
+            **summary(nb),
+            "runs": "per channel, per received block",
+            "model": str(predictor.model_path) if hasattr(predictor, "model_path") else a.model or "shipped",
+            "cpu_share_percent": round(100 * float(np.median(nb)) / period_us, 2),
+        },
     }
     result["ratio_per_call"] = round(result["nextblock"]["median_us"] / result["jacktrip_burg"]["median_us"], 2)
-    result["ratio_cpu"] = round(result["nextblock"]["cpu_share_percent"] / result["jacktrip_burg"]["cpu_share_percent"], 1)
+    result["ratio_cpu"] = round(
+        result["nextblock"]["cpu_share_percent"] / result["jacktrip_burg"]["cpu_share_percent"], 1
+    )
     print(f"one channel, {a.fpp} frames at {a.rate} Hz (period {period_us:.0f} µs), {a.calls} calls each")
     print(f"{'':<26}{'median µs':>10}{'p99 µs':>9}{'  runs':<34}{'CPU of 1 core'}")
     for name, key in (("JackTrip's C++ Burg", "jacktrip_burg"), ("NextBlock model (LiteRT)", "nextblock")):
         r = result[key]
         share = f"{r['cpu_share_percent']:.3g} %" + (f" at {a.loss_percent:g} % loss" if key == "jacktrip_burg" else "")
         print(f"{name:<26}{r['median_us']:>10.1f}{r['p99_us']:>9.1f}{'  ' + r['runs']:<34}{share}")
-    print(f"NextBlock / Burg: {result['ratio_per_call']}x per call, {result['ratio_cpu']}x the CPU at "
-          f"{a.loss_percent:g} % loss")
+    print(
+        f"NextBlock / Burg: {result['ratio_per_call']}x per call, {result['ratio_cpu']}x the CPU at "
+        f"{a.loss_percent:g} % loss"
+    )
     print(json.dumps(result))
     return 0
 

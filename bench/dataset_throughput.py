@@ -56,8 +56,12 @@ def decode_only(rows) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--packages", nargs="+", default=["singularity-music", "sonic-pi-samples"],
-                        help="Debian packages to draw recordings from (default: singularity-music sonic-pi-samples)")
+    parser.add_argument(
+        "--packages",
+        nargs="+",
+        default=["singularity-music", "sonic-pi-samples"],
+        help="Debian packages to draw recordings from (default: singularity-music sonic-pi-samples)",
+    )
     parser.add_argument("--hours", type=float, default=0.5, help="audio to package per run (default: 0.5 h)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions (default: 3)")
     args = parser.parse_args()
@@ -84,20 +88,31 @@ def main() -> int:
         package_rates.append(audio_h / (result.wall_s / 60))
         decode_rates.append(audio_h / (decode_s / 60))
         examples = sum(result.examples.values())
-        print(f"run {run + 1}: package {result.wall_s:.1f} s ({package_rates[-1]:.2f} audio-h/min, {examples} examples); "
-              f"decode-only {decode_s:.1f} s ({decode_rates[-1]:.2f} audio-h/min)")
+        print(
+            f"run {run + 1}: package {result.wall_s:.1f} s ({package_rates[-1]:.2f} audio-h/min, {examples} examples); "
+            f"decode-only {decode_s:.1f} s ({decode_rates[-1]:.2f} audio-h/min)"
+        )
     median_package, p99_package = float(np.median(package_rates)), float(np.percentile(package_rates, 1))
     median_decode = float(np.median(decode_rates))
-    print(f"package: median {median_package:.2f} audio-h/min, p99 (slowest 1%) {p99_package:.2f}; "
-          f"decode-only baseline median {median_decode:.2f}; ratio package/decode {median_package / median_decode:.3f}")
-    print(json.dumps({
-        "benchmark": "dataset_throughput", "audio_hours": round(audio_h, 4), "recordings": len(rows), "runs": args.runs,
-        "package_audio_hours_per_min_median": round(median_package, 3),
-        "package_audio_hours_per_min_p99": round(p99_package, 3),
-        "decode_only_audio_hours_per_min_median": round(median_decode, 3),
-        "ratio_package_over_decode": round(median_package / median_decode, 4),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }))
+    print(
+        f"package: median {median_package:.2f} audio-h/min, p99 (slowest 1%) {p99_package:.2f}; "
+        f"decode-only baseline median {median_decode:.2f}; ratio package/decode {median_package / median_decode:.3f}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "dataset_throughput",
+                "audio_hours": round(audio_h, 4),
+                "recordings": len(rows),
+                "runs": args.runs,
+                "package_audio_hours_per_min_median": round(median_package, 3),
+                "package_audio_hours_per_min_p99": round(p99_package, 3),
+                "decode_only_audio_hours_per_min_median": round(median_decode, 3),
+                "ratio_package_over_decode": round(median_package / median_decode, 4),
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            }
+        )
+    )
     return 0
 
 

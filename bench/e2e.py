@@ -60,20 +60,30 @@ def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
         underruns = recv["recv_underruns"] if recv["glitches"] is None else recv["glitches"]
     replaced = ev.get("replacements_used", 0) if r.get("attach_command") else None
     return {
-        "pattern": pattern, "receiver": r["label"], "binary": r["receiver_binary"],
-        "version": r.get("receiver_version"), "link_method": r["link"]["method"],
+        "pattern": pattern,
+        "receiver": r["label"],
+        "binary": r["receiver_binary"],
+        "version": r.get("receiver_version"),
+        "link_method": r["link"]["method"],
         "dropped_packets": r["link"].get("dropped_packets"),
-        "jacktrip_lost_packets": r["jacktrip_receive"]["lost_packets"], "underruns": underruns,
+        "jacktrip_lost_packets": r["jacktrip_receive"]["lost_packets"],
+        "underruns": underruns,
         "glitches": r["jacktrip_receive"]["glitches"],
-        "snr_db": r["metrics"]["snr_db"], "lsd_db": r["metrics"]["lsd_db"],
+        "snr_db": r["metrics"]["snr_db"],
+        "lsd_db": r["metrics"]["lsd_db"],
         "snr_lost_db": (r.get("metrics_lost_packets") or {}).get("snr_db"),
         "lsd_lost_db": (r.get("metrics_lost_packets") or {}).get("lsd_db"),
         "visqol_mos": _visqol(reference, rec, rate_hz),
         "nextblock_concealed_share": (replaced / underruns) if (replaced is not None and underruns) else None,
-        "nextblock_replacements_used": replaced, "attach_stats": att or None,
+        "nextblock_replacements_used": replaced,
+        "attach_stats": att or None,
         "dropped_index_drift_blocks": r.get("dropped_index_drift_blocks"),
-        "timing_slips": r["timing_slips"], "latency_ms": r["latency_ms"], "xruns": r["xruns"],
-        "cpu_s": r["cpu_s"], "wall_s": r["wall_s"], "recorded_wav": r["recorded_wav"],
+        "timing_slips": r["timing_slips"],
+        "latency_ms": r["latency_ms"],
+        "xruns": r["xruns"],
+        "cpu_s": r["cpu_s"],
+        "wall_s": r["wall_s"],
+        "recorded_wav": r["recorded_wav"],
     }
 
 
@@ -89,9 +99,11 @@ def _fallback_reasons(att: dict | None) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| pattern | receiver | JackTrip | dropped | underruns | snr_db | lsd_db | snr_lost_db | lsd_lost_db | "
-            "ViSQOL | NB share | NB fallbacks late/skipped/unseen | cpu jacktrip_server s | cpu attach s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| pattern | receiver | JackTrip | dropped | underruns | snr_db | lsd_db | snr_lost_db | lsd_lost_db | "
+        "ViSQOL | NB share | NB fallbacks late/skipped/unseen | cpu jacktrip_server s | cpu attach s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = [
         f"| {r['pattern']} | {r['receiver']} | {_fmt(r.get('version'))} | {_fmt(r['dropped_packets'])} | "
         f"{_fmt(r['underruns'])} | {_fmt(r['snr_db'])} | {_fmt(r['lsd_db'])} | {_fmt(r['snr_lost_db'])} | "
@@ -111,21 +123,36 @@ def _slug(spec: str) -> str:
 def main(argv=None) -> int:
     from nextblock.packetloss import loss_argument
 
-    p = argparse.ArgumentParser(prog="bench/e2e.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench/e2e.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="10-second recording instead of 60 s")
     p.add_argument("--seconds", type=float, default=None, help="override the recording length")
-    p.add_argument("--pattern", action="append", choices=sorted(PATTERNS) + sorted(EXTRA_PATTERNS),
-                   help="only these patterns (repeatable); 'lossless' (not in the default set) measures the "
-                        "pipeline's ceiling: what each receiver scores when nothing is lost")
-    p.add_argument("--loss", action="append", default=[], metavar="SPEC", type=loss_argument,
-                   help="also (or, with no --pattern, only) this loss (repeatable; the one grammar of every command, "
-                        "nextblock.packetloss), e.g. --loss bernoulli:0.02; its folder is the spec's slug")
+    p.add_argument(
+        "--pattern",
+        action="append",
+        choices=sorted(PATTERNS) + sorted(EXTRA_PATTERNS),
+        help="only these patterns (repeatable); 'lossless' (not in the default set) measures the "
+        "pipeline's ceiling: what each receiver scores when nothing is lost",
+    )
+    p.add_argument(
+        "--loss",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        type=loss_argument,
+        help="also (or, with no --pattern, only) this loss (repeatable; the one grammar of every command, "
+        "nextblock.packetloss), e.g. --loss bernoulli:0.02; its folder is the spec's slug",
+    )
     p.add_argument("--fallback", action="append", choices=FALLBACKS, help="only these stock fallbacks (repeatable)")
     p.add_argument("--no-nextblock", action="store_true", help="skip the patched JackTrip + attach runs")
-    p.add_argument("--patched", action="append", choices=PATCHED_RECEIVERS,
-                   help="only these patched receivers (repeatable; default all): e.g. --fallback regulator "
-                        "--patched nextblock-regulator compares NextBlock on the Regulator with the stock one")
+    p.add_argument(
+        "--patched",
+        action="append",
+        choices=PATCHED_RECEIVERS,
+        help="only these patched receivers (repeatable; default all): e.g. --fallback regulator "
+        "--patched nextblock-regulator compares NextBlock on the Regulator with the stock one",
+    )
     p.add_argument("--seed", type=int, default=1, help="relay seed shared by all receivers")
     p.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"))
     p.add_argument("--out", default="out/bench-e2e", help="folder for recordings and logs")
@@ -174,16 +201,25 @@ def _run(args) -> int:
         recv = list(receivers)
         if patched:
             recv.append((patched_fallback_receiver(patched), patched))
-            recv.append((nextblock_receiver(patched, (out / "attach-stats.json").resolve(), realtime=rt is not None),
-                         patched))
+            recv.append(
+                (nextblock_receiver(patched, (out / "attach-stats.json").resolve(), realtime=rt is not None), patched)
+            )
             # NextBlock on the Regulator: Burg stays JackTrip's fallback for any block we miss
-            on_regulator = nextblock_receiver(patched, (out / "attach-stats-regulator.json").resolve(),
-                                              buffer_args=("--bufstrategy", "3"), realtime=rt is not None)
+            on_regulator = nextblock_receiver(
+                patched,
+                (out / "attach-stats-regulator.json").resolve(),
+                buffer_args=("--bufstrategy", "3"),
+                realtime=rt is not None,
+            )
             on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
             recv.append((on_regulator, patched))
             # NextBlock on JackTrip's default buffer (--bufstrategy 1, the JitterBuffer, queue 4)
-            on_jitter = nextblock_receiver(patched, (out / "attach-stats-jitterbuffer.json").resolve(),
-                                           buffer_args=("--bufstrategy", "1"), realtime=rt is not None)
+            on_jitter = nextblock_receiver(
+                patched,
+                (out / "attach-stats-jitterbuffer.json").resolve(),
+                buffer_args=("--bufstrategy", "1"),
+                realtime=rt is not None,
+            )
             on_jitter.label = "nextblock-jitterbuffer"
             recv.append((on_jitter, patched))
         if args.patched:
@@ -193,11 +229,23 @@ def _run(args) -> int:
             r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)
             row = _row(name, r, audio, r["rate_hz"])
             rows.append(row)
-            print(f"{name:<13} {receiver.label:<18} dropped {row['dropped_packets']!s:>4} "
-                  f"snr {row['snr_db']:6.2f} dB  lsd {row['lsd_db']:5.2f} dB", file=sys.stderr, flush=True)
-    result = {"seconds": seconds, "recording": source, "patched_jacktrip": patched, "stock_jacktrip": stock_bin,
-              "stock_note": stock_note, "rt_priority": rt, "seed": args.seed,
-              "rows": rows, "wall_s": round(time.monotonic() - t0, 1)}
+            print(
+                f"{name:<13} {receiver.label:<18} dropped {row['dropped_packets']!s:>4} "
+                f"snr {row['snr_db']:6.2f} dB  lsd {row['lsd_db']:5.2f} dB",
+                file=sys.stderr,
+                flush=True,
+            )
+    result = {
+        "seconds": seconds,
+        "recording": source,
+        "patched_jacktrip": patched,
+        "stock_jacktrip": stock_bin,
+        "stock_note": stock_note,
+        "rt_priority": rt,
+        "seed": args.seed,
+        "rows": rows,
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
     md = markdown(rows)
     print(md)
     if args.markdown:

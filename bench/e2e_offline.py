@@ -42,24 +42,40 @@ def lost_blocks(sent: np.ndarray, zeros: np.ndarray, frames: int) -> np.ndarray:
     n_blocks = -(-sent.shape[0] // frames)
     lost = np.zeros(n_blocks, bool)
     for b in range(n_blocks):
-        played, sent_b = zeros[b * frames:(b + 1) * frames], sent[b * frames:(b + 1) * frames]
+        played, sent_b = zeros[b * frames : (b + 1) * frames], sent[b * frames : (b + 1) * frames]
         lost[b] = played.size > 0 and np.max(np.abs(played)) < 1e-6 and np.max(np.abs(sent_b)) > 1e-3
     return lost
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("folder", type=Path, help="one pattern's folder of a bench/e2e.py --out run")
     p.add_argument("--frames", type=int, default=128, help="block size of the run (default %(default)s)")
-    p.add_argument("--concealers", default="burg,ar128,nextblock", help="offline concealers (default %(default)s; "
-                   "lsar and ar-blend are the two-sided baselines)")
-    p.add_argument("--lookahead-blocks", type=int, default=0, metavar="H",
-                   help="blocks after a lost one the receive buffer holds, as nextblock evaluate's option: two-sided "
-                        "concealers (lsar, nextblock) fill the gap before the next arrival (default %(default)s: causal)")
-    p.add_argument("--model", action="append", default=[], metavar="[LABEL=]PATH",
-                   help="also score NextBlock with this model file (repeatable), e.g. the previous version: "
-                        "git show REV:models/nextblock-default.tflite > /tmp/old.tflite; --model old=/tmp/old.tflite")
+    p.add_argument(
+        "--concealers",
+        default="burg,ar128,nextblock",
+        help="offline concealers (default %(default)s; lsar and ar-blend are the two-sided baselines)",
+    )
+    p.add_argument(
+        "--lookahead-blocks",
+        type=int,
+        default=0,
+        metavar="H",
+        help="blocks after a lost one the receive buffer holds, as nextblock evaluate's option: two-sided "
+        "concealers (lsar, nextblock) fill the gap before the next arrival (default %(default)s: causal)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="also score NextBlock with this model file (repeatable), e.g. the previous version: "
+        "git show REV:models/nextblock-default.tflite > /tmp/old.tflite; --model old=/tmp/old.tflite",
+    )
     args = p.parse_args(argv)
 
     import soundfile as sf
@@ -89,31 +105,51 @@ def main(argv: list[str] | None = None) -> int:
         # loss positions after a buffer reset: its lost-packet metrics are bench/e2e.py's (per
         # receiver, from the relay's log); here only its ViSQOL, which needs no positions
         offline = kind == "offline"
-        row = {"kind": kind, "concealer": name,
-               "snr_lost_db": round(snr_db(sent, played, mask), 2) if offline else None,
-               "lsd_lost_db": round(lsd_db(sent, played, mask), 2) if offline else None,
-               "visqol_mos": visqol_mos(sent, played, rate)}
+        row = {
+            "kind": kind,
+            "concealer": name,
+            "snr_lost_db": round(snr_db(sent, played, mask), 2) if offline else None,
+            "lsd_lost_db": round(lsd_db(sent, played, mask), 2) if offline else None,
+            "visqol_mos": visqol_mos(sent, played, rate),
+        }
         rows.append(row)
         mos = "-" if row["visqol_mos"] is None else f"{row['visqol_mos']:.3f}"
-        lost_part = (f"lost SNR {row['snr_lost_db']:6.2f} dB  LSD {row['lsd_lost_db']:5.2f} dB" if offline
-                     else "(lost-packet metrics: bench/e2e.py)     ")
+        lost_part = (
+            f"lost SNR {row['snr_lost_db']:6.2f} dB  LSD {row['lsd_lost_db']:5.2f} dB"
+            if offline
+            else "(lost-packet metrics: bench/e2e.py)     "
+        )
         print(f"  {kind:8s} {name:24s} {lost_part}  ViSQOL {mos}")
 
     for name in args.concealers.split(","):
-        played, _ = conceal_stream(sent, make_concealer(name, args.frames, rate), lost,
-                                   lookahead_blocks=args.lookahead_blocks)
+        played, _ = conceal_stream(
+            sent, make_concealer(name, args.frames, rate), lost, lookahead_blocks=args.lookahead_blocks
+        )
         add("offline", name, played)
     for spec in args.model:
         label, _, path = spec.rpartition("=")
-        played, _ = conceal_stream(sent, make_concealer("nextblock", args.frames, rate, model_path=path), lost,
-                                   lookahead_blocks=args.lookahead_blocks)
+        played, _ = conceal_stream(
+            sent,
+            make_concealer("nextblock", args.frames, rate, model_path=path),
+            lost,
+            lookahead_blocks=args.lookahead_blocks,
+        )
         add("offline", f"nextblock {label or Path(path).stem}", played)
     for path in sorted(args.folder.glob("recorded-*.wav")):
         receiver = path.stem.removeprefix("recorded-")
         if receiver != ZEROS_RECEIVER:
             add("live", receiver, mono(path)[0])
-    print(json.dumps({"bench": "e2e_offline", "folder": str(args.folder), "lookahead_blocks": args.lookahead_blocks,
-                      "lost_blocks": int(lost.sum()), "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "bench": "e2e_offline",
+                "folder": str(args.folder),
+                "lookahead_blocks": args.lookahead_blocks,
+                "lost_blocks": int(lost.sum()),
+                "rows": rows,
+            }
+        )
+    )
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -49,9 +48,21 @@ BASELINE_REV = "a7817b0"
 def _build_bench(root: Path, exe: Path) -> None:
     patch = root / "third_party" / "jacktrip_patch"
     subprocess.run(
-        ["g++", "-O2", "-std=c++17", "-pthread", f"-I{patch / 'bench' / 'stub'}", f"-I{patch / 'src'}", f"-I{root / 'csrc'}",
-         str(patch / "bench" / "bridge_bench.cpp"), str(patch / "bench" / "bridge_bench_convert.cpp"),
-         str(patch / "src" / "NextBlockBridge.cpp"), "-o", str(exe), "-lrt"],
+        [
+            "g++",
+            "-O2",
+            "-std=c++17",
+            "-pthread",
+            f"-I{patch / 'bench' / 'stub'}",
+            f"-I{patch / 'src'}",
+            f"-I{root / 'csrc'}",
+            str(patch / "bench" / "bridge_bench.cpp"),
+            str(patch / "bench" / "bridge_bench_convert.cpp"),
+            str(patch / "src" / "NextBlockBridge.cpp"),
+            "-o",
+            str(exe),
+            "-lrt",
+        ],
         check=True,
     )
 
@@ -72,8 +83,10 @@ def micro(frames: int, channels: int, iters: int, baseline_rev: str | None = BAS
         if baseline_rev:
             tree = tmp / "baseline"
             tree.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev, "third_party/jacktrip_patch", "csrc"],
-                                     capture_output=True)
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", baseline_rev, "third_party/jacktrip_patch", "csrc"],
+                capture_output=True,
+            )
             if archive.returncode == 0:
                 subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
                 base_exe = tmp / "bridge_bench_baseline"
@@ -97,7 +110,8 @@ def micro(frames: int, channels: int, iters: int, baseline_rev: str | None = BAS
         result["baseline"] = best(runs["baseline"])
         result["ratio_current_over_baseline"] = {
             k: {q: round(v[q] / max(1.0, result["baseline"][k][q]), 3) for q in ("median", "p99")}
-            for k, v in result["current"].items() if k in result["baseline"]
+            for k, v in result["current"].items()
+            if k in result["baseline"]
         }
     return result
 
@@ -105,8 +119,13 @@ def micro(frames: int, channels: int, iters: int, baseline_rev: str | None = BAS
 # The patch, bridge and protocol before the hooks under JackTrip's buffer lock stopped making
 # syscalls (wake-ups deferred to flushWakes) and the JitterBuffer stopped looking up every frame.
 LOCK_BASELINE_REV = "e55a7ac"
-BUFFER_FILES = ("src/RingBuffer.h", "src/RingBuffer.cpp", "src/JitterBuffer.h", "src/JitterBuffer.cpp",
-                "src/jacktrip_types.h")
+BUFFER_FILES = (
+    "src/RingBuffer.h",
+    "src/RingBuffer.cpp",
+    "src/JitterBuffer.h",
+    "src/JitterBuffer.cpp",
+    "src/jacktrip_types.h",
+)
 
 
 def _buffer_hunks(patch_text: str) -> str:
@@ -123,16 +142,43 @@ def _build_lock_bench(root: Path, source: Path, work: Path, exe: Path) -> None:
     (tree / "src").mkdir(parents=True)
     for f in BUFFER_FILES:
         (tree / f).write_bytes((source / f).read_bytes())
-    subprocess.run(["patch", "-s", "-p1", "-d", str(tree)], input=_buffer_hunks((patch / "jacktrip-2.7.2-nextblock.patch").read_text()),
-                   text=True, check=True)
-    (tree / "src" / "JackTrip.h").write_bytes((REPO / "third_party" / "jacktrip_patch" / "bench" / "stub_buffers" / "JackTrip.h").read_bytes())
-    qt_cflags = subprocess.run(["pkg-config", "--cflags", "Qt6Core"], capture_output=True, text=True, check=True).stdout.split()
-    qt_libs = subprocess.run(["pkg-config", "--libs", "Qt6Core"], capture_output=True, text=True, check=True).stdout.split()
     subprocess.run(
-        ["g++", "-O3", "-std=c++17", "-pthread", "-fPIC", *qt_cflags, f"-I{tree / 'src'}", f"-I{patch / 'bench' / 'stub'}",
-         f"-I{patch / 'src'}", f"-I{root / 'csrc'}", str(REPO / "third_party" / "jacktrip_patch" / "bench" / "lock_bench.cpp"),
-         str(tree / "src" / "RingBuffer.cpp"), str(tree / "src" / "JitterBuffer.cpp"), str(patch / "src" / "NextBlockBridge.cpp"),
-         str(patch / "bench" / "bridge_bench_convert.cpp"), "-o", str(exe), *qt_libs, "-lrt"],
+        ["patch", "-s", "-p1", "-d", str(tree)],
+        input=_buffer_hunks((patch / "jacktrip-2.7.2-nextblock.patch").read_text()),
+        text=True,
+        check=True,
+    )
+    (tree / "src" / "JackTrip.h").write_bytes(
+        (REPO / "third_party" / "jacktrip_patch" / "bench" / "stub_buffers" / "JackTrip.h").read_bytes()
+    )
+    qt_cflags = subprocess.run(
+        ["pkg-config", "--cflags", "Qt6Core"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    qt_libs = subprocess.run(
+        ["pkg-config", "--libs", "Qt6Core"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    subprocess.run(
+        [
+            "g++",
+            "-O3",
+            "-std=c++17",
+            "-pthread",
+            "-fPIC",
+            *qt_cflags,
+            f"-I{tree / 'src'}",
+            f"-I{patch / 'bench' / 'stub'}",
+            f"-I{patch / 'src'}",
+            f"-I{root / 'csrc'}",
+            str(REPO / "third_party" / "jacktrip_patch" / "bench" / "lock_bench.cpp"),
+            str(tree / "src" / "RingBuffer.cpp"),
+            str(tree / "src" / "JitterBuffer.cpp"),
+            str(patch / "src" / "NextBlockBridge.cpp"),
+            str(patch / "bench" / "bridge_bench_convert.cpp"),
+            "-o",
+            str(exe),
+            *qt_libs,
+            "-lrt",
+        ],
         check=True,
     )
 
@@ -152,8 +198,10 @@ def lock_time(blocks: int, baseline_rev: str | None = LOCK_BASELINE_REV, rounds:
         if baseline_rev:
             tree = tmp / "baseline_tree"
             tree.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev, "third_party/jacktrip_patch", "csrc"],
-                                     capture_output=True)
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", baseline_rev, "third_party/jacktrip_patch", "csrc"],
+                capture_output=True,
+            )
             if archive.returncode == 0:
                 subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
                 exes["baseline"] = tmp / "lock_baseline"
@@ -173,8 +221,12 @@ def lock_time(blocks: int, baseline_rev: str | None = LOCK_BASELINE_REV, rounds:
 
 
 def _run_lock(exe: Path, strategy: str, frames: int, channels: int, blocks: int, gap_us: int = 150) -> dict:
-    out = subprocess.run([str(exe), strategy, str(frames), str(channels), str(blocks), str(gap_us)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [str(exe), strategy, str(frames), str(channels), str(blocks), str(gap_us)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     r = json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
     return {k: v for k, v in r.items() if k.endswith("_ns") or k in ("replacements_used", "wakes_issued")}
 
@@ -187,8 +239,17 @@ def e2e(seconds: float, loss: float) -> dict:
     res = {}
     for name, strat, extra in (("jitterbuffer", 1, ()), ("regulator", 3, ()), ("ringbuffer_zeros", -1, ("-z",))):
         with tempfile.TemporaryDirectory() as d:
-            s = H.run_session(bins["patched"], bins["patched"], Path(d), bufstrategy=strat, simloss=loss,
-                              nextblock=True, post_replacements=True, seconds=seconds, extra_server_args=extra)
+            s = H.run_session(
+                bins["patched"],
+                bins["patched"],
+                Path(d),
+                bufstrategy=strat,
+                simloss=loss,
+                nextblock=True,
+                post_replacements=True,
+                seconds=seconds,
+                extra_server_args=extra,
+            )
         a = H.analyse(s)
         conceal = [e for e in s.events if e.is_concealment]
         rep = sum(e.outcome.name == "REPLACEMENT" for e in conceal)
@@ -201,8 +262,10 @@ def e2e(seconds: float, loss: float) -> dict:
             "used_replacement": rep,
             "share_replacement": round(rep / max(1, rep + fb), 4),
             "late_events": sum(e.kind.name == "LATE" for e in s.events),
-            "consumer_post_lag_us": {"median": float(np.median(lag)) if len(lag) else None,
-                                     "p99": float(np.percentile(lag, 99)) if len(lag) else None},
+            "consumer_post_lag_us": {
+                "median": float(np.median(lag)) if len(lag) else None,
+                "p99": float(np.percentile(lag, 99)) if len(lag) else None,
+            },
             "counters": {k: int(v) for k, v in s.counters.items() if isinstance(v, (int, np.integer))},
         }
     res["hub"] = hub(bins["patched"], seconds, loss)
@@ -218,12 +281,23 @@ def hub(patched: Path, seconds: float, loss: float, n_clients: int = 4) -> dict:
     for x in s.streams:
         conceal = [e for e in x["events"] if e.is_concealment]
         rep = sum(e.outcome.name == "REPLACEMENT" for e in conceal)
-        streams.append({"segment": x["segment"], "stream_name": x["stream_name"], "blocks_published": len(x["seq"]),
-                        "concealed": len(conceal), "used_replacement": rep,
-                        "share_replacement": round(rep / max(1, len(conceal)), 4)})
+        streams.append(
+            {
+                "segment": x["segment"],
+                "stream_name": x["stream_name"],
+                "blocks_published": len(x["seq"]),
+                "concealed": len(conceal),
+                "used_replacement": rep,
+                "share_replacement": round(rep / max(1, len(conceal)), 4),
+            }
+        )
     total = sum(x["concealed"] for x in streams)
-    return {"clients": n_clients, "hub_alive": s.hub_alive_at_end, "streams": streams,
-            "share_replacement": round(sum(x["used_replacement"] for x in streams) / max(1, total), 4)}
+    return {
+        "clients": n_clients,
+        "hub_alive": s.hub_alive_at_end,
+        "streams": streams,
+        "share_replacement": round(sum(x["used_replacement"] for x in streams) / max(1, total), 4),
+    }
 
 
 def main(argv=None) -> int:
@@ -235,12 +309,23 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lock", action="store_true", help="skip the time inside JackTrip's buffer lock")
     ap.add_argument("--lock-blocks", type=int, default=5000)
     ap.add_argument("--lock-only", action="store_true", help="only the time inside the lock")
-    ap.add_argument("--lock-baseline-rev", default=LOCK_BASELINE_REV,
-                    help="git revision whose patch + bridge are timed in the same run ('' to skip)")
-    ap.add_argument("--baseline-rev", default=BASELINE_REV,
-                    help="git revision whose bridge is timed in the same run for the before/after ratio ('' to skip)")
-    ap.add_argument("--lock-gap-us", type=int, nargs="+", default=[150, 20],
-                    help="microseconds between blocks, one lock run each (150: cold caches, 20: warm)")
+    ap.add_argument(
+        "--lock-baseline-rev",
+        default=LOCK_BASELINE_REV,
+        help="git revision whose patch + bridge are timed in the same run ('' to skip)",
+    )
+    ap.add_argument(
+        "--baseline-rev",
+        default=BASELINE_REV,
+        help="git revision whose bridge is timed in the same run for the before/after ratio ('' to skip)",
+    )
+    ap.add_argument(
+        "--lock-gap-us",
+        type=int,
+        nargs="+",
+        default=[150, 20],
+        help="microseconds between blocks, one lock run each (150: cold caches, 20: warm)",
+    )
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     result = {}

@@ -91,8 +91,15 @@ def _measured_sleep_us(seconds: float, repeats: int = 50) -> float:
 
 def summarize(durations_us: np.ndarray) -> dict:
     """Median / p90 / p99 / max in µs (rounded to 0.1)."""
-    return {k: round(float(v), 1) for k, v in (("median_us", np.median(durations_us)), ("p90_us", np.percentile(durations_us, 90)),
-                                                ("p99_us", np.percentile(durations_us, 99)), ("max_us", durations_us.max()))}
+    return {
+        k: round(float(v), 1)
+        for k, v in (
+            ("median_us", np.median(durations_us)),
+            ("p90_us", np.percentile(durations_us, 90)),
+            ("p99_us", np.percentile(durations_us, 99)),
+            ("max_us", durations_us.max()),
+        )
+    }
 
 
 def realistic_context(channels: int, samples: int, sample_rate_hz: int) -> np.ndarray:
@@ -129,16 +136,23 @@ def time_stream(predictor, frames: int, channels: int, iterations: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("examples:")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("examples:")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", help=".tflite to time (default: the shipped default model)")
     p.add_argument("--iterations", type=int, default=5000, help="timed calls per candidate (default %(default)s)")
     p.add_argument("--channels", type=int, default=1, help="channels per predict call (default %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads (default %(default)s)")
     p.add_argument("--no-burg", action="store_true", help="skip the Burg baseline")
     p.add_argument("--breakdown", action="store_true", help="also time encode / LiteRT invoke / decode separately")
-    p.add_argument("--frames", type=lambda t: [int(v) for v in t.split(",")], default=[],
-                   help="also time streams of these block sizes, e.g. 64,256,1024")
+    p.add_argument(
+        "--frames",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=[],
+        help="also time streams of these block sizes, e.g. 64,256,1024",
+    )
     p.add_argument("--all-frames", action="store_true", help="--frames " + ",".join(map(str, ALL_FRAMES)))
     args = p.parse_args(argv)
     if args.iterations <= 0 or args.channels <= 0:
@@ -156,30 +170,46 @@ def main(argv: list[str] | None = None) -> int:
     spectrum = np.zeros((args.channels, cfg.output_bins), np.complex64)
     results = {
         "nextblock": summarize(time_calls(lambda: predictor.predict(context), args.iterations)),
-        "fft-only": summarize(time_calls(lambda: np.fft.irfft(np.fft.rfft(context * predictor.codec.window, axis=-1)[:, :0].sum() + spectrum,
-                                                              n=cfg.output_samples, axis=-1), args.iterations)),
-        "repeat": summarize(time_calls(lambda: np.repeat(context[:, None, -cfg.frames_per_block:], 2, axis=1), args.iterations)),
+        "fft-only": summarize(
+            time_calls(
+                lambda: np.fft.irfft(
+                    np.fft.rfft(context * predictor.codec.window, axis=-1)[:, :0].sum() + spectrum,
+                    n=cfg.output_samples,
+                    axis=-1,
+                ),
+                args.iterations,
+            )
+        ),
+        "repeat": summarize(
+            time_calls(lambda: np.repeat(context[:, None, -cfg.frames_per_block :], 2, axis=1), args.iterations)
+        ),
     }
     from nextblock.features.twosided import BASELINE_ORDER, fill_gap
 
     block = cfg.frames_per_block
     stretch = realistic_context(args.channels, 4096 + 2 * block, cfg.sample_rate_hz)
-    past, future = stretch[:, :4096], stretch[:, 4096 + block:]  # a block of gap between them
-    last = np.ascontiguousarray(past[:, -cfg.context_samples:])
+    past, future = stretch[:, :4096], stretch[:, 4096 + block :]  # a block of gap between them
+    last = np.ascontiguousarray(past[:, -cfg.context_samples :])
     prior = predictor.predict(last).reshape(args.channels, -1)[:, :block]
     from nextblock.model.two_sided import TwoSidedFill
 
     fill = TwoSidedFill.shipped()
-    print(f"two-sided fill: {'network ' + fill.network.model.name if fill.network is not None else 'fusion (no two-sided model)'}",
-          file=sys.stderr)
+    print(
+        f"two-sided fill: {'network ' + fill.network.model.name if fill.network is not None else 'fusion (no two-sided model)'}",
+        file=sys.stderr,
+    )
     results["two-sided"] = summarize(time_calls(lambda: fill(past, future, block, prior), args.iterations))
-    results["two-sided-path"] = summarize(time_calls(
-        lambda: fill(past, future, block, predictor.predict(last).reshape(args.channels, -1)[:, :block]),
-        args.iterations))
+    results["two-sided-path"] = summarize(
+        time_calls(
+            lambda: fill(past, future, block, predictor.predict(last).reshape(args.channels, -1)[:, :block]),
+            args.iterations,
+        )
+    )
     results["two-sided-fusion"] = summarize(time_calls(lambda: fill_gap(past, future, block, prior), args.iterations))
     results["two-sided-fast"] = summarize(time_calls(lambda: fill.fast(past, future, block, prior), args.iterations))
-    results["lsar"] = summarize(time_calls(lambda: fill_gap(past, future, block, order=BASELINE_ORDER, prior_weight=0.0),
-                                           args.iterations))
+    results["lsar"] = summarize(
+        time_calls(lambda: fill_gap(past, future, block, order=BASELINE_ORDER, prior_weight=0.0), args.iterations)
+    )
     if args.breakdown:
         features, scale = predictor.codec.encode(context)
         interpreter = predictor._interpreter
@@ -189,10 +219,22 @@ def main(argv: list[str] | None = None) -> int:
         results["encode"] = summarize(time_calls(lambda: predictor.codec.encode(context), args.iterations))
         results["invoke"] = summarize(time_calls(interpreter.invoke, args.iterations))
         _, _, guess = predictor.codec.encode_with_guess(context)
-        results["decode"] = summarize(time_calls(lambda: predictor.codec.decode_joined(
-            output, scale, context, guess, predictor.guess_weight, predictor._ramp), args.iterations))
-        results["cold"] = summarize(time_calls(lambda: (time.sleep(COLD_SLEEP_S), predictor.predict(context)),
-                                               max(200, args.iterations // 10), warmup=20, exclude_s=COLD_SLEEP_S))
+        results["decode"] = summarize(
+            time_calls(
+                lambda: predictor.codec.decode_joined(
+                    output, scale, context, guess, predictor.guess_weight, predictor._ramp
+                ),
+                args.iterations,
+            )
+        )
+        results["cold"] = summarize(
+            time_calls(
+                lambda: (time.sleep(COLD_SLEEP_S), predictor.predict(context)),
+                max(200, args.iterations // 10),
+                warmup=20,
+                exclude_s=COLD_SLEEP_S,
+            )
+        )
     if not args.no_burg:
         try:
             from nextblock.concealers import make_concealer
@@ -205,12 +247,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(burg baseline skipped: {err})", file=sys.stderr)
 
     per_frames = {}
-    for frames in (ALL_FRAMES if args.all_frames else args.frames):
+    for frames in ALL_FRAMES if args.all_frames else args.frames:
         per_frames[frames] = time_stream(predictor, frames, args.channels, max(500, args.iterations // 4))
-        results.update({f"{name}@{frames}": r for name, r in per_frames[frames].items() if name in ("nextblock", "ar128")})
+        results.update(
+            {f"{name}@{frames}": r for name, r in per_frames[frames].items() if name in ("nextblock", "ar128")}
+        )
 
-    print(f"{'candidate':<12} {'median µs':>10} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>9}   "
-          f"({args.channels} channel(s), {args.threads} thread(s), model {predictor.name} v{predictor.model_version})")
+    print(
+        f"{'candidate':<12} {'median µs':>10} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>9}   "
+        f"({args.channels} channel(s), {args.threads} thread(s), model {predictor.name} v{predictor.model_version})"
+    )
     for name, r in results.items():
         if r is None:
             print(f"{name:<12} {'(model cannot serve this block size)':>38}")
@@ -219,20 +265,37 @@ def main(argv: list[str] | None = None) -> int:
     for frames, r in per_frames.items():
         if r["nextblock"] is not None:
             verdict = "within" if r["nextblock"]["p99_us"] <= r["budget_p99_us"] * args.channels else "OVER"
-            print(f"{frames:>5} frames: {r['calls']} model call(s), p99 {r['nextblock']['p99_us']} µs, "
-                  f"budget {r['budget_p99_us']:.0f} µs per channel: {verdict}")
-    summary = {"bench": "model_latency", "model": predictor.name, "model_version": predictor.model_version,
-               "frames_per_block": cfg.frames_per_block, "context_samples": cfg.context_samples, "channels": args.channels,
-               "threads": args.threads, "iterations": args.iterations, "budget_p99_us": BUDGET_P99_US,
-               "within_budget": results["nextblock"]["p99_us"] <= BUDGET_P99_US * args.channels,
-               "median_us": results["nextblock"]["median_us"], "p99_us": results["nextblock"]["p99_us"],
-               "two_sided_path_within_budget": results["two-sided-path"]["p99_us"] <= BUDGET_P99_US * args.channels,
-               "two_sided_fill": "network" if fill.network is not None else "fusion",
-               "candidates": results,
-               "per_frames": {str(f): {"budget_p99_us": r["budget_p99_us"], "calls": r["calls"],
-                                       "within_budget": None if r["nextblock"] is None else
-                                       r["nextblock"]["p99_us"] <= r["budget_p99_us"] * args.channels}
-                              for f, r in per_frames.items()}}
+            print(
+                f"{frames:>5} frames: {r['calls']} model call(s), p99 {r['nextblock']['p99_us']} µs, "
+                f"budget {r['budget_p99_us']:.0f} µs per channel: {verdict}"
+            )
+    summary = {
+        "bench": "model_latency",
+        "model": predictor.name,
+        "model_version": predictor.model_version,
+        "frames_per_block": cfg.frames_per_block,
+        "context_samples": cfg.context_samples,
+        "channels": args.channels,
+        "threads": args.threads,
+        "iterations": args.iterations,
+        "budget_p99_us": BUDGET_P99_US,
+        "within_budget": results["nextblock"]["p99_us"] <= BUDGET_P99_US * args.channels,
+        "median_us": results["nextblock"]["median_us"],
+        "p99_us": results["nextblock"]["p99_us"],
+        "two_sided_path_within_budget": results["two-sided-path"]["p99_us"] <= BUDGET_P99_US * args.channels,
+        "two_sided_fill": "network" if fill.network is not None else "fusion",
+        "candidates": results,
+        "per_frames": {
+            str(f): {
+                "budget_p99_us": r["budget_p99_us"],
+                "calls": r["calls"],
+                "within_budget": None
+                if r["nextblock"] is None
+                else r["nextblock"]["p99_us"] <= r["budget_p99_us"] * args.channels,
+            }
+            for f, r in per_frames.items()
+        },
+    }
     print(json.dumps(summary))
     return 0
 

@@ -45,8 +45,16 @@ ATTACH_SCENARIOS = [
 ]
 FULL_PATTERNS = ["bernoulli-1", "bernoulli-5", "bernoulli-10", "bursts-ge", "lossless"]
 QUICK_PATTERNS = ["bernoulli-5", "bursts-ge", "lossless"]
-RECEIVERS = ["--fallback", "regulator", "--patched", "nextblock-regulator", "--patched", "nextblock-jitterbuffer",
-             "--patched", "nextblock"]
+RECEIVERS = [
+    "--fallback",
+    "regulator",
+    "--patched",
+    "nextblock-regulator",
+    "--patched",
+    "nextblock-jitterbuffer",
+    "--patched",
+    "nextblock",
+]
 
 
 def _cpu_model() -> str:
@@ -63,17 +71,26 @@ def host_info() -> dict:
     """The machine class a result belongs to: cores, CPU model, memory, load, commit."""
     mem_gib = None
     try:
-        kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1]
+        )
         mem_gib = round(kb / 2**20, 1)
     except (OSError, StopIteration, ValueError):
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     model = REPO / "models" / "nextblock-default.tflite"
-    return {"cores": os.cpu_count(), "cpu_model": _cpu_model(), "memory_gib": mem_gib,
-            "load_average": [round(x, 2) for x in os.getloadavg()], "commit": commit or None,
-            "model": str(model.relative_to(REPO)),
-            "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:16] if model.exists() else None,
-            "burg_build": "g++ -O3" if "-O3" in (REPO / "bench" / "burg_cost.py").read_text() else "see bench/burg_cost.py"}
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": mem_gib,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit or None,
+        "model": str(model.relative_to(REPO)),
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()[:16] if model.exists() else None,
+        "burg_build": "g++ -O3" if "-O3" in (REPO / "bench" / "burg_cost.py").read_text() else "see bench/burg_cost.py",
+    }
 
 
 def _last_json_line(text: str) -> dict:
@@ -89,17 +106,38 @@ def run(args) -> int:
     seeds = [1] if args.quick else args.seeds
     patterns = QUICK_PATTERNS if args.quick else FULL_PATTERNS
     seconds = args.seconds or (10.0 if args.quick else 60.0)
-    host = {"started_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"), "quick": args.quick,
-            "seeds": seeds, "seconds": seconds, **host_info()}
+    host = {
+        "started_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
+        "quick": args.quick,
+        "seeds": seeds,
+        "seconds": seconds,
+        **host_info(),
+    }
     host["load_average_start"] = host.pop("load_average")
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "python")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "python")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    }
     t0 = time.monotonic()
     if not args.skip_e2e:
         for seed in seeds:
-            cmd = [sys.executable, str(REPO / "bench" / "e2e.py"), "--seconds", str(seconds), "--seed", str(seed),
-                   *RECEIVERS, *[a for p in patterns for a in ("--pattern", p)],
-                   "--out", str(out / "e2e-out" / f"seed{seed}"), "--json", str(out / f"e2e-seed{seed}.json")]
+            cmd = [
+                sys.executable,
+                str(REPO / "bench" / "e2e.py"),
+                "--seconds",
+                str(seconds),
+                "--seed",
+                str(seed),
+                *RECEIVERS,
+                *[a for p in patterns for a in ("--pattern", p)],
+                "--out",
+                str(out / "e2e-out" / f"seed{seed}"),
+                "--json",
+                str(out / f"e2e-seed{seed}.json"),
+            ]
             print("+", " ".join(cmd), file=sys.stderr, flush=True)
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     if not args.skip_attach:
@@ -133,11 +171,14 @@ def page(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="bench/results.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench/results.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the live benchmarks, JSON into --out")
-    r.add_argument("--quick", action="store_true", help="one seed, 10-s runs, 5 %% and bursts only, one attach scenario")
+    r.add_argument(
+        "--quick", action="store_true", help="one seed, 10-s runs, 5 %% and bursts only, one attach scenario"
+    )
     r.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="relay seeds (default 1 2 3)")
     r.add_argument("--seconds", type=float, default=None, help="recording length per e2e run (default 60; --quick 10)")
     r.add_argument("--out", default=str(REPO / "runs" / "results"))
@@ -147,10 +188,18 @@ def main(argv=None) -> int:
     g.add_argument("--results", default=str(REPO / "runs" / "results"))
     g.add_argument("--page", default=str(REPO / "docs" / "results.md"))
     g.add_argument("--readme", default=str(REPO / "README.md"))
-    g.add_argument("--max-slips", type=int, default=0,
-                   help="timing slips a run may have and still count in the means (default 0; the page says)")
-    g.add_argument("--max-xruns", type=int, default=0,
-                   help="harness xruns a run may have and still count in the means (default 0; the page says)")
+    g.add_argument(
+        "--max-slips",
+        type=int,
+        default=0,
+        help="timing slips a run may have and still count in the means (default 0; the page says)",
+    )
+    g.add_argument(
+        "--max-xruns",
+        type=int,
+        default=0,
+        help="harness xruns a run may have and still count in the means (default 0; the page says)",
+    )
     args = p.parse_args(argv)
     return run(args) if args.command == "run" else page(args)
 

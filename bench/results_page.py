@@ -42,8 +42,11 @@ class Tolerance:
     max_xruns: int = 0
 
     def describe(self) -> str:
-        return (f"more than {self.max_slips} timing slip(s) or more than {self.max_xruns} xrun(s)"
-                if (self.max_slips or self.max_xruns) else "a timing slip or an xrun")
+        return (
+            f"more than {self.max_slips} timing slip(s) or more than {self.max_xruns} xrun(s)"
+            if (self.max_slips or self.max_xruns)
+            else "a timing slip or an xrun"
+        )
 
 
 @dataclass
@@ -102,15 +105,21 @@ class Pair:
 
     @property
     def flags(self) -> list[str]:
-        return [f"{who}: {r}" for who, row in ((self.receiver, self.row), (BASELINE, self.base))
-                for r in flag_reasons(row, self.tol)]
+        return [
+            f"{who}: {r}"
+            for who, row in ((self.receiver, self.row), (BASELINE, self.base))
+            for r in flag_reasons(row, self.tol)
+        ]
 
 
 def pairs(rows: list[dict], tol: Tolerance = Tolerance()) -> list[Pair]:
     """Every (pattern, seed, receiver) that has a baseline run on the same pattern and seed."""
     base = {(r["pattern"], r["seed"]): r for r in rows if r["receiver"] == BASELINE}
-    return [Pair(r["pattern"], r["seed"], r["receiver"], r, base[(r["pattern"], r["seed"])], tol)
-            for r in rows if r["receiver"] in RECEIVER_LABELS and (r["pattern"], r["seed"]) in base]
+    return [
+        Pair(r["pattern"], r["seed"], r["receiver"], r, base[(r["pattern"], r["seed"])], tol)
+        for r in rows
+        if r["receiver"] in RECEIVER_LABELS and (r["pattern"], r["seed"]) in base
+    ]
 
 
 @dataclass
@@ -135,11 +144,17 @@ def delta_summary(ps: list[Pair], pattern: str, receiver: str, metric: str) -> S
     return summarize([p.delta(metric) for p in ps if p.pattern == pattern and p.receiver == receiver and not p.flags])
 
 
-def absolute_summary(rows: list[dict], pattern: str, receiver: str, metric: str,
-                     tol: Tolerance = Tolerance()) -> Summary:
+def absolute_summary(
+    rows: list[dict], pattern: str, receiver: str, metric: str, tol: Tolerance = Tolerance()
+) -> Summary:
     """A receiver's own score over its clean runs (for the ceiling and the baseline's level)."""
-    return summarize([r.get(metric) for r in rows if r["pattern"] == pattern and r["receiver"] == receiver
-                      and not flag_reasons(r, tol)])
+    return summarize(
+        [
+            r.get(metric)
+            for r in rows
+            if r["pattern"] == pattern and r["receiver"] == receiver and not flag_reasons(r, tol)
+        ]
+    )
 
 
 def _signed(x: float | None, nd: int) -> str:
@@ -175,22 +190,26 @@ def _date(results: Results) -> str:
 def machine_line(host: dict) -> str:
     load = host.get("load_average_start"), host.get("load_average_end")
     loads = " → ".join("/".join(f"{x:.1f}" for x in la) for la in load if la)
-    return (f"{host.get('cores', '?')} cores of {host.get('cpu_model', '?')}, {host.get('memory_gib', '?')} GiB; "
-            f"load average (1/5/15 min) {loads or '?'} (start → end)")
+    return (
+        f"{host.get('cores', '?')} cores of {host.get('cpu_model', '?')}, {host.get('memory_gib', '?')} GiB; "
+        f"load average (1/5/15 min) {loads or '?'} (start → end)"
+    )
 
 
 def render_readme_table(results: Results, receiver: str = "nextblock-regulator") -> str:
     """The README's small table: what NextBlock on the Regulator gains over the stock one."""
     ps = pairs(results.rows, results.tolerance)
-    lines = [BEGIN,
-             f"Live, against the stock Regulator on the same losses ({_date(results)}, "
-             f"{results.host.get('cores', '?')}-core {results.host.get('cpu_model', '?')}, "
-             f"`scripts/results.sh{' --quick' if results.host.get('quick') else ''}`; "
-             "mean over the seeds without " + results.tolerance.describe() + "; ranges and the others in "
-             "[docs/results.md](docs/results.md)):",
-             "",
-             "| loss | ViSQOL, stock Regulator | NextBlock: ΔViSQOL | Δ lost-packet SNR | Δ lost-packet LSD |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        BEGIN,
+        f"Live, against the stock Regulator on the same losses ({_date(results)}, "
+        f"{results.host.get('cores', '?')}-core {results.host.get('cpu_model', '?')}, "
+        f"`scripts/results.sh{' --quick' if results.host.get('quick') else ''}`; "
+        "mean over the seeds without " + results.tolerance.describe() + "; ranges and the others in "
+        "[docs/results.md](docs/results.md)):",
+        "",
+        "| loss | ViSQOL, stock Regulator | NextBlock: ΔViSQOL | Δ lost-packet SNR | Δ lost-packet LSD |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for pat in _patterns(results.rows):
         if pat == "lossless":
             continue
@@ -198,17 +217,26 @@ def render_readme_table(results: Results, receiver: str = "nextblock-regulator")
         dv = delta_summary(ps, pat, receiver, "visqol_mos")
         ds = delta_summary(ps, pat, receiver, "snr_lost_db")
         dl = delta_summary(ps, pat, receiver, "lsd_lost_db")
-        lines.append(f"| {PATTERN_LABELS.get(pat, pat)} | {fmt_abs(base)} | {_signed(dv.mean, 3)} | "
-                     f"{_db(ds.mean, 1)} | {_db(dl.mean, 2)} |")
+        lines.append(
+            f"| {PATTERN_LABELS.get(pat, pat)} | {fmt_abs(base)} | {_signed(dv.mean, 3)} | "
+            f"{_db(ds.mean, 1)} | {_db(dl.mean, 2)} |"
+        )
     mine = [p for p in ps if p.receiver == receiver and p.pattern != "lossless"]
     flagged = [p for p in mine if p.flags]
     if flagged:
-        lines += ["", f"{len(flagged)} of {len(mine)} runs had {results.tolerance.describe()} (on either side) and are "
-                  "not in these means" + (" — none was clean: the machine was too busy for these figures" if len(flagged) == len(mine) else "")
-                  + "; docs/results.md lists them."]
+        lines += [
+            "",
+            f"{len(flagged)} of {len(mine)} runs had {results.tolerance.describe()} (on either side) and are "
+            "not in these means"
+            + (" — none was clean: the machine was too busy for these figures" if len(flagged) == len(mine) else "")
+            + "; docs/results.md lists them.",
+        ]
     ceiling = absolute_summary(results.rows, "lossless", BASELINE, "visqol_mos", results.tolerance)
     if ceiling.n:
-        lines += ["", f"Without any loss the same pipeline scores ViSQOL {ceiling.mean:.2f}: no concealer can gain more."]
+        lines += [
+            "",
+            f"Without any loss the same pipeline scores ViSQOL {ceiling.mean:.2f}: no concealer can gain more.",
+        ]
     return "\n".join(lines + [END])
 
 
@@ -217,71 +245,100 @@ def replace_between_markers(text: str, block: str) -> str:
     i, j = text.find(BEGIN), text.find(END)
     if i < 0 or j < i:
         raise ValueError(f"no {BEGIN} … {END} markers in the text")
-    return text[:i] + block + text[j + len(END):]
+    return text[:i] + block + text[j + len(END) :]
 
 
 def _e2e_section(results: Results) -> list[str]:
     ps = pairs(results.rows, results.tolerance)
     seeds = sorted({r["seed"] for r in results.rows})
-    out = ["## Live, end to end: NextBlock against the stock Regulator", "",
-           f"`bench/e2e.py --fallback regulator --patched nextblock-regulator --patched nextblock-jitterbuffer "
-           f"--patched nextblock` "
-           f"({results.seconds or '?'} s per run of a test-split recording, seeds {', '.join(map(str, seeds))}): "
-           "patched and stock JackTrip 2.7.2 over the seeded relay (every receiver loses the same packets), "
-           "two jackd dummy servers. Differences from the stock Regulator (`--bufstrategy 3`, Burg) on the same "
-           "pattern and seed; mean (lowest … highest) over the clean seeds, computed by `bench/results_page.py` from "
-           "the benchmark's JSON. Receivers without runs in the JSON (e.g. "
-           "`nextblock-jitterbuffer` in a run made before `bench/e2e.py` had it) are left out.", ""]
+    out = [
+        "## Live, end to end: NextBlock against the stock Regulator",
+        "",
+        f"`bench/e2e.py --fallback regulator --patched nextblock-regulator --patched nextblock-jitterbuffer "
+        f"--patched nextblock` "
+        f"({results.seconds or '?'} s per run of a test-split recording, seeds {', '.join(map(str, seeds))}): "
+        "patched and stock JackTrip 2.7.2 over the seeded relay (every receiver loses the same packets), "
+        "two jackd dummy servers. Differences from the stock Regulator (`--bufstrategy 3`, Burg) on the same "
+        "pattern and seed; mean (lowest … highest) over the clean seeds, computed by `bench/results_page.py` from "
+        "the benchmark's JSON. Receivers without runs in the JSON (e.g. "
+        "`nextblock-jitterbuffer` in a run made before `bench/e2e.py` had it) are left out.",
+        "",
+    ]
     for rec, label in RECEIVER_LABELS.items():
         if not any(p.receiver == rec for p in ps):
             continue
-        out += [f"**{label}** (`{rec}`)", "",
-                "| loss | stock ViSQOL | ΔViSQOL | Δ lost-packet SNR dB | Δ lost-packet LSD dB | NextBlock share of concealments |",
-                "| --- | --- | --- | --- | --- | --- |"]
+        out += [
+            f"**{label}** (`{rec}`)",
+            "",
+            "| loss | stock ViSQOL | ΔViSQOL | Δ lost-packet SNR dB | Δ lost-packet LSD dB | NextBlock share of concealments |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for pat in _patterns(results.rows):
             share = absolute_summary(results.rows, pat, rec, "nextblock_concealed_share", results.tolerance)
-            out.append(f"| {PATTERN_LABELS.get(pat, pat)} | {fmt_abs(absolute_summary(results.rows, pat, BASELINE, 'visqol_mos', results.tolerance))} | "
-                       f"{fmt_delta(delta_summary(ps, pat, rec, 'visqol_mos'), 3)} | "
-                       f"{fmt_delta(delta_summary(ps, pat, rec, 'snr_lost_db'), 2)} | "
-                       f"{fmt_delta(delta_summary(ps, pat, rec, 'lsd_lost_db'), 2)} | {fmt_abs(share)} |")
+            out.append(
+                f"| {PATTERN_LABELS.get(pat, pat)} | {fmt_abs(absolute_summary(results.rows, pat, BASELINE, 'visqol_mos', results.tolerance))} | "
+                f"{fmt_delta(delta_summary(ps, pat, rec, 'visqol_mos'), 3)} | "
+                f"{fmt_delta(delta_summary(ps, pat, rec, 'snr_lost_db'), 2)} | "
+                f"{fmt_delta(delta_summary(ps, pat, rec, 'lsd_lost_db'), 2)} | {fmt_abs(share)} |"
+            )
         out.append("")
     flagged = [p for p in ps if p.flags]
     out += [f"**Runs reported apart** ({results.tolerance.describe()} on either side; not in the means above):", ""]
     if flagged:
-        out += ["| loss | seed | receiver | ΔViSQOL | Δ lost-packet SNR dB | why |", "| --- | --- | --- | --- | --- | --- |"]
-        out += [f"| {p.pattern} | {p.seed} | {p.receiver} | {_signed(p.delta('visqol_mos'), 3)} | "
-                f"{_signed(p.delta('snr_lost_db'), 2)} | {'; '.join(p.flags)} |" for p in flagged]
+        out += [
+            "| loss | seed | receiver | ΔViSQOL | Δ lost-packet SNR dB | why |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        out += [
+            f"| {p.pattern} | {p.seed} | {p.receiver} | {_signed(p.delta('visqol_mos'), 3)} | "
+            f"{_signed(p.delta('snr_lost_db'), 2)} | {'; '.join(p.flags)} |"
+            for p in flagged
+        ]
     else:
         out.append("none: every pair ran within the tolerance.")
-    out += ["", "Every run, as the benchmark wrote it:", "",
-            "| loss | seed | receiver | dropped | ViSQOL | SNR lost dB | LSD lost dB | slips | xruns | in the means |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sorted(results.rows, key=lambda r: (_patterns(results.rows).index(r["pattern"]), r["seed"], r["receiver"])):
+    out += [
+        "",
+        "Every run, as the benchmark wrote it:",
+        "",
+        "| loss | seed | receiver | dropped | ViSQOL | SNR lost dB | LSD lost dB | slips | xruns | in the means |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(
+        results.rows, key=lambda r: (_patterns(results.rows).index(r["pattern"]), r["seed"], r["receiver"])
+    ):
         f = lambda v, nd=2: "–" if v is None else f"{v:.{nd}f}"  # noqa: E731
-        out.append(f"| {r['pattern']} | {r['seed']} | {r['receiver']} | {r.get('dropped_packets', '–')} | "
-                   f"{f(r.get('visqol_mos'), 3)} | {f(r.get('snr_lost_db'))} | {f(r.get('lsd_lost_db'))} | "
-                   f"{r.get('timing_slips', '–')} | {xruns_total(r)} | {'no' if flag_reasons(r, results.tolerance) else 'yes'} |")
+        out.append(
+            f"| {r['pattern']} | {r['seed']} | {r['receiver']} | {r.get('dropped_packets', '–')} | "
+            f"{f(r.get('visqol_mos'), 3)} | {f(r.get('snr_lost_db'))} | {f(r.get('lsd_lost_db'))} | "
+            f"{r.get('timing_slips', '–')} | {xruns_total(r)} | {'no' if flag_reasons(r, results.tolerance) else 'yes'} |"
+        )
     return out + [""]
 
 
 def _attach_section(results: Results) -> list[str]:
     if not results.attach:
         return []
-    out = ["## Live runtime cost: `nextblock attach` against JackTrip's Burg", "",
-           "`bench/attach.py --realtime`: the JackTrip stand-in plays N stereo streams at 48 kHz × 128 with seeded "
-           "losses; `nextblock attach` with the shipped model on one core, a busy loop on the other. Burg is "
-           f"JackTrip's own `BurgAlgorithm`, compiled {results.host.get('burg_build', 'with -O3')} as JackTrip's "
-           "release build, timed on the same concealments.", "",
-           "| scenario | command | mode | concealments replaced (worst stream) | CPU of one core | Burg's CPU | NextBlock / Burg | load |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = [
+        "## Live runtime cost: `nextblock attach` against JackTrip's Burg",
+        "",
+        "`bench/attach.py --realtime`: the JackTrip stand-in plays N stereo streams at 48 kHz × 128 with seeded "
+        "losses; `nextblock attach` with the shipped model on one core, a busy loop on the other. Burg is "
+        f"JackTrip's own `BurgAlgorithm`, compiled {results.host.get('burg_build', 'with -O3')} as JackTrip's "
+        "release build, timed on the same concealments.",
+        "",
+        "| scenario | command | mode | concealments replaced (worst stream) | CPU of one core | Burg's CPU | NextBlock / Burg | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, a in results.attach.items():
         share = a.get("replacement_share")
         worst = a.get("replacement_share_min")
         f = lambda v, fmt: "–" if v is None else format(v, fmt)  # noqa: E731
-        out.append(f"| {name} | `{a.get('command', 'bench/attach.py')}` | {a.get('mode', '–')} | "
-                   f"{f(share, '.3f')} ({f(worst, '.3f')}) | {f(a.get('cpu_share'), '.4f')} | "
-                   f"{f(a.get('burg_cpu_share'), '.4f')} | {f(a.get('cpu_ratio_to_burg'), '.1f')}× | "
-                   f"{f(a.get('load_average_1min'), '.1f')} |")
+        out.append(
+            f"| {name} | `{a.get('command', 'bench/attach.py')}` | {a.get('mode', '–')} | "
+            f"{f(share, '.3f')} ({f(worst, '.3f')}) | {f(a.get('cpu_share'), '.4f')} | "
+            f"{f(a.get('burg_cpu_share'), '.4f')} | {f(a.get('cpu_ratio_to_burg'), '.1f')}× | "
+            f"{f(a.get('load_average_1min'), '.1f')} |"
+        )
     return out + [""]
 
 
@@ -289,21 +346,33 @@ def render_page(results: Results, results_dir: str = "runs/results") -> str:
     """``docs/results.md``: dated, with the machine, the live tables and where the offline ones come from."""
     h = results.host
     versions = sorted({a.get("model_version") for a in results.attach.values() if a.get("model_version")})
-    head = ["# Results", "",
-            "<!-- generated by scripts/results.sh (bench/results.py page); do not edit by hand -->", "",
-            f"Generated from `{results_dir}/` of a run started {h.get('started_utc', '?')} and finished "
-            f"{h.get('finished_utc', '?')} ({'`scripts/results.sh --quick`: one seed, short runs' if h.get('quick') else '`scripts/results.sh`'}), "
-            f"commit {h.get('commit', '?')}, model `{h.get('model', '?')}` (sha256 {h.get('model_sha256', '?')}"
-            f"{', version ' + ', '.join(versions) if versions else ''}).", "",
-            f"Machine: {machine_line(h)}. A busy machine makes the live figures pessimistic and the timing "
-            "slips and xruns more frequent; re-run on a quiet one with `scripts/results.sh`.", ""]
-    offline = ["## Offline: held-out audio by category", "",
-               "These tables score the predictions themselves on test-split recordings, with every concealer on "
-               "the same loss masks (`nextblock evaluate`); they are in the model card, each named by its command:", "",
-               "| table | command | where |", "| --- | --- | --- |",
-               "| SNR / LSD by category at 48 kHz × {64, 128, 256} and 44.1 kHz × 128, Bernoulli 5 % and Gilbert bursts; "
-               "ViSQOL subset; float16; latency by block size | `scripts/model_card_tables.sh` (~25 min on 2 cores) | "
-               "[models/MODEL_CARD.md](../models/MODEL_CARD.md), \"Quantitative analyses\" |",
-               "| two-sided NextBlock (the block after a loss in hand) at every configuration | "
-               "`scripts/two_sided_tables.sh` | [models/MODEL_CARD.md](../models/MODEL_CARD.md), \"Two-sided use\" |", ""]
+    head = [
+        "# Results",
+        "",
+        "<!-- generated by scripts/results.sh (bench/results.py page); do not edit by hand -->",
+        "",
+        f"Generated from `{results_dir}/` of a run started {h.get('started_utc', '?')} and finished "
+        f"{h.get('finished_utc', '?')} ({'`scripts/results.sh --quick`: one seed, short runs' if h.get('quick') else '`scripts/results.sh`'}), "
+        f"commit {h.get('commit', '?')}, model `{h.get('model', '?')}` (sha256 {h.get('model_sha256', '?')}"
+        f"{', version ' + ', '.join(versions) if versions else ''}).",
+        "",
+        f"Machine: {machine_line(h)}. A busy machine makes the live figures pessimistic and the timing "
+        "slips and xruns more frequent; re-run on a quiet one with `scripts/results.sh`.",
+        "",
+    ]
+    offline = [
+        "## Offline: held-out audio by category",
+        "",
+        "These tables score the predictions themselves on test-split recordings, with every concealer on "
+        "the same loss masks (`nextblock evaluate`); they are in the model card, each named by its command:",
+        "",
+        "| table | command | where |",
+        "| --- | --- | --- |",
+        "| SNR / LSD by category at 48 kHz × {64, 128, 256} and 44.1 kHz × 128, Bernoulli 5 % and Gilbert bursts; "
+        "ViSQOL subset; float16; latency by block size | `scripts/model_card_tables.sh` (~25 min on 2 cores) | "
+        '[models/MODEL_CARD.md](../models/MODEL_CARD.md), "Quantitative analyses" |',
+        "| two-sided NextBlock (the block after a loss in hand) at every configuration | "
+        '`scripts/two_sided_tables.sh` | [models/MODEL_CARD.md](../models/MODEL_CARD.md), "Two-sided use" |',
+        "",
+    ]
     return "\n".join(head + _e2e_section(results) + _attach_section(results) + offline)

@@ -143,11 +143,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each phase (default 10)")
     ap.add_argument("--no-load", action="store_true", help="do not keep the other core busy")
-    ap.add_argument("--sched", choices=["fifo", "other"], default="fifo",
-                    help="scheduling of producer and consumer: SCHED_FIFO as JackTrip's audio threads (default; "
-                         "falls back to 'other' when not permitted) or the normal time-sharing class")
-    ap.add_argument("--no-pm-qos", action="store_true",
-                    help="do not hold /dev/cpu_dma_latency at 0 µs (what nextblock.attach does by default)")
+    ap.add_argument(
+        "--sched",
+        choices=["fifo", "other"],
+        default="fifo",
+        help="scheduling of producer and consumer: SCHED_FIFO as JackTrip's audio threads (default; "
+        "falls back to 'other' when not permitted) or the normal time-sharing class",
+    )
+    ap.add_argument(
+        "--no-pm-qos",
+        action="store_true",
+        help="do not hold /dev/cpu_dma_latency at 0 µs (what nextblock.attach does by default)",
+    )
     args = ap.parse_args()
     pm_qos = contextlib.ExitStack()
     pm_qos_held = False if args.no_pm_qos else pm_qos.enter_context(hold_cpu_dma_latency(0))
@@ -165,10 +172,14 @@ def main() -> None:
         if spinner:
             spinner.join(5)
         pm_qos.close()
-    print(f"{'phase':<8} {'wake p50':>9} {'p99':>9} {'p99.9':>9} {'max':>9}   {'post→visible p50':>17} {'p99':>9}  (µs)")
+    print(
+        f"{'phase':<8} {'wake p50':>9} {'p99':>9} {'p99.9':>9} {'max':>9}   {'post→visible p50':>17} {'p99':>9}  (µs)"
+    )
     for r in (futex, pipe):
         w, v = r["wake_us"], r["post_to_visible_us"]
-        print(f"{r['mode']:<8} {w['p50']:9.1f} {w['p99']:9.1f} {w['p999']:9.1f} {w['max']:9.1f}   {v['p50']:17.2f} {v['p99']:9.2f}")
+        print(
+            f"{r['mode']:<8} {w['p50']:9.1f} {w['p99']:9.1f} {w['p999']:9.1f} {w['max']:9.1f}   {v['p50']:17.2f} {v['p99']:9.2f}"
+        )
     result = {
         "bench": "shm_latency",
         "other_core_busy": not args.no_load,

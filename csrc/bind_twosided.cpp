@@ -13,9 +13,9 @@ namespace {
 
 using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
-py::tuple lsar_fill(const F32Array& past, const F32Array& future, py::ssize_t gap, int order,
-                    py::ssize_t fit_samples, py::object prior_obj, double prior_weight, double prior_fade,
-                    double silence_mean_square, bool blend_only, bool levinson) {
+py::tuple lsar_fill(const F32Array& past, const F32Array& future, py::ssize_t gap, int order, py::ssize_t fit_samples,
+                    py::object prior_obj, double prior_weight, double prior_fade, double silence_mean_square,
+                    bool blend_only, bool levinson) {
   if (past.ndim() != 2 || future.ndim() != 2) throw py::value_error("past and future must have shape (rows, samples)");
   const py::ssize_t rows = past.shape(0), n_past = past.shape(1), n_future = future.shape(1);
   if (future.shape(0) != rows) throw py::value_error("past and future must have the same number of rows");
@@ -44,9 +44,9 @@ py::tuple lsar_fill(const F32Array& past, const F32Array& future, py::ssize_t ga
     py::gil_scoped_release release;
     for (py::ssize_t r = 0; r < rows; ++r)
       w[r] = std::int8_t(nextblock::lsar_fill_row(pa + r * n_past, std::size_t(n_past), fu + r * n_future,
-                                                  std::size_t(n_future), std::size_t(gap),
-                                                  pr ? pr + r * gap : nullptr, prior_weight, prior_fade, silence_mean_square,
-                                                  o + r * gap, scratch, blend_only, levinson));
+                                                  std::size_t(n_future), std::size_t(gap), pr ? pr + r * gap : nullptr,
+                                                  prior_weight, prior_fade, silence_mean_square, o + r * gap, scratch,
+                                                  blend_only, levinson));
   }
   return py::make_tuple(out, path);
 }
@@ -55,11 +55,14 @@ py::tuple lsar_fill(const F32Array& past, const F32Array& future, py::ssize_t ga
 
 void init_twosided(py::module_& m) {
   m.def("lsar_fill", &lsar_fill, py::arg("past"), py::arg("future"), py::arg("gap"), py::arg("order"),
-        py::arg("fit_samples"), py::arg("prior") = py::none(), py::arg("prior_weight") = 0.0, py::arg("prior_fade") = 0.0,
-        py::arg("silence_mean_square") = 1e-12, py::arg("blend_only") = false, py::arg("levinson") = false,
+        py::arg("fit_samples"), py::arg("prior") = py::none(), py::arg("prior_weight") = 0.0,
+        py::arg("prior_fade") = 0.0, py::arg("silence_mean_square") = 1e-12, py::arg("blend_only") = false,
+        py::arg("levinson") = false,
         "Two-sided fill of `gap` samples between each row of past (rows, n_past) float32 and of future "
         "(rows, n_future): least-squares AR interpolation with Burg's AR(order) fitted to the past's last "
-        "fit_samples, fused with prior (rows, gap) at prior_weight (fading by prior_fade towards the gap's end), guarded (csrc/nextblock/lsar.hpp); blend_only: the forward guess faded into the backward AR extrapolation alone; levinson: allow the "
+        "fit_samples, fused with prior (rows, gap) at prior_weight (fading by prior_fade towards the gap's end), "
+        "guarded (csrc/nextblock/lsar.hpp); blend_only: the forward guess faded into the backward AR extrapolation "
+        "alone; levinson: allow the "
         "faster Levinson solve where the equations are Toeplitz (future samples >= order, constant prior weight). "
         "Returns (fill (rows, gap) float32, path (rows,) int8: 0 interpolated, 1 blended, 2 forward, 3 silent).");
 }

@@ -135,8 +135,8 @@ class PyProducer {
   PyProducer(const std::string& name, uint32_t sample_rate_hz, uint32_t frames_per_block, uint32_t channels,
              uint32_t block_ring_slots, uint32_t event_ring_slots, uint32_t replacement_slots,
              const std::string& stream_name, const std::string& peer_address, uint32_t local_port) {
-    nextblock::SegmentConfig cfg{sample_rate_hz, frames_per_block, channels, block_ring_slots, event_ring_slots,
-                                 replacement_slots};
+    nextblock::SegmentConfig cfg{sample_rate_hz,   frames_per_block, channels,
+                                 block_ring_slots, event_ring_slots, replacement_slots};
     nextblock::StreamIdentity identity{stream_name, peer_address, local_port};
     std::string why;
     ErrorCode code = ErrorCode::Ok;
@@ -261,7 +261,8 @@ class PyConsumer {
       const uint64_t take = std::min<uint64_t>(frames, n_samples - filled);
       const uint64_t dst0 = n_samples - filled - take;
       for (uint64_t f = frames - take; f < frames; ++f)
-        for (uint64_t ch = 0; ch < channels; ++ch) o[ch * n_samples + dst0 + (f - (frames - take))] = block_[f * channels + ch];
+        for (uint64_t ch = 0; ch < channels; ++ch)
+          o[ch * n_samples + dst0 + (f - (frames - take))] = block_[f * channels + ch];
       filled += take;
     }
     return py::make_tuple(out, written);
@@ -309,14 +310,14 @@ class PyConsumer {
   std::vector<float> block_;
 };
 
-
 // The live predictor's per-wake read of one stream (nextblock/stream_tap.hpp): new blocks into the
 // caller's context ring (numpy arrays it keeps alive here), slacks, play-out clock; GIL released.
 class PyStreamTap {
  public:
   PyStreamTap(py::object consumer, py::array_t<float, py::array::c_style> samples,
-              py::array_t<int64_t, py::array::c_style> seq_of_slot, py::array_t<uint8_t, py::array::c_style> source_of_slot,
-              py::array_t<int64_t, py::array::c_style> slacks, uint64_t next_index)
+              py::array_t<int64_t, py::array::c_style> seq_of_slot,
+              py::array_t<uint8_t, py::array::c_style> source_of_slot, py::array_t<int64_t, py::array::c_style> slacks,
+              uint64_t next_index)
       : consumer_(consumer), samples_(samples), seq_(seq_of_slot), source_(source_of_slot), slacks_(slacks) {
     auto& c = consumer_.cast<PyConsumer&>().get();
     const auto& g = c.config();
@@ -327,8 +328,8 @@ class PyStreamTap {
         samples_.shape(1) != 2 * slots * py::ssize_t(g.frames_per_block))
       throw py::value_error("samples must have shape (channels, 2 * slots * frames_per_block)");
     if (slacks_.ndim() != 1) throw py::value_error("slacks must be one-dimensional");
-    nextblock::TapRing ring{samples_.mutable_data(), seq_.mutable_data(), source_.mutable_data(), uint64_t(slots),
-                            slacks_.mutable_data(), uint64_t(slacks_.shape(0))};
+    nextblock::TapRing ring{samples_.mutable_data(), seq_.mutable_data(),    source_.mutable_data(),
+                            uint64_t(slots),         slacks_.mutable_data(), uint64_t(slacks_.shape(0))};
     tap_ = std::make_unique<nextblock::StreamTap>(c, ring, next_index);
   }
 
@@ -430,8 +431,8 @@ PYBIND11_MODULE(_core, m) {
       "compute_layout",
       [](uint32_t sample_rate_hz, uint32_t frames_per_block, uint32_t channels, uint32_t block_ring_slots,
          uint32_t event_ring_slots, uint32_t replacement_slots) {
-        nextblock::SegmentConfig cfg{sample_rate_hz, frames_per_block, channels, block_ring_slots, event_ring_slots,
-                                     replacement_slots};
+        nextblock::SegmentConfig cfg{sample_rate_hz,   frames_per_block, channels,
+                                     block_ring_slots, event_ring_slots, replacement_slots};
         nextblock::Layout l;
         std::string why;
         ErrorCode code = nextblock::compute_layout(cfg, &l, &why);
@@ -455,11 +456,27 @@ PYBIND11_MODULE(_core, m) {
       []() {
         py::dict d;
 #define NB_OFF(f) d[#f] = offsetof(nextblock::SegmentHeader, f)
-        NB_OFF(magic); NB_OFF(layout_version); NB_OFF(header_bytes); NB_OFF(sample_rate_hz); NB_OFF(frames_per_block);
-        NB_OFF(channels); NB_OFF(sample_format); NB_OFF(block_ring_slots); NB_OFF(event_ring_slots);
-        NB_OFF(replacement_slots); NB_OFF(producer_pid); NB_OFF(producer_start_ticks); NB_OFF(created_unix_ns);
-        NB_OFF(block_slot_bytes); NB_OFF(block_ring_offset); NB_OFF(event_slot_bytes); NB_OFF(event_ring_offset);
-        NB_OFF(control_offset); NB_OFF(replacement_slot_bytes); NB_OFF(replacement_offset); NB_OFF(total_bytes);
+        NB_OFF(magic);
+        NB_OFF(layout_version);
+        NB_OFF(header_bytes);
+        NB_OFF(sample_rate_hz);
+        NB_OFF(frames_per_block);
+        NB_OFF(channels);
+        NB_OFF(sample_format);
+        NB_OFF(block_ring_slots);
+        NB_OFF(event_ring_slots);
+        NB_OFF(replacement_slots);
+        NB_OFF(producer_pid);
+        NB_OFF(producer_start_ticks);
+        NB_OFF(created_unix_ns);
+        NB_OFF(block_slot_bytes);
+        NB_OFF(block_ring_offset);
+        NB_OFF(event_slot_bytes);
+        NB_OFF(event_ring_offset);
+        NB_OFF(control_offset);
+        NB_OFF(replacement_slot_bytes);
+        NB_OFF(replacement_offset);
+        NB_OFF(total_bytes);
 #undef NB_OFF
         return d;
       },
@@ -470,7 +487,10 @@ PYBIND11_MODULE(_core, m) {
       []() {
         py::dict d;
 #define NB_OFF(f) d[#f] = offsetof(nextblock::ControlPage, f)
-        NB_OFF(notify_word); NB_OFF(wake_until_ns); NB_OFF(poster_token); NB_OFF(consumer_heartbeat_ns);
+        NB_OFF(notify_word);
+        NB_OFF(wake_until_ns);
+        NB_OFF(poster_token);
+        NB_OFF(consumer_heartbeat_ns);
         NB_OFF(replacements_posted);
 #undef NB_OFF
         return d;
@@ -492,7 +512,8 @@ PYBIND11_MODULE(_core, m) {
       "(frames_per_block,) float32: the weight of the real audio in the block that arrives after a replacement "
       "(the patched JackTrip's splice; a raised cosine over recovery_fade_samples, then 1).");
   m.def("recovery_fade_samples", &nextblock::recovery_fade_samples, py::arg("sample_rate_hz"),
-        py::arg("frames_per_block"), "Samples of the recovery cross-fade: 32 at 48 kHz, in proportion at other rates, "
+        py::arg("frames_per_block"),
+        "Samples of the recovery cross-fade: 32 at 48 kHz, in proportion at other rates, "
         "at least 1 and at most one block.");
   m.def(
       "sanitize_playable",
@@ -505,10 +526,11 @@ PYBIND11_MODULE(_core, m) {
       py::arg("samples"),
       "The producer's check of a replacement: (ok, copy). ok is False if any sample is NaN, +-Inf or |x| > 1; "
       "subnormals are flushed to zero in the copy.");
-  m.def("process_token", [](long pid) { return nextblock::process_token(pid); }, py::arg("pid"),
-        "PID (low 32 bits) and start time (high 32 bits) of a running process: its identity despite PID reuse.");
-  py::class_<nextblock::SeqUnwrapper>(m, "SeqUnwrapper",
-                                      "JackTrip's 16-bit packet numbers -> 64-bit seqs (the patched receive thread's rule).")
+  m.def(
+      "process_token", [](long pid) { return nextblock::process_token(pid); }, py::arg("pid"),
+      "PID (low 32 bits) and start time (high 32 bits) of a running process: its identity despite PID reuse.");
+  py::class_<nextblock::SeqUnwrapper>(
+      m, "SeqUnwrapper", "JackTrip's 16-bit packet numbers -> 64-bit seqs (the patched receive thread's rule).")
       .def(py::init<>())
       .def("next", &nextblock::SeqUnwrapper::next, py::arg("seq16"))
       .def_property_readonly("last", &nextblock::SeqUnwrapper::last)
@@ -518,7 +540,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "lpc_continuation",
       [](F32Array context, F32Array windowed, int order, int n_out,
-         py::array_t<double, py::array::c_style | py::array::forcecast> lag, double white_noise, double silence_energy) {
+         py::array_t<double, py::array::c_style | py::array::forcecast> lag, double white_noise,
+         double silence_energy) {
         if (context.ndim() != 2) throw py::value_error("context must have shape (rows, samples)");
         const py::ssize_t rows = context.shape(0), n = context.shape(1);
         check_shape(windowed, {rows, n}, "windowed");
@@ -550,7 +573,8 @@ PYBIND11_MODULE(_core, m) {
       [](F32Array history, int order, int n_out, double silence_mean_square) {
         if (history.ndim() != 2) throw py::value_error("history must have shape (rows, samples)");
         const py::ssize_t rows = history.shape(0), n = history.shape(1);
-        if (order < 1 || order >= n || order > 1024) throw py::value_error("order must be in [1, samples) and at most 1024");
+        if (order < 1 || order >= n || order > 1024)
+          throw py::value_error("order must be in [1, samples) and at most 1024");
         if (n_out < 1) throw py::value_error("n_out must be positive");
         py::array_t<float> out({rows, py::ssize_t(n_out)});
         nextblock::BurgScratch scratch(size_t(n), order, n_out);
@@ -591,15 +615,14 @@ PYBIND11_MODULE(_core, m) {
              c.wrap_max_samples = wrap_max_samples;
              try {
                return std::make_unique<nextblock::LongTermPredictor>(c);
-             } catch (const std::invalid_argument& e) {
-               throw py::value_error(e.what());
-             }
+             } catch (const std::invalid_argument& e) { throw py::value_error(e.what()); }
            }),
            py::arg("history_samples"), py::arg("template_samples"), py::arg("min_lag_samples"),
            py::arg("backcast_samples"), py::arg("ar_order"), py::arg("ar_samples"), py::arg("max_gain"),
            py::arg("lo_db"), py::arg("hi_db"), py::arg("silence_mean_square"), py::arg("wrap_fraction"),
            py::arg("wrap_max_samples"))
-      .def_property_readonly("history_samples", [](const nextblock::LongTermPredictor& self) { return self.config().history_samples; })
+      .def_property_readonly("history_samples",
+                             [](const nextblock::LongTermPredictor& self) { return self.config().history_samples; })
       .def(
           "predict",
           [](nextblock::LongTermPredictor& self, F32Array history, SkipArray skip, size_t n_out) {
@@ -614,7 +637,8 @@ PYBIND11_MODULE(_core, m) {
             double* wt = weight.mutable_data();
             {
               py::gil_scoped_release release;
-              for (py::ssize_t r = 0; r < rows; ++r) wt[r] = self.predict(h + r * n, size_t(sk[r]), n_out, o + r * n_out);
+              for (py::ssize_t r = 0; r < rows; ++r)
+                wt[r] = self.predict(h + r * n, size_t(sk[r]), n_out, o + r * n_out);
             }
             return py::make_tuple(out, weight);
           },
@@ -631,7 +655,8 @@ PYBIND11_MODULE(_core, m) {
             if (factor.ndim() != 1 || factor.shape(0) != rows) throw py::value_error("factor must have shape (rows,)");
             // in place: a float32 C-contiguous writeable array, never a converted copy
             if (!py::isinstance<py::array_t<float>>(prediction) || !(prediction.flags() & py::array::c_style) ||
-                !prediction.writeable() || prediction.ndim() != 2 || prediction.shape(0) != rows || prediction.shape(1) < 1)
+                !prediction.writeable() || prediction.ndim() != 2 || prediction.shape(0) != rows ||
+                prediction.shape(1) < 1)
               throw py::value_error("prediction must be a writeable C-contiguous float32 array of shape (rows, n_out)");
             if (fade_in_samples < 1) throw py::value_error("fade_in_samples must be positive");
             const size_t n_out = size_t(prediction.shape(1));
@@ -651,7 +676,8 @@ PYBIND11_MODULE(_core, m) {
                 const float w = float(wt[r]);
                 float* p = pred + r * n_out;
                 for (size_t i = 0; i < n_out; ++i) {
-                  const float ramp = (sk[r] == 0 && i < fade_in_samples) ? (float(i) + 0.5f) / float(fade_in_samples) : 1.0f;
+                  const float ramp =
+                      (sk[r] == 0 && i < fade_in_samples) ? (float(i) + 0.5f) / float(fade_in_samples) : 1.0f;
                   p[i] += (w * ramp) * (guess[i] - p[i]);
                 }
               }
@@ -663,10 +689,11 @@ PYBIND11_MODULE(_core, m) {
           "towards its guess by weight * factor[row], faded in over fade_in_samples where skip is 0. Rows whose "
           "factor is 0 are not computed. Returns the weights (rows,) float64, factor included.");
 
-  py::class_<nextblock::CodecCore>(m, "CodecCore",
-                                   "The spectral codec around one network call (nextblock/codec.hpp): encode() before "
-                                   "LiteRT, decode() after. Buffers and FFT plans are made here; the calls allocate only "
-                                   "their result arrays and release the GIL.")
+  py::class_<nextblock::CodecCore>(
+      m, "CodecCore",
+      "The spectral codec around one network call (nextblock/codec.hpp): encode() before "
+      "LiteRT, decode() after. Buffers and FFT plans are made here; the calls allocate only "
+      "their result arrays and release the GIL.")
       .def(py::init([](size_t context_samples, size_t output_samples, size_t bin_stride, int lpc_order,
                        size_t burg_samples, F32Array scaled_window, float rms_floor, float log_floor, float log_divisor,
                        double silence_mean_square, float output_gain) {
@@ -684,9 +711,7 @@ PYBIND11_MODULE(_core, m) {
              g.output_gain = output_gain;
              try {
                return std::make_unique<nextblock::CodecCore>(g, scaled_window.data());
-             } catch (const std::invalid_argument& err) {
-               throw py::value_error(err.what());
-             }
+             } catch (const std::invalid_argument& err) { throw py::value_error(err.what()); }
            }),
            py::arg("context_samples"), py::arg("output_samples"), py::arg("bin_stride"), py::arg("lpc_order"),
            py::arg("burg_samples"), py::arg("scaled_window"), py::arg("rms_floor"), py::arg("log_floor"),
@@ -757,8 +782,10 @@ PYBIND11_MODULE(_core, m) {
             }
             return py::make_tuple(out, zeroed);
           },
-          py::arg("net_out"), py::arg("scale"), py::arg("guess"), py::arg("weight"), py::arg("ramp"), py::arg("context"),
-          "The network's output (rows, output_bins, 2) -> (horizon (rows, output_samples) float32, rows zeroed): irfft, "
+          py::arg("net_out"), py::arg("scale"), py::arg("guess"), py::arg("weight"), py::arg("ramp"),
+          py::arg("context"),
+          "The network's output (rows, output_bins, 2) -> (horizon (rows, output_samples) float32, rows zeroed): "
+          "irfft, "
           "level, `weight` of the guess blended in, the start cross-faded from the guess over `ramp` (without a guess: "
           "pulled onto the context's linear extrapolation), a non-finite row zeroed.");
 
@@ -768,17 +795,23 @@ PYBIND11_MODULE(_core, m) {
            py::arg("name"), py::arg("sample_rate_hz"), py::arg("frames_per_block"), py::arg("channels"),
            py::arg("block_ring_slots") = 1024, py::arg("event_ring_slots") = 1024, py::arg("replacement_slots") = 8,
            py::arg("stream_name") = "", py::arg("peer_address") = "", py::arg("local_port") = 0)
-      .def("publish_block", &PyProducer::publish_block, py::arg("seq"), py::arg("samples"), py::arg("arrival_ns") = py::none(),
-           py::arg("gap_ns") = 0)
-      .def("post_event", &PyProducer::post_event, py::arg("kind"), py::arg("seq"), py::arg("outcome") = 0, py::arg("detail") = 0)
+      .def("publish_block", &PyProducer::publish_block, py::arg("seq"), py::arg("samples"),
+           py::arg("arrival_ns") = py::none(), py::arg("gap_ns") = 0)
+      .def("post_event", &PyProducer::post_event, py::arg("kind"), py::arg("seq"), py::arg("outcome") = 0,
+           py::arg("detail") = 0)
       .def("take", &PyProducer::take, py::arg("seq"),
            "Take the replacement posted for exactly seq: (status, (2, frames, channels) array or None), status one "
            "of 'taken', 'missing', 'torn', 'refused' (non-finite or |x| > 1 samples).")
-      .def("note_playout", &PyProducer::note_playout, py::arg("seq"), py::arg("queued_blocks"), py::arg("now_ns") = py::none(),
+      .def("note_playout", &PyProducer::note_playout, py::arg("seq"), py::arg("queued_blocks"),
+           py::arg("now_ns") = py::none(),
            "Play-out clock: block seq was just played, queued_blocks later ones are already received.")
       .def("consumer_alive", [](PyProducer& self) { return self.get().consumer_alive(nextblock::monotonic_ns()); })
       .def("counters", [](PyProducer& self) { return counters_of(self.get()); })
-      .def("geometry", [](PyProducer& self) { auto& p = self.get(); return geometry_of(p.header(), p.config(), p.layout()); })
+      .def("geometry",
+           [](PyProducer& self) {
+             auto& p = self.get();
+             return geometry_of(p.header(), p.config(), p.layout());
+           })
       .def_property_readonly("name", [](PyProducer& self) { return self.get().name(); })
       .def_property_readonly("closed", [](PyProducer& self) { return !self.p_; })
       .def("close", &PyProducer::close);
@@ -791,16 +824,25 @@ PYBIND11_MODULE(_core, m) {
       .def("read_events", &PyConsumer::read_events, py::arg("start_index"), py::arg("max_count"))
       .def("post_replacement", &PyConsumer::post_replacement, py::arg("seq"), py::arg("samples"))
       .def("heartbeat", [](PyConsumer& self) { self.get().heartbeat(); })
-      .def("set_missing_lookahead", [](PyConsumer& self, uint32_t blocks) { self.get().set_missing_lookahead(blocks); },
-           py::arg("blocks"),
-           "Ask the producer to check, at each pull, whether the block `blocks` past the one played has arrived and "
-           "to wake a sleeping just-in-time waiter when it has not (0: off; clamped to 16).")
+      .def(
+          "set_missing_lookahead", [](PyConsumer& self, uint32_t blocks) { self.get().set_missing_lookahead(blocks); },
+          py::arg("blocks"),
+          "Ask the producer to check, at each pull, whether the block `blocks` past the one played has arrived and "
+          "to wake a sleeping just-in-time waiter when it has not (0: off; clamped to 16).")
       .def_property_readonly("missing_lookahead", [](PyConsumer& self) { return self.get().missing_lookahead(); })
       .def("playout", &PyConsumer::playout,
            "(seq, at_ns, queued_blocks) of the producer's last pull, or None before its first")
       .def("producer_alive", [](PyConsumer& self) { return self.get().producer_alive(); })
-      .def("counters", [](PyConsumer& self) { auto& c = self.get(); return counters_of(c.header(), c.control()); })
-      .def("geometry", [](PyConsumer& self) { auto& c = self.get(); return geometry_of(c.header(), c.config(), c.layout()); })
+      .def("counters",
+           [](PyConsumer& self) {
+             auto& c = self.get();
+             return counters_of(c.header(), c.control());
+           })
+      .def("geometry",
+           [](PyConsumer& self) {
+             auto& c = self.get();
+             return geometry_of(c.header(), c.config(), c.layout());
+           })
       .def_property_readonly("blocks_written", [](PyConsumer& self) { return self.get().blocks_written(); })
       .def_property_readonly("events_written", [](PyConsumer& self) { return self.get().events_written(); })
       .def_property_readonly("producer_closed", [](PyConsumer& self) { return self.get().producer_closed(); })
@@ -813,8 +855,8 @@ PYBIND11_MODULE(_core, m) {
                           "Per-wake read of one stream into a caller-owned context ring (nextblock/stream_tap.hpp).")
       .def(py::init<py::object, py::array_t<float, py::array::c_style>, py::array_t<int64_t, py::array::c_style>,
                     py::array_t<uint8_t, py::array::c_style>, py::array_t<int64_t, py::array::c_style>, uint64_t>(),
-           py::arg("consumer"), py::arg("samples"), py::arg("seq_of_slot"), py::arg("source_of_slot"), py::arg("slacks"),
-           py::arg("next_index"),
+           py::arg("consumer"), py::arg("samples"), py::arg("seq_of_slot"), py::arg("source_of_slot"),
+           py::arg("slacks"), py::arg("next_index"),
            "consumer: a _core.Consumer; samples (channels, 2*slots*frames) float32, seq_of_slot (slots,) int64, "
            "source_of_slot (slots,) uint8, slacks (n,) int64: arrays written in place (keep them; no copies).")
       .def("poll", &PyStreamTap::poll, py::arg("now_ns"), py::arg("period_ns"), py::arg("stale_ns"),
@@ -862,8 +904,9 @@ PYBIND11_MODULE(_core, m) {
       "SampleGuard's check in one pass (runtime/guard.py): -1 if any sample is non-finite (nothing changed), else "
       "each row of prediction (rows, 2, frames) scaled in place to at most min(ceiling, max(floor, gain * its "
       "context's peak)); returns 1 if a row was scaled, 0 if none.");
-  m.def("wait_for_decision_wakeups", []() { return g_wait_wakeups; },
-        "Passes of wait_for_decision's loop since import: its wake-ups (the idle cost's unit).");
+  m.def(
+      "wait_for_decision_wakeups", []() { return g_wait_wakeups; },
+      "Passes of wait_for_decision's loop since import: its wake-ups (the idle cost's unit).");
   m.def(
       "wait_for_decision",
       [](py::list items, uint64_t until_ns, uint64_t window_ns, int block_wait) {
@@ -872,7 +915,9 @@ PYBIND11_MODULE(_core, m) {
         for (py::handle h : items) {
           auto t = h.cast<py::tuple>();
           if (t.size() != 8 && t.size() != 9)
-            throw py::value_error("each item is (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead])");
+            throw py::value_error(
+                "each item is (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, "
+                "lookahead])");
           auto& tap = t[0].cast<PyStreamTap&>();
           nextblock::WaitItem it;
           it.tap = tap.tap_.get();

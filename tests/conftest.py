@@ -13,6 +13,7 @@ import os
 import uuid
 
 import pytest
+
 import resources
 
 
@@ -34,8 +35,10 @@ def _strict_failure(report) -> None:
     if resources.machine_may_lack(reason):
         return
     report.outcome = "failed"
-    report.longrepr = (f"skipped in strict mode ({resources.STRICT_WHY}): setup is supposed to provide this, "
-                       f"so its absence is a failure here. Skip reason: {reason}")
+    report.longrepr = (
+        f"skipped in strict mode ({resources.STRICT_WHY}): setup is supposed to provide this, "
+        f"so its absence is a failure here. Skip reason: {reason}"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -52,6 +55,7 @@ def pytest_make_collect_report(collector):
 
 def pytest_report_header(config):
     if resources.STRICT:
-        return (f"strict resources ({resources.STRICT_WHY}): skips fail unless a machine may genuinely lack "
-                f"what they need")
+        return (
+            f"strict resources ({resources.STRICT_WHY}): skips fail unless a machine may genuinely lack what they need"
+        )
     return "skips allowed (set CI=true or NEXTBLOCK_STRICT_TESTS=1 to make missing setup resources fail)"

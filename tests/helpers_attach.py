@@ -47,22 +47,57 @@ _skip_stale_editable_finder()
 def python_env(**extra: str) -> dict:
     """Environment for a child Python that imports the in-place package."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PYTHON_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     env["OPENBLAS_NUM_THREADS"] = "1"
     env.update(extra)
     return env
 
 
-def start_emulator(tmp_path: Path, *, segment: str | None = None, seconds: float = 3.0, loss_rate: float = 0.05,
-                   burst_max: int = 3, seed: int = 1, frames: int = 128, rate: int = 48000, channels: int = 2,
-                   out: bool = True, wait_consumer_s: float = 30.0, extra: tuple[str, ...] = (),
-                   tag: str = "emu") -> tuple[subprocess.Popen, Path, Path | None]:
+def start_emulator(
+    tmp_path: Path,
+    *,
+    segment: str | None = None,
+    seconds: float = 3.0,
+    loss_rate: float = 0.05,
+    burst_max: int = 3,
+    seed: int = 1,
+    frames: int = 128,
+    rate: int = 48000,
+    channels: int = 2,
+    out: bool = True,
+    wait_consumer_s: float = 30.0,
+    extra: tuple[str, ...] = (),
+    tag: str = "emu",
+) -> tuple[subprocess.Popen, Path, Path | None]:
     """Start the JackTrip stand-in; returns ``(process, ready_file, out_file)``."""
     ready = tmp_path / f"{tag}.ready"
     out_file = tmp_path / f"{tag}.npz" if out else None
-    cmd = [sys.executable, "-m", "nextblock.lab.emulator", "--seconds", str(seconds), "--loss-rate", str(loss_rate),
-           "--burst-max", str(burst_max), "--seed", str(seed), "--frames", str(frames), "--rate", str(rate),
-           "--channels", str(channels), "--ready-file", str(ready), "--wait-consumer-s", str(wait_consumer_s), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nextblock.lab.emulator",
+        "--seconds",
+        str(seconds),
+        "--loss-rate",
+        str(loss_rate),
+        "--burst-max",
+        str(burst_max),
+        "--seed",
+        str(seed),
+        "--frames",
+        str(frames),
+        "--rate",
+        str(rate),
+        "--channels",
+        str(channels),
+        "--ready-file",
+        str(ready),
+        "--wait-consumer-s",
+        str(wait_consumer_s),
+        *extra,
+    ]
     if segment:
         cmd += ["--segment", segment]
     if out_file:
@@ -86,13 +121,24 @@ def wait_ready(ready: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> 
 
 def run_attach(args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess:
     """Run ``python -m nextblock.attach ARGS`` to completion."""
-    return subprocess.run([sys.executable, "-m", "nextblock.attach", *args], env=python_env(), capture_output=True,
-                          text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "nextblock.attach", *args],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def start_attach(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nextblock.attach", *args], env=python_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nextblock.attach", *args],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # --- a small real model ------------------------------------------------------------------------
@@ -137,6 +183,7 @@ def tiny_model(seed: int = 1, frames: int = 128) -> Path:
     missing."""
     try:
         import ai_edge_litert  # noqa: F401
+
         from nextblock.model.runner import BlockPredictor  # noqa: F401
     except ImportError as err:
         pytest.skip(f"the LiteRT model runner is not available: {err}")
@@ -149,15 +196,27 @@ def tiny_model(seed: int = 1, frames: int = 128) -> Path:
 
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("TensorFlow is not installed: cannot build the small test model")
-    result = subprocess.run([sys.executable, "-c", _TINY_MODEL_SCRIPT, str(path), str(seed), str(frames), f"tiny-s{seed}"],
-                            env=python_env(), capture_output=True, text=True, timeout=240, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _TINY_MODEL_SCRIPT, str(path), str(seed), str(frames), f"tiny-s{seed}"],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     if result.returncode != 0 or not path.exists():
         pytest.skip(f"could not build the small test model: {result.stderr.strip().splitlines()[-1:]}")
     return path
 
 
-def publish(model_dir: Path, version: int, source: Path | bytes, *, announce_bytes: bytes | None = None,
-            truncate_to: int | None = None) -> Path:
+def publish(
+    model_dir: Path,
+    version: int,
+    source: Path | bytes,
+    *,
+    announce_bytes: bytes | None = None,
+    truncate_to: int | None = None,
+) -> Path:
     """Publish like the learner does (docs/model_publishing.md): model file, then current.json.
 
     ``announce_bytes``: compute the announced size/checksum from these bytes instead of the
@@ -173,9 +232,16 @@ def publish(model_dir: Path, version: int, source: Path | bytes, *, announce_byt
     tmp = model_dir / f".{name}.tmp"
     tmp.write_bytes(written)
     os.replace(tmp, model_dir / name)
-    doc = {"format": "nextblock-published/1", "version": version, "file": name,
-           "sha256": hashlib.sha256(announced).hexdigest(), "bytes": len(announced), "created_unix_s": time.time(),
-           "validation": {}, "parent_version": version - 1 if version > 1 else None}
+    doc = {
+        "format": "nextblock-published/1",
+        "version": version,
+        "file": name,
+        "sha256": hashlib.sha256(announced).hexdigest(),
+        "bytes": len(announced),
+        "created_unix_s": time.time(),
+        "validation": {},
+        "parent_version": version - 1 if version > 1 else None,
+    }
     tmp = model_dir / ".current.json.tmp"
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, model_dir / "current.json")
@@ -214,13 +280,23 @@ def expected_context(blocks: np.ndarray, k: int, context_samples: int) -> np.nda
     for j in range(n_blocks):
         i = k - n_blocks + j
         if i >= 0:
-            ctx[:, j * frames:(j + 1) * frames] = blocks[i].T
+            ctx[:, j * frames : (j + 1) * frames] = blocks[i].T
     return ctx[:, -context_samples:]
 
 
-FALLBACK_KEYS = ("underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-                 "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage",
-                 "fallbacks_dropped_received", "deadline_misses")
+FALLBACK_KEYS = (
+    "underruns",
+    "replacements_used",
+    "fallbacks",
+    "fallbacks_late",
+    "fallbacks_skipped",
+    "fallbacks_unseen",
+    "fallbacks_after_post",
+    "fallbacks_before_attach",
+    "fallbacks_outage",
+    "fallbacks_dropped_received",
+    "deadline_misses",
+)
 
 
 def assert_fallbacks_explained(stats: dict, concealed: int, context=None) -> None:
@@ -240,8 +316,9 @@ def assert_fallbacks_explained(stats: dict, concealed: int, context=None) -> Non
     assert stats["fallbacks"] == sum(stats[f"fallbacks_{r}"] for r in FALLBACK_REASONS), f"unexplained fallbacks: {why}"
 
 
-def standin_fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,
-                     sample_rate_hz: int = 48000) -> np.ndarray:
+def standin_fill_gap(
+    past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None, sample_rate_hz: int = 48000
+) -> np.ndarray:
     """A stand-in for ``nextblock.features.twosided.fill_gap`` (tests only, until it is in this
     build): the prior (or the newest past sample held) ramped linearly into the first future
     sample, so that it ends where ``future`` begins. Same shapes and contract."""

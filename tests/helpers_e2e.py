@@ -15,6 +15,5 @@ def assert_recording_is_the_music(r: dict, floor_db: float = 3.0) -> None:
     a beat about −3 dB, so > 0 dB still says most of it came through in time)."""
     missed = r["harness_missed_fraction"]
     floor = floor_db if missed < HOST_DISTURBED_FRACTION else 0.0
-    why = {k: r.get(k) for k in ("harness_missed_fraction", "xruns", "timing_slips", "lag_range_samples",
-                                 "latency_ms")}
+    why = {k: r.get(k) for k in ("harness_missed_fraction", "xruns", "timing_slips", "lag_range_samples", "latency_ms")}
     assert r["metrics"]["snr_db"] > floor, (r["metrics"], why)

@@ -188,8 +188,17 @@ def run_session(
             elif nextblock:
                 consumer_thread = threading.Thread(
                     target=_consume,
-                    args=(seg_name, post_replacements, post_ahead, stop, result, stop_consumer_after_s,
-                          replacement_fn or marker_blocks, client_period_samples != 128, repost_fn),
+                    args=(
+                        seg_name,
+                        post_replacements,
+                        post_ahead,
+                        stop,
+                        result,
+                        stop_consumer_after_s,
+                        replacement_fn or marker_blocks,
+                        client_period_samples != 128,
+                        repost_fn,
+                    ),
                     daemon=True,
                 )
                 consumer_thread.start()
@@ -197,21 +206,35 @@ def run_session(
             jackio = [sys.executable, str(Path(__file__).with_name("jacktrip_patch_jackio.py"))]
             sender = ManagedProcess(
                 [*jackio, "send", "--server", jc.name, "--ports", "jtc:send_", "--seconds", str(seconds + 30)],
-                workdir / "sender.log", env={"JACK_NO_START_SERVER": "1"},
+                workdir / "sender.log",
+                env={"JACK_NO_START_SERVER": "1"},
             )
             sender.start()
             try:
                 io = subprocess.run(
-                    [*jackio, "rec", "--server", js.name, "--ports", "jts:receive_",
-                     "--seconds", str(seconds), "--out", str(out_npy)],
-                    capture_output=True, text=True, timeout=seconds + 60,
+                    [
+                        *jackio,
+                        "rec",
+                        "--server",
+                        js.name,
+                        "--ports",
+                        "jts:receive_",
+                        "--seconds",
+                        str(seconds),
+                        "--out",
+                        str(out_npy),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=seconds + 60,
                     env=dict(os.environ, JACK_NO_START_SERVER="1"),
                 )
             finally:
                 sender.stop()
             if io.returncode != 0:
-                raise RuntimeError(f"recorder failed (rc={io.returncode}): {io.stdout}\n{io.stderr}\n"
-                                   f"sender: {sender.log_tail()}")
+                raise RuntimeError(
+                    f"recorder failed (rc={io.returncode}): {io.stdout}\n{io.stderr}\nsender: {sender.log_tail()}"
+                )
             stop.set()
             if consumer_thread is not None:
                 consumer_thread.join(timeout=10)
@@ -240,8 +263,9 @@ def run_session(
         return sess
 
 
-def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False,
-             repost_fn=None):
+def _consume(
+    seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=marker_blocks, reattach=False, repost_fn=None
+):
     """Test consumer: reads every block and event; posts ``replacement_fn(seq, frames, channels)``
     for the next ``ahead`` seqs after every received block (until ``stop_after_s``, if given), and
     ``repost_fn``'s version of each right after it, if given.
@@ -271,8 +295,9 @@ def _consume(seg_name, post, ahead, stop, result, stop_after_s, replacement_fn=m
             return
         created = c.geometry["created_unix_ns"]
         result.setdefault("frames", []).append(c.frames_per_block)
-        posted_upto = _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto,
-                                   repost_fn)
+        posted_upto = _consume_one(
+            c, post, ahead, stop, result, stop_after_s, replacement_fn, t0, posted_upto, repost_fn
+        )
         if not reattach:
             return
 
@@ -352,7 +377,7 @@ def scribbler(seed: int):
                 for _ in range(64):
                     off = rng.randrange(size)
                     data = rng.randbytes(rng.randint(1, 16))[: size - off]
-                    m[off:off + len(data)] = data
+                    m[off : off + len(data)] = data
                 n += 64
                 time.sleep(0.001)
             m.close()
@@ -430,8 +455,10 @@ def analyse(s: Session, margin_start: int = 50, margin_end: int = 8) -> Analysis
     pub = set(seqs.tolist())
     lost = [q for q in range(lo, hi + 1) if q not in pub]
     conceal = [
-        e for e in s.events
-        if e.kind.name in CONCEAL and lo <= e.seq <= hi
+        e
+        for e in s.events
+        if e.kind.name in CONCEAL
+        and lo <= e.seq <= hi
         and not (e.kind.name == "UNDERRUN" and e.detail == STALLED)  # a silent peer, reported once
     ]
     late = {e.seq for e in s.events if e.kind.name == "LATE"}
@@ -539,11 +566,22 @@ class SegmentWatcher:
                 if key in self.seen:
                     continue
                 k = len(self.seen)
-                result = {"posted": 0, "lag": [], "seq": [], "idx": [], "arr": [], "events": [], "counters": {},
-                          "stream_name": stream_name, "segment": name, "k": k}
+                result = {
+                    "posted": 0,
+                    "lag": [],
+                    "seq": [],
+                    "idx": [],
+                    "arr": [],
+                    "events": [],
+                    "counters": {},
+                    "stream_name": stream_name,
+                    "segment": name,
+                    "k": k,
+                }
                 self.seen[key] = result
-                threading.Thread(target=_consume, args=(name, self.post, 3, self.stop, result, None, stream_markers(k)),
-                                 daemon=True).start()
+                threading.Thread(
+                    target=_consume, args=(name, self.post, 3, self.stop, result, None, stream_markers(k)), daemon=True
+                ).start()
             time.sleep(0.1)
 
 
@@ -557,9 +595,18 @@ class HubSession:
     segments_left: list  # the hub's segments still in /dev/shm after it exited
 
 
-def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: float = 12.0, simloss: float = 0.03,
-                    churn: bool = True, post_replacements: bool = True, bufstrategy: int = 3,
-                    on_hub_start=None, client_periods: list[int] | None = None) -> HubSession:
+def run_hub_session(
+    patched: Path,
+    workdir: Path,
+    n_clients: int = 3,
+    seconds: float = 12.0,
+    simloss: float = 0.03,
+    churn: bool = True,
+    post_replacements: bool = True,
+    bufstrategy: int = 3,
+    on_hub_start=None,
+    client_periods: list[int] | None = None,
+) -> HubSession:
     """A patched hub server (``-S --nextblock --simloss``, no auto patching) on its own ``jackd``
     and ``n_clients`` hub clients, each on its own ``jackd`` sending the block-coded signal; a
     :class:`SegmentWatcher` consumer per segment; every client's received audio on the hub is
@@ -583,9 +630,27 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
     client_jacks: dict = {}  # period -> the jackd the clients of that period share
     recs: dict = {}
     with JackdServer("hub", workdir) as hub_jack:
-        hub = ManagedProcess([str(patched), "-S", "-p", "5", "-B", str(tcp_port), "-U", str(tcp_port + 100),
-                              "--bufstrategy", str(bufstrategy), "--simloss", str(simloss), "--nextblock", "-D"],
-                             workdir / "hub.log", env=hub_jack.client_env(), stop_signal=2)
+        hub = ManagedProcess(
+            [
+                str(patched),
+                "-S",
+                "-p",
+                "5",
+                "-B",
+                str(tcp_port),
+                "-U",
+                str(tcp_port + 100),
+                "--bufstrategy",
+                str(bufstrategy),
+                "--simloss",
+                str(simloss),
+                "--nextblock",
+                "-D",
+            ],
+            workdir / "hub.log",
+            env=hub_jack.client_env(),
+            stop_signal=2,
+        )
         hub.start()
         procs.append(hub)
         watcher = SegmentWatcher(hub.pid, stop, post_replacements and on_hub_start is None)
@@ -600,24 +665,58 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
                 servers.append(js)
                 if period:
                     client_jacks[period] = js
-            cli = ManagedProcess([str(patched), "-C", "127.0.0.1", "-P", str(tcp_port), "-B", str(tcp_port + 10 + i),
-                                  "-K", f"client{i}", "-J", f"jtc{i}", "--bufstrategy", str(bufstrategy), "-D"],
-                                 workdir / f"client{i}.log", env=js.client_env(), stop_signal=2)
+            cli = ManagedProcess(
+                [
+                    str(patched),
+                    "-C",
+                    "127.0.0.1",
+                    "-P",
+                    str(tcp_port),
+                    "-B",
+                    str(tcp_port + 10 + i),
+                    "-K",
+                    f"client{i}",
+                    "-J",
+                    f"jtc{i}",
+                    "--bufstrategy",
+                    str(bufstrategy),
+                    "-D",
+                ],
+                workdir / f"client{i}.log",
+                env=js.client_env(),
+                stop_signal=2,
+            )
             cli.start()
             if not _wait_ports(js, [f"jtc{i}:send_1", f"jtc{i}:send_2"], 20):
                 raise RuntimeError(f"hub client {i} did not start:\n{cli.log_tail()}")
-            snd = ManagedProcess([*jackio, "send", "--server", js.name, "--ports", f"jtc{i}:send_",
-                                  "--seconds", str(seconds + 30)], workdir / f"sender{i}.log",
-                                 env={"JACK_NO_START_SERVER": "1"})
+            snd = ManagedProcess(
+                [*jackio, "send", "--server", js.name, "--ports", f"jtc{i}:send_", "--seconds", str(seconds + 30)],
+                workdir / f"sender{i}.log",
+                env={"JACK_NO_START_SERVER": "1"},
+            )
             snd.start()
             procs.extend([snd, cli])
             return cli, snd
 
         def record(name: str, prefix: str, secs: float):
             out = workdir / f"rec-{name}.npy"
-            proc = subprocess.Popen([*jackio, "rec", "--server", hub_jack.name, "--ports", prefix, "--seconds", str(secs),
-                                     "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ, JACK_NO_START_SERVER="1"))
+            proc = subprocess.Popen(
+                [
+                    *jackio,
+                    "rec",
+                    "--server",
+                    hub_jack.name,
+                    "--ports",
+                    prefix,
+                    "--seconds",
+                    str(secs),
+                    "--out",
+                    str(out),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, JACK_NO_START_SERVER="1"),
+            )
             recs[name] = (proc, out)
 
         try:
@@ -647,5 +746,6 @@ def run_hub_session(patched: Path, workdir: Path, n_clients: int = 3, seconds: f
             for js in servers:
                 js.stop()
     recordings = {name: np.load(path) for name, (_, path) in recs.items() if path.exists()}
-    return HubSession(hub.pid, hub_alive, hub.log_text(), list(watcher.seen.values()), recordings,
-                      stream_segments(hub.pid))
+    return HubSession(
+        hub.pid, hub_alive, hub.log_text(), list(watcher.seen.values()), recordings, stream_segments(hub.pid)
+    )

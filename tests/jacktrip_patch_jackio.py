@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 
 import numpy as np
 
@@ -89,7 +88,7 @@ def main(argv=None) -> int:
         n = state["n"]
         rows = buf[:n]
         nz = np.flatnonzero(np.abs(rows).reshape(n, -1).max(axis=1) > 0)
-        rows = rows[nz[0]:] if len(nz) else rows[:0]
+        rows = rows[nz[0] :] if len(nz) else rows[:0]
         np.save(args.out, rows)
         print(f"DONE recorded={n} kept={len(rows)}", flush=True)
     else:

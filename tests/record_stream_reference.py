@@ -11,9 +11,16 @@ from pathlib import Path
 import numpy as np
 
 #: (frames_per_block, sample_rate_hz, min_refresh_samples, long_term, beyond_horizon)
-CASES = [(16, 48000, 64, True, "guess"), (32, 44100, 64, True, "guess"), (64, 48000, 64, True, "guess"),
-         (128, 48000, 64, True, "guess"), (128, 48000, 0, False, "guess"), (256, 96000, 64, True, "guess"),
-         (512, 48000, 64, True, "guess"), (512, 48000, 0, False, "chain")]
+CASES = [
+    (16, 48000, 64, True, "guess"),
+    (32, 44100, 64, True, "guess"),
+    (64, 48000, 64, True, "guess"),
+    (128, 48000, 64, True, "guess"),
+    (128, 48000, 0, False, "guess"),
+    (256, 96000, 64, True, "guess"),
+    (512, 48000, 64, True, "guess"),
+    (512, 48000, 0, False, "chain"),
+]
 STEPS = 12
 
 
@@ -44,7 +51,7 @@ def play(make, model, case) -> np.ndarray:
     out = []
     for start, concealed in steps(frames):
         end = stream.context_samples + start * frames
-        out.append(np.array(stream.predict(x[:, end - stream.context_samples:end], concealed)))
+        out.append(np.array(stream.predict(x[:, end - stream.context_samples : end], concealed)))
     return np.stack(out)
 
 

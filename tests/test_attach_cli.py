@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 
-import helpers_attach as h
 import numpy as np
 import pytest
+
+import helpers_attach as h
 from nextblock.capture import Consumer, Producer
 
 
@@ -30,8 +31,9 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def stream_until_posted(producer, attach, posts: int, block_at, period_s: float, stop_signal=signal.SIGINT,
-                        timeout_s: float = 30.0) -> str:
+def stream_until_posted(
+    producer, attach, posts: int, block_at, period_s: float, stop_signal=signal.SIGINT, timeout_s: float = 30.0
+) -> str:
     """Publish ``block_at(seq)`` every ``period_s`` until ``attach`` has posted ``posts``
     replacements, then stop it with ``stop_signal``. Returns its stderr (killed if it hangs)."""
     try:
@@ -51,7 +53,9 @@ def stream_until_posted(producer, attach, posts: int, block_at, period_s: float,
 
 def test_no_such_process():
     pid = dead_pid()
-    assert_one_line_error(h.run_attach(["--jacktrip-pid", str(pid), "--predictor", "repeat"]), f"no process with PID {pid}")
+    assert_one_line_error(
+        h.run_attach(["--jacktrip-pid", str(pid), "--predictor", "repeat"]), f"no process with PID {pid}"
+    )
 
 
 def test_a_process_that_is_not_a_patched_jacktrip():
@@ -105,7 +109,9 @@ def test_a_model_trained_at_several_rates_serves_other_block_sizes_and_rates(tmp
 
     tiny = h.tiny_model(1, frames=128)
     family = tmp_path / "family.tflite"
-    family.write_bytes(embed_metadata(tiny.read_bytes(), dict(read_metadata(tiny), sample_rates_hz=[44100, 48000, 96000])))
+    family.write_bytes(
+        embed_metadata(tiny.read_bytes(), dict(read_metadata(tiny), sample_rates_hz=[44100, 48000, 96000]))
+    )
     stats_file = tmp_path / "stats.json"
     with Producer(segment_name, rate, frames, 2) as producer:
         attach = h.start_attach(["--segment", segment_name, "--model", str(family), "--json", str(stats_file)])
@@ -145,7 +151,9 @@ def test_channels_that_the_stream_lacks_are_refused(segment_name):
     assert_one_line_error(result, "channels 0..1")
 
 
-@pytest.mark.parametrize("argv", [["--predictor", "repeat"], ["--jacktrip-pid", "0"], ["--segment", "/x", "--channels", "a"]])
+@pytest.mark.parametrize(
+    "argv", [["--predictor", "repeat"], ["--jacktrip-pid", "0"], ["--segment", "/x", "--channels", "a"]]
+)
 def test_usage_errors(argv):
     result = h.run_attach(argv)
     assert result.returncode == 2 and "usage:" in result.stderr and "Traceback" not in result.stderr
@@ -178,7 +186,9 @@ def test_signal_stops_cleanly_and_leaves_jacktrip_on_its_fallback(tmp_path, segm
 def test_once_stops_with_a_message_when_jacktrip_exits(tmp_path):
     proc, ready, _ = h.start_emulator(tmp_path, seconds=1.0, loss_rate=0.05, out=False)
     h.wait_ready(ready, proc)
-    result = h.run_attach(["--jacktrip-pid", str(proc.pid), "--predictor", "repeat", "--once", "--json", "-"], timeout_s=40)
+    result = h.run_attach(
+        ["--jacktrip-pid", str(proc.pid), "--predictor", "repeat", "--once", "--json", "-"], timeout_s=40
+    )
     proc.communicate(timeout=10)
     assert result.returncode == 3, result.stderr
     assert "--once given, stopping" in result.stderr

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-import helpers_attach as h
 import numpy as np
+
+import helpers_attach as h
 from nextblock.capture import monotonic_ns
 from nextblock.runtime import HubConfig, ModelWatcher, RepeatPredictor
 from test_attach_stream import finish, serve_in_thread
@@ -23,10 +24,13 @@ def test_models_swap_mid_stream_without_a_missed_deadline_and_corrupt_ones_are_r
     model_dir = tmp_path / "live"
     model_dir.mkdir()
     watcher = ModelWatcher(model_dir, gain_factory, 128, 48000, channels=2, max_context_samples=8192, poll_s=0.1)
-    proc, ready, out = h.start_emulator(tmp_path, segment=segment_name, seconds=4.0, loss_rate=0.08, burst_max=2, seed=11)
+    proc, ready, out = h.start_emulator(
+        tmp_path, segment=segment_name, seconds=4.0, loss_rate=0.08, burst_max=2, seed=11
+    )
     h.wait_ready(ready, proc)
-    thread, loop, _ = serve_in_thread(segment_name, RepeatPredictor(128, 48000, gain=0.5),
-                                      HubConfig(scan_interval_s=0.05), watcher=watcher)
+    thread, loop, _ = serve_in_thread(
+        segment_name, RepeatPredictor(128, 48000, gain=0.5), HubConfig(scan_interval_s=0.05), watcher=watcher
+    )
     watcher.start()
     try:
         deadline = time.monotonic() + 10
@@ -68,7 +72,8 @@ def test_models_swap_mid_stream_without_a_missed_deadline_and_corrupt_ones_are_r
     loading = (misses > swap_requested_ns) & (misses < swapped_ns)
     background = stats.deadline_misses * (swapped_ns - swap_requested_ns) / 4e9
     assert loading.sum() < 20 or loading.sum() <= 3 * background, (
-        f"{loading.sum()} deadline misses while the new model loaded ({stats.deadline_misses} in the whole run)")
+        f"{loading.sum()} deadline misses while the new model loaded ({stats.deadline_misses} in the whole run)"
+    )
     # every replacement is from exactly one model: half (v1) before the swap, a quarter (v4) after
     result = dict(np.load(out))
     blocks, known = h.played_source(result)
@@ -82,7 +87,9 @@ def test_models_swap_mid_stream_without_a_missed_deadline_and_corrupt_ones_are_r
     # late: a loaded machine) continued a context ending with its own guess, not with what was
     # played: its ratio is neither gain. Rare, and never exactly 0.5 or 0.25 (real audio)
     by_model = [g for g in gains if g in (0.5, 0.25)]
-    assert len(by_model) >= 0.8 * len(gains), f"ratios that are neither model's gain: {sorted(set(gains) - {0.5, 0.25})}"
+    assert len(by_model) >= 0.8 * len(gains), (
+        f"ratios that are neither model's gain: {sorted(set(gains) - {0.5, 0.25})}"
+    )
     assert 0.5 in by_model and 0.25 in by_model
     first_quarter = by_model.index(0.25)
     assert all(g == 0.25 for g in by_model[first_quarter:]), "after the swap the old model is never used again"
@@ -96,8 +103,19 @@ def test_cli_hot_swaps_a_real_model_and_refuses_a_truncated_one(tmp_path):
     proc, ready, _ = h.start_emulator(tmp_path, seconds=4.0, loss_rate=0.05, out=False)
     h.wait_ready(ready, proc)
     stats_file = tmp_path / "stats.json"
-    attach = h.start_attach(["--jacktrip-pid", str(proc.pid), "--model-dir", str(model_dir), "--once",
-                             "--json", str(stats_file), "--stats", "0.5"])
+    attach = h.start_attach(
+        [
+            "--jacktrip-pid",
+            str(proc.pid),
+            "--model-dir",
+            str(model_dir),
+            "--once",
+            "--json",
+            str(stats_file),
+            "--stats",
+            "0.5",
+        ]
+    )
     try:
         time.sleep(2.0)
         h.publish(model_dir, 2, v2, truncate_to=1000)  # truncated: refused, v1 kept

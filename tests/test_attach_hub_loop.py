@@ -21,9 +21,16 @@ def test_a_client_with_another_block_size_is_refused_and_the_others_keep_being_s
     pid = os.getpid()
     stop = threading.Event()
     stats = HubStats()
-    with Producer(segment_name_for_stream(pid, 61002), 48000, 128, 2, stream_name="good", peer_address="10.0.0.1:1") as good:
-        loop = HubLoop(ProcessStreams(pid), RepeatPredictor(128, 48000), HubConfig(scan_interval_s=0.05, initial_budget_us=100),
-                       stats, stop=stop)
+    with Producer(
+        segment_name_for_stream(pid, 61002), 48000, 128, 2, stream_name="good", peer_address="10.0.0.1:1"
+    ) as good:
+        loop = HubLoop(
+            ProcessStreams(pid),
+            RepeatPredictor(128, 48000),
+            HubConfig(scan_interval_s=0.05, initial_budget_us=100),
+            stats,
+            stop=stop,
+        )
         thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
         block = np.full((128, 2), 0.1, np.float32)
         seq = 0
@@ -52,11 +59,33 @@ def test_a_client_with_another_block_size_is_refused_and_the_others_keep_being_s
     d = stats.to_dict()
     (s,) = d["streams"]
     assert s["name"] == "good" and s["peer"] == "10.0.0.1:1" and s["local_port"] == 0 and s["blocks"] >= seq - 5
-    for key in ("name", "peer", "frames_per_block", "sample_rate_hz", "channels", "underruns", "replacements_used",
-                "fallbacks", "mode", "predictions", "deadline_miss_share"):
+    for key in (
+        "name",
+        "peer",
+        "frames_per_block",
+        "sample_rate_hz",
+        "channels",
+        "underruns",
+        "replacements_used",
+        "fallbacks",
+        "mode",
+        "predictions",
+        "deadline_miss_share",
+    ):
         assert key in s, key
-    for key in ("blocks", "underruns", "replacements_used", "fallbacks", "cpu_share", "predictions_per_s", "batches",
-                "wakes_per_s", "streams_joined", "streams_left", "modes"):
+    for key in (
+        "blocks",
+        "underruns",
+        "replacements_used",
+        "fallbacks",
+        "cpu_share",
+        "predictions_per_s",
+        "batches",
+        "wakes_per_s",
+        "streams_joined",
+        "streams_left",
+        "modes",
+    ):
         assert key in d, key
     assert d["streams_joined"] == 1 and d["streams_left"] == 1
 
@@ -80,8 +109,14 @@ def test_the_loop_tells_the_predictor_how_much_of_each_context_it_concealed():
     """In a burst of missing blocks the contexts end with our own earlier guesses: the loop passes
     how many samples that is (0 for the first block of a burst, a block more for each after it)."""
     recorder = ConcealedRecorder(128, 48000, context_samples=1024)
-    _serve_one_stream(recorder, HubConfig(scan_interval_s=0.05, initial_budget_us=100), blocks=200,
-                      lost=range(120, 124), port=61004, name="burst")  # a burst of 4 lost blocks
+    _serve_one_stream(
+        recorder,
+        HubConfig(scan_interval_s=0.05, initial_budget_us=100),
+        blocks=200,
+        lost=range(120, 124),
+        port=61004,
+        name="burst",
+    )  # a burst of 4 lost blocks
     assert recorder.concealed, "nothing was predicted"
     assert 0 in recorder.concealed
     assert max(recorder.concealed) >= 256 and all(c % 128 == 0 for c in recorder.concealed)
@@ -98,8 +133,9 @@ class WarmCounter(RepeatPredictor):
         self.warm_calls += 1
 
 
-def _serve_one_stream(predictor, config: HubConfig, blocks: int, lost=(), port: int = 61005,
-                      name: str = "warm") -> HubStats:
+def _serve_one_stream(
+    predictor, config: HubConfig, blocks: int, lost=(), port: int = 61005, name: str = "warm"
+) -> HubStats:
     """One mono stream of ``blocks`` blocks (those in ``lost`` never arrive), played 2 blocks after
     they are published, served by a HubLoop on a thread; its totals."""
     pid = os.getpid()
@@ -127,8 +163,11 @@ def test_the_loop_keeps_the_path_warm_between_losses_only_when_told_or_when_it_m
     """``keep_warm="on"``: a throw-away prediction about every interval while nothing else is
     predicted (every block arrives here); ``"auto"`` with every decision in time: none."""
     on = WarmCounter(128, 48000)
-    stats = _serve_one_stream(on, HubConfig(scan_interval_s=0.05, initial_budget_us=100, keep_warm="on",
-                                            keep_warm_interval_ms=10.0), blocks=190)
+    stats = _serve_one_stream(
+        on,
+        HubConfig(scan_interval_s=0.05, initial_budget_us=100, keep_warm="on", keep_warm_interval_ms=10.0),
+        blocks=190,
+    )
     assert on.warm_calls == stats.to_dict()["warmups"]
     assert 10 <= on.warm_calls <= 60, f"{on.warm_calls} throw-away predictions in about 0.5 s at 10 ms"
     auto = WarmCounter(128, 48000)
@@ -164,19 +203,26 @@ def test_streams_of_different_block_sizes_and_rates_are_served_side_by_side_batc
 
     primary = RowRecorder(128, 48000)
     geometries = {61002: (128, 48000), 61003: (64, 48000), 61004: (64, 48000), 61005: (256, 44100)}
-    producers = {port: Producer(segment_name_for_stream(pid, port), rate, frames, 2, stream_name=f"c{port}")
-                 for port, (frames, rate) in geometries.items()}
+    producers = {
+        port: Producer(segment_name_for_stream(pid, port), rate, frames, 2, stream_name=f"c{port}")
+        for port, (frames, rate) in geometries.items()
+    }
     try:
-        loop = HubLoop(ProcessStreams(pid), primary, HubConfig(scan_interval_s=0.05, initial_budget_us=100,
-                                                                max_budget_fraction=1.0), stats, stop=stop,
-                       predictor_for=predictor_for)
+        loop = HubLoop(
+            ProcessStreams(pid),
+            primary,
+            HubConfig(scan_interval_s=0.05, initial_budget_us=100, max_budget_fraction=1.0),
+            stats,
+            stop=stop,
+            predictor_for=predictor_for,
+        )
         thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
         thread.start()
         tick_s, ticks = 64 / 48000, 0
         seqs = dict.fromkeys(geometries, 0)
         end = time.monotonic() + 1.5
         while time.monotonic() < end:
-            for port, (frames, rate) in geometries.items():
+            for port, (frames, _rate) in geometries.items():
                 if ticks % (frames // 64) == 0:  # (44.1 kHz at 256 frames: near enough for speculative)
                     producers[port].publish_block(seqs[port], np.full((frames, 2), 0.1, np.float32))
                     seqs[port] += 1

@@ -19,10 +19,11 @@ from __future__ import annotations
 import threading
 import time
 
-import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
-import jacktrip_patch_harness as H
 import numpy as np
 import pytest
+
+import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
+import jacktrip_patch_harness as H
 from nextblock.capture import nextblock_segments
 from nextblock.runtime import HubConfig, HubLoop, ProducerGone, RepeatPredictor
 from nextblock.runtime.discovery import ProcessStreams
@@ -41,8 +42,13 @@ def _attach_when_jacktrip_appears(before: set[str], stop: threading.Event, out: 
             if "jacktrip" not in process_comm(pid):
                 continue
             posted: dict[int, list[np.ndarray]] = {}
-            loop = HubLoop(ProcessStreams(pid), RepeatPredictor(128, 48000, gain=0.5), HubConfig(scan_interval_s=0.05),
-                           stop=stop, post_hook=lambda seq, r, posted=posted: posted.setdefault(seq, []).append(r[0].copy()))
+            loop = HubLoop(
+                ProcessStreams(pid),
+                RepeatPredictor(128, 48000, gain=0.5),
+                HubConfig(scan_interval_s=0.05),
+                stop=stop,
+                post_hook=lambda seq, r, posted=posted: posted.setdefault(seq, []).append(r[0].copy()),
+            )
             out.update(loop=loop, posted=posted, pid=pid)
             try:
                 loop.run(max_wall_s=120)
@@ -63,8 +69,15 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
     attach = threading.Thread(target=_attach_when_jacktrip_appears, args=(before, stop, out), daemon=True)
     attach.start()
     try:
-        session = H.run_session(bins["patched"], bins["patched"], tmp_path, nextblock=True, post_replacements=False,
-                                simloss=0.08, seconds=6.0)
+        session = H.run_session(
+            bins["patched"],
+            bins["patched"],
+            tmp_path,
+            nextblock=True,
+            post_replacements=False,
+            simloss=0.08,
+            seconds=6.0,
+        )
     finally:
         stop.set()
         attach.join(10)
@@ -81,8 +94,11 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
     # most losses reach JackTrip's receive side as SKIPs (a newer packet is already queued when the
     # lost one is due), the rest as UNDERRUNs: both carry the lost seq and how it was concealed
     # (counting UNDERRUNs alone left 5-19 per run, and a CI run failed the ">= 8" below)
-    replaced = [e.seq for e in analysis.conceal_recorded()
-                if e.kind.name in ("UNDERRUN", "SKIP") and e.outcome.name == "REPLACEMENT"]
+    replaced = [
+        e.seq
+        for e in analysis.conceal_recorded()
+        if e.kind.name in ("UNDERRUN", "SKIP") and e.outcome.name == "REPLACEMENT"
+    ]
     assert len(replaced) >= 8, f"too few replacements used ({len(replaced)}); stats: {out['loop'].stats.status_line()}"
     for seq in replaced:
         assert seq in posted, f"JackTrip played a replacement for seq {seq} that NextBlock never posted"
@@ -100,5 +116,6 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
     unexplained = [seq for seq in missing if seq not in stalled]
     assert len(unexplained) <= max(2, 0.1 * len(replaced)), (
         f"{len(found)} of {len(replaced)} replacements found in the recording; missing {missing[:20]}, of which "
-        f"{len(unexplained)} were not played during a receive stall: {unexplained[:20]}")
+        f"{len(unexplained)} were not played during a receive stall: {unexplained[:20]}"
+    )
     assert stats["underruns"] >= len(replaced) and stats["replacements_used"] >= len(replaced)

@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -40,12 +39,33 @@ pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def attach_process(pid: int, json_path: Path, log_path: Path, *extra: str, predictor: str = "repeat") -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OPENBLAS_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", str(pid), "--predictor", predictor,
-                             "--json", str(json_path), "--stats", "1", *extra],
-                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, env=env)
+def attach_process(
+    pid: int, json_path: Path, log_path: Path, *extra: str, predictor: str = "repeat"
+) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nextblock.attach",
+            "--jacktrip-pid",
+            str(pid),
+            "--predictor",
+            predictor,
+            "--json",
+            str(json_path),
+            "--stats",
+            "1",
+            *extra,
+        ],
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
 
 
 def stop_attach(proc: subprocess.Popen, json_path: Path, log_path: Path) -> dict:
@@ -74,8 +94,16 @@ def attach_consumer(tmp_path: Path, *extra: str):
 
 
 def test_just_in_time_on_the_regulator(bins, tmp_path):  # noqa: F811
-    s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=3, simloss=0.03, nextblock=True,
-                      seconds=12, consumer=attach_consumer(tmp_path, "--mode", "auto", "--realtime", "--lookahead", "off"))
+    s = H.run_session(
+        bins["patched"],
+        bins["patched"],
+        tmp_path,
+        bufstrategy=3,
+        simloss=0.03,
+        nextblock=True,
+        seconds=12,
+        consumer=attach_consumer(tmp_path, "--mode", "auto", "--realtime", "--lookahead", "off"),
+    )
     # --lookahead off: this test holds the just-in-time schedule and its missing-block wake; the
     # look-ahead (the default) also wakes on a stream's blocks while a gap can still be filled from
     # both sides (a CI run with it: 210 wakes per second), which test_two_sided_* below cover
@@ -95,9 +123,22 @@ def test_just_in_time_on_the_regulator(bins, tmp_path):  # noqa: F811
     # schedule before 2026-11-29; at least 70 % in every CI run before). The share on a quiet machine is
     # bench/attach.py's number; here NextBlock must serve the losses, play every replacement it
     # posted in time, and say why each fallback played.
-    why = {k: st.get(k) for k in ("replacements_used", "underruns", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-                                  "fallbacks_unseen", "fallbacks_after_post", "deadline_misses", "slack_low_us",
-                                  "just_in_time_share", "mode_switches")}
+    why = {
+        k: st.get(k)
+        for k in (
+            "replacements_used",
+            "underruns",
+            "fallbacks",
+            "fallbacks_late",
+            "fallbacks_skipped",
+            "fallbacks_unseen",
+            "fallbacks_after_post",
+            "deadline_misses",
+            "slack_low_us",
+            "just_in_time_share",
+            "mode_switches",
+        )
+    }
     assert st["replacements_used"] >= 0.2 * concealed, why
     h.assert_fallbacks_explained(st, concealed, why)
     # just in time: far fewer predictions than blocks (speculative would predict every block)
@@ -152,21 +193,45 @@ def exact_splices(recorded) -> tuple[int, int]:
 # 1st percentile, leaves no room for a stereo fill of ~0.7 ms plus the post margin): the fill's cost
 # bounds the live share (docs/notes/two_sided.md, "Cost"). Where a strategy has no minimum, every
 # two-sided replacement that does play must still end in an untouched packet.
-@pytest.mark.parametrize("bufstrategy, queue, share", [(3, "11", 0.1), (1, "16", None), (-1, "4", 0.03)],
-                         ids=["regulator", "jitterbuffer", "ringbuffer"])
-def test_two_sided_replacements_play_and_the_packet_after_them_is_untouched(bins, tmp_path, bufstrategy, queue,  # noqa: F811
-                                                                             share):
-    s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=bufstrategy, simloss=0.03,
-                      nextblock=True, seconds=8, queue=queue,
-                      consumer=attach_consumer(tmp_path, "--mode", "auto", "--realtime", "--lookahead", "auto"))
+@pytest.mark.parametrize(
+    "bufstrategy, queue, share",
+    [(3, "11", 0.1), (1, "16", None), (-1, "4", 0.03)],
+    ids=["regulator", "jitterbuffer", "ringbuffer"],
+)
+def test_two_sided_replacements_play_and_the_packet_after_them_is_untouched(
+    bins,
+    tmp_path,
+    bufstrategy,
+    queue,  # noqa: F811
+    share,
+):
+    s = H.run_session(
+        bins["patched"],
+        bins["patched"],
+        tmp_path,
+        bufstrategy=bufstrategy,
+        simloss=0.03,
+        nextblock=True,
+        seconds=8,
+        queue=queue,
+        consumer=attach_consumer(tmp_path, "--mode", "auto", "--realtime", "--lookahead", "auto"),
+    )
     att = s.consumer_result["attach"]
     (st,) = att["streams"]
     assert st["lookahead"] == "auto" and att["lookahead"] == "auto", s.consumer_result["attach_log"][-2000:]
-    why = str({k: v for k, v in st.items() if "sided" in k or k in ("underruns", "replacements_used", "fallbacks", "mode", "slack_low_us")})
+    why = str(
+        {
+            k: v
+            for k, v in st.items()
+            if "sided" in k or k in ("underruns", "replacements_used", "fallbacks", "mode", "slack_low_us")
+        }
+    )
     concealed = st["underruns"]
     assert concealed >= 10, f"only {concealed} concealments in 8 s at 3 % loss"
-    assert st["two_sided"] + st["one_sided_no_later_block"] + st["one_sided_burst_too_long"] + \
-        st["one_sided_too_late"] == st["replacements_used"], why
+    assert (
+        st["two_sided"] + st["one_sided_no_later_block"] + st["one_sided_burst_too_long"] + st["one_sided_too_late"]
+        == st["replacements_used"]
+    ), why
     # played: two-sided replacements
     if share is not None:
         assert st["two_sided"] >= 1 and st["two_sided"] >= share * concealed, why
@@ -195,16 +260,21 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
         t.start()
         return t
 
-    s = H.run_hub_session(bins["patched"], tmp_path, n_clients=3, seconds=12.0, simloss=0.05, churn=False,
-                          on_hub_start=start)
+    s = H.run_hub_session(
+        bins["patched"], tmp_path, n_clients=3, seconds=12.0, simloss=0.05, churn=False, on_hub_start=start
+    )
     assert s.hub_alive_at_end, s.hub_log[-2000:]
     assert "attach" in out, "attach did not report"
     streams = {x["name"]: x for x in out["attach"]["streams"]}
     assert len(streams) >= 3, f"attach served {sorted(streams)}:\n{out['log'][-2000:]}"
     # each stream's counts are its own: JackTrip's events for that segment (what the watcher read)
     for x in s.streams:
-        mine = [v for v in streams.values() if v.get("segment", v["name"]) in (x["segment"], x["stream_name"])
-                or v["name"] in (x["segment"], x["stream_name"])]
+        mine = [
+            v
+            for v in streams.values()
+            if v.get("segment", v["name"]) in (x["segment"], x["stream_name"])
+            or v["name"] in (x["segment"], x["stream_name"])
+        ]
         assert mine, f"no attach statistics for {x['segment']} ({x['stream_name']}): {sorted(streams)}"
         conceal = [e for e in x["events"] if e.is_concealment]
         assert abs(mine[0]["underruns"] - len(conceal)) <= max(2, 0.05 * len(conceal)), (mine[0], len(conceal))
@@ -212,8 +282,11 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
         # every fallback explained by its reason; fallback_trace says what the schedule knew). On a
         # loaded host this fails with the load in the message: read the reasons before the bound.
         st = mine[0]
-        why = {k: st.get(k) for k in h.FALLBACK_KEYS + ("served_share", "cover_posts", "cover_used", "clock_jumps",
-                                                       "clock_retimes", "mode", "slack_low_us")}
+        why = {
+            k: st.get(k)
+            for k in h.FALLBACK_KEYS
+            + ("served_share", "cover_posts", "cover_used", "clock_jumps", "clock_retimes", "mode", "slack_low_us")
+        }
         why["load"] = os.getloadavg()
         h.assert_fallbacks_explained(st, st["underruns"], why)
         assert st["served_share"] is not None and st["served_share"] >= 0.97, json.dumps(why)
@@ -252,8 +325,16 @@ def test_one_attach_serves_clients_at_32_64_128_and_256_frames_each_at_its_own_b
         t.start()
         return t
 
-    s = H.run_hub_session(bins["patched"], tmp_path, n_clients=len(MIXED_PERIODS), seconds=12.0, simloss=0.05,
-                          churn=False, on_hub_start=start, client_periods=MIXED_PERIODS)
+    s = H.run_hub_session(
+        bins["patched"],
+        tmp_path,
+        n_clients=len(MIXED_PERIODS),
+        seconds=12.0,
+        simloss=0.05,
+        churn=False,
+        on_hub_start=start,
+        client_periods=MIXED_PERIODS,
+    )
     assert s.hub_alive_at_end, s.hub_log[-2000:]
     assert "attach" in out, "attach did not report"
     log = out["log"]
@@ -261,7 +342,9 @@ def test_one_attach_serves_clients_at_32_64_128_and_256_frames_each_at_its_own_b
     # again at the client's (the Regulator converts): the streams that carried blocks
     streams = [x for x in out["attach"]["streams"] if x["blocks"] > 0]
     assert sorted(x["frames_per_block"] for x in streams) == MIXED_PERIODS, (
-        [(x["name"], x["frames_per_block"]) for x in streams], log[-3000:])
+        [(x["name"], x["frames_per_block"]) for x in streams],
+        log[-3000:],
+    )
     by_segment = {x["segment"]: x for x in streams}
     for x in s.streams:
         if not x["seq"]:
@@ -269,9 +352,24 @@ def test_one_attach_serves_clients_at_32_64_128_and_256_frames_each_at_its_own_b
         mine = by_segment.get(x["segment"])
         assert mine is not None, f"no attach statistics for {x['segment']}: {sorted(by_segment)}\n{log[-2000:]}"
         conceal = [e for e in x["events"] if e.is_concealment]
-        why = {k: mine.get(k) for k in ("frames_per_block", "sample_rate_hz", "mode", "model_choice", "underruns",
-                                        "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-                                        "fallbacks_unseen", "fallbacks_after_post", "predictions", "infer_us_p99")}
+        why = {
+            k: mine.get(k)
+            for k in (
+                "frames_per_block",
+                "sample_rate_hz",
+                "mode",
+                "model_choice",
+                "underruns",
+                "replacements_used",
+                "fallbacks",
+                "fallbacks_late",
+                "fallbacks_skipped",
+                "fallbacks_unseen",
+                "fallbacks_after_post",
+                "predictions",
+                "infer_us_p99",
+            )
+        }
         if predictor == "model":
             assert f"for {mine['frames_per_block']} frames at 48000 Hz" in mine["model_choice"], why
         assert mine["sample_rate_hz"] == 48000 and mine["channels"] == 2, why

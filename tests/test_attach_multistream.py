@@ -19,13 +19,23 @@ import helpers_attach as h
 
 def run_hub(tmp_path, emulator_args: list[str], attach_args: list[str], timeout_s: float = 90.0):
     ready = tmp_path / "hub.ready"
-    cmd = [sys.executable, "-m", "nextblock.lab.emulator", "--ready-file", str(ready), "--wait-consumer-s", "30",
-           *emulator_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nextblock.lab.emulator",
+        "--ready-file",
+        str(ready),
+        "--wait-consumer-s",
+        "30",
+        *emulator_args,
+    ]
     emu = subprocess.Popen(cmd, env=h.python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         h.wait_ready(ready, emu)
-        attach = h.run_attach(["--jacktrip-pid", str(emu.pid), "--predictor", "repeat", "--once", "--json", "-",
-                               *attach_args], timeout_s=timeout_s)
+        attach = h.run_attach(
+            ["--jacktrip-pid", str(emu.pid), "--predictor", "repeat", "--once", "--json", "-", *attach_args],
+            timeout_s=timeout_s,
+        )
         out, err = emu.communicate(timeout=60)
     finally:
         if emu.poll() is None:
@@ -41,9 +51,28 @@ def test_streams_joining_leaving_and_a_reused_port_are_each_served_and_counted(t
     # client1: whole run; client2 on 61003 leaves at 2.0 s; client3 joins at 1.0 s; client4 reuses 61003 from 2.6 s
     summary, stats, err = run_hub(
         tmp_path,
-        ["--seconds", "4.5", "--loss-rate", "0.06", "--burst-max", "2", "--headroom-blocks", "2", "--jitter-us", "200",
-         "--stream", "61002:0", "--stream", "61003:0:2.0", "--stream", "61004:1.0", "--stream", "61003:2.6"],
-        ["--stats", "0.5"])
+        [
+            "--seconds",
+            "4.5",
+            "--loss-rate",
+            "0.06",
+            "--burst-max",
+            "2",
+            "--headroom-blocks",
+            "2",
+            "--jitter-us",
+            "200",
+            "--stream",
+            "61002:0",
+            "--stream",
+            "61003:0:2.0",
+            "--stream",
+            "61004:1.0",
+            "--stream",
+            "61003:2.6",
+        ],
+        ["--stats", "0.5"],
+    )
     emu = {s["name"]: s for s in summary["streams"]}
     att = {s["name"]: s for s in stats["streams"]}
     assert sorted(att) == ["client1", "client2", "client3", "client4"], sorted(att)
@@ -51,7 +80,9 @@ def test_streams_joining_leaving_and_a_reused_port_are_each_served_and_counted(t
     for name, a in att.items():
         e = emu[name]
         # per-stream statistics match each stream's own losses, as the producer reported them
-        assert (a["underruns"], a["replacements_used"], a["fallbacks"]) == (e["lost"], e["replaced"], e["fallbacks"]), name
+        assert (a["underruns"], a["replacements_used"], a["fallbacks"]) == (e["lost"], e["replaced"], e["fallbacks"]), (
+            name
+        )
         assert a["peer"] == f"192.0.2.{name[-1]}:{a['local_port']}" and a["local_port"] == e["port"]
         assert (a["frames_per_block"], a["sample_rate_hz"], a["channels"]) == (128, 48000, 2)
         assert a["mode"] in ("just-in-time", "speculative") and a["left"]
@@ -63,8 +94,10 @@ def test_streams_joining_leaving_and_a_reused_port_are_each_served_and_counted(t
         assert e["lost"] > 0 and e["replaced"] >= 0.5 * e["lost"], (name, e)
         # --lookahead auto (the default): each replacement played is two-sided or one-sided for a
         # reason; each two-sided gap ends in a packet the stand-in played as it came
-        assert a["two_sided"] + a["one_sided_no_later_block"] + a["one_sided_burst_too_long"] + \
-            a["one_sided_too_late"] == a["replacements_used"], (name, a)
+        assert (
+            a["two_sided"] + a["one_sided_no_later_block"] + a["one_sided_burst_too_long"] + a["one_sided_too_late"]
+            == a["replacements_used"]
+        ), (name, a)
         assert e["identity_splices"] <= a["two_sided"], (name, e, a)
     # the stream served through all joins and leaves was not disturbed, and predicted just in time
     whole = att["client1"]
@@ -82,8 +115,9 @@ def test_streams_joining_leaving_and_a_reused_port_are_each_served_and_counted(t
 
 def test_minimum_headroom_stays_speculative_and_predicts_after_every_block(tmp_path):
     # one stream (segment /nextblock-<pid>), each block due the moment it arrives: no time to wait
-    summary, stats, _ = run_hub(tmp_path, ["--seconds", "2.5", "--loss-rate", "0.05", "--burst-max", "2",
-                                           "--headroom-blocks", "0"], [])
+    summary, stats, _ = run_hub(
+        tmp_path, ["--seconds", "2.5", "--loss-rate", "0.05", "--burst-max", "2", "--headroom-blocks", "0"], []
+    )
     assert [s["mode"] for s in stats["streams"]] == ["speculative"]
     for s, e in zip(stats["streams"], summary["streams"]):
         assert s["predictions"] >= 0.7 * s["blocks"]
@@ -92,17 +126,23 @@ def test_minimum_headroom_stays_speculative_and_predicts_after_every_block(tmp_p
 
 
 def test_forced_speculative_mode_is_the_always_predict_baseline(tmp_path):
-    _, stats, _ = run_hub(tmp_path, ["--seconds", "2.0", "--loss-rate", "0.05", "--headroom-blocks", "2",
-                                     "--jitter-us", "200"], ["--mode", "speculative"])
+    _, stats, _ = run_hub(
+        tmp_path,
+        ["--seconds", "2.0", "--loss-rate", "0.05", "--headroom-blocks", "2", "--jitter-us", "200"],
+        ["--mode", "speculative"],
+    )
     (s,) = stats["streams"]
     assert s["mode"] == "speculative" and s["predictions"] >= 0.7 * s["blocks"]
     assert stats["modes"] == ["speculative"]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--jacktrip-pid", "1", "--mode", "sometimes"], "invalid choice"),
-    (["--segment", "/x", "--batch-window-us", "0"], "positive"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--jacktrip-pid", "1", "--mode", "sometimes"], "invalid choice"),
+        (["--segment", "/x", "--batch-window-us", "0"], "positive"),
+    ],
+)
 def test_new_options_reject_bad_values(argv, message):
     result = h.run_attach(argv)
     assert result.returncode == 2 and message in result.stderr

@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 import threading
 
-import helpers_attach as h
 import numpy as np
+
+import helpers_attach as h
 from nextblock.runtime import (
     HubConfig,
     HubLoop,
@@ -36,8 +37,15 @@ def serve_in_thread(segment: str, predictor, config: HubConfig | None = None, wa
         posted.setdefault(seq, []).append(replacement.copy())
 
     # the causal predictions are what most tests here check: two-sided re-posts only where asked for
-    loop = HubLoop(NamedSegment(segment), predictor, config or HubConfig(scan_interval_s=0.05, lookahead="off"), watcher=watcher,
-                   stop=stop, exit_when_gone=True, post_hook=remember)
+    loop = HubLoop(
+        NamedSegment(segment),
+        predictor,
+        config or HubConfig(scan_interval_s=0.05, lookahead="off"),
+        watcher=watcher,
+        stop=stop,
+        exit_when_gone=True,
+        post_hook=remember,
+    )
     loop.posted = posted
     errors: list[BaseException] = []
 
@@ -66,7 +74,9 @@ def finish(proc, thread, loop, timeout_s: float = 30.0) -> None:
 
 
 def test_posted_replacements_are_the_predictions_for_the_lost_seqs(tmp_path, segment_name):
-    proc, ready, out = h.start_emulator(tmp_path, segment=segment_name, seconds=3.0, loss_rate=0.08, burst_max=3, seed=7)
+    proc, ready, out = h.start_emulator(
+        tmp_path, segment=segment_name, seconds=3.0, loss_rate=0.08, burst_max=3, seed=7
+    )
     h.wait_ready(ready, proc)
     gain = 0.5  # a "model" whose every output is recognisable: half the newest block of its context
     thread, loop, stop = serve_in_thread(segment_name, RepeatPredictor(128, 48000, gain=gain, version="half"))
@@ -103,7 +113,9 @@ def test_posted_replacements_are_the_model_predictions(tmp_path, segment_name):
 
     predictor = load_model_predictor(model_path)
     reference = load_model_predictor(model_path)  # a second interpreter to recompute offline
-    proc, ready, out = h.start_emulator(tmp_path, segment=segment_name, seconds=2.5, loss_rate=0.08, burst_max=2, seed=3)
+    proc, ready, out = h.start_emulator(
+        tmp_path, segment=segment_name, seconds=2.5, loss_rate=0.08, burst_max=2, seed=3
+    )
     h.wait_ready(ready, proc)
     thread, loop, stop = serve_in_thread(segment_name, predictor)
     finish(proc, thread, loop)
@@ -117,7 +129,7 @@ def test_posted_replacements_are_the_model_predictions(tmp_path, segment_name):
     guard = SampleGuard()
     checked = matched = 0
     for k in replaced:
-        if not known[max(0, k - n_ctx_blocks):k].all():
+        if not known[max(0, k - n_ctx_blocks) : k].all():
             continue
         ctx = h.expected_context(blocks, k, ctx_len)
         expected = reference.predict(ctx).copy()
@@ -128,13 +140,21 @@ def test_posted_replacements_are_the_model_predictions(tmp_path, segment_name):
 
 
 def test_a_loss_whose_next_block_arrived_in_time_is_refilled_from_both_sides_and_the_splice_is_an_identity(
-        tmp_path, segment_name, monkeypatch):
+    tmp_path, segment_name, monkeypatch
+):
     """--lookahead auto with 4 blocks of headroom: the block after a loss arrives three periods
     before the loss plays, so its replacement is re-posted filled from both sides; the stand-in
     plays the packet after it exactly as it came (its second block is that packet)."""
     fill = h.twosided_fill(monkeypatch)
-    proc, ready, out = h.start_emulator(tmp_path, segment=segment_name, seconds=3.0, loss_rate=0.06, burst_max=2,
-                                        seed=5, extra=("--headroom-blocks", "4", "--jitter-us", "100"))
+    proc, ready, out = h.start_emulator(
+        tmp_path,
+        segment=segment_name,
+        seconds=3.0,
+        loss_rate=0.06,
+        burst_max=2,
+        seed=5,
+        extra=("--headroom-blocks", "4", "--jitter-us", "100"),
+    )
     h.wait_ready(ready, proc)
     fills: list[tuple[int, int]] = []
 
@@ -143,8 +163,9 @@ def test_a_loss_whose_next_block_arrived_in_time_is_refilled_from_both_sides_and
         return fill(past, future, gap_samples, prior, sample_rate_hz=sample_rate_hz)
 
     monkeypatch.setattr(sys.modules["nextblock.features.twosided"], "fill_gap", recording_fill)
-    thread, loop, stop = serve_in_thread(segment_name, RepeatPredictor(128, 48000, gain=0.5),
-                                         HubConfig(scan_interval_s=0.05, lookahead="auto"))
+    thread, loop, stop = serve_in_thread(
+        segment_name, RepeatPredictor(128, 48000, gain=0.5), HubConfig(scan_interval_s=0.05, lookahead="auto")
+    )
     finish(proc, thread, loop)
     result = dict(np.load(out))
     assert_taken_were_posted_for_that_seq(result, loop.posted)
@@ -154,8 +175,13 @@ def test_a_loss_whose_next_block_arrived_in_time_is_refilled_from_both_sides_and
     (st,) = stats["streams"]
     used = stats["replacements_used"]
     assert used >= 10 and stats["lookahead"] == "auto" and st["lookahead"] == "auto"
-    assert stats["two_sided"] + stats["one_sided_no_later_block"] + stats["one_sided_burst_too_long"] + \
-        stats["one_sided_too_late"] == used, "every replacement is two-sided or one-sided for a reason"
+    assert (
+        stats["two_sided"]
+        + stats["one_sided_no_later_block"]
+        + stats["one_sided_burst_too_long"]
+        + stats["one_sided_too_late"]
+        == used
+    ), "every replacement is two-sided or one-sided for a reason"
     # the share depends on the host: a fill (LSAR, ~0.5-1 ms cold per block here) that would end
     # after the pull is not started or not posted; 2026-12-07 on a busy 2-core host 0.19-0.44
     assert stats["two_sided"] >= max(5, 0.15 * used), str({k: v for k, v in st.items() if "sided" in k})
@@ -179,4 +205,6 @@ def assert_taken_were_posted_for_that_seq(result: dict, posted: dict) -> None:
     first_seq = int(result["seq"][0])
     for k in np.flatnonzero(result["outcome"] == 1):
         candidates = posted.get(first_seq + int(k), [])
-        assert any(np.array_equal(result["taken"][k], c) for c in candidates), f"block {k}: taken but never posted for it"
+        assert any(np.array_equal(result["taken"][k], c) for c in candidates), (
+            f"block {k}: taken but never posted for it"
+        )

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import resources
 from nextblock import cli, doctor, live
 from nextblock.processes import process_running
@@ -23,16 +24,32 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(*args, env=None, timeout=120, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nextblock.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "nextblock.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 # ----------------------------------------------------------------------------- subcommands
 def test_help_lists_every_subcommand_and_the_first_steps():
     r = _run("--help")
     assert r.returncode == 0
-    for name in ("attach", "learn", "evaluate", "demo", "dataset", "train", "export", "doctor", "jacktrip",
-                 "build-jacktrip"):
+    for name in (
+        "attach",
+        "learn",
+        "evaluate",
+        "demo",
+        "dataset",
+        "train",
+        "export",
+        "doctor",
+        "jacktrip",
+        "build-jacktrip",
+    ):
         assert f"\n  {name} " in r.stdout, name
     assert "nextblock doctor" in r.stdout and "nextblock demo" in r.stdout
 
@@ -118,8 +135,13 @@ def test_doctor_realtime_with_and_without():
     assert doctor.check_realtime().ok
     # without CAP_SYS_NICE and with an rtprio limit of 0 (an ordinary user's lot) SCHED_FIFO is refused
     code = "from nextblock import doctor; import json; print(json.dumps(doctor.check_realtime().__dict__))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       preexec_fn=_without_realtime_privileges)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_without_realtime_privileges,
+    )
     assert r.returncode == 0, r.stderr
     c = json.loads(r.stdout)
     assert not c["ok"] and "SCHED_FIFO not permitted" in c["detail"] and "usermod -aG audio" in c["fix"]
@@ -135,7 +157,12 @@ def test_doctor_command_reports_each_check_and_its_exit_status(tmp_path):
     r = _run("doctor", "--json", env=env)
     report = json.loads(r.stdout)
     assert report["ready"] is False and [c["name"] for c in report["checks"]] == [
-        "JACK", "patched JackTrip", "model", "real-time", "shared memory"]
+        "JACK",
+        "patched JackTrip",
+        "model",
+        "real-time",
+        "shared memory",
+    ]
     assert r.returncode == (0 if report["ready"] else 1)
 
 
@@ -192,8 +219,24 @@ def test_nextblock_jacktrip_starts_both_and_ctrl_c_stops_both(tmp_path):
     stats = tmp_path / "attach.json"
     env = dict(os.environ, NEXTBLOCK_JACKTRIP=str(fake))
     log = open(tmp_path / "out.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "nextblock.cli", "jacktrip", "-s", "--bufstrategy", "3",
-                          "--nb-json", str(stats), "--nb-stats", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nextblock.cli",
+            "jacktrip",
+            "-s",
+            "--bufstrategy",
+            "3",
+            "--nb-json",
+            str(stats),
+            "--nb-stats",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while "serving /nextblock-" not in (tmp_path / "out.log").read_text():
@@ -241,12 +284,48 @@ def test_nextblock_jacktrip_runs_the_real_patched_jacktrip(tmp_path):
     with JackdServer("s", tmp_path, 48000, 128) as js, JackdServer("c", tmp_path, 48000, 128) as jc:
         env = dict(os.environ, **js.client_env())
         log = open(tmp_path / "nextblock-jacktrip.log", "w")
-        p = subprocess.Popen([sys.executable, "-m", "nextblock.cli", "jacktrip", "-s", "-B", str(port), "-n", "1",
-                              "--bufstrategy", "3", "-q", "11", "--nb-json", str(tmp_path / "attach.json")],
-                             env=env, stdout=log, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nextblock.cli",
+                "jacktrip",
+                "-s",
+                "-B",
+                str(port),
+                "-n",
+                "1",
+                "--bufstrategy",
+                "3",
+                "-q",
+                "11",
+                "--nb-json",
+                str(tmp_path / "attach.json"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            with ManagedProcess([find_stock_jacktrip(patched)[0], "-c", "127.0.0.1", "-P", str(port), "-B", str(free_udp_port()),
-                    "-n", "1", "-q", "11", "--bufstrategy", "3"], tmp_path / "client.log", env=jc.client_env()):
+            with ManagedProcess(
+                [
+                    find_stock_jacktrip(patched)[0],
+                    "-c",
+                    "127.0.0.1",
+                    "-P",
+                    str(port),
+                    "-B",
+                    str(free_udp_port()),
+                    "-n",
+                    "1",
+                    "-q",
+                    "11",
+                    "--bufstrategy",
+                    "3",
+                ],
+                tmp_path / "client.log",
+                env=jc.client_env(),
+            ):
                 deadline = time.monotonic() + 60
                 while "serving /nextblock-" not in (tmp_path / "nextblock-jacktrip.log").read_text():
                     assert p.poll() is None, (tmp_path / "nextblock-jacktrip.log").read_text()

@@ -19,7 +19,11 @@ def _test_signal(n_blocks: int, seed: int = 0, fpp: int = FPP) -> np.ndarray:
     """Two sines and a little noise, shape (n_blocks * fpp,)."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_blocks * fpp) / RATE_HZ
-    return (0.5 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t + 1.0) + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+    return (
+        0.5 * np.sin(2 * np.pi * 330 * t)
+        + 0.2 * np.sin(2 * np.pi * 1250 * t + 1.0)
+        + 0.01 * rng.standard_normal(t.shape)
+    ).astype(np.float32)
 
 
 #: the shipped NextBlock model predicts 128-frame blocks (its metadata); the baselines run at any size
@@ -98,7 +102,9 @@ def test_cross_fade_back_into_real_audio_has_no_step(name, burst_blocks):
     segment = played[start - 1 : stop + 1]  # includes the step into the next real block
     guess_ext = np.concatenate([[played[start - 1]], guess_next, [guess_next[-1]]])
     real_ext = audio[start - 1 : stop + 1]
-    bound = max(np.abs(np.diff(guess_ext)).max(), np.abs(np.diff(real_ext)).max()) + np.abs(guess_next - real).max() / FPP
+    bound = (
+        max(np.abs(np.diff(guess_ext)).max(), np.abs(np.diff(real_ext)).max()) + np.abs(guess_next - real).max() / FPP
+    )
     assert np.abs(np.diff(segment[1:])).max() <= bound + 1e-6
     # the last sample before the next real block is within one fade step of the real signal
     assert abs(played[stop - 1] - real[-1]) <= np.abs(guess_next[-1] - real[-1]) / FPP + 1e-6
@@ -188,8 +194,10 @@ def test_a_reset_concealer_replays_a_stream_identically(name):
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.mark.parametrize(("rate_hz", "frames", "fade_samples"), [(48000, 128, 32), (44100, 128, 29), (96000, 256, 64),
-                                                                 (48000, 16, 16), (32000, 1024, 21)])
+@pytest.mark.parametrize(
+    ("rate_hz", "frames", "fade_samples"),
+    [(48000, 128, 32), (44100, 128, 29), (96000, 256, 64), (48000, 16, 16), (32000, 1024, 21)],
+)
 def test_the_recovery_fade_is_a_short_raised_cosine_in_proportion_to_the_rate(rate_hz, frames, fade_samples):
     """The splice after a NextBlock replacement (shm_protocol.hpp, as the patched JackTrip plays
     it): the real block's weight rises as a raised cosine over 32 samples at 48 kHz (at most the

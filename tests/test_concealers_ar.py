@@ -33,7 +33,7 @@ def test_continues_a_harmonic_tone_far_better_than_jacktrips_burg():
     ar = ARConcealer(frames)
     ar.history[:] = history
     burg = BurgConcealer(frames)
-    burg.history[:] = history[-burg.history_samples:]
+    burg.history[:] = history[-burg.history_samples :]
     ar_snr = _snr_db(future, ar.predict().reshape(-1))
     burg_snr = _snr_db(future, burg.predict().reshape(-1))
     assert ar_snr > 20.0, ar_snr  # measured 26.2 dB; Burg on its 256 samples 6.2 dB

@@ -28,7 +28,9 @@ RATE_HZ = 48000
 def _signal(n_samples: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n_samples) / RATE_HZ
-    return (0.4 * np.sin(2 * np.pi * 440 * t) + 0.15 * np.sin(2 * np.pi * 1870 * t) + 0.02 * rng.standard_normal(n_samples)).astype(np.float32)
+    return (
+        0.4 * np.sin(2 * np.pi * 440 * t) + 0.15 * np.sin(2 * np.pi * 1870 * t) + 0.02 * rng.standard_normal(n_samples)
+    ).astype(np.float32)
 
 
 def _burg_transcription(x: np.ndarray) -> np.ndarray:
@@ -60,7 +62,9 @@ def _burg_transcription(x: np.ndarray) -> np.ndarray:
             t1 = f32(f[i + k + 1] + mu * b[i])
             t2 = f32(b[i] + mu * f[i + k + 1])
             f[i + k + 1], b[i] = t1, t2
-        dk = f32((1.0 - float(f32(mu * mu))) * float(dk) - float(f[k + 1] * f[k + 1]) - float(b[n - k - 1] * b[n - k - 1]))
+        dk = f32(
+            (1.0 - float(f32(mu * mu))) * float(dk) - float(f[k + 1] * f[k + 1]) - float(b[n - k - 1] * b[n - k - 1])
+        )
     return np.array(ak[1:], dtype=np.float32)
 
 
@@ -77,7 +81,18 @@ def _predict_transcription(coeffs: np.ndarray, tail: np.ndarray, m: int) -> np.n
 
 def test_history_length_follows_the_regulator_table():
     # mPacketsInThePast: 2 at 128, 2 * (128 / fpp) below, 1 above 256
-    assert [jacktrip_history_packets(f) for f in (16, 32, 64, 100, 128, 192, 256, 257, 512, 1024)] == [16, 8, 4, 2, 2, 2, 2, 1, 1, 1]
+    assert [jacktrip_history_packets(f) for f in (16, 32, 64, 100, 128, 192, 256, 257, 512, 1024)] == [
+        16,
+        8,
+        4,
+        2,
+        2,
+        2,
+        2,
+        1,
+        1,
+        1,
+    ]
     for fpp in (32, 64, 128, 256, 512):
         concealer = make_concealer("burg", fpp)
         assert concealer.history.shape == (jacktrip_history_packets(fpp) * fpp,)
@@ -101,14 +116,21 @@ def test_prediction_overwrites_the_last_history_sample_like_jacktrip():
 
 def _jacktrip_source() -> tuple[str, str] | None:
     """(Regulator.h, Regulator.cpp) of JackTrip v2.7.2 from the cache or the git mirror."""
-    candidates = [os.environ.get("NEXTBLOCK_JACKTRIP_SRC"), Path.home() / ".cache/nextblock/jacktrip/jacktrip-2.7.2/src"]
+    candidates = [
+        os.environ.get("NEXTBLOCK_JACKTRIP_SRC"),
+        Path.home() / ".cache/nextblock/jacktrip/jacktrip-2.7.2/src",
+    ]
     for folder in candidates:
         if folder and (Path(folder) / "Regulator.cpp").is_file():
             return (Path(folder) / "Regulator.h").read_text(), (Path(folder) / "Regulator.cpp").read_text()
     mirror = Path("/work/.mirror/jacktrip+jacktrip/repo")
     if mirror.exists() and shutil.which("git"):
         try:
-            show = lambda name: subprocess.run(["git", "-C", str(mirror), "show", f"v2.7.2:src/{name}"], check=True, capture_output=True, text=True).stdout  # noqa: E731
+            show = lambda name: (
+                subprocess.run(
+                    ["git", "-C", str(mirror), "show", f"v2.7.2:src/{name}"], check=True, capture_output=True, text=True
+                ).stdout
+            )  # noqa: E731
             return show("Regulator.h"), show("Regulator.cpp")
         except subprocess.CalledProcessError:
             return None
@@ -133,7 +155,10 @@ def jacktrip_burg_binary(tmp_path_factory):
     driver = folder / "driver.cpp"
     driver.write_text(
         "#include <cfloat>\n#include <iostream>\n#include <vector>\nusing std::cout; using std::endl;\n"
-        + declaration.group(0) + "\n" + methods.group(0) + "\n"
+        + declaration.group(0)
+        + "\n"
+        + methods.group(0)
+        + "\n"
         "int main() { int size, fpp; std::cin >> size >> fpp;\n"
         "  std::vector<float> tail(size + 2 * fpp, 0.0f), coeffs(size - 1);\n"
         "  for (int i = 0; i < size; i++) std::cin >> tail[i];\n"
@@ -156,8 +181,10 @@ def test_burg_prediction_is_bit_identical_to_jacktrip(jacktrip_burg_binary, fpp,
         history = (0.1 * rng.standard_normal(size)).astype(np.float32)
     else:  # decaying resonances, like a vowel
         excitation = np.zeros(size)
-        excitation[:: 160] = 1.0
-        history = (0.3 * np.convolve(excitation, np.exp(-np.arange(200) / 40.0) * np.sin(np.arange(200) * 0.3))[:size]).astype(np.float32)
+        excitation[::160] = 1.0
+        history = (
+            0.3 * np.convolve(excitation, np.exp(-np.arange(200) / 40.0) * np.sin(np.arange(200) * 0.3))[:size]
+        ).astype(np.float32)
     text = f"{size} {fpp}\n" + "\n".join(repr(float(v)) for v in history)
     out = subprocess.run([str(jacktrip_burg_binary)], input=text, capture_output=True, text=True, check=True).stdout
     expected = np.array(out.split(), dtype=np.float32).reshape(2, fpp)

@@ -25,8 +25,9 @@ def run_cli(*args: str, cache: Path | None = None) -> subprocess.CompletedProces
     env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
     if cache is not None:
         env["NEXTBLOCK_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "nextblock.dataset", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nextblock.dataset", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["fetch"], ["sort"], ["verify"], ["package"]])
@@ -36,13 +37,16 @@ def test_help_teaches_with_examples(command):
     assert "examples" in done.stdout.lower() and "python -m nextblock.dataset" in done.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fetch"], "nothing to fetch"),
-    (["fetch", "--catalog", "/no/such/catalog.csv"], "does not exist"),
-    (["verify", "--manifest", "/no/such/stems.csv"], "does not exist"),
-    (["package", "--manifest", "/no/such/stems.csv"], "does not exist"),
-    (["sort"], "no audio found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fetch"], "nothing to fetch"),
+        (["fetch", "--catalog", "/no/such/catalog.csv"], "does not exist"),
+        (["verify", "--manifest", "/no/such/stems.csv"], "does not exist"),
+        (["package", "--manifest", "/no/such/stems.csv"], "does not exist"),
+        (["sort"], "no audio found"),
+    ],
+)
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     done = run_cli(*args, "--quiet", cache=tmp_path / "empty-cache")
     assert done.returncode == 2
@@ -52,9 +56,13 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
 
 def test_fetch_sort_verify_package_end_to_end(tmp_path):
     if not apt_available():
-        pytest.skip("apt-get/dpkg-deb not available: cannot fetch the real recordings (klettres-data, sonic-pi-samples)")
+        pytest.skip(
+            "apt-get/dpkg-deb not available: cannot fetch the real recordings (klettres-data, sonic-pi-samples)"
+        )
     try:
-        words = sorted((ensure_package(cache_root(), "klettres-data") / "usr/share/klettres/en_GB/syllab").glob("*.ogg"))
+        words = sorted(
+            (ensure_package(cache_root(), "klettres-data") / "usr/share/klettres/en_GB/syllab").glob("*.ogg")
+        )
         samples = ensure_package(cache_root(), "sonic-pi-samples") / "usr/share/sonic-pi/samples"
     except DebianFetchError as error:
         pytest.skip(f"cannot fetch the real recordings from the Debian mirror: {error}")
@@ -62,7 +70,10 @@ def test_fetch_sort_verify_package_end_to_end(tmp_path):
     for index, loop in enumerate(["loop_amen_full", "loop_compus", "drum_roll"]):
         path = tmp_path / f"session{index}.zip"
         with zipfile.ZipFile(path, "w") as bundle:
-            stems = [(f"S{index}/01_LeadVox.wav", words[index]), (f"S{index}/Drums/Loop.flac", samples / f"{loop}.flac")]
+            stems = [
+                (f"S{index}/01_LeadVox.wav", words[index]),
+                (f"S{index}/Drums/Loop.flac", samples / f"{loop}.flac"),
+            ]
             for name, clip in stems:
                 audio, rate = sf.read(clip, dtype="float32")
                 buffer = io.BytesIO()
@@ -70,8 +81,11 @@ def test_fetch_sort_verify_package_end_to_end(tmp_path):
                 bundle.writestr(name, buffer.getvalue())
         sessions.append(path)
     catalog = tmp_path / "catalog.csv"
-    catalog.write_text("title,artist,genre,url\n" + "".join(f"Song {i},Band,Rock,{p}\n" for i, p in enumerate(sessions))
-                       + "No URL,Band,Rock,\n")
+    catalog.write_text(
+        "title,artist,genre,url\n"
+        + "".join(f"Song {i},Band,Rock,{p}\n" for i, p in enumerate(sessions))
+        + "No URL,Band,Rock,\n"
+    )
     cache = tmp_path / "cache"
 
     fetched = run_cli("fetch", "--catalog", str(catalog), "--quiet", cache=cache)
@@ -90,7 +104,9 @@ def test_fetch_sort_verify_package_end_to_end(tmp_path):
     report = json.loads((cache / "manifests" / "report" / "report.json").read_text())
     assert report["stems"] == 6
 
-    packaged = run_cli("package", "--quiet", "--out", str(tmp_path / "ds"), "--validation-fraction", "0.34", cache=cache)
+    packaged = run_cli(
+        "package", "--quiet", "--out", str(tmp_path / "ds"), "--validation-fraction", "0.34", cache=cache
+    )
     assert packaged.returncode == 0, packaged.stderr
     train, validation = load_split(tmp_path / "ds", "train"), load_split(tmp_path / "ds", "validation")
     assert train.shape[1] == validation.shape[1] == 48000

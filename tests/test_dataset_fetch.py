@@ -148,9 +148,14 @@ def sha(data: bytes) -> str:
 
 
 def entry(title: str, url: str, data: bytes | None = None, sha256: str | None = None) -> CatalogEntry:
-    return CatalogEntry(title=title, artist="Test Band", genre="Folk", url=url,
-                        sha256=sha256 if sha256 is not None else (sha(data) if data is not None else None),
-                        size_bytes=len(data) if data is not None else None)
+    return CatalogEntry(
+        title=title,
+        artist="Test Band",
+        genre="Folk",
+        url=url,
+        sha256=sha256 if sha256 is not None else (sha(data) if data is not None else None),
+        size_bytes=len(data) if data is not None else None,
+    )
 
 
 def test_resume_checksum_quarantine_and_idempotence(tmp_path, archives):
@@ -174,7 +179,9 @@ def test_resume_checksum_quarantine_and_idempotence(tmp_path, archives):
         assert status["Tampered"].status == "quarantined"
         assert status["Tampered"].path is None
         assert "sha256" in status["Tampered"].message
-        assert [p.name for p in (cache / "quarantine").iterdir()] == [Path(status["Tampered"].message.split("moved to ")[1]).name]
+        assert [p.name for p in (cache / "quarantine").iterdir()] == [
+            Path(status["Tampered"].message.split("moved to ")[1]).name
+        ]
         assert not any("tampered" in p.name for p in (cache / "archives").iterdir())
         index = json.loads((cache / "archives" / "index.json").read_text())
         assert {meta["title"] for meta in index.values()} == {"Good", "Flaky"}
@@ -191,8 +198,15 @@ def test_retries_with_backoff_then_404_fails_alone(tmp_path, archives):
     cache = tmp_path / "cache"
     with ArchiveServer(archives, fail_once={"/good.zip"}) as server:
         results = fetch_entries(
-            [entry("Good", server.url("/good.zip"), archives["/good.zip"]), entry("Missing", server.url("/missing.zip"))],
-            cache, jobs=1, retries=2, backoff_s=0.05, show_progress=False,
+            [
+                entry("Good", server.url("/good.zip"), archives["/good.zip"]),
+                entry("Missing", server.url("/missing.zip")),
+            ],
+            cache,
+            jobs=1,
+            retries=2,
+            backoff_s=0.05,
+            show_progress=False,
         )
     assert results[0].status == "downloaded"  # 503 first, then fine
     assert [p for p, _ in server.requests].count("/good.zip") == 2
@@ -202,8 +216,12 @@ def test_retries_with_backoff_then_404_fails_alone(tmp_path, archives):
 def test_parallel_downloads_are_bounded_by_jobs(tmp_path, archives):
     files = {f"/copy{i}.zip": archives["/good.zip"] for i in range(6)}
     with ArchiveServer(files, delay_s=0.15) as server:
-        results = fetch_entries([entry(f"Copy {i}", server.url(f"/copy{i}.zip"), files[f"/copy{i}.zip"]) for i in range(6)],
-                                tmp_path / "cache", jobs=2, show_progress=False)
+        results = fetch_entries(
+            [entry(f"Copy {i}", server.url(f"/copy{i}.zip"), files[f"/copy{i}.zip"]) for i in range(6)],
+            tmp_path / "cache",
+            jobs=2,
+            show_progress=False,
+        )
     assert all(r.status == "downloaded" for r in results)
     assert server.max_active == 2
 
@@ -211,9 +229,15 @@ def test_parallel_downloads_are_bounded_by_jobs(tmp_path, archives):
 def test_archives_already_on_disk_are_copied(tmp_path, archives):
     local = tmp_path / "Local Session.zip"
     local.write_bytes(archives["/good.zip"])
-    results = fetch_entries([entry("Local", str(local), archives["/good.zip"]),
-                             entry("Local URL", local.as_uri(), archives["/good.zip"]),
-                             entry("Gone", str(tmp_path / "gone.zip"))], tmp_path / "cache", show_progress=False)
+    results = fetch_entries(
+        [
+            entry("Local", str(local), archives["/good.zip"]),
+            entry("Local URL", local.as_uri(), archives["/good.zip"]),
+            entry("Gone", str(tmp_path / "gone.zip")),
+        ],
+        tmp_path / "cache",
+        show_progress=False,
+    )
     assert [r.status for r in results[:2]] == ["copied", "copied"]
     assert results[0].path.read_bytes() == archives["/good.zip"]
     assert results[2].status == "failed" and "does not exist" in results[2].message
@@ -233,7 +257,9 @@ def test_catalog_rows_without_url_are_reported_and_the_rest_is_read(tmp_path):
     assert entries[0].size_bytes == 1000 and entries[0].genre == "Rock"
     assert [(p.row, p.reason.split()[0]) for p in problems] == [(2, "no"), (3, "sha256"), (4, "size")]
     as_json = tmp_path / "catalog.json"
-    as_json.write_text(json.dumps({"sessions": [{"Title": "Song A", "URL": "x.zip", "Genre": "Pop"}, {"title": "No url"}]}))
+    as_json.write_text(
+        json.dumps({"sessions": [{"Title": "Song A", "URL": "x.zip", "Genre": "Pop"}, {"title": "No url"}]})
+    )
     entries, problems = read_catalog(as_json)
     assert entries[0].url == "x.zip" and entries[0].genre == "Pop"
     assert problems[0].reason == "no URL"
@@ -242,8 +268,12 @@ def test_catalog_rows_without_url_are_reported_and_the_rest_is_read(tmp_path):
 def test_duplicate_urls_are_fetched_once(tmp_path, archives):
     with ArchiveServer(archives) as server:
         url = server.url("/good.zip")
-        results = fetch_entries([entry("Good", url, archives["/good.zip"]), entry("Good again", url, archives["/good.zip"])],
-                                tmp_path / "cache", jobs=2, show_progress=False)
+        results = fetch_entries(
+            [entry("Good", url, archives["/good.zip"]), entry("Good again", url, archives["/good.zip"])],
+            tmp_path / "cache",
+            jobs=2,
+            show_progress=False,
+        )
     assert [r.status for r in results] == ["downloaded", "downloaded"]
     assert results[0].path == results[1].path and results[1].entry.title == "Good again"
     assert [p for p, _ in server.requests] == ["/good.zip"]

@@ -1,11 +1,17 @@
 """The stem-name classifier on real-world multitrack stem names."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nextblock.dataset.debian import DEFAULT_CORPUS, source_for_package
 from nextblock.dataset.labels import (
-    DEFAULT_RULES, LABELS, classify_stem, label_for_debian_file, load_rules, name_tokens,
+    DEFAULT_RULES,
+    LABELS,
+    classify_stem,
+    label_for_debian_file,
+    load_rules,
+    name_tokens,
 )
 
 # Names as they appear in public multitrack sessions (Cambridge-MT style), with the label a
@@ -63,11 +69,14 @@ def test_real_world_stem_names_get_their_label(name, label):
     assert classify_stem(name) == label
 
 
-@pytest.mark.parametrize("path, label", [
-    ("Drums/01_L.wav", "drums"),          # folder decides when the file name says nothing
-    ("Vocals/Take3.wav", "vocals"),
-    ("Guitars/Kick_Mic.wav", "drums"),    # the file name wins over the folder
-])
+@pytest.mark.parametrize(
+    "path, label",
+    [
+        ("Drums/01_L.wav", "drums"),  # folder decides when the file name says nothing
+        ("Vocals/Take3.wav", "vocals"),
+        ("Guitars/Kick_Mic.wav", "drums"),  # the file name wins over the folder
+    ],
+)
 def test_folder_names_are_used_when_file_name_is_silent(path, label):
     assert classify_stem(path) == label
 
@@ -101,7 +110,9 @@ def test_debian_sources_map_kind_to_label():
     speech = source_for_package("klettres-data")
     assert (speech.kind, speech.default_label) == ("speech", "vocals")
     # speech packages ignore file names: a word recording called "bass" is still speech
-    assert label_for_debian_file("usr/share/klettres/en/bass.ogg", speech.default_label, speech.label_by_name) == "vocals"
+    assert (
+        label_for_debian_file("usr/share/klettres/en/bass.ogg", speech.default_label, speech.label_by_name) == "vocals"
+    )
     music = source_for_package("wesnoth-1.16-music")
     assert label_for_debian_file("usr/share/x/battle.ogg", music.default_label, music.label_by_name) == "mix"
     samples = source_for_package("sonic-pi-samples")
@@ -114,10 +125,23 @@ def test_debian_sources_map_kind_to_label():
 
 def test_default_corpus_is_the_allowed_list():
     assert {s.package for s in DEFAULT_CORPUS} == {
-        "fillets-ng-data-cs", "fillets-ng-data-nl", "fillets-ng-data", "klettres-data",
-        "ufoai-music", "warzone2100-music", "wesnoth-1.16-music", "nexuiz-music", "colobot-common-sounds",
-        "singularity-music", "freedroidrpg-data", "openclonk-data", "planetblupi-music-ogg", "supertuxkart-data",
-        "hydrogen-drumkits", "avldrums.lv2-soundfont", "sonic-pi-samples",
+        "fillets-ng-data-cs",
+        "fillets-ng-data-nl",
+        "fillets-ng-data",
+        "klettres-data",
+        "ufoai-music",
+        "warzone2100-music",
+        "wesnoth-1.16-music",
+        "nexuiz-music",
+        "colobot-common-sounds",
+        "singularity-music",
+        "freedroidrpg-data",
+        "openclonk-data",
+        "planetblupi-music-ogg",
+        "supertuxkart-data",
+        "hydrogen-drumkits",
+        "avldrums.lv2-soundfont",
+        "sonic-pi-samples",
     }
 
 

@@ -12,16 +12,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from nextblock.dataset.cache import cache_root
 from nextblock.dataset.debian import DebianFetchError, apt_available, ensure_package
 from nextblock.dataset.manifest import StemRow
 from nextblock.dataset.package import (
-    TRAINING_RATE_HZ, PackageSettings, decode_for_training, example_starts, package_dataset, split_songs,
+    TRAINING_RATE_HZ,
+    PackageSettings,
+    decode_for_training,
+    example_starts,
+    package_dataset,
+    split_songs,
 )
 from nextblock.dataset.shards import (
-    FORMAT, ShardChecksumError, iter_examples, load_split, load_split_with_ids, read_manifest,
+    FORMAT,
+    ShardChecksumError,
+    iter_examples,
+    load_split,
+    load_split_with_ids,
+    read_manifest,
 )
 
 
@@ -36,9 +48,19 @@ def _package(name: str) -> Path:
 
 def stem(path: Path, song: str, label: str, **extra) -> StemRow:
     info = sf.info(path)
-    return StemRow(stem_id=f"{song}/{path.name}", source_kind="test", source="test", song_id=song, path=str(path),
-                   relative_path=path.name, label=label, duration_s=info.duration, sample_rate_hz=info.samplerate,
-                   channels=info.channels, **extra)
+    return StemRow(
+        stem_id=f"{song}/{path.name}",
+        source_kind="test",
+        source="test",
+        song_id=song,
+        path=str(path),
+        relative_path=path.name,
+        label=label,
+        duration_s=info.duration,
+        sample_rate_hz=info.samplerate,
+        channels=info.channels,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +113,9 @@ def test_shards_follow_the_format_and_split_by_song(tmp_path, rows):
     # examples are the 48 kHz recording cut at whole-example boundaries
     train, ids = load_split_with_ids(tmp_path / "ds", "train")
     first_id = int(ids[0])
-    source = decode_for_training(rows[[r.stem_id for r in rows].index(manifest["recordings"][str(first_id)]["stem_id"])].path)
+    source = decode_for_training(
+        rows[[r.stem_id for r in rows].index(manifest["recordings"][str(first_id)]["stem_id"])].path
+    )
     np.testing.assert_array_equal(train[0], source[:24000])
 
 
@@ -133,8 +157,10 @@ def test_active_regions_from_verify_decide_where_examples_come_from(tmp_path, ro
     np.testing.assert_array_equal(audio[1], source[144000:192000])
 
 
-@given(st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=40, unique=True),
-       st.floats(min_value=0.01, max_value=0.9))
+@given(
+    st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=40, unique=True),
+    st.floats(min_value=0.01, max_value=0.9),
+)
 @hypothesis_settings(max_examples=50, deadline=None)
 def test_split_is_deterministic_and_never_empty(songs, fraction):
     split = split_songs(songs, fraction)
@@ -143,8 +169,11 @@ def test_split_is_deterministic_and_never_empty(songs, fraction):
     assert 1 <= sum(v == "validation" for v in split.values()) <= len(songs) - 1
 
 
-@given(st.integers(0, 500_000), st.integers(100, 48_000),
-       st.lists(st.tuples(st.floats(0, 10), st.floats(0, 3)), max_size=5))
+@given(
+    st.integers(0, 500_000),
+    st.integers(100, 48_000),
+    st.lists(st.tuples(st.floats(0, 10), st.floats(0, 3)), max_size=5),
+)
 @hypothesis_settings(max_examples=100, deadline=None)
 def test_examples_fit_inside_regions_and_never_overlap(length, example, spans):
     regions = sorted([start, start + width] for start, width in spans)

@@ -7,12 +7,21 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("music21", reason="music21 not installed (optional: pip install music21)")
-pytest.importorskip("tinysoundfont", reason="tinysoundfont not installed (optional: pip install --no-deps tinysoundfont)")
+pytest.importorskip(
+    "tinysoundfont", reason="tinysoundfont not installed (optional: pip install --no-deps tinysoundfont)"
+)
 
 from nextblock.dataset.cache import cache_root  # noqa: E402
 from nextblock.dataset.debian import apt_available  # noqa: E402
 from nextblock.dataset.render import (  # noqa: E402
-    RENDER_RATE_HZ, GM_PROGRAMS, NoteEvent, RenderSetupError, corpus_sample, find_soundfont, load_score, render_pieces,
+    GM_PROGRAMS,
+    RENDER_RATE_HZ,
+    NoteEvent,
+    RenderSetupError,
+    corpus_sample,
+    find_soundfont,
+    load_score,
+    render_pieces,
     score_events,
     synthesise,
 )
@@ -42,16 +51,17 @@ def test_chorale_events_follow_the_score():
 def test_one_note_sounds_at_its_pitch(soundfont):
     audio = synthesise([NoteEvent(0.0, 1.0, 0, 69)], soundfont, GM_PROGRAMS["flute"])
     assert audio.shape[1] == 2 and audio.shape[0] == pytest.approx(2.5 * RENDER_RATE_HZ, abs=2)
-    mono = audio[: RENDER_RATE_HZ, 0]
+    mono = audio[:RENDER_RATE_HZ, 0]
     spectrum = np.abs(np.fft.rfft(mono * np.hanning(mono.size)))
     peak_hz = np.argmax(spectrum) * RENDER_RATE_HZ / mono.size
     assert peak_hz == pytest.approx(440.0, abs=3.0)
-    assert np.abs(audio[int(2.4 * RENDER_RATE_HZ):]).max() < np.abs(mono).max() / 10  # released
+    assert np.abs(audio[int(2.4 * RENDER_RATE_HZ) :]).max() < np.abs(mono).max() / 10  # released
 
 
 def test_render_is_idempotent_and_sorted_as_mix(tmp_path, soundfont):
-    first = render_pieces(tmp_path, ["bach/bwv66.6", "bach/no-such-chorale"], tempo_bpm=240.0,
-                          show_progress=False, soundfont=soundfont)
+    first = render_pieces(
+        tmp_path, ["bach/bwv66.6", "bach/no-such-chorale"], tempo_bpm=240.0, show_progress=False, soundfont=soundfont
+    )
     assert [r.status for r in first] == ["rendered", "failed"]
     info = sf.info(first[0].path)
     assert info.samplerate == 48000 and 5 < info.duration < 20

@@ -37,8 +37,13 @@ def clips() -> dict[str, Path]:
     speech = _package("klettres-data") / "usr/share/klettres/en_GB/syllab"
     samples = _package("sonic-pi-samples") / "usr/share/sonic-pi/samples"
     words = sorted(speech.glob("*.ogg"))
-    return {"vox": words[0], "vox2": words[1], "kick": samples / "bd_haus.flac", "amen": samples / "loop_amen.flac",
-            "bass": samples / "bass_hit_c.flac"}
+    return {
+        "vox": words[0],
+        "vox2": words[1],
+        "kick": samples / "bd_haus.flac",
+        "amen": samples / "loop_amen.flac",
+        "bass": samples / "bass_hit_c.flac",
+    }
 
 
 def wav_bytes(clip: Path) -> bytes:
@@ -56,8 +61,10 @@ def make_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def test_path_traversal_is_rejected_before_writing(tmp_path, clips):
-    archive = make_zip(tmp_path / "evil.zip", {"Song/01_LeadVox.wav": wav_bytes(clips["vox"]),
-                                               "../escaped.wav": wav_bytes(clips["vox2"])})
+    archive = make_zip(
+        tmp_path / "evil.zip",
+        {"Song/01_LeadVox.wav": wav_bytes(clips["vox"]), "../escaped.wav": wav_bytes(clips["vox2"])},
+    )
     with pytest.raises(UnsafeArchiveError, match="traversal"):
         unpack_archive(archive, tmp_path / "out" / "evil")
     assert not (tmp_path / "out" / "escaped.wav").exists()
@@ -84,7 +91,9 @@ def test_absolute_paths_and_tar_links_are_rejected(tmp_path, clips):
 
 
 def test_zip_bomb_is_rejected_by_ratio_and_by_total_size(tmp_path, clips):
-    bomb = make_zip(tmp_path / "bomb.zip", {"Song/Vox.wav": wav_bytes(clips["vox"]), "Song/pad.wav": bytes(20 * 1024 * 1024)})
+    bomb = make_zip(
+        tmp_path / "bomb.zip", {"Song/Vox.wav": wav_bytes(clips["vox"]), "Song/pad.wav": bytes(20 * 1024 * 1024)}
+    )
     with pytest.raises(UnsafeArchiveError, match="bomb"):
         unpack_archive(bomb, tmp_path / "bomb")
     honest = make_zip(tmp_path / "big.zip", {"Song/Vox.wav": wav_bytes(clips["vox"])})
@@ -107,22 +116,31 @@ def test_sort_lists_every_stem_and_goes_on_after_bad_input(tmp_path, clips):
     """Archives go through fetch (local files) then sort; bad archives/files don't stop the run."""
     sources = tmp_path / "sources"
     sources.mkdir()
-    make_zip(sources / "Lament.zip", {
-        "Lament/01_LeadVox.wav": wav_bytes(clips["vox"]),
-        "Lament/Drums/Kick_In.wav": wav_bytes(clips["kick"]),
-        "Lament/Bass_DI.wav": wav_bytes(clips["bass"]),
-        "Lament/Notes.txt": b"not audio",
-        "Lament/Broken_Gtr.wav": b"RIFF\x00\x00\x00\x00WAVEjunkjunk",
-        "__MACOSX/Lament/._01_LeadVox.wav": b"resource fork",
-    })
+    make_zip(
+        sources / "Lament.zip",
+        {
+            "Lament/01_LeadVox.wav": wav_bytes(clips["vox"]),
+            "Lament/Drums/Kick_In.wav": wav_bytes(clips["kick"]),
+            "Lament/Bass_DI.wav": wav_bytes(clips["bass"]),
+            "Lament/Notes.txt": b"not audio",
+            "Lament/Broken_Gtr.wav": b"RIFF\x00\x00\x00\x00WAVEjunkjunk",
+            "__MACOSX/Lament/._01_LeadVox.wav": b"resource fork",
+        },
+    )
     make_zip(sources / "Evil.zip", {"Evil/../../Vox.wav": wav_bytes(clips["vox2"])})
     (sources / "Cut.zip").write_bytes((sources / "Lament.zip").read_bytes()[:3000])
     with tarfile.open(sources / "Breaks.tar.gz", "w:gz") as bundle:
         bundle.add(clips["amen"], arcname="Breaks/Amen_Loop.flac")
     cache = tmp_path / "cache"
-    entries = [CatalogEntry(title=name, artist="Band", genre=genre, url=str(sources / file))
-               for name, genre, file in [("Lament", "Folk", "Lament.zip"), ("Evil", "Rock", "Evil.zip"),
-                                         ("Cut", "Rock", "Cut.zip"), ("Breaks", "Funk", "Breaks.tar.gz")]]
+    entries = [
+        CatalogEntry(title=name, artist="Band", genre=genre, url=str(sources / file))
+        for name, genre, file in [
+            ("Lament", "Folk", "Lament.zip"),
+            ("Evil", "Rock", "Evil.zip"),
+            ("Cut", "Rock", "Cut.zip"),
+            ("Breaks", "Funk", "Breaks.tar.gz"),
+        ]
+    ]
     assert all(r.ok for r in fetch_entries(entries, cache, show_progress=False))
 
     rows, problems = sort_archives(cache, show_progress=False)
@@ -133,11 +151,20 @@ def test_sort_lists_every_stem_and_goes_on_after_bad_input(tmp_path, clips):
     assert "truncated" in problem_text["Cut.zip"] or "corrupt" in problem_text["Cut.zip"]
 
     by_path = {row.relative_path: row for row in rows}
-    assert set(by_path) == {"Lament/01_LeadVox.wav", "Lament/Drums/Kick_In.wav", "Lament/Bass_DI.wav",
-                            "Lament/Broken_Gtr.wav", "Breaks/Amen_Loop.flac"}
+    assert set(by_path) == {
+        "Lament/01_LeadVox.wav",
+        "Lament/Drums/Kick_In.wav",
+        "Lament/Bass_DI.wav",
+        "Lament/Broken_Gtr.wav",
+        "Breaks/Amen_Loop.flac",
+    }
     assert {p: r.label for p, r in by_path.items()} == {
-        "Lament/01_LeadVox.wav": "vocals", "Lament/Drums/Kick_In.wav": "drums", "Lament/Bass_DI.wav": "bass",
-        "Lament/Broken_Gtr.wav": "guitars", "Breaks/Amen_Loop.flac": "drums"}
+        "Lament/01_LeadVox.wav": "vocals",
+        "Lament/Drums/Kick_In.wav": "drums",
+        "Lament/Bass_DI.wav": "bass",
+        "Lament/Broken_Gtr.wav": "guitars",
+        "Breaks/Amen_Loop.flac": "drums",
+    }
     lead = by_path["Lament/01_LeadVox.wav"]
     info = sf.info(clips["vox"])
     assert (lead.genre, lead.title, lead.song_id, lead.status) == ("Folk", "Lament", "Lament", "ok")

@@ -19,7 +19,11 @@ from nextblock.dataset.debian import DebianFetchError, apt_available, ensure_pac
 from nextblock.dataset.manifest import StemRow
 from nextblock.dataset.report import write_report
 from nextblock.dataset.verify import (
-    VerifySettings, active_regions_s, mel_profile, reference_profiles_from_folder, verify_rows,
+    VerifySettings,
+    active_regions_s,
+    mel_profile,
+    reference_profiles_from_folder,
+    verify_rows,
 )
 
 RATE_HZ = 44100
@@ -51,9 +55,18 @@ def corpus(tmp_path_factory) -> dict:
 
 def row_for(path: Path, label: str) -> StemRow:
     info = sf.info(path)
-    return StemRow(stem_id=path.name, source_kind="test", source="test", song_id=path.name, path=str(path),
-                   relative_path=path.name, label=label, duration_s=info.duration,
-                   sample_rate_hz=info.samplerate, channels=info.channels)
+    return StemRow(
+        stem_id=path.name,
+        source_kind="test",
+        source="test",
+        song_id=path.name,
+        path=str(path),
+        relative_path=path.name,
+        label=label,
+        duration_s=info.duration,
+        sample_rate_hz=info.samplerate,
+        channels=info.channels,
+    )
 
 
 def test_real_vocal_kept_silence_and_mislabelled_drum_loop_rejected(tmp_path, corpus):
@@ -70,7 +83,12 @@ def test_real_vocal_kept_silence_and_mislabelled_drum_loop_rejected(tmp_path, co
     amen_as_vox = tmp_path / "Vox_Lead.flac"
     shutil.copy(corpus["amen"], amen_as_vox)
 
-    rows = [row_for(vocal, "vocals"), row_for(silence, "vocals"), row_for(hiss, "vocals"), row_for(amen_as_vox, "vocals")]
+    rows = [
+        row_for(vocal, "vocals"),
+        row_for(silence, "vocals"),
+        row_for(hiss, "vocals"),
+        row_for(amen_as_vox, "vocals"),
+    ]
     kept_vocal, silent, quiet, drum_loop = verify_rows(rows, references, settings, show_progress=False)
 
     assert kept_vocal.status == "kept", kept_vocal.reason
@@ -89,8 +107,9 @@ def test_real_vocal_kept_silence_and_mislabelled_drum_loop_rejected(tmp_path, co
     loose = VerifySettings(max_mel_distance=1.5)
     (_, _, _, still_drums) = verify_rows(rows, references, loose, show_progress=False)
     assert still_drums.status == "rejected" and "closer to drums" in still_drums.reason
-    (_, _, _, allowed) = verify_rows(rows, references, VerifySettings(max_mel_distance=1.5, require_nearest_label=False),
-                                     show_progress=False)
+    (_, _, _, allowed) = verify_rows(
+        rows, references, VerifySettings(max_mel_distance=1.5, require_nearest_label=False), show_progress=False
+    )
     assert allowed.status == "kept"
 
 
@@ -141,4 +160,6 @@ def test_report_counts_and_plot(tmp_path, corpus):
 def test_worker_processes_give_the_same_verdicts(corpus):
     rows = [row_for(w, "vocals") for w in corpus["held_out_words"][:4]] + [row_for(corpus["amen"], "vocals")]
     references = reference_profiles_from_folder(corpus["refs"])
-    assert verify_rows(rows, references, show_progress=False, jobs=2) == verify_rows(rows, references, show_progress=False)
+    assert verify_rows(rows, references, show_progress=False, jobs=2) == verify_rows(
+        rows, references, show_progress=False
+    )

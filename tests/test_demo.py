@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 import resources
 
 pytestmark = pytest.mark.slow
@@ -18,8 +19,12 @@ pytestmark = pytest.mark.slow
 
 def _demo(tmp_path: Path, *args, timeout=600) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "nextblock.cli", "demo", "--no-install", "--seconds", "4",
-                        "--out", str(out), *args], capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "nextblock.cli", "demo", "--no-install", "--seconds", "4", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
     return r, report
 

@@ -19,9 +19,9 @@ def _signals(gains_db: dict[int, float], n_blocks: int = 64):
     for b, gain in gains_db.items():
         sl = slice(b * PERIOD, (b + 1) * PERIOD)
         noise = rng.standard_normal(PERIOD)
-        noise *= np.sqrt(np.sum(ref[sl] ** 2) / np.sum(noise**2))   # SNR 0 dB
+        noise *= np.sqrt(np.sum(ref[sl] ** 2) / np.sum(noise**2))  # SNR 0 dB
         base[sl] = ref[sl] + noise
-        cand[sl] = ref[sl] + noise * 10 ** (-gain / 20)              # SNR = gain dB
+        cand[sl] = ref[sl] + noise * 10 ** (-gain / 20)  # SNR = gain dB
     return ref, cand, base
 
 
@@ -32,7 +32,7 @@ def test_block_snr_matches_its_construction():
 
 
 def test_picks_the_median_gain_not_the_first_loss():
-    gains = {10: -3.0, 20: 9.0, 30: 1.5, 40: 4.0, 50: 12.0}     # median 4.0 at block 40
+    gains = {10: -3.0, 20: 9.0, 30: 1.5, 40: 4.0, 50: 12.0}  # median 4.0 at block 40
     ref, cand, base = _signals(gains)
     c = representative_loss(ref, cand, base, list(gains), PERIOD)
     assert c.block == 40 and c.gain_db == pytest.approx(4.0, abs=1e-6)

@@ -35,8 +35,8 @@ import pytest
 import helpers_attach as h
 from helpers_e2e import assert_recording_is_the_music
 from nextblock.jackio.e2e import (
-    ReceiverSpec,
     REGULATOR_QUEUE_MS,
+    ReceiverSpec,
     nextblock_receiver,
     patched_fallback_receiver,
     run_e2e,
@@ -60,8 +60,10 @@ if not _ok:
 try:
     import ai_edge_litert  # noqa: F401
 except ImportError as _err:
-    pytest.skip(f"the LiteRT model runner is not installed ({_err}): nextblock.attach cannot run the model",
-                allow_module_level=True)
+    pytest.skip(
+        f"the LiteRT model runner is not installed ({_err}): nextblock.attach cannot run the model",
+        allow_module_level=True,
+    )
 
 NETNS_OK, NETNS_WHY = netns_available()
 TOPOLOGY = "netns" if NETNS_OK else "loopback"
@@ -114,16 +116,31 @@ def runs(patched, audio, tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e-patched")
     out = {}
     try:
-        out["fallback"] = run_e2e(audio, _link(), patched_fallback_receiver(patched), work,
-                                  sender_binary=patched, rt_priority=RT)
-        out["nextblock"] = run_e2e(audio, _link(), nextblock_receiver(patched, work / "attach.json", realtime=True),
-                                   work, sender_binary=patched, rt_priority=RT)
+        out["fallback"] = run_e2e(
+            audio, _link(), patched_fallback_receiver(patched), work, sender_binary=patched, rt_priority=RT
+        )
+        out["nextblock"] = run_e2e(
+            audio,
+            _link(),
+            nextblock_receiver(patched, work / "attach.json", realtime=True),
+            work,
+            sender_binary=patched,
+            rt_priority=RT,
+        )
     finally:
         _no_leftovers()
     for k, r in out.items():  # shown with -s / on failure: what the assertions looked at
-        print(k, {"dropped": r["link"]["dropped_packets"], "events": r["segment_events"]["counts"],
-                  "xruns": r["xruns"], "lost": r["metrics_lost_packets"], "all": r["metrics"],
-                  "attach": {x: r.get("attach_stats", {}).get(x) for x in ("underruns", "replacements_used")}})
+        print(
+            k,
+            {
+                "dropped": r["link"]["dropped_packets"],
+                "events": r["segment_events"]["counts"],
+                "xruns": r["xruns"],
+                "lost": r["metrics_lost_packets"],
+                "all": r["metrics"],
+                "attach": {x: r.get("attach_stats", {}).get(x) for x in ("underruns", "replacements_used")},
+            },
+        )
     return out
 
 
@@ -156,7 +173,8 @@ def test_underrun_events_match_the_relays_drops(runs, which):
     assert len(missing) <= ev["counts"].get("OVERFLOW", 0), f"drops without UNDERRUN: {missing[:20]}"
     extra = underruns - dropped
     assert len(extra) <= _extra_allowance(r), (
-        f"{len(extra)} UNDERRUNs at seqs the link did not drop (xruns {r['xruns']}): {sorted(extra)[:20]}")
+        f"{len(extra)} UNDERRUNs at seqs the link did not drop (xruns {r['xruns']}): {sorted(extra)[:20]}"
+    )
 
 
 def test_fallback_run_plays_jacktrips_fallback(runs):
@@ -166,9 +184,23 @@ def test_fallback_run_plays_jacktrips_fallback(runs):
 
 
 def _why(stats: dict) -> dict:
-    return {k: stats.get(k) for k in (
-        "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped", "fallbacks_unseen",
-        "fallbacks_after_post", "deadline_misses", "modes", "infer_us_median", "infer_us_p99", "cold_infer_us_at_start")}
+    return {
+        k: stats.get(k)
+        for k in (
+            "underruns",
+            "replacements_used",
+            "fallbacks",
+            "fallbacks_late",
+            "fallbacks_skipped",
+            "fallbacks_unseen",
+            "fallbacks_after_post",
+            "deadline_misses",
+            "modes",
+            "infer_us_median",
+            "infer_us_p99",
+            "cold_infer_us_at_start",
+        )
+    }
 
 
 def _assert_replacements_played(r, share: float) -> None:
@@ -185,7 +217,8 @@ def _assert_replacements_played(r, share: float) -> None:
     why = _why(stats)
     h.assert_fallbacks_explained(stats, stats["underruns"], why)
     assert share >= MIN_SHARE, (
-        f"only {share:.0%} of the dropped packets were concealed by NextBlock: {r['segment_events']['counts']}, {why}")
+        f"only {share:.0%} of the dropped packets were concealed by NextBlock: {r['segment_events']['counts']}, {why}"
+    )
 
 
 def test_nextblock_replacements_are_played_at_the_lost_positions(runs):
@@ -223,13 +256,19 @@ def test_failed_attach_start_cleans_up_everything(patched, audio, tmp_path):
     spec = nextblock_receiver(patched, tmp_path / "a.json", extra_attach_args=["--no-such-option"], realtime=False)
     spec.attach_warmup_s = 1.0
     with pytest.raises(ProcessStartError):
-        run_e2e(audio[: 48000], _link(), spec, tmp_path, sender_binary=patched, rt_priority=RT)
+        run_e2e(audio[:48000], _link(), spec, tmp_path, sender_binary=patched, rt_priority=RT)
 
 
 def test_failed_jacktrip_start_cleans_up_everything(patched, audio, tmp_path):
     with pytest.raises(ProcessStartError):
-        run_e2e(audio[: 48000], _link(), ReceiverSpec(label="broken", binary="/bin/false"), tmp_path,
-                sender_binary=patched, rt_priority=RT)
+        run_e2e(
+            audio[:48000],
+            _link(),
+            ReceiverSpec(label="broken", binary="/bin/false"),
+            tmp_path,
+            sender_binary=patched,
+            rt_priority=RT,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +281,16 @@ def regulator_run(patched, audio, tmp_path_factory):
         r = run_e2e(audio, _link(), spec, work, sender_binary=patched, rt_priority=RT)
     finally:
         _no_leftovers()
-    print("regulator", {"dropped": r["link"]["dropped_packets"], "events": r["segment_events"]["counts"],
-                        "xruns": r["xruns"], "lost": r["metrics_lost_packets"], "attach": r.get("attach_stats")})
+    print(
+        "regulator",
+        {
+            "dropped": r["link"]["dropped_packets"],
+            "events": r["segment_events"]["counts"],
+            "xruns": r["xruns"],
+            "lost": r["metrics_lost_packets"],
+            "attach": r.get("attach_stats"),
+        },
+    )
     return r
 
 

@@ -7,12 +7,13 @@ import stat
 
 import numpy as np
 import pytest
+
 from nextblock.jackio import patched_build as pb
 from nextblock.jackio.align import locate_dropped_blocks
 
 
 def _heads(audio, blocks, period=128):
-    return [[int(v) for v in np.round(audio[b * period: b * period + 16] * 32767.0)] for b in blocks]
+    return [[int(v) for v in np.round(audio[b * period : b * period + 16] * 32767.0)] for b in blocks]
 
 
 def test_locate_dropped_blocks_follows_a_drifting_sender():
@@ -89,20 +90,25 @@ def test_segment_tap_counts_the_regulators_skip_glitches_as_concealments():
 
     tap = SegmentTap(pid=0)
     tap.events = [
-        {"kind": "SKIP", "seq": 10, "outcome": "REPLACEMENT", "detail": 1},   # Regulator: newer packet queued
+        {"kind": "SKIP", "seq": 10, "outcome": "REPLACEMENT", "detail": 1},  # Regulator: newer packet queued
         {"kind": "UNDERRUN", "seq": 20, "outcome": "FALLBACK", "detail": 0},  # nothing posted: Burg played
         {"kind": "UNDERRUN", "seq": 21, "outcome": "REPLACEMENT", "detail": 0},
-        {"kind": "LATE", "seq": 21, "outcome": "NONE", "detail": 0},          # not a concealment
+        {"kind": "LATE", "seq": 21, "outcome": "NONE", "detail": 0},  # not a concealment
         {"kind": "OVERFLOW", "seq": 30, "outcome": "NONE", "detail": 4},
-        {"kind": "SKIP", "seq": 40, "outcome": "REPLACEMENT", "detail": 3},   # one block for 40, 41, 42
+        {"kind": "SKIP", "seq": 40, "outcome": "REPLACEMENT", "detail": 3},  # one block for 40, 41, 42
     ]
     s = tap.summary()
     assert s["concealments"] == 4 and s["replacements_used"] == 3
     assert s["concealed_seqs"] == [10, 20, 21, 40] and s["replaced_seqs"] == [10, 21, 40]
     assert s["skipped_over_seqs"] == [41, 42]
     assert s["underrun_seqs"] == [20, 21]
-    assert s["counts"] == {"SKIP/REPLACEMENT": 2, "UNDERRUN/FALLBACK": 1, "UNDERRUN/REPLACEMENT": 1, "LATE": 1,
-                           "OVERFLOW": 1}
+    assert s["counts"] == {
+        "SKIP/REPLACEMENT": 2,
+        "UNDERRUN/FALLBACK": 1,
+        "UNDERRUN/REPLACEMENT": 1,
+        "LATE": 1,
+        "OVERFLOW": 1,
+    }
 
 
 def test_the_player_plays_with_the_collector_off_and_restores_it_after():

@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from helpers_e2e import assert_recording_is_the_music
 from nextblock.jackio.e2e import ReceiverSpec, run_e2e, stock_receiver
 from nextblock.jackio.playrec import jack_client_available
@@ -135,8 +136,12 @@ def test_relay_delay_and_jitter_reach_jacktrip(audio, tmp_path):
     """20 ms one-way delay + 4 ms jitter through the relay: JackTrip still gets every packet
     (no loss requested) and the measured latency grows by about the delay."""
     short = audio[: len(audio) // 2]
-    r = run_e2e(short, LinkSpec(loss="none", delay_ms=20.0, jitter_ms=4.0, method="relay", topology=TOPOLOGY),
-                ReceiverSpec(label="stock-delay"), tmp_path)
+    r = run_e2e(
+        short,
+        LinkSpec(loss="none", delay_ms=20.0, jitter_ms=4.0, method="relay", topology=TOPOLOGY),
+        ReceiverSpec(label="stock-delay"),
+        tmp_path,
+    )
     assert r["link"]["method"] == "relay"
     assert r["link"]["dropped_packets"] == 0 and r["jacktrip_receive"]["lost_packets"] == 0
     assert r["link"]["relay_summary"]["max_delay_ms"] >= 20.0
@@ -146,6 +151,10 @@ def test_relay_delay_and_jitter_reach_jacktrip(audio, tmp_path):
 
 def test_failed_start_cleans_up_everything(audio, tmp_path):
     with pytest.raises(ProcessStartError):
-        run_e2e(audio, LinkSpec(loss="bernoulli:0.05", method="relay", topology=TOPOLOGY),
-                ReceiverSpec(label="broken", binary="/bin/false"), tmp_path)
+        run_e2e(
+            audio,
+            LinkSpec(loss="bernoulli:0.05", method="relay", topology=TOPOLOGY),
+            ReceiverSpec(label="broken", binary="/bin/false"),
+            tmp_path,
+        )
     # nothing_left_behind checks processes and namespaces after this test

@@ -9,15 +9,26 @@ import pytest
 import soundfile
 
 from nextblock import evaluate as cli
+from nextblock.concealers import make_concealer
 from nextblock.evaluation import perceptual
 from nextblock.evaluation.clips import SPEECH_CLIP, ClipUnavailable, debian_clip
 from nextblock.evaluation.harness import EvaluationConfig, evaluate
 from nextblock.evaluation.simulate import conceal_stream, n_blocks_for
-from nextblock.concealers import make_concealer
 
 REQUIRED_FIELDS = {
-    "concealer", "loss", "fpp", "sample_rate", "files", "lost_blocks", "snr_db", "lsd_db", "visqol",
-    "plcmos", "thd_n_db", "us_per_block_median", "us_per_block_p99",
+    "concealer",
+    "loss",
+    "fpp",
+    "sample_rate",
+    "files",
+    "lost_blocks",
+    "snr_db",
+    "lsd_db",
+    "visqol",
+    "plcmos",
+    "thd_n_db",
+    "us_per_block_median",
+    "us_per_block_p99",
 }
 
 
@@ -36,11 +47,37 @@ def cli_run(speech_clip, tmp_path_factory):
     bad = out / "not_audio.wav"
     bad.write_text("this is not audio")
     argv = [
-        speech_clip, str(bad), "--sample-rate", "48000", "--fpp", "128",
-        "--loss", "bernoulli:0.1", "--loss", "gilbert:0.05,0.5", "--seed", "1",
-        "--concealer", "zeros", "--concealer", "repeat", "--concealer", "repeat-xfade", "--concealer", "burg",
-        "--speech", "--sine", "--sine-seconds", "1",
-        "--json", str(out / "results.json"), "--report", str(out / "report.md"), "--plots", str(out / "plots"), "--quiet",
+        speech_clip,
+        str(bad),
+        "--sample-rate",
+        "48000",
+        "--fpp",
+        "128",
+        "--loss",
+        "bernoulli:0.1",
+        "--loss",
+        "gilbert:0.05,0.5",
+        "--seed",
+        "1",
+        "--concealer",
+        "zeros",
+        "--concealer",
+        "repeat",
+        "--concealer",
+        "repeat-xfade",
+        "--concealer",
+        "burg",
+        "--speech",
+        "--sine",
+        "--sine-seconds",
+        "1",
+        "--json",
+        str(out / "results.json"),
+        "--report",
+        str(out / "report.md"),
+        "--plots",
+        str(out / "plots"),
+        "--quiet",
     ]
     status = cli.main(argv)
     return status, out
@@ -100,8 +137,14 @@ def test_evaluate_matches_conceal_stream_and_is_repeatable(speech_clip):
     first = evaluate([speech_clip], config, progress=False)
     second = evaluate([speech_clip], config, progress=False)
     for a, b in zip(first.rows, second.rows):
-        assert {k: v for k, v in a.items() if not k.startswith("us_")} == {k: v for k, v in b.items() if not k.startswith("us_")}
-    other_seed = evaluate([speech_clip], EvaluationConfig(concealers=["zeros"], losses=["bernoulli:0.05"], visqol=False, seed=5), progress=False)
+        assert {k: v for k, v in a.items() if not k.startswith("us_")} == {
+            k: v for k, v in b.items() if not k.startswith("us_")
+        }
+    other_seed = evaluate(
+        [speech_clip],
+        EvaluationConfig(concealers=["zeros"], losses=["bernoulli:0.05"], visqol=False, seed=5),
+        progress=False,
+    )
     assert other_seed.rows[0]["snr_db"] != first.rows[0]["snr_db"]
 
 
@@ -120,7 +163,9 @@ def test_per_channel_evaluates_every_channel_with_the_same_mask(tmp_path):
 def test_resamples_files_to_the_stream_rate(tmp_path):
     path = tmp_path / "low.flac"
     soundfile.write(path, 0.2 * np.sin(np.arange(8000) * 0.1), 16000)
-    config = EvaluationConfig(concealers=["repeat"], losses=["none"], visqol=False, sample_rate_hz=48000, frames_per_block=64)
+    config = EvaluationConfig(
+        concealers=["repeat"], losses=["none"], visqol=False, sample_rate_hz=48000, frames_per_block=64
+    )
     row = evaluate([str(path)], config, progress=False).rows[0]
     assert row["blocks"] == n_blocks_for(24000, 64) and row["lost_blocks"] == 0 and row["snr_db"] is None
 
@@ -128,7 +173,21 @@ def test_resamples_files_to_the_stream_rate(tmp_path):
 def test_unavailable_nextblock_is_reported_and_the_rest_goes_on(tmp_path, capsys):
     path = tmp_path / "tone.wav"
     soundfile.write(path, 0.2 * np.sin(np.arange(9600) * 0.05), 48000)
-    status = cli.main([str(path), "--concealer", "zeros", "--concealer", "nextblock", "--model", str(tmp_path / "missing.tflite"), "--no-visqol", "--quiet", "--json", str(tmp_path / "r.json")])
+    status = cli.main(
+        [
+            str(path),
+            "--concealer",
+            "zeros",
+            "--concealer",
+            "nextblock",
+            "--model",
+            str(tmp_path / "missing.tflite"),
+            "--no-visqol",
+            "--quiet",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert status == 1
     assert "nextblock" in capsys.readouterr().err
     document = json.loads((tmp_path / "r.json").read_text())

@@ -56,7 +56,7 @@ def test_lookahead_shows_only_blocks_that_arrived_within_the_buffer(lost, depth)
     for index, ahead in spy.seen:
         if ahead is None:
             # nothing offered: arrived block, no buffer, or nothing arrived within it
-            assert not lost[index] or depth == 0 or not (~lost[index + 1:index + depth + 1]).any()
+            assert not lost[index] or depth == 0 or not (~lost[index + 1 : index + depth + 1]).any()
             continue
         assert lost[index] and depth > 0
         first = index + ahead.gap_blocks
@@ -128,8 +128,26 @@ def test_evaluate_cli_reports_lookahead_and_two_sided_share(tmp_path):
     path = tmp_path / "tone.wav"
     sf.write(path, harmonic(48000 * 2), 48000)
     out = tmp_path / "r.json"
-    assert main([str(path), "--no-visqol", "--quiet", "--lookahead-blocks", "1", "--loss", "bernoulli:0.1",
-                 "--concealer", "ar128", "--concealer", "lsar", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                str(path),
+                "--no-visqol",
+                "--quiet",
+                "--lookahead-blocks",
+                "1",
+                "--loss",
+                "bernoulli:0.1",
+                "--concealer",
+                "ar128",
+                "--concealer",
+                "lsar",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {row["concealer"]: row for row in json.loads(out.read_text())["results"]}
     assert rows["ar128"]["lookahead_blocks"] == 1 and rows["ar128"]["two_sided_share"] == 0.0
     assert rows["lsar"]["two_sided_share"] > 0.8

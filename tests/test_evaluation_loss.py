@@ -58,7 +58,9 @@ def test_parse_specs(tmp_path):
     rng = np.random.default_rng(5)
     spec = parse_loss_spec("bernoulli:0.05")
     assert (spec.kind, spec.params, spec.spec, spec.expected_rate) == ("bernoulli", (0.05,), "bernoulli:0.05", 0.05)
-    np.testing.assert_array_equal(spec.mask(1000, np.random.default_rng(9)), bernoulli(1000, 0.05, np.random.default_rng(9)))
+    np.testing.assert_array_equal(
+        spec.mask(1000, np.random.default_rng(9)), bernoulli(1000, 0.05, np.random.default_rng(9))
+    )
     spec = parse_loss_spec("gilbert:0.02,0.25")
     assert spec.kind == "gilbert" and spec.expected_rate == pytest.approx(0.02 / 0.27)
     assert parse_loss_spec("none").mask(5, rng).sum() == 0

@@ -9,14 +9,32 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="TensorFlow (training extra) is not installed")
 
-TINY = ["--context-samples", "512", "--window-fall-samples", "64", "--width", "8", "--blocks", "1",
-        "--train-examples", "256", "--validation-examples", "64", "--batch-size", "64", "--quiet", "--threads", "1"]
+TINY = [
+    "--context-samples",
+    "512",
+    "--window-fall-samples",
+    "64",
+    "--width",
+    "8",
+    "--blocks",
+    "1",
+    "--train-examples",
+    "256",
+    "--validation-examples",
+    "64",
+    "--batch-size",
+    "64",
+    "--quiet",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A run dir trained for 1 epoch, then resumed to 2, on synthetic tones + noise."""
     import soundfile as sf
+
     from nextblock import train
 
     root = tmp_path_factory.mktemp("export")
@@ -26,7 +44,9 @@ def tiny_run(tmp_path_factory):
     t = np.arange(48000) / 48000
     for i in range(30):  # enough recordings that the hash split gives every split some
         tone = sum(rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) for _ in range(3))
-        sf.write(str(audio_dir / f"take{i:02d}.wav"), (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32), 48000)
+        sf.write(
+            str(audio_dir / f"take{i:02d}.wav"), (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32), 48000
+        )
     mp = pytest.MonkeyPatch()
     mp.setenv("NEXTBLOCK_CACHE", str(root / "cache"))
     run_dir = root / "run"
@@ -59,10 +79,29 @@ def test_export_matches_keras_and_embeds_metadata(tiny_run, tmp_path):
     from nextblock.model.runner import BlockPredictor
 
     out = tmp_path / "tiny.tflite"
-    assert export.main(["--run-dir", str(tiny_run), "--output", str(out), "--float16", "--model-version", "9.9",
-                        "--boundary-ramp-samples", "0"]) == 0
+    assert (
+        export.main(
+            [
+                "--run-dir",
+                str(tiny_run),
+                "--output",
+                str(out),
+                "--float16",
+                "--model-version",
+                "9.9",
+                "--boundary-ramp-samples",
+                "0",
+            ]
+        )
+        == 0
+    )
     md = read_metadata(out)
-    assert (md["frames_per_block"], md["context_samples"], md["sample_rate_hz"], md["outputs_blocks"]) == (128, 512, 48000, 2)
+    assert (md["frames_per_block"], md["context_samples"], md["sample_rate_hz"], md["outputs_blocks"]) == (
+        128,
+        512,
+        48000,
+        2,
+    )
     assert md["boundary_ramp_samples"] == 0  # so LiteRT output is comparable with the bare Keras model
     assert md["model_version"] == "9.9" and md["channels_layout"] == "mono, per channel" and md["parameters"] > 0
     assert read_metadata(tmp_path / "tiny-fp16.tflite")["precision"] == "float16 weights"

@@ -28,9 +28,15 @@ def _contexts(rows: int, samples: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("config", [FeatureConfig(), FeatureConfig(lpc_order=128, lpc_burg_samples=768),
-                                    FeatureConfig(frames_per_block=64, context_samples=512, lpc_order=32, lpc_burg_samples=256)],
-                         ids=["no-guess", "burg128", "burg32-512"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        FeatureConfig(),
+        FeatureConfig(lpc_order=128, lpc_burg_samples=768),
+        FeatureConfig(frames_per_block=64, context_samples=512, lpc_order=32, lpc_burg_samples=256),
+    ],
+    ids=["no-guess", "burg128", "burg32-512"],
+)
 def test_cpp_encode_equals_the_numpy_reference(config):
     codec = SpectralCodec(config)
     context = _contexts(6, config.context_samples).reshape(2, 3, config.context_samples)  # any leading shape
@@ -70,7 +76,9 @@ def test_cpp_predict_equals_the_numpy_reference_on_the_shipped_model():
     awkward[1, -1] = np.inf
     out = predictor.predict(awkward)
     assert np.all(np.isfinite(out))
-    np.testing.assert_allclose(out, predictor.predict_reference(awkward), rtol=0, atol=1e-5 * max(1e-3, float(np.abs(out).max())))
+    np.testing.assert_allclose(
+        out, predictor.predict_reference(awkward), rtol=0, atol=1e-5 * max(1e-3, float(np.abs(out).max()))
+    )
 
 
 def _core_codec(lpc_order: int = 128) -> tuple[SpectralCodec, _core.CodecCore]:
@@ -129,10 +137,18 @@ def test_core_codec_refuses_bad_shapes_and_geometry():
     with pytest.raises(ValueError, match="context"):
         core.encode(np.zeros((2, 1000), np.float32))
     with pytest.raises(ValueError, match="net_out"):
-        core.decode(np.zeros((2, 128, 2), np.float32), np.ones(2, np.float32), None, 0.0, None, np.zeros((2, 1024), np.float32))
+        core.decode(
+            np.zeros((2, 128, 2), np.float32), np.ones(2, np.float32), None, 0.0, None, np.zeros((2, 1024), np.float32)
+        )
     with pytest.raises(ValueError, match="guess"):
-        core.decode(np.zeros((2, 129, 2), np.float32), np.ones(2, np.float32), np.zeros((2, 100), np.float32), 0.0, None,
-                    np.zeros((2, 1024), np.float32))
+        core.decode(
+            np.zeros((2, 129, 2), np.float32),
+            np.ones(2, np.float32),
+            np.zeros((2, 100), np.float32),
+            0.0,
+            None,
+            np.zeros((2, 1024), np.float32),
+        )
     with pytest.raises(ValueError, match="burg_samples"):
         _core.CodecCore(1024, 256, 4, 128, 100, codec._scaled_window, 1e-5, 1e-3, 4.0, 1e-12, 128.0)
 

@@ -26,7 +26,9 @@ def voice(n: int, period: float = 211.3, seed: int = 0, noise: float = 0.0005, g
     t = np.arange(n)
     periods = period * (1.0 + glide * (t - (n - 512)) / 4096.0)
     phase = np.cumsum(1.0 / periods) % 1.0
-    x = np.exp(-6.0 * phase) * np.sin(2 * np.pi * 3.0 * phase) + 0.4 * np.exp(-9.0 * phase) * np.sin(2 * np.pi * 7.0 * phase)
+    x = np.exp(-6.0 * phase) * np.sin(2 * np.pi * 3.0 * phase) + 0.4 * np.exp(-9.0 * phase) * np.sin(
+        2 * np.pi * 7.0 * phase
+    )
     return (0.3 * x + noise * rng.standard_normal(n)).astype(np.float32)
 
 
@@ -37,7 +39,7 @@ def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
 
 def test_a_voiced_sound_is_continued_by_its_last_period_as_the_reference_does():
     signal = voice(HISTORY_SAMPLES + 512)
-    history, future = signal[:HISTORY_SAMPLES], signal[HISTORY_SAMPLES:HISTORY_SAMPLES + 256]
+    history, future = signal[:HISTORY_SAMPLES], signal[HISTORY_SAMPLES : HISTORY_SAMPLES + 256]
     guess, weight = LongTermGuess().guess(history[None], 0, 256)
     ref_guess, ref_weight = reference_long_term_guess(history, 0, 256)
     assert weight.shape == (1,) and guess.shape == (1, 256) and guess.dtype == np.float32
@@ -74,27 +76,37 @@ def test_in_a_burst_the_kernel_matches_before_the_concealed_samples_and_continue
     from nextblock.features import pattern
 
     signal = voice(HISTORY_SAMPLES + 1024, seed=3)
-    kernel = _core.LongTermPredictor(HISTORY_SAMPLES, pattern.TEMPLATE_SAMPLES, pattern.MIN_LAG_SAMPLES,
-                                     pattern.BACKCAST_SAMPLES, pattern.GATE_AR_ORDER, pattern.GATE_AR_SAMPLES,
-                                     pattern.MAX_GAIN, pattern.GATE_LO_DB, pattern.GATE_HI_DB, 1e-12,
-                                     pattern.WRAP_FRACTION, pattern.WRAP_MAX_SAMPLES)
+    kernel = _core.LongTermPredictor(
+        HISTORY_SAMPLES,
+        pattern.TEMPLATE_SAMPLES,
+        pattern.MIN_LAG_SAMPLES,
+        pattern.BACKCAST_SAMPLES,
+        pattern.GATE_AR_ORDER,
+        pattern.GATE_AR_SAMPLES,
+        pattern.MAX_GAIN,
+        pattern.GATE_LO_DB,
+        pattern.GATE_HI_DB,
+        1e-12,
+        pattern.WRAP_FRACTION,
+        pattern.WRAP_MAX_SAMPLES,
+    )
     concealed = 256
     start = signal[None, :HISTORY_SAMPLES].copy()
     start[0, :concealed] = 0.0  # what the later history no longer holds
     whole, w0 = kernel.predict(start, np.array([0]), 3 * 128)
-    history = signal[None, concealed:HISTORY_SAMPLES + concealed].copy()
+    history = signal[None, concealed : HISTORY_SAMPLES + concealed].copy()
     history[0, -concealed:] = np.random.default_rng(0).standard_normal(concealed).astype(np.float32)  # what we played
     later, w2 = kernel.predict(history, np.array([concealed]), 128)
     assert w0[0] > 0.5 and w2[0] == pytest.approx(w0[0], rel=1e-6)
-    np.testing.assert_allclose(later[0], whole[0, concealed:concealed + 128], atol=1e-5)
-    truth = signal[HISTORY_SAMPLES + concealed:HISTORY_SAMPLES + concealed + 128]
+    np.testing.assert_allclose(later[0], whole[0, concealed : concealed + 128], atol=1e-5)
+    truth = signal[HISTORY_SAMPLES + concealed : HISTORY_SAMPLES + concealed + 128]
     ref, ref_w = reference_long_term_guess(history[0], concealed, 128)
-    assert ref_w == pytest.approx(w2[0] * DECAY_PER_128_SAMPLES ** 2, abs=0.1)
+    assert ref_w == pytest.approx(w2[0] * DECAY_PER_128_SAMPLES**2, abs=0.1)
     assert snr_db(truth, later[0]) > 10.0
     # the shipped guess decays the weight per concealed 128 samples (0: a burst's first block only)
     guess, weight = LongTermGuess().guess(np.concatenate([start, history]), np.array([0, concealed]), 128)
     assert weight[0] == pytest.approx(w0[0], rel=1e-6)
-    assert weight[1] == pytest.approx(w0[0] * DECAY_PER_128_SAMPLES ** 2, rel=1e-5)
+    assert weight[1] == pytest.approx(w0[0] * DECAY_PER_128_SAMPLES**2, rel=1e-5)
     if DECAY_PER_128_SAMPLES == 0.0:
         assert not np.any(guess[1])
     else:
@@ -114,9 +126,20 @@ def test_the_repeated_period_joins_the_next_repetition_without_a_step():
     history_step = float(np.max(np.abs(np.diff(history[0, -600:]))))
 
     def kernel(wrap_fraction):  # the gate always open: the guess itself is under test
-        return _core.LongTermPredictor(HISTORY_SAMPLES, pattern.TEMPLATE_SAMPLES, pattern.MIN_LAG_SAMPLES,
-                                       pattern.BACKCAST_SAMPLES, pattern.GATE_AR_ORDER, pattern.GATE_AR_SAMPLES,
-                                       pattern.MAX_GAIN, -100.0, -99.0, 1e-12, wrap_fraction, pattern.WRAP_MAX_SAMPLES)
+        return _core.LongTermPredictor(
+            HISTORY_SAMPLES,
+            pattern.TEMPLATE_SAMPLES,
+            pattern.MIN_LAG_SAMPLES,
+            pattern.BACKCAST_SAMPLES,
+            pattern.GATE_AR_ORDER,
+            pattern.GATE_AR_SAMPLES,
+            pattern.MAX_GAIN,
+            -100.0,
+            -99.0,
+            1e-12,
+            wrap_fraction,
+            pattern.WRAP_MAX_SAMPLES,
+        )
 
     plain, w = kernel(0.0).predict(history, np.array([0]), 512)
     smooth, w_smooth = kernel(pattern.WRAP_FRACTION).predict(history, np.array([0]), 512)
@@ -138,8 +161,8 @@ def test_the_kernel_finds_the_exhaustive_searchs_lag_where_one_lag_is_best():
     rng = np.random.default_rng(7)
     history = (0.01 * rng.standard_normal(HISTORY_SAMPLES)).astype(np.float32)
     burst = (0.5 * scipy.signal.lfilter([1.0], [1.0, -0.9], rng.standard_normal(700)) / 2.3).astype(np.float32)
-    history[HISTORY_SAMPLES - 1700:HISTORY_SAMPLES - 1000] += burst
-    history[HISTORY_SAMPLES - 700:] += burst
+    history[HISTORY_SAMPLES - 1700 : HISTORY_SAMPLES - 1000] += burst
+    history[HISTORY_SAMPLES - 700 :] += burst
     lag, _ = reference_match(history, HISTORY_SAMPLES)
     assert lag == 1000
     guess, _ = LongTermGuess().guess(history[None], 0, 256)
@@ -182,8 +205,13 @@ class Silent:
     def __init__(self):
         self.context_samples, self.horizon_samples = 1024, 256
         self.model_version, self.name = "silent", "silent"
-        self.metadata = {"frames_per_block": 128, "outputs_blocks": 2, "sample_rate_hz": 48000,
-                         "sample_rates_hz": [32000, 44100, 48000, 88200, 96000], "model_version": "silent"}
+        self.metadata = {
+            "frames_per_block": 128,
+            "outputs_blocks": 2,
+            "sample_rate_hz": 48000,
+            "sample_rates_hz": [32000, 44100, 48000, 88200, 96000],
+            "model_version": "silent",
+        }
 
     def predict_horizon(self, context):
         assert context.shape[1] == 1024
@@ -199,7 +227,7 @@ def test_the_stream_predictor_blends_the_long_term_guess_into_the_models_blocks(
     assert with_lt.context_samples == HISTORY_SAMPLES and with_lt.model_context_samples == 1024
     out = with_lt.predict(context)
     assert out.shape == (2, 2, 128)
-    assert snr_db(signal[HISTORY_SAMPLES + FADE_IN_SAMPLES:], out[0].reshape(-1)[FADE_IN_SAMPLES:]) > 10.0
+    assert snr_db(signal[HISTORY_SAMPLES + FADE_IN_SAMPLES :], out[0].reshape(-1)[FADE_IN_SAMPLES:]) > 10.0
     assert not np.any(out[1])  # silence stays silence
     net_only = stream_predictor(Silent(), 128, 48000, long_term=False)
     assert net_only.context_samples == 1024 and not np.any(net_only.predict(context[:, -1024:]))
@@ -251,8 +279,9 @@ def test_the_one_call_blend_is_the_guess_blended_in_as_blend_long_term_does():
     (the decay), silence (weight 0, untouched), all in one call, in place."""
     rng = np.random.default_rng(3)
     signal = voice(HISTORY_SAMPLES + 512)
-    history = np.stack([signal[:HISTORY_SAMPLES], signal[256:HISTORY_SAMPLES + 256],
-                        np.zeros(HISTORY_SAMPLES, np.float32)])
+    history = np.stack(
+        [signal[:HISTORY_SAMPLES], signal[256 : HISTORY_SAMPLES + 256], np.zeros(HISTORY_SAMPLES, np.float32)]
+    )
     concealed = np.array([0, 256, 0])
     prediction = (0.05 * rng.standard_normal((3, 256))).astype(np.float32)
     guess, weight = LongTermGuess().guess(history, concealed, 256)

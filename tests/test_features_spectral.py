@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from nextblock.features import FeatureConfig, SpectralCodec, analysis_window
 
 
@@ -13,9 +14,17 @@ def test_config_derived_sizes():
     assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("kwargs", [{"frames_per_block": 0}, {"context_samples": 1000},
-                                    {"outputs_blocks": 0}, {"window_fall_samples": 600}, {"lpc_order": 513},
-                                    {"lpc_order": -1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"frames_per_block": 0},
+        {"context_samples": 1000},
+        {"outputs_blocks": 0},
+        {"window_fall_samples": 600},
+        {"lpc_order": 513},
+        {"lpc_order": -1},
+    ],
+)
 def test_config_rejects_bad_sizes(kwargs):
     with pytest.raises(ValueError):
         FeatureConfig(**kwargs)
@@ -138,16 +147,19 @@ def test_lpc_guess_continues_steady_partials_and_decodes_to_them():
     codec = SpectralCodec(cfg)
     rng = np.random.default_rng(4)
     t = np.arange(1024 + cfg.output_samples) / 48000
-    signal = (0.3 * np.sin(2 * np.pi * 440 * t + 0.3) + 0.1 * np.sin(2 * np.pi * 1234 * t + 1.1)
-              + 0.001 * rng.standard_normal(t.size)).astype(np.float32)
+    signal = (
+        0.3 * np.sin(2 * np.pi * 440 * t + 0.3)
+        + 0.1 * np.sin(2 * np.pi * 1234 * t + 1.1)
+        + 0.001 * rng.standard_normal(t.size)
+    ).astype(np.float32)
     context, truth = signal[:1024], signal[1024:]
     features, scale = codec.encode(context)
-    guess = codec.decode(np.ascontiguousarray(features[::cfg.bin_stride, 3:]), scale).reshape(-1)
+    guess = codec.decode(np.ascontiguousarray(features[:: cfg.bin_stride, 3:]), scale).reshape(-1)
 
     def snr_db(estimate):
-        return 10 * np.log10(np.sum(truth ** 2) / np.sum((truth - estimate) ** 2))
+        return 10 * np.log10(np.sum(truth**2) / np.sum((truth - estimate) ** 2))
 
-    repeat = np.tile(context[-cfg.frames_per_block:], cfg.outputs_blocks)
+    repeat = np.tile(context[-cfg.frames_per_block :], cfg.outputs_blocks)
     assert snr_db(guess) > 6.0, snr_db(guess)  # 8.5 dB here
     assert snr_db(guess) > snr_db(repeat) + 6.0, (snr_db(guess), snr_db(repeat))
 
@@ -168,7 +180,7 @@ def _scipy_lpc_reference(context, windowed, order, n_out, sample_rate_hz=48000):
         r[0] *= 1.0 + WHITE_NOISE_CORRECTION
         a = np.concatenate(([1.0], solve_toeplitz(r[:-1], -r[1:])))
         past = context[row, ::-1][:order].astype(np.float64)  # newest first
-        state = -np.correlate(a[1:], past, "full")[order - 1:]
+        state = -np.correlate(a[1:], past, "full")[order - 1 :]
         out[row] = lfilter([1.0], a, np.zeros(n_out), zi=state)[0]
     return out
 
@@ -180,12 +192,14 @@ def test_lpc_kernel_matches_the_scipy_reference(order):
 
     rng = np.random.default_rng(order)
     t = np.arange(1024) / 48000
-    context = np.stack([
-        0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(1024),
-        rng.standard_normal(1024),
-        np.zeros(1024),                                     # silence: zeros
-        1e-3 * np.sign(np.sin(2 * np.pi * 97 * t)),         # quiet square wave
-    ]).astype(np.float32)
+    context = np.stack(
+        [
+            0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(1024),
+            rng.standard_normal(1024),
+            np.zeros(1024),  # silence: zeros
+            1e-3 * np.sign(np.sin(2 * np.pi * 97 * t)),  # quiet square wave
+        ]
+    ).astype(np.float32)
     windowed = (context * analysis_window(1024, 128)).astype(np.float32)
     got = lpc_continuation(context, windowed, order, 256, 48000)
     want = _scipy_lpc_reference(context, windowed, order, 256)
@@ -280,4 +294,6 @@ def test_high_order_burg_guess_keeps_double_precision_on_predictable_sound():
         reference = reference_ar_continuation(tone[:1024], order, 256)
         guess = burg_continuation(tone[None, :1024], order, 256)[0]
         difference_db = 10 * np.log10(np.sum(reference**2) / np.sum((guess - reference) ** 2))
-        assert difference_db > 40.0, f"order {order}: the C++ guess is only {difference_db:.1f} dB from the double-precision fit"
+        assert difference_db > 40.0, (
+            f"order {order}: the C++ guess is only {difference_db:.1f} dB from the double-precision fit"
+        )

@@ -14,6 +14,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
 import resources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +41,13 @@ def make_venv_seeing_this_environment(venv: Path) -> Path:
     tree — do not run there. Returns the venv's python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     Path(site, "zz-parent-environment.pth").write_text("\n".join(sorted(ours)) + "\n")
     return py
@@ -55,13 +61,35 @@ def installed(tmp_path_factory):
     assert REPO not in base.parents
     wheels = base / "wheels"
     env = _outside_env()
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                        "-w", str(wheels), str(REPO)], capture_output=True, text=True, env=env, timeout=1200)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     (wheel,) = wheels.glob("nextblock-*.whl")
     py = make_venv_seeing_this_environment(base / "venv")
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
-                        str(wheel)], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     work = base / "work"
     work.mkdir()
@@ -70,8 +98,9 @@ def installed(tmp_path_factory):
 
 def _run(installed, *args, timeout=300):
     venv, _, exe, work = installed
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=_outside_env(), timeout=timeout,
-                          cwd=work)
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=_outside_env(), timeout=timeout, cwd=work
+    )
 
 
 def test_the_installed_package_is_the_wheels_with_its_model_inside(installed):
@@ -83,8 +112,13 @@ def test_the_installed_package_is_the_wheels_with_its_model_inside(installed):
     where, model = r.stdout.split()
     assert Path(where).is_relative_to(venv) and Path(model).is_relative_to(venv), r.stdout
     shipped = {p.name for p in Path(model).parent.iterdir()}
-    assert {"nextblock-default.tflite", "nextblock-default-fp16.tflite", "nextblock-lite.tflite",
-            "nextblock-default.weights.h5", "MODEL_CARD.md"} <= shipped
+    assert {
+        "nextblock-default.tflite",
+        "nextblock-default-fp16.tflite",
+        "nextblock-lite.tflite",
+        "nextblock-default.weights.h5",
+        "MODEL_CARD.md",
+    } <= shipped
     r = _run(installed, "--help", timeout=60)
     assert r.returncode == 0 and "doctor" in r.stdout
 
@@ -95,7 +129,9 @@ def test_the_wheel_ships_the_typed_face_of_the_core(installed):
     r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=_outside_env(), timeout=60, cwd=work)
     assert r.returncode == 0, r.stderr
     package = Path(r.stdout.strip())
-    assert (package / "_core.pyi").is_file() and (package / "py.typed").is_file(), sorted(p.name for p in package.iterdir())
+    assert (package / "_core.pyi").is_file() and (package / "py.typed").is_file(), sorted(
+        p.name for p in package.iterdir()
+    )
 
 
 def test_doctor_and_attach_help_work_outside_the_repository(installed):
@@ -116,8 +152,21 @@ def test_evaluate_with_the_shipped_model_outside_the_repository(installed):
     t = np.arange(3 * 48000) / 48000
     tone = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.15 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 1320 * t)
     soundfile.write(work / "tone.wav", tone.astype(np.float32), 48000)
-    r = _run(installed, "evaluate", "tone.wav", "--no-visqol", "--quiet", "--loss", "bernoulli:0.1",
-             "--concealer", "zeros", "--concealer", "nextblock", "--json", str(work / "eval.json"))
+    r = _run(
+        installed,
+        "evaluate",
+        "tone.wav",
+        "--no-visqol",
+        "--quiet",
+        "--loss",
+        "bernoulli:0.1",
+        "--concealer",
+        "zeros",
+        "--concealer",
+        "nextblock",
+        "--json",
+        str(work / "eval.json"),
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     rows = {row["concealer"]: row for row in json.loads((work / "eval.json").read_text())["results"]}
     assert rows["nextblock"]["lost_blocks"] > 0 and rows["nextblock"]["loss"] == "bernoulli:0.1"
@@ -146,10 +195,13 @@ def test_a_4_second_demo_on_the_stand_in_outside_the_repository(installed):
 # ----------------------------------------------------------------------------- setup on Debian's python3
 def _site_listing(python: Path) -> dict[str, list[str]]:
     """What is installed in ``python``'s own site folders (system and user), folder by folder."""
-    code = ("import json, site, sysconfig; paths = {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}; "
-            "paths |= set(site.getsitepackages()) | {site.getusersitepackages()}; print(json.dumps(sorted(paths)))")
-    folders = json.loads(subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
-                                        timeout=60).stdout)
+    code = (
+        "import json, site, sysconfig; paths = {sysconfig.get_paths()[k] for k in ('purelib', 'platlib')}; "
+        "paths |= set(site.getsitepackages()) | {site.getusersitepackages()}; print(json.dumps(sorted(paths)))"
+    )
+    folders = json.loads(
+        subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    )
     return {f: sorted(os.listdir(f)) if os.path.isdir(f) else [] for f in folders}
 
 
@@ -161,14 +213,17 @@ def test_setup_makes_its_venv_from_the_system_python3_and_installs_only_there(tm
     # a new user's shell on Debian: no pyenv, no venv active, the distribution's python3 first
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHON", "PYTHONHOME")}
     env.update(PATH="/usr/bin:/bin", NEXTBLOCK_SKIP_APT="1", NEXTBLOCK_SETUP_ONLY="venv", NEXTBLOCK_VENV=str(venv))
-    r = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh")], capture_output=True, text=True, env=env,
-                       timeout=900)
+    r = subprocess.run(
+        ["bash", str(REPO / "scripts" / "setup.sh")], capture_output=True, text=True, env=env, timeout=900
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"from {SYSTEM_PYTHON}" in r.stdout and f"source {venv}/bin/activate" in r.stdout, r.stdout
     cfg = dict(line.split(" = ", 1) for line in (venv / "pyvenv.cfg").read_text().splitlines() if " = " in line)
     assert cfg["home"] == str(SYSTEM_PYTHON.parent) and cfg["include-system-site-packages"] == "false", cfg
-    code = ("import sys, pybind11, scikit_build_core; print(sys.prefix != sys.base_prefix); print(sys.base_prefix); "
-            "print(pybind11.__file__); print(scikit_build_core.__file__)")
+    code = (
+        "import sys, pybind11, scikit_build_core; print(sys.prefix != sys.base_prefix); print(sys.base_prefix); "
+        "print(pybind11.__file__); print(scikit_build_core.__file__)"
+    )
     r = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     in_venv, base_prefix, *modules = r.stdout.split()
@@ -185,8 +240,9 @@ def test_demo_help_works_on_the_system_python3_before_setup(tmp_path):
         pytest.skip(f"{SYSTEM_PYTHON} does not exist on this machine (no distribution python3)")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHON", "PYTHONHOME")}
     env.update(PATH="/usr/bin:/bin", NEXTBLOCK_VENV=str(tmp_path / "no-venv-yet"))
-    r = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "--help"], capture_output=True, text=True, env=env,
-                       timeout=120)
+    r = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh"), "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "usage: scripts/demo.sh" in r.stdout and "bernoulli:P" in r.stdout and "gilbert:" in r.stdout
     assert not (tmp_path / "no-venv-yet").exists()
@@ -223,7 +279,9 @@ def test_jacktrips_meson_configure_runs_its_python_helper_with_this_environment(
     if source is None:
         resources.needs("JackTrip 2.7.2's source", pb.missing_source_message())
     if pb.missing_python_helpers():
-        resources.needs("PyYAML and Jinja2 in this environment", "pip install 'nextblock[jacktrip]' (scripts/setup.sh does)")
+        resources.needs(
+            "PyYAML and Jinja2 in this environment", "pip install 'nextblock[jacktrip]' (scripts/setup.sh does)"
+        )
     args = pb._meson_args(tmp_path)
     if not args:
         resources.needs("meson", "pip install 'nextblock[jacktrip]' (scripts/setup.sh does)")
@@ -233,10 +291,24 @@ def test_jacktrips_meson_configure_runs_its_python_helper_with_this_environment(
     (decoy / "python3").chmod(0o755)
     env = pb._build_env()
     env["PATH"] = os.pathsep.join([str(decoy), env["PATH"]])
-    r = subprocess.run([args[0].removeprefix("-DMESON="), "setup", str(tmp_path / "build"), str(source), "-Dnogui=true",
-                        "-Dnovs=true", "-Dnoupdater=true", "-Drtaudio=disabled", "-Djack=enabled"], capture_output=True,
-                       text=True, env=env, timeout=300)
-    log = (tmp_path / "build" / "meson-logs" / "meson-log.txt")
+    r = subprocess.run(
+        [
+            args[0].removeprefix("-DMESON="),
+            "setup",
+            str(tmp_path / "build"),
+            str(source),
+            "-Dnogui=true",
+            "-Dnovs=true",
+            "-Dnoupdater=true",
+            "-Drtaudio=disabled",
+            "-Djack=enabled",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    log = tmp_path / "build" / "meson-logs" / "meson-log.txt"
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:] + (log.read_text()[-3000:] if log.is_file() else "")
     assert f"Program python3 found: YES ({Path(sys.executable).parent / 'python3'})" in log.read_text()
     assert (tmp_path / "build" / "linux" / "org.jacktrip.JackTrip.metainfo.xml.in").is_file()

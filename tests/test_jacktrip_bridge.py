@@ -36,11 +36,28 @@ def bridge_bench_asan(tmp_path_factory) -> Path:
         pytest.fail("g++ is missing (scripts/setup.sh installs it)")
     exe = tmp_path_factory.mktemp("bridge") / "bridge_bench_asan"
     build = subprocess.run(
-        [cxx, "-std=c++17", "-O1", "-g", "-pthread", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-         "-fno-sanitize-recover=all", f"-I{PATCH / 'bench' / 'stub'}", f"-I{PATCH / 'src'}", f"-I{REPO / 'csrc'}",
-         str(PATCH / "bench" / "bridge_bench.cpp"), str(PATCH / "bench" / "bridge_bench_convert.cpp"),
-         str(PATCH / "src" / "NextBlockBridge.cpp"), "-o", str(exe), "-lrt"],
-        capture_output=True, text=True, timeout=600,
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-pthread",
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+            f"-I{PATCH / 'bench' / 'stub'}",
+            f"-I{PATCH / 'src'}",
+            f"-I{REPO / 'csrc'}",
+            str(PATCH / "bench" / "bridge_bench.cpp"),
+            str(PATCH / "bench" / "bridge_bench_convert.cpp"),
+            str(PATCH / "src" / "NextBlockBridge.cpp"),
+            "-o",
+            str(exe),
+            "-lrt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     return exe
@@ -48,8 +65,13 @@ def bridge_bench_asan(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("frames, channels", [(128, 2), (32, 1), (1024, 8)])
 def test_bridge_under_sanitizers(bridge_bench_asan, frames, channels):
-    run = subprocess.run([str(bridge_bench_asan), str(frames), str(channels), "2000"], capture_output=True, text=True,
-                         timeout=300, env={"ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [str(bridge_bench_asan), str(frames), str(channels), "2000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     assert "runtime error" not in run.stderr and "AddressSanitizer" not in run.stderr, run.stderr[-3000:]
     result = json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][-1])
@@ -67,11 +89,27 @@ def _build_threads(tmp_path_factory, sanitizer: str) -> Path:
     exe = tmp_path_factory.mktemp("bridge_threads") / "bridge_threads"
     extra = ["-Wno-tsan"] if sanitizer == "thread" else ["-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
     build = subprocess.run(
-        [cxx, "-std=c++17", "-O1", "-g", "-pthread", f"-fsanitize={sanitizer}", *extra,
-         f"-I{PATCH / 'bench' / 'stub'}", f"-I{PATCH / 'src'}", f"-I{REPO / 'csrc'}",
-         str(PATCH / "bench" / "bridge_threads.cpp"), str(PATCH / "bench" / "bridge_bench_convert.cpp"),
-         str(PATCH / "src" / "NextBlockBridge.cpp"), "-o", str(exe), "-lrt"],
-        capture_output=True, text=True, timeout=600,
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-pthread",
+            f"-fsanitize={sanitizer}",
+            *extra,
+            f"-I{PATCH / 'bench' / 'stub'}",
+            f"-I{PATCH / 'src'}",
+            f"-I{REPO / 'csrc'}",
+            str(PATCH / "bench" / "bridge_threads.cpp"),
+            str(PATCH / "bench" / "bridge_bench_convert.cpp"),
+            str(PATCH / "src" / "NextBlockBridge.cpp"),
+            "-o",
+            str(exe),
+            "-lrt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     return exe
@@ -92,8 +130,9 @@ def _run_threads(exe: Path, strategy: str) -> subprocess.CompletedProcess:
     env = {"TSAN_OPTIONS": "halt_on_error=1:exitcode=66", "ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     if "unexpected memory mapping" in run.stderr and shutil.which("setarch"):  # TSan vs this kernel's ASLR
-        run = subprocess.run(["setarch", os.uname().machine, "-R", *cmd], capture_output=True, text=True,
-                             timeout=300, env=env)
+        run = subprocess.run(
+            ["setarch", os.uname().machine, "-R", *cmd], capture_output=True, text=True, timeout=300, env=env
+        )
     return run
 
 
@@ -111,7 +150,11 @@ def test_bridge_threads_under_sanitizers(request, sanitizer, strategy):
     # the segment was re-made at the peer's block size while both hooks ran
     assert result["final_frames"] == 256 and "now has the peer's blocks" in run.stdout
     assert result["replacements_taken"] > 10, result
-    attaches, blocks, wakes, missing_wakes = (int(v) for v in re.search(
-        r"consumer: (\d+) attaches, (\d+) blocks, .* (\d+) wakes, (\d+) missing wakes", run.stdout).groups())
+    attaches, blocks, wakes, missing_wakes = (
+        int(v)
+        for v in re.search(
+            r"consumer: (\d+) attaches, (\d+) blocks, .* (\d+) wakes, (\d+) missing wakes", run.stdout
+        ).groups()
+    )
     # the consumer followed the re-made segment and was woken by both threads
     assert attaches >= 2 and blocks > 1000 and wakes > 100 and missing_wakes > 0, run.stdout

@@ -38,17 +38,30 @@ def _check_playable(s: H.Session, what: str, seconds: float = SECONDS):
     assert rec.shape[0] * rec.shape[1] >= 0.8 * seconds * 48000, f"{what}: only {rec.shape[0]} blocks recorded"
     assert np.all(np.isfinite(rec)), f"{what}: non-finite samples reached the output"
     peak = np.abs(rec).max(axis=(1, 2))
-    assert np.all(peak < 0.99), f"{what}: full-scale blocks at {np.flatnonzero(peak >= 0.99)[:10]} (the sender never sends one)"
+    assert np.all(peak < 0.99), (
+        f"{what}: full-scale blocks at {np.flatnonzero(peak >= 0.99)[:10]} (the sender never sends one)"
+    )
     # still streaming at the end: the last second holds blocks JackTrip received
-    tail = [H.classify(b)[0] for b in rec[-int(48000 / rec.shape[1]):]]
-    assert tail.count("real") >= 0.5 * len(tail), f"{what}: not streaming at the end ({tail.count('real')} of {len(tail)} real)"
+    tail = [H.classify(b)[0] for b in rec[-int(48000 / rec.shape[1]) :]]
+    assert tail.count("real") >= 0.5 * len(tail), (
+        f"{what}: not streaming at the end ({tail.count('real')} of {len(tail)} real)"
+    )
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES), ids=list(STRATEGIES))
 def test_random_bytes_across_the_segment_do_not_hurt_jacktrip(bins, tmp_path, strategy):  # noqa: F811
     bufstrategy, extra = STRATEGIES[strategy]
-    s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=bufstrategy, simloss=0.03,
-                      nextblock=True, seconds=SECONDS, extra_server_args=extra, consumer=H.scribbler(SEED))
+    s = H.run_session(
+        bins["patched"],
+        bins["patched"],
+        tmp_path,
+        bufstrategy=bufstrategy,
+        simloss=0.03,
+        nextblock=True,
+        seconds=SECONDS,
+        extra_server_args=extra,
+        consumer=H.scribbler(SEED),
+    )
     assert "error" not in s.consumer_result, s.consumer_result
     assert s.consumer_result.get("scribbles", 0) > 100_000, f"the scribbler wrote only {s.consumer_result}"
     _check_playable(s, f"scribbler seed {SEED}, bufstrategy {bufstrategy}")
@@ -57,9 +70,18 @@ def test_random_bytes_across_the_segment_do_not_hurt_jacktrip(bins, tmp_path, st
 @pytest.mark.parametrize("strategy", list(STRATEGIES), ids=list(STRATEGIES))
 def test_poisoned_replacements_are_refused(bins, tmp_path, strategy):  # noqa: F811
     bufstrategy, extra = STRATEGIES[strategy]
-    s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=bufstrategy, simloss=0.03,
-                      nextblock=True, post_replacements=True, seconds=SECONDS, extra_server_args=extra,
-                      replacement_fn=H.poisoned_blocks)
+    s = H.run_session(
+        bins["patched"],
+        bins["patched"],
+        tmp_path,
+        bufstrategy=bufstrategy,
+        simloss=0.03,
+        nextblock=True,
+        post_replacements=True,
+        seconds=SECONDS,
+        extra_server_args=extra,
+        replacement_fn=H.poisoned_blocks,
+    )
     _check_playable(s, f"poisoned replacements, bufstrategy {bufstrategy}")
     conceal = [e for e in s.events if e.is_concealment]
     assert len(conceal) >= 50, f"only {len(conceal)} concealments in {SECONDS} s at 3 % loss"
@@ -90,9 +112,18 @@ def test_a_reposted_slot_plays_its_newest_version_only_if_it_is_valid(bins, tmp_
     """Every slot is posted twice: even seqs a valid marker re-posted with poison, odd seqs poison
     re-posted with a valid marker (the Regulator, 10 s)."""
     seconds = 10.0
-    s = H.run_session(bins["patched"], bins["patched"], tmp_path, bufstrategy=3, simloss=0.03, nextblock=True,
-                      post_replacements=True, seconds=seconds, replacement_fn=_valid_then_poison,
-                      repost_fn=_poison_then_valid)
+    s = H.run_session(
+        bins["patched"],
+        bins["patched"],
+        tmp_path,
+        bufstrategy=3,
+        simloss=0.03,
+        nextblock=True,
+        post_replacements=True,
+        seconds=seconds,
+        replacement_fn=_valid_then_poison,
+        repost_fn=_poison_then_valid,
+    )
     _check_playable(s, "re-posted replacements", seconds)
     conceal = [e for e in s.events if e.is_concealment and e.outcome.name in ("REPLACEMENT", "REFUSED")]
     assert len(conceal) >= 20, f"only {len(conceal)} concealments met a posted replacement in {seconds} s at 3 % loss"
@@ -102,7 +133,10 @@ def test_a_reposted_slot_plays_its_newest_version_only_if_it_is_valid(bins, tmp_
     poison_last = [e for e in conceal if e not in valid_last]
     played = sum(e.outcome.name == "REPLACEMENT" for e in valid_last)
     refused = sum(e.outcome.name == "REFUSED" for e in poison_last)
-    assert valid_last and played >= 0.9 * len(valid_last), f"valid re-posts over poison: {played} of {len(valid_last)} played"
-    assert poison_last and refused >= 0.9 * len(poison_last), \
+    assert valid_last and played >= 0.9 * len(valid_last), (
+        f"valid re-posts over poison: {played} of {len(valid_last)} played"
+    )
+    assert poison_last and refused >= 0.9 * len(poison_last), (
         f"poisoned re-posts over valid ones: only {refused} of {len(poison_last)} refused"
+    )
     assert s.counters["replacements_refused"] >= refused > 0

@@ -25,7 +25,9 @@ def test_hub_streams_each_get_their_own_replacements(bins, tmp_path):  # noqa: F
     s = H.run_hub_session(bins["patched"], tmp_path, n_clients=3, seconds=12.0, churn=True)
     assert s.hub_alive_at_end, f"the hub server died:\n{s.hub_log[-3000:]}"
     assert s.segments_left == [], f"segments left behind after the hub exited: {s.segments_left}"
-    assert len(s.streams) >= 4, f"expected a segment per client (4 clients), got {[(x['segment'], x['stream_name']) for x in s.streams]}"
+    assert len(s.streams) >= 4, (
+        f"expected a segment per client (4 clients), got {[(x['segment'], x['stream_name']) for x in s.streams]}"
+    )
     assert all(x["segment"].startswith(f"/nextblock-{s.hub_pid}-") for x in s.streams)
     by_name = {x["stream_name"]: x for x in s.streams}
     assert len(s.recordings) >= 3, f"only {len(s.recordings)} client recordings"
@@ -43,4 +45,5 @@ def test_hub_streams_each_get_their_own_replacements(bins, tmp_path):  # noqa: F
         assert marker_seqs, f"{name}: no marker in the recording although {len(rep)} replacements were played"
         foreign = [q for q in marker_seqs if q not in reported]
         assert len(foreign) <= 0.02 * len(marker_seqs), (
-            f"{name}: {len(foreign)} of {len(marker_seqs)} markers are for seqs this stream did not conceal: {foreign[:10]}")
+            f"{name}: {len(foreign)} of {len(marker_seqs)} markers are for seqs this stream did not conceal: {foreign[:10]}"
+        )

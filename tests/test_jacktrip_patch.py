@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,14 +61,19 @@ def _conceal_checks(a: H.Analysis, s: H.Session):
     ev_seqs = {e.seq for e in a.conceal}
     skip_ranges = [(e.seq, e.seq + max(1, e.detail)) for e in a.conceal if e.kind.name == "SKIP"]
     uncovered = [
-        q for q in a.lost
+        q
+        for q in a.lost
         if q not in ev_seqs and q not in a.overflowed and not any(lo <= q < hi for lo, hi in skip_ranges)
     ]
     assert not uncovered, f"lost blocks without an event: {uncovered[:20]} (lost {len(a.lost)})"
     wrong = [
-        e for e in a.conceal
-        if e.kind.name == "UNDERRUN" and e.seq in a.arrival and e.seq not in a.late
-        and e.seq not in a.overflowed and a.arrival[e.seq] <= e.time_ns
+        e
+        for e in a.conceal
+        if e.kind.name == "UNDERRUN"
+        and e.seq in a.arrival
+        and e.seq not in a.late
+        and e.seq not in a.overflowed
+        and a.arrival[e.seq] <= e.time_ns
     ]
     assert not wrong, f"underrun events for blocks that had arrived in time: {wrong[:5]}"
 
@@ -89,7 +93,7 @@ def _marker_checks(a: H.Analysis, *, expect_markers: bool):
     it = iter(rep)
     bad = next((i for i, q in enumerate(mseqs) if q not in it), None)
     assert bad is None, (
-        f"marker {mseqs[bad]} (#{bad}) is not a reported replacement in order: markers {mseqs[max(0, bad - 5):bad + 5]}, "
+        f"marker {mseqs[bad]} (#{bad}) is not a reported replacement in order: markers {mseqs[max(0, bad - 5) : bad + 5]}, "
         f"replacement events {[q for q in rep if abs(q - mseqs[bad]) < 30]}"
     )
     assert len(mseqs) >= 0.7 * len(rep), f"only {len(mseqs)} of {len(rep)} replacements found in the recording"
@@ -124,8 +128,15 @@ def test_patched_binary_has_flag_and_stock_does_not(bins):
 @pytest.mark.parametrize("bufstrategy", [3, -1], ids=["regulator", "ringbuffer"])
 def test_replacements_play_exactly_where_blocks_were_missing(bins, tmp_path, bufstrategy):
     extra = ("-z",) if bufstrategy == -1 else ()
-    s = _session(bins, tmp_path, bufstrategy=bufstrategy, simloss=0.03, nextblock=True,
-                 post_replacements=True, extra_server_args=extra)
+    s = _session(
+        bins,
+        tmp_path,
+        bufstrategy=bufstrategy,
+        simloss=0.03,
+        nextblock=True,
+        post_replacements=True,
+        extra_server_args=extra,
+    )
     a = H.analyse(s)
     assert len(a.lost) >= 10, f"--simloss dropped only {len(a.lost)} blocks"
     _conceal_checks(a, s)
@@ -133,12 +144,22 @@ def test_replacements_play_exactly_where_blocks_were_missing(bins, tmp_path, buf
     assert s.segment_gone_after_exit, "segment left behind after JackTrip exited"
 
 
-@pytest.mark.parametrize("bufstrategy,zeros", [(3, False), (-1, True), (-1, False)],
-                         ids=["regulator-burg", "ringbuffer-zeros", "ringbuffer-wavetable"])
+@pytest.mark.parametrize(
+    "bufstrategy,zeros",
+    [(3, False), (-1, True), (-1, False)],
+    ids=["regulator-burg", "ringbuffer-zeros", "ringbuffer-wavetable"],
+)
 def test_fallback_plays_when_nothing_is_posted(bins, tmp_path, bufstrategy, zeros):
     extra = ("-z",) if zeros else ()
-    s = _session(bins, tmp_path, bufstrategy=bufstrategy, simloss=0.03, nextblock=True,
-                 post_replacements=False, extra_server_args=extra)
+    s = _session(
+        bins,
+        tmp_path,
+        bufstrategy=bufstrategy,
+        simloss=0.03,
+        nextblock=True,
+        post_replacements=False,
+        extra_server_args=extra,
+    )
     a = H.analyse(s)
     assert len(a.lost) >= 10
     _conceal_checks(a, s)
@@ -160,8 +181,17 @@ def test_fallback_plays_when_nothing_is_posted(bins, tmp_path, bufstrategy, zero
 
 
 def test_consumer_death_falls_back_and_is_logged_once(bins, tmp_path):
-    s = _session(bins, tmp_path, bufstrategy=-1, simloss=0.05, nextblock=True, post_replacements=True,
-                 seconds=6, extra_server_args=("-z",), stop_consumer_after_s=2.0)
+    s = _session(
+        bins,
+        tmp_path,
+        bufstrategy=-1,
+        simloss=0.05,
+        nextblock=True,
+        post_replacements=True,
+        seconds=6,
+        extra_server_args=("-z",),
+        stop_consumer_after_s=2.0,
+    )
     lost_logs = [line for line in s.server_log.splitlines() if "consumer stopped posting" in line]
     assert len(lost_logs) == 1, s.server_log[-2000:]
     kinds = [e.kind.name for e in s.events]
@@ -176,8 +206,15 @@ def test_consumer_death_falls_back_and_is_logged_once(bins, tmp_path):
 def test_disabled_output_identical_to_stock(bins, tmp_path):
     runs = {}
     for name in ("stock", "patched"):
-        s = H.run_session(bins[name], bins["stock"], tmp_path / name, bufstrategy=-1, simloss=0.0,
-                          nextblock=False, extra_server_args=("-z",))
+        s = H.run_session(
+            bins[name],
+            bins["stock"],
+            tmp_path / name,
+            bufstrategy=-1,
+            simloss=0.0,
+            nextblock=False,
+            extra_server_args=("-z",),
+        )
         assert "NextBlock" not in s.server_log
         runs[name] = s
     by_code = {}
@@ -203,8 +240,11 @@ def _start_server_only(binary, tmp_path, extra=()):
 
     js = JackdServer("jts", tmp_path).start()
     p, q = H._free_port_pair()
-    jt = ManagedProcess([str(binary), "-s", "-B", str(p), "-P", str(q), "-J", "jts", "-D",
-                         "--bufstrategy", "3", *extra], tmp_path / "jt.log", env=js.client_env())
+    jt = ManagedProcess(
+        [str(binary), "-s", "-B", str(p), "-P", str(q), "-J", "jts", "-D", "--bufstrategy", "3", *extra],
+        tmp_path / "jt.log",
+        env=js.client_env(),
+    )
     jt.start()
     return js, jt
 
@@ -260,8 +300,16 @@ def test_segment_removed_on_exit_and_stale_one_replaced(bins, tmp_path):
 
 @pytest.mark.parametrize("bufstrategy,queue", [(1, None), (1, "auto"), (2, None)], ids=["jb1", "jb1-auto", "jb2"])
 def test_jitterbuffer_plays_replacements_where_zeros_would_play(bins, tmp_path, bufstrategy, queue):
-    s = _session(bins, tmp_path, bufstrategy=bufstrategy, queue=queue, simloss=0.05, nextblock=True,
-                 post_replacements=True, seconds=8)
+    s = _session(
+        bins,
+        tmp_path,
+        bufstrategy=bufstrategy,
+        queue=queue,
+        simloss=0.05,
+        nextblock=True,
+        post_replacements=True,
+        seconds=8,
+    )
     a = H.analyse(s)
     assert len(a.lost) >= 10, f"--simloss dropped only {len(a.lost)} blocks"
     conceal = [e for e in s.events if e.is_concealment]
@@ -297,10 +345,19 @@ def test_jitterbuffer_fallback_is_zeros_when_nothing_is_posted(bins, tmp_path):
 
 @pytest.mark.parametrize("peer_frames", [64, 256])
 def test_segment_takes_the_peers_block_size(bins, tmp_path, peer_frames):
-    s = _session(bins, tmp_path, bufstrategy=3, simloss=0.04, nextblock=True, post_replacements=True,
-                 seconds=8, client_period_samples=peer_frames)
+    s = _session(
+        bins,
+        tmp_path,
+        bufstrategy=3,
+        simloss=0.04,
+        nextblock=True,
+        post_replacements=True,
+        seconds=8,
+        client_period_samples=peer_frames,
+    )
     assert s.consumer_result.get("frames", [])[-1:] == [peer_frames], (
-        f"segment block sizes seen: {s.consumer_result.get('frames')}\n{s.server_log[-2000:]}")
+        f"segment block sizes seen: {s.consumer_result.get('frames')}\n{s.server_log[-2000:]}"
+    )
     assert "now has the peer's blocks" in s.server_log
     conceal = [e for e in s.events if e.is_concealment]
     rep = [e for e in conceal if e.outcome.name == "REPLACEMENT"]

@@ -29,9 +29,9 @@ timing), so it is compared without loss only.
 from __future__ import annotations
 
 import pytest
-import resources
 
 import jacktrip_patch_harness as H
+import resources
 from test_jacktrip_patch import bins  # noqa: F401  (fixture: builds or finds stock/patched JackTrip)
 
 pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
@@ -58,14 +58,17 @@ def _intact_blocks(session) -> tuple[dict[int, bytes], int, int]:
 def test_flag_off_plays_the_same_bytes_as_stock(bins, tmp_path, strategy):  # noqa: F811
     runs = {}
     for name in ("stock", "patched"):
-        s = H.run_session(bins[name], bins["stock"], tmp_path / name, bufstrategy=strategy, simloss=0.0,
-                          nextblock=False, seconds=5.0)
+        s = H.run_session(
+            bins[name], bins["stock"], tmp_path / name, bufstrategy=strategy, simloss=0.0, nextblock=False, seconds=5.0
+        )
         assert "NextBlock" not in s.server_log
         runs[name] = _intact_blocks(s)
     (stock, n_stock, len_stock), (patched, _, _) = runs["stock"], runs["patched"]
     if n_stock < 0.5 * len_stock:
-        resources.machine_lacks(f"this machine delivered only {n_stock} of {len_stock} blocks intact with stock "
-                                f"JackTrip (--bufstrategy {strategy}): too loaded to compare")
+        resources.machine_lacks(
+            f"this machine delivered only {n_stock} of {len_stock} blocks intact with stock "
+            f"JackTrip (--bufstrategy {strategy}): too loaded to compare"
+        )
     common = set(stock) & set(patched)
     assert len(common) >= 0.8 * min(len(stock), len(patched)) and len(common) > 300
     different = [c for c in common if stock[c] != patched[c]]
@@ -76,6 +79,7 @@ def test_flag_off_plays_the_same_bytes_as_stock(bins, tmp_path, strategy):  # no
 
 def _lossy_run(binary: str, sender: str, work, label: str):
     import soundfile as sf
+
     from nextblock.jackio.e2e import run_e2e, stock_receiver
     from nextblock.jackio.recording import load_test_recording
     from nextblock.netlab.link import LinkSpec
@@ -87,8 +91,11 @@ def _lossy_run(binary: str, sender: str, work, label: str):
     recorded, _ = sf.read(r["recorded_wav"], dtype="float32")
     # what makes a run unfit for a sample-exact comparison (a busy machine, not the binary): a player
     # or recorder xrun, an alignment that landed elsewhere (see the whole-file SNR)
-    run = {"xruns": r["xruns"]["player"] + r["xruns"]["recorder"], "snr_db": round(r["metrics"]["snr_db"], 2),
-           "glitches": r["jacktrip_receive"].get("glitches")}
+    run = {
+        "xruns": r["xruns"]["player"] + r["xruns"]["recorder"],
+        "snr_db": round(r["metrics"]["snr_db"], 2),
+        "glitches": r["jacktrip_receive"].get("glitches"),
+    }
     return recorded, r["dropped_audio_blocks"], run, r["link"]["dropped_packets"]
 
 
@@ -99,43 +106,67 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
     import numpy as np
 
     if os.geteuid() != 0 or shutil.which("chrt") is None:
-        resources.machine_lacks("needs root (and chrt) to run JackTrip with SCHED_FIFO: without it the Regulator's "
-                                "output depends on this machine's scheduling")
+        resources.machine_lacks(
+            "needs root (and chrt) to run JackTrip with SCHED_FIFO: without it the Regulator's "
+            "output depends on this machine's scheduling"
+        )
     attempts = []
     conditioned = identical_given_history = 0
     for attempt in range(MAX_ATTEMPTS):
-        stock, lost_s, run_s, dropped = _lossy_run(str(bins["stock"]), str(bins["stock"]), tmp_path / f"{attempt}",
-                                                   f"stock-{attempt}")
-        patched, lost_p, run_p, _ = _lossy_run(str(bins["patched"]), str(bins["stock"]), tmp_path / f"{attempt}",
-                                               f"patched-{attempt}")
+        stock, lost_s, run_s, dropped = _lossy_run(
+            str(bins["stock"]), str(bins["stock"]), tmp_path / f"{attempt}", f"stock-{attempt}"
+        )
+        patched, lost_p, run_p, _ = _lossy_run(
+            str(bins["patched"]), str(bins["stock"]), tmp_path / f"{attempt}", f"patched-{attempt}"
+        )
         assert dropped >= 20
         n = min(len(stock), len(patched))
         common = sorted(set(lost_s) & set(lost_p))
-        same_lost = sum(np.array_equal(stock[k * 128:(k + 2) * 128], patched[k * 128:(k + 2) * 128]) for k in common)
+        same_lost = sum(
+            np.array_equal(stock[k * 128 : (k + 2) * 128], patched[k * 128 : (k + 2) * 128]) for k in common
+        )
         # The Regulator's Burg concealment of a lost packet is a function of the two packets it
         # played before it (mPacketsInThePast = 2 at 128 frames: it trains on those 256 samples),
         # whatever happened elsewhere in the run. So wherever both runs lost the same audio block
         # after the same 256 played samples, both binaries must play the same concealment.
-        given = [k for k in common if k >= 2 and k * 128 + 128 <= n
-                 and np.any(stock[(k - 2) * 128:k * 128] != 0)
-                 and np.array_equal(stock[(k - 2) * 128:k * 128], patched[(k - 2) * 128:k * 128])]
-        same_given = sum(np.array_equal(stock[k * 128:(k + 1) * 128], patched[k * 128:(k + 1) * 128]) for k in given)
+        given = [
+            k
+            for k in common
+            if k >= 2
+            and k * 128 + 128 <= n
+            and np.any(stock[(k - 2) * 128 : k * 128] != 0)
+            and np.array_equal(stock[(k - 2) * 128 : k * 128], patched[(k - 2) * 128 : k * 128])
+        ]
+        same_given = sum(
+            np.array_equal(stock[k * 128 : (k + 1) * 128], patched[k * 128 : (k + 1) * 128]) for k in given
+        )
         conditioned, identical_given_history = conditioned + len(given), identical_given_history + same_given
-        attempts.append({"stock": run_s, "patched": run_p, "same_drops": lost_s == lost_p, "identical_lost": same_lost,
-                         "common_lost": len(common), "same_history": len(given), "identical_given_history": same_given,
-                         "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4)})
+        attempts.append(
+            {
+                "stock": run_s,
+                "patched": run_p,
+                "same_drops": lost_s == lost_p,
+                "identical_lost": same_lost,
+                "common_lost": len(common),
+                "same_history": len(given),
+                "identical_given_history": same_given,
+                "identical_share": round(float(np.mean(stock[:n] == patched[:n])), 4),
+            }
+        )
         # a comparable pair: the relay's drops hit the same audio in both runs (a busy sending
         # JackTrip can skip periods), both recordings were aligned alike (equal whole-file SNR;
         # on a busy machine one alignment can land elsewhere) and JackTrip underran as often in both
         # (a CI run: 62 against 67 underruns for 62 common losses, 0.5 % of the samples equal; a
         # late packet is the machine's doing, not the binary's)
-        comparable = (lost_s == lost_p and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5
-                      and run_s["glitches"] == run_p["glitches"])
+        comparable = (
+            lost_s == lost_p and abs(run_s["snr_db"] - run_p["snr_db"]) < 0.5 and run_s["glitches"] == run_p["glitches"]
+        )
         if comparable and np.array_equal(stock[:n], patched[:n]):
             return  # the same samples, xruns or not
         # a clean pair (no xrun either side) must be identical
         assert not (comparable and run_s["xruns"] == run_p["xruns"] == 0), (
-            f"stock and patched (flag off) differ under the same losses: {attempts[-1]}")
+            f"stock and patched (flag off) differ under the same losses: {attempts[-1]}"
+        )
         if conditioned >= 40:
             break
     # No identical pair (CI's class of machine gives 1-66 player or recorder xruns per 4-s run, and
@@ -143,8 +174,11 @@ def test_flag_off_conceals_losses_with_the_same_bytes_as_stock_on_the_regulator(
     # history. A recorder or player xrun can still spoil a few of them; a binary that concealed
     # differently would change nearly all.
     if conditioned < 20:
-        resources.machine_lacks(f"only {conditioned} losses after the same history in both runs in {len(attempts)} "
-                                f"attempts (this machine is too busy for a sample-exact comparison): {attempts}")
+        resources.machine_lacks(
+            f"only {conditioned} losses after the same history in both runs in {len(attempts)} "
+            f"attempts (this machine is too busy for a sample-exact comparison): {attempts}"
+        )
     assert identical_given_history >= 0.9 * conditioned, (
         f"stock and patched (flag off) concealed {conditioned - identical_given_history} of {conditioned} losses "
-        f"differently after the same history: {attempts}")
+        f"differently after the same history: {attempts}"
+    )

@@ -49,17 +49,19 @@ def speech_model(tmp_path_factory):
     limit_threads(1, 1)
     import keras
 
+    from nextblock.learning.examples import LiveExampleBuilder
     from nextblock.learning.finetune import FineTuner
     from nextblock.learning.model_io import TFLiteExporter, build_keras_model
     from nextblock.learning.replay import ReplayBuffer
-    from nextblock.learning.examples import LiveExampleBuilder
 
     keras.utils.set_random_seed(0)
     features = FeatureConfig()
     model = build_keras_model(features, TINY)
     tuner = FineTuner(model, features, learning_rate=1e-3)
     speech = scenario.load_kind("speech", 20, RATE, seed=1)
-    buffer = ReplayBuffer(speech.shape[0], RATE, features.context_samples + features.output_samples, features.context_samples)
+    buffer = ReplayBuffer(
+        speech.shape[0], RATE, features.context_samples + features.output_samples, features.context_samples
+    )
     buffer.add("speech", speech)
     builder = LiveExampleBuilder(buffer, features, seed=1)
     for _ in range(150):
@@ -80,15 +82,30 @@ def _learner(model_dir, speech_model, audio, learning_rate=1e-3, **settings):
     start = resolve_starting_point(model_dir, speech_model[0])
     assert start.weights == speech_model[1], "the weights next to the model are found"
     model = build_keras_model(start.features, start.architecture, start.weights)
-    defaults = dict(replay_seconds=20, holdout_seconds=3, batch_size=32, validate_every_s=None, validate_every_steps=40,
-                    max_cpu=1.0, max_chunks_per_ingest=1, max_validation_windows=300)
+    defaults = dict(
+        replay_seconds=20,
+        holdout_seconds=3,
+        batch_size=32,
+        validate_every_s=None,
+        validate_every_steps=40,
+        max_cpu=1.0,
+        max_chunks_per_ingest=1,
+        max_validation_windows=300,
+    )
     defaults.update(settings)
     lines = []
-    learner = OnlineLearner([ArrayStream(audio, RATE, chunk_samples=int(0.15 * RATE), name="speech+guitar")],
-                            FineTuner(model, start.features, learning_rate=learning_rate), start.features, start.current,
-                            Publisher(model_dir), TFLiteExporter(start.features, start.architecture),
-                            LearnerSettings(**defaults), log=lines.append, update_log_path=Path(model_dir) / "updates.jsonl",
-                            baseline=speech_model[0])
+    learner = OnlineLearner(
+        [ArrayStream(audio, RATE, chunk_samples=int(0.15 * RATE), name="speech+guitar")],
+        FineTuner(model, start.features, learning_rate=learning_rate),
+        start.features,
+        start.current,
+        Publisher(model_dir),
+        TFLiteExporter(start.features, start.architecture),
+        LearnerSettings(**defaults),
+        log=lines.append,
+        update_log_path=Path(model_dir) / "updates.jsonl",
+        baseline=speech_model[0],
+    )
     return learner, lines
 
 
@@ -141,11 +158,40 @@ def test_cli_learns_from_a_live_segment_and_publishes(tmp_path, speech_model, se
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"), TF_CPP_MIN_LOG_LEVEL="3")
     with Producer(segment_name, RATE, frames, 1, block_ring_slots=4096) as producer:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nextblock.learn", "--segment", segment_name, "--model", str(speech_model[0]),
-             "--model-dir", str(model_dir), "--learning-rate", "1e-3", "--replay-seconds", "20", "--holdout-seconds", "3",
-             "--validate-every-s", "6", "--max-cpu", "1", "--nice", "0", "--max-seconds", "40", "--update-log", str(log),
-             "--validation-windows", "200"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "nextblock.learn",
+                "--segment",
+                segment_name,
+                "--model",
+                str(speech_model[0]),
+                "--model-dir",
+                str(model_dir),
+                "--learning-rate",
+                "1e-3",
+                "--replay-seconds",
+                "20",
+                "--holdout-seconds",
+                "3",
+                "--validate-every-s",
+                "6",
+                "--max-cpu",
+                "1",
+                "--nice",
+                "0",
+                "--max-seconds",
+                "40",
+                "--update-log",
+                str(log),
+                "--validation-windows",
+                "200",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         stop = threading.Event()
         worst_publish_s = []
 

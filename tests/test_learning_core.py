@@ -106,7 +106,7 @@ def test_array_stream_paced_in_real_time_does_not_run_ahead():
 
 
 def block_of(seq, frames=128, channels=2):
-    return (np.full((frames, channels), seq % 1000, np.float32) + np.arange(channels, dtype=np.float32) / 10)
+    return np.full((frames, channels), seq % 1000, np.float32) + np.arange(channels, dtype=np.float32) / 10
 
 
 def test_shared_memory_stream_reads_blocks_in_order_with_breaks_at_lost_packets(segment_name):
@@ -188,7 +188,16 @@ def test_publishing_is_versioned_checksummed_and_in_the_documented_format(tmp_pa
     second = publisher.publish(b"TFL3-second", VALIDATION, parent_version=first.version)
     assert (first.version, second.version) == (1, 2)
     record = json.loads((tmp_path / CURRENT_FILE).read_text())
-    assert set(record) == {"format", "version", "file", "sha256", "bytes", "created_unix_s", "validation", "parent_version"}
+    assert set(record) == {
+        "format",
+        "version",
+        "file",
+        "sha256",
+        "bytes",
+        "created_unix_s",
+        "validation",
+        "parent_version",
+    }
     assert record["format"] == PUBLISHED_FORMAT
     assert record["file"] == "model-v2.tflite" and record["parent_version"] == 1
     assert record["sha256"] == sha256_hex(b"TFL3-second") and record["bytes"] == len(b"TFL3-second")
@@ -244,7 +253,9 @@ def _learn_cli(*args):
     from pathlib import Path
 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "python"))
-    return subprocess.run([sys.executable, "-m", "nextblock.learn", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "nextblock.learn", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_cli_help_teaches_with_examples():
@@ -253,11 +264,14 @@ def test_cli_help_teaches_with_examples():
     assert "--jacktrip-pid" in result.stdout and "examples:" in result.stdout and "--max-cpu" in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "at least one --jacktrip-pid"),
-    (("--jacktrip-pid", "1", "--replay-seconds", "3", "--holdout-seconds", "5"), "--replay-seconds must exceed"),
-    (("--jacktrip-pid", "1", "--max-cpu", "2"), "--max-cpu must be in"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "at least one --jacktrip-pid"),
+        (("--jacktrip-pid", "1", "--replay-seconds", "3", "--holdout-seconds", "5"), "--replay-seconds must exceed"),
+        (("--jacktrip-pid", "1", "--max-cpu", "2"), "--max-cpu must be in"),
+    ],
+)
 def test_cli_usage_errors_are_one_line_and_exit_2(args, message):
     result = _learn_cli(*args)
     assert result.returncode == 2

@@ -50,7 +50,9 @@ def scores(monkeypatch):
         return Score(table["export" if name == "candidate.tflite" else name], windows.shape[0], 1.0)
 
     monkeypatch.setattr(learner_module, "score_model_file", by_file)
-    monkeypatch.setattr(learner_module, "score_keras", lambda tuner, windows, config: Score(table["keras"], windows.shape[0], 1.0))
+    monkeypatch.setattr(
+        learner_module, "score_keras", lambda tuner, windows, config: Score(table["keras"], windows.shape[0], 1.0)
+    )
     return table
 
 
@@ -65,12 +67,24 @@ def make_learner(tmp_path, fallback_margin_db=None):
         Path(path).write_bytes(b"TFL3-candidate-%d" % len(exports))
 
     learner = OnlineLearner(
-        [ArrayStream(audio, RATE, chunk_samples=8 * RATE)], FakeTuner(0.0), FeatureConfig(), CurrentModel(start, None),
-        Publisher(tmp_path / "live"), export,
-        LearnerSettings(replay_seconds=6, holdout_seconds=2, max_validation_windows=50, min_gain_db=0.1,
-                        fallback_margin_db=fallback_margin_db),
-        log=lambda line: None, update_log_path=tmp_path / "updates.jsonl", baseline=start,
-        baseline_weights=[np.full(3, -1.0, np.float32)])
+        [ArrayStream(audio, RATE, chunk_samples=8 * RATE)],
+        FakeTuner(0.0),
+        FeatureConfig(),
+        CurrentModel(start, None),
+        Publisher(tmp_path / "live"),
+        export,
+        LearnerSettings(
+            replay_seconds=6,
+            holdout_seconds=2,
+            max_validation_windows=50,
+            min_gain_db=0.1,
+            fallback_margin_db=fallback_margin_db,
+        ),
+        log=lambda line: None,
+        update_log_path=tmp_path / "updates.jsonl",
+        baseline=start,
+        baseline_weights=[np.full(3, -1.0, np.float32)],
+    )
     learner.ingest()
     return learner, exports
 

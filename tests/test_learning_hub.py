@@ -13,8 +13,10 @@ from nextblock.learning.stream import SharedMemoryStream
 
 def test_a_hub_pid_expands_to_every_stream_and_each_is_read_on_its_own():
     pid = os.getpid()
-    with Producer(segment_name_for_stream(pid, 61003), 48000, 128, 2) as b, \
-            Producer(segment_name_for_stream(pid, 61002), 48000, 128, 2) as a:
+    with (
+        Producer(segment_name_for_stream(pid, 61003), 48000, 128, 2) as b,
+        Producer(segment_name_for_stream(pid, 61002), 48000, 128, 2) as a,
+    ):
         sources = expand_pids([pid])
         assert sources == [segment_name_for_stream(pid, 61002), segment_name_for_stream(pid, 61003)]
         streams = [SharedMemoryStream(s, start="now") for s in sources]

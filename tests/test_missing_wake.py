@@ -99,8 +99,9 @@ def test_a_waiter_sleeps_through_arriving_blocks_and_wakes_at_the_pull_that_find
 
         def waiter():
             before = _core.wait_for_decision_wakeups()
-            result["index"] = _core.wait_for_decision([_wait_item(st, 1, 2 * PERIOD_NS)], monotonic_ns() + 3_000_000_000,
-                                                      0)
+            result["index"] = _core.wait_for_decision(
+                [_wait_item(st, 1, 2 * PERIOD_NS)], monotonic_ns() + 3_000_000_000, 0
+            )
             result["at_ns"] = monotonic_ns()
             result["wakeups"] = _core.wait_for_decision_wakeups() - before
 
@@ -137,7 +138,17 @@ def test_the_timed_wait_wakes_before_every_block_for_comparison(segment_name):
                     break
                 st.poll(monotonic_ns())
                 s = st.schedule
-                item = (st.tap, True, max(s.handled_seq, s.newest_seq), PERIOD_NS // 2, 0, PERIOD_NS, 1_000_000_000, 8, 0)
+                item = (
+                    st.tap,
+                    True,
+                    max(s.handled_seq, s.newest_seq),
+                    PERIOD_NS // 2,
+                    0,
+                    PERIOD_NS,
+                    1_000_000_000,
+                    8,
+                    0,
+                )
             result["wakeups"] = _core.wait_for_decision_wakeups() - before
 
         thread = threading.Thread(target=waiter)

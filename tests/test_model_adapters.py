@@ -33,7 +33,9 @@ def _make(m, frames, rate, refresh, beyond, long_term):
     return stream_predictor(m, frames, rate, min_refresh_samples=refresh, beyond_horizon=beyond, long_term=long_term)
 
 
-@pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c[0]}f-{c[1]}hz-refresh{c[2]}-lt{int(c[3])}-{c[4]}" for c in CASES])
+@pytest.mark.parametrize(
+    "index", range(len(CASES)), ids=[f"{c[0]}f-{c[1]}hz-refresh{c[2]}-lt{int(c[3])}-{c[4]}" for c in CASES]
+)
 def test_the_adapters_play_what_the_stream_predictor_played(model, index):
     expected = np.load(REFERENCE)[f"case{index}"]
     played = play(_make, model, CASES[index])

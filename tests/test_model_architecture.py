@@ -39,7 +39,7 @@ def test_deep_filter_centre_tap_copies_aligned_bins():
     layer.set_weights([np.zeros_like(kernel), bias])
     features = np.random.default_rng(1).standard_normal((1, cfg.input_bins, 3)).astype(np.float32)
     out = np.asarray(model(features))[0]
-    np.testing.assert_allclose(out, features[0, ::cfg.bin_stride, :2], atol=1e-5)
+    np.testing.assert_allclose(out, features[0, :: cfg.bin_stride, :2], atol=1e-5)
 
 
 def test_loss_is_zero_for_a_perfect_prediction_and_snr_metric_sees_it():
@@ -69,7 +69,7 @@ def test_untrained_lpc_model_plays_the_lpc_guess():
     context = (np.sin(2 * np.pi * 700 * t) + 0.1 * rng.standard_normal(1024)).astype(np.float32)
     features, _ = SpectralCodec(cfg).encode(context[None])
     out = np.asarray(model(features))[0]
-    np.testing.assert_allclose(out, features[0, ::cfg.bin_stride, 3:], atol=1e-6)
+    np.testing.assert_allclose(out, features[0, :: cfg.bin_stride, 3:], atol=1e-6)
     assert np.abs(out).max() > 0.1
 
 
@@ -104,19 +104,24 @@ def test_loss_matches_a_numpy_reference():
     target = rng.standard_normal((3, cfg.output_samples)).astype(np.float32)
     predicted = rng.standard_normal((3, cfg.output_bins, 2)).astype(np.float32)
     sizes, spectral, phase, floor = (32, 128), 0.3, 0.2, 1e-3
-    got = np.asarray(make_loss(cfg, spectral_weight=spectral, phase_weight=phase, fft_sizes=sizes, log_floor=floor)(
-        target, predicted))
+    got = np.asarray(
+        make_loss(cfg, spectral_weight=spectral, phase_weight=phase, fft_sizes=sizes, log_floor=floor)(
+            target, predicted
+        )
+    )
 
     wave = np.fft.irfft((predicted[..., 0] + 1j * predicted[..., 1]) * codec.output_gain, n=cfg.output_samples)
     weights = np.full(cfg.output_samples, 0.5)
-    weights[:cfg.frames_per_block] = 1.0
+    weights[: cfg.frames_per_block] = 1.0
     want = np.mean((wave - target) ** 2 * weights / weights.mean(), axis=-1)
     for size in sizes:
         starts = range(0, cfg.output_samples - size + 1, size // 2)
         hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)
-        t = np.fft.rfft(np.stack([target[:, s:s + size] for s in starts], 1) * hann)
-        p = np.fft.rfft(np.stack([wave[:, s:s + size] for s in starts], 1) * hann)
-        want += spectral / len(sizes) * np.mean(np.abs(np.log(np.abs(t) + floor) - np.log(np.abs(p) + floor)), axis=(1, 2))
+        t = np.fft.rfft(np.stack([target[:, s : s + size] for s in starts], 1) * hann)
+        p = np.fft.rfft(np.stack([wave[:, s : s + size] for s in starts], 1) * hann)
+        want += (
+            spectral / len(sizes) * np.mean(np.abs(np.log(np.abs(t) + floor) - np.log(np.abs(p) + floor)), axis=(1, 2))
+        )
         want += phase / len(sizes) * np.mean(np.abs((t - p).real) + np.abs((t - p).imag), axis=(1, 2))
     np.testing.assert_allclose(got, want, rtol=2e-4)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from nextblock.features import FeatureConfig
 from nextblock.model.corpus import corpus_windows, pack_corpus, read_corpus
 from nextblock.model.examples import MAX_TARGET_GAIN, predictable
@@ -15,8 +16,8 @@ def test_predictable_drops_onsets_after_silence_and_ignores_history():
     rng = np.random.default_rng(0)
     windows = (0.1 * rng.standard_normal((4, 256 + 1024 + 256))).astype(np.float32)
     windows[1, 256:1280] *= 1e-3  # quiet context, loud continuation: an onset
-    windows[2, :256] *= 1e3        # a loud history before an ordinary context: kept
-    windows[3, 256:1280] = 0.0     # silent context
+    windows[2, :256] *= 1e3  # a loud history before an ordinary context: kept
+    windows[3, 256:1280] = 0.0  # silent context
     keep = predictable(windows, 1024, 256)
     assert keep.tolist() == [True, False, True, False]
     gain = np.sqrt(np.mean(windows[1, -256:] ** 2) / np.mean(windows[1, 256:1280] ** 2))
@@ -43,11 +44,21 @@ def _folders(root):
 def test_pack_then_cut_windows(tmp_path):
     roots = _folders(tmp_path)
     out = tmp_path / "corpus"
-    manifest = pack_corpus(roots, out, {"train": 12.0, "validation": 3.0}, (32000, 48000), {"choir": 2.0},
-                           excerpt_seconds=0.5, show_progress=False)
+    manifest = pack_corpus(
+        roots,
+        out,
+        {"train": 12.0, "validation": 3.0},
+        (32000, 48000),
+        {"choir": 2.0},
+        excerpt_seconds=0.5,
+        show_progress=False,
+    )
     assert manifest == read_corpus(out)
     excerpts = manifest["excerpts"]
-    assert {e["split"] for e in excerpts} <= {"train", "validation"} and {e["rate_hz"] for e in excerpts} <= {32000, 48000}
+    assert {e["split"] for e in excerpts} <= {"train", "validation"} and {e["rate_hz"] for e in excerpts} <= {
+        32000,
+        48000,
+    }
     for e in excerpts:
         assert (out / e["path"]).is_file() and e["seconds"] <= 0.5 + 1e-3
     train = [e for e in excerpts if e["split"] == "train"]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from nextblock.features import FeatureConfig, SpectralCodec
 from nextblock.model.audio_files import find_audio_files, split_of
 from nextblock.model.data import read_manifest, windows_from_shards, windows_to_arrays
@@ -42,8 +43,12 @@ def _write_shards(root, cfg, example_samples=4096):
         audio = (0.1 * rng.standard_normal((count, example_samples))).astype(np.float32)
         np.savez(root / split / "shard-00000.npz", audio=audio, recording_id=np.arange(count, dtype=np.int32))
         splits[split] = [{"path": f"{split}/shard-00000.npz", "sha256": "", "examples": count}]
-    manifest = {"format": "nextblock-shards/1", "sample_rate_hz": cfg.sample_rate_hz,
-                "example_samples": example_samples, "splits": splits}
+    manifest = {
+        "format": "nextblock-shards/1",
+        "sample_rate_hz": cfg.sample_rate_hz,
+        "example_samples": example_samples,
+        "splits": splits,
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -95,8 +100,16 @@ def test_windows_at_random_rates_and_weighted_groups(tmp_path):
         _tone_file(tmp_path / "drums" / f"d{i}.wav", 2250.0)
     cfg = FeatureConfig()
     roots = [str(tmp_path / "choir"), str(tmp_path / "drums")]
-    windows = windows_from_audio(roots, cfg, {"train": 400}, seed=1, excerpt_seconds=1.0, show_progress=False,
-                                 sample_rates_hz=(48000, 96000), group_weights={"choir": 3.0})["train"]
+    windows = windows_from_audio(
+        roots,
+        cfg,
+        {"train": 400},
+        seed=1,
+        excerpt_seconds=1.0,
+        show_progress=False,
+        sample_rates_hz=(48000, 96000),
+        group_weights={"choir": 3.0},
+    )["train"]
     bins = _dominant_bin(windows)
     assert set(np.unique(bins)) <= {16, 32, 24, 48}
     assert np.any(bins == 16) and np.any(bins == 32) and np.any(bins == 24) and np.any(bins == 48)  # both rates
@@ -113,6 +126,7 @@ def test_heldout_skips_broken_recordings(tmp_path):
     import json as _json
 
     import soundfile as sf
+
     from nextblock.model.audio_files import split_of
     from nextblock.model.heldout import write_heldout
 
@@ -137,6 +151,7 @@ def test_heldout_skips_broken_recordings(tmp_path):
 
 def test_window_cache_is_not_served_when_the_audio_under_a_root_changed(tmp_path):
     import soundfile as sf
+
     from nextblock.model.data import windows_from_audio
 
     root, cache = tmp_path / "pkg", tmp_path / "cache"

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+
 from nextblock.model import default_model_path
 from nextblock.model.guess_blend import best_weight, main, with_guess_weight
 from nextblock.model.metadata import read_metadata
@@ -24,24 +25,44 @@ def test_a_copy_differs_from_the_model_only_in_its_guess_weight(shipped, tmp_pat
     copy = with_guess_weight(shipped, 0.6, tmp_path / "copy.tflite")
     original, changed = read_metadata(shipped), read_metadata(copy)
     assert changed["guess_weight"] == 0.6
-    assert {k: v for k, v in changed.items() if k != "guess_weight"} == \
-        {k: v for k, v in original.items() if k != "guess_weight"}
+    assert {k: v for k, v in changed.items() if k != "guess_weight"} == {
+        k: v for k, v in original.items() if k != "guess_weight"
+    }
 
 
 def test_best_weight_is_the_best_mean_snr():
-    rows = [{"guess_weight": 0.0, "mean_snr_db": 4.0}, {"guess_weight": 0.5, "mean_snr_db": 4.2},
-            {"guess_weight": 1.0, "mean_snr_db": 3.9}]
+    rows = [
+        {"guess_weight": 0.0, "mean_snr_db": 4.0},
+        {"guess_weight": 0.5, "mean_snr_db": 4.2},
+        {"guess_weight": 1.0, "mean_snr_db": 3.9},
+    ]
     assert best_weight(rows) == 0.5
 
 
 def test_the_harness_scores_every_weight_and_names_one(shipped, tmp_path, capsys):
     rng = np.random.default_rng(0)
     t = np.arange(3 * 48000) / 48000
-    audio = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(t.size)
+    audio = 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(
+        t.size
+    )
     sf.write(str(tmp_path / "validation.wav"), audio.astype(np.float32), 48000)
     out = tmp_path / "scores.json"
-    assert main([shipped, "--validation", str(tmp_path / "validation.wav"), "--weights", "0,1",
-                 "--loss", "bernoulli:0.1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                shipped,
+                "--validation",
+                str(tmp_path / "validation.wav"),
+                "--weights",
+                "0,1",
+                "--loss",
+                "bernoulli:0.1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     snrs = [r["snr_db"]["bernoulli:0.1"] for r in report["rows"]]
     assert [r["guess_weight"] for r in report["rows"]] == [0.0, 1.0]

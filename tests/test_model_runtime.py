@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 import pytest
+
 from nextblock.model import default_model_path
 from nextblock.model.metadata import METADATA_FORMAT, ModelFileError, embed_metadata, read_metadata
 
@@ -21,9 +22,20 @@ FRAMES = 128
 
 
 def _metadata(**overrides):
-    md = {"format": METADATA_FORMAT, "name": "passthrough", "model_version": "0.test", "frames_per_block": FRAMES,
-          "context_samples": CONTEXT_SAMPLES, "sample_rate_hz": 48000, "outputs_blocks": 2,
-          "window_fall_samples": 64, "boundary_ramp_samples": 0, "channels_layout": "mono, per channel", "feature": "test", "created": "2026-01-01T00:00:00Z"}
+    md = {
+        "format": METADATA_FORMAT,
+        "name": "passthrough",
+        "model_version": "0.test",
+        "frames_per_block": FRAMES,
+        "context_samples": CONTEXT_SAMPLES,
+        "sample_rate_hz": 48000,
+        "outputs_blocks": 2,
+        "window_fall_samples": 64,
+        "boundary_ramp_samples": 0,
+        "channels_layout": "mono, per channel",
+        "feature": "test",
+        "created": "2026-01-01T00:00:00Z",
+    }
     md.update(overrides)
     return md
 
@@ -89,7 +101,12 @@ def test_predictor_reads_its_metadata_and_predicts_shapes(passthrough_tflite):
     from nextblock.model.runner import BlockPredictor
 
     p = BlockPredictor(passthrough_tflite[0])
-    assert (p.frames_per_block, p.context_samples, p.sample_rate_hz, p.outputs_blocks) == (FRAMES, CONTEXT_SAMPLES, 48000, 2)
+    assert (p.frames_per_block, p.context_samples, p.sample_rate_hz, p.outputs_blocks) == (
+        FRAMES,
+        CONTEXT_SAMPLES,
+        48000,
+        2,
+    )
     assert p.model_version == "0.test" and p.name == "passthrough"
     out = p.predict(np.zeros((3, CONTEXT_SAMPLES), np.float32))
     assert out.shape == (3, 2, FRAMES) and out.dtype == np.float32 and np.all(out == 0)
@@ -132,9 +149,9 @@ def test_concealer_plays_the_prediction_on_loss(passthrough_tflite):
     guess = concealer.process(None)
     np.testing.assert_allclose(guess, concealer.history[-FRAMES:])  # what was played is now history
     # the concealer's guess is its predictor's first block for the pre-loss history
-    expected = concealer.predictor.predict(signal[None, 2 * FRAMES:2 * FRAMES + CONTEXT_SAMPLES])[0, 0]
+    expected = concealer.predictor.predict(signal[None, 2 * FRAMES : 2 * FRAMES + CONTEXT_SAMPLES])[0, 0]
     np.testing.assert_allclose(guess, expected, atol=1e-6)
-    assert np.sum(guess ** 2) > 0.1 * np.sum(blocks[-2] ** 2)
+    assert np.sum(guess**2) > 0.1 * np.sum(blocks[-2] ** 2)
     with pytest.raises(ValueError, match="frame"):
         NextBlockConcealer(256, 48000, model_path=passthrough_tflite[0])
     with pytest.raises(ValueError, match="Hz"):
@@ -162,13 +179,15 @@ def test_shipped_model_predicts_a_steady_tone_better_than_repeat(shipped):
 
     p = BlockPredictor(shipped)
     n = np.arange(p.context_samples + p.frames_per_block)
-    signal = (0.2 * np.sin(2 * np.pi * 441.0 * n / 48000) + 0.1 * np.sin(2 * np.pi * 1234.5 * n / 48000)).astype(np.float32)
-    truth = signal[p.context_samples:]
-    guess = p.predict(signal[None, :p.context_samples])[0, 0]
-    repeat = signal[p.context_samples - p.frames_per_block:p.context_samples]
+    signal = (0.2 * np.sin(2 * np.pi * 441.0 * n / 48000) + 0.1 * np.sin(2 * np.pi * 1234.5 * n / 48000)).astype(
+        np.float32
+    )
+    truth = signal[p.context_samples :]
+    guess = p.predict(signal[None, : p.context_samples])[0, 0]
+    repeat = signal[p.context_samples - p.frames_per_block : p.context_samples]
 
     def snr(x):
-        return 10 * np.log10(np.sum(truth ** 2) / np.sum((x - truth) ** 2))
+        return 10 * np.log10(np.sum(truth**2) / np.sum((x - truth) ** 2))
 
     assert snr(guess) > 3.0
     assert snr(guess) > snr(repeat) + 5.0
@@ -184,13 +203,15 @@ def test_shipped_model_serves_every_configuration(shipped, frames, rate):
     assert read_metadata(shipped)["sample_rates_hz"] == [32000, 44100, 48000, 88200, 96000]
     stream = stream_predictor(BlockPredictor(shipped), frames, rate)
     n = np.arange(stream.context_samples + 2 * frames)
-    signal = (0.2 * np.sin(2 * np.pi * 441.0 * n / rate) + 0.1 * np.sin(2 * np.pi * 1234.5 * n / rate)).astype(np.float32)
-    truth = signal[stream.context_samples:]
-    guess = stream.predict(signal[None, :stream.context_samples])[0].reshape(-1)
-    last = signal[stream.context_samples - frames:stream.context_samples]
+    signal = (0.2 * np.sin(2 * np.pi * 441.0 * n / rate) + 0.1 * np.sin(2 * np.pi * 1234.5 * n / rate)).astype(
+        np.float32
+    )
+    truth = signal[stream.context_samples :]
+    guess = stream.predict(signal[None, : stream.context_samples])[0].reshape(-1)
+    last = signal[stream.context_samples - frames : stream.context_samples]
     repeat = np.concatenate([last, last])
 
     def snr(x):
-        return 10 * np.log10(np.sum(truth ** 2) / np.sum((x - truth) ** 2))
+        return 10 * np.log10(np.sum(truth**2) / np.sum((x - truth) ** 2))
 
     assert snr(guess) > 10.0 and snr(guess) > snr(repeat) + 10.0

@@ -10,10 +10,10 @@ import pytest
 from nextblock.model import default_model_path
 from nextblock.model.metadata import embed_metadata, read_metadata
 from nextblock.model.stream import (
-    stream_predictor,
     calls_per_prediction,
     choose_model,
     latency_budget_us,
+    stream_predictor,
     stream_support,
 )
 
@@ -28,8 +28,13 @@ class SineContinuer:
     def __init__(self, w: float, horizon: int = 256, context: int = 1024):
         self.w, self.horizon_samples, self.context_samples = w, horizon, context
         self.model_version, self.name = "sine", "sine"
-        self.metadata = {"frames_per_block": 128, "outputs_blocks": 2, "sample_rate_hz": 48000,
-                         "sample_rates_hz": RATES, "model_version": "sine"}
+        self.metadata = {
+            "frames_per_block": 128,
+            "outputs_blocks": 2,
+            "sample_rate_hz": 48000,
+            "sample_rates_hz": RATES,
+            "model_version": "sine",
+        }
         self.calls = 0
 
     def predict_horizon(self, context: np.ndarray) -> np.ndarray:
@@ -87,8 +92,9 @@ def _with_metadata(tmp_path, file_stem, **changes):
 def test_choose_model_takes_the_one_that_serves_the_stream_and_says_why(tmp_path):
     exact = _with_metadata(tmp_path, "exact", name="exact", model_version="2.0.0")
     family = _with_metadata(tmp_path, "family", name="family", model_version="3.0.0", sample_rates_hz=RATES)
-    long = _with_metadata(tmp_path, "long", name="long", model_version="3.0.0", sample_rates_hz=RATES,
-                          horizon_samples=1024)
+    long = _with_metadata(
+        tmp_path, "long", name="long", model_version="3.0.0", sample_rates_hz=RATES, horizon_samples=1024
+    )
     path, why = choose_model([exact, family], 128, 48000)
     assert path == exact and "exact 2.0.0" in why and "1 call(s)" in why  # a tie: the first listed wins
     assert choose_model([family, exact], 128, 48000)[0] == family
@@ -128,8 +134,8 @@ def test_short_blocks_reuse_a_prediction_while_the_stream_moves_on(frames, calls
     stream = stream_predictor(model, frames, 48000, min_refresh_samples=64, long_term=False)
     for block in range(4 * (64 // min(frames, 64))):
         end = 1024 + block * frames
-        out = stream.predict(signal[:, end - 1024:end])
-        np.testing.assert_allclose(out.reshape(1, -1), signal[:, end:end + 2 * frames], atol=2e-3)
+        out = stream.predict(signal[:, end - 1024 : end])
+        np.testing.assert_allclose(out.reshape(1, -1), signal[:, end : end + 2 * frames], atol=2e-3)
     assert model.calls == stream.model_calls == 4 * (64 // min(frames, 64)) * calls_per_4_blocks // 4
     # a context that is not the cached one moved on (a jump, another stream) is predicted afresh
     before = model.calls
@@ -150,9 +156,9 @@ def test_a_throw_away_prediction_keeps_the_reused_prediction_and_the_counts():
     stream.keep_warm(np.random.default_rng(0).standard_normal((1, 1024)).astype(np.float32))
     assert model.calls == calls + 1, "the model ran"
     assert stream.model_calls == model_calls
-    out = stream.predict(signal[:, frames:1024 + frames])
+    out = stream.predict(signal[:, frames : 1024 + frames])
     assert model.calls == calls + 1, "served from the cached prediction, as without the throw-away one"
-    np.testing.assert_allclose(out.reshape(1, -1), signal[:, 1024 + frames:1024 + 3 * frames], atol=2e-3)
+    np.testing.assert_allclose(out.reshape(1, -1), signal[:, 1024 + frames : 1024 + 3 * frames], atol=2e-3)
 
 
 def test_guess_weight_one_plays_the_linear_guess(tmp_path):
@@ -179,8 +185,13 @@ class BurgOnly:
         self.config = FeatureConfig(lpc_order=128, lpc_burg_samples=768)
         self.context_samples, self.horizon_samples = 1024, 256
         self.model_version, self.name = "burg", "burg"
-        self.metadata = {"frames_per_block": 128, "outputs_blocks": 2, "sample_rate_hz": 48000,
-                         "sample_rates_hz": RATES, "model_version": "burg"}
+        self.metadata = {
+            "frames_per_block": 128,
+            "outputs_blocks": 2,
+            "sample_rate_hz": 48000,
+            "sample_rates_hz": RATES,
+            "model_version": "burg",
+        }
 
     def predict_horizon(self, context):
         from nextblock.features.lpc import burg_continuation

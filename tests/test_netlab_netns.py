@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from nextblock.netlab.netem import netem_available
 from nextblock.netlab.netns import (
     NetnsPair,
@@ -47,8 +48,9 @@ def _send_udp_burst(pair: NetnsPair, port: int, count: int) -> int:
         "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
         f"for i in range({count}): s.sendto(b'x'*64,('{pair.server_ip}',{port})); time.sleep(0.0005)\n"
     )
-    rx = subprocess.Popen(["ip", "netns", "exec", pair.server_ns, sys.executable, "-c", receiver],
-                          stdout=subprocess.PIPE, text=True)
+    rx = subprocess.Popen(
+        ["ip", "netns", "exec", pair.server_ns, sys.executable, "-c", receiver], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert rx.stdout.readline().strip() == "ready"
         run_in_netns(pair.client_ns, [sys.executable, "-c", sender], timeout_s=20)
@@ -106,9 +108,13 @@ def test_remnants_of_a_sigkilled_run_are_found_and_removed(tmp_path):
         "print(pair.client_ns, pair.server_ns, child.pid, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "sleep.log")], capture_output=True,
-                         text=True, timeout=30, env={**__import__("os").environ,
-                                                     "PYTHONPATH": ":".join(p for p in sys.path if p)})
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "sleep.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**__import__("os").environ, "PYTHONPATH": ":".join(p for p in sys.path if p)},
+    )
     client_ns, server_ns, pid = out.stdout.split()
     try:
         found = stale(remove=False)

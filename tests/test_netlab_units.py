@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+
 from nextblock.jackio.align import (
     align_piecewise,
     align_to_reference,
@@ -106,16 +107,31 @@ def test_delay_model_keeps_order_and_bounds():
 class RelayHarness:
     """Relay in a thread between a fake JackTrip client socket and a fake server socket."""
 
-    def __init__(self, tmp_path, loss: str, seed: int = 5, arm: str = "on-audio", armed_packets=None,
-                 delay_ms: float = 0.0, jitter_ms: float = 0.0):
+    def __init__(
+        self,
+        tmp_path,
+        loss: str,
+        seed: int = 5,
+        arm: str = "on-audio",
+        armed_packets=None,
+        delay_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+    ):
         self.server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.server.bind(("127.0.0.1", 0))
         self.server.settimeout(0.5)
         loss_rng, delay_rng = rng_streams(seed, 2)
         self.log = tmp_path / f"relay-{seed}-{loss}.jsonl".replace(":", "_").replace(",", "_")
-        self.relay = UdpRelay(("127.0.0.1", 0), self.server.getsockname(), make_loss_model(loss, loss_rng),
-                              DelayModel(delay_ms, jitter_ms, delay_rng), arm=arm, armed_packets=armed_packets,
-                              log_path=self.log, max_runtime_s=30)
+        self.relay = UdpRelay(
+            ("127.0.0.1", 0),
+            self.server.getsockname(),
+            make_loss_model(loss, loss_rng),
+            DelayModel(delay_ms, jitter_ms, delay_rng),
+            arm=arm,
+            armed_packets=armed_packets,
+            log_path=self.log,
+            max_runtime_s=30,
+        )
         self.thread = threading.Thread(target=self.relay.run, daemon=True)
         self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.client.bind(("127.0.0.1", 0))
@@ -236,10 +252,19 @@ def test_parse_iostat_1_7_and_bufstrategy_3():
         "2026-11-25T04:44:42 127.0.0.1 send: 0/0 recv: 42/1 prot: 43/2/3 tot: 1121 sync: 2/0/0/0/1 skew: -1/-1\n"
     )
     st = parse_iostat(text)
-    assert (st.recv_underruns, st.recv_overflows, st.lost_packets, st.out_of_order, st.revived,
-            st.total_packets, st.lines) == (42, 1, 43, 2, 3, 1121, 2)
-    st3 = parse_iostat("2026-11-25T04:44:42 127.0.0.1 send: 0/0 Glitches: 17\nPUSH -- SD avg/last: 1 / 2\n"
-                       "2026-11-25T04:44:43 127.0.0.1 send: 0/0 Glitches: 3\n")
+    assert (
+        st.recv_underruns,
+        st.recv_overflows,
+        st.lost_packets,
+        st.out_of_order,
+        st.revived,
+        st.total_packets,
+        st.lines,
+    ) == (42, 1, 43, 2, 3, 1121, 2)
+    st3 = parse_iostat(
+        "2026-11-25T04:44:42 127.0.0.1 send: 0/0 Glitches: 17\nPUSH -- SD avg/last: 1 / 2\n"
+        "2026-11-25T04:44:43 127.0.0.1 send: 0/0 Glitches: 3\n"
+    )
     assert st3.glitches == 20 and st3.lines == 2
 
 
@@ -267,7 +292,7 @@ def test_a_bounded_first_lag_ignores_a_repetition_of_loop_based_music():
     ref = np.tile(phrase, 3)
     delay = 700
     rec = np.concatenate([np.zeros(delay, np.float32), ref])
-    rec[delay:delay + 48000] += 1.5 * rng.standard_normal(48000).astype(np.float32)
+    rec[delay : delay + 48000] += 1.5 * rng.standard_normal(48000).astype(np.float32)
     assert estimate_lag_samples(ref[:48000], rec) == delay + 144000, "the failure mode this guards against"
     _, lags = align_piecewise(ref, rec, period_samples=128, max_lag_samples=delay + 96000)
     assert lags[0] == delay
@@ -285,7 +310,9 @@ def test_the_first_lag_is_voted_on_and_a_degraded_start_does_not_lock_onto_the_n
     ref = beat + line
     delay = 700
     rec = np.concatenate([np.zeros(delay, np.float32), ref])
-    rec[delay:delay + 48000] = rec[delay + 24000:delay + 72000] + 0.8 * rng.standard_normal(48000).astype(np.float32)
+    rec[delay : delay + 48000] = rec[delay + 24000 : delay + 72000] + 0.8 * rng.standard_normal(48000).astype(
+        np.float32
+    )
     head_only = estimate_lag_samples(ref[:48000], rec, delay + 96000)
     assert abs(head_only - delay) >= 20000, "the failure mode this guards against"
     assert first_lag_samples(ref, rec, 48000, delay + 96000) == delay

@@ -41,14 +41,17 @@ def _bursts(mask: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the old grammars are refused
-@pytest.mark.parametrize("old, says", [
-    ("bernoulli:5", ["bernoulli:0.05", "bernoulli:5%"]),      # the demo's 5 %
-    ("bernoulli:10", ["bernoulli:0.1", "bernoulli:10%"]),
-    ("bernoulli:1", ["bernoulli:0.01", "bernoulli:100%"]),    # 1 % there, every packet here
-    ("ge:0.02,0.3", ["gilbert:0.02,0.3"]),                    # the relay's bursts
-    ("ge:0.02,0.3,0.9,0.01", ["gilbert:0.02,0.3,0.9,0.01"]),
-    ("gilbert-elliott:0.02,0.25", ["gilbert:0.02,0.25"]),
-])
+@pytest.mark.parametrize(
+    "old, says",
+    [
+        ("bernoulli:5", ["bernoulli:0.05", "bernoulli:5%"]),  # the demo's 5 %
+        ("bernoulli:10", ["bernoulli:0.1", "bernoulli:10%"]),
+        ("bernoulli:1", ["bernoulli:0.01", "bernoulli:100%"]),  # 1 % there, every packet here
+        ("ge:0.02,0.3", ["gilbert:0.02,0.3"]),  # the relay's bursts
+        ("ge:0.02,0.3,0.9,0.01", ["gilbert:0.02,0.3,0.9,0.01"]),
+        ("gilbert-elliott:0.02,0.25", ["gilbert:0.02,0.25"]),
+    ],
+)
 def test_what_the_old_grammar_meant_otherwise_is_refused_with_what_to_write(old, says):
     with pytest.raises(ValueError) as info:
         parse_loss_spec(old)
@@ -60,10 +63,16 @@ def test_every_command_refuses_the_old_percent_with_the_same_message(tmp_path, c
     with pytest.raises(ValueError) as info:
         parse_loss_spec("bernoulli:5")
     message = str(info.value)
-    parsers = {"demo": demo.build_parser().parse_args, "relay": relay.build_parser().parse_args,
-               "guess_blend": guess_blend.parse_args}
-    argv = {"demo": ["--loss", "bernoulli:5"], "relay": ["--listen", "127.0.0.1:0", "--forward", "127.0.0.1:9", "--loss", "bernoulli:5"],
-            "guess_blend": ["m.tflite", "--validation", "v", "--loss", "bernoulli:5"]}
+    parsers = {
+        "demo": demo.build_parser().parse_args,
+        "relay": relay.build_parser().parse_args,
+        "guess_blend": guess_blend.parse_args,
+    }
+    argv = {
+        "demo": ["--loss", "bernoulli:5"],
+        "relay": ["--listen", "127.0.0.1:0", "--forward", "127.0.0.1:9", "--loss", "bernoulli:5"],
+        "guess_blend": ["m.tflite", "--validation", "v", "--loss", "bernoulli:5"],
+    }
     for name, parse in parsers.items():
         with pytest.raises(SystemExit) as exit_info:
             parse(argv[name])
@@ -82,8 +91,22 @@ def test_every_command_refuses_the_old_percent_with_the_same_message(tmp_path, c
 
 
 def test_the_relay_command_line_refuses_it_too():
-    r = subprocess.run([sys.executable, "-m", "nextblock.netlab.relay", "--listen", "127.0.0.1:0", "--forward",
-                        "127.0.0.1:9", "--loss", "ge:0.02,0.3"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nextblock.netlab.relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            "127.0.0.1:9",
+            "--loss",
+            "ge:0.02,0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "write gilbert:0.02,0.3" in r.stderr
 
 
@@ -149,8 +172,18 @@ def test_deterministic_patterns_lose_the_same_packets_in_the_relay_and_the_harne
     for spec in ("list:2,3,7", "periodic:5,2", f"trace:{trace}", "none"):
         offline = parse_loss_spec(spec).mask(40, np.random.default_rng(0))
         np.testing.assert_array_equal(_relay_drops(spec, 40), offline, err_msg=spec)
-    assert parse_loss_spec("list:2,3,7").mask(10, np.random.default_rng(0)).tolist() == \
-        [False, False, True, True, False, False, False, True, False, False]
+    assert parse_loss_spec("list:2,3,7").mask(10, np.random.default_rng(0)).tolist() == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_bench_e2e_patterns_mean_what_their_names_say():

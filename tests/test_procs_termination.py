@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from helpers_attach import python_env
 from nextblock.jackio.procs import leftover_processes
 
@@ -31,8 +32,12 @@ _SCRIPT = textwrap.dedent("""
 
 
 def _start(mode: str, tmp_path: Path, signum: int) -> tuple[subprocess.Popen, int]:
-    p = subprocess.Popen([sys.executable, "-c", _SCRIPT, mode, str(tmp_path / f"{mode}.log"), str(int(signum))],
-                         env=python_env(), stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, mode, str(tmp_path / f"{mode}.log"), str(int(signum))],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child_pid = int(p.stdout.readline())
     return p, child_pid
 

@@ -14,8 +14,8 @@ want more of the prior than the validation split chose; docs/notes/two_sided.md.
 from __future__ import annotations
 
 import pytest
-import resources
 
+import resources
 from nextblock.evaluation.harness import EvaluationConfig, evaluate
 
 pytestmark = pytest.mark.slow
@@ -40,8 +40,13 @@ def test_split_excerpts(tmp_path_factory):
 
 
 def _snr_by_concealer(folder: str, concealers: list[str], lookahead_blocks: int) -> dict[str, float]:
-    config = EvaluationConfig(concealers=concealers, losses=["bernoulli:0.05"], frames_per_block=128,
-                              visqol=False, lookahead_blocks=lookahead_blocks)
+    config = EvaluationConfig(
+        concealers=concealers,
+        losses=["bernoulli:0.05"],
+        frames_per_block=128,
+        visqol=False,
+        lookahead_blocks=lookahead_blocks,
+    )
     result = evaluate([folder], config, progress=False, log=lambda message: None)
     assert not result.unavailable_concealers, result.unavailable_concealers
     return {row["concealer"]: row["snr_db"] for row in result.rows}

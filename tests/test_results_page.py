@@ -69,8 +69,10 @@ def test_seed_mean_and_range_are_computed_over_clean_seeds_only():
         if r["seed"] == res.rows[0]["seed"]:
             r["xruns"], r["timing_slips"] = {"player": 0, "recorder": 0}, 0
     ps = rp.pairs(rows)
-    d1 = _rows(res, "nextblock-regulator", pattern)[res.rows[0]["seed"]]["visqol_mos"] - \
-        _rows(res, rp.BASELINE, pattern)[res.rows[0]["seed"]]["visqol_mos"]
+    d1 = (
+        _rows(res, "nextblock-regulator", pattern)[res.rows[0]["seed"]]["visqol_mos"]
+        - _rows(res, rp.BASELINE, pattern)[res.rows[0]["seed"]]["visqol_mos"]
+    )
     s = rp.delta_summary(ps, pattern, "nextblock-regulator", "visqol_mos")
     assert s.n == 2, "the seed with a timing slip must be left out"
     assert s.mean == pytest.approx(statistics.fmean([d1, d1 + 0.10]))
@@ -79,8 +81,9 @@ def test_seed_mean_and_range_are_computed_over_clean_seeds_only():
     assert [(p.seed, p.receiver) for p in flagged] == [(3, "nextblock-regulator")]
     assert "7 timing slips" in flagged[0].flags[0]
     # with the slip tolerated, all three count
-    assert rp.delta_summary(rp.pairs(rows, rp.Tolerance(max_slips=7)), pattern, "nextblock-regulator",
-                            "visqol_mos").n == 3
+    assert (
+        rp.delta_summary(rp.pairs(rows, rp.Tolerance(max_slips=7)), pattern, "nextblock-regulator", "visqol_mos").n == 3
+    )
     del loose
 
 
@@ -109,7 +112,9 @@ def test_readme_table_replaces_only_the_marked_block():
     out = rp.replace_between_markers(text, rp.render_readme_table(res))
     assert out.startswith("head\n") and out.endswith("\ntail\n") and "old table" not in out
     pattern = next(p for p in rp.PATTERN_LABELS if p in {r["pattern"] for r in res.rows} and p != "lossless")
-    p = next(p for p in rp.pairs(res.rows, res.tolerance) if p.pattern == pattern and p.receiver == "nextblock-regulator")
+    p = next(
+        p for p in rp.pairs(res.rows, res.tolerance) if p.pattern == pattern and p.receiver == "nextblock-regulator"
+    )
     assert f"{p.delta('visqol_mos'):+.3f}" in out
     with pytest.raises(ValueError):
         rp.replace_between_markers("no markers", "x")

@@ -64,8 +64,13 @@ def _serve_briefly(freeze_gc: bool) -> tuple[HubStats, int]:
     stop = threading.Event()
     stats = HubStats()
     with Producer(segment_name_for_stream(pid, 61012), 48000, 128, 2, stream_name="one") as producer:
-        loop = HubLoop(ProcessStreams(pid), RepeatPredictor(128, 48000),
-                       HubConfig(scan_interval_s=0.05, initial_budget_us=100, freeze_gc=freeze_gc), stats, stop=stop)
+        loop = HubLoop(
+            ProcessStreams(pid),
+            RepeatPredictor(128, 48000),
+            HubConfig(scan_interval_s=0.05, initial_budget_us=100, freeze_gc=freeze_gc),
+            stats,
+            stop=stop,
+        )
         thread = threading.Thread(target=loop.run, kwargs={"max_wall_s": 10}, daemon=True)
         thread.start()
         block = np.full((128, 2), 0.1, np.float32)

@@ -3,9 +3,10 @@ a play-out clock, a recording post function."""
 
 from __future__ import annotations
 
-import helpers_attach as h
 import numpy as np
 import pytest
+
+import helpers_attach as h
 from nextblock.capture import monotonic_ns
 from nextblock.runtime.context import ContextRing
 from nextblock.runtime.lookahead import MAX_GAP_BLOCKS, Lookahead, resolve_fill
@@ -39,8 +40,9 @@ class Stream:
                 self.ring.put_predicted(s, guess, np.full((CHANNELS, FRAMES), 0.02, np.float32))
             else:
                 self.ring.put_received(s, block(s))
-        self.look = Lookahead(self.ring, self.schedule, lambda seq, rep: self.posts.append((seq, rep.copy())),
-                              self.received, fill, RATE)
+        self.look = Lookahead(
+            self.ring, self.schedule, lambda seq, rep: self.posts.append((seq, rep.copy())), self.received, fill, RATE
+        )
         self.look.guard_ns = 0  # the first (cold) fill's time: the tests that need one set it
         for s in sorted(missing):
             self.look.note_post(s)
@@ -96,8 +98,12 @@ def test_a_block_too_close_to_its_pull_stays_one_sided_and_the_rest_of_the_burst
 
 
 def test_a_fill_that_is_not_finite_is_not_posted():
-    s = Stream(lambda past, future, n, prior, sample_rate_hz: np.full((CHANNELS, n), np.nan, np.float32),
-               clock=100, newest=104, missing={103})
+    s = Stream(
+        lambda past, future, n, prior, sample_rate_hz: np.full((CHANNELS, n), np.nan, np.float32),
+        clock=100,
+        newest=104,
+        missing={103},
+    )
     assert s.after_blocks() == 0 and not s.posts
     assert s.look.fills_nonfinite == 1 and s.look.explain(103) == "too_late"
 
@@ -182,6 +188,10 @@ def test_the_shipped_fill_has_a_fast_variant_that_fills_the_same_gap():
     quick = full.fast(past, future, FRAMES, x[:, 1024:1152] + 0.01)
     assert quick.shape == (CHANNELS, FRAMES) and full.fast_fills == 1
     truth = x[:, 1024:1152]
-    assert np.sum((quick - truth) ** 2) < 0.01 * np.sum(truth ** 2)  # two tones: interpolated
-    np.testing.assert_array_equal(quick, fill_gap(past, future, FRAMES, x[:, 1024:1152] + 0.01, order=128,
-                                                  prior_weight=0.3, prior_fade=0.0, levinson=True)[0])
+    assert np.sum((quick - truth) ** 2) < 0.01 * np.sum(truth**2)  # two tones: interpolated
+    np.testing.assert_array_equal(
+        quick,
+        fill_gap(
+            past, future, FRAMES, x[:, 1024:1152] + 0.01, order=128, prior_weight=0.3, prior_fade=0.0, levinson=True
+        )[0],
+    )

@@ -6,8 +6,9 @@ import os
 import shutil
 import subprocess
 
-import helpers_attach as h
 import pytest
+
+import helpers_attach as h
 from nextblock.runtime.priority import priority_below, realtime_priorities
 
 
@@ -20,8 +21,10 @@ def _can_use_fifo() -> bool:
     return True
 
 
-needs_fifo = pytest.mark.skipif(not (_can_use_fifo() and shutil.which("chrt")),
-                                reason="SKIPPED LOUDLY: SCHED_FIFO is not permitted here (run as root) or chrt is missing")
+needs_fifo = pytest.mark.skipif(
+    not (_can_use_fifo() and shutil.which("chrt")),
+    reason="SKIPPED LOUDLY: SCHED_FIFO is not permitted here (run as root) or chrt is missing",
+)
 
 
 @pytest.fixture
@@ -76,8 +79,9 @@ def test_the_helper_stays_one_below_the_lowest_realtime_thread(fifo_process):
 def test_attach_realtime_takes_a_priority_below_the_producers_threads(tmp_path):
     proc, ready, _ = h.start_emulator(tmp_path, seconds=1.5, loss_rate=0.05, out=False, extra=("--realtime", "12"))
     h.wait_ready(ready, proc)
-    result = h.run_attach(["--jacktrip-pid", str(proc.pid), "--predictor", "repeat", "--once", "--realtime", "30"],
-                          timeout_s=40)
+    result = h.run_attach(
+        ["--jacktrip-pid", str(proc.pid), "--predictor", "repeat", "--once", "--realtime", "30"], timeout_s=40
+    )
     proc.communicate(timeout=10)
     assert result.returncode == 3, result.stderr
     assert "SCHED_FIFO 11, not 30" in result.stderr, result.stderr

@@ -28,8 +28,15 @@ BUDGET = 500_000  # ns an inference is assumed to take
 class Sim:
     """Feeds a StreamSchedule like the live loop does and records the actions it asks for."""
 
-    def __init__(self, headroom: int, lost=(), late_ns=None, config: ScheduleConfig | None = None, clock=True,
-                 arrival_offset_ns: int = 100_000):
+    def __init__(
+        self,
+        headroom: int,
+        lost=(),
+        late_ns=None,
+        config: ScheduleConfig | None = None,
+        clock=True,
+        arrival_offset_ns: int = 100_000,
+    ):
         self.s = StreamSchedule(P, config or ScheduleConfig(min_samples=32, reevaluate_blocks=16))
         self.h = headroom
         self.lost = set(lost)
@@ -93,8 +100,10 @@ def test_no_headroom_or_no_clock_means_speculative_prediction_after_every_block(
     assert len(later) >= 55 and all(not a.chained for a in later)
 
 
-@pytest.mark.parametrize("queued, budget_ns, mode", [(0, BUDGET, SPECULATIVE), (1, BUDGET, JUST_IN_TIME),
-                                                     (1, 5 * BUDGET, SPECULATIVE), (2, 5 * BUDGET, JUST_IN_TIME)])
+@pytest.mark.parametrize(
+    "queued, budget_ns, mode",
+    [(0, BUDGET, SPECULATIVE), (1, BUDGET, JUST_IN_TIME), (1, 5 * BUDGET, SPECULATIVE), (2, 5 * BUDGET, JUST_IN_TIME)],
+)
 def test_before_the_slacks_are_measured_the_producers_queue_decides(queued, budget_ns, mode):
     """Until ``min_samples`` slacks are in, the queue depth stands in for them: just in time only
     where ``queued`` periods, less the tolerance, leave room for the budget and the post margin
@@ -221,8 +230,11 @@ def test_speculative_chains_through_a_burst_with_deadlines_from_the_clock():
 
 
 def test_an_outage_longer_than_the_chain_limit_is_left_to_the_fallback():
-    sim = Sim(headroom=2, lost=set(range(150, 170)), config=ScheduleConfig(min_samples=32, reevaluate_blocks=16,
-                                                                           max_chain_blocks=4))
+    sim = Sim(
+        headroom=2,
+        lost=set(range(150, 170)),
+        config=ScheduleConfig(min_samples=32, reevaluate_blocks=16, max_chain_blocks=4),
+    )
     sim.run(200)
     assert sim.predicted(after_block=60) == [150, 151, 152, 153]
     # the blocks past the chain are left to the producer on purpose, and the schedule says so
@@ -257,8 +269,10 @@ def test_slack_low_uses_the_in_time_blocks_unless_most_came_late():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(-20_000_000, 20_000_000), min_size=1, max_size=600),
-       st.sampled_from([0.0, 0.5, 1.0, 5.0, 50.0, 99.0, 100.0]))
+@given(
+    st.lists(st.integers(-20_000_000, 20_000_000), min_size=1, max_size=600),
+    st.sampled_from([0.0, 0.5, 1.0, 5.0, 50.0, 99.0, 100.0]),
+)
 def test_slack_low_is_numpys_percentile_of_the_blocks_it_keeps(slacks, percentile):
     slacks = np.asarray(slacks, np.int64)
     in_time = slacks[slacks >= 0]
@@ -266,10 +280,12 @@ def test_slack_low_is_numpys_percentile_of_the_blocks_it_keeps(slacks, percentil
     assert slack_low(slacks, percentile) == int(np.percentile(kept, percentile))
 
 
-@pytest.mark.parametrize("headroom,budget_ns,expected", [(1, 500_000, 1), (2, 500_000, 2), (3, 500_000, 3),
-                                                         (2, 6_000_000, 3)])
+@pytest.mark.parametrize(
+    "headroom,budget_ns,expected", [(1, 500_000, 1), (2, 500_000, 2), (3, 500_000, 3), (2, 6_000_000, 3)]
+)
 def test_the_missing_block_lookahead_is_the_earliest_pull_by_which_blocks_arrive_with_room_for_the_model(
-        headroom, budget_ns, expected):
+    headroom, budget_ns, expected
+):
     """Blocks arrive ``headroom`` periods and 100 µs ahead: the producer checks a block at the pull
     ``headroom`` periods before it is due, when it is normally there already (so that a lost one is
     known as early as the pulls allow), but never later than leaves room for an inference."""

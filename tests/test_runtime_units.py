@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
 import numpy as np
 import pytest
+
+import helpers_attach  # noqa: F401  (import path fix for stale editable installs)
 from nextblock.runtime import (
     ContextRing,
     IncompatibleModel,
@@ -16,9 +17,9 @@ from nextblock.runtime import (
     SampleGuard,
 )
 from nextblock.runtime.context import PREDICTED, RECEIVED, SILENCE
-from nextblock.runtime.stats import FALLBACK_REASONS
 from nextblock.runtime.modelwatch import ModelRejected, read_current, verify_file
 from nextblock.runtime.predictors import check_stream_compatible
+from nextblock.runtime.stats import FALLBACK_REASONS
 
 
 def block_fc(value: float, frames: int = 4, channels: int = 2) -> np.ndarray:
@@ -82,7 +83,7 @@ def test_the_block_after_a_guess_enters_the_context_cross_faded_as_it_was_played
     assert ctx[8] > 5.8 and ctx[11] < 2.2
     np.testing.assert_allclose(ring.context_for(13, 12)[0], ctx)  # applied once
     # the mirrored half holds it too (contexts that wrap read from there)
-    np.testing.assert_allclose(ring.samples[0, (12 % 8) * 4 + 32:(12 % 8) * 4 + 36], expected, rtol=1e-6)
+    np.testing.assert_allclose(ring.samples[0, (12 % 8) * 4 + 32 : (12 % 8) * 4 + 36], expected, rtol=1e-6)
     # a longer block fades over its first 32 samples (at 48 kHz; 64 at 96 kHz) and is real after
     ring = ContextRing(channels=1, frames_per_block=128, slots=8)
     ring.put_received(10, np.zeros((128, 1), np.float32))
@@ -186,8 +187,13 @@ def test_incompatible_streams_are_refused_with_the_reason(frames, rate, message)
 def _announce(tmp_path, **overrides):
     data = b"model bytes"
     (tmp_path / "model-v3.tflite").write_bytes(data)
-    doc = {"format": "nextblock-published/1", "version": 3, "file": "model-v3.tflite",
-           "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    doc = {
+        "format": "nextblock-published/1",
+        "version": 3,
+        "file": "model-v3.tflite",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+    }
     doc.update(overrides)
     (tmp_path / "current.json").write_text(json.dumps(doc))
     return doc
@@ -208,8 +214,13 @@ def test_publication_is_parsed_and_the_file_verified(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"format": "other/9"}, "not a nextblock-published/1"), ({"version": "3"}, "'version' must be an integer"),
-     ({"file": "../evil.tflite"}, "plain file name"), ({"sha256": "abc"}, "64 hex digits"), ({"bytes": 0}, "'bytes'")],
+    [
+        ({"format": "other/9"}, "not a nextblock-published/1"),
+        ({"version": "3"}, "'version' must be an integer"),
+        ({"file": "../evil.tflite"}, "plain file name"),
+        ({"sha256": "abc"}, "64 hex digits"),
+        ({"bytes": 0}, "'bytes'"),
+    ],
 )
 def test_bad_announcements_are_refused(tmp_path, overrides, message):
     _announce(tmp_path, **overrides)
@@ -285,7 +296,12 @@ def test_a_served_stream_tells_why_each_fallback_had_no_replacement(segment_name
         st.poll(monotonic_ns())
     stats = st.stats
     assert (stats.underruns, stats.replacements_used, stats.fallbacks) == (6, 1, 5)
-    assert (stats.fallbacks_after_post, stats.fallbacks_late, stats.fallbacks_skipped, stats.fallbacks_unseen) == (1, 1, 1, 2)
+    assert (stats.fallbacks_after_post, stats.fallbacks_late, stats.fallbacks_skipped, stats.fallbacks_unseen) == (
+        1,
+        1,
+        1,
+        2,
+    )
     d = stats.to_dict()
     assert d["fallbacks"] == sum(d[f"fallbacks_{r}"] for r in FALLBACK_REASONS)
 
@@ -307,11 +323,21 @@ def test_fallbacks_that_could_not_be_replaced_have_their_own_reasons(segment_nam
         p.post_event(EventKind.UNDERRUN, 9, Outcome.FALLBACK)  # an UNDERRUN of a received block: unseen
         st.poll(monotonic_ns())
     s = st.stats
-    assert (s.fallbacks_before_attach, s.fallbacks_outage, s.fallbacks_dropped_received, s.fallbacks_unseen) == (1, 1, 1, 2)
+    assert (s.fallbacks_before_attach, s.fallbacks_outage, s.fallbacks_dropped_received, s.fallbacks_unseen) == (
+        1,
+        1,
+        1,
+        2,
+    )
     d = s.to_dict()
     assert d["fallbacks"] == 5 == sum(d[f"fallbacks_{r}"] for r in FALLBACK_REASONS)
-    assert [t["reason"] for t in st.to_dict()["fallback_trace"]] == ["before_attach", "outage", "dropped_received",
-                                                                      "unseen", "unseen"]
+    assert [t["reason"] for t in st.to_dict()["fallback_trace"]] == [
+        "before_attach",
+        "outage",
+        "dropped_received",
+        "unseen",
+        "unseen",
+    ]
 
 
 def test_a_replacement_is_also_posted_for_the_arrived_block_before_it(segment_name):
@@ -326,7 +352,9 @@ def test_a_replacement_is_also_posted_for_the_arrived_block_before_it(segment_na
         now = monotonic_ns()
         p.note_playout(7, 2, now)  # block 7 plays now: 8 and 9 are queued
         st.poll(now)
-        assert st.post(Action(10, st.schedule.due_ns(10) - st.schedule.post_margin_ns, chained=False), prediction, context)
+        assert st.post(
+            Action(10, st.schedule.due_ns(10) - st.schedule.post_margin_ns, chained=False), prediction, context
+        )
         assert st.stats.cover_posts == 1
         for_gap, for_before = p.take_replacement(10), p.take_replacement(9)
         assert for_gap is not None and for_before is not None
@@ -353,7 +381,7 @@ def test_a_served_streams_ring_holds_the_models_whole_context_at_small_blocks(se
         assert st.ring.capacity_samples >= context
         ramp = np.arange(200 * frames, dtype=np.float32) / 1e4
         for seq in range(200):
-            p.publish_block(seq, ramp[seq * frames:(seq + 1) * frames, None])
+            p.publish_block(seq, ramp[seq * frames : (seq + 1) * frames, None])
             if seq % 32 == 31:
                 st.poll(monotonic_ns())  # the tap copies at most 64 blocks per poll
         st.poll(monotonic_ns())
@@ -378,7 +406,7 @@ def test_the_block_after_a_guess_is_faded_in_the_context_only_if_the_guess_was_p
         p.publish_block(11, np.full((frames, 1), 0.1, np.float32))
         st.poll(monotonic_ns())
         st.context_into(12, context)
-        np.testing.assert_allclose(context[0, -2 * frames:-frames], 0.15)  # the guess for 10, either way
+        np.testing.assert_allclose(context[0, -2 * frames : -frames], 0.15)  # the guess for 10, either way
         after = context[0, -frames:]
         if in_time:
             assert after[0] == pytest.approx(0.15, abs=1e-3) and after[-1] == pytest.approx(0.1, abs=1e-3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from nextblock.runtime.warmth import MISSES_TO_WARM, RECENT_DECISIONS, KeepWarm
 
 MS = 1_000_000

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from nextblock.jackio import patched_build as pb
 
 TESTS = Path(__file__).resolve().parent
@@ -31,7 +32,12 @@ def _fake_release(path: Path, top: str = "jacktrip-2.7.2") -> Path:
 
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
-    for var in ("NEXTBLOCK_JACKTRIP", "NEXTBLOCK_JACKTRIP_PATCHED", "JACKTRIP_SOURCE_DIR", "NEXTBLOCK_JACKTRIP_TARBALL"):
+    for var in (
+        "NEXTBLOCK_JACKTRIP",
+        "NEXTBLOCK_JACKTRIP_PATCHED",
+        "JACKTRIP_SOURCE_DIR",
+        "NEXTBLOCK_JACKTRIP_TARBALL",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NEXTBLOCK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(pb, "REPO", tmp_path / "repo")  # no ../shared/jacktrip beside it
@@ -94,7 +100,7 @@ def test_the_shared_release_tarball_has_the_documented_hash():
 
 
 # ----------------------------------------------------------------------------- skip policy
-SAMPLE = textwrap.dedent('''
+SAMPLE = textwrap.dedent("""
     import pytest
     import resources
 
@@ -109,7 +115,7 @@ SAMPLE = textwrap.dedent('''
 
     def test_passes():
         assert 1 + 1 == 2
-''')
+""")
 
 
 def _run_sample(tmp_path: Path, env_extra: dict) -> subprocess.CompletedProcess:
@@ -118,8 +124,14 @@ def _run_sample(tmp_path: Path, env_extra: dict) -> subprocess.CompletedProcess:
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NEXTBLOCK_STRICT_TESTS")}
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_outside_ci_every_missing_resource_skips_with_its_reason(tmp_path):
@@ -161,5 +173,7 @@ def test_builds_of_different_patches_live_side_by_side(empty_cache, monkeypatch)
     assert pb.find_patched_jacktrip()[0] == str(pb.build_dir("aaaa") / "bin" / "jacktrip")
     key["k"] = "bbbb"  # the other checkout still finds its own build
     assert pb.find_patched_jacktrip()[0] == str(pb.build_dir() / "bin" / "jacktrip")
-    assert pb.build_jacktrip(src) == {"stock": pb.build_dir() / "bin" / "jacktrip-stock",
-                                      "patched": pb.build_dir() / "bin" / "jacktrip"}
+    assert pb.build_jacktrip(src) == {
+        "stock": pb.build_dir() / "bin" / "jacktrip-stock",
+        "patched": pb.build_dir() / "bin" / "jacktrip",
+    }

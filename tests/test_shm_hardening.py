@@ -119,7 +119,9 @@ def test_denormals_are_flushed_to_zero(segment_name):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True), min_size=1, max_size=64))
+@given(
+    st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True), min_size=1, max_size=64)
+)
 def test_sanitize_accepts_exactly_the_playable_samples(values):
     x = np.array(values, np.float32)
     ok, out = _core.sanitize_playable(x)
@@ -241,7 +243,9 @@ def test_takes_racing_reposts_of_one_seq_get_one_whole_version_or_torn(segment_n
             seen = {"first": 0, "second": 0, "torn": 0}
             start = time.monotonic()
             # 0.3 s of takes, longer (up to 5 s) until both versions were seen on a busy machine
-            while time.monotonic() - start < 0.3 or (time.monotonic() - start < 5 and not (seen["first"] and seen["second"])):
+            while time.monotonic() - start < 0.3 or (
+                time.monotonic() - start < 5 and not (seen["first"] and seen["second"])
+            ):
                 status, got = p.take(7)
                 if status == "missing":  # nothing posted yet
                     assert not (seen["first"] or seen["second"]), "a posted seq went missing"
@@ -351,7 +355,9 @@ def test_sequence_unwrap_moves_on_after_a_peer_restart():
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    writes=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=64)), min_size=1, max_size=40),
+    writes=st.lists(
+        st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=64)), min_size=1, max_size=40
+    ),
     posted=st.lists(st.floats(width=32), min_size=1, max_size=4),
 )
 def test_producer_plays_only_valid_audio_whatever_is_in_the_segment(segment_name, writes, posted):

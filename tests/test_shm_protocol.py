@@ -183,15 +183,22 @@ def test_streams_of_a_process_are_listed_with_their_identity():
 
     pid = os.getpid()
     names = [segment_name_for_stream(pid, 61002), segment_name_for_pid(pid), segment_name_for_stream(pid, 61001)]
-    producers = [Producer(names[0], 48000, 64, 2, stream_name="alice", peer_address="10.0.0.7", local_port=61002),
-                 Producer(names[1], 44100, 128, 1),
-                 Producer(names[2], 48000, 256, 2, stream_name="b" * 100, local_port=61001)]
+    producers = [
+        Producer(names[0], 48000, 64, 2, stream_name="alice", peer_address="10.0.0.7", local_port=61002),
+        Producer(names[1], 44100, 128, 1),
+        Producer(names[2], 48000, 256, 2, stream_name="b" * 100, local_port=61001),
+    ]
     try:
         assert stream_segments(pid) == [names[1], names[2], names[0]], "the pid's own first, then by port"
         streams = list_streams(pid)
         assert [s.segment for s in streams] == [names[1], names[2], names[0]]
         alice = streams[2]
-        assert (alice.stream_name, alice.peer_address, alice.local_port, alice.frames_per_block) == ("alice", "10.0.0.7", 61002, 64)
+        assert (alice.stream_name, alice.peer_address, alice.local_port, alice.frames_per_block) == (
+            "alice",
+            "10.0.0.7",
+            61002,
+            64,
+        )
         assert streams[1].stream_name == "b" * 63, "identity text is cut to its field"
         assert streams[0].label == names[1].lstrip("/") and streams[0].sample_rate_hz == 44100
     finally:

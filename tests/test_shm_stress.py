@@ -38,8 +38,10 @@ def block_of(seq: int) -> np.ndarray:
 
 def replacement_of(seq: int) -> np.ndarray:
     # in [-1, 1] (the producer refuses anything else) and exact in float32
-    return (np.full((2, FRAMES, CHANNELS), -float(seq % 4096) / 8192.0, np.float32)
-            + np.arange(FRAMES, dtype=np.float32)[None, :, None] / 2.0**20)
+    return (
+        np.full((2, FRAMES, CHANNELS), -float(seq % 4096) / 8192.0, np.float32)
+        + np.arange(FRAMES, dtype=np.float32)[None, :, None] / 2.0**20
+    )
 
 
 def _producer(name: str, n_blocks: int, seed: int, ready, results) -> None:
@@ -128,9 +130,23 @@ def test_cpp_stress_under_address_sanitizer(tmp_path):
         pytest.skip("no C++ compiler (g++) to build the sanitizer stress test")
     binary = tmp_path / "shm_stress_asan"
     build = subprocess.run(
-        [cxx, "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-         "-fno-sanitize-recover=all", f"-I{REPO / 'csrc'}", str(REPO / "csrc/tests/shm_stress.cpp"), "-o", str(binary), "-lrt"],
-        capture_output=True, text=True, timeout=300,
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+            f"-I{REPO / 'csrc'}",
+            str(REPO / "csrc/tests/shm_stress.cpp"),
+            "-o",
+            str(binary),
+            "-lrt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if build.returncode != 0 and "libasan" in build.stderr:
         pytest.skip(f"AddressSanitizer runtime missing: {build.stderr.strip()[:200]}")
@@ -143,7 +159,9 @@ def test_cpp_stress_under_address_sanitizer(tmp_path):
     # a process scribbling over the whole segment (random bytes, and well-formed replacements
     # with NaN / Inf / 1e9 / denormals in them) while the producer runs: no crash, no sanitizer
     # report, only valid replacements played, poisoned ones refused
-    run = subprocess.run([str(binary), "hostile", "100000", "20261128"], capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run(
+        [str(binary), "hostile", "100000", "20261128"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "runtime error" not in run.stderr and "ERROR: AddressSanitizer" not in run.stderr, run.stderr
     taken, refused = (int(v) for v in re.search(r"(\d+) replacements taken, (\d+) refused, 0 bad", run.stdout).groups())
@@ -156,8 +174,9 @@ def run_under_tsan(cmd: list[str], timeout: float) -> subprocess.CompletedProces
     env = {"TSAN_OPTIONS": "halt_on_error=1:exitcode=66", "PATH": "/usr/bin:/bin"}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if "unexpected memory mapping" in run.stderr and shutil.which("setarch"):
-        run = subprocess.run(["setarch", os.uname().machine, "-R", *cmd], capture_output=True, text=True,
-                             timeout=timeout, env=env)
+        run = subprocess.run(
+            ["setarch", os.uname().machine, "-R", *cmd], capture_output=True, text=True, timeout=timeout, env=env
+        )
     return run
 
 
@@ -170,18 +189,35 @@ def test_cpp_two_producer_threads_under_sanitizer(tmp_path, sanitizer):
     binary = tmp_path / "shm_stress_threads"
     extra = ["-Wno-tsan"] if sanitizer == "thread" else ["-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
     build = subprocess.run(
-        [cxx, "-std=c++17", "-O1", "-g", "-pthread", f"-fsanitize={sanitizer}", *extra, f"-I{REPO / 'csrc'}",
-         str(REPO / "csrc/tests/shm_stress.cpp"), "-o", str(binary), "-lrt"],
-        capture_output=True, text=True, timeout=300,
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-g",
+            "-pthread",
+            f"-fsanitize={sanitizer}",
+            *extra,
+            f"-I{REPO / 'csrc'}",
+            str(REPO / "csrc/tests/shm_stress.cpp"),
+            "-o",
+            str(binary),
+            "-lrt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stderr[-3000:]
     run = run_under_tsan([str(binary), "threads", "4000"], timeout=300)
     assert "ThreadSanitizer" not in run.stderr and "AddressSanitizer" not in run.stderr, run.stderr[-6000:]
     assert "runtime error" not in run.stderr, run.stderr[-3000:]
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
-    taken, wrong, wakes = (int(v) for v in re.search(
-        r"(\d+) replacements taken, (\d+) wrong, (\d+) wakes", run.stdout).groups())
-    consumer_wakes, missing_wakes = (int(v) for v in re.search(r"(\d+) wakes, (\d+) missing wakes", run.stdout).groups())
+    taken, wrong, wakes = (
+        int(v) for v in re.search(r"(\d+) replacements taken, (\d+) wrong, (\d+) wakes", run.stdout).groups()
+    )
+    consumer_wakes, missing_wakes = (
+        int(v) for v in re.search(r"(\d+) wakes, (\d+) missing wakes", run.stdout).groups()
+    )
     # both threads' wake paths ran while the other thread was running (the race TSan looks for)
     assert taken > 50 and wrong == 0 and wakes > 100 and missing_wakes > 0, run.stdout
     assert consumer_wakes <= wakes, run.stdout

@@ -51,8 +51,9 @@ def test_ruff_check_is_clean():
 def test_ruff_format_is_applied():
     r = _run([_tool("ruff"), "format", "--check", "."])
     unformatted = [line.removeprefix("Would reformat: ") for line in r.stdout.splitlines() if "reformat" in line]
-    assert r.returncode == 0, ("files not as `ruff format .` writes them:\n  " + "\n  ".join(unformatted)
-                               + f"\n{r.stderr}")
+    assert r.returncode == 0, (
+        "files not as `ruff format .` writes them:\n  " + "\n  ".join(unformatted) + f"\n{r.stderr}"
+    )
 
 
 def test_clang_format_is_applied():
@@ -60,5 +61,6 @@ def test_clang_format_is_applied():
     assert files, f"no C++ files tracked under {CPP_DIRS}"
     r = _run([_tool("clang-format"), "--dry-run", "-Werror", *files])
     offending = sorted({line.split(":", 1)[0] for line in r.stderr.splitlines() if ": error:" in line})
-    assert r.returncode == 0, ("files not as `clang-format -i` writes them:\n  " + "\n  ".join(offending)
-                               + f"\n{r.stderr[-3000:]}")
+    assert r.returncode == 0, (
+        "files not as `clang-format -i` writes them:\n  " + "\n  ".join(offending) + f"\n{r.stderr[-3000:]}"
+    )

@@ -14,8 +14,10 @@ from nextblock.features.twosided import fill_gap, two_sided_guess
 def tones(samples: int, rows: int = 2, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(samples)
-    x = sum(rng.uniform(0.1, 0.3, (rows, 1)) * np.sin(rng.uniform(0.01, 0.5, (rows, 1)) * t + rng.uniform(0, 6, (rows, 1)))
-            for _ in range(3))
+    x = sum(
+        rng.uniform(0.1, 0.3, (rows, 1)) * np.sin(rng.uniform(0.01, 0.5, (rows, 1)) * t + rng.uniform(0, 6, (rows, 1)))
+        for _ in range(3)
+    )
     return (x + 0.01 * rng.standard_normal((rows, samples))).astype(np.float32)
 
 
@@ -48,6 +50,7 @@ def test_two_sided_guess_is_the_lsar_fill_then_the_samples_that_arrived():
 def _train_tiny(tmp_path_factory, *extra: str):
     pytest.importorskip("tensorflow", reason="TensorFlow (training extra) is not installed")
     import soundfile as sf
+
     from nextblock import export, train
 
     root = tmp_path_factory.mktemp("two-sided")
@@ -58,10 +61,38 @@ def _train_tiny(tmp_path_factory, *extra: str):
     mp = pytest.MonkeyPatch()
     mp.setenv("NEXTBLOCK_CACHE", str(root / "cache"))
     try:
-        assert train.main(["--audio", str(audio.parent), "--run-dir", str(root / "run"), "--two-sided", "--lpc-order", "32",
-                           "--lpc-burg-samples", "512", "--width", "8", "--blocks", "1", "--epochs", "1",
-                           "--train-examples", "256", "--validation-examples", "64", "--batch-size", "64", "--quiet",
-                           "--threads", "1", *extra]) == 0
+        assert (
+            train.main(
+                [
+                    "--audio",
+                    str(audio.parent),
+                    "--run-dir",
+                    str(root / "run"),
+                    "--two-sided",
+                    "--lpc-order",
+                    "32",
+                    "--lpc-burg-samples",
+                    "512",
+                    "--width",
+                    "8",
+                    "--blocks",
+                    "1",
+                    "--epochs",
+                    "1",
+                    "--train-examples",
+                    "256",
+                    "--validation-examples",
+                    "64",
+                    "--batch-size",
+                    "64",
+                    "--quiet",
+                    "--threads",
+                    "1",
+                    *extra,
+                ]
+            )
+            == 0
+        )
     finally:
         mp.undo()
     out = root / "tiny-twosided.tflite"

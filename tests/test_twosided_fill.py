@@ -24,24 +24,36 @@ def ar_process(n: int, seed: int, poles=((0.995, 0.031), (0.99, 0.17), (0.97, 0.
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(np.square(reference, dtype=np.float64)) /
-                               np.sum(np.square(reference - estimate, dtype=np.float64))))
+    return float(
+        10
+        * np.log10(
+            np.sum(np.square(reference, dtype=np.float64)) / np.sum(np.square(reference - estimate, dtype=np.float64))
+        )
+    )
 
 
-@pytest.mark.parametrize("gap, future, order", [(128, 128, 128), (128, 128, 32), (64, 16, 128), (256, 128, 64),
-                                                 (16, 64, 8)])
+@pytest.mark.parametrize(
+    "gap, future, order", [(128, 128, 128), (128, 128, 32), (64, 16, 128), (256, 128, 64), (16, 64, 8)]
+)
 @pytest.mark.parametrize("with_prior, prior_fade", [(False, 0.0), (True, 0.0), (True, 1.0)])
 @pytest.mark.parametrize("levinson", [False, True], ids=["cholesky", "levinson-where-toeplitz"])
 def test_fill_matches_the_float64_reference(gap, future, order, with_prior, prior_fade, levinson):
     # a stretch whose gap is not louder than the guard allows (the reference has no guard)
     for seed in range(gap + order, gap + order + 50):
         x = ar_process(2048 + gap + future, seed=seed)
-        past, truth, after = x[:2048], x[2048:2048 + gap], x[2048 + gap:]
-        if np.mean(truth ** 2) < 1.5 * max(np.mean(past[-gap:] ** 2), np.mean(after ** 2)):
+        past, truth, after = x[:2048], x[2048 : 2048 + gap], x[2048 + gap :]
+        if np.mean(truth**2) < 1.5 * max(np.mean(past[-gap:] ** 2), np.mean(after**2)):
             break
     prior = (truth + 0.05 * np.random.default_rng(1).standard_normal(gap)).astype(np.float32) if with_prior else None
-    fill, paths = fill_gap(past[None], after[None], gap, None if prior is None else prior[None], order=order,
-                           prior_fade=prior_fade, levinson=levinson)
+    fill, paths = fill_gap(
+        past[None],
+        after[None],
+        gap,
+        None if prior is None else prior[None],
+        order=order,
+        prior_fade=prior_fade,
+        levinson=levinson,
+    )
     reference = fill_gap_reference(past, after, gap, prior, order=order, prior_fade=prior_fade)
     assert FILL_PATHS[int(paths[0])] == "interpolated"
     # Burg's later orders run in float32 in C++ (lpc.hpp): the two agree to far below the fill's error
@@ -86,8 +98,12 @@ def test_channels_are_independent():
     np.testing.assert_array_equal(both[1], alone[0])
 
 
-@given(seed=st.integers(0, 2**31 - 1), gap=st.sampled_from([16, 64, 128, 256]),
-       future=st.sampled_from([16, 64, 128]), loud_future_db=st.floats(-40.0, 40.0))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    gap=st.sampled_from([16, 64, 128, 256]),
+    future=st.sampled_from([16, 64, 128]),
+    loud_future_db=st.floats(-40.0, 40.0),
+)
 @settings(max_examples=40, deadline=None)
 def test_the_fill_is_finite_and_never_louder_than_the_guard_allows(seed, gap, future, loud_future_db):
     """Whatever the material on either side (a jump of ±40 dB between them, noise, a transient),
@@ -102,7 +118,9 @@ def test_the_fill_is_finite_and_never_louder_than_the_guard_allows(seed, gap, fu
     assert np.isfinite(fill).all()
     path = FILL_PATHS[int(paths[0])]
     if path in ("interpolated", "blended"):
-        neighbours = max(float(np.mean(past[-gap:].astype(np.float64) ** 2)), float(np.mean(after.astype(np.float64) ** 2)))
+        neighbours = max(
+            float(np.mean(past[-gap:].astype(np.float64) ** 2)), float(np.mean(after.astype(np.float64) ** 2))
+        )
         assert float(np.mean(fill.astype(np.float64) ** 2)) <= 2.0 * neighbours * (1 + 1e-6)
 
 
@@ -116,14 +134,17 @@ def test_non_finite_input_is_treated_as_silence_not_propagated():
     assert np.isfinite(fill).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(past=np.zeros((1, 100)), future=np.zeros((1, 16)), gap_samples=16), "fit_samples"),
-    (dict(past=np.zeros((1, 2048)), future=np.zeros((2, 16)), gap_samples=16), "rows"),
-    (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 0)), gap_samples=16), "future"),
-    (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 16)), gap_samples=0), "gap"),
-    (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 16)), gap_samples=16, prior=np.zeros((1, 8))), "prior"),
-    (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 16)), gap_samples=16, prior_fade=2.0), "prior_fade"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(past=np.zeros((1, 100)), future=np.zeros((1, 16)), gap_samples=16), "fit_samples"),
+        (dict(past=np.zeros((1, 2048)), future=np.zeros((2, 16)), gap_samples=16), "rows"),
+        (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 0)), gap_samples=16), "future"),
+        (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 16)), gap_samples=0), "gap"),
+        (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 16)), gap_samples=16, prior=np.zeros((1, 8))), "prior"),
+        (dict(past=np.zeros((1, 2048)), future=np.zeros((1, 16)), gap_samples=16, prior_fade=2.0), "prior_fade"),
+    ],
+)
 def test_bad_shapes_are_refused_with_a_reason(kwargs, message):
     with pytest.raises(ValueError, match=message):
         fill_gap(**kwargs)

@@ -50,8 +50,8 @@ inline float codec_prelude_row(const float* x, std::size_t n, const float* scale
 /// nullptr) `guess_bins` pairs, placed at input bins 0, stride, 2 stride, ... and multiplied by
 /// `guess_gain`.
 inline void codec_pack_row(const float* spectrum, std::size_t bins, const float* guess_spectrum, std::size_t guess_bins,
-                           std::size_t stride, float guess_gain, float log_floor, float log_divisor, std::size_t channels,
-                           float* features) {
+                           std::size_t stride, float guess_gain, float log_floor, float log_divisor,
+                           std::size_t channels, float* features) {
   const float inv_divisor = 1.0f / log_divisor;
   for (std::size_t k = 0; k < bins; ++k) {
     const float re = spectrum[2 * k], im = spectrum[2 * k + 1];
@@ -125,7 +125,7 @@ class CodecCore {
     if (g.context_samples < 4 || g.output_samples < 4 || g.bin_stride < 1)
       throw std::invalid_argument("context and output need at least 4 samples and bin_stride >= 1");
     if (g.lpc_order < 0 || (g.lpc_order > 0 && (g.burg_samples <= std::size_t(g.lpc_order) ||
-                                                 g.burg_samples > g.context_samples || g.lpc_order > 1024)))
+                                                g.burg_samples > g.context_samples || g.lpc_order > 1024)))
       throw std::invalid_argument("need lpc_order < burg_samples <= context_samples and lpc_order <= 1024");
     fft_.SetFlag(Eigen::FFT<float>::HalfSpectrum);
     // plans and twiddles now, not in the first live call
@@ -175,8 +175,8 @@ class CodecCore {
       for (std::size_t k = 0; k < ob; ++k) net_out_[k] = std::complex<float>(y[2 * k], y[2 * k + 1]);
       float* o = out + r * s;
       fft_.inv(o, net_out_.data(), Eigen::Index(s));
-      zeroed += !codec_finish_row(o, s, scale[r] * g_.output_gain, guess ? guess + r * s : nullptr, weight, ramp, ramp_n,
-                                  context + r * n, n);
+      zeroed += !codec_finish_row(o, s, scale[r] * g_.output_gain, guess ? guess + r * s : nullptr, weight, ramp,
+                                  ramp_n, context + r * n, n);
     }
     return zeroed;
   }

@@ -86,9 +86,8 @@ inline std::size_t lpc_work_doubles(std::size_t n, int order, int n_out) {
 /// The continuation of one context row. `lag` has order + 1 weights; `work` holds
 /// lpc_work_doubles(n, order, n_out) doubles. Writes n_out samples to `out` (zeros for a frame
 /// whose windowed energy r[0] is not above `silence_energy`).
-inline void lpc_continue_row(const float* context, const float* windowed, std::size_t n, int order,
-                             const double* lag, double white_noise, double silence_energy, int n_out, float* out,
-                             double* work) {
+inline void lpc_continue_row(const float* context, const float* windowed, std::size_t n, int order, const double* lag,
+                             double white_noise, double silence_energy, int n_out, float* out, double* work) {
   double* r = work;
   double* a = r + (order + 1);
   double* scratch = a + (order + 1);
@@ -138,7 +137,6 @@ static void ar_extrapolate_into(const double* a, int order, int n_out, double* y
     out[t] = static_cast<float>(next);
   }
 }
-
 
 /// One order of Burg's lattice in double precision: `len` forward errors fk[0..len) against backward
 /// errors b[0..len); updates both in place with reflection coefficient mu and returns sum fk[i] b[i]
@@ -248,7 +246,7 @@ inline bool burg_coefficients(const float* x, std::size_t n, int order, double* 
       num = burg_lattice_step_double(fk, b, len, mu);
       fk0 = fk[0];
       bl = b[len - 1];
-      if (k + 1 == double_orders && double_orders < order) {  // the errors go on in float32
+      if (k + 1 == double_orders && double_orders < order) {                    // the errors go on in float32
         for (std::size_t i = 0; i + 1 < len; ++i) fwd32[i] = float(fk[i + 1]);  // f[k + 2 + i]
         for (std::size_t i = 0; i + 1 < len; ++i) bwd32[i] = float(b[i]);
       }
@@ -265,7 +263,7 @@ inline bool burg_coefficients(const float* x, std::size_t n, int order, double* 
 /// audio path then allocates nothing.
 struct BurgScratch {
   static constexpr std::size_t kAlignFloats = 16;  // 64 bytes
-  std::vector<double> errors;   // 2 n: the lattice's forward and backward errors (double orders)
+  std::vector<double> errors;                      // 2 n: the lattice's forward and backward errors (double orders)
   std::size_t stride32 = 0;     // floats from the forward to the backward float32 array (n rounded up)
   std::vector<float> errors32;  // the same errors in float32 (the later orders): two aligned arrays
   std::vector<double> model;    // order + 1 coefficients, then order past and n_out predicted samples

@@ -63,15 +63,15 @@ constexpr int kRefineSteps = 3;
 struct LsarScratch {
   int order = 0;
   std::size_t fit_samples = 0, max_gap = 0, max_future = 0;
-  BurgScratch burg;            // Burg's fit on the past (its model vector holds the coefficients)
-  std::vector<double> seg;     // p past, G gap, F future, p more (the backward extrapolation's extension)
-  std::vector<double> normal;  // G x G normal equations (upper triangle), then their Cholesky factor U
-  std::vector<double> lagged;  // (p + 1) x (p + 1): lagged[d (p + 1) + S] = sum_{s <= S} a_s a_{s + d}
-  std::vector<double> rhs;     // G
-  std::vector<double> rev_a;   // p + 1: the coefficients reversed, rev_a[k] = a[p - k]
-  std::vector<double> tail;    // 128 + p: the past's last samples in double (the residual estimate)
-  std::vector<double> residual;  // 128: the model's errors on them
-  std::vector<double> known;   // G + F: the prediction error with the unknowns set to zero
+  BurgScratch burg;                       // Burg's fit on the past (its model vector holds the coefficients)
+  std::vector<double> seg;                // p past, G gap, F future, p more (the backward extrapolation's extension)
+  std::vector<double> normal;             // G x G normal equations (upper triangle), then their Cholesky factor U
+  std::vector<double> lagged;             // (p + 1) x (p + 1): lagged[d (p + 1) + S] = sum_{s <= S} a_s a_{s + d}
+  std::vector<double> rhs;                // G
+  std::vector<double> rev_a;              // p + 1: the coefficients reversed, rev_a[k] = a[p - k]
+  std::vector<double> tail;               // 128 + p: the past's last samples in double (the residual estimate)
+  std::vector<double> residual;           // 128: the model's errors on them
+  std::vector<double> known;              // G + F: the prediction error with the unknowns set to zero
   std::vector<double> forward, backward;  // G each: the blend's two sides
   std::vector<double> reversed;           // p + G: the backward run, time reversed
   std::vector<float> out32;               // scratch for ar_extrapolate_into's float output
@@ -128,7 +128,8 @@ inline double dot_lanes(const double* __restrict x, const double* __restrict y, 
   for (; k + kLanes <= n; k += kLanes)
     for (std::size_t l = 0; l < kLanes; ++l) partial[l] += x[k + l] * y[k + l];
   for (; k < n; ++k) partial[0] += x[k] * y[k];
-  return ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+  return ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
+         ((partial[4] + partial[5]) + (partial[6] + partial[7]));
 }
 
 /// out[t] = sum_{k <= p} rev_a[k] x[t + k] for t < n: the AR model's prediction error along x
@@ -245,9 +246,9 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
   const double limit = kGuardRatio * std::max(ms_before, ms_after);
   double* a = scratch.burg.model.data();
   float* fwd32 = scratch.burg.fwd32();
-  const bool fitted = ms_fit > silence_mean_square &&
-                      burg_coefficients(fit, scratch.fit_samples, p, a, scratch.burg.errors.data(), fwd32,
-                                        fwd32 + scratch.burg.stride32);
+  const bool fitted =
+      ms_fit > silence_mean_square && burg_coefficients(fit, scratch.fit_samples, p, a, scratch.burg.errors.data(),
+                                                        fwd32, fwd32 + scratch.burg.stride32);
   double* seg = scratch.seg.data();  // [p past | G gap | F future | p extension]
   for (std::size_t j = 0; j < P; ++j) seg[j] = double(past[n_past - P + j]);
   for (std::size_t i = 0; i < F; ++i) seg[P + G + i] = double(future[i]);
@@ -283,7 +284,8 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
     // where the future decides (a raised cosine; the table is made once per gap size)
     double* fade = scratch.fade.data();
     if (scratch.fade_gap != G) {
-      for (std::size_t i = 0; i < G; ++i) fade[i] = 0.5 + 0.5 * std::cos(3.14159265358979323846 * (double(i) + 0.5) / double(G));
+      for (std::size_t i = 0; i < G; ++i)
+        fade[i] = 0.5 + 0.5 * std::cos(3.14159265358979323846 * (double(i) + 0.5) / double(G));
       scratch.fade_gap = G;
     }
     double* rhs = scratch.rhs.data();
@@ -369,15 +371,13 @@ inline GapFill lsar_fill_row(const float* past, std::size_t n_past, const float*
     for (std::size_t i = 0; i < G; ++i) seg[P + i] = fwd[i];
     const std::size_t ext = F < P ? P - F : 0;
     if (ext) ar_run(a, p, seg + (G + F), ext);  // seg[G+F .. G+F+p) are the p samples before the extension
-    double* rev = scratch.reversed.data();  // rev[0..p) = the p samples after the gap, reversed
+    double* rev = scratch.reversed.data();      // rev[0..p) = the p samples after the gap, reversed
     for (std::size_t j = 0; j < P; ++j) rev[j] = seg[P + G + P - 1 - j];
     ar_run(a, p, rev, G);
     double* bwd = scratch.backward.data();
     for (std::size_t i = 0; i < G; ++i) bwd[i] = rev[P + G - 1 - i];
     double* blend = scratch.rhs.data();
-    for (std::size_t i = 0; i < G; ++i) {
-      blend[i] = fade[i] * fwd[i] + (1.0 - fade[i]) * bwd[i];
-    }
+    for (std::size_t i = 0; i < G; ++i) { blend[i] = fade[i] * fwd[i] + (1.0 - fade[i]) * bwd[i]; }
     bool finite = true;
     for (std::size_t i = 0; i < G; ++i) finite = finite && std::isfinite(blend[i]);
     if (finite && mean_square(blend, G) <= limit) {

@@ -72,7 +72,7 @@ struct LongTermConfig {
   double lo_db = 0.0;
   double hi_db = 6.0;
   double silence_mean_square = 1e-12;
-  double wrap_fraction = 0.25;         // of the lag, cross-faded where the period repeats ...
+  double wrap_fraction = 0.25;        // of the lag, cross-faded where the period repeats ...
   std::size_t wrap_max_samples = 64;  // ... at most this many samples
 };
 
@@ -129,7 +129,8 @@ class LongTermPredictor {
     continue_match(probe, probe_end, 0, b, backcast_.data());
     burg_continue_row(history + probe_end - c_.ar_samples, c_.ar_samples, c_.ar_order, c_.silence_mean_square, int(b),
                       ar_guess_.data(), ar_scratch_);
-    const double advantage_db = snr_db(history + probe_end, backcast_.data(), b) - snr_db(history + probe_end, ar_guess_.data(), b);
+    const double advantage_db =
+        snr_db(history + probe_end, backcast_.data(), b) - snr_db(history + probe_end, ar_guess_.data(), b);
     const double weight = std::clamp((advantage_db - c_.lo_db) / (c_.hi_db - c_.lo_db), 0.0, 1.0);
     if (weight <= 0.0) return 0.0;
 
@@ -167,7 +168,10 @@ class LongTermPredictor {
     const std::size_t last_j = nd - wd - min_lag_d;
     double top_score[kCandidates];
     std::size_t top_lag[kCandidates];
-    for (std::size_t k = 0; k < kCandidates; ++k) { top_score[k] = -1e300; top_lag[k] = 0; }
+    for (std::size_t k = 0; k < kCandidates; ++k) {
+      top_score[k] = -1e300;
+      top_lag[k] = 0;
+    }
     sliding_dot(coarse_.data(), td, wd, last_j + 1, coarse_corr_.data());
     for (std::size_t j = 0; j <= last_j; ++j) {
       const float acc = coarse_corr_[j];

@@ -165,7 +165,7 @@ enum class ErrorCode : int {
   InUse = 8,            ///< a live producer owns this name, or another consumer posts replacements
   System = 9,           ///< an unexpected system-call failure
   InvalidArgument = 10,
-  NotReady = 11,        ///< its producer has not published it yet (still creating it)
+  NotReady = 11,  ///< its producer has not published it yet (still creating it)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -409,9 +409,9 @@ struct SegmentHeader {
   std::atomic<uint64_t> missing_wakes_issued;  ///< FUTEX_WAKE calls made on missing_word
   // --- play-out clock (producer-written at every pull of the audio thread; see note_playout) ---
   alignas(64) std::atomic<uint64_t> playout_version;  ///< odd while the three below are written
-  std::atomic<uint64_t> playout_seq;                   ///< seq of the block played at playout_ns
-  std::atomic<uint64_t> playout_ns;                    ///< monotonic_ns() of that pull (0: no pull yet)
-  std::atomic<int64_t> playout_queued_blocks;          ///< blocks already received beyond playout_seq
+  std::atomic<uint64_t> playout_seq;                  ///< seq of the block played at playout_ns
+  std::atomic<uint64_t> playout_ns;                   ///< monotonic_ns() of that pull (0: no pull yet)
+  std::atomic<int64_t> playout_queued_blocks;         ///< blocks already received beyond playout_seq
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "header must fit its page");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "64-bit atomics must be lock-free for shared memory");
@@ -419,15 +419,15 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free, "32-bit atomics must b
 
 /// The consumers' page (read-write for every consumer; the producer bounds what it reads here).
 struct ControlPage {
-  alignas(64) std::atomic<uint32_t> notify_word;  ///< futex word: bumped on every block and event
+  alignas(64) std::atomic<uint32_t> notify_word;    ///< futex word: bumped on every block and event
   alignas(64) std::atomic<uint64_t> wake_until_ns;  ///< latest end of a registered reader's sleep
   alignas(64) std::atomic<uint64_t> poster_token;   ///< process_token() of the poster (0: none)
   std::atomic<uint64_t> consumer_heartbeat_ns;      ///< monotonic_ns() of the poster's last sign of life
   std::atomic<uint64_t> replacements_posted;
   // --- missing-block wake (see Producer::note_playout) ---
-  alignas(64) std::atomic<uint32_t> missing_word;   ///< futex word: bumped when a looked-ahead block is missing
-  std::atomic<uint32_t> missing_lookahead_blocks;   ///< 0: off; else check seq + this at each pull (clamped)
-  std::atomic<uint64_t> missing_wake_until_ns;      ///< registration for missing_word, as wake_until_ns
+  alignas(64) std::atomic<uint32_t> missing_word;  ///< futex word: bumped when a looked-ahead block is missing
+  std::atomic<uint32_t> missing_lookahead_blocks;  ///< 0: off; else check seq + this at each pull (clamped)
+  std::atomic<uint64_t> missing_wake_until_ns;     ///< registration for missing_word, as wake_until_ns
 };
 static_assert(sizeof(ControlPage) <= kControlBytes, "control block must fit its page");
 
@@ -511,10 +511,11 @@ inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::str
   if (h.magic != kMagic) return fail(ErrorCode::BadMagic, "not a NextBlock segment (wrong magic number)");
   if (h.layout_version != kLayoutVersion)
     return fail(ErrorCode::VersionMismatch, "segment has layout version " + std::to_string(h.layout_version) +
-                                                 ", this NextBlock speaks version " + std::to_string(kLayoutVersion) +
-                                                 " (update JackTrip's patch or NextBlock so they match)");
+                                                ", this NextBlock speaks version " + std::to_string(kLayoutVersion) +
+                                                " (update JackTrip's patch or NextBlock so they match)");
   if (h.header_bytes != kHeaderBytes)
-    return fail(ErrorCode::BadGeometry, "header size " + std::to_string(h.header_bytes) + " != " + std::to_string(kHeaderBytes));
+    return fail(ErrorCode::BadGeometry,
+                "header size " + std::to_string(h.header_bytes) + " != " + std::to_string(kHeaderBytes));
   if (h.sample_format != kSampleFormatFloat32)
     return fail(ErrorCode::BadGeometry, "sample format " + std::to_string(h.sample_format) + " is not float32");
   SegmentConfig c;
@@ -535,7 +536,8 @@ inline ErrorCode validate_header(const void* data, uint64_t size_bytes, std::str
   if (h.total_bytes > size_bytes)
     return fail(ErrorCode::TooSmall, "segment declares " + std::to_string(h.total_bytes) + " bytes but has only " +
                                          std::to_string(size_bytes));
-  if (h.producer_pid <= 0) return fail(ErrorCode::BadGeometry, "producer PID " + std::to_string(h.producer_pid) + " is invalid");
+  if (h.producer_pid <= 0)
+    return fail(ErrorCode::BadGeometry, "producer PID " + std::to_string(h.producer_pid) + " is invalid");
   if (why) why->clear();
   if (cfg_out) *cfg_out = c;
   if (layout_out) *layout_out = l;
@@ -635,8 +637,9 @@ class Producer {
       ::shm_unlink(name.c_str());  // stale: from a crashed producer with the same name
       fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     }
-    if (fd < 0) return fail(errno == EACCES ? ErrorCode::Permission : ErrorCode::System,
-                            "cannot create segment " + name + ": " + std::strerror(errno));
+    if (fd < 0)
+      return fail(errno == EACCES ? ErrorCode::Permission : ErrorCode::System,
+                  "cannot create segment " + name + ": " + std::strerror(errno));
     ::fchmod(fd, 0600);  // independent of the umask
     if (::ftruncate(fd, off_t(l.total_bytes)) != 0) {
       int e = errno;
@@ -651,8 +654,8 @@ class Producer {
       ::shm_unlink(name.c_str());
       return fail(ErrorCode::System, "cannot map segment " + name + ": " + std::strerror(e));
     }
-    std::memset(base, 0, l.total_bytes);  // also pre-faults every page before real-time use
-    ::mlock(base, l.total_bytes);         // best effort: keep the audio path free of page faults
+    std::memset(base, 0, l.total_bytes);   // also pre-faults every page before real-time use
+    ::mlock(base, l.total_bytes);          // best effort: keep the audio path free of page faults
     auto* h = new (base) SegmentHeader();  // constructs the atomics in place
     new (static_cast<uint8_t*>(base) + l.control_offset) ControlPage();
     h->layout_version = kLayoutVersion;
@@ -970,7 +973,8 @@ class Consumer {
     int fd = ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
       if (errno == ENOENT) return fail(ErrorCode::NotFound, "no NextBlock segment " + name);
-      if (errno == EACCES) return fail(ErrorCode::Permission, "segment " + name + " exists but access is denied (owned by another user?)");
+      if (errno == EACCES)
+        return fail(ErrorCode::Permission, "segment " + name + " exists but access is denied (owned by another user?)");
       return fail(ErrorCode::System, "cannot open segment " + name + ": " + std::strerror(errno));
     }
     struct stat st{};
@@ -990,8 +994,9 @@ class Consumer {
     }
     if (uint64_t(st.st_size) < kHeaderBytes) {
       ::close(fd);
-      return fail(ErrorCode::TooSmall, "segment " + name + " is " + std::to_string(st.st_size) +
-                                           " bytes, smaller than a NextBlock header (producer still starting, or not ours)");
+      return fail(ErrorCode::TooSmall,
+                  "segment " + name + " is " + std::to_string(st.st_size) +
+                      " bytes, smaller than a NextBlock header (producer still starting, or not ours)");
     }
     const uint64_t bytes = uint64_t(st.st_size);
     void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -1026,8 +1031,8 @@ class Consumer {
     c->producer_pid_ = h->producer_pid;
     c->producer_start_ticks_ = load_shared(&h->producer_start_ticks);
     if (!process_running_since(c->producer_pid_, c->producer_start_ticks_))
-      return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " + std::to_string(c->producer_pid_) +
-                                        ") is no longer running");
+      return fail(ErrorCode::Stale, "segment " + name + " is stale: its producer (PID " +
+                                        std::to_string(c->producer_pid_) + ") is no longer running");
     if (post_replacements) {
       ErrorCode pc = c->claim_poster(why);
       if (pc != ErrorCode::Ok) {
@@ -1087,7 +1092,8 @@ class Consumer {
 
   /// Copies block `index` (0-based count of published blocks). NotYet if not published,
   /// Overwritten if the ring has lapped it (the reader was too slow).
-  ReadResult read_block(uint64_t index, uint64_t* seq, uint64_t* arrival_ns, uint64_t* gap_ns, float* out) const noexcept {
+  ReadResult read_block(uint64_t index, uint64_t* seq, uint64_t* arrival_ns, uint64_t* gap_ns,
+                        float* out) const noexcept {
     if (index >= blocks_written()) return ReadResult::NotYet;
     BlockSlotHeader* s = map_.block_slot(index);
     const uint64_t want = 2 * index + 2;
@@ -1217,7 +1223,9 @@ class Consumer {
     for (int attempt = 0; attempt < 8 && !claimed; ++attempt) {
       uint64_t holder = ctl->poster_token.load(std::memory_order_acquire);
       if (holder != 0 && (holder == me || token_alive(holder))) {  // also another consumer of this very process
-        if (why) *why = "another consumer (PID " + std::to_string(token_pid(holder)) + ") already posts replacements to " + name_;
+        if (why)
+          *why =
+              "another consumer (PID " + std::to_string(token_pid(holder)) + ") already posts replacements to " + name_;
         return ErrorCode::InUse;
       }
       claimed = ctl->poster_token.compare_exchange_strong(holder, me, std::memory_order_acq_rel);

@@ -12,16 +12,16 @@
 // Not real-time-thread code: the caller is NextBlock's predictor thread.
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <vector>
 
-#include <cerrno>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include "nextblock/shm_protocol.hpp"
 
@@ -29,20 +29,20 @@ namespace nextblock {
 
 /// Where poll() writes (all owned by the caller, sized at construction).
 struct TapRing {
-  float* samples = nullptr;         ///< [channels][2 * slots * frames] float32, mirrored
-  int64_t* seq_of_slot = nullptr;   ///< [slots]
-  uint8_t* source_of_slot = nullptr;///< [slots]; kReceived is written for every copied block
-  uint64_t slots = 0;               ///< power of two
-  int64_t* slacks = nullptr;        ///< [slack_slots] ring of due_ns - arrival_ns
+  float* samples = nullptr;           ///< [channels][2 * slots * frames] float32, mirrored
+  int64_t* seq_of_slot = nullptr;     ///< [slots]
+  uint8_t* source_of_slot = nullptr;  ///< [slots]; kReceived is written for every copied block
+  uint64_t slots = 0;                 ///< power of two
+  int64_t* slacks = nullptr;          ///< [slack_slots] ring of due_ns - arrival_ns
   uint64_t slack_slots = 0;
 };
 
 struct TapResult {
-  uint64_t blocks = 0;          ///< blocks copied by this call
-  uint64_t skipped = 0;         ///< blocks the producer overwrote before they were read
-  int64_t newest_seq = -1;      ///< highest seq copied by this call (-1: none)
+  uint64_t blocks = 0;      ///< blocks copied by this call
+  uint64_t skipped = 0;     ///< blocks the producer overwrote before they were read
+  int64_t newest_seq = -1;  ///< highest seq copied by this call (-1: none)
   uint64_t newest_arrival_ns = 0;
-  uint64_t slacks_recorded = 0; ///< slacks written by this call (into the slack ring)
+  uint64_t slacks_recorded = 0;  ///< slacks written by this call (into the slack ring)
   bool have_clock = false;
   uint64_t clock_seq = 0, clock_ns = 0;
   int64_t clock_queued = 0;
@@ -78,7 +78,8 @@ class StreamTap {
   /// more were published) into the ring and reads the play-out clock. `stale_ns`: a clock older
   /// than this does not measure slacks; neither are blocks 64 or more seqs older than the clock.
   /// pump() then take(): what arrived since the last take().
-  TapResult poll(const Consumer& c, uint64_t now_ns, uint64_t period_ns, uint64_t stale_ns, uint64_t max_blocks) noexcept {
+  TapResult poll(const Consumer& c, uint64_t now_ns, uint64_t period_ns, uint64_t stale_ns,
+                 uint64_t max_blocks) noexcept {
     pump(c, now_ns, period_ns, stale_ns, max_blocks);
     return take();
   }
@@ -202,8 +203,8 @@ struct WaitItem {
   int64_t lead_ns = 0;        ///< just-in-time: decide a missing block this long before it is due
   uint64_t wake_ns = 0;       ///< the caller's own wake time for this stream (0: none)
   uint64_t period_ns = 0, stale_ns = 0;
-  int64_t max_chain = 8;      ///< just-in-time: no decisions beyond newest + max_chain
-  uint32_t lookahead = 0;     ///< just-in-time: the producer's missing-block wake checks clock + this (0: off)
+  int64_t max_chain = 8;   ///< just-in-time: no decisions beyond newest + max_chain
+  uint32_t lookahead = 0;  ///< just-in-time: the producer's missing-block wake checks clock + this (0: off)
 };
 
 /// How long wait_for_decision sleeps at most in one go (it beats the posters' heartbeats between).
@@ -246,8 +247,10 @@ inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, ui
       if (by_words && (!it.just_in_time || lookahead)) {
         // register, then read the word, then look at the state it guards: a change in between ends the sleep at once
         std::atomic<uint32_t>* w = it.just_in_time ? c.missing_word() : c.notify_word();
-        if (it.just_in_time) c.register_missing_wake(now, sleep_until + kWakeSlackNs);
-        else c.register_notify_wake(now, sleep_until + kWakeSlackNs);
+        if (it.just_in_time)
+          c.register_missing_wake(now, sleep_until + kWakeSlackNs);
+        else
+          c.register_notify_wake(now, sleep_until + kWakeSlackNs);
         words[n_words] = w;
         expected[n_words++] = w->load(std::memory_order_seq_cst);
       }

@@ -31,8 +31,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "nextblock/shm_protocol.hpp"
@@ -66,7 +66,12 @@ static int hostile(uint64_t blocks, uint64_t seed) {
     const uint64_t n = 2 * uint64_t(cfg.frames_per_block) * cfg.channels;
     const float poison[] = {NAN, INFINITY, -INFINITY, 1e9f, -1.5f, 1e-40f};
     uint64_t x = seed | 1;
-    auto next = [&x] { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x; };  // xorshift64
+    auto next = [&x] {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return x;
+    };  // xorshift64
     for (;;) {
       if (next() % 2) {  // random bytes anywhere
         const uint64_t off = (x >> 8) % bytes;
@@ -108,7 +113,8 @@ static int hostile(uint64_t blocks, uint64_t seed) {
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   std::printf("hostile: %llu blocks, %llu replacements taken, %llu refused, %llu bad samples played\n",
-              (unsigned long long)blocks, (unsigned long long)taken, (unsigned long long)refused, (unsigned long long)bad);
+              (unsigned long long)blocks, (unsigned long long)taken, (unsigned long long)refused,
+              (unsigned long long)bad);
   if (bad) return 11;
   std::printf("OK\n");
   return 0;
@@ -126,7 +132,10 @@ static int threads(uint64_t blocks) {
   if (child == 0) {
     close(stop[1]);
     fcntl(stop[0], F_SETFL, O_NONBLOCK);
-    auto stopped = [&] { char c; return read(stop[0], &c, 1) == 0; };
+    auto stopped = [&] {
+      char c;
+      return read(stop[0], &c, 1) == 0;
+    };
     std::unique_ptr<Consumer> cons;
     std::string why;
     while (!cons && !stopped()) {
@@ -161,7 +170,8 @@ static int threads(uint64_t blocks) {
     }
     const SegmentHeader& h = cons->header();
     std::printf("consumer: %llu read ok, %llu torn, %llu wakes, %llu missing wakes\n", (unsigned long long)ok,
-                (unsigned long long)torn, (unsigned long long)h.wakes_issued.load(), (unsigned long long)cons->missing_wakes_issued());
+                (unsigned long long)torn, (unsigned long long)h.wakes_issued.load(),
+                (unsigned long long)cons->missing_wakes_issued());
     std::fflush(stdout);
     _exit(torn ? 21 : ok == 0 ? 22 : h.wakes_issued.load() == 0 || cons->missing_wakes_issued() == 0 ? 23 : 0);
   }
@@ -228,9 +238,11 @@ static int threads(uint64_t blocks) {
 }
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "threads") return threads(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 4000);
+  if (argc > 1 && std::string(argv[1]) == "threads")
+    return threads(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 4000);
   if (argc > 1 && std::string(argv[1]) == "hostile")
-    return hostile(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 200000, argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1);
+    return hostile(argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 200000,
+                   argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1);
   const uint64_t blocks = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200000;
   const std::string name = "/nextblock-stress-" + std::to_string(getpid());
   SegmentConfig cfg{48000, 128, 2, 64, 64, 4};

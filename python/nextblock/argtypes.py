@@ -14,7 +14,9 @@ def number_in(kind: Callable[[str], float], low: float, high: float, what: str) 
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number from {low:g} to {high:g}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a number from {low:g} to {high:g}, got {text!r}"
+            ) from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}, got {value:g}")
         return value

@@ -130,88 +130,170 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = p.add_argument_group("what to attach to (one of)")
     target = where.add_mutually_exclusive_group(required=True)
-    target.add_argument("--jacktrip-pid", type=_positive(int), metavar="PID",
-                        help="process id of the patched JackTrip: every stream it receives is served (segments "
-                        "/nextblock-PID and, on a hub server, /nextblock-PID-PORT per client), as clients come and go")
-    target.add_argument("--segment", metavar="NAME",
-                        help="segment name, for producers made with nextblock.capture.Producer (tests, demo)")
+    target.add_argument(
+        "--jacktrip-pid",
+        type=_positive(int),
+        metavar="PID",
+        help="process id of the patched JackTrip: every stream it receives is served (segments "
+        "/nextblock-PID and, on a hub server, /nextblock-PID-PORT per client), as clients come and go",
+    )
+    target.add_argument(
+        "--segment",
+        metavar="NAME",
+        help="segment name, for producers made with nextblock.capture.Producer (tests, demo)",
+    )
     model = p.add_argument_group("model")
     model.add_argument("--model", metavar="PATH", help="TFLite model (default: the shipped model)")
-    model.add_argument("--model-dir", metavar="DIR",
-                       help="watch this publishing directory (docs/model_publishing.md) and hot-swap each new "
-                       "version; its current model is used from the start when there is one")
-    model.add_argument("--threads", type=_positive(int), default=1, metavar="N",
-                       help="LiteRT inference threads (default 1: on 2 cores a second busy thread hurts tails)")
-    model.add_argument("--predictor", choices=("model", "repeat"), default="model",
-                       help="'model' (default) or 'repeat': repeat the newest block, no model needed (tests, demo)")
+    model.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="watch this publishing directory (docs/model_publishing.md) and hot-swap each new "
+        "version; its current model is used from the start when there is one",
+    )
+    model.add_argument(
+        "--threads",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="LiteRT inference threads (default 1: on 2 cores a second busy thread hurts tails)",
+    )
+    model.add_argument(
+        "--predictor",
+        choices=("model", "repeat"),
+        default="model",
+        help="'model' (default) or 'repeat': repeat the newest block, no model needed (tests, demo)",
+    )
     run = p.add_argument_group("behaviour")
-    run.add_argument("--channels", type=_channels, default=None, metavar="LIST",
-                     help="channels the model predicts, e.g. 0,1 or 0-3 (default: all); the others repeat their "
-                     "newest block")
-    run.add_argument("--deadline-us", type=_positive(float), metavar="US",
-                     help="post a replacement within this long after the previous block arrived, else skip it "
-                     "(default: one block period, 2667 us at 128 frames / 48 kHz)")
-    run.add_argument("--max-chain", type=int, default=8, metavar="BLOCKS",
-                     help="predict up to this many blocks into a burst of losses, each from the previous guess "
-                     "(default 8; 0 disables)")
-    run.add_argument("--mode", choices=("auto", "just-in-time", "speculative"), default="auto",
-                     help="when to predict: 'just-in-time' predicts only a block that has not arrived shortly before "
-                     "JackTrip plays it (needs JackTrip's play-out clock and a jitter buffer with headroom); "
-                     "'speculative' predicts after every received block (minimum-latency buffers); 'auto' (default) "
-                     "chooses per stream from the measured headroom and reports it in --stats/--json")
-    run.add_argument("--jit-wake", choices=("auto", "missing", "timed"), default="auto",
-                     help="how just-in-time streams wait: 'missing' sleeps until JackTrip reports an upcoming block "
-                     "missing (the segment's missing-block wake; no wake-up while blocks arrive); 'timed' wakes before "
-                     "every block period, all streams' decisions aligned into one batch, with more room before the "
-                     "deadline (about 1 %% of a core per process here); 'auto' (default): missing while losses at the "
-                     "same pull are rare, timed on a busy hub where the losses pay for the wake-ups anyway "
-                     "(reported as jit_wake in --json)")
-    run.add_argument("--keep-warm", choices=("auto", "on", "off"), default="auto",
-                     help="a prediction that runs only for a loss runs cold (after tens of ms asleep: 3-9x its warm "
-                     "time on a busy virtual machine) and may miss its deadline; 'auto' (default): once 2 of the last "
-                     "32 predictions missed, run a throw-away prediction every 4 ms when nothing else was predicted, "
-                     "for 10 s after the last misses (about a tenth of a core for the whole process, nothing on a "
-                     "machine where cold predictions are in time); 'on': always; 'off': never (reported as warmups, "
-                     "warmup_cpu_share, keep_warm_triggers in --json)")
-    run.add_argument("--lookahead", choices=("auto", "off"), default="auto",
-                     help="auto (default): when the block after a missing one arrives before the missing one is "
-                          "played, fill the gap from both sides (past and that block) and re-post its replacement, "
-                          "whose second block is then the packet that arrived (JackTrip plays it without the "
-                          "recovery fade); bursts of up to 4 blocks are one gap. off: causal replacements only. "
-                          "two_sided_share in --json says how many concealments were two-sided, one_sided_* why "
-                          "the others were not",
-                     )
-    run.add_argument("--keep-warm-ms", type=_positive(float), default=4.0, metavar="MS",
-                     help="interval of --keep-warm's throw-away predictions (default 4)")
-    run.add_argument("--batch-window-us", type=_positive(float), default=300.0, metavar="US",
-                     help="predictions of different streams due within this long go through the model together "
-                     "(default 300)")
-    run.add_argument("--max-batch-rows", type=_positive(int), default=32, metavar="ROWS",
-                     help="largest model batch prepared (channels of all streams predicted together; default 32 = 16 "
-                     "stereo streams); larger batches run in several calls")
-    run.add_argument("--wait-for-streams", action="store_true",
-                     help="with --jacktrip-pid: wait for the first stream instead of failing after 1 s (a hub server "
-                     "before its first client)")
-    run.add_argument("--once", action="store_true",
-                     help="stop (exit 3) when JackTrip exits instead of waiting for it to restart")
-    run.add_argument("--reattach-timeout", type=_positive(float), metavar="SECONDS",
-                     help="give up (exit 3) if JackTrip is not back within this long (default: wait forever)")
+    run.add_argument(
+        "--channels",
+        type=_channels,
+        default=None,
+        metavar="LIST",
+        help="channels the model predicts, e.g. 0,1 or 0-3 (default: all); the others repeat their newest block",
+    )
+    run.add_argument(
+        "--deadline-us",
+        type=_positive(float),
+        metavar="US",
+        help="post a replacement within this long after the previous block arrived, else skip it "
+        "(default: one block period, 2667 us at 128 frames / 48 kHz)",
+    )
+    run.add_argument(
+        "--max-chain",
+        type=int,
+        default=8,
+        metavar="BLOCKS",
+        help="predict up to this many blocks into a burst of losses, each from the previous guess "
+        "(default 8; 0 disables)",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("auto", "just-in-time", "speculative"),
+        default="auto",
+        help="when to predict: 'just-in-time' predicts only a block that has not arrived shortly before "
+        "JackTrip plays it (needs JackTrip's play-out clock and a jitter buffer with headroom); "
+        "'speculative' predicts after every received block (minimum-latency buffers); 'auto' (default) "
+        "chooses per stream from the measured headroom and reports it in --stats/--json",
+    )
+    run.add_argument(
+        "--jit-wake",
+        choices=("auto", "missing", "timed"),
+        default="auto",
+        help="how just-in-time streams wait: 'missing' sleeps until JackTrip reports an upcoming block "
+        "missing (the segment's missing-block wake; no wake-up while blocks arrive); 'timed' wakes before "
+        "every block period, all streams' decisions aligned into one batch, with more room before the "
+        "deadline (about 1 %% of a core per process here); 'auto' (default): missing while losses at the "
+        "same pull are rare, timed on a busy hub where the losses pay for the wake-ups anyway "
+        "(reported as jit_wake in --json)",
+    )
+    run.add_argument(
+        "--keep-warm",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="a prediction that runs only for a loss runs cold (after tens of ms asleep: 3-9x its warm "
+        "time on a busy virtual machine) and may miss its deadline; 'auto' (default): once 2 of the last "
+        "32 predictions missed, run a throw-away prediction every 4 ms when nothing else was predicted, "
+        "for 10 s after the last misses (about a tenth of a core for the whole process, nothing on a "
+        "machine where cold predictions are in time); 'on': always; 'off': never (reported as warmups, "
+        "warmup_cpu_share, keep_warm_triggers in --json)",
+    )
+    run.add_argument(
+        "--lookahead",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto (default): when the block after a missing one arrives before the missing one is "
+        "played, fill the gap from both sides (past and that block) and re-post its replacement, "
+        "whose second block is then the packet that arrived (JackTrip plays it without the "
+        "recovery fade); bursts of up to 4 blocks are one gap. off: causal replacements only. "
+        "two_sided_share in --json says how many concealments were two-sided, one_sided_* why "
+        "the others were not",
+    )
+    run.add_argument(
+        "--keep-warm-ms",
+        type=_positive(float),
+        default=4.0,
+        metavar="MS",
+        help="interval of --keep-warm's throw-away predictions (default 4)",
+    )
+    run.add_argument(
+        "--batch-window-us",
+        type=_positive(float),
+        default=300.0,
+        metavar="US",
+        help="predictions of different streams due within this long go through the model together (default 300)",
+    )
+    run.add_argument(
+        "--max-batch-rows",
+        type=_positive(int),
+        default=32,
+        metavar="ROWS",
+        help="largest model batch prepared (channels of all streams predicted together; default 32 = 16 "
+        "stereo streams); larger batches run in several calls",
+    )
+    run.add_argument(
+        "--wait-for-streams",
+        action="store_true",
+        help="with --jacktrip-pid: wait for the first stream instead of failing after 1 s (a hub server "
+        "before its first client)",
+    )
+    run.add_argument(
+        "--once", action="store_true", help="stop (exit 3) when JackTrip exits instead of waiting for it to restart"
+    )
+    run.add_argument(
+        "--reattach-timeout",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="give up (exit 3) if JackTrip is not back within this long (default: wait forever)",
+    )
     run.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="stop after this long")
-    run.add_argument("--realtime", type=number_in(int, 1, 98, "a SCHED_FIFO priority"), nargs="?", const=0,
-                     default=None, metavar="PRIORITY",
-                     help="run the hot path with SCHED_FIFO (when permitted), always below JackTrip's real-time "
-                     "threads so that it never preempts JackTrip's audio callback: one below the lowest of them "
-                     "(JACK runs client callbacks at its own priority - 5, so 4 under a default jackd), or PRIORITY "
-                     "(1-98) if that is lower; normal priority when JackTrip has no real-time thread")
-    run.add_argument("--no-gc-freeze", action="store_true",
-                     help="let Python's garbage collector walk every object as usual (a full collection stops the "
-                     "loop ~10 ms, longer than a decision's lead); by default everything alive once serving starts is "
-                     "exempted from collections. For measurements (gc_collections, gc_max_pause_us in --json)")
+    run.add_argument(
+        "--realtime",
+        type=number_in(int, 1, 98, "a SCHED_FIFO priority"),
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="PRIORITY",
+        help="run the hot path with SCHED_FIFO (when permitted), always below JackTrip's real-time "
+        "threads so that it never preempts JackTrip's audio callback: one below the lowest of them "
+        "(JACK runs client callbacks at its own priority - 5, so 4 under a default jackd), or PRIORITY "
+        "(1-98) if that is lower; normal priority when JackTrip has no real-time thread",
+    )
+    run.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="let Python's garbage collector walk every object as usual (a full collection stops the "
+        "loop ~10 ms, longer than a decision's lead); by default everything alive once serving starts is "
+        "exempted from collections. For measurements (gc_collections, gc_max_pause_us in --json)",
+    )
     out = p.add_argument_group("reporting")
     out.add_argument("--stats", type=_positive(float), metavar="SECONDS", help="print a status line this often")
     out.add_argument("--json", metavar="FILE", help="write the final statistics as JSON to FILE ('-': stdout)")
-    out.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
-                     help="log verbosity (default info)")
+    out.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="log verbosity (default info)",
+    )
     return p
 
 
@@ -262,14 +344,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     def on_restart(_pid: int) -> None:
         stats.reattaches += 1
 
-    source = ProcessStreams(args.jacktrip_pid, on_restart=on_restart) if args.jacktrip_pid else NamedSegment(args.segment)
+    source = (
+        ProcessStreams(args.jacktrip_pid, on_restart=on_restart) if args.jacktrip_pid else NamedSegment(args.segment)
+    )
     source.check()
 
     def model(path, frames, rate):  # one interpreter per batch size, fitted to the stream, all warmed
-        stack = build_stream_stack(frames, rate, 2, model_path=path, kind=args.predictor, threads=args.threads,
-                                   max_rows=args.max_batch_rows)
+        stack = build_stream_stack(
+            frames, rate, 2, model_path=path, kind=args.predictor, threads=args.threads, max_rows=args.max_batch_rows
+        )
         if stack.description:  # how the model serves the stream (block size, rate, model calls)
-            stats.model_choice = stack.description if not stats.model_choice else f"{stats.model_choice}; {stack.description}"
+            stats.model_choice = (
+                stack.description if not stats.model_choice else f"{stats.model_choice}; {stack.description}"
+            )
         return stack.predictor
 
     serving = {}  # "loop": the HubLoop, once made (its predictor is the newest model)
@@ -325,27 +412,55 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             predictor, label = published.predictor, published.label
         elif predictor is None:
             reason = watcher.last_error or "nothing published yet"
-            log.warning("no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason)
+            log.warning(
+                "no usable published model in %s (%s); starting with the shipped/--model one", args.model_dir, reason
+            )
             predictor = model(path, frames, rate)
         watcher.start()
     if args.realtime is not None:
         _set_realtime(producer_pid, args.realtime or None)
-    schedule = ScheduleConfig(deadline_us=args.deadline_us, max_chain_blocks=max(0, args.max_chain),
-                              force_mode=None if args.mode == "auto" else args.mode)
-    config = HubConfig(schedule=schedule, batch_window_us=args.batch_window_us, stats_interval_s=args.stats,
-                       jit_wake=args.jit_wake, freeze_gc=not args.no_gc_freeze, keep_warm=args.keep_warm,
-                       keep_warm_interval_ms=args.keep_warm_ms, lookahead=args.lookahead)
+    schedule = ScheduleConfig(
+        deadline_us=args.deadline_us,
+        max_chain_blocks=max(0, args.max_chain),
+        force_mode=None if args.mode == "auto" else args.mode,
+    )
+    config = HubConfig(
+        schedule=schedule,
+        batch_window_us=args.batch_window_us,
+        stats_interval_s=args.stats,
+        jit_wake=args.jit_wake,
+        freeze_gc=not args.no_gc_freeze,
+        keep_warm=args.keep_warm,
+        keep_warm_interval_ms=args.keep_warm_ms,
+        lookahead=args.lookahead,
+    )
 
     def status(line: str) -> None:
         print(f"nextblock.attach: {line}", file=sys.stderr, flush=True)
 
-    loop = HubLoop(source, predictor, config, stats, watcher=watcher, stop=stop, status=status, channels=args.channels,
-                   exit_when_gone=args.once, gone_timeout_s=args.reattach_timeout, predictor_for=other_geometry)
+    loop = HubLoop(
+        source,
+        predictor,
+        config,
+        stats,
+        watcher=watcher,
+        stop=stop,
+        status=status,
+        channels=args.channels,
+        exit_when_gone=args.once,
+        gone_timeout_s=args.reattach_timeout,
+        predictor_for=other_geometry,
+    )
     serving["loop"] = loop
     if label:
         stats.model_version = label
-    log.info("serving %s with model %s (context %d samples; cold inference at start %.0f us)", source.describe(),
-             stats.model_version, predictor.context_samples, stats.cold_infer_us_at_start or 0)
+    log.info(
+        "serving %s with model %s (context %d samples; cold inference at start %.0f us)",
+        source.describe(),
+        stats.model_version,
+        predictor.context_samples,
+        stats.cold_infer_us_at_start or 0,
+    )
     code = 0
     try:
         remaining = args.duration
@@ -363,12 +478,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     final = stats.to_dict()
     status("final: " + stats.status_line())
     for d in final["streams"]:
-        status(f"final: {d['name']:<22} {d['mode']:<12} blocks={d['blocks']} underruns={d['underruns']} "
-               f"replaced={d['replacements_used']} fallback={d['fallbacks']} (late {d['fallbacks_late']}, "
-               f"skipped {d['fallbacks_skipped']}, unseen {d['fallbacks_unseen']}, after post {d['fallbacks_after_post']}, "
-               f"before attach {d['fallbacks_before_attach']}, outage {d['fallbacks_outage']}, "
-               f"dropped received {d['fallbacks_dropped_received']}) "
-               f"late={d['late']} skipped={d['overload_skips']} predictions={d['predictions']}")
+        status(
+            f"final: {d['name']:<22} {d['mode']:<12} blocks={d['blocks']} underruns={d['underruns']} "
+            f"replaced={d['replacements_used']} fallback={d['fallbacks']} (late {d['fallbacks_late']}, "
+            f"skipped {d['fallbacks_skipped']}, unseen {d['fallbacks_unseen']}, after post {d['fallbacks_after_post']}, "
+            f"before attach {d['fallbacks_before_attach']}, outage {d['fallbacks_outage']}, "
+            f"dropped received {d['fallbacks_dropped_received']}) "
+            f"late={d['late']} skipped={d['overload_skips']} predictions={d['predictions']}"
+        )
     if args.json:
         text = json.dumps(final, indent=2, sort_keys=True)
         if args.json == "-":
@@ -382,7 +499,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="nextblock.attach: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="nextblock.attach: %(levelname)s: %(message)s", stream=sys.stderr
+    )
     sys.setswitchinterval(0.0005)  # the loader thread must hand the GIL back quickly
     stop = threading.Event()
     _install_signal_handlers(stop)

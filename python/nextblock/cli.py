@@ -13,20 +13,28 @@ import sys
 
 # name -> (module, function, one line for the overview). The module's function takes argv.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("nextblock.demo", "main",
-             "hear NextBlock vs JackTrip's own concealment on a lossy link (a few minutes)"),
-    "jacktrip": ("nextblock.live", "main",
-                 "run the patched JackTrip with NextBlock enabled and attached: nextblock jacktrip -c HOST"),
-    "doctor": ("nextblock.doctor", "main",
-               "check JACK, the patched JackTrip, the model, real-time privileges, shared memory; print fixes"),
+    "demo": ("nextblock.demo", "main", "hear NextBlock vs JackTrip's own concealment on a lossy link (a few minutes)"),
+    "jacktrip": (
+        "nextblock.live",
+        "main",
+        "run the patched JackTrip with NextBlock enabled and attached: nextblock jacktrip -c HOST",
+    ),
+    "doctor": (
+        "nextblock.doctor",
+        "main",
+        "check JACK, the patched JackTrip, the model, real-time privileges, shared memory; print fixes",
+    ),
     "attach": ("nextblock.attach", "main", "attach NextBlock to a running patched JackTrip (--jacktrip-pid PID)"),
     "learn": ("nextblock.learn", "main", "learn online on the server and publish better models to clients"),
     "evaluate": ("nextblock.evaluate", "main", "score concealers (zeros, repeat, burg, nextblock) on your audio"),
     "dataset": ("nextblock.dataset.cli", "main", "fetch, sort, verify and package training audio"),
     "train": ("nextblock.train", "main", "train a model (needs the train extra: TensorFlow)"),
     "export": ("nextblock.export", "main", "export a trained run to a LiteRT .tflite with metadata"),
-    "build-jacktrip": ("nextblock.jackio.patched_build", "main",
-                       "build the patched JackTrip 2.7.2 from its release tarball or source (~10 min)"),
+    "build-jacktrip": (
+        "nextblock.jackio.patched_build",
+        "main",
+        "build the patched JackTrip 2.7.2 from its release tarball or source (~10 min)",
+    ),
 }
 
 # Subcommands whose main() takes a ``prog`` argument (so their --help names `nextblock X`).

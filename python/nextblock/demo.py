@@ -78,9 +78,11 @@ PERIOD = 128
 RATE_HZ = 48000
 #: the stand-in plays each block this many periods after it arrived (a JackTrip buffer of 2 packets)
 STAND_IN_HEADROOM_BLOCKS = 2
-REAL_THING = ("for the real thing (the patched JackTrip over a lossy link): `scripts/demo.sh --build-jacktrip` or "
-              "`nextblock build-jacktrip` (~10 min on 2 cores; it needs JackTrip 2.7.2's release tarball — "
-              "`nextblock build-jacktrip --help` says where to put it), then run the demo again")
+REAL_THING = (
+    "for the real thing (the patched JackTrip over a lossy link): `scripts/demo.sh --build-jacktrip` or "
+    "`nextblock build-jacktrip` (~10 min on 2 cores; it needs JackTrip 2.7.2's release tarball — "
+    "`nextblock build-jacktrip --help` says where to put it), then run the demo again"
+)
 
 
 def missing_dependencies() -> tuple[list[str], list[str]]:
@@ -101,41 +103,70 @@ def install(apt: list[str], pip: list[str]) -> None:
     """Non-interactive apt-get / pip install (jackd2's realtime question preseeded to 'false')."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     if apt:
-        subprocess.run(["debconf-set-selections"], input="jackd2 jackd/tweak_rt_limits boolean false\n",
-                       text=True, check=False)
+        subprocess.run(
+            ["debconf-set-selections"], input="jackd2 jackd/tweak_rt_limits boolean false\n", text=True, check=False
+        )
         subprocess.run(["apt-get", "update", "-q"], env=env, check=True, timeout=900)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *apt], env=env, check=True,
-                       timeout=1800)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *apt], env=env, check=True, timeout=1800
+        )
     if pip:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pip], check=True, timeout=900)
 
 
 def build_parser(prog: str = "nextblock demo") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=number_in(float, 2.0, 600.0, "--seconds"), default=8.0,
-                   help="length of the recording played (default 8)")
-    p.add_argument("--loss", type=loss_argument, default="bernoulli:0.05",
-                   help="packet loss on the way to the receiver (default bernoulli:0.05: 5 %%; specs below)")
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--seconds",
+        type=number_in(float, 2.0, 600.0, "--seconds"),
+        default=8.0,
+        help="length of the recording played (default 8)",
+    )
+    p.add_argument(
+        "--loss",
+        type=loss_argument,
+        default="bernoulli:0.05",
+        help="packet loss on the way to the receiver (default bernoulli:0.05: 5 %%; specs below)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the losses (same seed = same lost packets)")
-    p.add_argument("--out", default="out/demo", help="folder for the WAVs, logs, plots and report.json "
-                   "(default out/demo)")
-    p.add_argument("--nextblock-on", choices=("regulator", "ringbuffer"), default="regulator",
-                   help="JackTrip buffer NextBlock runs on: the Regulator (Burg when a prediction is late; default) "
-                        "or the ring buffer (--bufstrategy -1 -z: silence when late)")
+    p.add_argument(
+        "--out", default="out/demo", help="folder for the WAVs, logs, plots and report.json (default out/demo)"
+    )
+    p.add_argument(
+        "--nextblock-on",
+        choices=("regulator", "ringbuffer"),
+        default="regulator",
+        help="JackTrip buffer NextBlock runs on: the Regulator (Burg when a prediction is late; default) "
+        "or the ring buffer (--bufstrategy -1 -z: silence when late)",
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--build-jacktrip", action="store_true",
-                      help="build the patched JackTrip first when it is not built yet (~10 min on 2 cores)")
-    mode.add_argument("--stand-in", action="store_true",
-                      help="use the stand-in producer even when the patched JackTrip is built")
+    mode.add_argument(
+        "--build-jacktrip",
+        action="store_true",
+        help="build the patched JackTrip first when it is not built yet (~10 min on 2 cores)",
+    )
+    mode.add_argument(
+        "--stand-in", action="store_true", help="use the stand-in producer even when the patched JackTrip is built"
+    )
     link = p.add_argument_group("link (patched JackTrip only)")
     link.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added by the relay")
     link.add_argument("--jitter-ms", type=float, default=0.0, help="extra uniform delay in [0, jitter] ms")
     link.add_argument("--method", default="auto", help="how packets are lost (default auto: the seeded relay)")
-    link.add_argument("--topology", default="auto", choices=("auto", "netns", "loopback"),
-                      help="network namespaces (root) or loopback (default auto)")
-    link.add_argument("--queue", type=int, default=4, help="JackTrip's jitter buffer in packets for the default "
-                      "and ring-buffer runs (-q, default 4; the Regulator runs get -q 11, in ms: about 4 packets)")
+    link.add_argument(
+        "--topology",
+        default="auto",
+        choices=("auto", "netns", "loopback"),
+        help="network namespaces (root) or loopback (default auto)",
+    )
+    link.add_argument(
+        "--queue",
+        type=int,
+        default=4,
+        help="JackTrip's jitter buffer in packets for the default "
+        "and ring-buffer runs (-q, default 4; the Regulator runs get -q 11, in ms: about 4 packets)",
+    )
     p.add_argument("--no-install", action="store_true", help="do not apt/pip install missing dependencies")
     return p
 
@@ -149,9 +180,18 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
 
     stock, stock_note = find_stock_jacktrip(patched)
     if stock == "jacktrip":  # no unpatched 2.7.2 beside it: the patched one without --nextblock plays the same bytes
-        stock, stock_note = patched, f"JackTrip's own rows: {patched} without --nextblock (plays what stock 2.7.2 plays)"
-    link = LinkSpec(loss=args.loss, delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, seed=args.seed,
-                    method=args.method, topology=args.topology)
+        stock, stock_note = (
+            patched,
+            f"JackTrip's own rows: {patched} without --nextblock (plays what stock 2.7.2 plays)",
+        )
+    link = LinkSpec(
+        loss=args.loss,
+        delay_ms=args.delay_ms,
+        jitter_ms=args.jitter_ms,
+        seed=args.seed,
+        method=args.method,
+        topology=args.topology,
+    )
     root = os.geteuid() == 0
     # SCHED_FIFO for both JackTrips and the relay (as a musician's JACK setup runs JackTrip): on a
     # small busy machine the predictor would otherwise starve JackTrip's network thread.
@@ -160,16 +200,21 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
         nb_buffer, nb_label = ("--bufstrategy", "3"), "NextBlock (on the Regulator)"
     else:
         nb_buffer, nb_label = ("--bufstrategy", "-1", "-z"), "NextBlock (on the ring buffer)"
-    nb = nextblock_receiver(patched, out / "attach-stats.json", ("--lookahead", "off"), buffer_args=nb_buffer,
-                            realtime=root)
-    nb2 = nextblock_receiver(patched, out / "attach-stats-two-sided.json", ("--lookahead", "auto"),
-                             buffer_args=nb_buffer, realtime=root)
+    nb = nextblock_receiver(
+        patched, out / "attach-stats.json", ("--lookahead", "off"), buffer_args=nb_buffer, realtime=root
+    )
+    nb2 = nextblock_receiver(
+        patched, out / "attach-stats-two-sided.json", ("--lookahead", "auto"), buffer_args=nb_buffer, realtime=root
+    )
     nb2.label = "nextblock-two-sided"  # its own logs and recorded WAV
     if args.nextblock_on == "regulator":
         nb.queue = nb2.queue = str(REGULATOR_QUEUE_MS)
-    plan = [("JackTrip default", stock_receiver("default", binary=stock), stock),
-            ("Regulator + Burg", stock_receiver("regulator", binary=stock), stock),
-            (nb_label, nb, stock), (nb_label.replace("NextBlock", "NextBlock two-sided"), nb2, stock)]
+    plan = [
+        ("JackTrip default", stock_receiver("default", binary=stock), stock),
+        ("Regulator + Burg", stock_receiver("regulator", binary=stock), stock),
+        (nb_label, nb, stock),
+        (nb_label.replace("NextBlock", "NextBlock two-sided"), nb2, stock),
+    ]
     rows, details = [], {"stock": stock_note, "runs": {}}
     for i, (label, receiver, sender) in enumerate(plan, 1):
         t0 = time.monotonic()
@@ -179,19 +224,26 @@ def _rows_patched(args, audio: np.ndarray, patched: str, out: Path) -> tuple[lis
         recorded = _read_wav(r["recorded_wav"])
         ev = r.get("segment_events") or {}
         rx = r["jacktrip_receive"]
-        rows.append({
-            "label": label, "played": recorded, "wav": r["recorded_wav"],
-            "lost": r["link"].get("dropped_packets"),
-            "concealed": ev.get("concealments") if ev else (rx.get("glitches") if rx.get("glitches") is not None
-                                                              else rx.get("recv_underruns")),
-            "by_nextblock": ev.get("replacements_used") if receiver.attach_command else None,
-            "two_sided": _two_sided(receiver),
-            "metrics": r["metrics"], "metrics_lost": r.get("metrics_lost_packets") or {},
-            "lost_blocks": r.get("dropped_audio_blocks") or r["link"].get("dropped_indices") or [],
-        })
+        rows.append(
+            {
+                "label": label,
+                "played": recorded,
+                "wav": r["recorded_wav"],
+                "lost": r["link"].get("dropped_packets"),
+                "concealed": ev.get("concealments")
+                if ev
+                else (rx.get("glitches") if rx.get("glitches") is not None else rx.get("recv_underruns")),
+                "by_nextblock": ev.get("replacements_used") if receiver.attach_command else None,
+                "two_sided": _two_sided(receiver),
+                "metrics": r["metrics"],
+                "metrics_lost": r.get("metrics_lost_packets") or {},
+                "lost_blocks": r.get("dropped_audio_blocks") or r["link"].get("dropped_indices") or [],
+            }
+        )
         details["runs"][label] = {k: v for k, v in r.items() if k not in ("link",)}
-        details["runs"][label]["link"] = {k: v for k, v in r["link"].items()
-                                          if k not in ("dropped_seqs", "dropped_indices", "relay_summary")}
+        details["runs"][label]["link"] = {
+            k: v for k, v in r["link"].items() if k not in ("dropped_seqs", "dropped_indices", "relay_summary")
+        }
         details["sent_wav"] = r["sent_wav"]
         details["link"] = f"{r['link']['method']} over {r['link']['topology']} ({r['link']['reason']})"
     return rows, details
@@ -247,20 +299,35 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
         print(f" {time.monotonic() - t0:.0f} s", flush=True)
         rows.append({"label": label, "played": played})
     results = {}
-    for i, (lookahead, label) in enumerate((("off", "NextBlock (stand-in producer)"),
-                                            ("auto", "NextBlock two-sided (stand-in producer)")), 3):
-        print(f"  [{i}/4] {label.split(' (')[0]} (live: stand-in producer + nextblock attach --lookahead {lookahead}, "
-              "in real time) ...", end="", flush=True)
+    for i, (lookahead, label) in enumerate(
+        (("off", "NextBlock (stand-in producer)"), ("auto", "NextBlock two-sided (stand-in producer)")), 3
+    ):
+        print(
+            f"  [{i}/4] {label.split(' (')[0]} (live: stand-in producer + nextblock attach --lookahead {lookahead}, "
+            "in real time) ...",
+            end="",
+            flush=True,
+        )
         t0 = time.monotonic()
         stats_path = out / ("attach-stats.json" if lookahead == "off" else "attach-stats-two-sided.json")
         segment = f"/nextblock-demo-{os.getpid()}-{lookahead}"
-        argv = [sys.executable, "-m", "nextblock.attach", "--segment", segment, "--json", str(stats_path),
-                "--lookahead", lookahead]
+        argv = [
+            sys.executable,
+            "-m",
+            "nextblock.attach",
+            "--segment",
+            segment,
+            "--json",
+            str(stats_path),
+            "--lookahead",
+            lookahead,
+        ]
         if os.geteuid() == 0:
             argv.append("--realtime")
         with Producer(segment, RATE_HZ, PERIOD, 1) as producer:
-            with ManagedProcess(argv, out / f"attach-{lookahead}.log", env=attach_child_env(),
-                                stop_signal=signal.SIGINT) as attach:
+            with ManagedProcess(
+                argv, out / f"attach-{lookahead}.log", env=attach_child_env(), stop_signal=signal.SIGINT
+            ) as attach:
                 try:
                     wait_until(producer.consumer_alive, 60.0, 0.05, "nextblock attach to open the segment")
                 except TimeoutError:
@@ -274,8 +341,14 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
         except (OSError, ValueError) as exc:
             stats = {"error": f"no attach stats at {stats_path}: {exc}"}
         results[lookahead] = (result, stats)
-        rows.append({"label": label, "played": result["played"][:, 0],
-                     "by_nextblock": int((result["outcome"] == 1).sum()), "two_sided": stats.get("two_sided")})
+        rows.append(
+            {
+                "label": label,
+                "played": result["played"][:, 0],
+                "by_nextblock": int((result["outcome"] == 1).sum()),
+                "two_sided": stats.get("two_sided"),
+            }
+        )
     for row in rows:
         row["lost"] = row["concealed"] = int(lost.sum())
         row.setdefault("by_nextblock", None)
@@ -285,12 +358,15 @@ def _rows_stand_in(args, audio: np.ndarray, out: Path) -> tuple[list[dict], dict
         row["lost_blocks"] = np.flatnonzero(lost).tolist()
         slug = row["label"].split(" (")[0].lower().replace(" + ", "-").replace(" ", "-")
         row["wav"] = write_wav(out / f"played-{slug}.wav", row["played"], RATE_HZ)
-    details = {"sent_wav": write_wav(out / "sent.wav", audio, RATE_HZ), "link": "none (stand-in producer; losses drawn "
-               f"with the relay's loss model: {args.loss}, seed {args.seed})",
-               "tick_late_us_p99": float(np.percentile(results["off"][0]["tick_late_us"], 99)),
-               "headroom_blocks": STAND_IN_HEADROOM_BLOCKS,
-               "attach_stats": results["off"][1], "attach_stats_two_sided": results["auto"][1],
-               "identity_splices": int(results["auto"][0]["identity_splice"].sum())}
+    details = {
+        "sent_wav": write_wav(out / "sent.wav", audio, RATE_HZ),
+        "link": f"none (stand-in producer; losses drawn with the relay's loss model: {args.loss}, seed {args.seed})",
+        "tick_late_us_p99": float(np.percentile(results["off"][0]["tick_late_us"], 99)),
+        "headroom_blocks": STAND_IN_HEADROOM_BLOCKS,
+        "attach_stats": results["off"][1],
+        "attach_stats_two_sided": results["auto"][1],
+        "identity_splices": int(results["auto"][0]["identity_splice"].sum()),
+    }
     return rows, details
 
 
@@ -309,14 +385,18 @@ def _fmt(x, nd=1) -> str:
 def format_table(rows: list[dict]) -> str:
     """The comparison as text, one line per row (what the demo prints)."""
     w = max(32, max((len(r["label"]) + 2 for r in rows), default=0))
-    head = (f"{'':<{w}}{'lost':>6}{'concealed':>11}{'by NextBlock':>14}{'two-sided':>11}{'SNR lost':>10}"
-            f"{'LSD lost':>10}{'ViSQOL':>8}")
+    head = (
+        f"{'':<{w}}{'lost':>6}{'concealed':>11}{'by NextBlock':>14}{'two-sided':>11}{'SNR lost':>10}"
+        f"{'LSD lost':>10}{'ViSQOL':>8}"
+    )
     lines = [head, f"{'':<{w}}{'':>6}{'':>11}{'':>14}{'':>11}{'dB':>10}{'dB':>10}{'MOS':>8}"]
     for r in rows:
         ml = r.get("metrics_lost") or {}
-        lines.append(f"{r['label']:<{w}}{_fmt(r['lost']):>6}{_fmt(r['concealed']):>11}{_fmt(r['by_nextblock']):>14}"
-                     f"{_fmt(r.get('two_sided')):>11}{_fmt(ml.get('snr_db')):>10}{_fmt(ml.get('lsd_db')):>10}"
-                     f"{_fmt(r.get('visqol'), 2):>8}")
+        lines.append(
+            f"{r['label']:<{w}}{_fmt(r['lost']):>6}{_fmt(r['concealed']):>11}{_fmt(r['by_nextblock']):>14}"
+            f"{_fmt(r.get('two_sided')):>11}{_fmt(ml.get('snr_db')):>10}{_fmt(ml.get('lsd_db')):>10}"
+            f"{_fmt(r.get('visqol'), 2):>8}"
+        )
     return "\n".join(lines)
 
 
@@ -334,16 +414,22 @@ def _plot(reference: np.ndarray, rows: list[dict], out: Path) -> tuple[list[str]
 
     n = len(reference)
     burg = next((r for r in rows if "Burg" in r["label"]), rows[0])
-    choice = representative_loss(reference, np.asarray(rows[-1]["played"][:n], np.float32),
-                                 np.asarray(burg["played"][:n], np.float32), rows[-1]["lost_blocks"], PERIOD)
+    choice = representative_loss(
+        reference,
+        np.asarray(rows[-1]["played"][:n], np.float32),
+        np.asarray(burg["played"][:n], np.float32),
+        rows[-1]["lost_blocks"],
+        PERIOD,
+    )
     if choice is None:
         return [], None
     lost = np.zeros(n // PERIOD, bool)
     lost[choice.block] = True
     caption = choice.caption(rows[-1]["label"], burg["label"])
     played = {r["label"]: np.asarray(r["played"][:n], np.float32) for r in rows}
-    return plot_losses(reference, played, lost, PERIOD, RATE_HZ, str(out / "concealed-loss"), max_events=1,
-                       title=caption), caption
+    return plot_losses(
+        reference, played, lost, PERIOD, RATE_HZ, str(out / "concealed-loss"), max_events=1, title=caption
+    ), caption
 
 
 def main(argv=None, prog: str = "nextblock demo") -> int:
@@ -373,8 +459,11 @@ def _run(args) -> int:
 
     t_start = time.monotonic()
     audio, source = load_test_recording(args.seconds, split="test")
-    print(f"recording: {Path(source['path']).name} from {source['package']} ({args.seconds:g} s; a test-split "
-          f"recording, never used to train the model)", flush=True)
+    print(
+        f"recording: {Path(source['path']).name} from {source['package']} ({args.seconds:g} s; a test-split "
+        f"recording, never used to train the model)",
+        flush=True,
+    )
     if args.stand_in:
         patched, message = None, "--stand-in: not using the patched JackTrip"
     else:
@@ -398,9 +487,11 @@ def _run(args) -> int:
 
     print(f"\nNextBlock demo on the {mode} — {details['link']}")
     print(format_table(rows))
-    print("  lost: packets lost on the link; concealed: blocks made up; by NextBlock: of those, NextBlock's\n"
-          "  prediction; two-sided: of those, filled from both sides (the next packet was there); SNR/LSD on\n"
-          "  the lost packets (higher/lower is better); ViSQOL of the whole recording")
+    print(
+        "  lost: packets lost on the link; concealed: blocks made up; by NextBlock: of those, NextBlock's\n"
+        "  prediction; two-sided: of those, filled from both sides (the next packet was there); SNR/LSD on\n"
+        "  the lost packets (higher/lower is better); ViSQOL of the whole recording"
+    )
     if mode == "stand-in producer":
         print("  (the JackTrip rows are computed offline from the same recording and losses)")
     print("\nlisten:")
@@ -411,11 +502,20 @@ def _run(args) -> int:
         print(f"plot:   {p}")
     if plot_caption:
         print(f"  (the plot shows {plot_caption})")
-    report = {"mode": mode, "message": message, "patched_jacktrip": patched, "recording": source,
-              "loss": args.loss, "seed": args.seed, "seconds": args.seconds, "plots": plots,
-              "plot_caption": plot_caption,
-              "wall_s": round(time.monotonic() - t_start, 1),
-              "rows": [{k: v for k, v in r.items() if k != "played"} for r in rows], "details": details}
+    report = {
+        "mode": mode,
+        "message": message,
+        "patched_jacktrip": patched,
+        "recording": source,
+        "loss": args.loss,
+        "seed": args.seed,
+        "seconds": args.seconds,
+        "plots": plots,
+        "plot_caption": plot_caption,
+        "wall_s": round(time.monotonic() - t_start, 1),
+        "rows": [{k: v for k, v in r.items() if k != "played"} for r in rows],
+        "details": details,
+    }
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     print(f"report: {out / 'report.json'}  (everything, as JSON)")
     return 0

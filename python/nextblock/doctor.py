@@ -23,14 +23,17 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
+
 def pip_install(what: str) -> str:
     """The fix ``pip install WHAT`` for this interpreter: its own pip (``python -m pip``) inside a
     virtual environment; outside one, the way into one (Debian's and Ubuntu's python3 refuse pip
     installs into the system, PEP 668)."""
     if sys.prefix != sys.base_prefix:
         return f"{sys.executable} -m pip install {what}"
-    return (f"pip install {what} in a virtual environment (python3 -m venv .venv && .venv/bin/python -m pip install "
-            f"{what}; in NextBlock's repository scripts/setup.sh makes .venv)")
+    return (
+        f"pip install {what} in a virtual environment (python3 -m venv .venv && .venv/bin/python -m pip install "
+        f"{what}; in NextBlock's repository scripts/setup.sh makes .venv)"
+    )
 
 
 EPILOG = """\
@@ -53,16 +56,22 @@ class Check:
 def check_jack(path: str | None = None) -> Check:
     """``jackd`` on ``path`` (default ``$PATH``) and the Python binding with its libjack."""
     if shutil.which("jackd", path=path) is None:
-        return Check("JACK", False, "jackd not found",
-                     "sudo apt-get install jackd2   (answer 'no' to real-time if asked; see `real-time` below)")
+        return Check(
+            "JACK",
+            False,
+            "jackd not found",
+            "sudo apt-get install jackd2   (answer 'no' to real-time if asked; see `real-time` below)",
+        )
     try:
         import jack  # noqa: F401
     except ImportError:
-        return Check("JACK", False, "jackd found, but the Python package JACK-Client is missing",
-                     pip_install("JACK-Client"))
+        return Check(
+            "JACK", False, "jackd found, but the Python package JACK-Client is missing", pip_install("JACK-Client")
+        )
     except OSError as exc:
-        return Check("JACK", False, f"jackd found, but libjack does not load: {exc}",
-                     "sudo apt-get install libjack-jackd2-0")
+        return Check(
+            "JACK", False, f"jackd found, but libjack does not load: {exc}", "sudo apt-get install libjack-jackd2-0"
+        )
     return Check("JACK", True, f"jackd at {shutil.which('jackd', path=path)}, libjack loads")
 
 
@@ -73,9 +82,13 @@ def check_patched_jacktrip() -> Check:
     path, message = find_patched_jacktrip()
     if path:
         return Check("patched JackTrip", True, message)
-    return Check("patched JackTrip", False, message,
-                 "nextblock build-jacktrip   (~10 min on 2 cores; --tarball PATH for JackTrip's 2.7.2 release "
-                 "tarball, or NEXTBLOCK_JACKTRIP=/path/to/patched/jacktrip)")
+    return Check(
+        "patched JackTrip",
+        False,
+        message,
+        "nextblock build-jacktrip   (~10 min on 2 cores; --tarball PATH for JackTrip's 2.7.2 release "
+        "tarball, or NEXTBLOCK_JACKTRIP=/path/to/patched/jacktrip)",
+    )
 
 
 def check_model(model_path: str | None = None) -> Check:
@@ -91,9 +104,13 @@ def check_model(model_path: str | None = None) -> Check:
         context = np.random.default_rng(0).standard_normal((1, predictor.context_samples)).astype(np.float32) * 0.1
         out = np.asarray(predictor.predict(context))
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        return Check("model", False, f"{model_path or 'the shipped model'} does not run: {type(exc).__name__}: {exc}",
-                     pip_install("ai-edge-litert") + ", and reinstall NextBlock (pip install -e . or the wheel) so "
-                     "its models/*.tflite is there; or pass nextblock attach --model PATH")
+        return Check(
+            "model",
+            False,
+            f"{model_path or 'the shipped model'} does not run: {type(exc).__name__}: {exc}",
+            pip_install("ai-edge-litert") + ", and reinstall NextBlock (pip install -e . or the wheel) so "
+            "its models/*.tflite is there; or pass nextblock attach --model PATH",
+        )
     if not np.all(np.isfinite(out)):
         return Check("model", False, "the model predicts non-finite samples", "reinstall NextBlock's models/")
     name = getattr(predictor, "model_path", None) or model_path or "shipped model"
@@ -110,10 +127,14 @@ def check_realtime() -> Check:
         os.sched_setscheduler(0, before[0], before[1])
     except (PermissionError, OSError) as exc:
         rtprio = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
-        return Check("real-time", False, f"SCHED_FIFO not permitted ({exc.strerror or exc}; rtprio limit {rtprio})",
-                     "sudo dpkg-reconfigure -p high jackd2 (enable real-time), add yourself to the 'audio' group "
-                     "(sudo usermod -aG audio $USER) and log in again; JackTrip and NextBlock then get real-time "
-                     "threads (without it, audio may drop out on a busy machine)")
+        return Check(
+            "real-time",
+            False,
+            f"SCHED_FIFO not permitted ({exc.strerror or exc}; rtprio limit {rtprio})",
+            "sudo dpkg-reconfigure -p high jackd2 (enable real-time), add yourself to the 'audio' group "
+            "(sudo usermod -aG audio $USER) and log in again; JackTrip and NextBlock then get real-time "
+            "threads (without it, audio may drop out on a busy machine)",
+        )
     soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     lock = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024} KiB"
     return Check("real-time", True, f"SCHED_FIFO permitted; memlock limit {lock}")
@@ -122,8 +143,12 @@ def check_realtime() -> Check:
 def check_shared_memory(shm_dir: str = "/dev/shm") -> Check:
     """``shm_dir`` exists and is writable, and a NextBlock segment works end to end there."""
     if not os.path.isdir(shm_dir) or not os.access(shm_dir, os.W_OK):
-        return Check("shared memory", False, f"{shm_dir} is missing or not writable",
-                     f"sudo mount -t tmpfs -o mode=1777 tmpfs {shm_dir}")
+        return Check(
+            "shared memory",
+            False,
+            f"{shm_dir} is missing or not writable",
+            f"sudo mount -t tmpfs -o mode=1777 tmpfs {shm_dir}",
+        )
     try:
         import numpy as np
 
@@ -136,11 +161,19 @@ def check_shared_memory(shm_dir: str = "/dev/shm") -> Check:
                 consumer.post_replacement(7, block)
                 taken = producer.take_replacement(7)
         if taken is None or not np.array_equal(np.asarray(taken), block):
-            return Check("shared memory", False, "a replacement posted to a test segment did not come back intact",
-                         "rebuild the C++ extension: pip install -e . (or scripts/dev_build.sh)")
+            return Check(
+                "shared memory",
+                False,
+                "a replacement posted to a test segment did not come back intact",
+                "rebuild the C++ extension: pip install -e . (or scripts/dev_build.sh)",
+            )
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        return Check("shared memory", False, f"a test segment failed: {type(exc).__name__}: {exc}",
-                     "rebuild the C++ extension (pip install -e .); check free space with df -h /dev/shm")
+        return Check(
+            "shared memory",
+            False,
+            f"a test segment failed: {type(exc).__name__}: {exc}",
+            "rebuild the C++ extension (pip install -e .); check free space with df -h /dev/shm",
+        )
     free_mib = shutil.disk_usage(shm_dir).free // (1 << 20)
     return Check("shared memory", True, f"{shm_dir}: a test segment works ({free_mib} MiB free)")
 
@@ -150,8 +183,9 @@ def run_checks() -> list[Check]:
 
 
 def build_parser(prog: str = "nextblock doctor") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return p
 
@@ -167,8 +201,11 @@ def main(argv=None, prog: str = "nextblock doctor") -> int:
             print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<17}{c.detail}")
             if not c.ok:
                 print(f"      {'':<17}fix: {c.fix}")
-        print("ready to play with NextBlock" if ready else
-              f"{sum(not c.ok for c in checks)} problem(s): see the fixes above")
+        print(
+            "ready to play with NextBlock"
+            if ready
+            else f"{sum(not c.ok for c in checks)} problem(s): see the fixes above"
+        )
     return 0 if ready else 1
 
 

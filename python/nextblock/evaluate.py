@@ -90,28 +90,80 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="*", metavar="FILE_OR_DIR", help="audio files and/or directories (searched recursively)")
-    parser.add_argument("--sample-rate", type=int, default=48000, metavar="HZ", help="stream sample rate; files are resampled (default: 48000)")
-    parser.add_argument("--fpp", type=int, default=128, metavar="FRAMES", help="frames per packet/block, JackTrip's --bufsize (default: 128)")
-    parser.add_argument("--loss", action="append", metavar="SPEC", help="loss pattern, repeatable (default: bernoulli:0.05); see 'loss specs' below")
+    parser.add_argument(
+        "paths", nargs="*", metavar="FILE_OR_DIR", help="audio files and/or directories (searched recursively)"
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=int,
+        default=48000,
+        metavar="HZ",
+        help="stream sample rate; files are resampled (default: 48000)",
+    )
+    parser.add_argument(
+        "--fpp",
+        type=int,
+        default=128,
+        metavar="FRAMES",
+        help="frames per packet/block, JackTrip's --bufsize (default: 128)",
+    )
+    parser.add_argument(
+        "--loss",
+        action="append",
+        metavar="SPEC",
+        help="loss pattern, repeatable (default: bernoulli:0.05); see 'loss specs' below",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the loss patterns (default: 1)")
-    parser.add_argument("--lookahead-blocks", type=int, default=0, metavar="H",
-                        help="blocks after a lost one that the receive buffer holds (default: 0, causal); see 'looking ahead'")
-    parser.add_argument("--concealer", action="append", choices=available_concealers(), metavar="NAME", help=f"concealer, repeatable: {', '.join(available_concealers())} (default: zeros, repeat, repeat-xfade, burg)")
+    parser.add_argument(
+        "--lookahead-blocks",
+        type=int,
+        default=0,
+        metavar="H",
+        help="blocks after a lost one that the receive buffer holds (default: 0, causal); see 'looking ahead'",
+    )
+    parser.add_argument(
+        "--concealer",
+        action="append",
+        choices=available_concealers(),
+        metavar="NAME",
+        help=f"concealer, repeatable: {', '.join(available_concealers())} (default: zeros, repeat, repeat-xfade, burg)",
+    )
     parser.add_argument("--model", metavar="PATH", help="model file for the nextblock concealer")
-    parser.add_argument("--two-sided-model", metavar="PATH",
-                        help="two-sided model the nextblock concealer fills one-block gaps with when --lookahead-blocks "
-                             ">= 1 (default: the shipped nextblock-twosided; compare with --concealer nextblock-fusion)")
-    parser.add_argument("--per-channel", action="store_true", help="evaluate every channel as its own stream instead of mixing to mono")
-    parser.add_argument("--by-folder", action="store_true", help="also one row per folder the files lie in (e.g. held-out/speech, held-out/singing: a table by category)")
+    parser.add_argument(
+        "--two-sided-model",
+        metavar="PATH",
+        help="two-sided model the nextblock concealer fills one-block gaps with when --lookahead-blocks "
+        ">= 1 (default: the shipped nextblock-twosided; compare with --concealer nextblock-fusion)",
+    )
+    parser.add_argument(
+        "--per-channel", action="store_true", help="evaluate every channel as its own stream instead of mixing to mono"
+    )
+    parser.add_argument(
+        "--by-folder",
+        action="store_true",
+        help="also one row per folder the files lie in (e.g. held-out/speech, held-out/singing: a table by category)",
+    )
     parser.add_argument("--speech", action="store_true", help="the material is speech: also compute PLCMOS (16 kHz)")
-    parser.add_argument("--no-visqol", dest="visqol", action="store_false", help="skip ViSQOL (it takes about a second per second of audio)")
-    parser.add_argument("--sine", action="store_true", help="also run a 20 Hz-20 kHz log sine sweep through each loss pattern and report THD+N")
-    parser.add_argument("--sine-seconds", type=float, default=10.0, metavar="S", help="length of the sweep (default: 10)")
+    parser.add_argument(
+        "--no-visqol",
+        dest="visqol",
+        action="store_false",
+        help="skip ViSQOL (it takes about a second per second of audio)",
+    )
+    parser.add_argument(
+        "--sine",
+        action="store_true",
+        help="also run a 20 Hz-20 kHz log sine sweep through each loss pattern and report THD+N",
+    )
+    parser.add_argument(
+        "--sine-seconds", type=float, default=10.0, metavar="S", help="length of the sweep (default: 10)"
+    )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--report", metavar="PATH", help="write a markdown report")
     parser.add_argument("--plots", metavar="DIR", help="write waveform and spectrogram pictures around a few losses")
-    parser.add_argument("--plot-files", type=int, default=2, metavar="N", help="how many files get pictures (default: 2)")
+    parser.add_argument(
+        "--plot-files", type=int, default=2, metavar="N", help="how many files get pictures (default: 2)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -168,7 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         _write_text(args.json, json.dumps(document, indent=2) + "\n")
     if args.report:
         report_dir = os.path.dirname(os.path.abspath(args.report))
-        _write_text(args.report, markdown_report(result.rows, result.config, result.skipped_files, result.unavailable_concealers, result.plots, report_dir))
+        _write_text(
+            args.report,
+            markdown_report(
+                result.rows,
+                result.config,
+                result.skipped_files,
+                result.unavailable_concealers,
+                result.plots,
+                report_dir,
+            ),
+        )
     print(markdown_table(result.rows))
     evaluated_files = max((row["files"] for row in result.rows), default=0)
     if not result.rows or (args.paths and evaluated_files == 0 and not args.sine):

@@ -43,21 +43,38 @@ FEATURE_DESCRIPTION = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see ``--help``)."""
-    p = argparse.ArgumentParser(prog="python -m nextblock.export", description="Export a trained NextBlock run to LiteRT (.tflite).",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m nextblock.export",
+        description="Export a trained NextBlock run to LiteRT (.tflite).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--run-dir", help="training run folder (config.json + *.weights.h5)")
     p.add_argument("--weights", default="best", choices=("best", "last"), help="which checkpoint (default %(default)s)")
     p.add_argument("--output", default="models/nextblock-default.tflite", help="output .tflite (default %(default)s)")
     p.add_argument("--model-version", default=None, help="version string in the metadata (default 1.<date>)")
     p.add_argument("--name", default=None, help="model name in the metadata (default: output file stem)")
     p.add_argument("--float16", action="store_true", help="also write <output stem>-fp16.tflite (float16 weights)")
-    p.add_argument("--guess-weight", type=float, default=0.0,
-                   help="share of the LPC guess blended into the network's prediction at run time, 0-1 "
-                        "(metadata guess_weight; choose it on validation windows, default %(default)s)")
-    p.add_argument("--boundary-ramp-samples", type=int, default=None,
-                   help="samples over which the runner joins the prediction's start to the context, 0 = off "
-                        "(default: 64, a cross-fade from the LPC guess, for models with one; else 32)")
-    p.add_argument("--tolerance", type=float, default=1e-3, help="max |LiteRT - Keras| allowed on the check inputs (default %(default)s)")
+    p.add_argument(
+        "--guess-weight",
+        type=float,
+        default=0.0,
+        help="share of the LPC guess blended into the network's prediction at run time, 0-1 "
+        "(metadata guess_weight; choose it on validation windows, default %(default)s)",
+    )
+    p.add_argument(
+        "--boundary-ramp-samples",
+        type=int,
+        default=None,
+        help="samples over which the runner joins the prediction's start to the context, 0 = off "
+        "(default: 64, a cross-fade from the LPC guess, for models with one; else 32)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-3,
+        help="max |LiteRT - Keras| allowed on the check inputs (default %(default)s)",
+    )
     p.add_argument("--show", metavar="TFLITE", help="only print the metadata of this model and exit")
     args = p.parse_args(argv)
     if not args.show and not args.run_dir:
@@ -125,14 +142,23 @@ def max_difference(model, tflite_bytes: bytes, inputs) -> float:
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
     worst = 0.0
     for i in range(inputs.shape[0]):
-        interpreter.set_tensor(inp, inputs[i:i + 1])
+        interpreter.set_tensor(inp, inputs[i : i + 1])
         interpreter.invoke()
         worst = max(worst, float(np.max(np.abs(interpreter.get_tensor(out)[0] - expected[i]))))
     return worst
 
 
-def build_metadata(config: dict, features, name: str, version: str, parameters: int, macs: int, weights: str,
-                   boundary_ramp_samples: int | None = None, guess_weight: float = 0.0) -> dict:
+def build_metadata(
+    config: dict,
+    features,
+    name: str,
+    version: str,
+    parameters: int,
+    macs: int,
+    weights: str,
+    boundary_ramp_samples: int | None = None,
+    guess_weight: float = 0.0,
+) -> dict:
     """The metadata dict embedded in the model (required fields + provenance).
 
     ``boundary_ramp_samples``: ``None`` → :func:`nextblock.features.continuity.default_ramp_samples`.
@@ -153,9 +179,14 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         from .features.twosided import NETWORK_GUESS_ORDER, NETWORK_GUESS_PRIOR_WEIGHT
 
         fused = bool(training.get("two_sided_prior"))
-        two_sided = {"two_sided": {"gap_samples": features.frames_per_block, "guess": "fusion" if fused else "lsar",
-                                   "guess_order": NETWORK_GUESS_ORDER,
-                                   "prior_weight": NETWORK_GUESS_PRIOR_WEIGHT if fused else 0.0}}
+        two_sided = {
+            "two_sided": {
+                "gap_samples": features.frames_per_block,
+                "guess": "fusion" if fused else "lsar",
+                "guess_order": NETWORK_GUESS_ORDER,
+                "prior_weight": NETWORK_GUESS_PRIOR_WEIGHT if fused else 0.0,
+            }
+        }
 
     return {
         "format": METADATA_FORMAT,
@@ -180,10 +211,23 @@ def build_metadata(config: dict, features, name: str, version: str, parameters: 
         "macs_per_channel": macs,
         **coverage,
         **two_sided,
-        "training": {k: training.get(k) for k in ("epochs", "batch_size", "learning_rate", "spectral_weight",
-                                                   "phase_weight", "spectral_fft_sizes", "train_rates_hz",
-                                                   "group_weight", "seed", "train_examples", "two_sided",
-                                                   "chained_share")},
+        "training": {
+            k: training.get(k)
+            for k in (
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "spectral_weight",
+                "phase_weight",
+                "spectral_fft_sizes",
+                "train_rates_hz",
+                "group_weight",
+                "seed",
+                "train_examples",
+                "two_sided",
+                "chained_share",
+            )
+        },
         "training_result": config.get("result", {}),
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -217,8 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     name = args.name or output.stem
     version = args.model_version or "1." + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M")
-    metadata = build_metadata(config, features, name, version, int(model.count_params()), count_macs(model), args.weights,
-                              args.boundary_ramp_samples, args.guess_weight)
+    metadata = build_metadata(
+        config,
+        features,
+        name,
+        version,
+        int(model.count_params()),
+        count_macs(model),
+        args.weights,
+        args.boundary_ramp_samples,
+        args.guess_weight,
+    )
     variants = [(output, False)] + ([(output.with_name(output.stem + "-fp16.tflite"), True)] if args.float16 else [])
     inputs = check_inputs(features)
     steps.update(1)
@@ -228,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         difference = max_difference(model, data, inputs)
         tolerance = args.tolerance * (30 if half else 1)
         if difference > tolerance:
-            print(f"error: {path.name}: LiteRT differs from Keras by {difference:.2e} > {tolerance:.1e}", file=sys.stderr)
+            print(
+                f"error: {path.name}: LiteRT differs from Keras by {difference:.2e} > {tolerance:.1e}", file=sys.stderr
+            )
             return 1
         data = embed_metadata(data, dict(metadata, precision="float16 weights" if half else "float32"))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,12 @@ _NB_FLAGS = {"--nb-realtime": "--realtime"}
 
 
 def usage(prog: str) -> str:
-    return f"usage: {prog} [JACKTRIP ARGS...] [--nb-model PATH] [--nb-stats S] [--nb-json FILE] [--nb-realtime]\n\n" \
-           + __doc__.split("\n", 1)[1] + "\n" + EPILOG
+    return (
+        f"usage: {prog} [JACKTRIP ARGS...] [--nb-model PATH] [--nb-stats S] [--nb-json FILE] [--nb-realtime]\n\n"
+        + __doc__.split("\n", 1)[1]
+        + "\n"
+        + EPILOG
+    )
 
 
 def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -95,8 +99,11 @@ def main(argv=None, prog: str = "nextblock jacktrip") -> int:
 
     binary, message = find_patched_jacktrip()
     if binary is None:
-        print(f"{prog}: error: {message}\n  fix: nextblock build-jacktrip (~10 min on 2 cores), or set "
-              f"NEXTBLOCK_JACKTRIP to a patched binary", file=sys.stderr)
+        print(
+            f"{prog}: error: {message}\n  fix: nextblock build-jacktrip (~10 min on 2 cores), or set "
+            f"NEXTBLOCK_JACKTRIP to a patched binary",
+            file=sys.stderr,
+        )
         return 2
     stop = threading.Event()
     caught: list[int] = []
@@ -113,8 +120,11 @@ def main(argv=None, prog: str = "nextblock jacktrip") -> int:
         # own process groups: a Ctrl-C reaches us only, and we stop them in order
         jt = subprocess.Popen(cmd, start_new_session=True)
         shm = "/dev/shm" + segment_name_for_pid(jt.pid)
-        print(f"nextblock: waiting for JackTrip's audio to start ({shm} appears once the peer connects)",
-              file=sys.stderr, flush=True)
+        print(
+            f"nextblock: waiting for JackTrip's audio to start ({shm} appears once the peer connects)",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.is_set() and jt.poll() is None and not os.path.exists(shm):
             stop.wait(0.1)
         if not stop.is_set() and jt.poll() is None:
@@ -125,8 +135,12 @@ def main(argv=None, prog: str = "nextblock jacktrip") -> int:
         warned = False
         while not stop.is_set() and jt.poll() is None:
             if attach is not None and attach.poll() is not None and not warned:
-                print(f"nextblock: NextBlock stopped (exit {attach.returncode}); JackTrip keeps playing with its "
-                      "own concealment (Ctrl-C stops it)", file=sys.stderr, flush=True)
+                print(
+                    f"nextblock: NextBlock stopped (exit {attach.returncode}); JackTrip keeps playing with its "
+                    "own concealment (Ctrl-C stops it)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 warned = True
             stop.wait(0.2)
     finally:

@@ -59,8 +59,10 @@ __all__ = [
 ]
 
 #: one line for ``--help`` texts
-GRAMMAR = ("none | bernoulli:P (0-1, or bernoulli:PERCENT%) | gilbert:P_ENTER,P_LEAVE[,LOSS_BAD[,LOSS_GOOD]] | "
-           "trace:PATH | periodic:EVERY[,BURST] | list:I,J,...")
+GRAMMAR = (
+    "none | bernoulli:P (0-1, or bernoulli:PERCENT%) | gilbert:P_ENTER,P_LEAVE[,LOSS_BAD[,LOSS_GOOD]] | "
+    "trace:PATH | periodic:EVERY[,BURST] | list:I,J,..."
+)
 
 
 def bernoulli(n_blocks: int, p: float, rng: np.random.Generator) -> np.ndarray:
@@ -79,14 +81,19 @@ def bernoulli(n_blocks: int, p: float, rng: np.random.Generator) -> np.ndarray:
     -------
     np.ndarray, shape ``(n_blocks,)``, bool
     """
-    import numpy as np
 
     _check_probability("p", p)
     return rng.random(int(n_blocks)) < p
 
 
-def gilbert_elliott(n_blocks: int, p_enter: float, p_leave: float, rng: np.random.Generator,
-                    loss_bad: float = 1.0, loss_good: float = 0.0) -> np.ndarray:
+def gilbert_elliott(
+    n_blocks: int,
+    p_enter: float,
+    p_leave: float,
+    rng: np.random.Generator,
+    loss_bad: float = 1.0,
+    loss_good: float = 0.0,
+) -> np.ndarray:
     """Bursty losses from a two-state Markov chain (by default the simple Gilbert model: every
     block of the "bad" state is lost, none of the "good" state).
 
@@ -254,8 +261,9 @@ def parse_loss_spec(spec: str) -> LossSpec:
     if kind in ("none", "") and not arg:
         return LossSpec(text or "none", "none")
     if kind in ("ge", "gilbert-elliott"):
-        raise ValueError(f"loss spec {spec!r}: {kind}: is gilbert: now (the same numbers): write "
-                         f"gilbert:{arg or 'P_ENTER,P_LEAVE'}")
+        raise ValueError(
+            f"loss spec {spec!r}: {kind}: is gilbert: now (the same numbers): write gilbert:{arg or 'P_ENTER,P_LEAVE'}"
+        )
     if kind == "trace":
         if not arg:
             raise ValueError(f"loss spec {spec!r}: expected trace:PATH")
@@ -271,13 +279,14 @@ def parse_loss_spec(spec: str) -> LossSpec:
         raise ValueError(f"loss spec {spec!r}: parameters must be numbers") from None
     if kind == "gilbert":
         if not 2 <= len(numbers) <= 4:
-            raise ValueError(f"loss spec {spec!r}: expected gilbert:P_ENTER,P_LEAVE[,LOSS_BAD[,LOSS_GOOD]], "
-                             "e.g. gilbert:0.02,0.25")
+            raise ValueError(
+                f"loss spec {spec!r}: expected gilbert:P_ENTER,P_LEAVE[,LOSS_BAD[,LOSS_GOOD]], e.g. gilbert:0.02,0.25"
+            )
         for name, value in zip(("P_ENTER", "P_LEAVE", "LOSS_BAD", "LOSS_GOOD"), numbers):
             _check_probability(name, value, spec)
         if numbers[1] == 0.0:
             raise ValueError(f"loss spec {spec!r}: P_LEAVE must be positive (a loss burst must end)")
-        return LossSpec(text, "gilbert", numbers + (1.0, 0.0)[len(numbers) - 2:])
+        return LossSpec(text, "gilbert", numbers + (1.0, 0.0)[len(numbers) - 2 :])
     if kind == "periodic":
         if len(numbers) not in (1, 2) or any(n != int(n) for n in numbers):
             raise ValueError(f"loss spec {spec!r}: expected periodic:EVERY[,BURST] in whole blocks, e.g. periodic:20,2")
@@ -288,7 +297,9 @@ def parse_loss_spec(spec: str) -> LossSpec:
         return LossSpec(text, "periodic", (float(every), float(burst)))
     if kind == "list":
         if not numbers or any(n != int(n) or n < 0 for n in numbers):
-            raise ValueError(f"loss spec {spec!r}: expected list:I,J,... of packet indices (0 = the first), e.g. list:3,4,10")
+            raise ValueError(
+                f"loss spec {spec!r}: expected list:I,J,... of packet indices (0 = the first), e.g. list:3,4,10"
+            )
         return LossSpec(text, "list", tuple(sorted({float(n) for n in numbers})))
     raise ValueError(f"loss spec {spec!r}: unknown kind {kind!r}; use {GRAMMAR}")
 
@@ -300,20 +311,26 @@ def _bernoulli_probability(spec: str, arg: str) -> float:
     try:
         value = float(arg[:-1] if percent else arg)
     except ValueError:
-        raise ValueError(f"loss spec {spec!r}: expected bernoulli:P with P a probability from 0 to 1, "
-                         "e.g. bernoulli:0.05 (or bernoulli:5%); parameters must be numbers") from None
+        raise ValueError(
+            f"loss spec {spec!r}: expected bernoulli:P with P a probability from 0 to 1, "
+            "e.g. bernoulli:0.05 (or bernoulli:5%); parameters must be numbers"
+        ) from None
     if percent:
         if not 0.0 <= value <= 100.0:
             raise ValueError(f"loss spec {spec!r}: a percentage must be from 0% to 100%")
         return value / 100.0
     if value == 1.0:
-        raise ValueError(f"loss spec {spec!r}: bernoulli:1 would lose every packet (in the demo's and the relay's old "
-                         "grammar it meant 1 %): for 1 % loss write bernoulli:0.01 (or bernoulli:1%), for every packet "
-                         "bernoulli:100%")
+        raise ValueError(
+            f"loss spec {spec!r}: bernoulli:1 would lose every packet (in the demo's and the relay's old "
+            "grammar it meant 1 %): for 1 % loss write bernoulli:0.01 (or bernoulli:1%), for every packet "
+            "bernoulli:100%"
+        )
     if 1.0 < value <= 100.0:
-        raise ValueError(f"loss spec {spec!r}: bernoulli:P takes a probability from 0 to 1 (in the demo's and the "
-                         f"relay's old grammar bernoulli:{value:g} meant {value:g} %): for {value:g} % loss write "
-                         f"bernoulli:{value / 100:g} (or bernoulli:{value:g}%)")
+        raise ValueError(
+            f"loss spec {spec!r}: bernoulli:P takes a probability from 0 to 1 (in the demo's and the "
+            f"relay's old grammar bernoulli:{value:g} meant {value:g} %): for {value:g} % loss write "
+            f"bernoulli:{value / 100:g} (or bernoulli:{value:g}%)"
+        )
     _check_probability("P", value, spec)
     return value
 

@@ -48,32 +48,61 @@ picks MultiWorkerMirrored / Mirrored accordingly (one device otherwise).
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring and ``--help``)."""
     p = argparse.ArgumentParser(
-        prog="python -m nextblock.train", description="Train the NextBlock 1D-CNN block predictor.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m nextblock.train",
+        description="Train the NextBlock 1D-CNN block predictor.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = p.add_argument_group("data (default: every package in $NEXTBLOCK_CACHE/debian/extracted)")
     src.add_argument("--audio", nargs="+", metavar="DIR", help="folders of audio files (each is a group, balanced)")
     src.add_argument("--data", metavar="DIR", help="packaged dataset (manifest.json, nextblock-shards/1)")
-    src.add_argument("--train-examples", type=int, default=100_000, help="training windows per epoch (default %(default)s)")
+    src.add_argument(
+        "--train-examples", type=int, default=100_000, help="training windows per epoch (default %(default)s)"
+    )
     src.add_argument("--validation-examples", type=int, default=8_000, help="validation windows (default %(default)s)")
-    src.add_argument("--max-files-per-group", type=int, default=120, help="files read per folder and split (default %(default)s)")
+    src.add_argument(
+        "--max-files-per-group", type=int, default=120, help="files read per folder and split (default %(default)s)"
+    )
     src.add_argument("--excerpt-seconds", type=float, default=12.0, help="seconds read per file (default %(default)s)")
-    src.add_argument("--train-rates-hz", type=int_list, metavar="HZ[,HZ...]",
-                     help="resample each file to one of these rates, drawn per file (a repeated rate is drawn more "
-                          "often): one model for every stream rate, e.g. 32000,44100,44100,48000,48000,88200,96000 "
-                          "(default: --sample-rate-hz only)")
-    src.add_argument("--group-weight", action="append", default=[], type=group_weight, metavar="GROUP=W",
-                     help="relative share of windows of the audio folder named GROUP (default 1), repeatable, "
-                          "e.g. --group-weight choir=3")
+    src.add_argument(
+        "--train-rates-hz",
+        type=int_list,
+        metavar="HZ[,HZ...]",
+        help="resample each file to one of these rates, drawn per file (a repeated rate is drawn more "
+        "often): one model for every stream rate, e.g. 32000,44100,44100,48000,48000,88200,96000 "
+        "(default: --sample-rate-hz only)",
+    )
+    src.add_argument(
+        "--group-weight",
+        action="append",
+        default=[],
+        type=group_weight,
+        metavar="GROUP=W",
+        help="relative share of windows of the audio folder named GROUP (default 1), repeatable, "
+        "e.g. --group-weight choir=3",
+    )
     feat = p.add_argument_group("features")
     feat.add_argument("--frames-per-block", type=int, default=128, help="samples per block (default %(default)s)")
-    feat.add_argument("--context-samples", type=int, default=1024, help="context length in samples (default %(default)s)")
+    feat.add_argument(
+        "--context-samples", type=int, default=1024, help="context length in samples (default %(default)s)"
+    )
     feat.add_argument("--sample-rate-hz", type=int, default=48000, help="sample rate (default %(default)s)")
-    feat.add_argument("--window-fall-samples", type=int, default=128, help="analysis window's fall (default %(default)s)")
-    feat.add_argument("--lpc-order", type=int, default=32,
-                      help="order of the linear-prediction guess the network corrects, 0 = none (default %(default)s)")
-    feat.add_argument("--lpc-burg-samples", type=int, default=0,
-                      help="fit the guess by Burg's method to the context's last N samples (0: autocorrelation of "
-                           "the windowed context; 3.0 models: --lpc-order 128 --lpc-burg-samples 768) (default %(default)s)")
+    feat.add_argument(
+        "--window-fall-samples", type=int, default=128, help="analysis window's fall (default %(default)s)"
+    )
+    feat.add_argument(
+        "--lpc-order",
+        type=int,
+        default=32,
+        help="order of the linear-prediction guess the network corrects, 0 = none (default %(default)s)",
+    )
+    feat.add_argument(
+        "--lpc-burg-samples",
+        type=int,
+        default=0,
+        help="fit the guess by Burg's method to the context's last N samples (0: autocorrelation of "
+        "the windowed context; 3.0 models: --lpc-order 128 --lpc-burg-samples 768) (default %(default)s)",
+    )
     arch = p.add_argument_group("architecture")
     arch.add_argument("--width", type=int, default=32, help="trunk channels (default %(default)s)")
     arch.add_argument("--blocks", type=int, default=4, help="residual blocks (default %(default)s)")
@@ -83,39 +112,96 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--run-dir", default="runs/default", help="checkpoints, config and logs (default %(default)s)")
     tr.add_argument("--epochs", type=int, default=8, help="epochs (default %(default)s)")
     tr.add_argument("--batch-size", type=int, default=128, help="global batch size (default %(default)s)")
-    tr.add_argument("--learning-rate", type=float, default=2e-3, help="peak Adam learning rate, cosine decay (default %(default)s)")
-    tr.add_argument("--spectral-weight", type=float, default=0.1, help="weight of the multi-resolution STFT loss (default %(default)s)")
-    tr.add_argument("--spectral-floor", type=float, default=1e-3, help="magnitude floor in the spectral loss's logs, RMS units (default %(default)s)")
-    tr.add_argument("--phase-weight", type=float, default=0.0, help="weight of the complex (phase-aware) multi-resolution STFT loss (default %(default)s)")
-    tr.add_argument("--spectral-fft-sizes", type=int_list, default=[32, 64, 128], metavar="N[,N...]",
-                    help="STFT frame lengths of the spectral and phase terms, each <= the output (default 32,64,128)")
-    tr.add_argument("--init-weights", metavar="H5",
-                    help="start from these Keras weights (fine-tuning, e.g. models/nextblock-default.weights.h5; "
-                         "same features and architecture) instead of a random initialisation")
+    tr.add_argument(
+        "--learning-rate", type=float, default=2e-3, help="peak Adam learning rate, cosine decay (default %(default)s)"
+    )
+    tr.add_argument(
+        "--spectral-weight",
+        type=float,
+        default=0.1,
+        help="weight of the multi-resolution STFT loss (default %(default)s)",
+    )
+    tr.add_argument(
+        "--spectral-floor",
+        type=float,
+        default=1e-3,
+        help="magnitude floor in the spectral loss's logs, RMS units (default %(default)s)",
+    )
+    tr.add_argument(
+        "--phase-weight",
+        type=float,
+        default=0.0,
+        help="weight of the complex (phase-aware) multi-resolution STFT loss (default %(default)s)",
+    )
+    tr.add_argument(
+        "--spectral-fft-sizes",
+        type=int_list,
+        default=[32, 64, 128],
+        metavar="N[,N...]",
+        help="STFT frame lengths of the spectral and phase terms, each <= the output (default 32,64,128)",
+    )
+    tr.add_argument(
+        "--init-weights",
+        metavar="H5",
+        help="start from these Keras weights (fine-tuning, e.g. models/nextblock-default.weights.h5; "
+        "same features and architecture) instead of a random initialisation",
+    )
     ch = p.add_argument_group("chained (burst) training: contexts that end with the model's own predictions")
-    ch.add_argument("--chained-share", type=float, default=0.0,
-                    help="share of training and validation windows whose context ends with chained predictions, "
-                         "as during a burst of losses (0 = off, default %(default)s)")
-    ch.add_argument("--chained-max-samples", type=int, default=768,
-                    help="at most this many samples of a context are predictions (windows are read that much "
-                         "longer) (default %(default)s)")
-    ch.add_argument("--chained-model", metavar="TFLITE", default="guess",
-                    help="what makes the predictions: an exported model (e.g. models/nextblock-default.tflite, "
-                         "run as the harness runs it) or 'guess' (the Burg AR guess alone) (default %(default)s)")
-    ch.add_argument("--chained-block-sizes", type=int_list, default=[64, 128, 256], metavar="N[,N...]",
-                    help="block sizes a chain is made of, one drawn per window (default 64,128,256)")
-    tr.add_argument("--two-sided", action="store_true",
-                    help="train a two-sided network: the first block of each continuation is lost and the block "
-                         "after it arrived; the guess channels hold the gap filled by least-squares AR "
-                         "interpolation, then that block (nextblock.features.twosided.two_sided_guess); the loss "
-                         "scores the lost block (and the STFT frames across its end)")
-    tr.add_argument("--two-sided-prior", metavar="TFLITE",
-                    help="with --two-sided: fuse that interpolation with this causal model's prediction of the gap "
-                         "(e.g. models/nextblock-default.tflite), as the runtime fuses the causal replacement it "
-                         "posted; without it, plain LSAR")
-    tr.add_argument("--seed", type=int, default=0, help="seed for data sampling, shuffling and initialisation (default %(default)s)")
-    tr.add_argument("--strategy", default="auto", choices=("auto", "one", "mirrored", "multiworker"), help="tf.distribute strategy (default %(default)s)")
-    tr.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads, 0 = TF's choice (default %(default)s)")
+    ch.add_argument(
+        "--chained-share",
+        type=float,
+        default=0.0,
+        help="share of training and validation windows whose context ends with chained predictions, "
+        "as during a burst of losses (0 = off, default %(default)s)",
+    )
+    ch.add_argument(
+        "--chained-max-samples",
+        type=int,
+        default=768,
+        help="at most this many samples of a context are predictions (windows are read that much "
+        "longer) (default %(default)s)",
+    )
+    ch.add_argument(
+        "--chained-model",
+        metavar="TFLITE",
+        default="guess",
+        help="what makes the predictions: an exported model (e.g. models/nextblock-default.tflite, "
+        "run as the harness runs it) or 'guess' (the Burg AR guess alone) (default %(default)s)",
+    )
+    ch.add_argument(
+        "--chained-block-sizes",
+        type=int_list,
+        default=[64, 128, 256],
+        metavar="N[,N...]",
+        help="block sizes a chain is made of, one drawn per window (default 64,128,256)",
+    )
+    tr.add_argument(
+        "--two-sided",
+        action="store_true",
+        help="train a two-sided network: the first block of each continuation is lost and the block "
+        "after it arrived; the guess channels hold the gap filled by least-squares AR "
+        "interpolation, then that block (nextblock.features.twosided.two_sided_guess); the loss "
+        "scores the lost block (and the STFT frames across its end)",
+    )
+    tr.add_argument(
+        "--two-sided-prior",
+        metavar="TFLITE",
+        help="with --two-sided: fuse that interpolation with this causal model's prediction of the gap "
+        "(e.g. models/nextblock-default.tflite), as the runtime fuses the causal replacement it "
+        "posted; without it, plain LSAR",
+    )
+    tr.add_argument(
+        "--seed", type=int, default=0, help="seed for data sampling, shuffling and initialisation (default %(default)s)"
+    )
+    tr.add_argument(
+        "--strategy",
+        default="auto",
+        choices=("auto", "one", "mirrored", "multiworker"),
+        help="tf.distribute strategy (default %(default)s)",
+    )
+    tr.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra-op threads, 0 = TF's choice (default %(default)s)"
+    )
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if args.audio and args.data:
@@ -137,8 +223,10 @@ def default_audio_roots() -> list[str]:
     extracted = cache_extracted_dir()
     roots = sorted(str(p) for p in extracted.iterdir() if p.is_dir()) if extracted.is_dir() else []
     if not roots:
-        raise SystemExit(f"error: no --audio/--data given and nothing unpacked in {extracted} "
-                         "(run python -m nextblock.dataset, or pass --audio DIR)")
+        raise SystemExit(
+            f"error: no --audio/--data given and nothing unpacked in {extracted} "
+            "(run python -m nextblock.dataset, or pass --audio DIR)"
+        )
     return roots
 
 
@@ -154,11 +242,19 @@ def load_windows(args, features) -> dict:
         return windows_from_shards(args.data, features, wanted, seed=args.seed, show_progress=not args.quiet)
     roots = args.audio or default_audio_roots()
     cache_dir = cache_extracted_dir().parent.parent / "windows"
-    return windows_from_audio(roots, features, wanted, seed=args.seed, max_files_per_group=args.max_files_per_group,
-                              excerpt_seconds=args.excerpt_seconds, cache_dir=cache_dir, show_progress=not args.quiet,
-                              sample_rates_hz=tuple(args.train_rates_hz or ()) or None,
-                              group_weights=dict(args.group_weight) or None,
-                              history_samples=args.chained_max_samples if args.chained_share else 0)
+    return windows_from_audio(
+        roots,
+        features,
+        wanted,
+        seed=args.seed,
+        max_files_per_group=args.max_files_per_group,
+        excerpt_seconds=args.excerpt_seconds,
+        cache_dir=cache_dir,
+        show_progress=not args.quiet,
+        sample_rates_hz=tuple(args.train_rates_hz or ()) or None,
+        group_weights=dict(args.group_weight) or None,
+        history_samples=args.chained_max_samples if args.chained_share else 0,
+    )
 
 
 def check_run_dir(run_dir: Path, config: dict) -> None:
@@ -200,15 +296,25 @@ def main(argv: list[str] | None = None) -> int:
     from .model.architecture import ArchitectureConfig
 
     try:
-        features = FeatureConfig(args.frames_per_block, args.context_samples, args.sample_rate_hz, 2, args.window_fall_samples,
-                                 args.lpc_order, args.lpc_burg_samples)
+        features = FeatureConfig(
+            args.frames_per_block,
+            args.context_samples,
+            args.sample_rate_hz,
+            2,
+            args.window_fall_samples,
+            args.lpc_order,
+            args.lpc_burg_samples,
+        )
         arch = ArchitectureConfig(args.width, args.blocks, args.kernel_bins, args.filter_taps)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     run_dir = Path(args.run_dir)
-    config = {"features": features.to_dict(), "architecture": arch.to_dict(),
-              "training": {k: v for k, v in vars(args).items() if k not in ("quiet",)}}
+    config = {
+        "features": features.to_dict(),
+        "architecture": arch.to_dict(),
+        "training": {k: v for k, v in vars(args).items() if k not in ("quiet",)},
+    }
     check_run_dir(run_dir, config)
 
     import keras
@@ -239,12 +345,18 @@ def main(argv: list[str] | None = None) -> int:
 
     for split in windows:  # onsets after silence: unpredictable, and they swamp the loss (also in cached windows)
         keep = predictable(windows[split], features.context_samples, features.output_samples)
-        print(f"{split}: dropped {int(np.count_nonzero(~keep))} of {keep.shape[0]} windows whose continuation is "
-              f"over {MAX_TARGET_GAIN:g}x louder than their context", flush=True)
+        print(
+            f"{split}: dropped {int(np.count_nonzero(~keep))} of {keep.shape[0]} windows whose continuation is "
+            f"over {MAX_TARGET_GAIN:g}x louder than their context",
+            flush=True,
+        )
         windows[split] = windows[split][keep]
     if windows["train"].shape[0] < args.batch_size or windows["validation"].shape[0] == 0:
-        print(f"error: too little audio: {windows['train'].shape[0]} training and "
-              f"{windows['validation'].shape[0]} validation windows", file=sys.stderr)
+        print(
+            f"error: too little audio: {windows['train'].shape[0]} training and "
+            f"{windows['validation'].shape[0]} validation windows",
+            file=sys.stderr,
+        )
         return 2
     if args.chained_share:
         from .model.chained import chain_windows, make_chain_predictor
@@ -252,17 +364,26 @@ def main(argv: list[str] | None = None) -> int:
         t_chain = time.time()
         predictor = make_chain_predictor(args.chained_model, features)
         for i, split in enumerate(("train", "validation")):
-            windows[split], depth = chain_windows(windows[split], features, predictor, args.chained_share,
-                                                  np.random.default_rng([args.seed, 13, i]),
-                                                  block_sizes=tuple(args.chained_block_sizes),
-                                                  max_chain_samples=args.chained_max_samples)
-            print(f"chained {split}: {int(np.count_nonzero(depth))} of {depth.shape[0]} contexts end with "
-                  f"predictions (mean {depth[depth > 0].mean() if depth.any() else 0:.0f} samples)", flush=True)
+            windows[split], depth = chain_windows(
+                windows[split],
+                features,
+                predictor,
+                args.chained_share,
+                np.random.default_rng([args.seed, 13, i]),
+                block_sizes=tuple(args.chained_block_sizes),
+                max_chain_samples=args.chained_max_samples,
+            )
+            print(
+                f"chained {split}: {int(np.count_nonzero(depth))} of {depth.shape[0]} contexts end with "
+                f"predictions (mean {depth[depth > 0].mean() if depth.any() else 0:.0f} samples)",
+                flush=True,
+            )
         print(f"chained contexts made by {args.chained_model} in {time.time() - t_chain:.0f} s", flush=True)
     if args.two_sided and features.lpc_order <= 0:
         print("error: --two-sided needs guess channels (--lpc-order > 0)", file=sys.stderr)
         return 2
     if args.two_sided:
+
         def to_arrays(w, f):
             return two_sided_arrays(w, f, prior_model=args.two_sided_prior)
     else:
@@ -272,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     val_x, val_y = to_arrays(windows["validation"], features)
     print(f"features{' (two-sided guesses)' if args.two_sided else ''} in {time.time() - t_arrays:.0f} s", flush=True)
     del windows
-    print(f"data: {train_x.shape[0]} training / {val_x.shape[0]} validation windows "
-          f"({time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"data: {train_x.shape[0]} training / {val_x.shape[0]} validation windows ({time.time() - t0:.0f} s)",
+        flush=True,
+    )
 
     strategy = make_strategy(args.strategy)
     steps = train_x.shape[0] // args.batch_size
@@ -282,14 +405,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.init_weights:
             model.load_weights(args.init_weights)
             print(f"starting from {args.init_weights}", flush=True)
-        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=steps * args.epochs, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
-                      loss=make_loss(features, spectral_weight=args.spectral_weight, log_floor=args.spectral_floor,
-                                     phase_weight=args.phase_weight, fft_sizes=tuple(args.spectral_fft_sizes),
-                                     first_block_only=args.two_sided),
-                      metrics=[make_snr_metric(features)])
-    print(f"model: {model.count_params()} parameters, strategy {type(strategy).__name__} "
-          f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            args.learning_rate, decay_steps=steps * args.epochs, alpha=0.05
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
+            loss=make_loss(
+                features,
+                spectral_weight=args.spectral_weight,
+                log_floor=args.spectral_floor,
+                phase_weight=args.phase_weight,
+                fft_sizes=tuple(args.spectral_fft_sizes),
+                first_block_only=args.two_sided,
+            ),
+            metrics=[make_snr_metric(features)],
+        )
+    print(
+        f"model: {model.count_params()} parameters, strategy {type(strategy).__name__} "
+        f"({strategy.num_replicas_in_sync} replica(s))",
+        flush=True,
+    )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
@@ -306,12 +441,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run_dir} already has {initial_epoch} epochs (--epochs {args.epochs}); nothing to do")
         return 0
     t1 = time.time()
-    model.fit(x=make_dataset(train_x, train_y, args.batch_size, shuffle=True, seed=args.seed), initial_epoch=initial_epoch,
-              validation_data=make_dataset(val_x, val_y, args.batch_size, shuffle=False),
-              epochs=args.epochs, callbacks=callbacks, verbose=0)
+    model.fit(
+        x=make_dataset(train_x, train_y, args.batch_size, shuffle=True, seed=args.seed),
+        initial_epoch=initial_epoch,
+        validation_data=make_dataset(val_x, val_y, args.batch_size, shuffle=False),
+        epochs=args.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
     elapsed = time.time() - t1
-    config["result"] = {"train_seconds": round(elapsed, 1), "parameters": int(model.count_params()),
-                        "train_windows": int(train_x.shape[0]), "validation_windows": int(val_x.shape[0])}
+    config["result"] = {
+        "train_seconds": round(elapsed, 1),
+        "parameters": int(model.count_params()),
+        "train_windows": int(train_x.shape[0]),
+        "validation_windows": int(val_x.shape[0]),
+    }
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     print(f"done in {elapsed / 60:.1f} min; export with: python -m nextblock.export --run-dir {run_dir}")
     return 0

@@ -79,28 +79,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m nextblock.train_jax",
         description="Train one or more NextBlock networks on an accelerator (Keras on JAX) for a fixed time, "
-                    "from a packed corpus (nextblock.model.corpus). Each run's folder can be exported with "
-                    "python -m nextblock.export --run-dir.",
+        "from a packed corpus (nextblock.model.corpus). Each run's folder can be exported with "
+        "python -m nextblock.export --run-dir.",
         epilog="Example: KERAS_BACKEND=jax python -m nextblock.train_jax --corpus corpus --minutes 6 "
-               "--run w32b4=32x4@models/nextblock-default.weights.h5 --run w48b6=48x6 --out runs")
+        "--run w32b4=32x4@models/nextblock-default.weights.h5 --run w48b6=48x6 --out runs",
+    )
     p.add_argument("--corpus", required=True, help="folder with corpus.json (pack_corpus)")
-    p.add_argument("--run", action="append", type=RunSpec.parse, required=True, metavar="NAME=WxB[@H5]",
-                   help="a network: trunk width x residual blocks, optionally starting from Keras weights; repeatable")
+    p.add_argument(
+        "--run",
+        action="append",
+        type=RunSpec.parse,
+        required=True,
+        metavar="NAME=WxB[@H5]",
+        help="a network: trunk width x residual blocks, optionally starting from Keras weights; repeatable",
+    )
     p.add_argument("--out", default="runs", help="parent of the run folders (default %(default)s)")
-    p.add_argument("--minutes", type=float, default=5.0, help="training time for all runs together (default %(default)s)")
-    p.add_argument("--train-windows", type=int, default=1_000_000, help="training windows cut from the corpus (default %(default)s)")
+    p.add_argument(
+        "--minutes", type=float, default=5.0, help="training time for all runs together (default %(default)s)"
+    )
+    p.add_argument(
+        "--train-windows",
+        type=int,
+        default=1_000_000,
+        help="training windows cut from the corpus (default %(default)s)",
+    )
     p.add_argument("--validation-windows", type=int, default=16_384, help="validation windows (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=512, help="batch size (default %(default)s)")
     p.add_argument("--learning-rate", type=float, default=2e-3, help="peak Adam learning rate (default %(default)s)")
-    p.add_argument("--init-learning-rate", type=float, default=1e-3,
-                   help="peak learning rate of runs that start from weights (default %(default)s)")
-    p.add_argument("--chained-share", type=float, default=0.4, help="share of windows with chained contexts (default %(default)s)")
+    p.add_argument(
+        "--init-learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak learning rate of runs that start from weights (default %(default)s)",
+    )
+    p.add_argument(
+        "--chained-share", type=float, default=0.4, help="share of windows with chained contexts (default %(default)s)"
+    )
     p.add_argument("--chained-weights", metavar="H5", help="Keras weights (32x4) that make the chains; none: no chains")
     p.add_argument("--spectral-weight", type=float, default=0.3, help="(default %(default)s)")
     p.add_argument("--phase-weight", type=float, default=0.2, help="(default %(default)s)")
-    p.add_argument("--spectral-fft-sizes", type=int_list, default=[32, 64, 128, 256], metavar="N[,N...]",
-                   help="STFT frame lengths of the loss (default 32,64,128,256)")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="feature processes (default: CPUs - 1)")
+    p.add_argument(
+        "--spectral-fft-sizes",
+        type=int_list,
+        default=[32, 64, 128, 256],
+        metavar="N[,N...]",
+        help="STFT frame lengths of the loss (default 32,64,128,256)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="feature processes (default: CPUs - 1)"
+    )
     p.add_argument("--chunk-steps", type=int, default=200, help="steps per compiled loop call (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     return p.parse_args(argv)
@@ -124,7 +151,7 @@ class ParallelCodec:
 
     def encode(self, contexts: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(n, context_samples)`` → features ``(n, bins, channels)``, scale ``(n,)``, guess ``(n, output_samples)``."""
-        parts = [contexts[i:i + chunk] for i in range(0, contexts.shape[0], chunk)]
+        parts = [contexts[i : i + chunk] for i in range(0, contexts.shape[0], chunk)]
         results = list(self.pool.map(_encode_chunk, parts, [self.config.to_dict()] * len(parts)))
         return tuple(np.concatenate([r[k] for r in results]) for k in range(3))
 
@@ -132,7 +159,9 @@ class ParallelCodec:
         self.pool.shutdown()
 
 
-def keras_horizon_predictor(weights: str, config: FeatureConfig, codec: ParallelCodec, width: int = 32, blocks: int = 4):
+def keras_horizon_predictor(
+    weights: str, config: FeatureConfig, codec: ParallelCodec, width: int = 32, blocks: int = 4
+):
     """A :data:`nextblock.model.chained.HorizonPredictor` running Keras weights as the runtime does
     (encode → network → :meth:`SpectralCodec.decode_joined` with guess weight 0 and the boundary ramp)."""
     from .features.continuity import boundary_ramp, default_ramp_samples
@@ -148,19 +177,27 @@ def keras_horizon_predictor(weights: str, config: FeatureConfig, codec: Parallel
         features, scale, guess = codec.encode(contexts)
         spectrum = []
         for i in range(0, features.shape[0], PREDICT_ROWS):
-            part = features[i:i + PREDICT_ROWS]
+            part = features[i : i + PREDICT_ROWS]
             rows = min(PREDICT_ROWS, 1 << (part.shape[0] - 1).bit_length())  # powers of two: few compilations
             padded = np.zeros((rows,) + part.shape[1:], np.float32)
-            padded[:part.shape[0]] = part
-            spectrum.append(np.asarray(model.predict_on_batch(padded))[:part.shape[0]])
+            padded[: part.shape[0]] = part
+            spectrum.append(np.asarray(model.predict_on_batch(padded))[: part.shape[0]])
         spectrum = np.concatenate(spectrum)
         return plain.decode_joined(spectrum, scale, contexts, guess, 0.0, ramp).reshape(contexts.shape[0], -1)
 
     return predict
 
 
-def make_arrays(corpus: str, split: str, count: int, config: FeatureConfig, codec: ParallelCodec,
-                chained_share: float, chain_predictor, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_arrays(
+    corpus: str,
+    split: str,
+    count: int,
+    config: FeatureConfig,
+    codec: ParallelCodec,
+    chained_share: float,
+    chain_predictor,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(n, bins, channels)`` and RMS-unit targets ``(n, output_samples)`` of one split."""
     from .model.chained import chain_windows
     from .model.corpus import corpus_windows
@@ -171,12 +208,18 @@ def make_arrays(corpus: str, split: str, count: int, config: FeatureConfig, code
     print(f"{split}: {windows.shape[0]} windows ({time.time() - t0:.0f} s)", flush=True)
     if history:
         t0 = time.time()
-        windows, depth = chain_windows(windows, config, chain_predictor, chained_share,
-                                       np.random.default_rng([seed, 13]), max_chain_samples=history)
+        windows, depth = chain_windows(
+            windows,
+            config,
+            chain_predictor,
+            chained_share,
+            np.random.default_rng([seed, 13]),
+            max_chain_samples=history,
+        )
         print(f"{split}: {int(np.count_nonzero(depth))} chained contexts ({time.time() - t0:.0f} s)", flush=True)
     t0 = time.time()
-    features, scale, _ = codec.encode(np.ascontiguousarray(windows[:, :config.context_samples]))
-    targets = (windows[:, config.context_samples:] / scale[:, None]).astype(np.float32)
+    features, scale, _ = codec.encode(np.ascontiguousarray(windows[:, : config.context_samples]))
+    targets = (windows[:, config.context_samples :] / scale[:, None]).astype(np.float32)
     print(f"{split}: features {features.shape} ({time.time() - t0:.0f} s)", flush=True)
     return features, targets
 
@@ -202,12 +245,18 @@ class Trainer:
         self.optimizer = keras.optimizers.Adam(self.peak_lr, clipnorm=1.0)
         self.optimizer.build(self.model.trainable_variables)
         self.lr_index = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer._learning_rate)
-        loss_fn = make_loss(config, spectral_weight=args.spectral_weight, phase_weight=args.phase_weight,
-                            fft_sizes=tuple(args.spectral_fft_sizes))
+        loss_fn = make_loss(
+            config,
+            spectral_weight=args.spectral_weight,
+            phase_weight=args.phase_weight,
+            fft_sizes=tuple(args.spectral_fft_sizes),
+        )
         snr_fn = make_snr_metric(config)
-        self.state = ([v.value for v in self.model.trainable_variables],
-                      [v.value for v in self.model.non_trainable_variables],
-                      [v.value for v in self.optimizer.variables])
+        self.state = (
+            [v.value for v in self.model.trainable_variables],
+            [v.value for v in self.model.non_trainable_variables],
+            [v.value for v in self.optimizer.variables],
+        )
         self.step = 0
         self.out_dir = out_dir / spec.name
         self.history: list[dict] = []
@@ -261,7 +310,7 @@ class Trainer:
         """Mean loss and first-block SNR (dB) over all of ``x``/``y`` (chunks of ``chunk`` rows)."""
         losses, snrs, weights = [], [], []
         for i in range(0, x.shape[0], chunk):
-            loss, snr = self._evaluate(self.state, x[i:i + chunk], y[i:i + chunk])
+            loss, snr = self._evaluate(self.state, x[i : i + chunk], y[i : i + chunk])
             losses.append(float(loss))
             snrs.append(float(snr))
             weights.append(min(chunk, x.shape[0] - i))
@@ -277,7 +326,13 @@ class Trainer:
     def record(self, train_loss: float, val_loss: float, val_snr: float, seconds: float) -> None:
         import jax
 
-        row = {"step": self.step, "seconds": round(seconds, 1), "loss": train_loss, "val_loss": val_loss, "val_snr_db": val_snr}
+        row = {
+            "step": self.step,
+            "seconds": round(seconds, 1),
+            "loss": train_loss,
+            "val_loss": val_loss,
+            "val_snr_db": val_snr,
+        }
         self.history.append(row)
         if val_loss < self.best[0]:
             self.best = (val_loss, jax.device_get(self.state))
@@ -285,8 +340,11 @@ class Trainer:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 self._assign(self.best[1])
                 self.model.save_weights(str(self.out_dir / "best.weights.h5"))
-        print(f"{self.spec.name}: step {self.step} loss {train_loss:.4f} val_loss {val_loss:.4f} "
-              f"val_snr {val_snr:.2f} dB", flush=True)
+        print(
+            f"{self.spec.name}: step {self.step} loss {train_loss:.4f} val_loss {val_loss:.4f} "
+            f"val_snr {val_snr:.2f} dB",
+            flush=True,
+        )
 
     def save(self, training: dict, final: bool = True) -> None:
         """Write config.json and history.csv; with ``final``, also last and best weights."""
@@ -302,11 +360,18 @@ class Trainer:
                 writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
                 writer.writeheader()
                 writer.writerows(self.history)
-        config = {"features": self.config.to_dict(), "architecture": self.arch.to_dict(),
-                  "training": dict(training, init_weights=self.spec.init_weights, learning_rate=self.peak_lr,
-                                   steps=self.step),
-                  "result": {"parameters": int(self.model.count_params()), "best_val_loss": self.best[0],
-                             "train_seconds": self.history[-1]["seconds"] if self.history else 0}}
+        config = {
+            "features": self.config.to_dict(),
+            "architecture": self.arch.to_dict(),
+            "training": dict(
+                training, init_weights=self.spec.init_weights, learning_rate=self.peak_lr, steps=self.step
+            ),
+            "result": {
+                "parameters": int(self.model.count_params()),
+                "best_val_loss": self.best[0],
+                "train_seconds": self.history[-1]["seconds"] if self.history else 0,
+            },
+        }
         (self.out_dir / "config.json").write_text(json.dumps(config, indent=2))
 
 
@@ -332,9 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"devices: {jax.devices()}; {args.workers} feature workers", flush=True)
     t_start = time.time()
     chain = keras_horizon_predictor(args.chained_weights, config, codec) if args.chained_weights else None
-    train_x, train_y = make_arrays(args.corpus, "train", args.train_windows, config, codec, args.chained_share, chain, args.seed)
-    val_x, val_y = make_arrays(args.corpus, "validation", args.validation_windows, config, codec, args.chained_share,
-                               chain, args.seed + 1)
+    train_x, train_y = make_arrays(
+        args.corpus, "train", args.train_windows, config, codec, args.chained_share, chain, args.seed
+    )
+    val_x, val_y = make_arrays(
+        args.corpus, "validation", args.validation_windows, config, codec, args.chained_share, chain, args.seed + 1
+    )
     codec.close()
     train_x, train_y = jax.device_put(train_x), jax.device_put(train_y)
     val_x, val_y = jax.device_put(val_x), jax.device_put(val_y)
@@ -354,22 +422,34 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.time()
         key, loss = trainer.train(key, train_x, train_y, 10**9, chunk)
         rates.append(chunk / (time.time() - t1))
-        print(f"{trainer.spec.name}: compiled in {t1 - t0:.0f} s, {rates[-1]:.0f} steps/s "
-              f"({rates[-1] * args.batch_size:.0f} windows/s)", flush=True)
+        print(
+            f"{trainer.spec.name}: compiled in {t1 - t0:.0f} s, {rates[-1]:.0f} steps/s "
+            f"({rates[-1] * args.batch_size:.0f} windows/s)",
+            flush=True,
+        )
     budget_s = args.minutes * 60.0  # for training proper (data and compilation come on top)
     share_s = budget_s / len(trainers)
     totals = [max(4 * chunk, int(rate * share_s * 0.9)) for rate in rates]
     for trainer, total in zip(trainers, totals):
         trainer.step = 0  # the cosine restarts from the peak over the planned steps
         print(f"{trainer.spec.name}: {total} steps planned ({total * args.batch_size / 1e6:.1f} M windows)", flush=True)
-    training = {"corpus": str(args.corpus), "corpus_excerpts": len(manifest["excerpts"]),
-                "train_rates_hz": manifest.get("rates_hz"), "group_weight": sorted(manifest.get("group_weights", {}).items()),
-                "train_windows": int(train_x.shape[0]), "validation_windows": int(val_x.shape[0]),
-                "batch_size": args.batch_size, "spectral_weight": args.spectral_weight, "phase_weight": args.phase_weight,
-                "spectral_fft_sizes": list(args.spectral_fft_sizes),
-                "chained_share": args.chained_share if args.chained_weights else 0.0,
-                "chained_weights": args.chained_weights, "seed": args.seed, "backend": "jax",
-                "device": str(jax.devices()[0])}
+    training = {
+        "corpus": str(args.corpus),
+        "corpus_excerpts": len(manifest["excerpts"]),
+        "train_rates_hz": manifest.get("rates_hz"),
+        "group_weight": sorted(manifest.get("group_weights", {}).items()),
+        "train_windows": int(train_x.shape[0]),
+        "validation_windows": int(val_x.shape[0]),
+        "batch_size": args.batch_size,
+        "spectral_weight": args.spectral_weight,
+        "phase_weight": args.phase_weight,
+        "spectral_fft_sizes": list(args.spectral_fft_sizes),
+        "chained_share": args.chained_share if args.chained_weights else 0.0,
+        "chained_weights": args.chained_weights,
+        "seed": args.seed,
+        "backend": "jax",
+        "device": str(jax.devices()[0]),
+    }
     for trainer in trainers:
         trainer.save(training, final=False)
     t_train = time.time()

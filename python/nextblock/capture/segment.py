@@ -54,7 +54,11 @@ def is_concealment(kind: EventKind, outcome: Outcome) -> bool:
     """True for an event where the producer had to play something for a missing block: an
     UNDERRUN, or a SKIP glitch of JackTrip's Regulator (``--bufstrategy 3``: a dropped packet when a
     newer one is already queued), with outcome REPLACEMENT, FALLBACK or REFUSED."""
-    return kind in (EventKind.UNDERRUN, EventKind.SKIP) and outcome in (Outcome.REPLACEMENT, Outcome.FALLBACK, Outcome.REFUSED)
+    return kind in (EventKind.UNDERRUN, EventKind.SKIP) and outcome in (
+        Outcome.REPLACEMENT,
+        Outcome.FALLBACK,
+        Outcome.REFUSED,
+    )
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,16 @@ class Producer:
         local_port: int = 0,
     ):
         self._p = _core.Producer(
-            _name_of(name), sample_rate_hz, frames_per_block, channels, block_ring_slots, event_ring_slots,
-            replacement_slots, stream_name, peer_address, local_port,
+            _name_of(name),
+            sample_rate_hz,
+            frames_per_block,
+            channels,
+            block_ring_slots,
+            event_ring_slots,
+            replacement_slots,
+            stream_name,
+            peer_address,
+            local_port,
         )
         geometry = self._p.geometry()
         self.sample_rate_hz: int = geometry["sample_rate_hz"]
@@ -147,7 +159,9 @@ class Producer:
         """Publish one received block, ``samples`` of shape ``(frames_per_block, channels)``."""
         self._p.publish_block(seq, samples, arrival_ns, gap_ns)
 
-    def post_event(self, kind: EventKind | int, seq: int, outcome: Outcome | int = Outcome.NONE, detail: int = 0) -> None:
+    def post_event(
+        self, kind: EventKind | int, seq: int, outcome: Outcome | int = Outcome.NONE, detail: int = 0
+    ) -> None:
         """Record an event for block ``seq``."""
         self._p.post_event(int(kind), seq, int(outcome), detail)
 
@@ -176,7 +190,7 @@ class Producer:
         """Mark the segment closed (wakes readers) and remove its name."""
         self._p.close()
 
-    def __enter__(self) -> "Producer":
+    def __enter__(self) -> Producer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -227,7 +241,7 @@ class Consumer:
         self.geometry: dict = geometry
 
     @classmethod
-    def for_pid(cls, pid: int, post_replacements: bool = False) -> "Consumer":
+    def for_pid(cls, pid: int, post_replacements: bool = False) -> Consumer:
         """Attach to the segment of the producer with process id ``pid``."""
         return cls(int(pid), post_replacements)
 
@@ -318,10 +332,8 @@ class Consumer:
         """Detach (and give up the poster role)."""
         self._c.close()
 
-    def __enter__(self) -> "Consumer":
+    def __enter__(self) -> Consumer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-

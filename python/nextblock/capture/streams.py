@@ -79,6 +79,16 @@ def list_streams(pid: int, shm_dir: Path = SHM_DIR) -> list[StreamInfo]:
                 g = c.geometry
         except SegmentError:
             continue
-        streams.append(StreamInfo(name, int(pid), g["stream_name"], g["peer_address"], int(g["local_port"]),
-                                  int(g["sample_rate_hz"]), int(g["frames_per_block"]), int(g["channels"])))
+        streams.append(
+            StreamInfo(
+                name,
+                int(pid),
+                g["stream_name"],
+                g["peer_address"],
+                int(g["local_port"]),
+                int(g["sample_rate_hz"]),
+                int(g["frames_per_block"]),
+                int(g["channels"]),
+            )
+        )
     return streams

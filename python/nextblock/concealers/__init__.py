@@ -80,8 +80,13 @@ def concealer_class(name: str) -> type[StreamingConcealer]:
         raise ConcealerUnavailable(f"{module_name} has no class {class_name}") from error
 
 
-def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | os.PathLike | None = None,
-                   two_sided_model_path: str | os.PathLike | None = None) -> StreamingConcealer:
+def make_concealer(
+    name: str,
+    frames_per_block: int,
+    sample_rate_hz: int = 48000,
+    model_path: str | os.PathLike | None = None,
+    two_sided_model_path: str | os.PathLike | None = None,
+) -> StreamingConcealer:
     """Build one channel's concealer by name.
 
     Parameters
@@ -107,10 +112,22 @@ def make_concealer(name: str, frames_per_block: int, sample_rate_hz: int = 48000
         if path is not None and not os.path.exists(path):
             raise ConcealerUnavailable(f"model file {os.fspath(path)!r} for concealer 'nextblock' does not exist")
     try:
-        return cls(frames_per_block, sample_rate_hz, model_path=None if model_path is None else os.fspath(model_path),
-                   two_sided_model_path=None if two_sided_model_path is None else os.fspath(two_sided_model_path))
+        return cls(
+            frames_per_block,
+            sample_rate_hz,
+            model_path=None if model_path is None else os.fspath(model_path),
+            two_sided_model_path=None if two_sided_model_path is None else os.fspath(two_sided_model_path),
+        )
     except (FileNotFoundError, OSError, ValueError) as error:
         raise ConcealerUnavailable(f"concealer 'nextblock' could not load its model: {error}") from error
 
 
-__all__ = ["CONCEALERS", "ConcealerUnavailable", "Lookahead", "StreamingConcealer", "available_concealers", "concealer_class", "make_concealer"]
+__all__ = [
+    "CONCEALERS",
+    "ConcealerUnavailable",
+    "Lookahead",
+    "StreamingConcealer",
+    "available_concealers",
+    "concealer_class",
+    "make_concealer",
+]

@@ -106,8 +106,13 @@ class ARConcealer(StreamingConcealer):
     #: so that this baseline is as strong as it would be in NextBlock's place
     crossfade_kind: ClassVar[str] = "recovery"
 
-    def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, order: int = AR_ORDER,
-                 history_samples: int | None = None):
+    def __init__(
+        self,
+        frames_per_block: int,
+        sample_rate_hz: int = 48000,
+        order: int = AR_ORDER,
+        history_samples: int | None = None,
+    ):
         self.order = int(order)
         history = ar_history_samples(frames_per_block) if history_samples is None else int(history_samples)
         if history <= self.order:

@@ -210,7 +210,7 @@ class StreamingConcealer(ABC):
             raise ValueError(f"{self.name}.fill_gap returned shape {fill.shape}, expected ({gap_samples},)")
         self._pending_next = None  # the block after the gap is real and joins the fill as it is
         self.two_sided_blocks += 1
-        return fill[:self.frames_per_block]
+        return fill[: self.frames_per_block]
 
     def _conceal(self) -> np.ndarray:
         """Run :meth:`predict`, keep row 1 for the cross-fade and return row 0."""

@@ -223,7 +223,12 @@ class BurgConcealer(StreamingConcealer):
     crossfade_after_loss = True
     crossfade_kind = "linear"
 
-    def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, mute_after_ms: float | None = JACKTRIP_UDP_WAIT_TIMEOUT_MS):
+    def __init__(
+        self,
+        frames_per_block: int,
+        sample_rate_hz: int = 48000,
+        mute_after_ms: float | None = JACKTRIP_UDP_WAIT_TIMEOUT_MS,
+    ):
         self.history_packets = jacktrip_history_packets(frames_per_block)
         self.mute_after_ms = mute_after_ms
         super().__init__(frames_per_block, sample_rate_hz, history_samples=self.history_packets * frames_per_block)

@@ -49,8 +49,14 @@ class LSARConcealer(ARConcealer):
 
     def fill_gap(self, future: np.ndarray, gap_samples: int) -> np.ndarray:
         """``(gap_samples,)`` float32: the LSAR fill between :attr:`history` and ``future``."""
-        fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples, order=self.order,
-                           fit_samples=self.fit_samples, prior_weight=0.0)
+        fill, _ = fill_gap(
+            self.history[None, :],
+            future[None, :],
+            gap_samples,
+            order=self.order,
+            fit_samples=self.fit_samples,
+            prior_weight=0.0,
+        )
         return fill[0]
 
 
@@ -61,6 +67,13 @@ class ARBlendConcealer(LSARConcealer):
 
     def fill_gap(self, future: np.ndarray, gap_samples: int) -> np.ndarray:
         """``(gap_samples,)`` float32: forward and backward AR extrapolations, cross-faded."""
-        fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples, order=self.order,
-                           fit_samples=self.fit_samples, prior_weight=0.0, blend_only=True)
+        fill, _ = fill_gap(
+            self.history[None, :],
+            future[None, :],
+            gap_samples,
+            order=self.order,
+            fit_samples=self.fit_samples,
+            prior_weight=0.0,
+            blend_only=True,
+        )
         return fill[0]

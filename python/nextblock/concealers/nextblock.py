@@ -55,8 +55,15 @@ class NextBlockConcealer(StreamingConcealer):
     #: the shipped ``nextblock-twosided`` model) rather than the fusion; other gaps use the fusion
     two_sided_network: ClassVar[bool] = True
 
-    def __init__(self, frames_per_block: int, sample_rate_hz: int = 48000, model_path: str | Path | None = None,
-                 *, predictor: BlockPredictor | None = None, two_sided_model_path: str | Path | None = None):
+    def __init__(
+        self,
+        frames_per_block: int,
+        sample_rate_hz: int = 48000,
+        model_path: str | Path | None = None,
+        *,
+        predictor: BlockPredictor | None = None,
+        two_sided_model_path: str | Path | None = None,
+    ):
         model = predictor if predictor is not None else BlockPredictor(model_path)
         self.stream = stream_predictor(model, frames_per_block, sample_rate_hz, long_term=self.long_term)
         self.predictor = model
@@ -87,7 +94,7 @@ class NextBlockConcealer(StreamingConcealer):
     def predict(self) -> np.ndarray:
         """``(2, frames_per_block)`` float32: the guess for the next two blocks from ``history``
         (the blocks concealed since the last arrival are told to the long-term guess)."""
-        context = self.history[-self.stream.context_samples:]
+        context = self.history[-self.stream.context_samples :]
         concealed = self.blocks_since_arrival * self.frames_per_block if self.lost_last else 0
         return self.stream.predict(context[None, :], concealed)[0]
 
@@ -100,9 +107,15 @@ class NextBlockConcealer(StreamingConcealer):
         fill = TwoSidedFill(self.two_sided_predictor() if self.two_sided_network else None)
         if prior is not None and fill.uses_network(self.history.shape[0], future.shape[0], gap_samples):
             return fill(self.history[None, :], future[None, :], gap_samples, prior[None, :])[0]
-        fill, _ = fill_gap(self.history[None, :], future[None, :], gap_samples,
-                           None if prior is None else prior[None, :], order=self.two_sided_order,
-                           prior_weight=self.prior_weight, prior_fade=self.prior_fade)
+        fill, _ = fill_gap(
+            self.history[None, :],
+            future[None, :],
+            gap_samples,
+            None if prior is None else prior[None, :],
+            order=self.two_sided_order,
+            prior_weight=self.prior_weight,
+            prior_fade=self.prior_fade,
+        )
         return fill[0]
 
 

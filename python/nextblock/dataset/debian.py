@@ -65,8 +65,15 @@ DEFAULT_CORPUS: tuple[DebianSource, ...] = (
     *(
         DebianSource(p, "music", "mix", False)
         for p in (
-            "ufoai-music", "warzone2100-music", "wesnoth-1.16-music", "nexuiz-music", "colobot-common-sounds",
-            "singularity-music", "freedroidrpg-data", "openclonk-data", "planetblupi-music-ogg",
+            "ufoai-music",
+            "warzone2100-music",
+            "wesnoth-1.16-music",
+            "nexuiz-music",
+            "colobot-common-sounds",
+            "singularity-music",
+            "freedroidrpg-data",
+            "openclonk-data",
+            "planetblupi-music-ogg",
             "supertuxkart-data",
         )
     ),
@@ -172,8 +179,11 @@ def unpack_game_archives(folder: Path) -> int:
     """
     folder = Path(folder)
     unpacked_root = folder / GAME_ARCHIVE_DIR
-    archives = sorted(p for p in folder.rglob("*") if p.suffix.lower() in GAME_ARCHIVE_SUFFIXES and p.is_file()
-                      and unpacked_root not in p.parents)
+    archives = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in GAME_ARCHIVE_SUFFIXES and p.is_file() and unpacked_root not in p.parents
+    )
     count = 0
     for archive in archives:
         destination = unpacked_root / archive.relative_to(folder)
@@ -195,7 +205,9 @@ class DebianFetchResult:
     message: str = ""
 
 
-def fetch_debian_packages(cache: Path, packages: list[str] | None = None, show_progress: bool = True) -> list[DebianFetchResult]:
+def fetch_debian_packages(
+    cache: Path, packages: list[str] | None = None, show_progress: bool = True
+) -> list[DebianFetchResult]:
     """Download and unpack Debian packages (default: :data:`DEFAULT_CORPUS`).
 
     Failures are reported per package and the rest go on.

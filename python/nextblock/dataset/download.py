@@ -162,7 +162,9 @@ def _http_attempt(url: str, part: Path, timeout_s: float, progress: tqdm | None)
                     if progress is not None:
                         progress.update(len(chunk))
             except (OSError, http.client.HTTPException) as error:  # IncompleteRead, resets, timeouts
-                raise _TransferError(f"transfer broke after {offset + received} bytes ({type(error).__name__})") from None
+                raise _TransferError(
+                    f"transfer broke after {offset + received} bytes ({type(error).__name__})"
+                ) from None
         if expected is not None and received < expected:
             raise _TransferError(f"transfer broke after {offset + received} bytes")
 
@@ -299,12 +301,19 @@ def fetch_entries(
         first_of_name.setdefault(archive_file_name(entry), entry)
     unique = list(first_of_name.values())
     known_total = sum(e.size_bytes or 0 for e in unique)
-    with tqdm(total=known_total or None, unit="B", unit_scale=True, desc="fetch", disable=not show_progress) as progress:
+    with tqdm(
+        total=known_total or None, unit="B", unit_scale=True, desc="fetch", disable=not show_progress
+    ) as progress:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            done = dict(zip((archive_file_name(e) for e in unique), pool.map(lambda e: fetcher.fetch(e, progress), unique)))
+            done = dict(
+                zip((archive_file_name(e) for e in unique), pool.map(lambda e: fetcher.fetch(e, progress), unique))
+            )
     results = []
     for entry in entries:
         shared = done[archive_file_name(entry)]
-        results.append(shared if shared.entry is entry else FetchResult(entry, shared.status, shared.path,
-                                                                          shared.message or "same URL as an earlier row"))
+        results.append(
+            shared
+            if shared.entry is entry
+            else FetchResult(entry, shared.status, shared.path, shared.message or "same URL as an earlier row")
+        )
     return results

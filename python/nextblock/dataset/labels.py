@@ -141,8 +141,9 @@ def classify_name(name: str, rules: tuple[LabelRule, ...] | list[LabelRule] = DE
     return None
 
 
-def classify_stem(path: str | PurePath, rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES,
-                  default: str = "other") -> str:
+def classify_stem(
+    path: str | PurePath, rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES, default: str = "other"
+) -> str:
     """Label of a stem from its file name, then its folders (nearest first).
 
     Parameters
@@ -170,8 +171,12 @@ def classify_stem(path: str | PurePath, rules: tuple[LabelRule, ...] | list[Labe
     return default
 
 
-def label_for_debian_file(relative_path: str | PurePath, default_label: str, label_by_name: bool,
-                          rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES) -> str:
+def label_for_debian_file(
+    relative_path: str | PurePath,
+    default_label: str,
+    label_by_name: bool,
+    rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES,
+) -> str:
     """Label of one audio file inside an unpacked Debian package.
 
     Parameters

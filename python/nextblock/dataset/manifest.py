@@ -70,7 +70,7 @@ class StemRow:
     mel_distance: float | None = None
     nearest_label: str = ""
 
-    def replace(self, **changes) -> "StemRow":
+    def replace(self, **changes) -> StemRow:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
@@ -129,4 +129,7 @@ def read_manifest(path: str | Path) -> list[StemRow]:
         if missing:
             raise ValueError(f"{path} is not a stem manifest (missing columns: {', '.join(sorted(missing))})")
         known = set(COLUMNS)
-        return [StemRow(**{name: _from_cell(name, text or "") for name, text in raw.items() if name in known}) for raw in reader]
+        return [
+            StemRow(**{name: _from_cell(name, text or "") for name, text in raw.items() if name in known})
+            for raw in reader
+        ]

@@ -133,9 +133,14 @@ def example_starts(length_samples: int, rate_hz: int, regions_s: list | None, ex
     -------
     int64 ``[examples]`` start samples, increasing, examples non-overlapping.
     """
-    spans = [(0, length_samples)] if regions_s is None else [
-        (max(0, int(round(start * rate_hz))), min(length_samples, int(round(end * rate_hz)))) for start, end in regions_s
-    ]
+    spans = (
+        [(0, length_samples)]
+        if regions_s is None
+        else [
+            (max(0, int(round(start * rate_hz))), min(length_samples, int(round(end * rate_hz))))
+            for start, end in regions_s
+        ]
+    )
     starts = [
         np.arange(begin, end - example_samples + 1, example_samples)
         for begin, end in spans
@@ -189,14 +194,24 @@ def _cut(audio: np.ndarray, regions_s: list | None, example_samples: int) -> np.
 
 def _recording_record(row: StemRow, split: str) -> dict:
     return {
-        "stem_id": row.stem_id, "song_id": row.song_id, "source_kind": row.source_kind, "source": row.source,
-        "relative_path": row.relative_path, "label": row.label, "genre": row.genre, "title": row.title,
-        "artist": row.artist, "split": split, "native_sample_rate_hz": row.sample_rate_hz, "duration_s": row.duration_s,
+        "stem_id": row.stem_id,
+        "song_id": row.song_id,
+        "source_kind": row.source_kind,
+        "source": row.source,
+        "relative_path": row.relative_path,
+        "label": row.label,
+        "genre": row.genre,
+        "title": row.title,
+        "artist": row.artist,
+        "split": split,
+        "native_sample_rate_hz": row.sample_rate_hz,
+        "duration_s": row.duration_s,
     }
 
 
-def package_dataset(rows: list[StemRow], out_dir: str | Path, settings: PackageSettings = PackageSettings(),
-                    show_progress: bool = True) -> PackageResult:
+def package_dataset(
+    rows: list[StemRow], out_dir: str | Path, settings: PackageSettings = PackageSettings(), show_progress: bool = True
+) -> PackageResult:
     """Package usable rows into ``out_dir`` (see module docstring). Resumable.
 
     Parameters
@@ -245,11 +260,17 @@ def package_dataset(rows: list[StemRow], out_dir: str | Path, settings: PackageS
                 relative = f"{split}/shard-{shard_index:05d}.npz"
                 shard_path = out_dir / relative
                 record_path = shard_path.with_suffix(".json")
-                plan_key = hashlib.sha256(json.dumps({
-                    "pieces": [[ordered[p.recording_id].stem_id, p.first, p.stop] for p in pieces],
-                    "example_samples": example_samples, "min_example_dbfs": settings.min_example_dbfs,
-                    "regions": [ordered[p.recording_id].active_regions_s for p in pieces],
-                }, sort_keys=True).encode()).hexdigest()
+                plan_key = hashlib.sha256(
+                    json.dumps(
+                        {
+                            "pieces": [[ordered[p.recording_id].stem_id, p.first, p.stop] for p in pieces],
+                            "example_samples": example_samples,
+                            "min_example_dbfs": settings.min_example_dbfs,
+                            "regions": [ordered[p.recording_id].active_regions_s for p in pieces],
+                        },
+                        sort_keys=True,
+                    ).encode()
+                ).hexdigest()
                 planned_here = sum(p.stop - p.first for p in pieces)
                 if record_path.is_file() and shard_path.is_file():
                     record = json.loads(record_path.read_text())
@@ -260,7 +281,8 @@ def package_dataset(rows: list[StemRow], out_dir: str | Path, settings: PackageS
                             pass
                         else:
                             splits_manifest[split].append(
-                                {"path": relative, "sha256": record["sha256"], "examples": record["examples"]})
+                                {"path": relative, "sha256": record["sha256"], "examples": record["examples"]}
+                            )
                             shards_reused += 1
                             progress.update(planned_here)
                             continue
@@ -274,7 +296,7 @@ def package_dataset(rows: list[StemRow], out_dir: str | Path, settings: PackageS
                             skipped.append((row.stem_id, f"unreadable audio: {(str(error).splitlines() or ['?'])[0]}"))
                             decoded = (piece.recording_id, np.zeros(0, dtype=np.float32))
                         input_audio_s += decoded[1].size / TRAINING_RATE_HZ
-                    examples = _cut(decoded[1], row.active_regions_s, example_samples)[piece.first:piece.stop]
+                    examples = _cut(decoded[1], row.active_regions_s, example_samples)[piece.first : piece.stop]
                     if examples.size:
                         loud = np.sqrt(np.mean(examples.astype(np.float64) ** 2, axis=1)) >= floor_rms
                         examples = examples[loud]
@@ -284,7 +306,9 @@ def package_dataset(rows: list[StemRow], out_dir: str | Path, settings: PackageS
                 audio = np.concatenate(audio_parts) if audio_parts else np.zeros((0, example_samples), np.float32)
                 ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int32)
                 digest = write_shard(shard_path, audio, ids)
-                record_path.write_text(json.dumps({"plan_key": plan_key, "sha256": digest, "examples": int(audio.shape[0])}))
+                record_path.write_text(
+                    json.dumps({"plan_key": plan_key, "sha256": digest, "examples": int(audio.shape[0])})
+                )
                 splits_manifest[split].append({"path": relative, "sha256": digest, "examples": int(audio.shape[0])})
                 shards_written += 1
 

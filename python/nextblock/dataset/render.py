@@ -35,8 +35,13 @@ SOUNDFONT_PACKAGE = "fluid-soundfont-gm"
 """Debian package that provides the General MIDI soundfont (FluidR3_GM.sf2)."""
 
 DEFAULT_PIECES = (
-    "bach/bwv66.6", "bach/bwv269", "bach/bwv153.1", "bach/bwv84.5",
-    "palestrina/Agnus_01", "essenFolksong/altdeu10#1", "essenFolksong/altdeu10#2",
+    "bach/bwv66.6",
+    "bach/bwv269",
+    "bach/bwv153.1",
+    "bach/bwv84.5",
+    "palestrina/Agnus_01",
+    "essenFolksong/altdeu10#1",
+    "essenFolksong/altdeu10#2",
 )
 """A handful of pieces: four Bach chorales, a Palestrina Agnus Dei, two German folk tunes.
 ``name#N`` picks tune N of a multi-tune corpus file."""
@@ -116,8 +121,9 @@ def score_events(score, tempo_bpm: float) -> list[NoteEvent]:
     return sorted(events, key=lambda e: (e.start_s, e.channel, e.key))
 
 
-def synthesise(events: list[NoteEvent], soundfont: Path, program: int, rate_hz: int = RENDER_RATE_HZ,
-               gain_db: float = -6.0) -> np.ndarray:
+def synthesise(
+    events: list[NoteEvent], soundfont: Path, program: int, rate_hz: int = RENDER_RATE_HZ, gain_db: float = -6.0
+) -> np.ndarray:
     """Render note events with tinysoundfont. Returns float32 ``[samples, 2]`` in [-1, 1]."""
     try:
         import tinysoundfont
@@ -127,7 +133,9 @@ def synthesise(events: list[NoteEvent], soundfont: Path, program: int, rate_hz: 
     font = synth.sfload(str(soundfont))
     for channel in sorted({e.channel for e in events}):
         synth.program_select(channel, font, 0, program)
-    changes = sorted([(e.start_s, 1, e) for e in events] + [(e.end_s, 0, e) for e in events], key=lambda c: (c[0], c[1]))
+    changes = sorted(
+        [(e.start_s, 1, e) for e in events] + [(e.end_s, 0, e) for e in events], key=lambda c: (c[0], c[1])
+    )
     blocks = []
     now_samples = 0
     for time_s, is_on, event in changes:
@@ -179,8 +187,14 @@ def corpus_sample(bach: int = 48, palestrina: int = 24, seed: int = 0) -> list[t
     return [(piece, programs[(j + 1) % len(programs)]) for j, piece in enumerate(pieces)]
 
 
-def render_pieces(cache: Path, pieces: tuple[str, ...] | list[str] = DEFAULT_PIECES, program: str = "choir",
-                  tempo_bpm: float = 80.0, show_progress: bool = True, soundfont: Path | None = None) -> list[RenderResult]:
+def render_pieces(
+    cache: Path,
+    pieces: tuple[str, ...] | list[str] = DEFAULT_PIECES,
+    program: str = "choir",
+    tempo_bpm: float = 80.0,
+    show_progress: bool = True,
+    soundfont: Path | None = None,
+) -> list[RenderResult]:
     """Render pieces to ``<cache>/rendered/music21/<program>/``; existing renders are kept.
 
     ``soundfont`` defaults to :func:`find_soundfont` of the same cache.

@@ -86,13 +86,18 @@ def write_report(rows: list[StemRow], out_dir: str | Path, max_mel_distance: flo
     bars.bar(labels, kept, label=STATUS_KEPT, color="tab:green")
     bars.bar(labels, rejected, bottom=kept, label=STATUS_REJECTED, color="tab:red")
     bars.set_ylabel("stems")
-    bars.set_title(f"kept {summary['kept']} / {summary['stems']} stems, "
-                   f"{summary['hours_active_kept']:.2f} of {summary['hours_total']:.2f} h")
+    bars.set_title(
+        f"kept {summary['kept']} / {summary['stems']} stems, "
+        f"{summary['hours_active_kept']:.2f} of {summary['hours_total']:.2f} h"
+    )
     bars.tick_params(axis="x", rotation=45)
     bars.legend()
     for status, color in ((STATUS_KEPT, "tab:green"), (STATUS_REJECTED, "tab:red")):
-        values = [r.mel_distance for r in rows
-                  if r.mel_distance is not None and (r.status == STATUS_REJECTED) == (status == STATUS_REJECTED)]
+        values = [
+            r.mel_distance
+            for r in rows
+            if r.mel_distance is not None and (r.status == STATUS_REJECTED) == (status == STATUS_REJECTED)
+        ]
         if values:
             histogram.hist(values, bins=30, range=(0, 1.5), alpha=0.6, label=status, color=color)
     if max_mel_distance is not None:

@@ -80,8 +80,9 @@ def shard_bytes(audio: np.ndarray, recording_id: np.ndarray) -> bytes:
         int32 ``[examples]``.
     """
     if audio.ndim != 2 or recording_id.shape != (audio.shape[0],):
-        raise ValueError(f"audio must be [examples, samples] and recording_id [examples]; "
-                         f"got {audio.shape}, {recording_id.shape}")
+        raise ValueError(
+            f"audio must be [examples, samples] and recording_id [examples]; got {audio.shape}, {recording_id.shape}"
+        )
     buffer = io.BytesIO()
     np.savez(buffer, audio=audio.astype(np.float32, copy=False), recording_id=recording_id.astype(np.int32, copy=False))
     return buffer.getvalue()

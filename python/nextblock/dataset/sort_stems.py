@@ -74,8 +74,9 @@ def probe_row(row: StemRow) -> StemRow:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         return row.replace(status=STATUS_REJECTED, reason=f"unreadable audio: {message}")
     if info.frames <= 0:
-        return row.replace(status=STATUS_REJECTED, reason="empty audio file",
-                           sample_rate_hz=info.samplerate, channels=info.channels)
+        return row.replace(
+            status=STATUS_REJECTED, reason="empty audio file", sample_rate_hz=info.samplerate, channels=info.channels
+        )
     return row.replace(duration_s=info.frames / info.samplerate, sample_rate_hz=info.samplerate, channels=info.channels)
 
 
@@ -96,8 +97,12 @@ def list_archives(cache: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(_ARCHIVE_SUFFIXES))
 
 
-def sort_archives(cache: Path, rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES,
-                  limits: UnpackLimits | None = None, show_progress: bool = True) -> tuple[list[StemRow], list[SortProblem]]:
+def sort_archives(
+    cache: Path,
+    rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES,
+    limits: UnpackLimits | None = None,
+    show_progress: bool = True,
+) -> tuple[list[StemRow], list[SortProblem]]:
     """Unpack and list the stems of every archive in the cache.
 
     Returns
@@ -137,8 +142,9 @@ def sort_archives(cache: Path, rules: tuple[LabelRule, ...] | list[LabelRule] = 
     return rows, problems
 
 
-def sort_debian(cache: Path, packages: list[str] | None = None,
-                rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES) -> tuple[list[StemRow], list[SortProblem]]:
+def sort_debian(
+    cache: Path, packages: list[str] | None = None, rules: tuple[LabelRule, ...] | list[LabelRule] = DEFAULT_RULES
+) -> tuple[list[StemRow], list[SortProblem]]:
     """List the audio files of unpacked Debian packages as stems.
 
     Parameters
@@ -201,7 +207,18 @@ def sort_rendered(cache: Path) -> list[StemRow]:
     rows = []
     for relative in list_audio_files(root):
         stem_id = f"music21/{relative.as_posix()}"
-        rows.append(StemRow(stem_id=stem_id, source_kind="rendered", source="music21", song_id=stem_id,
-                            path=str(root / relative), relative_path=relative.as_posix(), label="mix",
-                            genre="rendered", title=relative.stem, artist=relative.parts[0]))
+        rows.append(
+            StemRow(
+                stem_id=stem_id,
+                source_kind="rendered",
+                source="music21",
+                song_id=stem_id,
+                path=str(root / relative),
+                relative_path=relative.as_posix(),
+                label="mix",
+                genre="rendered",
+                title=relative.stem,
+                artist=relative.parts[0],
+            )
+        )
     return rows

@@ -89,7 +89,9 @@ def _unpack_zip(archive: Path, destination: Path, limits: UnpackLimits) -> int:
                         f"member {info.filename!r} has compression ratio {info.file_size / info.compress_size:.0f}:1 (zip bomb)"
                     )
             if total > limits.max_total_bytes:
-                raise UnsafeArchiveError(f"archive inflates to {total} bytes, limit {limits.max_total_bytes} (zip bomb)")
+                raise UnsafeArchiveError(
+                    f"archive inflates to {total} bytes, limit {limits.max_total_bytes} (zip bomb)"
+                )
             budget = [limits.max_total_bytes]
             count = 0
             for info in members:
@@ -119,7 +121,9 @@ def _unpack_tar(archive: Path, destination: Path, limits: UnpackLimits) -> int:
                     raise UnsafeArchiveError(f"member {member.name!r} is a special file")
                 total += member.size
             if total > limits.max_total_bytes:
-                raise UnsafeArchiveError(f"archive inflates to {total} bytes, limit {limits.max_total_bytes} (tar bomb)")
+                raise UnsafeArchiveError(
+                    f"archive inflates to {total} bytes, limit {limits.max_total_bytes} (tar bomb)"
+                )
             archive_bytes = max(archive.stat().st_size, 1)
             if total / archive_bytes > limits.max_ratio:
                 raise UnsafeArchiveError(f"archive compression ratio {total / archive_bytes:.0f}:1 (tar bomb)")

@@ -138,7 +138,9 @@ def _unit_shape(values: np.ndarray) -> np.ndarray:
     return centred / norm if norm > 0 else np.zeros_like(centred)
 
 
-def mel_profile(audio: np.ndarray, rate_hz: int, regions_s: np.ndarray | None = None, n_mels: int = 64) -> np.ndarray | None:
+def mel_profile(
+    audio: np.ndarray, rate_hz: int, regions_s: np.ndarray | None = None, n_mels: int = 64
+) -> np.ndarray | None:
     """Timbre profile of the active frames of a signal, from its log-mel spectrogram.
 
     Three per-band statistics of the log-mel spectrogram (dB) over the active
@@ -166,7 +168,9 @@ def mel_profile(audio: np.ndarray, rate_hz: int, regions_s: np.ndarray | None = 
     ``[3 * n_mels]`` float64 unit-norm profile, or ``None`` when there is no
     active frame.
     """
-    mel_power = librosa.feature.melspectrogram(y=audio, sr=rate_hz, n_fft=_FRAME_SAMPLES, hop_length=_HOP_SAMPLES, n_mels=n_mels)
+    mel_power = librosa.feature.melspectrogram(
+        y=audio, sr=rate_hz, n_fft=_FRAME_SAMPLES, hop_length=_HOP_SAMPLES, n_mels=n_mels
+    )
     if mel_power.shape[1] == 0:
         return None
     if regions_s is not None:
@@ -199,7 +203,9 @@ def profile_of_file(path: str | Path, settings: VerifySettings = VerifySettings(
     return mel_profile(audio, settings.analysis_rate_hz, regions, settings.n_mels)
 
 
-def reference_profiles_from_folder(folder: str | Path, settings: VerifySettings = VerifySettings()) -> dict[str, np.ndarray]:
+def reference_profiles_from_folder(
+    folder: str | Path, settings: VerifySettings = VerifySettings()
+) -> dict[str, np.ndarray]:
     """Profiles of reference clips in ``folder/<label>/*``.
 
     Returns
@@ -247,15 +253,22 @@ def _amplitude_check(row: StemRow, settings: VerifySettings) -> _Analysis:
         peak_dbfs = 20 * np.log10(max(float(np.abs(audio).max(initial=0.0)), 1e-12))
         kind = "silent" if peak_dbfs < settings.threshold_dbfs else "near-silent"
         return _Analysis(
-            row.replace(status=STATUS_REJECTED, reason=f"{kind}: {active_s:.2f} s above {settings.threshold_dbfs:.0f} dBFS "
-                                                       f"(< {settings.min_active_s} s, peak {peak_dbfs:.0f} dBFS)"),
+            row.replace(
+                status=STATUS_REJECTED,
+                reason=f"{kind}: {active_s:.2f} s above {settings.threshold_dbfs:.0f} dBFS "
+                f"(< {settings.min_active_s} s, peak {peak_dbfs:.0f} dBFS)",
+            ),
             None,
         )
     return _Analysis(row, mel_profile(audio, settings.analysis_rate_hz, regions, settings.n_mels))
 
 
-def _mel_check(analysis: _Analysis, references: dict[str, np.ndarray], settings: VerifySettings,
-               exclude: dict[str, int] | None = None) -> StemRow:
+def _mel_check(
+    analysis: _Analysis,
+    references: dict[str, np.ndarray],
+    settings: VerifySettings,
+    exclude: dict[str, int] | None = None,
+) -> StemRow:
     """Compare a profile with the references; ``exclude[label]`` = row of that label's references to skip (itself)."""
     row = analysis.row
     if row.label not in references or analysis.profile is None:
@@ -274,13 +287,21 @@ def _mel_check(analysis: _Analysis, references: dict[str, np.ndarray], settings:
     clearly_nearer = distances[nearest_label] < own_distance - settings.nearest_label_margin
     row = row.replace(mel_distance=own_distance, nearest_label=nearest_label)
     if own_distance > settings.max_mel_distance:
-        return row.replace(status=STATUS_REJECTED, reason=(
-            f"mel profile {own_distance:.3f} from {row.label} references (> {settings.max_mel_distance}); "
-            f"nearest: {nearest_label}"))
+        return row.replace(
+            status=STATUS_REJECTED,
+            reason=(
+                f"mel profile {own_distance:.3f} from {row.label} references (> {settings.max_mel_distance}); "
+                f"nearest: {nearest_label}"
+            ),
+        )
     if settings.require_nearest_label and nearest_label != row.label and clearly_nearer:
-        return row.replace(status=STATUS_REJECTED, reason=(
-            f"mel profile closer to {nearest_label} ({distances[nearest_label]:.3f}) "
-            f"than to {row.label} ({own_distance:.3f}) references"))
+        return row.replace(
+            status=STATUS_REJECTED,
+            reason=(
+                f"mel profile closer to {nearest_label} ({distances[nearest_label]:.3f}) "
+                f"than to {row.label} ({own_distance:.3f}) references"
+            ),
+        )
     return row.replace(status=STATUS_KEPT, reason="")
 
 
@@ -293,8 +314,13 @@ def _analyse(row: StemRow, settings: VerifySettings) -> _Analysis:
     return _Analysis(row, None) if row.status == STATUS_REJECTED else _amplitude_check(row, settings)
 
 
-def verify_rows(rows: list[StemRow], references: dict[str, np.ndarray] | None = None,
-                settings: VerifySettings = VerifySettings(), show_progress: bool = True, jobs: int = 1) -> list[StemRow]:
+def verify_rows(
+    rows: list[StemRow],
+    references: dict[str, np.ndarray] | None = None,
+    settings: VerifySettings = VerifySettings(),
+    show_progress: bool = True,
+    jobs: int = 1,
+) -> list[StemRow]:
     """Run both checks on every row that is not already rejected.
 
     Parameters
@@ -325,14 +351,20 @@ def verify_rows(rows: list[StemRow], references: dict[str, np.ndarray] | None = 
             mapped = pool.map(_analyse, rows, repeat(settings), chunksize=8)
             analyses = list(tqdm(mapped, total=len(rows), desc="verify", unit="stem", disable=not show_progress))
     else:
-        analyses = [_analyse(row, settings) for row in tqdm(rows, desc="verify", unit="stem", disable=not show_progress)]
+        analyses = [
+            _analyse(row, settings) for row in tqdm(rows, desc="verify", unit="stem", disable=not show_progress)
+        ]
     by_label: dict[str, list[int]] = {}
     for position, analysis in enumerate(analyses):
         if analysis.row.status != STATUS_REJECTED and analysis.profile is not None:
             by_label.setdefault(analysis.row.label, []).append(position)
     self_reference_row: dict[int, tuple[str, int]] = {}  # analysis position -> (label, row in references[label])
     for label, positions in by_label.items():
-        if label in references or label in SELF_REFERENCE_EXCLUDED_LABELS or len(positions) < settings.min_self_references:
+        if (
+            label in references
+            or label in SELF_REFERENCE_EXCLUDED_LABELS
+            or len(positions) < settings.min_self_references
+        ):
             continue
         picks = np.linspace(0, len(positions) - 1, min(len(positions), settings.max_self_references)).astype(int)
         chosen = list(dict.fromkeys(positions[i] for i in picks))

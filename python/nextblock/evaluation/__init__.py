@@ -13,4 +13,12 @@
 from .loss import LossSpec, bernoulli, from_trace, gilbert_elliott, parse_loss_spec
 from .simulate import conceal_stream, n_blocks_for
 
-__all__ = ["LossSpec", "bernoulli", "conceal_stream", "from_trace", "gilbert_elliott", "n_blocks_for", "parse_loss_spec"]
+__all__ = [
+    "LossSpec",
+    "bernoulli",
+    "conceal_stream",
+    "from_trace",
+    "gilbert_elliott",
+    "n_blocks_for",
+    "parse_loss_spec",
+]

@@ -29,7 +29,9 @@ def find_audio_files(paths: list[str | os.PathLike]) -> list[str]:
         path = os.fspath(path)
         if os.path.isdir(path):
             for root, _dirs, files in sorted(os.walk(path)):
-                found.extend(os.path.join(root, name) for name in sorted(files) if name.lower().endswith(AUDIO_EXTENSIONS))
+                found.extend(
+                    os.path.join(root, name) for name in sorted(files) if name.lower().endswith(AUDIO_EXTENSIONS)
+                )
         else:
             found.append(path)
     return found
@@ -60,7 +62,9 @@ def load_audio(path: str | os.PathLike, sample_rate_hz: int, mono: bool = True) 
     try:
         data, file_rate_hz = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
     except Exception as error:  # noqa: BLE001 - libsndfile raises several types
-        raise ValueError(f"cannot read {os.fspath(path)!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise ValueError(
+            f"cannot read {os.fspath(path)!r}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
     if data.shape[0] == 0:
         raise ValueError(f"{os.fspath(path)!r} holds no samples")
     audio = data.T
@@ -73,7 +77,9 @@ def load_audio(path: str | os.PathLike, sample_rate_hz: int, mono: bool = True) 
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def log_sine_sweep(duration_s: float, sample_rate_hz: int, f_start_hz: float = 20.0, f_end_hz: float = 20000.0, amplitude: float = 0.5) -> np.ndarray:
+def log_sine_sweep(
+    duration_s: float, sample_rate_hz: int, f_start_hz: float = 20.0, f_end_hz: float = 20000.0, amplitude: float = 0.5
+) -> np.ndarray:
     """Logarithmic (exponential) sine sweep for the THD+N test.
 
     ``f_end_hz`` is capped at 0.45 × the sample rate.

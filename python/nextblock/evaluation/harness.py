@@ -44,8 +44,8 @@ from __future__ import annotations
 import math
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -166,7 +166,9 @@ def loss_rng(seed: int, spec: str, stream_index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(spec.encode("utf-8")), int(stream_index)])
 
 
-def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress: bool = True, log: Callable[[str], None] = print) -> EvaluationResult:
+def evaluate(
+    paths: list[str | os.PathLike], config: EvaluationConfig, progress: bool = True, log: Callable[[str], None] = print
+) -> EvaluationResult:
     """Evaluate every concealer under every loss spec on the audio files in ``paths``.
 
     Parameters
@@ -191,7 +193,9 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
         For a bad loss spec or bad stream settings (before anything runs).
     """
     if config.frames_per_block <= 0 or config.sample_rate_hz <= 0:
-        raise ValueError(f"need positive --fpp and --sample-rate, got {config.frames_per_block} and {config.sample_rate_hz}")
+        raise ValueError(
+            f"need positive --fpp and --sample-rate, got {config.frames_per_block} and {config.sample_rate_hz}"
+        )
     if config.lookahead_blocks < 0:
         raise ValueError(f"--lookahead-blocks must be 0 or more, got {config.lookahead_blocks}")
     specs: list[LossSpec] = [parse_loss_spec(spec) for spec in config.losses]
@@ -236,7 +240,9 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
             for name in concealers:
                 cells = [acc[(name, spec.spec, group)] for group in file_groups]
                 for channel in audio:
-                    played, us = conceal_stream(channel, instances[name], lost, lookahead_blocks=config.lookahead_blocks)
+                    played, us = conceal_stream(
+                        channel, instances[name], lost, lookahead_blocks=config.lookahead_blocks
+                    )
                     scores = _stream_scores(channel, played, us, lost, config)
                     scores["two_sided_blocks"] = instances[name].two_sided_blocks
                     for cell in cells:
@@ -248,7 +254,11 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
                 from .plots import plot_losses
 
                 prefix = os.path.join(config.plot_dir, f"{_slug(os.path.basename(path))}__{_slug(spec.spec)}")
-                plots.extend(plot_losses(audio[0], played_first_channel, lost, fpp, rate_hz, prefix, max_events=config.plot_events))
+                plots.extend(
+                    plot_losses(
+                        audio[0], played_first_channel, lost, fpp, rate_hz, prefix, max_events=config.plot_events
+                    )
+                )
         if want_plots:
             plotted_files += 1
 
@@ -264,8 +274,13 @@ def evaluate(paths: list[str | os.PathLike], config: EvaluationConfig, progress:
                 bar.update(1)
     bar.close()
 
-    rows = [_row(name, spec.spec, acc[(name, spec.spec, group)], config, group)
-            for group in groups for name in concealers for spec in specs if acc[(name, spec.spec, group)].channels]
+    rows = [
+        _row(name, spec.spec, acc[(name, spec.spec, group)], config, group)
+        for group in groups
+        for name in concealers
+        for spec in specs
+        if acc[(name, spec.spec, group)].channels
+    ]
     return EvaluationResult(rows, skipped, unavailable, plots, asdict(config))
 
 
@@ -274,17 +289,21 @@ def _folder_of(path: str) -> str:
     return os.path.basename(os.path.dirname(os.path.abspath(path)))
 
 
-def _stream_scores(reference: np.ndarray, played: np.ndarray, us_per_block: np.ndarray, lost: np.ndarray,
-                   config: EvaluationConfig) -> dict:
+def _stream_scores(
+    reference: np.ndarray, played: np.ndarray, us_per_block: np.ndarray, lost: np.ndarray, config: EvaluationConfig
+) -> dict:
     """One stream's scores (``reference``, ``played``: ``(samples,)``; ``lost``: ``(blocks,)`` bool)."""
     fpp, rate_hz = config.frames_per_block, config.sample_rate_hz
     mask = metrics.concealed_sample_mask(lost, fpp, reference.shape[0])
     signal_energy, error_energy = metrics.energy_sums(reference, played, mask)
     return {
-        "blocks": int(lost.shape[0]), "lost_blocks": int(lost.sum()),
-        "signal_energy": signal_energy, "error_energy": error_energy,
+        "blocks": int(lost.shape[0]),
+        "lost_blocks": int(lost.sum()),
+        "signal_energy": signal_energy,
+        "error_energy": error_energy,
         "lsd_frames": metrics.lsd_frames_db(reference, played, mask),
-        "us_lost": us_per_block[lost], "us_arrived": us_per_block[~lost],
+        "us_lost": us_per_block[lost],
+        "us_arrived": us_per_block[~lost],
         "visqol": perceptual.visqol_mos(reference, played, rate_hz) if config.visqol else None,
         "plcmos": perceptual.plcmos_mos(played, rate_hz) if config.speech else None,
     }
@@ -325,7 +344,9 @@ def _row(name: str, spec: str, cell: _Accumulator, config: EvaluationConfig, gro
         "loss_rate": _finite(cell.lost_blocks / cell.blocks if cell.blocks else math.nan),
         "lookahead_blocks": config.lookahead_blocks,
         "two_sided_share": _finite(cell.two_sided_blocks / cell.lost_blocks if cell.lost_blocks else math.nan),
-        "snr_db": _finite(metrics.snr_from_energies(cell.signal_energy, cell.error_energy)) if cell.lost_blocks else None,
+        "snr_db": _finite(metrics.snr_from_energies(cell.signal_energy, cell.error_energy))
+        if cell.lost_blocks
+        else None,
         "lsd_db": _finite(float(np.mean(lsd))) if lsd.size else None,
         "visqol": _mean_or_none(cell.visqol),
         "plcmos": _mean_or_none(cell.plcmos),

@@ -50,7 +50,9 @@ def concealed_block_mask(lost_mask: np.ndarray, include_recovery: bool = True) -
     return out
 
 
-def concealed_sample_mask(lost_mask: np.ndarray, frames_per_block: int, n_samples: int, include_recovery: bool = True) -> np.ndarray:
+def concealed_sample_mask(
+    lost_mask: np.ndarray, frames_per_block: int, n_samples: int, include_recovery: bool = True
+) -> np.ndarray:
     """:func:`concealed_block_mask` expanded to samples.
 
     Returns
@@ -102,7 +104,9 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray, mask: np.ndarray | None 
     return snr_from_energies(*energy_sums(reference, estimate, mask))
 
 
-def log_power_spectrogram_db(x: np.ndarray, n_fft: int = 512, hop_length: int = 128, power_floor: float = LSD_POWER_FLOOR) -> np.ndarray:
+def log_power_spectrogram_db(
+    x: np.ndarray, n_fft: int = 512, hop_length: int = 128, power_floor: float = LSD_POWER_FLOOR
+) -> np.ndarray:
     """Hann-windowed power spectrogram in dB, frames not centred (frame ``t`` covers samples
     ``[t * hop_length, t * hop_length + n_fft)``); the power is normalised by ``sum(window)²``
     so a full-scale sine peaks near 0 dB, and floored at ``power_floor``.
@@ -136,7 +140,14 @@ def frames_touching(sample_mask: np.ndarray, n_fft: int = 512, hop_length: int =
     return (counts[starts + n_fft] - counts[starts]) > 0
 
 
-def lsd_frames_db(reference: np.ndarray, estimate: np.ndarray, sample_mask: np.ndarray | None = None, n_fft: int = 512, hop_length: int = 128, power_floor: float = LSD_POWER_FLOOR) -> np.ndarray:
+def lsd_frames_db(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_mask: np.ndarray | None = None,
+    n_fft: int = 512,
+    hop_length: int = 128,
+    power_floor: float = LSD_POWER_FLOOR,
+) -> np.ndarray:
     """Log-spectral distance per frame, in dB: ``sqrt(mean_f (P_ref_dB - P_est_dB)²)``.
 
     Parameters
@@ -165,7 +176,14 @@ def lsd_frames_db(reference: np.ndarray, estimate: np.ndarray, sample_mask: np.n
     return per_frame[frames_touching(sample_mask, n_fft, hop_length)]
 
 
-def lsd_db(reference: np.ndarray, estimate: np.ndarray, sample_mask: np.ndarray | None = None, n_fft: int = 512, hop_length: int = 128, power_floor: float = LSD_POWER_FLOOR) -> float:
+def lsd_db(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_mask: np.ndarray | None = None,
+    n_fft: int = 512,
+    hop_length: int = 128,
+    power_floor: float = LSD_POWER_FLOOR,
+) -> float:
     """Mean of :func:`lsd_frames_db` (``nan`` when no frame is selected)."""
     frames = lsd_frames_db(reference, estimate, sample_mask, n_fft, hop_length, power_floor)
     return float(np.mean(frames)) if frames.size else float("nan")

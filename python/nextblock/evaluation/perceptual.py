@@ -88,7 +88,9 @@ def visqol_mos(reference: np.ndarray, estimate: np.ndarray, sample_rate_hz: int)
     try:
         api = _visqol_api()
     except Exception as error:  # noqa: BLE001
-        _warn_once("visqol", f"ViSQOL unavailable ({type(error).__name__}: {error}); install visqol-python – reporting null")
+        _warn_once(
+            "visqol", f"ViSQOL unavailable ({type(error).__name__}: {error}); install visqol-python – reporting null"
+        )
         return None
     try:
         ref = _resample(reference, sample_rate_hz, VISQOL_SAMPLE_RATE_HZ)
@@ -108,7 +110,10 @@ def plcmos_mos(estimate: np.ndarray, sample_rate_hz: int) -> float | None:
     try:
         model = _plcmos_model()
     except Exception as error:  # noqa: BLE001
-        _warn_once("plcmos", f"PLCMOS unavailable ({type(error).__name__}: {error}); install speechmos and onnxruntime – reporting null")
+        _warn_once(
+            "plcmos",
+            f"PLCMOS unavailable ({type(error).__name__}: {error}); install speechmos and onnxruntime – reporting null",
+        )
         return None
     try:
         audio = np.clip(_resample(estimate, sample_rate_hz, PLCMOS_SAMPLE_RATE_HZ), -1.0, 1.0)

@@ -11,7 +11,9 @@ import os
 import numpy as np
 
 
-def loss_events(lost_mask: np.ndarray, reference: np.ndarray, frames_per_block: int, max_events: int = 3) -> list[tuple[int, int]]:
+def loss_events(
+    lost_mask: np.ndarray, reference: np.ndarray, frames_per_block: int, max_events: int = 3
+) -> list[tuple[int, int]]:
     """Pick the runs of lost blocks worth looking at: the loudest (reference energy) ones,
     in time order.
 
@@ -35,7 +37,17 @@ def loss_events(lost_mask: np.ndarray, reference: np.ndarray, frames_per_block: 
     return [(int(starts[i]), int(ends[i] - starts[i])) for i in loudest]
 
 
-def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask: np.ndarray, frames_per_block: int, sample_rate_hz: int, out_prefix: str, max_events: int = 3, context_blocks: int = 6, title: str | None = None) -> list[str]:
+def plot_losses(
+    reference: np.ndarray,
+    played: dict[str, np.ndarray],
+    lost_mask: np.ndarray,
+    frames_per_block: int,
+    sample_rate_hz: int,
+    out_prefix: str,
+    max_events: int = 3,
+    context_blocks: int = 6,
+    title: str | None = None,
+) -> list[str]:
     """Write ``<out_prefix>_waveform.png`` and ``<out_prefix>_spectrogram.png``.
 
     Parameters
@@ -83,8 +95,18 @@ def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask:
     for ax, (start, length) in zip(axes[:, 0], events):
         lo, hi = window(start, length)
         t_ms = np.arange(lo, hi) * 1000.0 / sample_rate_hz
-        ax.axvspan(start * fpp * 1000.0 / sample_rate_hz, (start + length) * fpp * 1000.0 / sample_rate_hz, color="0.9", label="lost")
-        ax.axvspan((start + length) * fpp * 1000.0 / sample_rate_hz, (start + length + 1) * fpp * 1000.0 / sample_rate_hz, color="0.96", label="cross-fade")
+        ax.axvspan(
+            start * fpp * 1000.0 / sample_rate_hz,
+            (start + length) * fpp * 1000.0 / sample_rate_hz,
+            color="0.9",
+            label="lost",
+        )
+        ax.axvspan(
+            (start + length) * fpp * 1000.0 / sample_rate_hz,
+            (start + length + 1) * fpp * 1000.0 / sample_rate_hz,
+            color="0.96",
+            label="cross-fade",
+        )
         ax.plot(t_ms, reference[lo:hi], color="black", lw=1.6, label="reference")
         for name, audio in played.items():
             ax.plot(t_ms, audio[lo:hi], lw=0.9, label=name)
@@ -111,7 +133,9 @@ def plot_losses(reference: np.ndarray, played: dict[str, np.ndarray], lost_mask:
             segment = np.asarray(audio[lo:hi], dtype=np.float64) + 1e-9
             if segment.shape[0] > n_fft:
                 with np.errstate(divide="ignore"):
-                    ax.specgram(segment, NFFT=n_fft, Fs=sample_rate_hz, noverlap=n_fft - 32, cmap="magma", vmin=-120, vmax=-20)
+                    ax.specgram(
+                        segment, NFFT=n_fft, Fs=sample_rate_hz, noverlap=n_fft - 32, cmap="magma", vmin=-120, vmax=-20
+                    )
             ax.axvline((start * fpp - lo) / sample_rate_hz, color="cyan", lw=0.6)
             ax.axvline(((start + length + 1) * fpp - lo) / sample_rate_hz, color="cyan", lw=0.6)
             ax.set_title(f"{name} @ block {start}", fontsize=8)

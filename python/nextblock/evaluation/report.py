@@ -35,12 +35,21 @@ def markdown_table(rows: list[dict]) -> str:
         cells = []
         for key, _, fmt in columns:
             value = row.get(key)
-            cells.append("–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else fmt.format(value))
+            cells.append(
+                "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else fmt.format(value)
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def markdown_report(rows: list[dict], config: dict, skipped_files: list[tuple[str, str]] = (), unavailable_concealers: list[tuple[str, str]] = (), plots: list[str] = (), report_dir: str | None = None) -> str:
+def markdown_report(
+    rows: list[dict],
+    config: dict,
+    skipped_files: list[tuple[str, str]] = (),
+    unavailable_concealers: list[tuple[str, str]] = (),
+    plots: list[str] = (),
+    report_dir: str | None = None,
+) -> str:
     """A full markdown report.
 
     Parameters
@@ -55,7 +64,10 @@ def markdown_report(rows: list[dict], config: dict, skipped_files: list[tuple[st
         Picture paths; linked relative to ``report_dir``.
     """
     out = ["# NextBlock concealment evaluation", ""]
-    out += [f"{config.get('sample_rate_hz')} Hz, {config.get('frames_per_block')} frames per block, seed {config.get('seed')}.", ""]
+    out += [
+        f"{config.get('sample_rate_hz')} Hz, {config.get('frames_per_block')} frames per block, seed {config.get('seed')}.",
+        "",
+    ]
     out += [
         "SNR and LSD look at the lost blocks and the cross-fade block after each run of losses; "
         "µs/lost block is the wall-clock cost of concealing one block of one channel.",

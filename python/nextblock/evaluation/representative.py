@@ -16,27 +16,35 @@ import numpy as np
 class Choice:
     """The representative lost block and where it sits among all of them."""
 
-    block: int            #: index of the lost block (in blocks of ``period`` samples)
-    gain_db: float        #: the candidate's SNR minus the baseline's on that block
+    block: int  #: index of the lost block (in blocks of ``period`` samples)
+    gain_db: float  #: the candidate's SNR minus the baseline's on that block
     median_gain_db: float  #: the median gain over every scored lost block
-    rank: int             #: 1-based position of ``block`` among the gains, lowest first
-    n: int                #: how many lost blocks were scored
+    rank: int  #: 1-based position of ``block`` among the gains, lowest first
+    n: int  #: how many lost blocks were scored
 
     def caption(self, candidate: str = "NextBlock", baseline: str = "Burg") -> str:
-        return (f"the loss with the median SNR gain of {candidate} over {baseline}: {self.gain_db:+.1f} dB "
-                f"(median of {self.n} losses {self.median_gain_db:+.1f} dB)")
+        return (
+            f"the loss with the median SNR gain of {candidate} over {baseline}: {self.gain_db:+.1f} dB "
+            f"(median of {self.n} losses {self.median_gain_db:+.1f} dB)"
+        )
 
 
 def block_snr_db(reference: np.ndarray, played: np.ndarray, block: int, period: int) -> float:
     """SNR of ``played`` against ``reference`` on one block, dB (shapes ``(n_samples,)``)."""
-    ref = np.asarray(reference[block * period:(block + 1) * period], np.float64)
-    err = np.asarray(played[block * period:(block + 1) * period], np.float64) - ref
+    ref = np.asarray(reference[block * period : (block + 1) * period], np.float64)
+    err = np.asarray(played[block * period : (block + 1) * period], np.float64) - ref
     return float(10.0 * np.log10((np.sum(ref * ref) + 1e-12) / (np.sum(err * err) + 1e-12)))
 
 
-def representative_loss(reference: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
-                        lost_blocks: list[int], period: int, margin_blocks: int = 8,
-                        min_peak: float = 0.05) -> Choice | None:
+def representative_loss(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    baseline: np.ndarray,
+    lost_blocks: list[int],
+    period: int,
+    margin_blocks: int = 8,
+    min_peak: float = 0.05,
+) -> Choice | None:
     """The lost block with the median SNR gain of ``candidate`` over ``baseline``.
 
     reference, candidate, baseline: shape ``(n_samples,)``, aligned. lost_blocks: block indices.
@@ -46,14 +54,20 @@ def representative_loss(reference: np.ndarray, candidate: np.ndarray, baseline: 
     """
     n_blocks = min(len(reference), len(candidate), len(baseline)) // period
     blocks = sorted({int(b) for b in lost_blocks if margin_blocks <= b < n_blocks - margin_blocks})
-    loud = [b for b in blocks if np.abs(reference[b * period:(b + 1) * period]).max() > min_peak]
+    loud = [b for b in blocks if np.abs(reference[b * period : (b + 1) * period]).max() > min_peak]
     blocks = loud or blocks
     if not blocks:
         return None
-    gains = np.array([block_snr_db(reference, candidate, b, period) - block_snr_db(reference, baseline, b, period)
-                      for b in blocks])
+    gains = np.array(
+        [block_snr_db(reference, candidate, b, period) - block_snr_db(reference, baseline, b, period) for b in blocks]
+    )
     order = np.argsort(gains, kind="stable")
     k = (len(blocks) - 1) // 2
     pick = int(order[k])
-    return Choice(block=blocks[pick], gain_db=float(gains[pick]), median_gain_db=float(np.median(gains)),
-                  rank=k + 1, n=len(blocks))
+    return Choice(
+        block=blocks[pick],
+        gain_db=float(gains[pick]),
+        median_gain_db=float(np.median(gains)),
+        rank=k + 1,
+        n=len(blocks),
+    )

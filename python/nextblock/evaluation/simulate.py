@@ -45,8 +45,13 @@ def lookahead_at(index: int, lost_mask: np.ndarray, lookahead_blocks: int) -> tu
     return first, end
 
 
-def conceal_stream(audio_1d: np.ndarray, concealer: StreamingConcealer, lost_mask: np.ndarray, reset: bool = True,
-                   lookahead_blocks: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def conceal_stream(
+    audio_1d: np.ndarray,
+    concealer: StreamingConcealer,
+    lost_mask: np.ndarray,
+    reset: bool = True,
+    lookahead_blocks: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Play ``audio_1d`` through ``concealer`` with the blocks of ``lost_mask`` lost.
 
     Block ``n`` is ``audio_1d[n * fpp:(n + 1) * fpp]`` (the last block zero-padded). For every
@@ -85,7 +90,9 @@ def conceal_stream(audio_1d: np.ndarray, concealer: StreamingConcealer, lost_mas
     n_blocks = n_blocks_for(n_samples, fpp)
     lost_mask = np.asarray(lost_mask, dtype=bool)
     if lost_mask.shape != (n_blocks,):
-        raise ValueError(f"lost_mask has shape {lost_mask.shape}, expected ({n_blocks},) for {n_samples} samples at {fpp} frames per block")
+        raise ValueError(
+            f"lost_mask has shape {lost_mask.shape}, expected ({n_blocks},) for {n_samples} samples at {fpp} frames per block"
+        )
     padded = np.zeros(n_blocks * fpp, dtype=np.float32)
     padded[:n_samples] = audio_1d
     blocks = padded.reshape(n_blocks, fpp)

@@ -65,7 +65,7 @@ def score_tables(rows: list[dict]) -> str:
     for row in rows:
         by_config[_config_key(row)].append(row)
     out = []
-    for (rate, fpp) in sorted(by_config):
+    for rate, fpp in sorted(by_config):
         cfg_rows = by_config[(rate, fpp)]
         losses = list(dict.fromkeys(r["loss"] for r in cfg_rows))
         with_visqol = any(r.get("visqol") is not None for r in cfg_rows)
@@ -81,7 +81,9 @@ def score_tables(rows: list[dict]) -> str:
                 line = [group, name]
                 for loss in losses:
                     r = cells.get((group, name, loss), {})
-                    line += [_fmt(r.get("snr_db")), _fmt(r.get("lsd_db"))] + ([_fmt(r.get("visqol"), 3)] if with_visqol else [])
+                    line += [_fmt(r.get("snr_db")), _fmt(r.get("lsd_db"))] + (
+                        [_fmt(r.get("visqol"), 3)] if with_visqol else []
+                    )
                 out.append("| " + " | ".join(line) + " |")
         out.append("")
     return "\n".join(out)
@@ -90,8 +92,10 @@ def score_tables(rows: list[dict]) -> str:
 def target_rows(rows: list[dict], model: str) -> list[dict]:
     """Per configuration, category and loss: the margins of ``model`` and whether targets are met."""
     cells = {(_config_key(r), r.get("group", "all"), r["loss"], r["concealer"]): r for r in rows}
-    keys = sorted({(_config_key(r), r.get("group", "all"), r["loss"]) for r in rows if r["concealer"] == model},
-                  key=lambda k: (k[0], _category_rank(k[1]), k[2]))
+    keys = sorted(
+        {(_config_key(r), r.get("group", "all"), r["loss"]) for r in rows if r["concealer"] == model},
+        key=lambda k: (k[0], _category_rank(k[1]), k[2]),
+    )
     result = []
     for config, group, loss in keys:
         nb = cells[(config, group, loss, model)]
@@ -100,42 +104,63 @@ def target_rows(rows: list[dict], model: str) -> list[dict]:
         burg = cells.get((config, group, loss, "burg"))
         best = max(classical, key=lambda c: c["snr_db"]) if classical else None
         snr_margin = None if best is None or nb.get("snr_db") is None else nb["snr_db"] - best["snr_db"]
-        lsd_margin = None if burg is None or nb.get("lsd_db") is None or burg.get("lsd_db") is None else nb["lsd_db"] - burg["lsd_db"]
-        visqol_margin = (None if burg is None or nb.get("visqol") is None or burg.get("visqol") is None
-                         else nb["visqol"] - burg["visqol"])
-        result.append({
-            "sample_rate": config[0], "fpp": config[1], "group": group, "loss": loss,
-            "best_classical": None if best is None else best["concealer"],
-            "snr_margin_db": snr_margin, "lsd_margin_db": lsd_margin, "visqol_margin": visqol_margin,
-            "snr_met": None if snr_margin is None else snr_margin >= SNR_MARGIN_DB,
-            "lsd_met": None if lsd_margin is None else lsd_margin <= -LSD_MARGIN_DB,
-            "visqol_met": None if visqol_margin is None else visqol_margin >= 0.0,
-        })
+        lsd_margin = (
+            None
+            if burg is None or nb.get("lsd_db") is None or burg.get("lsd_db") is None
+            else nb["lsd_db"] - burg["lsd_db"]
+        )
+        visqol_margin = (
+            None
+            if burg is None or nb.get("visqol") is None or burg.get("visqol") is None
+            else nb["visqol"] - burg["visqol"]
+        )
+        result.append(
+            {
+                "sample_rate": config[0],
+                "fpp": config[1],
+                "group": group,
+                "loss": loss,
+                "best_classical": None if best is None else best["concealer"],
+                "snr_margin_db": snr_margin,
+                "lsd_margin_db": lsd_margin,
+                "visqol_margin": visqol_margin,
+                "snr_met": None if snr_margin is None else snr_margin >= SNR_MARGIN_DB,
+                "lsd_met": None if lsd_margin is None else lsd_margin <= -LSD_MARGIN_DB,
+                "visqol_met": None if visqol_margin is None else visqol_margin >= 0.0,
+            }
+        )
     return result
 
 
 def targets_table(rows: list[dict], model: str) -> str:
     """The targets as a markdown table (✓ met, ✗ missed, – not measured)."""
     mark = {True: "✓", False: "✗", None: "–"}
-    out = [f"Targets for `{model}`: SNR ≥ best classical + {SNR_MARGIN_DB:g} dB, LSD ≤ Burg − {LSD_MARGIN_DB:g} dB, "
-           "ViSQOL ≥ Burg.", "",
-           "| rate, frames | category | loss | best classical | ΔSNR (dB) | | ΔLSD vs Burg (dB) | | ΔViSQOL vs Burg | |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"Targets for `{model}`: SNR ≥ best classical + {SNR_MARGIN_DB:g} dB, LSD ≤ Burg − {LSD_MARGIN_DB:g} dB, "
+        "ViSQOL ≥ Burg.",
+        "",
+        "| rate, frames | category | loss | best classical | ΔSNR (dB) | | ΔLSD vs Burg (dB) | | ΔViSQOL vs Burg | |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     met = total = 0
     for t in target_rows(rows, model):
         checks = [t["snr_met"], t["lsd_met"]] + ([t["visqol_met"]] if t["visqol_met"] is not None else [])
         met += sum(bool(c) for c in checks if c is not None)
         total += sum(c is not None for c in checks)
-        out.append(f"| {t['sample_rate']} Hz, {t['fpp']} | {t['group']} | {t['loss']} | {t['best_classical'] or '–'} | "
-                   f"{_fmt(t['snr_margin_db'])} | {mark[t['snr_met']]} | {_fmt(t['lsd_margin_db'])} | {mark[t['lsd_met']]} | "
-                   f"{_fmt(t['visqol_margin'], 3)} | {mark[t['visqol_met']]} |")
+        out.append(
+            f"| {t['sample_rate']} Hz, {t['fpp']} | {t['group']} | {t['loss']} | {t['best_classical'] or '–'} | "
+            f"{_fmt(t['snr_margin_db'])} | {mark[t['snr_met']]} | {_fmt(t['lsd_margin_db'])} | {mark[t['lsd_met']]} | "
+            f"{_fmt(t['visqol_margin'], 3)} | {mark[t['visqol_met']]} |"
+        )
     out += ["", f"{met} of {total} checks met.", ""]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nextblock.evaluation.tables", description=__doc__.split("\n")[0])
-    p.add_argument("results", nargs="+", metavar="[LABEL=]RESULTS.json", help="--json outputs of python -m nextblock.evaluate")
+    p.add_argument(
+        "results", nargs="+", metavar="[LABEL=]RESULTS.json", help="--json outputs of python -m nextblock.evaluate"
+    )
     p.add_argument("--no-targets", action="store_true", help="only the score tables")
     args = p.parse_args(argv)
     try:

@@ -53,13 +53,13 @@ class FeatureConfig:
                 f"output_samples = outputs_blocks * frames_per_block ({self.output_samples})"
             )
         if not 0 <= self.window_fall_samples < self.context_samples // 2:
-            raise ValueError(
-                f"window_fall_samples must be in [0, context_samples / 2), got {self.window_fall_samples}"
-            )
+            raise ValueError(f"window_fall_samples must be in [0, context_samples / 2), got {self.window_fall_samples}")
 
         if self.lpc_burg_samples:
             if not self.lpc_order < self.lpc_burg_samples <= self.context_samples:
-                raise ValueError(f"lpc_burg_samples must be in (lpc_order, context_samples], got {self.lpc_burg_samples}")
+                raise ValueError(
+                    f"lpc_burg_samples must be in (lpc_order, context_samples], got {self.lpc_burg_samples}"
+                )
         elif not 0 <= 2 * self.lpc_order <= self.context_samples:
             raise ValueError(f"lpc_order must be in [0, context_samples / 2], got {self.lpc_order}")
 

@@ -66,8 +66,9 @@ def crossfade_from_guess(prediction: np.ndarray, guess: np.ndarray, ramp: np.nda
     return prediction
 
 
-def join_to_context(prediction: np.ndarray, context: np.ndarray, ramp: np.ndarray,
-                    guess: np.ndarray | None = None) -> np.ndarray:
+def join_to_context(
+    prediction: np.ndarray, context: np.ndarray, ramp: np.ndarray, guess: np.ndarray | None = None
+) -> np.ndarray:
     """Make ``prediction`` ``(channels, samples)`` continue ``context`` ``(channels, >= 2)`` (in
     place): :func:`crossfade_from_guess` when an LPC ``guess`` is given, else :func:`match_boundary`."""
     if guess is not None:

@@ -67,11 +67,14 @@ def burg_continuation(history: np.ndarray, order: int, n_samples: int) -> np.nda
     Returns ``(rows, n_samples)`` float32 at the level of its input; zeros for a row whose mean
     square is below :data:`SILENCE_MEAN_SQUARE`.
     """
-    return _core.burg_continuation(np.ascontiguousarray(history, dtype=np.float32), order, n_samples, SILENCE_MEAN_SQUARE)
+    return _core.burg_continuation(
+        np.ascontiguousarray(history, dtype=np.float32), order, n_samples, SILENCE_MEAN_SQUARE
+    )
 
 
-def lpc_continuation(context: np.ndarray, windowed: np.ndarray, order: int, n_samples: int,
-                     sample_rate_hz: int) -> np.ndarray:
+def lpc_continuation(
+    context: np.ndarray, windowed: np.ndarray, order: int, n_samples: int, sample_rate_hz: int
+) -> np.ndarray:
     """The LPC guess of the next ``n_samples`` of every context row.
 
     Parameters
@@ -94,5 +97,6 @@ def lpc_continuation(context: np.ndarray, windowed: np.ndarray, order: int, n_sa
         ``(rows, n_samples)`` float32; zeros for a row whose windowed energy is below
         :data:`SILENCE_ENERGY`.
     """
-    return _core.lpc_continuation(context, windowed, order, n_samples, lag_window(order, sample_rate_hz),
-                                  WHITE_NOISE_CORRECTION, SILENCE_ENERGY)
+    return _core.lpc_continuation(
+        context, windowed, order, n_samples, lag_window(order, sample_rate_hz), WHITE_NOISE_CORRECTION, SILENCE_ENERGY
+    )

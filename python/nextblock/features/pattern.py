@@ -91,11 +91,24 @@ class LongTermGuess:
 
     def __init__(self, history_samples: int = HISTORY_SAMPLES):
         self.history_samples = int(history_samples)
-        self._core = _core.LongTermPredictor(self.history_samples, TEMPLATE_SAMPLES, MIN_LAG_SAMPLES, BACKCAST_SAMPLES,
-                                             GATE_AR_ORDER, GATE_AR_SAMPLES, MAX_GAIN, GATE_LO_DB, GATE_HI_DB,
-                                             SILENCE_MEAN_SQUARE, WRAP_FRACTION, WRAP_MAX_SAMPLES)
+        self._core = _core.LongTermPredictor(
+            self.history_samples,
+            TEMPLATE_SAMPLES,
+            MIN_LAG_SAMPLES,
+            BACKCAST_SAMPLES,
+            GATE_AR_ORDER,
+            GATE_AR_SAMPLES,
+            MAX_GAIN,
+            GATE_LO_DB,
+            GATE_HI_DB,
+            SILENCE_MEAN_SQUARE,
+            WRAP_FRACTION,
+            WRAP_MAX_SAMPLES,
+        )
 
-    def guess(self, history: np.ndarray, concealed_samples: np.ndarray | int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    def guess(
+        self, history: np.ndarray, concealed_samples: np.ndarray | int, n_samples: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n_samples`` of every row and how much to trust them.
 
         Parameters
@@ -129,7 +142,9 @@ class LongTermGuess:
         weight *= factor
         return guess, weight
 
-    def blend_into(self, history: np.ndarray, concealed_samples: np.ndarray | int, prediction: np.ndarray) -> np.ndarray:
+    def blend_into(
+        self, history: np.ndarray, concealed_samples: np.ndarray | int, prediction: np.ndarray
+    ) -> np.ndarray:
         """:meth:`guess` and :func:`blend_long_term` in one C++ call (the live path's).
 
         ``prediction``: ``(rows, n_samples)`` float32, C-contiguous and writeable, blended in
@@ -164,7 +179,9 @@ def _burst_factor(concealed: np.ndarray) -> np.ndarray:
     return DECAY_PER_128_SAMPLES ** (concealed / 128.0)
 
 
-def blend_long_term(prediction: np.ndarray, guess: np.ndarray, weight: np.ndarray, concealed_samples: np.ndarray | int) -> np.ndarray:
+def blend_long_term(
+    prediction: np.ndarray, guess: np.ndarray, weight: np.ndarray, concealed_samples: np.ndarray | int
+) -> np.ndarray:
     """``prediction`` ``(rows, n)`` with ``guess`` ``(rows, n)`` blended in by ``weight`` ``(rows,)``,
     in place; rows outside a burst (``concealed_samples`` 0) fade the guess in over
     :data:`FADE_IN_SAMPLES` (the prediction continues the history sample-exactly, the copied
@@ -217,7 +234,7 @@ def reference_long_term_guess(history: np.ndarray, concealed_samples: int, n_sam
     zeros = np.zeros(n_samples, np.float32)
     if not np.all(np.isfinite(h)) or end < BACKCAST_SAMPLES + GATE_AR_SAMPLES:
         return zeros, 0.0
-    if float(np.mean(np.square(h[end - GATE_AR_SAMPLES:end], dtype=np.float64))) <= SILENCE_MEAN_SQUARE:
+    if float(np.mean(np.square(h[end - GATE_AR_SAMPLES : end], dtype=np.float64))) <= SILENCE_MEAN_SQUARE:
         return zeros, 0.0
     probe_end = end - BACKCAST_SAMPLES
     lag, gain = reference_match(h, probe_end)
@@ -225,7 +242,7 @@ def reference_long_term_guess(history: np.ndarray, concealed_samples: int, n_sam
         return zeros, 0.0
     truth = h[probe_end:end].astype(np.float64)
     pattern = gain * _periodic(h, probe_end, lag, 0, BACKCAST_SAMPLES)
-    ar = burg_continuation(h[None, probe_end - GATE_AR_SAMPLES:probe_end], GATE_AR_ORDER, BACKCAST_SAMPLES)[0]
+    ar = burg_continuation(h[None, probe_end - GATE_AR_SAMPLES : probe_end], GATE_AR_ORDER, BACKCAST_SAMPLES)[0]
     advantage_db = _snr_db(truth, pattern) - _snr_db(truth, ar)
     weight = float(np.clip((advantage_db - GATE_LO_DB) / (GATE_HI_DB - GATE_LO_DB), 0.0, 1.0))
     if weight <= 0.0:
@@ -241,11 +258,11 @@ def _periodic(h: np.ndarray, end: int, lag: int, offset: int, n: int) -> np.ndar
     """Samples ``offset`` to ``offset + n`` of the period ``h[end - lag:end]`` repeated, its last
     ``min(WRAP_MAX_SAMPLES, int(WRAP_FRACTION * lag))`` samples cross-faded into ``h[end - 2 lag:]``."""
     h = np.asarray(h, np.float64)
-    period = h[end - lag:end].copy()
+    period = h[end - lag : end].copy()
     k = min(WRAP_MAX_SAMPLES, int(WRAP_FRACTION * lag))
     if k > 0:
         r = np.arange(1, k + 1) / (k + 1)
-        period[lag - k:] += r * (h[end - lag - k:end - lag] - period[lag - k:])
+        period[lag - k :] += r * (h[end - lag - k : end - lag] - period[lag - k :])
     return period[(offset + np.arange(n)) % lag]
 
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from .. import _core
 from .config import FeatureConfig
 from .continuity import join_to_context
-from .. import _core
 from .lpc import SILENCE_MEAN_SQUARE, burg_continuation, lpc_continuation
 from .window import analysis_window
 
@@ -69,9 +69,19 @@ class SpectralCodec:
         #: the C++ codec (None for an autocorrelation guess, which only the numpy path makes)
         self.core = None
         if config.lpc_order == 0 or config.lpc_burg_samples:
-            self.core = _core.CodecCore(config.context_samples, config.output_samples, config.bin_stride, config.lpc_order,
-                                        config.lpc_burg_samples, self._scaled_window, RMS_FLOOR, LOG_MAGNITUDE_FLOOR,
-                                        LOG_MAGNITUDE_DIVISOR, SILENCE_MEAN_SQUARE, float(self.output_gain))
+            self.core = _core.CodecCore(
+                config.context_samples,
+                config.output_samples,
+                config.bin_stride,
+                config.lpc_order,
+                config.lpc_burg_samples,
+                self._scaled_window,
+                RMS_FLOOR,
+                LOG_MAGNITUDE_FLOOR,
+                LOG_MAGNITUDE_DIVISOR,
+                SILENCE_MEAN_SQUARE,
+                float(self.output_gain),
+            )
 
     @property
     def feature_channels(self) -> int:
@@ -127,8 +137,11 @@ class SpectralCodec:
         cfg = self.config
         lead = context.shape[:-1]
         features, scale, guess = self.core.encode(context.reshape(-1, cfg.context_samples))
-        return (features.reshape(lead + features.shape[1:]), scale.reshape(lead),
-                None if guess is None else guess.reshape(lead + (cfg.output_samples,)))
+        return (
+            features.reshape(lead + features.shape[1:]),
+            scale.reshape(lead),
+            None if guess is None else guess.reshape(lead + (cfg.output_samples,)),
+        )
 
     def encode_given_guess(self, context: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode` with channels 3-4 made from ``guess`` instead of this config's LPC guess.
@@ -155,8 +168,8 @@ class SpectralCodec:
         features[..., :FEATURE_CHANNELS] = plain
         gain = (np.float32(1.0 / self.output_gain) / scale)[:, None]
         spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * gain
-        features[:, ::cfg.bin_stride, FEATURE_CHANNELS] = spectrum.real
-        features[:, ::cfg.bin_stride, FEATURE_CHANNELS + 1] = spectrum.imag
+        features[:, :: cfg.bin_stride, FEATURE_CHANNELS] = spectrum.real
+        features[:, :: cfg.bin_stride, FEATURE_CHANNELS + 1] = spectrum.imag
         return features, scale
 
     def encode_reference(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -178,24 +191,31 @@ class SpectralCodec:
         guess = self._lpc_features(context, scale, windowed, features) if self.config.lpc_order > 0 else None
         return features, scale, guess
 
-    def _lpc_features(self, context: np.ndarray, scale: np.ndarray, windowed: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def _lpc_features(
+        self, context: np.ndarray, scale: np.ndarray, windowed: np.ndarray, features: np.ndarray
+    ) -> np.ndarray:
         """Write the LPC guess's spectrum into channels 3-4 of ``features`` (in place); return the
         guess ``(..., output_samples)`` in the units of ``context``."""
         cfg = self.config
         rows = int(np.prod(context.shape[:-1], dtype=np.int64))
         # the polynomial does not depend on the level; the continuation has the level of its input
         if cfg.lpc_burg_samples:
-            history = context.reshape(rows, cfg.context_samples)[:, cfg.context_samples - cfg.lpc_burg_samples:]
+            history = context.reshape(rows, cfg.context_samples)[:, cfg.context_samples - cfg.lpc_burg_samples :]
             guess = burg_continuation(history, cfg.lpc_order, cfg.output_samples)
         else:
-            guess = lpc_continuation(context.reshape(rows, cfg.context_samples), windowed.reshape(rows, cfg.context_samples),
-                                     cfg.lpc_order, cfg.output_samples, cfg.sample_rate_hz)
+            guess = lpc_continuation(
+                context.reshape(rows, cfg.context_samples),
+                windowed.reshape(rows, cfg.context_samples),
+                cfg.lpc_order,
+                cfg.output_samples,
+                cfg.sample_rate_hz,
+            )
         gain = (np.float32(1.0 / self.output_gain) / scale.reshape(rows))[:, None]
         guess_spectrum = scipy.fft.rfft(guess, axis=-1, workers=1) * gain
         lpc = features.reshape(rows, cfg.input_bins, -1)[..., FEATURE_CHANNELS:]  # a view: features is contiguous
         lpc[:] = 0.0
-        lpc[:, ::cfg.bin_stride, 0] = guess_spectrum.real
-        lpc[:, ::cfg.bin_stride, 1] = guess_spectrum.imag
+        lpc[:, :: cfg.bin_stride, 0] = guess_spectrum.real
+        lpc[:, :: cfg.bin_stride, 1] = guess_spectrum.imag
         return guess.reshape(context.shape[:-1] + (cfg.output_samples,))
 
     # ----------------------------------------------------------------- post-processing
@@ -222,10 +242,19 @@ class SpectralCodec:
         complex_spectrum = np.ascontiguousarray(spectrum).view(np.complex64)[..., 0]
         waveform = scipy.fft.irfft(complex_spectrum, n=cfg.output_samples, axis=-1, workers=1)
         waveform *= (np.asarray(scale, dtype=np.float32) * self.output_gain)[..., None]
-        return waveform.astype(np.float32, copy=False).reshape(spectrum.shape[:-2] + (cfg.outputs_blocks, cfg.frames_per_block))
+        return waveform.astype(np.float32, copy=False).reshape(
+            spectrum.shape[:-2] + (cfg.outputs_blocks, cfg.frames_per_block)
+        )
 
-    def decode_joined(self, spectrum: np.ndarray, scale: np.ndarray, context: np.ndarray, guess: np.ndarray | None,
-                      guess_weight: float, ramp: np.ndarray | None) -> np.ndarray:
+    def decode_joined(
+        self,
+        spectrum: np.ndarray,
+        scale: np.ndarray,
+        context: np.ndarray,
+        guess: np.ndarray | None,
+        guess_weight: float,
+        ramp: np.ndarray | None,
+    ) -> np.ndarray:
         """:meth:`decode` and the predictor's post-processing, in one C++ call where the model has
         one (``CodecCore.decode``; else numpy): blend ``guess_weight`` of the LPC ``guess`` in, join
         the start to the context (:func:`~nextblock.features.continuity.join_to_context` with
@@ -241,8 +270,15 @@ class SpectralCodec:
         horizon, _ = self.core.decode(spectrum, scale, guess, float(guess_weight), ramp, context)
         return horizon.reshape(spectrum.shape[0], cfg.outputs_blocks, cfg.frames_per_block)
 
-    def decode_joined_reference(self, spectrum: np.ndarray, scale: np.ndarray, context: np.ndarray,
-                                guess: np.ndarray | None, guess_weight: float, ramp: np.ndarray | None) -> np.ndarray:
+    def decode_joined_reference(
+        self,
+        spectrum: np.ndarray,
+        scale: np.ndarray,
+        context: np.ndarray,
+        guess: np.ndarray | None,
+        guess_weight: float,
+        ramp: np.ndarray | None,
+    ) -> np.ndarray:
         """:meth:`decode_joined` in numpy alone (the reference of the C++ path; same arguments)."""
         blocks = self.decode(spectrum, scale)
         flat = blocks.reshape(blocks.shape[0], -1)

@@ -55,10 +55,20 @@ DEFAULT_PRIOR_FADE = 1.0
 FILL_PATHS = ("interpolated", "blended", "forward", "silent")
 
 
-def fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,
-             sample_rate_hz: int = 48000, *, order: int = DEFAULT_ORDER, fit_samples: int = DEFAULT_FIT_SAMPLES,
-             prior_weight: float = DEFAULT_PRIOR_WEIGHT, prior_fade: float = DEFAULT_PRIOR_FADE,
-             blend_only: bool = False, levinson: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def fill_gap(
+    past: np.ndarray,
+    future: np.ndarray,
+    gap_samples: int,
+    prior: np.ndarray | None = None,
+    sample_rate_hz: int = 48000,
+    *,
+    order: int = DEFAULT_ORDER,
+    fit_samples: int = DEFAULT_FIT_SAMPLES,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+    prior_fade: float = DEFAULT_PRIOR_FADE,
+    blend_only: bool = False,
+    levinson: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Fill ``gap_samples`` between ``past`` and ``future``, every channel.
 
     Parameters
@@ -110,15 +120,33 @@ def fill_gap(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.n
         future2 = np.nan_to_num(future2, nan=0.0, posinf=0.0, neginf=0.0)
     if prior2 is not None and not np.isfinite(prior2).all():
         prior2 = np.nan_to_num(prior2, nan=0.0, posinf=0.0, neginf=0.0)
-    fill, paths = _core.lsar_fill(past2, future2, int(gap_samples), int(order), fit, prior2, float(prior_weight),
-                                  float(prior_fade), SILENCE_MEAN_SQUARE, bool(blend_only),
-                                  bool(levinson))
+    fill, paths = _core.lsar_fill(
+        past2,
+        future2,
+        int(gap_samples),
+        int(order),
+        fit,
+        prior2,
+        float(prior_weight),
+        float(prior_fade),
+        SILENCE_MEAN_SQUARE,
+        bool(blend_only),
+        bool(levinson),
+    )
     return fill, paths
 
 
-def fill_gap_reference(past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None, *,
-                       order: int = DEFAULT_ORDER, fit_samples: int = DEFAULT_FIT_SAMPLES,
-                       prior_weight: float = DEFAULT_PRIOR_WEIGHT, prior_fade: float = DEFAULT_PRIOR_FADE) -> np.ndarray:
+def fill_gap_reference(
+    past: np.ndarray,
+    future: np.ndarray,
+    gap_samples: int,
+    prior: np.ndarray | None = None,
+    *,
+    order: int = DEFAULT_ORDER,
+    fit_samples: int = DEFAULT_FIT_SAMPLES,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+    prior_fade: float = DEFAULT_PRIOR_FADE,
+) -> np.ndarray:
     """Steps 1–3 of the module docstring in float64 numpy, one channel, no guard: the reference.
 
     ``past`` ``(past_samples,)``, ``future`` ``(future_samples,)``, ``prior`` ``(gap_samples,)`` or
@@ -137,7 +165,7 @@ def fill_gap_reference(past: np.ndarray, future: np.ndarray, gap_samples: int, p
     a_u = np.zeros((rows, gap))
     for i in range(gap):
         span = min(p + 1, rows - i)
-        a_u[i:i + span, i] = a[:span]
+        a_u[i : i + span, i] = a[:span]
     known = np.array([a @ seg[p + t - np.arange(p + 1)] for t in range(rows)])
     lhs, rhs = a_u, -known
     if prior is not None and prior_weight > 0:
@@ -160,10 +188,17 @@ NETWORK_GUESS_ORDER = 128
 NETWORK_GUESS_PRIOR_WEIGHT = 0.3
 
 
-def two_sided_guess(past: np.ndarray, future: np.ndarray, gap_samples: int, horizon_samples: int,
-                    prior: np.ndarray | None = None, *, order: int = NETWORK_GUESS_ORDER,
-                    prior_weight: float = NETWORK_GUESS_PRIOR_WEIGHT,
-                    fit_samples: int = DEFAULT_FIT_SAMPLES) -> np.ndarray:
+def two_sided_guess(
+    past: np.ndarray,
+    future: np.ndarray,
+    gap_samples: int,
+    horizon_samples: int,
+    prior: np.ndarray | None = None,
+    *,
+    order: int = NETWORK_GUESS_ORDER,
+    prior_weight: float = NETWORK_GUESS_PRIOR_WEIGHT,
+    fit_samples: int = DEFAULT_FIT_SAMPLES,
+) -> np.ndarray:
     """The linear guess a two-sided network corrects: the gap filled from both sides, then the future.
 
     ``past`` ``(rows, past_samples)``, ``future`` ``(rows, future_samples)`` float32 with
@@ -177,8 +212,19 @@ def two_sided_guess(past: np.ndarray, future: np.ndarray, gap_samples: int, hori
     future2 = np.atleast_2d(np.asarray(future, dtype=np.float32))
     known = int(horizon_samples) - int(gap_samples)
     if known < 0 or future2.shape[1] < known:
-        raise ValueError(f"a {gap_samples}-sample gap in a {horizon_samples}-sample horizon needs {max(known, 0)} "
-                         f"future samples, got {future2.shape[1]}")
-    fill, _ = fill_gap(past2, future2, gap_samples, prior, order=order, fit_samples=fit_samples,
-                       prior_weight=prior_weight if prior is not None else 0.0, prior_fade=0.0, levinson=True)
+        raise ValueError(
+            f"a {gap_samples}-sample gap in a {horizon_samples}-sample horizon needs {max(known, 0)} "
+            f"future samples, got {future2.shape[1]}"
+        )
+    fill, _ = fill_gap(
+        past2,
+        future2,
+        gap_samples,
+        prior,
+        order=order,
+        fit_samples=fit_samples,
+        prior_weight=prior_weight if prior is not None else 0.0,
+        prior_fade=0.0,
+        levinson=True,
+    )
     return np.concatenate([fill, np.nan_to_num(future2[:, :known])], axis=1)

@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-__all__ = ["align_piecewise", "align_to_reference", "estimate_lag_samples", "first_lag_samples", "fallback_lsd_db", "fallback_snr_db", "score"]
+__all__ = [
+    "align_piecewise",
+    "align_to_reference",
+    "estimate_lag_samples",
+    "first_lag_samples",
+    "fallback_lsd_db",
+    "fallback_snr_db",
+    "score",
+]
 
 
 def _mono(x: np.ndarray) -> np.ndarray:
@@ -46,7 +54,7 @@ def align_to_reference(reference: np.ndarray, recorded: np.ndarray, lag_samples:
     src0 = max(lag_samples, 0)
     dst0 = max(-lag_samples, 0)
     m = max(0, min(n - dst0, len(recorded) - src0))
-    out[dst0:dst0 + m] = recorded[src0:src0 + m]
+    out[dst0 : dst0 + m] = recorded[src0 : src0 + m]
     return out, lag_samples
 
 
@@ -54,8 +62,8 @@ def _normalised_xcorr(win: np.ndarray, seg: np.ndarray, e_seg: float) -> np.ndar
     """Normalised cross-correlation of ``seg`` (energy ``e_seg``) against every position of ``win``
     (``len(win) - len(seg) + 1`` values; the energies of win's stretches from a running sum)."""
     corr = signal.correlate(win, seg, mode="valid", method="fft")
-    cumulative = np.concatenate([[0.0], np.cumsum(win ** 2)])
-    energy = cumulative[len(seg):] - cumulative[:-len(seg)]  # of each win[k:k + len(seg)]
+    cumulative = np.concatenate([[0.0], np.cumsum(win**2)])
+    energy = cumulative[len(seg) :] - cumulative[: -len(seg)]  # of each win[k:k + len(seg)]
     return corr / np.sqrt(np.maximum(energy * e_seg, 1e-20))
 
 
@@ -65,7 +73,7 @@ def _track(ref, rec, lag, window_samples, search_samples, min_corr, min_gain, pe
     aligned = np.zeros(n, dtype=np.float32)
     lags = []
     for i in range(0, n, window_samples):
-        seg = ref[i:i + window_samples]
+        seg = ref[i : i + window_samples]
         lo = max(i + lag - search_samples, 0)
         hi = min(i + lag + len(seg) + search_samples, len(rec))
         e_seg = float(np.dot(seg, seg))
@@ -83,12 +91,18 @@ def _track(ref, rec, lag, window_samples, search_samples, min_corr, min_gain, pe
         src0 = i + lag
         a, b = max(src0, 0), min(src0 + len(seg), len(rec))
         if b > a:
-            aligned[i + (a - src0):i + (b - src0)] = rec[a:b]
+            aligned[i + (a - src0) : i + (b - src0)] = rec[a:b]
     return aligned, lags
 
 
-def first_lag_samples(reference: np.ndarray, recorded: np.ndarray, stretch_samples: int,
-                      max_lag_samples: int | None = None, stretches: int = 8, tolerance_samples: int = 128) -> int:
+def first_lag_samples(
+    reference: np.ndarray,
+    recorded: np.ndarray,
+    stretch_samples: int,
+    max_lag_samples: int | None = None,
+    stretches: int = 8,
+    tolerance_samples: int = 128,
+) -> int:
     """The recording's lag at its start, voted on by ``stretches`` consecutive stretches of the
     reference (``stretch_samples`` each, silent ones skipped): each finds its best lag (normalised
     cross-correlation, ``|lag| <= max_lag_samples``), lags within ``tolerance_samples`` of each
@@ -104,7 +118,7 @@ def first_lag_samples(reference: np.ndarray, recorded: np.ndarray, stretch_sampl
     for start in range(0, max(len(ref) - stretch_samples // 2, 1), stretch_samples):
         if len(votes) >= stretches:
             break
-        seg = ref[start:start + stretch_samples]
+        seg = ref[start : start + stretch_samples]
         e_seg = float(np.dot(seg, seg))
         if len(seg) < stretch_samples // 2 or e_seg < 1e-9 * len(seg):
             continue
@@ -126,9 +140,16 @@ def first_lag_samples(reference: np.ndarray, recorded: np.ndarray, stretch_sampl
     return int(best)
 
 
-def align_piecewise(reference: np.ndarray, recorded: np.ndarray, window_samples: int = 4800,
-                    search_samples: int = 1536, max_lag_samples: int | None = None, min_corr: float = 0.5,
-                    period_samples: int | None = None, min_gain: float = 0.05):
+def align_piecewise(
+    reference: np.ndarray,
+    recorded: np.ndarray,
+    window_samples: int = 4800,
+    search_samples: int = 1536,
+    max_lag_samples: int | None = None,
+    min_corr: float = 0.5,
+    period_samples: int | None = None,
+    min_gain: float = 0.05,
+):
     """Align window by window, following lag changes (JackTrip's jitter buffer can insert or
     drop whole periods after an underrun, which shifts everything after it).
 
@@ -156,7 +177,7 @@ def fallback_snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     """10·log10(Σref² / Σ(ref−est)²)."""
     ref, est = _mono(reference), _mono(estimate)
     noise = np.sum((ref - est) ** 2)
-    return float(10.0 * np.log10(np.sum(ref ** 2) / max(noise, 1e-20)))
+    return float(10.0 * np.log10(np.sum(ref**2) / max(noise, 1e-20)))
 
 
 def fallback_lsd_db(reference: np.ndarray, estimate: np.ndarray, n_fft: int = 512, hop: int = 128) -> float:
@@ -173,11 +194,13 @@ def lost_sample_mask(dropped_indices, n_samples: int, period_samples: int) -> np
     """Boolean mask of samples carried by the dropped packets (armed index k → samples k·P … (k+1)·P)."""
     mask = np.zeros(n_samples, dtype=bool)
     for k in dropped_indices:
-        mask[int(k) * period_samples:(int(k) + 1) * period_samples] = True
+        mask[int(k) * period_samples : (int(k) + 1) * period_samples] = True
     return mask
 
 
-def score(reference: np.ndarray, aligned: np.ndarray, rate_hz: int = 48000, sample_mask: np.ndarray | None = None) -> dict:
+def score(
+    reference: np.ndarray, aligned: np.ndarray, rate_hz: int = 48000, sample_mask: np.ndarray | None = None
+) -> dict:
     """``{"snr_db", "lsd_db", "metrics_source"}`` of an aligned recording vs. the reference.
 
     With ``sample_mask`` the metrics are restricted to those samples (e.g. the lost packets)
@@ -190,23 +213,35 @@ def score(reference: np.ndarray, aligned: np.ndarray, rate_hz: int = 48000, samp
         )
 
         if sample_mask is None:
-            return {"snr_db": float(m.snr_db(ref, est)), "lsd_db": float(m.lsd_db(ref, est)),
-                    "metrics_source": "nextblock.evaluation.metrics"}
-        return {"snr_db": float(m.snr_db(ref, est, mask=sample_mask)),
-                "lsd_db": float(m.lsd_db(ref, est, sample_mask=sample_mask)),
-                "metrics_source": "nextblock.evaluation.metrics"}
+            return {
+                "snr_db": float(m.snr_db(ref, est)),
+                "lsd_db": float(m.lsd_db(ref, est)),
+                "metrics_source": "nextblock.evaluation.metrics",
+            }
+        return {
+            "snr_db": float(m.snr_db(ref, est, mask=sample_mask)),
+            "lsd_db": float(m.lsd_db(ref, est, sample_mask=sample_mask)),
+            "metrics_source": "nextblock.evaluation.metrics",
+        }
     except (ImportError, AttributeError, TypeError):
         pass
     if sample_mask is not None:
         ref, est = ref[sample_mask], est[sample_mask]
-        return {"snr_db": fallback_snr_db(ref, est), "lsd_db": None,
-                "metrics_source": "nextblock.jackio.align (fallback)"}
-    return {"snr_db": fallback_snr_db(ref, est), "lsd_db": fallback_lsd_db(ref, est),
-            "metrics_source": "nextblock.jackio.align (fallback)"}
+        return {
+            "snr_db": fallback_snr_db(ref, est),
+            "lsd_db": None,
+            "metrics_source": "nextblock.jackio.align (fallback)",
+        }
+    return {
+        "snr_db": fallback_snr_db(ref, est),
+        "lsd_db": fallback_lsd_db(ref, est),
+        "metrics_source": "nextblock.jackio.align (fallback)",
+    }
 
 
-def locate_dropped_blocks(audio: np.ndarray, indices, heads, period_samples: int = 128,
-                          search_blocks: int = 64, tolerance_lsb: float = 2.0) -> tuple[list[int], int]:
+def locate_dropped_blocks(
+    audio: np.ndarray, indices, heads, period_samples: int = 128, search_blocks: int = 64, tolerance_lsb: float = 2.0
+) -> tuple[list[int], int]:
     """Audio block of each dropped packet, found from its first samples (the relay logs them).
 
     The relay numbers datagrams from the first one with audio (``index``); that equals the audio
@@ -230,7 +265,7 @@ def locate_dropped_blocks(audio: np.ndarray, indices, heads, period_samples: int
                     b = i + m
                     if not 0 <= b < n_blocks:
                         continue
-                    ref = x[b * period_samples: b * period_samples + len(h)] * 32768.0
+                    ref = x[b * period_samples : b * period_samples + len(h)] * 32768.0
                     err = float(np.max(np.abs(ref - h)))
                     if err <= tolerance_lsb and (best is None or err < best[0]):
                         best = (err, m)

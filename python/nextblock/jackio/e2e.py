@@ -57,10 +57,10 @@ __all__ = [
 # "wavetable" (repeat) underrun mode only exists with the classic ring buffer, bufstrategy -1.
 # Bufstrategy 3 (Regulator + Burg PLC) reads -q in milliseconds, not packets.
 STOCK_FALLBACKS = {
-    "default": [],                                     # whatever this JackTrip does by default
-    "zeros": ["-z"],                                   # default jitter buffer (strategy 1): silence
-    "wavetable": ["--bufstrategy", "-1"],              # ring buffer, repeat on underrun
-    "regulator": ["--bufstrategy", "3"],               # Regulator with Burg PLC (-q in ms)
+    "default": [],  # whatever this JackTrip does by default
+    "zeros": ["-z"],  # default jitter buffer (strategy 1): silence
+    "wavetable": ["--bufstrategy", "-1"],  # ring buffer, repeat on underrun
+    "regulator": ["--bufstrategy", "3"],  # Regulator with Burg PLC (-q in ms)
 }
 REGULATOR_QUEUE_MS = 11  # ≈ 4 packets of 128 samples at 48 kHz, like -q 4
 
@@ -84,8 +84,9 @@ class ReceiverSpec:
 def stock_receiver(fallback: str = "wavetable", binary: str = "jacktrip") -> ReceiverSpec:
     """The receiving JackTrip with one of its own concealments (:data:`STOCK_FALLBACKS`)."""
     queue = str(REGULATOR_QUEUE_MS) if fallback == "regulator" else None
-    return ReceiverSpec(label=f"stock-{fallback}", binary=binary, extra_args=list(STOCK_FALLBACKS[fallback]),
-                        queue=queue)
+    return ReceiverSpec(
+        label=f"stock-{fallback}", binary=binary, extra_args=list(STOCK_FALLBACKS[fallback]), queue=queue
+    )
 
 
 def attach_child_env() -> dict[str, str]:
@@ -109,8 +110,13 @@ def attach_child_env() -> dict[str, str]:
     return env
 
 
-def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach_args=(),
-                       buffer_args=("--bufstrategy", "-1", "-z"), realtime: bool | None = None) -> ReceiverSpec:
+def nextblock_receiver(
+    binary: str,
+    attach_json: str | os.PathLike,
+    extra_attach_args=(),
+    buffer_args=("--bufstrategy", "-1", "-z"),
+    realtime: bool | None = None,
+) -> ReceiverSpec:
     """The patched JackTrip with ``--nextblock`` and ``python -m nextblock.attach`` beside it.
 
     ``buffer_args``: JackTrip's buffer strategy, default the classic ring buffer with zeros as the
@@ -126,18 +132,36 @@ def nextblock_receiver(binary: str, attach_json: str | os.PathLike, extra_attach
         realtime = os.geteuid() == 0
     extra = list(extra_attach_args) + (["--realtime"] if realtime and "--realtime" not in extra_attach_args else [])
     return ReceiverSpec(
-        label="nextblock", binary=binary, extra_args=["--nextblock", *buffer_args],
-        attach_command=[sys.executable, "-m", "nextblock.attach", "--jacktrip-pid", "{pid}",
-                        "--json", str(attach_json), *extra],
-        attach_warmup_s=1.0, attach_env=attach_child_env(),
+        label="nextblock",
+        binary=binary,
+        extra_args=["--nextblock", *buffer_args],
+        attach_command=[
+            sys.executable,
+            "-m",
+            "nextblock.attach",
+            "--jacktrip-pid",
+            "{pid}",
+            "--json",
+            str(attach_json),
+            *extra,
+        ],
+        attach_warmup_s=1.0,
+        attach_env=attach_child_env(),
     )
 
 
 def patched_fallback_receiver(binary: str, buffer_args=("--bufstrategy", "-1", "-z")) -> ReceiverSpec:
     """The same patched JackTrip with ``--nextblock`` but no predictor attached: JackTrip's own
     fallback plays at every UNDERRUN (the events still tell which seqs were concealed)."""
-    label = "patched-fallback-" + ("zeros" if "-z" in buffer_args else "wavetable" if "-1" in buffer_args
-                                   else "regulator" if "3" in buffer_args else "other")
+    label = "patched-fallback-" + (
+        "zeros"
+        if "-z" in buffer_args
+        else "wavetable"
+        if "-1" in buffer_args
+        else "regulator"
+        if "3" in buffer_args
+        else "other"
+    )
     return ReceiverSpec(label=label, binary=binary, extra_args=["--nextblock", *buffer_args])
 
 
@@ -157,10 +181,20 @@ def _write_wav(path: Path, audio: np.ndarray, rate_hz: int) -> str:
     return str(path)
 
 
-def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir: str | os.PathLike,
-            rate_hz: int = 48000, period_samples: int = 128, queue_packets: int = 4,
-            sender_binary: str = "jacktrip", lead_s: float = 1.0, tail_s: float = 1.5,
-            connect_timeout_s: float = 20.0, rt_priority: int | None = None) -> dict:
+def run_e2e(
+    audio: np.ndarray,
+    link: LinkSpec,
+    receiver: ReceiverSpec,
+    work_dir: str | os.PathLike,
+    rate_hz: int = 48000,
+    period_samples: int = 128,
+    queue_packets: int = 4,
+    sender_binary: str = "jacktrip",
+    lead_s: float = 1.0,
+    tail_s: float = 1.5,
+    connect_timeout_s: float = 20.0,
+    rt_priority: int | None = None,
+) -> dict:
     """Run once; see the module docstring. Everything started is stopped before returning.
 
     ``rt_priority``: SCHED_FIFO priority for both JackTrips and the relay (root only; ``None`` =
@@ -175,30 +209,59 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
         link = LinkSpec(**{**link.__dict__, "armed_packets": math.ceil(len(audio) / period_samples)})
     if rt_priority and link.rt_priority is None:
         link = LinkSpec(**{**link.__dict__, "rt_priority": rt_priority})
-    result: dict = {"label": receiver.label, "receiver_binary": receiver.binary, "sender_binary": sender_binary,
-                    "rt_priority": rt_priority,
-                    "receiver_version": jacktrip_version(receiver.binary),
-                    "receiver_extra_args": list(receiver.extra_args), "attach_command": receiver.attach_command}
+    result: dict = {
+        "label": receiver.label,
+        "receiver_binary": receiver.binary,
+        "sender_binary": sender_binary,
+        "rt_priority": rt_priority,
+        "receiver_version": jacktrip_version(receiver.binary),
+        "receiver_extra_args": list(receiver.extra_args),
+        "attach_command": receiver.attach_command,
+    }
     t_start = time.monotonic()
     with contextlib.ExitStack() as stack:
         jack_c = stack.enter_context(JackdServer("c", logs, rate_hz, period_samples))
         jack_s = stack.enter_context(JackdServer("s", logs, rate_hz, period_samples))
         lossy = stack.enter_context(LossyLink(link, logs))
         plan = lossy.plan
-        server = stack.enter_context(JackTripProcess(
-            "server", jack_s.client_env(), logs, bind_port=plan.server_bind_port,
-            queue_packets=receiver.queue or queue_packets,
-            binary=receiver.binary, extra_args=list(receiver.extra_args) + plan.server_extra_args,
-            netns=plan.server_netns, rt_priority=rt_priority))
+        server = stack.enter_context(
+            JackTripProcess(
+                "server",
+                jack_s.client_env(),
+                logs,
+                bind_port=plan.server_bind_port,
+                queue_packets=receiver.queue or queue_packets,
+                binary=receiver.binary,
+                extra_args=list(receiver.extra_args) + plan.server_extra_args,
+                netns=plan.server_netns,
+                rt_priority=rt_priority,
+            )
+        )
         time.sleep(0.3)  # let the server bind before the client's first datagram
-        client = stack.enter_context(JackTripProcess(
-            "client", jack_c.client_env(), logs, bind_port=plan.client_bind_port,
-            peer_host=plan.client_peer_host, peer_port=plan.client_peer_port, queue_packets=queue_packets,
-            binary=sender_binary, netns=plan.client_netns, rt_priority=rt_priority))
+        client = stack.enter_context(
+            JackTripProcess(
+                "client",
+                jack_c.client_env(),
+                logs,
+                bind_port=plan.client_bind_port,
+                peer_host=plan.client_peer_host,
+                peer_port=plan.client_peer_port,
+                queue_packets=queue_packets,
+                binary=sender_binary,
+                netns=plan.client_netns,
+                rt_priority=rt_priority,
+            )
+        )
         server.wait_connected(connect_timeout_s)
         client.wait_connected(connect_timeout_s)
-        wait_until(lambda: set(server.receive_ports()) <= set(jack_s.ports())
-                   and set(client.send_ports()) <= set(jack_c.ports()), 10.0, 0.1, "JackTrip's JACK ports")
+        wait_until(
+            lambda: (
+                set(server.receive_ports()) <= set(jack_s.ports()) and set(client.send_ports()) <= set(jack_c.ports())
+            ),
+            10.0,
+            0.1,
+            "JackTrip's JACK ports",
+        )
         tap = None
         if "--nextblock" in receiver.extra_args:  # read-only view of the events JackTrip posts
             from .segment_tap import SegmentTap
@@ -210,23 +273,32 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
             attach = stack.enter_context(ManagedProcess(argv, logs / "attach.log", env=receiver.attach_env))
             # a fixed sleep was not enough on a loaded CI machine: the losses began before attach
             # served, and a quarter of them fell back
-            wait_until(lambda: attach.check_alive("nextblock.attach") or "serving " in attach.log_text(),
-                       receiver.attach_start_timeout_s, 0.05, "nextblock.attach to serve")
+            wait_until(
+                lambda: attach.check_alive("nextblock.attach") or "serving " in attach.log_text(),
+                receiver.attach_start_timeout_s,
+                0.05,
+                "nextblock.attach to serve",
+            )
             time.sleep(receiver.attach_warmup_s)
             attach.check_alive("nextblock.attach")
         # JackTrip zeroes its loss counter at its first -I line: start dropping after it
         wait_until(lambda: server.iostat().lines >= 2, 10.0, 0.1, "JackTrip's first IO-stat lines")
         lossy.arm()
-        pr = PlayRecord(jack_c.name, jack_s.name, client.send_ports(), server.receive_ports(), audio,
-                        lead_s=lead_s, tail_s=tail_s).run(rate_hz)
+        pr = PlayRecord(
+            jack_c.name, jack_s.name, client.send_ports(), server.receive_ports(), audio, lead_s=lead_s, tail_s=tail_s
+        ).run(rate_hz)
         lossy.disarm()
         time.sleep(1.5)  # one more -I line so JackTrip's counters include the whole run
         stat = server.iostat()
         if tap is not None:
             tap.stop()
             result["segment_events"] = tap.summary()
-        pids = {"jackd_client": jack_c.pid, "jackd_server": jack_s.pid, "jacktrip_client": client.pid,
-                "jacktrip_server": server.pid}
+        pids = {
+            "jackd_client": jack_c.pid,
+            "jackd_server": jack_s.pid,
+            "jacktrip_client": client.pid,
+            "jacktrip_server": server.pid,
+        }
         if lossy.relay is not None:
             pids["relay"] = lossy.relay.pid
         if attach is not None:
@@ -243,19 +315,24 @@ def run_e2e(audio: np.ndarray, link: LinkSpec, receiver: ReceiverSpec, work_dir:
             result["attach_stats"] = {"error": f"no attach stats at {stats_path}: {exc}"}
     result["link"] = lossy.report()
     result["jacktrip_receive"] = stat.__dict__
-    result["xruns"] = {"player": pr.player_xruns, "recorder": pr.recorder_xruns,
-                       "player_missed_samples": pr.player_missed_samples,
-                       "recorder_missed_samples": pr.recorder_missed_samples}
+    result["xruns"] = {
+        "player": pr.player_xruns,
+        "recorder": pr.recorder_xruns,
+        "player_missed_samples": pr.player_missed_samples,
+        "recorder_missed_samples": pr.recorder_missed_samples,
+    }
     # the share of the recording the harness itself lost to xruns (the player's periods never sent,
     # the recorder's never written): past a few per cent the host, not JackTrip, shaped the audio
     result["harness_missed_fraction"] = round(
-        (pr.player_missed_samples + pr.recorder_missed_samples) / max(len(audio), 1), 4)
+        (pr.player_missed_samples + pr.recorder_missed_samples) / max(len(audio), 1), 4
+    )
     # JackTrip's latency is milliseconds, never seconds: bounding the first lag keeps loop-based music
     # (a test recording repeats whole phrases) from matching a repetition seconds away, and voting on
     # it over several seconds (align.first_lag_samples) from matching the next beat (~0.5 s) when the
     # first second came through degraded; either made whole runs unscoreable
-    aligned, lags = align_piecewise(audio, pr.recorded[:, 0], period_samples=period_samples,
-                                    max_lag_samples=pr.play_offset_samples + 2 * rate_hz)
+    aligned, lags = align_piecewise(
+        audio, pr.recorded[:, 0], period_samples=period_samples, max_lag_samples=pr.play_offset_samples + 2 * rate_hz
+    )
     lag = lags[0]
     result["lag_samples"] = lag
     result["latency_ms"] = round(1000.0 * (lag - pr.play_offset_samples) / rate_hz, 2)

@@ -142,12 +142,17 @@ class JackTripProcess:
                 raise ValueError("a JackTrip client needs peer_host and peer_port")
             args += ["-c", peer_host, "-P", str(peer_port)]
         args += [
-            "-B", str(bind_port),
-            "-n", str(channels),
-            "-q", str(queue_packets),
-            "-J", client_name,
+            "-B",
+            str(bind_port),
+            "-n",
+            str(channels),
+            "-q",
+            str(queue_packets),
+            "-J",
+            client_name,
             "-D",
-            "-I", str(iostat_interval_s),
+            "-I",
+            str(iostat_interval_s),
         ]
         args += list(extra_args)
         if rt_priority and os.geteuid() == 0 and shutil.which("chrt"):

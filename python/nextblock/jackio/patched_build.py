@@ -128,8 +128,9 @@ def unpack_tarball(tarball: str | os.PathLike) -> Path:
     tarball = Path(tarball)
     digest = sha256_of_file(tarball)
     if digest != TARBALL_SHA256:
-        raise TarballError(f"{tarball} is not JackTrip {JACKTRIP_VERSION}'s release source: sha256 {digest}, "
-                           f"expected {TARBALL_SHA256}")
+        raise TarballError(
+            f"{tarball} is not JackTrip {JACKTRIP_VERSION}'s release source: sha256 {digest}, expected {TARBALL_SHA256}"
+        )
     dest = source_dir()
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".unpack-") as tmp:
@@ -169,11 +170,13 @@ def find_jacktrip_source(unpack: bool = True, tarball: str | os.PathLike | None 
 
 
 def missing_source_message() -> str:
-    return (f"JackTrip {JACKTRIP_VERSION}'s source is not available: download its release tarball "
-            f"https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz as {TARBALL_NAME} "
-            f"and run `nextblock build-jacktrip --tarball {TARBALL_NAME}` (or put it in {cache_root() / 'jacktrip'}), "
-            f"or set JACKTRIP_SOURCE_DIR to an unpacked v{JACKTRIP_VERSION} tree, or unpack it into "
-            f"{source_dir()}, or point NEXTBLOCK_JACKTRIP at a prebuilt patched binary")
+    return (
+        f"JackTrip {JACKTRIP_VERSION}'s source is not available: download its release tarball "
+        f"https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz as {TARBALL_NAME} "
+        f"and run `nextblock build-jacktrip --tarball {TARBALL_NAME}` (or put it in {cache_root() / 'jacktrip'}), "
+        f"or set JACKTRIP_SOURCE_DIR to an unpacked v{JACKTRIP_VERSION} tree, or unpack it into "
+        f"{source_dir()}, or point NEXTBLOCK_JACKTRIP at a prebuilt patched binary"
+    )
 
 
 def _hash_tree(h, root: Path, rel_dirs=("src", "meson.build", "meson_options.txt", "linux")):
@@ -250,11 +253,13 @@ def _meson_args(out: Path) -> list[str]:
             return []
         meson = Path(found)
     wrapper = out / "nextblock-meson"
-    wrapper.write_text("#!/bin/sh\n"
-                       "# nextblock.jackio.patched_build: JackTrip's meson build runs a Python helper with the python3\n"
-                       "# first on PATH; this keeps it the interpreter NextBlock runs in (a pyenv shim may reorder PATH)\n"
-                       f"PATH={shlex.quote(str(here))}:\"$PATH\"\nexport PATH\n"
-                       f"exec {shlex.quote(str(meson))} \"$@\"\n")
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "# nextblock.jackio.patched_build: JackTrip's meson build runs a Python helper with the python3\n"
+        "# first on PATH; this keeps it the interpreter NextBlock runs in (a pyenv shim may reorder PATH)\n"
+        f'PATH={shlex.quote(str(here))}:"$PATH"\nexport PATH\n'
+        f'exec {shlex.quote(str(meson))} "$@"\n'
+    )
     wrapper.chmod(0o755)
     return [f"-DMESON={wrapper}"]
 
@@ -304,16 +309,20 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     ``show_progress``: a progress bar of the compile steps on stderr. Raises ``RuntimeError``
     (with the log's tail) when the build fails."""
     if not PATCH_DIR.is_dir():
-        raise RuntimeError(f"building the patched JackTrip needs NextBlock's repository ({PATCH_DIR} is missing): "
-                           "run `nextblock build-jacktrip` from a clone, or set NEXTBLOCK_JACKTRIP to a patched binary")
+        raise RuntimeError(
+            f"building the patched JackTrip needs NextBlock's repository ({PATCH_DIR} is missing): "
+            "run `nextblock build-jacktrip` from a clone, or set NEXTBLOCK_JACKTRIP to a patched binary"
+        )
     current = _current_build(source)
     if current is not None:
         return _bins(current)
     missing = missing_python_helpers()
     if missing:
-        raise RuntimeError(f"JackTrip's meson build runs a Python helper that needs {' and '.join(missing)} in "
-                           f"{sys.executable}: {sys.executable} -m pip install {' '.join(missing)} "
-                           "(or pip install 'nextblock[jacktrip]'; scripts/setup.sh does)")
+        raise RuntimeError(
+            f"JackTrip's meson build runs a Python helper that needs {' and '.join(missing)} in "
+            f"{sys.executable}: {sys.executable} -m pip install {' '.join(missing)} "
+            "(or pip install 'nextblock[jacktrip]'; scripts/setup.sh does)"
+        )
     key = build_key(source)
     out = build_dir(key)
     bins = _bins(out)
@@ -330,9 +339,21 @@ def build_jacktrip(source: Path, timeout_s: float = 1800, show_progress: bool = 
     log = out / "build.log"
     rc = None
     cmds = [
-        ("configure", ["cmake", "-S", str(PATCH_DIR), "-B", str(out), f"-DJACKTRIP_SOURCE_DIR={source}",
-                       "-DNEXTBLOCK_BUILD_STOCK=ON", "-DNEXTBLOCK_JOBS=2", f"-DNEXTBLOCK_REPO_DIR={REPO}",
-                       *_meson_args(out)]),
+        (
+            "configure",
+            [
+                "cmake",
+                "-S",
+                str(PATCH_DIR),
+                "-B",
+                str(out),
+                f"-DJACKTRIP_SOURCE_DIR={source}",
+                "-DNEXTBLOCK_BUILD_STOCK=ON",
+                "-DNEXTBLOCK_JOBS=2",
+                f"-DNEXTBLOCK_REPO_DIR={REPO}",
+                *_meson_args(out),
+            ],
+        ),
         ("compile stock + patched JackTrip", ["cmake", "--build", str(out)]),
     ]
     with open(log, "wb") as f:
@@ -383,8 +404,10 @@ def find_patched_jacktrip() -> tuple[str | None, str]:
     except FileNotFoundError as exc:
         return None, f"no patched JackTrip: {exc}"
     if source is not None or tarball is not None:
-        return None, (f"no patched JackTrip built yet (source: {source or tarball}); build it with "
-                      f"`nextblock build-jacktrip` or `python3 -m nextblock.jackio.patched_build` (~10 min on 2 cores)")
+        return None, (
+            f"no patched JackTrip built yet (source: {source or tarball}); build it with "
+            f"`nextblock build-jacktrip` or `python3 -m nextblock.jackio.patched_build` (~10 min on 2 cores)"
+        )
     return None, "no patched JackTrip: " + missing_source_message()
 
 
@@ -404,8 +427,10 @@ def find_stock_jacktrip(patched: str | None = None) -> tuple[str, str]:
     for c in cands:
         if _executable(c):
             return str(c), f"stock JackTrip {JACKTRIP_VERSION}: {c} (built from the same source as the patched one)"
-    return "jacktrip", ("stock JackTrip: the system's `jacktrip` (Debian 1.7.0 here) — no stock 2.7.2 build found, "
-                        "so stock and patched differ in version too")
+    return "jacktrip", (
+        "stock JackTrip: the system's `jacktrip` (Debian 1.7.0 here) — no stock 2.7.2 build found, "
+        "so stock and patched differ in version too"
+    )
 
 
 def _ensure(build: bool, tarball=None, show_progress: bool = False) -> tuple[str | None, str, bool]:
@@ -452,13 +477,23 @@ jacktrip-stock = the same source unpatched); $NEXTBLOCK_JACKTRIP points at a pre
 
 
 def build_parser(prog: str = "python3 -m nextblock.jackio.patched_build") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=_epilog(prog),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tarball", metavar="PATH",
-                   help=f"build from this jacktrip-{JACKTRIP_VERSION}.tar.gz (sha256 checked, unpacked into the cache)")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+        epilog=_epilog(prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--tarball",
+        metavar="PATH",
+        help=f"build from this jacktrip-{JACKTRIP_VERSION}.tar.gz (sha256 checked, unpacked into the cache)",
+    )
     p.add_argument("--check", action="store_true", help="only look for it, never unpack or build")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 2 when no patched JackTrip can be had (CI: setup must not go on without it)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 when no patched JackTrip can be had (CI: setup must not go on without it)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
@@ -476,8 +511,10 @@ def main(argv=None, prog: str = "python3 -m nextblock.jackio.patched_build") -> 
         print(msg, file=sys.stderr if failed else sys.stdout)
         print(stock_note)
         if path is None:
-            print("without it the demo runs NextBlock on the stand-in producer and the patched-JackTrip tests "
-                  "skip (in CI they fail)")
+            print(
+                "without it the demo runs NextBlock on the stand-in producer and the patched-JackTrip tests "
+                "skip (in CI they fail)"
+            )
     if failed:
         return 1
     return 2 if (a.strict and path is None) else 0

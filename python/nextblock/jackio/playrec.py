@@ -71,8 +71,17 @@ class PlayRecord:
     timeout_s: hard bound for :meth:`run` (default: duration + 30 s).
     """
 
-    def __init__(self, play_server: str, record_server: str, send_ports, receive_ports, audio: np.ndarray,
-                 lead_s: float = 0.5, tail_s: float = 1.0, timeout_s: float | None = None):
+    def __init__(
+        self,
+        play_server: str,
+        record_server: str,
+        send_ports,
+        receive_ports,
+        audio: np.ndarray,
+        lead_s: float = 0.5,
+        tail_s: float = 1.0,
+        timeout_s: float | None = None,
+    ):
         audio = np.asarray(audio, dtype=np.float32)
         self.audio = audio[:, None] if audio.ndim == 1 else audio
         self.n_ch = self.audio.shape[1]
@@ -93,11 +102,24 @@ class PlayRecord:
         with tempfile.TemporaryDirectory(prefix="nbrec-") as tmp:
             out_path, info_path = Path(tmp) / "rec.npy", Path(tmp) / "rec.json"
             ready_path = Path(str(info_path) + ".ready")
-            args = [sys.executable, "-m", "nextblock.jackio.recorder", "--server", self.record_server,
-                    "--ports", ",".join(self.receive_ports), "--max-seconds", f"{max_samples / rate_hz:.3f}",
-                    "--out", str(out_path), "--info", str(info_path)]
+            args = [
+                sys.executable,
+                "-m",
+                "nextblock.jackio.recorder",
+                "--server",
+                self.record_server,
+                "--ports",
+                ",".join(self.receive_ports),
+                "--max-seconds",
+                f"{max_samples / rate_hz:.3f}",
+                "--out",
+                str(out_path),
+                "--info",
+                str(info_path),
+            ]
             env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             with ManagedProcess(args, Path(tmp) / "recorder.log", env=env, stop_timeout_s=15.0) as rec:
+
                 def started():
                     rec.check_alive("recorder")
                     return ready_path.exists()
@@ -111,9 +133,15 @@ class PlayRecord:
                 info = json.loads(info_path.read_text())
                 recorded = np.load(out_path)
         offset = int(round((play["start_us"] - info["start_us"]) * 1e-6 * rate_hz))
-        return PlayRecordResult(recorded=recorded, rate_hz=rate_hz, play_offset_samples=offset,
-                                player_xruns=play["xruns"], recorder_xruns=info["xruns"],
-                                player_missed_samples=play["missed"], recorder_missed_samples=info["missed"])
+        return PlayRecordResult(
+            recorded=recorded,
+            rate_hz=rate_hz,
+            play_offset_samples=offset,
+            player_xruns=play["xruns"],
+            recorder_xruns=info["xruns"],
+            player_missed_samples=play["missed"],
+            recorder_missed_samples=info["missed"],
+        )
 
     def _play(self, jack, rate_hz: int, timeout_s: float) -> dict:
         # The player's process callback is Python: it runs under the GIL of this process, whose heap
@@ -150,7 +178,7 @@ class PlayRecord:
                 if pos != st["last_pos"]:
                     st["missed"] += pos - st["last_pos"]
                 st["last_pos"] = pos + frames
-                chunk = sig[pos:pos + frames] if pos < total else sig[:0]
+                chunk = sig[pos : pos + frames] if pos < total else sig[:0]
                 n = len(chunk)
                 for c, o in enumerate(outs):
                     if n:

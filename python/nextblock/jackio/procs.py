@@ -18,8 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["OWNER_ENV", "ManagedProcess", "ProcessStartError", "leftover_processes", "termination_unwinds",
-           "wait_until"]
+__all__ = [
+    "OWNER_ENV",
+    "ManagedProcess",
+    "ProcessStartError",
+    "leftover_processes",
+    "termination_unwinds",
+    "wait_until",
+]
 
 OWNER_ENV = "NEXTBLOCK_OWNER"
 """Every child gets ``NEXTBLOCK_OWNER=<our pid>`` so leftovers can be found exactly (and only ours)."""

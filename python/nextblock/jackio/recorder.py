@@ -54,7 +54,7 @@ def record(server: str, ports_to_record: list[str], max_seconds: float, out: Pat
             stop.set()
             return
         for c, p in enumerate(ports):
-            buf[pos:pos + n, c] = p.get_array()[:n]
+            buf[pos : pos + n, c] = p.get_array()[:n]
 
     client.activate()
     try:
@@ -71,17 +71,23 @@ def record(server: str, ports_to_record: list[str], max_seconds: float, out: Pat
         stop.wait(max_seconds + 5.0)
         st["done"] = True
         client.deactivate()
-        np.save(out, buf[:min(st["last_pos"], max_samples)])
-        info.write_text(json.dumps({"start_us": start_us, "xruns": st["xruns"], "missed": st["missed"],
-                                    "rate_hz": client.samplerate}))
+        np.save(out, buf[: min(st["last_pos"], max_samples)])
+        info.write_text(
+            json.dumps(
+                {"start_us": start_us, "xruns": st["xruns"], "missed": st["missed"], "rate_hz": client.samplerate}
+            )
+        )
         return 0
     finally:
         client.close()
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nextblock.jackio.recorder", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m nextblock.jackio.recorder",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--server", required=True, help="JACK server name to record on")
     p.add_argument("--ports", required=True, help="comma-separated source ports, e.g. JackTrip:receive_1")
     p.add_argument("--max-seconds", type=float, default=120.0, help="stop after this long at most")

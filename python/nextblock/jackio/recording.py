@@ -49,9 +49,15 @@ def find_audio_files(folder: Path, split: str | None = None) -> list[Path]:
     return [p for p in files if split_of(f"{folder.name}/{p.relative_to(folder).as_posix()}") == split]
 
 
-def load_test_recording(duration_s: float = 10.0, offset_s: float = 20.0, package: str = DEFAULT_PACKAGE,
-                        rate_hz: int = 48000, peak: float = 0.5, file_index: int = 0,
-                        split: str | None = None) -> tuple[np.ndarray, dict]:
+def load_test_recording(
+    duration_s: float = 10.0,
+    offset_s: float = 20.0,
+    package: str = DEFAULT_PACKAGE,
+    rate_hz: int = 48000,
+    peak: float = 0.5,
+    file_index: int = 0,
+    split: str | None = None,
+) -> tuple[np.ndarray, dict]:
     """Mono float32 excerpt of a real recording, resampled to ``rate_hz``, peak-normalised.
     ``split="test"``: only from recordings training never reads (see the module docstring).
 
@@ -63,7 +69,9 @@ def load_test_recording(duration_s: float = 10.0, offset_s: float = 20.0, packag
 
     files = find_audio_files(package_folder(package), split)
     if not files:
-        raise FileNotFoundError(f"no audio files{f' of the {split} split' if split else ''} in Debian package {package}")
+        raise FileNotFoundError(
+            f"no audio files{f' of the {split} split' if split else ''} in Debian package {package}"
+        )
     path = files[file_index % len(files)]
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     mono = data.mean(axis=1)
@@ -77,9 +85,14 @@ def load_test_recording(duration_s: float = 10.0, offset_s: float = 20.0, packag
     loud = np.flatnonzero(np.abs(mono[start:]) > 1e-2)
     if len(loud):
         start += int(loud[0])
-    excerpt = mono[start:start + need]
+    excerpt = mono[start : start + need]
     if len(excerpt) < need:
         excerpt = np.pad(excerpt, (0, need - len(excerpt)))
     excerpt = (excerpt * (peak / max(float(np.max(np.abs(excerpt))), 1e-9))).astype(np.float32)
-    return excerpt, {"package": package, "path": str(path), "offset_samples": start, "rate_hz": rate_hz,
-                     "split": split or "any"}
+    return excerpt, {
+        "package": package,
+        "path": str(path),
+        "offset_samples": start,
+        "rate_hz": rate_hz,
+        "split": split or "any",
+    }

@@ -50,8 +50,9 @@ class SegmentTap:
             if not events:
                 return index
             for e in events:
-                self.events.append({"kind": e.kind.name, "seq": int(e.seq), "outcome": e.outcome.name,
-                                    "detail": int(e.detail)})
+                self.events.append(
+                    {"kind": e.kind.name, "seq": int(e.seq), "outcome": e.outcome.name, "detail": int(e.detail)}
+                )
             index = events[-1].index + 1
 
     def _run(self) -> None:
@@ -100,12 +101,19 @@ class SegmentTap:
             counts[key] = counts.get(key, 0) + 1
         replaced = [e["seq"] for e in concealed if e["outcome"] == "REPLACEMENT"]
         skipped_over = [e["seq"] + k for e in concealed if e["kind"] == "SKIP" for k in range(1, int(e["detail"]))]
-        return {"counts": counts, "underrun_seqs": [e["seq"] for e in self.events if e["kind"] == "UNDERRUN"],
-                "concealed_seqs": [e["seq"] for e in concealed], "replaced_seqs": replaced,
-                "skipped_over_seqs": skipped_over,
-                "late_seqs": [e["seq"] for e in self.events if e["kind"] == "LATE"],
-                "concealments": len(concealed), "replacements_used": len(replaced),
-                "skipped": self.skipped, "blocks_written": self.blocks_written, "error": self.error}
+        return {
+            "counts": counts,
+            "underrun_seqs": [e["seq"] for e in self.events if e["kind"] == "UNDERRUN"],
+            "concealed_seqs": [e["seq"] for e in concealed],
+            "replaced_seqs": replaced,
+            "skipped_over_seqs": skipped_over,
+            "late_seqs": [e["seq"] for e in self.events if e["kind"] == "LATE"],
+            "concealments": len(concealed),
+            "replacements_used": len(replaced),
+            "skipped": self.skipped,
+            "blocks_written": self.blocks_written,
+            "error": self.error,
+        }
 
     def __enter__(self) -> SegmentTap:
         return self.start()

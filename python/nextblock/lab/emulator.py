@@ -242,10 +242,20 @@ def run_streams(
         n = len(plan.dropped)
         channels = plan.audio.shape[1]
         st = dict(
-            plan=plan, n=n, channels=channels, producer=None, arrived=np.zeros(n, bool),
+            plan=plan,
+            n=n,
+            channels=channels,
+            producer=None,
+            arrived=np.zeros(n, bool),
             blocks=plan.audio[: n * frames].reshape(n, frames, channels),
-            outcome=np.zeros(n, np.int8), lost=np.zeros(n, bool), late=np.zeros(n, bool), identity=np.zeros(n, bool),
-            next_arrival=0, previous=None, counters={}, segment=None,
+            outcome=np.zeros(n, np.int8),
+            lost=np.zeros(n, bool),
+            late=np.zeros(n, bool),
+            identity=np.zeros(n, bool),
+            next_arrival=0,
+            previous=None,
+            counters={},
+            segment=None,
         )
         if keep_audio:
             st["taken"] = np.zeros((n, 2, frames, channels), np.float32)
@@ -295,7 +305,9 @@ def run_streams(
                 heapq.heappush(heap, (arrival_time(i, k + 1), i))
             if st["producer"] is None or st["plan"].dropped[k]:
                 continue
-            st["producer"].publish_block(first_seq + k, st["blocks"][k])  # stamped now, as JackTrip's receive thread does
+            st["producer"].publish_block(
+                first_seq + k, st["blocks"][k]
+            )  # stamped now, as JackTrip's receive thread does
             st["arrived"][k] = True
         tick_late_us[tick] = _sleep_until(play_ns, monotonic_ns) / 1000.0
         # the audio callback: one block due per stream
@@ -337,7 +349,9 @@ def run_streams(
                 else:
                     st["outcome"][k] = 3 if status == "refused" else 2
                     st["previous"] = None
-                    producer.post_event(EventKind.UNDERRUN, seq, Outcome.REFUSED if status == "refused" else Outcome.FALLBACK)
+                    producer.post_event(
+                        EventKind.UNDERRUN, seq, Outcome.REFUSED if status == "refused" else Outcome.FALLBACK
+                    )
             queued = int(st["arrived"][k + 1 : k + 1 + 64].sum())
             producer.note_playout(seq, queued)  # stamped now: when it was actually played
             if k == st["n"] - 1:  # the stream ends: its segment goes (a client leaving a hub)
@@ -351,13 +365,22 @@ def run_streams(
             st["producer"].close()
         plan, n = st["plan"], st["n"]
         out = dict(
-            seq=np.arange(first_seq, first_seq + n, dtype=np.int64), lost=st["lost"], dropped=plan.dropped.copy(),
-            outcome=st["outcome"], late_arrivals=st["late"], counters=st["counters"], segment=st["segment"],
-            tick_late_us=tick_late_us, identity_splice=st["identity"],
+            seq=np.arange(first_seq, first_seq + n, dtype=np.int64),
+            lost=st["lost"],
+            dropped=plan.dropped.copy(),
+            outcome=st["outcome"],
+            late_arrivals=st["late"],
+            counters=st["counters"],
+            segment=st["segment"],
+            tick_late_us=tick_late_us,
+            identity_splice=st["identity"],
         )
         if keep_audio:
-            out.update(taken=st["taken"], played=st["played"].reshape(-1, st["channels"]),
-                       sent=st["blocks"].reshape(-1, st["channels"]))
+            out.update(
+                taken=st["taken"],
+                played=st["played"].reshape(-1, st["channels"]),
+                sent=st["blocks"].reshape(-1, st["channels"]),
+            )
         results.append(out)
     return results
 
@@ -375,10 +398,18 @@ def stream(
     arrives and is due in the same period, JackTrip at its minimum latency; with ``h`` the block
     after a lost one arrives ``h`` periods before the lost one plays). ``lost`` ``(n_blocks,)``
     marks dropped blocks. Returns the arrays described in the module docstring."""
-    plan = StreamPlan(port=0, start_tick=0, audio=audio, dropped=np.asarray(lost, bool),
-                      jitter_ns=np.zeros(len(lost), np.int64))
-    (result,) = run_streams([plan], lambda _plan: _Borrowed(producer), producer.frames_per_block,
-                            producer.sample_rate_hz, headroom_blocks, first_seq, speed)
+    plan = StreamPlan(
+        port=0, start_tick=0, audio=audio, dropped=np.asarray(lost, bool), jitter_ns=np.zeros(len(lost), np.int64)
+    )
+    (result,) = run_streams(
+        [plan],
+        lambda _plan: _Borrowed(producer),
+        producer.frames_per_block,
+        producer.sample_rate_hz,
+        headroom_blocks,
+        first_seq,
+        speed,
+    )
     result["lost"] = np.asarray(lost, bool)
     return result
 
@@ -431,37 +462,68 @@ def build_parser() -> argparse.ArgumentParser:
         "arrays of the first stream (.npz, see the module docstring).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--segment", help="segment name of a single stream (default: /nextblock-<this PID>, like JackTrip)")
+    parser.add_argument(
+        "--segment", help="segment name of a single stream (default: /nextblock-<this PID>, like JackTrip)"
+    )
     parser.add_argument("--rate", type=int, default=48000, help="sample rate in Hz (default 48000)")
     parser.add_argument("--frames", type=int, default=128, help="frames per block (default 128)")
     parser.add_argument("--channels", type=int, default=2, help="channels per stream (default 2)")
     parser.add_argument("--seconds", type=float, default=10.0, help="run length (default 10)")
-    parser.add_argument("--streams", type=int, default=1,
-                        help="number of streams, each its own segment /nextblock-<PID>-<PORT> when more than one "
-                        "(default 1: /nextblock-<PID>)")
-    parser.add_argument("--stream", type=_stream_spec, action="append", default=[], metavar="PORT:START_S[:END_S]",
-                        help="a stream on this local port from START_S to END_S (default: the end); repeat it; a port "
-                        "may be reused after its previous stream ended (replaces --streams)")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="number of streams, each its own segment /nextblock-<PID>-<PORT> when more than one "
+        "(default 1: /nextblock-<PID>)",
+    )
+    parser.add_argument(
+        "--stream",
+        type=_stream_spec,
+        action="append",
+        default=[],
+        metavar="PORT:START_S[:END_S]",
+        help="a stream on this local port from START_S to END_S (default: the end); repeat it; a port "
+        "may be reused after its previous stream ended (replaces --streams)",
+    )
     parser.add_argument("--first-port", type=int, default=61002, help="local port of the first stream (default 61002)")
-    parser.add_argument("--headroom-blocks", type=int, default=0,
-                        help="blocks between a block's nominal arrival and its play-out (default 0: due as it arrives, "
-                        "JackTrip's minimum latency; 2 or more is what the just-in-time mode needs)")
-    parser.add_argument("--jitter-us", type=float, default=0.0,
-                        help="mean arrival jitter (exponential, seeded) in microseconds; a block arriving after its "
-                        "play-out time is concealed like a lost one (default 0)")
+    parser.add_argument(
+        "--headroom-blocks",
+        type=int,
+        default=0,
+        help="blocks between a block's nominal arrival and its play-out (default 0: due as it arrives, "
+        "JackTrip's minimum latency; 2 or more is what the just-in-time mode needs)",
+    )
+    parser.add_argument(
+        "--jitter-us",
+        type=float,
+        default=0.0,
+        help="mean arrival jitter (exponential, seeded) in microseconds; a block arriving after its "
+        "play-out time is concealed like a lost one (default 0)",
+    )
     parser.add_argument("--loss-rate", type=float, default=0.02, help="share of blocks lost (default 0.02)")
     parser.add_argument("--burst-max", type=int, default=3, help="longest burst of consecutive losses (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="loss / jitter seed; stream i uses seed + i (default 1)")
     parser.add_argument("--lead-in-s", type=float, default=0.2, help="loss-free start of every stream (default 0.2 s)")
     parser.add_argument("--first-seq", type=int, default=1000, help="sequence number of the first block")
     parser.add_argument("--audio", help="a .npy (samples, channels) float32 to stream instead of the cached recording")
-    parser.add_argument("--wait-consumer-s", type=float, default=30.0,
-                        help="wait this long for NextBlock to attach to the first streams before streaming (0: do not wait)")
+    parser.add_argument(
+        "--wait-consumer-s",
+        type=float,
+        default=30.0,
+        help="wait this long for NextBlock to attach to the first streams before streaming (0: do not wait)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="run this many times faster than real time")
     parser.add_argument("--out", help="write the first stream's results (.npz) here")
     parser.add_argument("--ready-file", help="write the first segment's name into this file once it exists")
-    parser.add_argument("--realtime", type=int, nargs="?", const=20, default=None, metavar="PRIORITY",
-                        help="run with SCHED_FIFO at PRIORITY (default 20), like JackTrip's audio thread")
+    parser.add_argument(
+        "--realtime",
+        type=int,
+        nargs="?",
+        const=20,
+        default=None,
+        metavar="PRIORITY",
+        help="run with SCHED_FIFO at PRIORITY (default 20), like JackTrip's audio thread",
+    )
     return parser
 
 
@@ -485,7 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         source = np.load(args.audio).astype(np.float32)
         description = f"file {args.audio}"
     else:
-        source, description = load_stream_audio(args.seconds + 0.1 + 1.3 * min(len(specs), 16), args.rate, args.channels, args.seed)
+        source, description = load_stream_audio(
+            args.seconds + 0.1 + 1.3 * min(len(specs), 16), args.rate, args.channels, args.seed
+        )
     rng = np.random.default_rng(args.seed)
     plans = []
     lead_in = int(args.lead_in_s / period_s)
@@ -497,12 +561,18 @@ def main(argv: list[str] | None = None) -> int:
         audio = np.roll(source, -offset, axis=0)
         if len(audio) < n * args.frames:
             audio = np.tile(audio, (-(-n * args.frames // len(audio)), 1))
-        plans.append(StreamPlan(
-            port=port if per_port else 0, start_tick=start_tick, audio=audio[: n * args.frames],
-            dropped=loss_pattern(n, args.loss_rate, args.burst_max, args.seed + i, lead_in),
-            jitter_ns=arrival_jitter_ns(n, args.jitter_us, args.seed + i),
-            phase_ns=int(rng.uniform(0, period_s * 1e9)) if per_port else 0,
-            name=f"client{i + 1}" if per_port else "", peer=f"192.0.2.{i + 1}:{port}" if per_port else ""))
+        plans.append(
+            StreamPlan(
+                port=port if per_port else 0,
+                start_tick=start_tick,
+                audio=audio[: n * args.frames],
+                dropped=loss_pattern(n, args.loss_rate, args.burst_max, args.seed + i, lead_in),
+                jitter_ns=arrival_jitter_ns(n, args.jitter_us, args.seed + i),
+                phase_ns=int(rng.uniform(0, period_s * 1e9)) if per_port else 0,
+                name=f"client{i + 1}" if per_port else "",
+                peer=f"192.0.2.{i + 1}:{port}" if per_port else "",
+            )
+        )
     if args.realtime is not None:
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
@@ -513,8 +583,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def make_producer(plan: StreamPlan):
         name = args.segment or (segment_name_for_stream(pid, plan.port) if plan.port else segment_name_for_pid(pid))
-        return Producer(name, args.rate, args.frames, args.channels, stream_name=plan.name, peer_address=plan.peer,
-                        local_port=plan.port)
+        return Producer(
+            name,
+            args.rate,
+            args.frames,
+            args.channels,
+            stream_name=plan.name,
+            peer_address=plan.peer,
+            local_port=plan.port,
+        )
 
     def on_created(producer) -> None:
         if args.ready_file and not ready["written"]:
@@ -523,9 +600,18 @@ def main(argv: list[str] | None = None) -> int:
             ready["written"] = True
 
     try:
-        results = run_streams(plans, make_producer, args.frames, args.rate, args.headroom_blocks, args.first_seq,
-                              args.speed, keep_audio=bool(args.out), wait_consumer_s=args.wait_consumer_s,
-                              on_created=on_created)
+        results = run_streams(
+            plans,
+            make_producer,
+            args.frames,
+            args.rate,
+            args.headroom_blocks,
+            args.first_seq,
+            args.speed,
+            keep_audio=bool(args.out),
+            wait_consumer_s=args.wait_consumer_s,
+            on_created=on_created,
+        )
     except TimeoutError as err:
         print(f"emulator: {err}", file=sys.stderr)
         return 2
@@ -533,29 +619,42 @@ def main(argv: list[str] | None = None) -> int:
     for plan, r in zip(plans, results):
         lost = int(r["lost"].sum())
         used = int((r["outcome"] == 1).sum())
-        streams.append({
-            "segment": r["segment"], "port": plan.port, "name": plan.name, "blocks": len(r["lost"]), "lost": lost,
-            "dropped": int(r["dropped"].sum()), "late_arrivals": int(r["late_arrivals"].sum()), "replaced": used,
-            "fallbacks": int((r["outcome"] == 2).sum()), "refused": int((r["outcome"] == 3).sum()),
-            "replacement_share": used / lost if lost else None,
-            # packets after a replacement whose second block was that packet (two-sided): played as they came
-            "identity_splices": int(r["identity_splice"].sum()),
-            # where the misses were (block index from the stream's start; the first 20): diagnosis
-            "fallback_blocks": np.flatnonzero(r["outcome"] == 2)[:20].tolist(),
-        })
+        streams.append(
+            {
+                "segment": r["segment"],
+                "port": plan.port,
+                "name": plan.name,
+                "blocks": len(r["lost"]),
+                "lost": lost,
+                "dropped": int(r["dropped"].sum()),
+                "late_arrivals": int(r["late_arrivals"].sum()),
+                "replaced": used,
+                "fallbacks": int((r["outcome"] == 2).sum()),
+                "refused": int((r["outcome"] == 3).sum()),
+                "replacement_share": used / lost if lost else None,
+                # packets after a replacement whose second block was that packet (two-sided): played as they came
+                "identity_splices": int(r["identity_splice"].sum()),
+                # where the misses were (block index from the stream's start; the first 20): diagnosis
+                "fallback_blocks": np.flatnonzero(r["outcome"] == 2)[:20].tolist(),
+            }
+        )
     lost = sum(s["lost"] for s in streams)
     used = sum(s["replaced"] for s in streams)
     first = results[0]
     summary = {
-        "blocks": sum(s["blocks"] for s in streams), "lost": lost, "replaced": used,
+        "blocks": sum(s["blocks"] for s in streams),
+        "lost": lost,
+        "replaced": used,
         "identity_splices": sum(s["identity_splices"] for s in streams),
         "replacement_share": used / lost if lost else None,
         "tick_late_us_p99": float(np.percentile(first["tick_late_us"], 99)),
         "tick_late_us_max": float(np.max(first["tick_late_us"])),
         # which block the first stream played at that worst callback (compare with fallback_blocks)
         "tick_late_us_max_block": int(np.argmax(first["tick_late_us"])) - plans[0].start_tick - args.headroom_blocks,
-        "headroom_blocks": args.headroom_blocks, "jitter_us": args.jitter_us,
-        "audio": description, "streams": streams,
+        "headroom_blocks": args.headroom_blocks,
+        "jitter_us": args.jitter_us,
+        "audio": description,
+        "streams": streams,
         **{k: v for k, v in first["counters"].items() if isinstance(v, (int, bool))},
     }
     if args.out:

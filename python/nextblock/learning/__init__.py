@@ -22,5 +22,13 @@ from .publish import Publisher, read_current, verify_published
 from .replay import ReplayBuffer
 from .stream import ArrayStream, AudioChunk, LiveStream, SharedMemoryStream
 
-__all__ = ["ArrayStream", "AudioChunk", "LiveStream", "Publisher", "ReplayBuffer", "SharedMemoryStream",
-           "read_current", "verify_published"]
+__all__ = [
+    "ArrayStream",
+    "AudioChunk",
+    "LiveStream",
+    "Publisher",
+    "ReplayBuffer",
+    "SharedMemoryStream",
+    "read_current",
+    "verify_published",
+]

@@ -75,7 +75,9 @@ class FineTuner:
     def predict_spectrum(self, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Keras forward pass, ``(n, input_bins, channels)`` → ``(n, output_bins, 2)`` float32 (a quick
         pre-check before the exported model is scored through LiteRT)."""
-        parts = [np.asarray(self._predict(features[i:i + batch_size])) for i in range(0, features.shape[0], batch_size)]
+        parts = [
+            np.asarray(self._predict(features[i : i + batch_size])) for i in range(0, features.shape[0], batch_size)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, self.config.output_bins, 2), np.float32)
 
     def get_weights(self) -> list[np.ndarray]:

@@ -24,9 +24,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..features.config import FeatureConfig
 from .examples import LiveExampleBuilder
@@ -116,7 +116,9 @@ class UpdateRecord:
     seconds_taken: float = 0.0
 
     def to_json(self) -> str:
-        return json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()})
+        return json.dumps(
+            {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        )
 
 
 @dataclass
@@ -213,8 +215,9 @@ class OnlineLearner:
         self.streams = list(streams)
         self.config = config
         self.settings = settings
-        self.buffer = ReplayBuffer(int(settings.replay_seconds * rate), int(settings.holdout_seconds * rate), window,
-                                   config.context_samples)
+        self.buffer = ReplayBuffer(
+            int(settings.replay_seconds * rate), int(settings.holdout_seconds * rate), window, config.context_samples
+        )
         self.builder = LiveExampleBuilder(self.buffer, config, seed)
         self.finetuner = finetuner
         self.current = current
@@ -345,9 +348,17 @@ class OnlineLearner:
         previous = score_model_file(self.current.path, windows, cfg)
         keras = score_keras(self.finetuner, windows, cfg)
         baseline_db = None if self.baseline is None else score_model_file(self.baseline, windows, cfg).snr_db
-        common = dict(time_unix_s=time.time(), stream_seconds=self.stream_seconds, steps=self.stats.steps,
-                      snr_db_previous=previous.snr_db, window_s=window_s, windows=int(windows.shape[0]),
-                      parent_version=self.current.version, keras_snr_db=keras.snr_db, snr_db_baseline=baseline_db)
+        common = dict(
+            time_unix_s=time.time(),
+            stream_seconds=self.stream_seconds,
+            steps=self.stats.steps,
+            snr_db_previous=previous.snr_db,
+            window_s=window_s,
+            windows=int(windows.shape[0]),
+            parent_version=self.current.version,
+            keras_snr_db=keras.snr_db,
+            snr_db_baseline=baseline_db,
+        )
         if not keras.snr_db - previous.snr_db >= s.min_gain_db:
             gain = keras.snr_db - previous.snr_db
             reason = "Keras pre-check below min gain"
@@ -355,8 +366,9 @@ class OnlineLearner:
                 self.finetuner.set_weights(self._current_weights)
                 self.stats.reverts += 1
                 reason += f"; candidate reset to {version_label(self.current.version)} (worse by {-gain:.2f} dB)"
-            rejected = UpdateRecord(snr_db_candidate=keras.snr_db, gain_db=gain, published=False, version=None,
-                                    reason=reason, **common)
+            rejected = UpdateRecord(
+                snr_db_candidate=keras.snr_db, gain_db=gain, published=False, version=None, reason=reason, **common
+            )
             return self._fall_back_or(rejected, baseline_db, previous.snr_db, common)
         with tempfile.TemporaryDirectory(prefix="nextblock-learn-") as tmp:
             candidate_path = os.path.join(tmp, "candidate.tflite")
@@ -364,36 +376,64 @@ class OnlineLearner:
             candidate = score_model_file(candidate_path, windows, cfg)
             gain = candidate.snr_db - previous.snr_db
             if not gain >= s.min_gain_db:
-                rejected = UpdateRecord(snr_db_candidate=candidate.snr_db, gain_db=gain, published=False, version=None,
-                                        reason="LiteRT score below min gain", **common)
+                rejected = UpdateRecord(
+                    snr_db_candidate=candidate.snr_db,
+                    gain_db=gain,
+                    published=False,
+                    version=None,
+                    reason="LiteRT score below min gain",
+                    **common,
+                )
                 return self._fall_back_or(rejected, baseline_db, previous.snr_db, common)
             data = Path(candidate_path).read_bytes()
         return self._publish(data, candidate.snr_db, previous.snr_db, "better on the held-back window", common)
 
     def _publish(self, data: bytes, candidate_db: float, previous_db: float, reason: str, common: dict) -> UpdateRecord:
         gain = candidate_db - previous_db
-        validation = {"snr_db_candidate": candidate_db, "snr_db_previous": previous_db, "gain_db": gain,
-                      "window_s": self.settings.holdout_seconds}
-        published = self.publisher.publish(data, validation, self.current.version,
-                                           state_files={".weights.h5": self.finetuner.weights_bytes()})
+        validation = {
+            "snr_db_candidate": candidate_db,
+            "snr_db_previous": previous_db,
+            "gain_db": gain,
+            "window_s": self.settings.holdout_seconds,
+        }
+        published = self.publisher.publish(
+            data, validation, self.current.version, state_files={".weights.h5": self.finetuner.weights_bytes()}
+        )
         self.current = CurrentModel(published.path, published.version)
         self._current_weights = self.finetuner.get_weights()
         self.stats.published += 1
-        return UpdateRecord(snr_db_candidate=candidate_db, gain_db=gain, published=True, version=published.version,
-                            reason=reason, **common)
+        return UpdateRecord(
+            snr_db_candidate=candidate_db,
+            gain_db=gain,
+            published=True,
+            version=published.version,
+            reason=reason,
+            **common,
+        )
 
-    def _fall_back_or(self, rejected: UpdateRecord, baseline_db: float | None, previous_db: float, common: dict) -> UpdateRecord:
+    def _fall_back_or(
+        self, rejected: UpdateRecord, baseline_db: float | None, previous_db: float, common: dict
+    ) -> UpdateRecord:
         """Re-publish the starting model when it beats the model the clients run (after a change of
         character the specialised model can be worse than the general one); else ``rejected``."""
         margin = self.settings.fallback_margin_db
-        if (margin is None or self._baseline_weights is None or baseline_db is None
-                or not baseline_db - previous_db >= margin
-                or not baseline_db >= rejected.snr_db_candidate):
+        if (
+            margin is None
+            or self._baseline_weights is None
+            or baseline_db is None
+            or not baseline_db - previous_db >= margin
+            or not baseline_db >= rejected.snr_db_candidate
+        ):
             return rejected
         self.finetuner.set_weights(self._baseline_weights)
         self.stats.fallbacks += 1
-        return self._publish(self.baseline.read_bytes(), baseline_db, previous_db,
-                             "the starting model is better here: re-published it, candidate reset to it", common)
+        return self._publish(
+            self.baseline.read_bytes(),
+            baseline_db,
+            previous_db,
+            "the starting model is better here: re-published it, candidate reset to it",
+            common,
+        )
 
     # ------------------------------------------------------------------ the loop
     def status_line(self) -> str:
@@ -407,9 +447,15 @@ class OnlineLearner:
             f" | skipped {self.stats.blocks_skipped} lost {self.stats.blocks_lost} | cpu {100 * self.duty.measured_fraction:.0f}%"
         )
 
-    def run(self, max_steps: int | None = None, max_seconds: float | None = None, inline_ingest: bool | None = None,
-            status: Callable[[str], None] | None = None, status_every_s: float = 1.0,
-            stop_when_streams_end: bool = True) -> LearnerStats:
+    def run(
+        self,
+        max_steps: int | None = None,
+        max_seconds: float | None = None,
+        inline_ingest: bool | None = None,
+        status: Callable[[str], None] | None = None,
+        status_every_s: float = 1.0,
+        stop_when_streams_end: bool = True,
+    ) -> LearnerStats:
         """Learn until :meth:`stop`, ``max_steps``, ``max_seconds`` or (optionally) the end of the streams.
 
         Parameters

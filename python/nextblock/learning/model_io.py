@@ -91,7 +91,9 @@ def resolve_current(model_dir: str | os.PathLike, model_path: str | os.PathLike 
         raise StartingModelError(f"no shipped model ({err}); pass --model PATH") from None
 
 
-def resolve_keras_weights(current: CurrentModel, model_dir: str | os.PathLike, init_weights: str | os.PathLike | None) -> Path:
+def resolve_keras_weights(
+    current: CurrentModel, model_dir: str | os.PathLike, init_weights: str | os.PathLike | None
+) -> Path:
     """Keras weights that match ``current`` (see the module docstring for the search order:
     for a published version its learner-state file first, then ``init_weights``, then siblings)."""
     candidates = []
@@ -101,8 +103,10 @@ def resolve_keras_weights(current: CurrentModel, model_dir: str | os.PathLike, i
         if not Path(init_weights).is_file():
             raise StartingModelError(f"--init-weights file not found: {init_weights}")
         candidates.append(Path(init_weights))
-    candidates += [current.path.with_name(current.path.name + ".weights.h5"),
-                   current.path.with_name(current.path.stem + ".weights.h5")]
+    candidates += [
+        current.path.with_name(current.path.name + ".weights.h5"),
+        current.path.with_name(current.path.stem + ".weights.h5"),
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -112,8 +116,12 @@ def resolve_keras_weights(current: CurrentModel, model_dir: str | os.PathLike, i
     )
 
 
-def resolve_baseline(start: "StartingPoint", model_dir: str | os.PathLike, model_path: str | os.PathLike | None = None,
-                     init_weights: str | os.PathLike | None = None) -> tuple[Path, list] | None:
+def resolve_baseline(
+    start: StartingPoint,
+    model_dir: str | os.PathLike,
+    model_path: str | os.PathLike | None = None,
+    init_weights: str | os.PathLike | None = None,
+) -> tuple[Path, list] | None:
     """The general model to fall back to – ``model_path`` or the shipped model – and its Keras
     weights (a list of arrays), or ``None`` when it or its weights cannot be found or its
     architecture differs from ``start``'s. Never raises."""
@@ -137,8 +145,11 @@ def resolve_baseline(start: "StartingPoint", model_dir: str | os.PathLike, model
         return None
 
 
-def resolve_starting_point(model_dir: str | os.PathLike, model_path: str | os.PathLike | None = None,
-                           init_weights: str | os.PathLike | None = None) -> StartingPoint:
+def resolve_starting_point(
+    model_dir: str | os.PathLike,
+    model_path: str | os.PathLike | None = None,
+    init_weights: str | os.PathLike | None = None,
+) -> StartingPoint:
     """:func:`resolve_current` + its metadata + :func:`resolve_keras_weights`."""
     from ..model.metadata import read_metadata
 
@@ -148,9 +159,16 @@ def resolve_starting_point(model_dir: str | os.PathLike, model_path: str | os.Pa
     except (FileNotFoundError, ValueError) as err:
         raise StartingModelError(str(err)) from None
     if "architecture" not in metadata:
-        raise StartingModelError(f"{current.path} has no 'architecture' in its metadata (export it with nextblock.export)")
-    return StartingPoint(current, metadata, features_from_metadata(metadata), dict(metadata["architecture"]),
-                         resolve_keras_weights(current, model_dir, init_weights))
+        raise StartingModelError(
+            f"{current.path} has no 'architecture' in its metadata (export it with nextblock.export)"
+        )
+    return StartingPoint(
+        current,
+        metadata,
+        features_from_metadata(metadata),
+        dict(metadata["architecture"]),
+        resolve_keras_weights(current, model_dir, init_weights),
+    )
 
 
 def build_keras_model(features: FeatureConfig, architecture: dict, weights: str | os.PathLike | None = None):
@@ -168,7 +186,9 @@ def build_keras_model(features: FeatureConfig, architecture: dict, weights: str 
         try:
             model.load_weights(os.fspath(weights))
         except (ValueError, OSError) as err:
-            raise StartingModelError(f"{weights} does not fit the model's architecture: {str(err).splitlines()[0]}") from None
+            raise StartingModelError(
+                f"{weights} does not fit the model's architecture: {str(err).splitlines()[0]}"
+            ) from None
     return model
 
 
@@ -194,8 +214,15 @@ class TFLiteExporter:
     Call ``exporter(keras_model, path)``; raises ``RuntimeError`` when LiteRT and Keras disagree.
     """
 
-    def __init__(self, features: FeatureConfig, architecture: dict, name: str = "nextblock-online", tolerance: float = 1e-3,
-                 sample_rates_hz: tuple[int, ...] = (), guess_weight: float = 0.0):
+    def __init__(
+        self,
+        features: FeatureConfig,
+        architecture: dict,
+        name: str = "nextblock-online",
+        tolerance: float = 1e-3,
+        sample_rates_hz: tuple[int, ...] = (),
+        guess_weight: float = 0.0,
+    ):
         from .. import export
 
         self.sample_rates_hz = tuple(int(r) for r in sample_rates_hz)
@@ -217,10 +244,20 @@ class TFLiteExporter:
         if difference > self.tolerance:
             raise RuntimeError(f"exported candidate differs from Keras by {difference:.2e} > {self.tolerance:.1e}")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
-        config = {"architecture": self.architecture, "result": {},
-                  "training": {"online": True, "train_rates_hz": list(self.sample_rates_hz)}}
-        metadata = self._export.build_metadata(config, self.features, self.name, f"online.{stamp}",
-                                               int(model.count_params()), count_macs(model), "online fine-tuning",
-                                               guess_weight=self.guess_weight)
+        config = {
+            "architecture": self.architecture,
+            "result": {},
+            "training": {"online": True, "train_rates_hz": list(self.sample_rates_hz)},
+        }
+        metadata = self._export.build_metadata(
+            config,
+            self.features,
+            self.name,
+            f"online.{stamp}",
+            int(model.count_params()),
+            count_macs(model),
+            "online fine-tuning",
+            guess_weight=self.guess_weight,
+        )
         Path(path).write_bytes(embed_metadata(data, metadata))
         self.exports += 1

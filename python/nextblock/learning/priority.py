@@ -68,7 +68,7 @@ class DutyCycle:
         """Seconds to sleep after ``busy_s`` seconds of work."""
         return max(0.0, busy_s) * (1.0 / self.max_cpu - 1.0)
 
-    def __enter__(self) -> "DutyCycle":
+    def __enter__(self) -> DutyCycle:
         self._start_s = time.monotonic()
         return self
 

@@ -101,8 +101,13 @@ def read_current(model_dir: str | os.PathLike) -> Published | None:
     if record.get("format") != PUBLISHED_FORMAT:
         raise ValueError(f"{path} has format {record.get('format')!r}, expected {PUBLISHED_FORMAT!r}")
     try:
-        return Published(int(record["version"]), Path(model_dir) / record["file"], str(record["sha256"]),
-                         int(record["bytes"]), record)
+        return Published(
+            int(record["version"]),
+            Path(model_dir) / record["file"],
+            str(record["sha256"]),
+            int(record["bytes"]),
+            record,
+        )
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path} lacks or has a bad field: {err}") from None
 
@@ -167,8 +172,9 @@ class Publisher:
                 highest = max(highest, int(match.group(1)))
         return highest + 1
 
-    def publish(self, tflite: bytes, validation: dict, parent_version: int | None,
-                state_files: dict[str, bytes] | None = None) -> Published:
+    def publish(
+        self, tflite: bytes, validation: dict, parent_version: int | None, state_files: dict[str, bytes] | None = None
+    ) -> Published:
         """Publish ``tflite`` as the next version and make it current.
 
         Parameters
@@ -208,7 +214,9 @@ class Publisher:
                     "sha256": sha256_hex(tflite),
                     "bytes": len(tflite),
                     "created_unix_s": time.time(),
-                    "validation": {k: float(validation[k]) for k in ("snr_db_candidate", "snr_db_previous", "gain_db", "window_s")},
+                    "validation": {
+                        k: float(validation[k]) for k in ("snr_db_candidate", "snr_db_previous", "gain_db", "window_s")
+                    },
                     "parent_version": None if parent_version is None else int(parent_version),
                 }
                 atomic_write(self.model_dir / CURRENT_FILE, (json.dumps(record, indent=1) + "\n").encode())
@@ -223,5 +231,9 @@ class Publisher:
             if version == current_version:
                 continue
             (self.model_dir / model_file_name(version)).unlink(missing_ok=True)
-            for extra in (self.model_dir / STATE_DIR).glob(f"model-v{version}.*") if (self.model_dir / STATE_DIR).is_dir() else ():
+            for extra in (
+                (self.model_dir / STATE_DIR).glob(f"model-v{version}.*")
+                if (self.model_dir / STATE_DIR).is_dir()
+                else ()
+            ):
                 extra.unlink(missing_ok=True)

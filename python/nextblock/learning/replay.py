@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
 
 import numpy as np
 
@@ -56,12 +56,20 @@ class ReplayBuffer:
         When the capacity cannot hold the held-back window plus at least one training window.
     """
 
-    def __init__(self, capacity_samples: int, holdout_samples: int, window_samples: int, context_samples: int,
-                 min_context_rms: float = 2e-4):
+    def __init__(
+        self,
+        capacity_samples: int,
+        holdout_samples: int,
+        window_samples: int,
+        context_samples: int,
+        min_context_rms: float = 2e-4,
+    ):
         if not 0 < context_samples < window_samples:
             raise ValueError(f"need 0 < context_samples < window_samples, got {context_samples}, {window_samples}")
         if holdout_samples < window_samples:
-            raise ValueError(f"the held-back window ({holdout_samples} samples) must hold one example ({window_samples})")
+            raise ValueError(
+                f"the held-back window ({holdout_samples} samples) must hold one example ({window_samples})"
+            )
         if capacity_samples < holdout_samples + 2 * window_samples:
             raise ValueError(
                 f"the replay buffer ({capacity_samples} samples) must hold the held-back window "
@@ -102,7 +110,7 @@ class ReplayBuffer:
                 start, m = t.total, n
             first = start % cap
             head = min(m, cap - first)
-            t.ring[first:first + head] = samples[:head]
+            t.ring[first : first + head] = samples[:head]
             t.ring[: m - head] = samples[head:]
             t.total += n
             while t.breaks and t.breaks[0] <= t.oldest():
@@ -129,7 +137,7 @@ class ReplayBuffer:
         if start < t.oldest() or start + length > t.total:
             raise IndexError(f"samples [{start}, {start + length}) are not in the buffer [{t.oldest()}, {t.total})")
         cap = self.capacity_samples
-        idx = (np.arange(start, start + length) % cap)
+        idx = np.arange(start, start + length) % cap
         return t.ring[idx]
 
     def read(self, track: Hashable, start: int, length: int) -> np.ndarray:

@@ -28,12 +28,18 @@ from nextblock.paths import cache_root
 _SONIC = "sonic-pi-samples/usr/share/sonic-pi/samples/"
 #: kind → (stream files, test files); globs relative to ``<cache>/debian/extracted``.
 MATERIAL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "speech": (("klettres-data/usr/share/klettres/[a-m]*/syllab/*.ogg",),
-               ("klettres-data/usr/share/klettres/[n-z]*/syllab/*.ogg",)),
-    "guitar": ((_SONIC + "guit_em9.flac", _SONIC + "guit_e_fifths.flac"),
-               (_SONIC + "guit_e_slide.flac", _SONIC + "guit_harmonics.flac")),
-    "drums": ((_SONIC + "loop_amen_full.flac", _SONIC + "loop_compus.flac", _SONIC + "loop_safari.flac"),
-              (_SONIC + "loop_tabla.flac", _SONIC + "loop_garzul.flac")),
+    "speech": (
+        ("klettres-data/usr/share/klettres/[a-m]*/syllab/*.ogg",),
+        ("klettres-data/usr/share/klettres/[n-z]*/syllab/*.ogg",),
+    ),
+    "guitar": (
+        (_SONIC + "guit_em9.flac", _SONIC + "guit_e_fifths.flac"),
+        (_SONIC + "guit_e_slide.flac", _SONIC + "guit_harmonics.flac"),
+    ),
+    "drums": (
+        (_SONIC + "loop_amen_full.flac", _SONIC + "loop_compus.flac", _SONIC + "loop_safari.flac"),
+        (_SONIC + "loop_tabla.flac", _SONIC + "loop_garzul.flac"),
+    ),
 }
 #: packages :data:`MATERIAL` needs.
 PACKAGES = ("klettres-data", "sonic-pi-samples")
@@ -65,8 +71,9 @@ def material_files(kind: str, part: str = "stream") -> list[Path]:
     return files
 
 
-def load_kind(kind: str, seconds: float, sample_rate_hz: int, part: str = "stream", seed: int = 0,
-              peak: float = 0.5) -> np.ndarray:
+def load_kind(
+    kind: str, seconds: float, sample_rate_hz: int, part: str = "stream", seed: int = 0, peak: float = 0.5
+) -> np.ndarray:
     """``seconds`` of ``kind`` as one mono signal ``(n,)`` float32, files concatenated (shuffled with
     ``seed``, looped if needed), each file peak-normalised to ``peak``."""
     from ..evaluation.audio import load_audio
@@ -86,7 +93,9 @@ def load_kind(kind: str, seconds: float, sample_rate_hz: int, part: str = "strea
     return np.concatenate(parts)[:wanted].astype(np.float32)
 
 
-def changing_stream(segments: list[tuple[str, float]], sample_rate_hz: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+def changing_stream(
+    segments: list[tuple[str, float]], sample_rate_hz: int, seed: int = 0
+) -> tuple[np.ndarray, list[dict]]:
     """A mono stream whose character changes: ``[("speech", 10), ("guitar", 30)]`` → 40 s.
 
     Returns ``(audio (1, n) float32, [{"kind", "start_s", "end_s"}, ...])``.

@@ -161,7 +161,7 @@ class ArrayStream:
         end = min(available, self._position + self.chunk_samples)
         if end <= self._position:
             return None
-        chunk = self._audio[:, self._position:end].copy()
+        chunk = self._audio[:, self._position : end].copy()
         self._position = end
         return AudioChunk(chunk)
 
@@ -265,8 +265,11 @@ class SharedMemoryStream:
         # (n, frames, channels) frame-major -> (channels, n * frames), oldest first
         samples = np.ascontiguousarray(batch.samples.reshape(n * batch.samples.shape[1], self.channels).T)
         frames = batch.samples.shape[1]
-        breaks = [0] if (self._force_break or skipped > 0
-                         or (expected_first is not None and int(seq[0]) != expected_first)) else []
+        breaks = (
+            [0]
+            if (self._force_break or skipped > 0 or (expected_first is not None and int(seq[0]) != expected_first))
+            else []
+        )
         self._force_break = False
         breaks += [int(i + 1) * frames for i in np.flatnonzero(steps != 1)]
         return AudioChunk(samples, breaks=tuple(breaks), skipped_blocks=skipped, lost_blocks=lost)

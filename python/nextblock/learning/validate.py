@@ -20,8 +20,8 @@ saves an export when the candidate is clearly not better.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -59,13 +59,17 @@ def pooled_snr_db(references: np.ndarray, predictions: np.ndarray) -> float:
 
 def score_predictions(windows: np.ndarray, predictions: np.ndarray, config: FeatureConfig) -> Score:
     """Score continuations ``predictions`` ``(k, output_samples)`` against ``windows`` ``(k, window)``."""
-    references = windows[:, config.context_samples:config.context_samples + config.output_samples]
-    return Score(pooled_snr_db(references, predictions), int(windows.shape[0]),
-                 windows.shape[0] * config.output_samples / config.sample_rate_hz)
+    references = windows[:, config.context_samples : config.context_samples + config.output_samples]
+    return Score(
+        pooled_snr_db(references, predictions),
+        int(windows.shape[0]),
+        windows.shape[0] * config.output_samples / config.sample_rate_hz,
+    )
 
 
-def score_predict_fn(predict: Callable[[np.ndarray], np.ndarray], windows: np.ndarray, config: FeatureConfig,
-                     rows_per_call: int = 64) -> Score:
+def score_predict_fn(
+    predict: Callable[[np.ndarray], np.ndarray], windows: np.ndarray, config: FeatureConfig, rows_per_call: int = 64
+) -> Score:
     """Score a client-style predictor.
 
     ``predict(context)``: ``(rows, context_samples)`` float32 → ``(rows, outputs_blocks, frames_per_block)``
@@ -75,13 +79,15 @@ def score_predict_fn(predict: Callable[[np.ndarray], np.ndarray], windows: np.nd
     context_samples = config.context_samples
     predictions = np.empty((windows.shape[0], config.output_samples), np.float32)
     for start in range(0, windows.shape[0], rows_per_call):
-        part = np.ascontiguousarray(windows[start:start + rows_per_call, :context_samples], np.float32)
+        part = np.ascontiguousarray(windows[start : start + rows_per_call, :context_samples], np.float32)
         out = np.asarray(predict(part), np.float32)
-        predictions[start:start + part.shape[0]] = out.reshape(part.shape[0], -1)[:, : config.output_samples]
+        predictions[start : start + part.shape[0]] = out.reshape(part.shape[0], -1)[:, : config.output_samples]
     return score_predictions(windows, predictions, config)
 
 
-def score_model_file(model_path: str | os.PathLike, windows: np.ndarray, config: FeatureConfig, num_threads: int = 1) -> Score:
+def score_model_file(
+    model_path: str | os.PathLike, windows: np.ndarray, config: FeatureConfig, num_threads: int = 1
+) -> Score:
     """Score a ``.tflite`` through LiteRT exactly as a client runs it (``BlockPredictor``)."""
     from ..model.runner import BlockPredictor
 
@@ -108,8 +114,13 @@ def score_keras(finetuner, windows: np.ndarray, config: FeatureConfig, ramp_samp
     return score_predictions(windows, predictions, config)
 
 
-def windows_from_signal(audio: np.ndarray, config: FeatureConfig, hop_samples: int | None = None,
-                        max_windows: int | None = None, min_context_rms: float = 2e-4) -> np.ndarray:
+def windows_from_signal(
+    audio: np.ndarray,
+    config: FeatureConfig,
+    hop_samples: int | None = None,
+    max_windows: int | None = None,
+    min_context_rms: float = 2e-4,
+) -> np.ndarray:
     """Evenly spaced example windows ``(k, context + output samples)`` over a mono signal ``(n,)``
     (non-silent contexts only; with ``max_windows`` an evenly spaced subset) – to score models
     on a recording outside the stream."""

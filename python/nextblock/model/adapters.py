@@ -99,7 +99,9 @@ class HorizonBlocks(Adapter):
 
     _STATE = ("model_calls",)
 
-    def __init__(self, model, frames_per_block: int, sample_rate_hz: int, calls_needed: int, beyond_horizon: str = "guess"):
+    def __init__(
+        self, model, frames_per_block: int, sample_rate_hz: int, calls_needed: int, beyond_horizon: str = "guess"
+    ):
         super().__init__(model)
         self.model = model
         self.frames_per_block = int(frames_per_block)
@@ -139,8 +141,10 @@ class HorizonBlocks(Adapter):
 
     def describe(self) -> str:
         """One line: which model serves which stream, with how many calls."""
-        return (f"{self.name} {self.model_version} for {self.frames_per_block} frames at {self.sample_rate_hz} Hz: "
-                f"{self.calls} call(s) of {self.horizon_samples} samples per prediction")
+        return (
+            f"{self.name} {self.model_version} for {self.frames_per_block} frames at {self.sample_rate_hz} Hz: "
+            f"{self.calls} call(s) of {self.horizon_samples} samples per prediction"
+        )
 
     def horizon(self, context: np.ndarray) -> np.ndarray:
         """One model call: ``(channels, horizon_samples)`` (only when :attr:`calls` is 1 and the
@@ -150,7 +154,7 @@ class HorizonBlocks(Adapter):
 
     def predict(self, context: np.ndarray, concealed_samples: np.ndarray | int | None = None) -> np.ndarray:
         """``(channels, ≥ context_samples)`` (newest last) → ``(channels, 2, frames_per_block)``."""
-        context = _as_rows(context, self.context_samples)[:, -self.model_context_samples:]
+        context = _as_rows(context, self.context_samples)[:, -self.model_context_samples :]
         needed = 2 * self.frames_per_block
         if self.beyond_horizon == "guess":
             return self._model_then_guess(context, needed)
@@ -163,10 +167,12 @@ class HorizonBlocks(Adapter):
         work, start = self._work, self.model_context_samples
         work[:, :start] = context
         for _ in range(self.calls):
-            work[:, start:start + self.horizon_samples] = self.model.predict_horizon(work[:, start - self.model_context_samples:start])
+            work[:, start : start + self.horizon_samples] = self.model.predict_horizon(
+                work[:, start - self.model_context_samples : start]
+            )
             start += self.horizon_samples
         self.model_calls += self.calls
-        out = work[:, self.model_context_samples:self.model_context_samples + needed]
+        out = work[:, self.model_context_samples : self.model_context_samples + needed]
         return out.reshape(channels, 2, self.frames_per_block).copy()
 
     def _model_then_guess(self, context: np.ndarray, needed: int) -> np.ndarray:
@@ -174,12 +180,12 @@ class HorizonBlocks(Adapter):
 
         cfg = self.model.config
         out = np.empty((context.shape[0], needed), np.float32)
-        out[:, :self.horizon_samples] = self.model.predict_horizon(context)
-        guess = burg_continuation(context[:, -cfg.lpc_burg_samples:], cfg.lpc_order, needed)
+        out[:, : self.horizon_samples] = self.model.predict_horizon(context)
+        guess = burg_continuation(context[:, -cfg.lpc_burg_samples :], cfg.lpc_order, needed)
         fade = self._fade
         seam = slice(self.horizon_samples - fade.shape[0], self.horizon_samples)
         out[:, seam] += (1.0 - fade) * (guess[:, seam] - out[:, seam])
-        out[:, self.horizon_samples:] = guess[:, self.horizon_samples:]
+        out[:, self.horizon_samples :] = guess[:, self.horizon_samples :]
         self.model_calls += 1
         return out.reshape(context.shape[0], 2, self.frames_per_block)
 
@@ -210,16 +216,16 @@ class ReusePrediction(Adapter):
     def predict(self, context: np.ndarray, concealed_samples: np.ndarray | int | None = None) -> np.ndarray:
         """As :meth:`HorizonBlocks.predict`, from the cached call where it still serves."""
         inner = self.inner
-        context = _as_rows(context, inner.context_samples)[:, -inner.model_context_samples:]
+        context = _as_rows(context, inner.context_samples)[:, -inner.model_context_samples :]
         frames = inner.frames_per_block
         reused = self._reuse(context, frames)
         if reused is not None:
             return reused
         segment = inner.horizon(context)
         self._cached = np.array(segment, dtype=np.float32)
-        self._cached_tail = context[:, -self.MATCH_SAMPLES:].copy()
+        self._cached_tail = context[:, -self.MATCH_SAMPLES :].copy()
         self._cached_offset = 0
-        return np.ascontiguousarray(segment[:, :2 * frames]).reshape(context.shape[0], 2, frames)
+        return np.ascontiguousarray(segment[:, : 2 * frames]).reshape(context.shape[0], 2, frames)
 
     def _reuse(self, context: np.ndarray, frames: int) -> np.ndarray | None:
         if self._cached is None or self._cached.shape[0] != context.shape[0]:
@@ -228,11 +234,13 @@ class ReusePrediction(Adapter):
         if offset >= self.min_refresh_samples or offset + 2 * frames > self.inner.horizon_samples:
             return None
         end = context.shape[1] - offset
-        if end < self.MATCH_SAMPLES or not np.array_equal(context[:, end - self.MATCH_SAMPLES:end], self._cached_tail):
+        if end < self.MATCH_SAMPLES or not np.array_equal(
+            context[:, end - self.MATCH_SAMPLES : end], self._cached_tail
+        ):
             return None  # not the context the prediction was made from, moved on by one block
         self._cached_offset = offset
         self.reused += 1
-        segment = self._cached[:, offset:offset + 2 * frames]
+        segment = self._cached[:, offset : offset + 2 * frames]
         return segment.reshape(context.shape[0], 2, frames).copy()
 
 
@@ -255,7 +263,9 @@ class LongTermBlend(Adapter):
     def predict(self, context: np.ndarray, concealed_samples: np.ndarray | int | None = None) -> np.ndarray:
         """``(channels, ≥ context_samples)`` → ``(channels, 2, frames_per_block)`` (a new array)."""
         context = _as_rows(context, self.context_samples)
-        blocks = self.inner.predict(context[:, -self.inner.context_samples:], concealed_samples)
+        blocks = self.inner.predict(context[:, -self.inner.context_samples :], concealed_samples)
         flat = np.array(blocks.reshape(blocks.shape[0], -1))  # (a copy: never blend into a buffer of the model's)
-        self.long_term.blend_into(context[:, -self.context_samples:], 0 if concealed_samples is None else concealed_samples, flat)
+        self.long_term.blend_into(
+            context[:, -self.context_samples :], 0 if concealed_samples is None else concealed_samples, flat
+        )
         return flat.reshape(blocks.shape)

@@ -111,7 +111,7 @@ def _tap_depthwise_class():
             padded = ops.pad(inputs, ((0, 0), (0, 0), (half, taps - 1 - half), (0, 0)))
             out = padded[:, :, 0:bins, :] * self.kernel[0, 0, :, 0]
             for i in range(1, taps):
-                out = out + padded[:, :, i:i + bins, :] * self.kernel[0, i, :, 0]
+                out = out + padded[:, :, i : i + bins, :] * self.kernel[0, i, :, 0]
             return out + self.bias if self.use_bias else out
 
     return DepthwiseConv2D
@@ -155,8 +155,14 @@ def build_model(features: FeatureConfig, arch: ArchitectureConfig | None = None,
     half = taps // 2
     reim = layers.ZeroPadding2D(((0, 0), (half, half)), name="pad_bins")(reim)
     patches = layers.Conv2D(
-        2 * taps, (1, taps), strides=(1, stride), padding="valid", use_bias=False, trainable=False,
-        kernel_initializer=keras.initializers.Constant(_patch_kernel(taps)[None]), name="patches",
+        2 * taps,
+        (1, taps),
+        strides=(1, stride),
+        padding="valid",
+        use_bias=False,
+        trainable=False,
+        kernel_initializer=keras.initializers.Constant(_patch_kernel(taps)[None]),
+        name="patches",
     )(reim)
 
     def complex_product(h_re, h_im, p_re, p_im):
@@ -177,8 +183,14 @@ def build_model(features: FeatureConfig, arch: ArchitectureConfig | None = None,
     if features.lpc_order > 0:
         # the LPC guess sits on the output grid (every stride-th input bin) in channels 3-4
         guess = layers.Lambda(lambda t: t[:, :, ::stride, FEATURE_CHANNELS:], name="lpc_guess")(image)
-        gain = layers.Conv2D(2, (1, 3), padding="same", kernel_initializer="zeros",
-                             bias_initializer=keras.initializers.Constant([1.0, 0.0]), name="lpc_gain")(x)
+        gain = layers.Conv2D(
+            2,
+            (1, 3),
+            padding="same",
+            kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant([1.0, 0.0]),
+            name="lpc_gain",
+        )(x)
 
         def apply_gain(args):
             g, p = args

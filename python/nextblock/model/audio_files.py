@@ -45,8 +45,9 @@ def cache_extracted_dir() -> Path:
     return cache_root() / "debian" / "extracted"
 
 
-def by_split_and_group(files: list[AudioFile], group_weights: dict[str, float] | None = None
-                       ) -> tuple[dict[tuple[str, str], list[AudioFile]], dict[str, float]]:
+def by_split_and_group(
+    files: list[AudioFile], group_weights: dict[str, float] | None = None
+) -> tuple[dict[tuple[str, str], list[AudioFile]], dict[str, float]]:
     """``files`` by ``(split, group)``, and each group's share of a split (its weight, default 1,
     over the sum of all groups' weights; groups sorted by name)."""
     weights = dict(group_weights or {})
@@ -72,8 +73,9 @@ def split_of(relative_path: str, validation_percent: int = 10, test_percent: int
     return "train"
 
 
-def find_audio_files(roots: list[str | os.PathLike], validation_percent: int = 10,
-                     test_percent: int = 10) -> list[AudioFile]:
+def find_audio_files(
+    roots: list[str | os.PathLike], validation_percent: int = 10, test_percent: int = 10
+) -> list[AudioFile]:
     """All audio files under ``roots`` (recursively), sorted, each with its split.
 
     Raises ``FileNotFoundError`` for a root that does not exist and ``ValueError`` when no audio
@@ -87,7 +89,9 @@ def find_audio_files(roots: list[str | os.PathLike], validation_percent: int = 1
         for path in sorted(root_path.rglob("*")):
             if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
                 rel = path.relative_to(root_path).as_posix()
-                found.append(AudioFile(path, root_path, split_of(f"{root_path.name}/{rel}", validation_percent, test_percent)))
+                found.append(
+                    AudioFile(path, root_path, split_of(f"{root_path.name}/{rel}", validation_percent, test_percent))
+                )
     if not found:
         raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {', '.join(map(str, roots))}")
     return found

@@ -16,8 +16,13 @@ def make_tqdm_callback(steps_per_epoch: int, epochs: int):
         def on_epoch_begin(self, epoch, logs=None):
             # redraw at most every 0.1 s on a terminal, every 30 s into a log file
             interval = 0.1 if sys.stderr.isatty() else 30.0
-            self._bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False,
-                             mininterval=interval)
+            self._bar = tqdm(
+                total=steps_per_epoch,
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="step",
+                leave=False,
+                mininterval=interval,
+            )
 
         def on_train_batch_end(self, batch, logs=None):
             self._bar.update(1)

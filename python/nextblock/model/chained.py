@@ -56,7 +56,7 @@ def make_chain_predictor(source: str, config: FeatureConfig) -> HorizonPredictor
             raise ValueError("--chained-model guess needs a Burg guess (--lpc-burg-samples)")
 
         def guess(contexts: np.ndarray) -> np.ndarray:
-            return burg_continuation(contexts[:, -config.lpc_burg_samples:], config.lpc_order, config.output_samples)
+            return burg_continuation(contexts[:, -config.lpc_burg_samples :], config.lpc_order, config.output_samples)
 
         return guess
 
@@ -64,8 +64,10 @@ def make_chain_predictor(source: str, config: FeatureConfig) -> HorizonPredictor
 
     model = BlockPredictor(source, warm_up=False)
     if model.context_samples != config.context_samples or model.horizon_samples != config.output_samples:
-        raise ValueError(f"{source}: context/horizon {model.context_samples}/{model.horizon_samples} samples, "
-                         f"training uses {config.context_samples}/{config.output_samples}")
+        raise ValueError(
+            f"{source}: context/horizon {model.context_samples}/{model.horizon_samples} samples, "
+            f"training uses {config.context_samples}/{config.output_samples}"
+        )
     return model.predict_horizon
 
 
@@ -81,27 +83,34 @@ def first_block(predictor: HorizonPredictor, contexts: np.ndarray, block: int, c
     out = np.empty((contexts.shape[0], block), np.float32)
     horizon = config.output_samples
     for start in range(0, contexts.shape[0], CHAIN_BATCH):
-        part = contexts[start:start + CHAIN_BATCH]
+        part = contexts[start : start + CHAIN_BATCH]
         pred = np.asarray(predictor(part), dtype=np.float32)
         if 2 * block <= horizon or not config.lpc_burg_samples:
-            out[start:start + part.shape[0]] = pred[:, :block] if block <= horizon else \
-                np.pad(pred, ((0, 0), (0, block - horizon)))[:, :block]
+            out[start : start + part.shape[0]] = (
+                pred[:, :block] if block <= horizon else np.pad(pred, ((0, 0), (0, block - horizon)))[:, :block]
+            )
             continue
         full = np.empty((part.shape[0], max(block, horizon)), np.float32)
         full[:, :horizon] = pred
-        guess = burg_continuation(part[:, -config.lpc_burg_samples:], config.lpc_order, 2 * block)
+        guess = burg_continuation(part[:, -config.lpc_burg_samples :], config.lpc_order, 2 * block)
         n = GUESS_FADE_SAMPLES
         fade = (0.5 + 0.5 * np.cos(np.pi * np.arange(n) / n)).astype(np.float32)
         seam = slice(horizon - n, horizon)
         full[:, seam] += (1.0 - fade) * (guess[:, seam] - full[:, seam])
-        full[:, horizon:] = guess[:, horizon:full.shape[1]]
-        out[start:start + part.shape[0]] = full[:, :block]
+        full[:, horizon:] = guess[:, horizon : full.shape[1]]
+        out[start : start + part.shape[0]] = full[:, :block]
     return out
 
 
-def chain_windows(windows: np.ndarray, config: FeatureConfig, predictor: HorizonPredictor, share: float,
-                  rng: np.random.Generator, block_sizes: Sequence[int] = (64, 128, 256),
-                  max_chain_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def chain_windows(
+    windows: np.ndarray,
+    config: FeatureConfig,
+    predictor: HorizonPredictor,
+    share: float,
+    rng: np.random.Generator,
+    block_sizes: Sequence[int] = (64, 128, 256),
+    max_chain_samples: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Training windows, a ``share`` of them with contexts that end with chained predictions.
 
     Parameters

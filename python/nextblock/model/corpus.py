@@ -35,9 +35,16 @@ CORPUS_FORMAT = "nextblock-corpus/1"
 VORBIS_COMPRESSION_LEVEL = 0.3
 
 
-def pack_corpus(roots: list[str], out_dir: str | Path, seconds: dict[str, float], rates_hz: tuple[int, ...],
-                group_weights: dict[str, float] | None = None, excerpt_seconds: float = 3.0,
-                seed: int = 0, show_progress: bool = True) -> dict:
+def pack_corpus(
+    roots: list[str],
+    out_dir: str | Path,
+    seconds: dict[str, float],
+    rates_hz: tuple[int, ...],
+    group_weights: dict[str, float] | None = None,
+    excerpt_seconds: float = 3.0,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict:
     """Write a corpus of ``seconds[split]`` seconds of excerpts per split into ``out_dir``.
 
     Each group (root folder) gets ``weight / Σ weights`` of a split's seconds, in excerpts of
@@ -75,12 +82,28 @@ def pack_corpus(roots: list[str], out_dir: str | Path, seconds: dict[str, float]
         name = f"{split}/{counters[split]:05d}.ogg"
         counters[split] += 1
         (out / split).mkdir(parents=True, exist_ok=True)
-        sf.write(str(out / name), audio, rate_hz, format="OGG", subtype="VORBIS",
-                 compression_level=VORBIS_COMPRESSION_LEVEL)
-        excerpts.append({"path": name, "split": split, "group": group, "rate_hz": rate_hz,
-                         "seconds": round(audio.shape[0] / rate_hz, 3), "source": str(path)})
-    manifest = {"format": CORPUS_FORMAT, "seed": seed, "rates_hz": list(rates_hz), "group_weights": weights,
-                "groups": sorted(shares), "excerpt_seconds": excerpt_seconds, "excerpts": excerpts}
+        sf.write(
+            str(out / name), audio, rate_hz, format="OGG", subtype="VORBIS", compression_level=VORBIS_COMPRESSION_LEVEL
+        )
+        excerpts.append(
+            {
+                "path": name,
+                "split": split,
+                "group": group,
+                "rate_hz": rate_hz,
+                "seconds": round(audio.shape[0] / rate_hz, 3),
+                "source": str(path),
+            }
+        )
+    manifest = {
+        "format": CORPUS_FORMAT,
+        "seed": seed,
+        "rates_hz": list(rates_hz),
+        "group_weights": weights,
+        "groups": sorted(shares),
+        "excerpt_seconds": excerpt_seconds,
+        "excerpts": excerpts,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "corpus.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -97,8 +120,9 @@ def read_corpus(corpus_dir: str | Path) -> dict:
     return manifest
 
 
-def corpus_windows(corpus_dir: str | Path, split: str, count: int, config: FeatureConfig, history_samples: int = 0,
-                   seed: int = 0) -> np.ndarray:
+def corpus_windows(
+    corpus_dir: str | Path, split: str, count: int, config: FeatureConfig, history_samples: int = 0, seed: int = 0
+) -> np.ndarray:
     """``count`` random windows ``(count', history_samples + context + output samples)`` float32 of one split.
 
     Every group gets its weighted share of the windows (as when packing), spread evenly over its
@@ -139,32 +163,54 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m nextblock.model.corpus",
         description="Pack training audio into a small, portable corpus (mono Ogg Vorbis excerpts + corpus.json) "
-                    "for python -m nextblock.train_jax on a machine that has neither the Debian cache nor room for it.",
+        "for python -m nextblock.train_jax on a machine that has neither the Debian cache nor room for it.",
         epilog="Example (the shipped model's data, ~50 MB): . scripts/training_recipe.sh; python -m nextblock.model.corpus "
-               ".device/corpus --audio \"${ROOTS[@]}\" --group-weight choir=3 --train-seconds 4000")
+        '.device/corpus --audio "${ROOTS[@]}" --group-weight choir=3 --train-seconds 4000',
+    )
     p.add_argument("out", help="new folder for the corpus")
     p.add_argument("--audio", nargs="+", required=True, metavar="DIR", help="folders of audio; each is a group")
-    p.add_argument("--train-seconds", type=float, default=4000.0, help="training audio (default %(default)s; ~11 kB per second)")
+    p.add_argument(
+        "--train-seconds", type=float, default=4000.0, help="training audio (default %(default)s; ~11 kB per second)"
+    )
     p.add_argument("--validation-seconds", type=float, default=400.0, help="validation audio (default %(default)s)")
     p.add_argument("--excerpt-seconds", type=float, default=3.0, help="length of each excerpt (default %(default)s)")
-    p.add_argument("--rates-hz", type=int_list, default=[32000, 44100, 44100, 48000, 48000, 88200, 96000],
-                   metavar="HZ[,HZ...]", help="rate drawn per excerpt; a rate listed twice is drawn twice as often "
-                                              "(default: the shipped model's)")
-    p.add_argument("--group-weight", action="append", default=[], type=group_weight, metavar="GROUP=W",
-                   help="relative share of a group (folder name), default 1; repeatable")
+    p.add_argument(
+        "--rates-hz",
+        type=int_list,
+        default=[32000, 44100, 44100, 48000, 48000, 88200, 96000],
+        metavar="HZ[,HZ...]",
+        help="rate drawn per excerpt; a rate listed twice is drawn twice as often (default: the shipped model's)",
+    )
+    p.add_argument(
+        "--group-weight",
+        action="append",
+        default=[],
+        type=group_weight,
+        metavar="GROUP=W",
+        help="relative share of a group (folder name), default 1; repeatable",
+    )
     p.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        manifest = pack_corpus(args.audio, args.out, {"train": args.train_seconds, "validation": args.validation_seconds},
-                               tuple(args.rates_hz), dict(args.group_weight), args.excerpt_seconds, args.seed,
-                               show_progress=not args.quiet)
+        manifest = pack_corpus(
+            args.audio,
+            args.out,
+            {"train": args.train_seconds, "validation": args.validation_seconds},
+            tuple(args.rates_hz),
+            dict(args.group_weight),
+            args.excerpt_seconds,
+            args.seed,
+            show_progress=not args.quiet,
+        )
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*.ogg"))
     seconds = sum(e["seconds"] for e in manifest["excerpts"])
-    print(f"{len(manifest['excerpts'])} excerpts, {seconds / 60:.0f} min of audio, {size / 2**20:.1f} MiB in {args.out}")
+    print(
+        f"{len(manifest['excerpts'])} excerpts, {seconds / 60:.0f} min of audio, {size / 2**20:.1f} MiB in {args.out}"
+    )
     return 0
 
 

@@ -32,12 +32,19 @@ from .examples import MIN_CONTEXT_RMS, random_windows
 SHARDS_FORMAT = "nextblock-shards/1"
 
 
-def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[str, int], seed: int = 0,
-                       max_files_per_group: int = 120, excerpt_seconds: float = 12.0,
-                       cache_dir: Path | None = None, show_progress: bool = True,
-                       sample_rates_hz: tuple[int, ...] | None = None,
-                       group_weights: dict[str, float] | None = None,
-                       history_samples: int = 0) -> dict[str, np.ndarray]:
+def windows_from_audio(
+    roots: list[str],
+    config: FeatureConfig,
+    examples: dict[str, int],
+    seed: int = 0,
+    max_files_per_group: int = 120,
+    excerpt_seconds: float = 12.0,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+    sample_rates_hz: tuple[int, ...] | None = None,
+    group_weights: dict[str, float] | None = None,
+    history_samples: int = 0,
+) -> dict[str, np.ndarray]:
     """Random windows from the audio files under ``roots``, per split.
 
     Parameters
@@ -83,8 +90,14 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
     window = history_samples + config.context_samples + config.output_samples
     rates = tuple(int(r) for r in sample_rates_hz) if sample_rates_hz else (config.sample_rate_hz,)
     weights = dict(group_weights or {})
-    key_parts = [sorted(str(Path(r).resolve()) for r in roots), config.to_dict(), examples, seed,
-                 max_files_per_group, excerpt_seconds]
+    key_parts = [
+        sorted(str(Path(r).resolve()) for r in roots),
+        config.to_dict(),
+        examples,
+        seed,
+        max_files_per_group,
+        excerpt_seconds,
+    ]
     if sample_rates_hz or weights:  # keeps the cache keys of earlier runs
         key_parts += [list(rates), sorted(weights.items())]
     if history_samples:
@@ -121,7 +134,9 @@ def windows_from_audio(roots: list[str], config: FeatureConfig, examples: dict[s
             continue
         windows = random_windows(audio, per_file, window, history_samples + config.context_samples, rng)
         if history_samples:  # the silence test on the context proper, as without history
-            rms = np.sqrt(np.mean(np.square(windows[:, history_samples:history_samples + config.context_samples]), axis=1))
+            rms = np.sqrt(
+                np.mean(np.square(windows[:, history_samples : history_samples + config.context_samples]), axis=1)
+            )
             windows = windows[rms >= MIN_CONTEXT_RMS]
         collected[split].append(windows)
     result = {}
@@ -155,8 +170,9 @@ def read_manifest(data_dir: str | Path) -> dict:
     return manifest
 
 
-def windows_from_shards(data_dir: str | Path, config: FeatureConfig, examples: dict[str, int], seed: int = 0,
-                        show_progress: bool = True) -> dict[str, np.ndarray]:
+def windows_from_shards(
+    data_dir: str | Path, config: FeatureConfig, examples: dict[str, int], seed: int = 0, show_progress: bool = True
+) -> dict[str, np.ndarray]:
     """Random windows from the packaged dataset's shards, per split.
 
     Each shard's ``audio`` is ``(k, example_samples)``; examples longer than a window give
@@ -208,15 +224,20 @@ def windows_to_arrays(windows: np.ndarray, config: FeatureConfig, chunk: int = 8
     features = np.empty((n, config.input_bins, codec.feature_channels), np.float32)
     targets = np.empty((n, config.output_samples), np.float32)
     for start in range(0, n, chunk):
-        part = windows[start:start + chunk]
-        f, scale = codec.encode(part[:, :config.context_samples])
-        features[start:start + chunk] = f
-        targets[start:start + chunk] = part[:, config.context_samples:] / scale[:, None]
+        part = windows[start : start + chunk]
+        f, scale = codec.encode(part[:, : config.context_samples])
+        features[start : start + chunk] = f
+        targets[start : start + chunk] = part[:, config.context_samples :] / scale[:, None]
     return features, targets
 
 
-def two_sided_arrays(windows: np.ndarray, config: FeatureConfig, gap_samples: int | None = None,
-                     prior_model: str | None = None, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def two_sided_arrays(
+    windows: np.ndarray,
+    config: FeatureConfig,
+    gap_samples: int | None = None,
+    prior_model: str | None = None,
+    chunk: int = 8192,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`windows_to_arrays` for a two-sided network: the first ``gap_samples`` (default: one
     block) of each continuation are lost, the rest arrived.
 
@@ -238,22 +259,26 @@ def two_sided_arrays(windows: np.ndarray, config: FeatureConfig, gap_samples: in
 
         causal = BlockPredictor(prior_model, warm_up=False)
         if causal.context_samples > config.context_samples:
-            raise ValueError(f"the prior model needs {causal.context_samples} samples of context, the windows hold "
-                             f"{config.context_samples}")
+            raise ValueError(
+                f"the prior model needs {causal.context_samples} samples of context, the windows hold "
+                f"{config.context_samples}"
+            )
     n, c = windows.shape[0], config.context_samples
     features = np.empty((n, config.input_bins, codec.feature_channels), np.float32)
     targets = np.empty((n, config.output_samples), np.float32)
     for start in range(0, n, chunk):
-        part = windows[start:start + chunk]
+        part = windows[start : start + chunk]
         prior = None
         if causal is not None:
-            context = part[:, c - causal.context_samples:c]
-            prior = np.concatenate([causal.predict_horizon(context[i:i + 1024]) for i in range(0, part.shape[0], 1024)])
+            context = part[:, c - causal.context_samples : c]
+            prior = np.concatenate(
+                [causal.predict_horizon(context[i : i + 1024]) for i in range(0, part.shape[0], 1024)]
+            )
             prior = np.ascontiguousarray(prior[:, :gap])
-        guess = two_sided_guess(part[:, :c], part[:, c + gap:], gap, config.output_samples, prior)
+        guess = two_sided_guess(part[:, :c], part[:, c + gap :], gap, config.output_samples, prior)
         f, scale = codec.encode_given_guess(part[:, :c], guess)
-        features[start:start + chunk] = f
-        targets[start:start + chunk] = part[:, c:] / scale[:, None]
+        features[start : start + chunk] = f
+        targets[start : start + chunk] = part[:, c:] / scale[:, None]
     return features, targets
 
 
@@ -267,5 +292,12 @@ def make_dataset(features: np.ndarray, targets: np.ndarray, batch_size: int, shu
     return ds.batch(batch_size, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
 
 
-__all__ = ["SPLITS", "make_dataset", "read_manifest", "two_sided_arrays", "windows_from_audio", "windows_from_shards",
-           "windows_to_arrays"]
+__all__ = [
+    "SPLITS",
+    "make_dataset",
+    "read_manifest",
+    "two_sided_arrays",
+    "windows_from_audio",
+    "windows_from_shards",
+    "windows_to_arrays",
+]

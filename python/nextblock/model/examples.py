@@ -17,8 +17,14 @@ MIN_CONTEXT_RMS = 2e-4
 MAX_TARGET_GAIN = 10.0
 
 
-def random_windows(audio: np.ndarray, count: int, window_samples: int, context_samples: int,
-                   rng: np.random.Generator, max_tries_factor: int = 4) -> np.ndarray:
+def random_windows(
+    audio: np.ndarray,
+    count: int,
+    window_samples: int,
+    context_samples: int,
+    rng: np.random.Generator,
+    max_tries_factor: int = 4,
+) -> np.ndarray:
     """Up to ``count`` random non-silent windows from one recording.
 
     Parameters
@@ -59,6 +65,6 @@ def predictable(windows: np.ndarray, context_samples: int, output_samples: int) 
     ``windows``: ``(n, history + context_samples + output_samples)`` float32.
     """
     end = windows.shape[1] - output_samples
-    context = np.sqrt(np.mean(np.square(windows[:, end - context_samples:end], dtype=np.float64), axis=1))
+    context = np.sqrt(np.mean(np.square(windows[:, end - context_samples : end], dtype=np.float64), axis=1))
     target = np.sqrt(np.mean(np.square(windows[:, end:], dtype=np.float64), axis=1))
     return (context >= MIN_CONTEXT_RMS) & (target <= MAX_TARGET_GAIN * context)

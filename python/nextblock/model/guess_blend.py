@@ -47,9 +47,15 @@ def with_guess_weight(model_path: str | Path, weight: float, out_path: str | Pat
     return out
 
 
-def score_weights(model_path: str | Path, validation: Sequence[str | Path], weights: Sequence[float],
-                  losses: Sequence[str] = DEFAULT_LOSSES, sample_rate_hz: int = 48000, frames_per_block: int = 128,
-                  seed: int = 1) -> list[dict]:
+def score_weights(
+    model_path: str | Path,
+    validation: Sequence[str | Path],
+    weights: Sequence[float],
+    losses: Sequence[str] = DEFAULT_LOSSES,
+    sample_rate_hz: int = 48000,
+    frames_per_block: int = 128,
+    seed: int = 1,
+) -> list[dict]:
     """Harness scores of ``model_path`` with every weight.
 
     Returns
@@ -62,20 +68,45 @@ def score_weights(model_path: str | Path, validation: Sequence[str | Path], weig
         for weight in weights:
             model = with_guess_weight(model_path, weight, Path(tmp) / f"w{weight:g}.tflite")
             out = Path(tmp) / f"w{weight:g}.json"
-            command = [sys.executable, "-m", "nextblock.evaluate", *map(str, validation), "--no-visqol", "--quiet",
-                       "--sample-rate", str(sample_rate_hz), "--fpp", str(frames_per_block), "--seed", str(seed),
-                       "--concealer", "nextblock", "--model", str(model), "--json", str(out)]
+            command = [
+                sys.executable,
+                "-m",
+                "nextblock.evaluate",
+                *map(str, validation),
+                "--no-visqol",
+                "--quiet",
+                "--sample-rate",
+                str(sample_rate_hz),
+                "--fpp",
+                str(frames_per_block),
+                "--seed",
+                str(seed),
+                "--concealer",
+                "nextblock",
+                "--model",
+                str(model),
+                "--json",
+                str(out),
+            ]
             for loss in losses:
                 command += ["--loss", loss]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                raise RuntimeError(f"nextblock.evaluate failed for guess_weight {weight:g}: "
-                                   f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+                raise RuntimeError(
+                    f"nextblock.evaluate failed for guess_weight {weight:g}: "
+                    f"{(done.stderr.strip().splitlines() or ['?'])[-1]}"
+                )
             results = [r for r in json.loads(out.read_text())["results"] if r["concealer"] == "nextblock"]
             snr = {r["loss"]: r["snr_db"] for r in results}
             lsd = {r["loss"]: r["lsd_db"] for r in results}
-            rows.append({"guess_weight": float(weight), "snr_db": snr, "lsd_db": lsd,
-                         "mean_snr_db": sum(snr.values()) / len(snr)})
+            rows.append(
+                {
+                    "guess_weight": float(weight),
+                    "snr_db": snr,
+                    "lsd_db": lsd,
+                    "mean_snr_db": sum(snr.values()) / len(snr),
+                }
+            )
     return rows
 
 
@@ -88,16 +119,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m nextblock.model.guess_blend",
         description="Score a model with every guess_weight on a validation set with the evaluation harness "
-                    "and name the weight to export it with (best mean SNR over the loss patterns).",
+        "and name the weight to export it with (best mean SNR over the loss patterns).",
         epilog="Make the validation set once with: python -m nextblock.model.heldout --split validation "
-               "--out DIR --audio <folders>. Then export with: python -m nextblock.export --guess-weight W.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "--out DIR --audio <folders>. Then export with: python -m nextblock.export --guess-weight W.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("model", help="exported .tflite model")
-    p.add_argument("--validation", nargs="+", required=True, metavar="FILE_OR_DIR",
-                   help="audio of validation-split recordings (never the held-out set)")
+    p.add_argument(
+        "--validation",
+        nargs="+",
+        required=True,
+        metavar="FILE_OR_DIR",
+        help="audio of validation-split recordings (never the held-out set)",
+    )
     p.add_argument("--weights", default=",".join(f"{w:g}" for w in DEFAULT_WEIGHTS), help="comma-separated")
-    p.add_argument("--loss", action="append", type=loss_argument,
-                   help=f"loss patterns (nextblock.packetloss; default: {' and '.join(DEFAULT_LOSSES)})")
+    p.add_argument(
+        "--loss",
+        action="append",
+        type=loss_argument,
+        help=f"loss patterns (nextblock.packetloss; default: {' and '.join(DEFAULT_LOSSES)})",
+    )
     p.add_argument("--sample-rate", type=int, default=48000, help="stream rate")
     p.add_argument("--fpp", type=int, default=128, help="frames per block")
     p.add_argument("--seed", type=int, default=1, help="loss-pattern seed")
@@ -117,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        rows = score_weights(args.model, args.validation, weights, args.loss or DEFAULT_LOSSES,
-                             args.sample_rate, args.fpp, args.seed)
+        rows = score_weights(
+            args.model, args.validation, weights, args.loss or DEFAULT_LOSSES, args.sample_rate, args.fpp, args.seed
+        )
     except (RuntimeError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -128,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | " + " | ".join("---" for _ in losses) + " | --- |")
     for r in rows:
         cells = " | ".join(f"{r['snr_db'][loss]:.2f} / {r['lsd_db'][loss]:.2f}" for loss in losses)
-        print(f"| {r['guess_weight']:g}{' ←' if r['guess_weight'] == best else ''} | {cells} | {r['mean_snr_db']:.3f} |")
+        print(
+            f"| {r['guess_weight']:g}{' ←' if r['guess_weight'] == best else ''} | {cells} | {r['mean_snr_db']:.3f} |"
+        )
     print(f"best guess_weight: {best:g}  (python -m nextblock.export ... --guess-weight {best:g})")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "best_guess_weight": best, "rows": rows}, indent=1))

@@ -33,9 +33,16 @@ GAP_SECONDS = 0.05
 MAX_PEAK = 4.0
 
 
-def write_heldout(roots: list[str], out_dir: Path, per_group: int = 3, seconds: float = 10.0,
-                  sample_rate_hz: int = 48000, seed: int = 0, show_progress: bool = True,
-                  split: str = "test") -> list[dict]:
+def write_heldout(
+    roots: list[str],
+    out_dir: Path,
+    per_group: int = 3,
+    seconds: float = 10.0,
+    sample_rate_hz: int = 48000,
+    seed: int = 0,
+    show_progress: bool = True,
+    split: str = "test",
+) -> list[dict]:
     """Write the held-out excerpts; return one record per written file (also in ``heldout.json``).
 
     ``split="validation"`` cuts the same kind of set from *validation-split* recordings instead: a
@@ -73,29 +80,40 @@ def write_heldout(roots: list[str], out_dir: Path, per_group: int = 3, seconds: 
             name = f"{group}-{index}.wav"
             signal = np.concatenate(parts)
             sf.write(str(out_dir / name), signal, sample_rate_hz, subtype="FLOAT")
-            records.append({"file": name, "group": group, "sources": sources, "seconds": round(signal.size / sample_rate_hz, 2)})
+            records.append(
+                {"file": name, "group": group, "sources": sources, "seconds": round(signal.size / sample_rate_hz, 2)}
+            )
     (out_dir / "heldout.json").write_text(json.dumps(records, indent=2))
     return records
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nextblock.model.heldout", description=__doc__.split("\n")[0],
-                                epilog="examples:" + __doc__.split("examples:")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m nextblock.model.heldout",
+        description=__doc__.split("\n")[0],
+        epilog="examples:" + __doc__.split("examples:")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", required=True, help="folder to write the WAV files and heldout.json into")
     p.add_argument("--audio", nargs="+", metavar="DIR", help="root folders (default: every package in the cache)")
     p.add_argument("--per-group", type=int, default=3, help="files per root folder (default %(default)s)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each file (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for file order and offsets (default %(default)s)")
-    p.add_argument("--split", choices=("test", "validation"), default="test",
-                   help="recordings of this split (default %(default)s; validation: a set to choose things on)")
+    p.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="recordings of this split (default %(default)s; validation: a set to choose things on)",
+    )
     args = p.parse_args(argv)
     roots = args.audio or sorted(str(d) for d in cache_extracted_dir().glob("*") if d.is_dir())
     if not roots:
         print(f"error: no --audio given and nothing unpacked in {cache_extracted_dir()}", file=sys.stderr)
         return 2
     try:
-        records = write_heldout(roots, Path(args.out).expanduser(), args.per_group, args.seconds, seed=args.seed,
-                                split=args.split)
+        records = write_heldout(
+            roots, Path(args.out).expanduser(), args.per_group, args.seconds, seed=args.seed, split=args.split
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -19,7 +19,6 @@ from __future__ import annotations
 from ..features.config import FeatureConfig
 from ..features.spectral import SpectralCodec
 
-
 #: added under the square root of |STFT|² (1e-6 in magnitude against the 1e-3 log floor)
 _TINY = 1e-12
 
@@ -61,9 +60,15 @@ def _stft(signal, index, window):
     return keras.ops.rfft(frames)
 
 
-def make_loss(config: FeatureConfig, spectral_weight: float = 0.1, fft_sizes: tuple[int, ...] = (32, 64, 128),
-              later_block_weight: float = 0.5, log_floor: float = 1e-3, phase_weight: float = 0.0,
-              first_block_only: bool = False):
+def make_loss(
+    config: FeatureConfig,
+    spectral_weight: float = 0.1,
+    fft_sizes: tuple[int, ...] = (32, 64, 128),
+    later_block_weight: float = 0.5,
+    log_floor: float = 1e-3,
+    phase_weight: float = 0.0,
+    first_block_only: bool = False,
+):
     """Build ``loss(target_waveform, predicted_spectrum) -> (batch,)`` for ``model.compile``.
 
     Parameters
@@ -101,8 +106,10 @@ def make_loss(config: FeatureConfig, spectral_weight: float = 0.1, fft_sizes: tu
         index = _frame_index(config.output_samples, size)
         return index[index[:, 0] < config.frames_per_block] if first_block_only else index
 
-    frames = [(frame_index(size), (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)).astype(np.float32))
-              for size in fft_sizes]
+    frames = [
+        (frame_index(size), (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(size) / size)).astype(np.float32))
+        for size in fft_sizes
+    ]
 
     def loss(target, predicted):
         ops = keras.ops

@@ -64,7 +64,9 @@ def embed_metadata(tflite_bytes: bytes, metadata: dict[str, Any]) -> bytes:
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.metadata = [
+        m for m in (model.metadata or []) if (m.name or b"") not in (METADATA_NAME, METADATA_NAME.encode())
+    ]
     model.metadata.append(entry)
     builder = flatbuffers.Builder(len(tflite_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
@@ -93,7 +95,9 @@ def validate_metadata(metadata: Any, where: str = "metadata") -> dict[str, Any]:
         if key not in metadata:
             raise ModelFileError(f"{where} lacks the field {key!r}")
         if not isinstance(metadata[key], kind) or isinstance(metadata[key], bool):
-            raise ModelFileError(f"{where}: field {key!r} should be {getattr(kind, '__name__', kind)}, got {metadata[key]!r}")
+            raise ModelFileError(
+                f"{where}: field {key!r} should be {getattr(kind, '__name__', kind)}, got {metadata[key]!r}"
+            )
     if metadata["format"] != METADATA_FORMAT:
         raise ModelFileError(f"{where} has format {metadata['format']!r}; this NextBlock reads {METADATA_FORMAT!r}")
     for key in ("frames_per_block", "context_samples", "sample_rate_hz", "outputs_blocks"):

@@ -45,10 +45,14 @@ class BlockPredictor:
         md = self.metadata
         try:
             self.config = FeatureConfig(
-                frames_per_block=md["frames_per_block"], context_samples=md["context_samples"],
-                sample_rate_hz=md["sample_rate_hz"], outputs_blocks=md["outputs_blocks"],
+                frames_per_block=md["frames_per_block"],
+                context_samples=md["context_samples"],
+                sample_rate_hz=md["sample_rate_hz"],
+                outputs_blocks=md["outputs_blocks"],
                 window_fall_samples=int(md.get("window_fall_samples", FeatureConfig.window_fall_samples)),
-                lpc_order=int(md.get("lpc_order", 0)), lpc_burg_samples=int(md.get("lpc_burg_samples", 0)))
+                lpc_order=int(md.get("lpc_order", 0)),
+                lpc_burg_samples=int(md.get("lpc_burg_samples", 0)),
+            )
         except ValueError as err:
             raise ModelFileError(f"{self.model_path}: inconsistent metadata: {err}") from None
         self.codec = SpectralCodec(self.config)
@@ -64,9 +68,13 @@ class BlockPredictor:
             raise ModelFileError(f"{self.model_path}: LiteRT cannot load it: {err}") from None
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
-        if tuple(inp["shape"][1:]) != (self.config.input_bins, self.codec.feature_channels) or tuple(out["shape"][1:]) != (self.config.output_bins, 2):
-            raise ModelFileError(f"{self.model_path}: tensor shapes {tuple(inp['shape'])} -> {tuple(out['shape'])} "
-                                 f"do not match its metadata (context {self.config.context_samples} samples)")
+        if tuple(inp["shape"][1:]) != (self.config.input_bins, self.codec.feature_channels) or tuple(
+            out["shape"][1:]
+        ) != (self.config.output_bins, 2):
+            raise ModelFileError(
+                f"{self.model_path}: tensor shapes {tuple(inp['shape'])} -> {tuple(out['shape'])} "
+                f"do not match its metadata (context {self.config.context_samples} samples)"
+            )
         self._input_index = inp["index"]
         self._output_index = out["index"]
         self._batch = 0
@@ -115,8 +123,9 @@ class BlockPredictor:
     def _ensure_batch(self, channels: int) -> None:
         """Resize the interpreter's tensors for ``channels`` rows (only when that number changes)."""
         if channels != self._batch:
-            self._interpreter.resize_tensor_input(self._input_index,
-                                                  [channels, self.config.input_bins, self.codec.feature_channels])
+            self._interpreter.resize_tensor_input(
+                self._input_index, [channels, self.config.input_bins, self.codec.feature_channels]
+            )
             self._interpreter.allocate_tensors()
             self._batch = channels
 
@@ -146,8 +155,9 @@ class BlockPredictor:
         features, scale, guess = self.codec.encode_with_guess(context)
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
-        return self.codec.decode_joined(self._interpreter.get_tensor(self._output_index), scale, context, guess,
-                                        self.guess_weight, self._ramp)
+        return self.codec.decode_joined(
+            self._interpreter.get_tensor(self._output_index), scale, context, guess, self.guess_weight, self._ramp
+        )
 
     def predict_with_guess(self, context: np.ndarray, guess: np.ndarray) -> np.ndarray:
         """:meth:`predict` with the network correcting ``guess`` instead of its own LPC guess.
@@ -168,8 +178,9 @@ class BlockPredictor:
         features, scale = self.codec.encode_given_guess(context, guess)
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
-        return self.codec.decode_joined(self._interpreter.get_tensor(self._output_index), scale, context, guess,
-                                        self.guess_weight, self._ramp)
+        return self.codec.decode_joined(
+            self._interpreter.get_tensor(self._output_index), scale, context, guess, self.guess_weight, self._ramp
+        )
 
     def predict_reference(self, context: np.ndarray) -> np.ndarray:
         """:meth:`predict` with the numpy codec and post-processing: the reference the C++ path is
@@ -179,8 +190,9 @@ class BlockPredictor:
         features, scale, guess = self.codec.encode_reference(context)
         self._interpreter.set_tensor(self._input_index, features)
         self._interpreter.invoke()
-        return self.codec.decode_joined_reference(self._interpreter.get_tensor(self._output_index), scale, context,
-                                                  guess, self.guess_weight, self._ramp)
+        return self.codec.decode_joined_reference(
+            self._interpreter.get_tensor(self._output_index), scale, context, guess, self.guess_weight, self._ramp
+        )
 
     def predict_horizon(self, context: np.ndarray) -> np.ndarray:
         """:meth:`predict` as one continuous segment: ``(channels, horizon_samples)`` float32."""
@@ -191,6 +203,9 @@ class BlockPredictor:
         """Run ``calls`` predictions on silence and noise (one channel) to settle caches."""
         rng = np.random.default_rng(0)
         for i in range(calls):
-            context = np.zeros((1, self.config.context_samples), np.float32) if i % 2 else \
-                (0.1 * rng.standard_normal((1, self.config.context_samples))).astype(np.float32)
+            context = (
+                np.zeros((1, self.config.context_samples), np.float32)
+                if i % 2
+                else (0.1 * rng.standard_normal((1, self.config.context_samples))).astype(np.float32)
+            )
             self.predict(context)

@@ -43,8 +43,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-
 #: the latency budget of one prediction at the reference configuration (p99, one channel, µs)
 REFERENCE_BUDGET_US = 250.0
 #: the reference configuration's block size in frames (at any rate: the model works on samples)
@@ -89,12 +87,16 @@ def stream_support(metadata: dict[str, Any], frames_per_block: int, sample_rate_
     """
     rates = model_sample_rates_hz(metadata)
     if int(sample_rate_hz) not in rates:
-        return (f"trained at {', '.join(map(str, rates))} Hz, the stream runs at {sample_rate_hz} Hz "
-                f"(run the JACK server at one of those rates or use a model trained for {sample_rate_hz} Hz)")
+        return (
+            f"trained at {', '.join(map(str, rates))} Hz, the stream runs at {sample_rate_hz} Hz "
+            f"(run the JACK server at one of those rates or use a model trained for {sample_rate_hz} Hz)"
+        )
     if not metadata.get("sample_rates_hz"):
         if int(frames_per_block) != int(metadata["frames_per_block"]):
-            return (f"predicts {metadata['frames_per_block']}-frame blocks only (a model from before 3.0), "
-                    f"the stream uses {frames_per_block}")
+            return (
+                f"predicts {metadata['frames_per_block']}-frame blocks only (a model from before 3.0), "
+                f"the stream uses {frames_per_block}"
+            )
         return None
     if not MIN_FRAMES_PER_BLOCK <= int(frames_per_block) <= MAX_FRAMES_PER_BLOCK:
         return f"serves blocks of {MIN_FRAMES_PER_BLOCK} to {MAX_FRAMES_PER_BLOCK} frames, the stream uses {frames_per_block}"
@@ -127,13 +129,21 @@ def choose_model(paths: list[str | os.PathLike], frames_per_block: int, sample_r
     if not ranked:
         raise ValueError(f"no model serves {frames_per_block} frames at {sample_rate_hz} Hz: " + "; ".join(refused))
     calls, _, path, metadata = min(ranked, key=lambda r: r[:2])
-    why = (f"{metadata.get('name', path.stem)} {metadata['model_version']} for {frames_per_block} frames at "
-           f"{sample_rate_hz} Hz: {calls} call(s) of {model_horizon_samples(metadata)} samples per prediction")
+    why = (
+        f"{metadata.get('name', path.stem)} {metadata['model_version']} for {frames_per_block} frames at "
+        f"{sample_rate_hz} Hz: {calls} call(s) of {model_horizon_samples(metadata)} samples per prediction"
+    )
     return path, why
 
 
-def stream_predictor(model, frames_per_block: int, sample_rate_hz: int, min_refresh_samples: int = 0,
-                     beyond_horizon: str = "guess", long_term: bool = True):
+def stream_predictor(
+    model,
+    frames_per_block: int,
+    sample_rate_hz: int,
+    min_refresh_samples: int = 0,
+    beyond_horizon: str = "guess",
+    long_term: bool = True,
+):
     """A horizon model fitted to one stream: the adapters of :mod:`nextblock.model.adapters`
     stacked (see the module docstring).
 

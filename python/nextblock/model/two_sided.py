@@ -53,13 +53,22 @@ class TwoSidedPredictor:
     model or one that is not two-sided.
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, predictor: BlockPredictor | None = None,
-                 num_threads: int = 1, warm_up: bool = True):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        predictor: BlockPredictor | None = None,
+        num_threads: int = 1,
+        warm_up: bool = True,
+    ):
         if predictor is None:
             from . import default_model_path
 
-            predictor = BlockPredictor(model_path if model_path is not None else default_model_path(TWO_SIDED_MODEL_NAME),
-                                       num_threads=num_threads, warm_up=False)
+            predictor = BlockPredictor(
+                model_path if model_path is not None else default_model_path(TWO_SIDED_MODEL_NAME),
+                num_threads=num_threads,
+                warm_up=False,
+            )
         spec = predictor.metadata.get("two_sided")
         if not isinstance(spec, dict):
             raise ModelFileError(f"{predictor.model_path}: not a two-sided model (its metadata has no 'two_sided')")
@@ -78,9 +87,14 @@ class TwoSidedPredictor:
         if warm_up:
             rng = np.random.default_rng(0)
             for _ in range(4):
-                x = (0.1 * rng.standard_normal((1, DEFAULT_FIT_SAMPLES + self.model.horizon_samples))).astype(np.float32)
-                self.fill(x[:, :DEFAULT_FIT_SAMPLES], x[:, DEFAULT_FIT_SAMPLES + self.gap_samples:],
-                          x[:, DEFAULT_FIT_SAMPLES:DEFAULT_FIT_SAMPLES + self.gap_samples] if self.needs_prior else None)
+                x = (0.1 * rng.standard_normal((1, DEFAULT_FIT_SAMPLES + self.model.horizon_samples))).astype(
+                    np.float32
+                )
+                self.fill(
+                    x[:, :DEFAULT_FIT_SAMPLES],
+                    x[:, DEFAULT_FIT_SAMPLES + self.gap_samples :],
+                    x[:, DEFAULT_FIT_SAMPLES : DEFAULT_FIT_SAMPLES + self.gap_samples] if self.needs_prior else None,
+                )
 
     @property
     def past_samples(self) -> int:
@@ -96,20 +110,28 @@ class TwoSidedPredictor:
         past = np.atleast_2d(np.asarray(past, dtype=np.float32))
         future = np.atleast_2d(np.asarray(future, dtype=np.float32))
         if past.shape[1] < self.past_samples or future.shape[1] < self.future_samples:
-            raise ValueError(f"the two-sided model needs {self.past_samples} past and {self.future_samples} future "
-                             f"samples, got {past.shape[1]} and {future.shape[1]}")
+            raise ValueError(
+                f"the two-sided model needs {self.past_samples} past and {self.future_samples} future "
+                f"samples, got {past.shape[1]} and {future.shape[1]}"
+            )
         if self.needs_prior and prior is None:
             raise ValueError("this two-sided model corrects a fused guess: give the causal prediction as prior")
-        guess = two_sided_guess(past, future, self.gap_samples, self.model.horizon_samples,
-                                prior if self.needs_prior else None, order=self.guess_order,
-                                prior_weight=self.prior_weight)
-        blocks = self.model.predict_with_guess(past[:, -self.model.context_samples:], guess)
-        fill = blocks.reshape(blocks.shape[0], -1)[:, :self.gap_samples].copy()
+        guess = two_sided_guess(
+            past,
+            future,
+            self.gap_samples,
+            self.model.horizon_samples,
+            prior if self.needs_prior else None,
+            order=self.guess_order,
+            prior_weight=self.prior_weight,
+        )
+        blocks = self.model.predict_with_guess(past[:, -self.model.context_samples :], guess)
+        fill = blocks.reshape(blocks.shape[0], -1)[:, : self.gap_samples].copy()
         n = min(END_RAMP_SAMPLES, self.gap_samples)
         gap = self.gap_samples
-        fill[:, -n:] += self._end_ramp[-n:] * (guess[:, gap - n:gap] - fill[:, -n:])
+        fill[:, -n:] += self._end_ramp[-n:] * (guess[:, gap - n : gap] - fill[:, -n:])
         before = np.mean(np.square(past[:, -gap:], dtype=np.float64), axis=1)
-        after = np.mean(np.square(future[:, :self.future_samples], dtype=np.float64), axis=1)
+        after = np.mean(np.square(future[:, : self.future_samples], dtype=np.float64), axis=1)
         loud = np.mean(np.square(fill, dtype=np.float64), axis=1) > GUARD_RATIO * np.maximum(before, after)
         #: rows whose network fill the guard refused in the last call
         self.refused = int(np.count_nonzero(loud))
@@ -148,15 +170,26 @@ class TwoSidedFill:
     def uses_network(self, past_samples: int, future_samples: int, gap_samples: int) -> bool:
         """Whether a gap of this shape is the network's (else the fusion's)."""
         n = self.network
-        return (n is not None and gap_samples == n.gap_samples and future_samples >= n.future_samples
-                and past_samples >= n.past_samples)
+        return (
+            n is not None
+            and gap_samples == n.gap_samples
+            and future_samples >= n.future_samples
+            and past_samples >= n.past_samples
+        )
 
-    def __call__(self, past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,
-                 sample_rate_hz: int = 48000) -> np.ndarray:
+    def __call__(
+        self,
+        past: np.ndarray,
+        future: np.ndarray,
+        gap_samples: int,
+        prior: np.ndarray | None = None,
+        sample_rate_hz: int = 48000,
+    ) -> np.ndarray:
         past = np.atleast_2d(past)
         future = np.atleast_2d(future)
         if self.uses_network(past.shape[1], future.shape[1], int(gap_samples)) and (
-                prior is not None or not self.network.needs_prior):
+            prior is not None or not self.network.needs_prior
+        ):
             self.network_fills += 1
             return self.network.fill(past, future, prior)
         from ..features.twosided import fill_gap
@@ -164,8 +197,14 @@ class TwoSidedFill:
         self.fusion_fills += 1
         return fill_gap(past, future, int(gap_samples), prior, sample_rate_hz)[0]
 
-    def fast(self, past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None,
-             sample_rate_hz: int = 48000) -> np.ndarray:
+    def fast(
+        self,
+        past: np.ndarray,
+        future: np.ndarray,
+        gap_samples: int,
+        prior: np.ndarray | None = None,
+        sample_rate_hz: int = 48000,
+    ) -> np.ndarray:
         """The same gap filled by the cheap fusion: LSAR(128) with the prior at a constant weight,
         whose normal equations are Toeplitz with a block after the gap (a Levinson solve, ~3x less
         time than :meth:`__call__`'s fill). For when the full fill would finish after the lost
@@ -174,9 +213,17 @@ class TwoSidedFill:
         from ..features.twosided import NETWORK_GUESS_ORDER, NETWORK_GUESS_PRIOR_WEIGHT, fill_gap
 
         self.fast_fills += 1
-        return fill_gap(np.atleast_2d(past), np.atleast_2d(future), int(gap_samples), prior, sample_rate_hz,
-                        order=NETWORK_GUESS_ORDER, prior_weight=NETWORK_GUESS_PRIOR_WEIGHT if prior is not None else 0.0,
-                        prior_fade=0.0, levinson=True)[0]
+        return fill_gap(
+            np.atleast_2d(past),
+            np.atleast_2d(future),
+            int(gap_samples),
+            prior,
+            sample_rate_hz,
+            order=NETWORK_GUESS_ORDER,
+            prior_weight=NETWORK_GUESS_PRIOR_WEIGHT if prior is not None else 0.0,
+            prior_fade=0.0,
+            levinson=True,
+        )[0]
 
 
 __all__ = ["END_RAMP_SAMPLES", "TWO_SIDED_MODEL_NAME", "TwoSidedFill", "TwoSidedPredictor"]

@@ -85,10 +85,14 @@ def stale(remove: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nextblock.netlab", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stale", action="store_true",
-                   help="list namespaces/processes left by a NextBlock run that was SIGKILLed (owner PID dead)")
+    p = argparse.ArgumentParser(
+        prog="python -m nextblock.netlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--stale",
+        action="store_true",
+        help="list namespaces/processes left by a NextBlock run that was SIGKILLed (owner PID dead)",
+    )
     p.add_argument("--remove-stale", action="store_true", help="like --stale, and delete/kill them")
     args = p.parse_args(argv)
     if args.stale or args.remove_stale:

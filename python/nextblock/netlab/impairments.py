@@ -92,8 +92,12 @@ class GilbertElliottLoss(LossModel):
         loss_in_bad: float = 1.0,
         loss_in_good: float = 0.0,
     ):
-        for name, v in (("p_good_to_bad", p_good_to_bad), ("p_bad_to_good", p_bad_to_good),
-                        ("loss_in_bad", loss_in_bad), ("loss_in_good", loss_in_good)):
+        for name, v in (
+            ("p_good_to_bad", p_good_to_bad),
+            ("p_bad_to_good", p_bad_to_good),
+            ("loss_in_bad", loss_in_bad),
+            ("loss_in_good", loss_in_good),
+        ):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
         if p_bad_to_good == 0.0:

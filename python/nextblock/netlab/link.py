@@ -177,8 +177,17 @@ class LossyLink:
         s = self.spec
         if topology == "netns":
             p = self.pair
-            plan = LinkPlan(method, reason, topology, p.server_ns, p.client_ns, JACKTRIP_PORT, JACKTRIP_PORT,
-                            p.server_ip, JACKTRIP_PORT)
+            plan = LinkPlan(
+                method,
+                reason,
+                topology,
+                p.server_ns,
+                p.client_ns,
+                JACKTRIP_PORT,
+                JACKTRIP_PORT,
+                p.server_ip,
+                JACKTRIP_PORT,
+            )
         else:
             server_port, client_port = free_udp_port(), free_udp_port()
             while client_port == server_port:
@@ -187,12 +196,29 @@ class LossyLink:
 
         if method == "relay":
             listen_port = RELAY_PORT_IN_NETNS if topology == "netns" else 0
-            args = [sys.executable, "-m", "nextblock.netlab.relay",
-                    "--listen", f"127.0.0.1:{listen_port}",
-                    "--forward", f"{plan.client_peer_host}:{plan.server_bind_port}",
-                    "--loss", s.loss, "--delay-ms", str(s.delay_ms), "--jitter-ms", str(s.jitter_ms),
-                    "--seed", str(s.seed), "--arm", s.arm, "--log", str(self._relay_log),
-                    "--max-runtime-s", "900"]
+            args = [
+                sys.executable,
+                "-m",
+                "nextblock.netlab.relay",
+                "--listen",
+                f"127.0.0.1:{listen_port}",
+                "--forward",
+                f"{plan.client_peer_host}:{plan.server_bind_port}",
+                "--loss",
+                s.loss,
+                "--delay-ms",
+                str(s.delay_ms),
+                "--jitter-ms",
+                str(s.jitter_ms),
+                "--seed",
+                str(s.seed),
+                "--arm",
+                s.arm,
+                "--log",
+                str(self._relay_log),
+                "--max-runtime-s",
+                "900",
+            ]
             if s.armed_packets is not None:
                 args += ["--armed-packets", str(s.armed_packets)]
             if s.rt_priority and os.geteuid() == 0 and shutil.which("chrt"):
@@ -219,13 +245,15 @@ class LossyLink:
             kw = {}
             if kind == "gilbert":
                 if loss.params[2:] != (1.0, 0.0):
-                    raise ValueError(f"netem's bursts lose every packet of a burst and none between: {s.loss!r} "
-                                     "needs method 'relay'")
+                    raise ValueError(
+                        f"netem's bursts lose every packet of a burst and none between: {s.loss!r} needs method 'relay'"
+                    )
                 kw = {"burst_p": loss.params[0], "burst_r": loss.params[1]}
             elif kind == "bernoulli":
                 kw = {"loss_percent": s.bernoulli_percent()}
-            self.netem = NetemQdisc(plan.client_netns, self.pair.client_dev, delay_ms=s.delay_ms,
-                                    jitter_ms=s.jitter_ms, seed=s.seed, **kw).__enter__()
+            self.netem = NetemQdisc(
+                plan.client_netns, self.pair.client_dev, delay_ms=s.delay_ms, jitter_ms=s.jitter_ms, seed=s.seed, **kw
+            ).__enter__()
         elif method == "simloss":
             rate = s.bernoulli_percent() / 100.0
             plan.server_extra_args += ["--simloss", f"{rate:g}"]
@@ -254,8 +282,12 @@ class LossyLink:
     def report(self) -> dict:
         """Which path ran and what it dropped (call after :meth:`close` for the relay's summary)."""
         plan = self.plan
-        out = {"method": plan.method if plan else None, "reason": plan.reason if plan else None,
-               "topology": plan.topology if plan else None, "spec": self.spec.__dict__.copy()}
+        out = {
+            "method": plan.method if plan else None,
+            "reason": plan.reason if plan else None,
+            "topology": plan.topology if plan else None,
+            "spec": self.spec.__dict__.copy(),
+        }
         if plan and plan.method == "relay" and self._relay_log.exists():
             log = read_relay_log(self._relay_log)
             out["dropped_packets"] = len(log["drops"])

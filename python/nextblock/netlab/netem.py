@@ -32,9 +32,17 @@ class NetemQdisc:
     instead of independent loss. ``seed`` is passed where this tc supports it.
     """
 
-    def __init__(self, netns: str, dev: str, loss_percent: float = 0.0, delay_ms: float = 0.0,
-                 jitter_ms: float = 0.0, burst_p: float | None = None, burst_r: float | None = None,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        netns: str,
+        dev: str,
+        loss_percent: float = 0.0,
+        delay_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        burst_p: float | None = None,
+        burst_r: float | None = None,
+        seed: int | None = None,
+    ):
         self.netns, self.dev = netns, dev
         args = ["tc", "qdisc", "add", "dev", dev, "root", "netem"]
         if delay_ms or jitter_ms:
@@ -51,7 +59,7 @@ class NetemQdisc:
         out = run_in_netns(self.netns, self.args, check=False)
         if out.returncode != 0 and "seed" in self.args:  # older tc without 'seed'
             i = self.args.index("seed")
-            self.args = self.args[:i] + self.args[i + 2:]
+            self.args = self.args[:i] + self.args[i + 2 :]
             out = run_in_netns(self.netns, self.args, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"{' '.join(self.args)} failed: {out.stderr.strip()}")

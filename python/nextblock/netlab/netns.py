@@ -85,10 +85,24 @@ class NetnsPair:
                 self._created.append(ns)
                 _ip("-n", ns, "link", "set", "lo", "up")
             # Create the pair directly with each end inside its namespace.
-            _ip("-n", self.client_ns, "link", "add", self.client_dev, "type", "veth",
-                "peer", "name", self.server_dev, "netns", self.server_ns)
-            for ns, dev, ip in ((self.client_ns, self.client_dev, self.client_ip),
-                                (self.server_ns, self.server_dev, self.server_ip)):
+            _ip(
+                "-n",
+                self.client_ns,
+                "link",
+                "add",
+                self.client_dev,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.server_dev,
+                "netns",
+                self.server_ns,
+            )
+            for ns, dev, ip in (
+                (self.client_ns, self.client_dev, self.client_ip),
+                (self.server_ns, self.server_dev, self.server_ip),
+            ):
                 _ip("-n", ns, "addr", "add", f"{ip}/30", "dev", dev)
                 _ip("-n", ns, "link", "set", dev, "up")
         except BaseException as exc:
@@ -102,8 +116,9 @@ class NetnsPair:
         """One bounded ping from client to server namespace (sanity check)."""
         if shutil.which("ping") is None:
             return True
-        out = run_in_netns(self.client_ns, ["ping", "-c", str(count), "-W", "1", self.server_ip],
-                           timeout_s=timeout_s, check=False)
+        out = run_in_netns(
+            self.client_ns, ["ping", "-c", str(count), "-W", "1", self.server_ip], timeout_s=timeout_s, check=False
+        )
         return out.returncode == 0
 
     def close(self) -> None:

@@ -55,8 +55,13 @@ class NftLoss:
     def __enter__(self) -> NftLoss:
         import subprocess
 
-        out = subprocess.run(["ip", "netns", "exec", self.netns, "nft", "-f", "-"], input=self.ruleset(),
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.netns, "nft", "-f", "-"],
+            input=self.ruleset(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"nft rules in {self.netns} failed: {out.stderr.strip()}")
         return self

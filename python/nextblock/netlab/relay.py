@@ -300,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--listen", required=True, help="HOST:PORT the JackTrip client sends to (port 0 = any free port)")
     p.add_argument("--forward", required=True, help="HOST:PORT of the JackTrip server")
-    p.add_argument("--loss", default="none", type=loss_argument,
-                   help=f"{GRAMMAR} (probabilities from 0 to 1; default none)")
+    p.add_argument(
+        "--loss", default="none", type=loss_argument, help=f"{GRAMMAR} (probabilities from 0 to 1; default none)"
+    )
     p.add_argument("--delay-ms", type=float, default=0.0, help="fixed one-way delay added to every datagram")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="extra uniform delay in [0, jitter-ms]")
     p.add_argument("--reorder", action="store_true", help="let jitter reorder datagrams (default: keep order)")

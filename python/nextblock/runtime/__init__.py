@@ -22,7 +22,6 @@ from .context import ContextRing
 from .errors import AttachError, IncompatibleModel, ProducerGone
 from .guard import SampleGuard
 from .hub import HubConfig, HubLoop
-from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
 from .modelwatch import ModelRejected, ModelWatcher, PublishedModel
 from .predictors import (
     Predictor,
@@ -33,12 +32,37 @@ from .predictors import (
     load_model_predictor,
     warm_up,
 )
+from .schedule import JUST_IN_TIME, SPECULATIVE, Action, ScheduleConfig, StreamSchedule
 from .session import Target, open_consumer, serve
 from .stats import HubStats, LatencyHistogram, RuntimeStats
 
 __all__ = [
-    "Action", "HubConfig", "HubLoop", "HubStats", "JUST_IN_TIME", "SPECULATIVE", "ScheduleConfig", "StreamSchedule",
-    "AttachError", "ContextRing", "IncompatibleModel", "LatencyHistogram", "ModelRejected",
-    "ModelWatcher", "Predictor", "ProducerGone", "PublishedModel", "RepeatPredictor", "RuntimeStats", "SampleGuard",
-    "Target", "check_stream_compatible", "choose_shipped_model", "fit_to_stream", "load_model_predictor", "open_consumer", "serve", "warm_up",
+    "Action",
+    "HubConfig",
+    "HubLoop",
+    "HubStats",
+    "JUST_IN_TIME",
+    "SPECULATIVE",
+    "ScheduleConfig",
+    "StreamSchedule",
+    "AttachError",
+    "ContextRing",
+    "IncompatibleModel",
+    "LatencyHistogram",
+    "ModelRejected",
+    "ModelWatcher",
+    "Predictor",
+    "ProducerGone",
+    "PublishedModel",
+    "RepeatPredictor",
+    "RuntimeStats",
+    "SampleGuard",
+    "Target",
+    "check_stream_compatible",
+    "choose_shipped_model",
+    "fit_to_stream",
+    "load_model_predictor",
+    "open_consumer",
+    "serve",
+    "warm_up",
 ]

@@ -13,7 +13,7 @@ model watcher and the warm-up treat it as one model.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -100,6 +100,8 @@ class CollectorPauses:
     def to_dict(self) -> dict:
         """``gc_collections`` and ``gc_max_pause_us`` (one entry per generation 0, 1, 2) and
         ``gc_full_at_s`` (when the full collections ran, seconds after serving started)."""
-        return {"gc_collections": list(self.collections),
-                "gc_max_pause_us": [round(v, 1) for v in self.max_pause_us],
-                "gc_full_at_s": list(self.full_at_s)}
+        return {
+            "gc_collections": list(self.collections),
+            "gc_max_pause_us": [round(v, 1) for v in self.max_pause_us],
+            "gc_full_at_s": list(self.full_at_s),
+        }

@@ -152,7 +152,11 @@ class ContextRing:
         if self.seq_of_slot[slot] != seq or self.source_of_slot[slot] != RECEIVED or self._faded_seq[slot] == seq:
             return None
         n = 1
-        while n < max_blocks and self.source_of(seq + n) == RECEIVED and self._faded_seq[(seq + n) & self._mask] != seq + n:
+        while (
+            n < max_blocks
+            and self.source_of(seq + n) == RECEIVED
+            and self._faded_seq[(seq + n) & self._mask] != seq + n
+        ):
             n += 1
         start = slot * self.frames_per_block
         return self.samples[:, start : start + n * self.frames_per_block]

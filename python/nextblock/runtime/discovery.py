@@ -37,7 +37,6 @@ from .session import SHM_DIR, attach_error, process_cmdline, process_comm
 log = logging.getLogger("nextblock.attach")
 
 
-
 class StreamSource(Protocol):  # pragma: no cover - protocol
     def segments(self) -> list[str]: ...
 

@@ -93,8 +93,9 @@ class Geometries:
             if geometry in self._building:
                 return
             self._building.add(geometry)
-        thread = threading.Thread(target=self._run, args=(geometry,), name=f"nextblock-build-{geometry[0]}x{geometry[1]}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._run, args=(geometry,), name=f"nextblock-build-{geometry[0]}x{geometry[1]}", daemon=True
+        )
         thread.start()
 
     def _run(self, geometry: Geometry) -> None:

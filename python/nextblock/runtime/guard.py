@@ -68,8 +68,9 @@ class SampleGuard:
         if prediction.dtype != np.float32 or not prediction.flags.c_contiguous:
             work = np.ascontiguousarray(prediction, np.float32)  # (a view from elsewhere: checked on a copy)
         # one pass in C++ (GIL released): finiteness, per-channel peaks, the limit, the gain
-        outcome = _core.guard_prediction(work, np.ascontiguousarray(context, np.float32), self.ceiling,
-                                         self.max_gain_over_context, self.floor)
+        outcome = _core.guard_prediction(
+            work, np.ascontiguousarray(context, np.float32), self.ceiling, self.max_gain_over_context, self.floor
+        )
         if outcome < 0:
             self.rejected_nonfinite += 1
             return False

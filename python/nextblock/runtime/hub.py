@@ -231,6 +231,7 @@ class HubLoop:
         if len(warms) <= 1:
             self._keep_warm = warms[0] if warms else None
         else:
+
             def keep_warm() -> None:
                 for warm in warms:
                     warm()
@@ -294,8 +295,15 @@ class HubLoop:
                     if predictor is None:  # being built for this geometry: attach at a later scan
                         consumer.close()
                         continue
-                    st = ServedStream(consumer, self.config.schedule, predictor.context_samples, channels=self.channels,
-                                      post_hook=self.post_hook, fill=self._fill, fill_guard_ns=self._fill_guard_ns)
+                    st = ServedStream(
+                        consumer,
+                        self.config.schedule,
+                        predictor.context_samples,
+                        channels=self.channels,
+                        post_hook=self.post_hook,
+                        fill=self._fill,
+                        fill_guard_ns=self._fill_guard_ns,
+                    )
                     st.predictor = predictor
                     st.stats.model_choice = getattr(predictor, "description", "")
                     check_stream_compatible(predictor, st.frames, st.sample_rate_hz, what="the model")
@@ -328,9 +336,15 @@ class HubLoop:
                 self.stats.reattaches += 1
                 log.info("re-attached to %s (PID %d)", name, consumer.producer_pid)
             self._seen.add(name)
-            log.info("serving %s (%s%s): %d Hz, %d frames/block, %d channels", name, st.identity["name"],
-                     f", peer {st.identity['peer']}" if st.identity["peer"] else "", st.sample_rate_hz, st.frames,
-                     st.channels)
+            log.info(
+                "serving %s (%s%s): %d Hz, %d frames/block, %d channels",
+                name,
+                st.identity["name"],
+                f", peer {st.identity['peer']}" if st.identity["peer"] else "",
+                st.sample_rate_hz,
+                st.frames,
+                st.channels,
+            )
         for name, st in list(self.streams.items()):
             reason = None
             if st.consumer.producer_closed:
@@ -503,7 +517,9 @@ class HubLoop:
                         gone_since = now
                         if not self.exit_when_gone:
                             log.warning("%s; waiting for it to come back (Ctrl-C to stop)", self.source.gone_reason())
-                    if self.exit_when_gone or (self.gone_timeout_s is not None and now - gone_since > self.gone_timeout_s * 1e9):
+                    if self.exit_when_gone or (
+                        self.gone_timeout_s is not None and now - gone_since > self.gone_timeout_s * 1e9
+                    ):
                         raise ProducerGone(self.source.gone_reason())
                 else:
                     gone_since = None
@@ -511,7 +527,9 @@ class HubLoop:
             # a cold 2-row call: a large batch (many streams at once, e.g. while they all start
             # speculative) must not make every stream look too slow for just-in-time.
             budget = min(self._guard_ns, self._budget_cap_ns)
-            max_speculative = int(cfg.max_budget_fraction * min((st.period_ns for st in self.streams.values()), default=0))
+            max_speculative = int(
+                cfg.max_budget_fraction * min((st.period_ns for st in self.streams.values()), default=0)
+            )
             actions = []
             wake = now + poll_ns
             block_waiters = []
@@ -527,10 +545,13 @@ class HubLoop:
                 mode = schedule.update_mode(now, budget)
                 if mode == JUST_IN_TIME:  # decide every stream's block of one callback together
                     early = schedule.early_lead_ns()
-                    self._shared_early_ns = early if self._shared_early_ns is None else min(self._shared_early_ns, early)
+                    self._shared_early_ns = (
+                        early if self._shared_early_ns is None else min(self._shared_early_ns, early)
+                    )
                     schedule.shared_early_ns = shared_early
-                action = schedule.next_action(now + window_ns, st.received, budget if mode == JUST_IN_TIME
-                                              else min(budget, max_speculative))
+                action = schedule.next_action(
+                    now + window_ns, st.received, budget if mode == JUST_IN_TIME else min(budget, max_speculative)
+                )
                 if action is not None:
                     actions.append((st, action))
                 elif schedule.wake_ns is not None:
@@ -548,7 +569,9 @@ class HubLoop:
                 for st, _ in acted:
                     schedule = st.schedule
                     jit = schedule.mode == JUST_IN_TIME
-                    action = schedule.next_action(decide_ns, st.received, budget if jit else min(budget, max_speculative))
+                    action = schedule.next_action(
+                        decide_ns, st.received, budget if jit else min(budget, max_speculative)
+                    )
                     if action is not None:
                         actions.append((st, action))
                     elif schedule.wake_ns is not None:
@@ -604,8 +627,11 @@ class HubLoop:
             watch = {name: st.lookahead.watch_until_ns(t) for name, st in self.streams.items()} if self._fill else {}
             waiters = len(block_waiters)
             if watch:
-                waiters += sum(1 for name, st in self.streams.items()
-                               if watch[name] is not None and st.schedule.mode == JUST_IN_TIME)
+                waiters += sum(
+                    1
+                    for name, st in self.streams.items()
+                    if watch[name] is not None and st.schedule.mode == JUST_IN_TIME
+                )
             for name, st in self.streams.items():
                 schedule = st.schedule
                 watch_ns = watch.get(name)
@@ -616,10 +642,19 @@ class HubLoop:
                 own_wake = schedule.wake_ns or 0
                 if watch_ns is not None:
                     own_wake = min(own_wake, watch_ns) if own_wake else watch_ns
-                items.append((st.tap, jit, schedule.handled_seq, schedule.decision_lead_ns(budget) if jit else 0,
-                              0 if jit else own_wake, st.period_ns, schedule.stale_ns,
-                              schedule.config.max_chain_blocks,
-                              schedule.lookahead_blocks(budget) if jit and missing_wake else 0))
+                items.append(
+                    (
+                        st.tap,
+                        jit,
+                        schedule.handled_seq,
+                        schedule.decision_lead_ns(budget) if jit else 0,
+                        0 if jit else own_wake,
+                        st.period_ns,
+                        schedule.stale_ns,
+                        schedule.config.max_chain_blocks,
+                        schedule.lookahead_blocks(budget) if jit and missing_wake else 0,
+                    )
+                )
             stats.sleeps += 1
             stats.awake_ns += monotonic_ns() - woke_ns
             if items:  # sleeps in C++ (GIL released), waking only when a stream needs a decision
@@ -641,8 +676,16 @@ class HubLoop:
             for st in waiting:
                 seq = st.lookahead.undecided(t, predict_ns)
                 if seq is not None:
-                    early.append((st, Action(seq, st.schedule.due_ns(seq) - st.schedule.post_margin_ns,
-                                             chained=not st.received(seq - 1))))
+                    early.append(
+                        (
+                            st,
+                            Action(
+                                seq,
+                                st.schedule.due_ns(seq) - st.schedule.post_margin_ns,
+                                chained=not st.received(seq - 1),
+                            ),
+                        )
+                    )
             if not early:
                 break
             self._predict(early)

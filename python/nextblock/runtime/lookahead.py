@@ -55,7 +55,13 @@ GUARD_WINDOW = 32
 _REFUSED_SHRINK = 0.9
 
 #: how a seq's concealment was made (``explain``)
-TWO_SIDED, NO_LATER_BLOCK, BURST_TOO_LONG, TOO_LATE, OFF = "two_sided", "no_later_block", "burst_too_long", "too_late", "off"
+TWO_SIDED, NO_LATER_BLOCK, BURST_TOO_LONG, TOO_LATE, OFF = (
+    "two_sided",
+    "no_later_block",
+    "burst_too_long",
+    "too_late",
+    "off",
+)
 REASONS = (NO_LATER_BLOCK, BURST_TOO_LONG, TOO_LATE, OFF)
 
 
@@ -137,8 +143,16 @@ class Lookahead:
         The first fill-time guard (:func:`measure_fill`; default: measured here, one cold fill).
     """
 
-    def __init__(self, ring, schedule, post: Callable[[int, np.ndarray], object], received: Callable[[int], bool],
-                 fill: Callable | None, sample_rate_hz: int = 48000, guard_ns: int | None = None):
+    def __init__(
+        self,
+        ring,
+        schedule,
+        post: Callable[[int, np.ndarray], object],
+        received: Callable[[int], bool],
+        fill: Callable | None,
+        sample_rate_hz: int = 48000,
+        guard_ns: int | None = None,
+    ):
         self.ring = ring
         self.schedule = schedule
         self._post = post
@@ -160,11 +174,17 @@ class Lookahead:
         self.fills = self.reposts = self.fills_late = self.fills_nonfinite = self.fast_fills = 0
         self.fill_us: list[float] = []  # newest fill times (bounded, for the statistics)
         if fill is not None:
-            self._full.note(measure_fill(fill, self.channels, self.frames, self.sample_rate_hz) if guard_ns is None
-                            else int(guard_ns))
+            self._full.note(
+                measure_fill(fill, self.channels, self.frames, self.sample_rate_hz)
+                if guard_ns is None
+                else int(guard_ns)
+            )
         if self._fast_fill is not None:
-            self._fast.note(measure_fill(self._fast_fill, self.channels, self.frames, self.sample_rate_hz)
-                            if guard_ns is None else int(guard_ns))
+            self._fast.note(
+                measure_fill(self._fast_fill, self.channels, self.frames, self.sample_rate_hz)
+                if guard_ns is None
+                else int(guard_ns)
+            )
 
     @property
     def on(self) -> bool:
@@ -258,7 +278,10 @@ class Lookahead:
         end = s
         while end < newest and not self._received(end):
             end += 1
-        if end - s > MAX_GAP_BLOCKS or sch.due_ns(s) - sch.post_margin_ns - now_ns <= predict_ns + (end - s) * self.guard_ns:
+        if (
+            end - s > MAX_GAP_BLOCKS
+            or sch.due_ns(s) - sch.post_margin_ns - now_ns <= predict_ns + (end - s) * self.guard_ns
+        ):
             return None
         return s
 
@@ -323,8 +346,9 @@ class Lookahead:
         prior = self.ring.predicted_run(a, m)
         t0 = monotonic_ns()
         try:
-            filled = (self._fast_fill if fast else self.fill)(past, future, m * frames, prior,
-                                                              sample_rate_hz=self.sample_rate_hz)
+            filled = (self._fast_fill if fast else self.fill)(
+                past, future, m * frames, prior, sample_rate_hz=self.sample_rate_hz
+            )
         finally:
             t1 = monotonic_ns()
             self._note_time((t1 - t0) // m, fast=fast)

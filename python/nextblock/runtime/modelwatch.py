@@ -94,7 +94,9 @@ def read_current(model_dir: str | os.PathLike) -> dict:
     except ValueError as err:
         raise ModelRejected(f"{path} is not valid JSON ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != PUBLISHED_FORMAT:
-        raise ModelRejected(f"{path} is not a {PUBLISHED_FORMAT} announcement (format={doc.get('format') if isinstance(doc, dict) else None!r})")
+        raise ModelRejected(
+            f"{path} is not a {PUBLISHED_FORMAT} announcement (format={doc.get('format') if isinstance(doc, dict) else None!r})"
+        )
     version, name, digest, size = doc.get("version"), doc.get("file"), doc.get("sha256"), doc.get("bytes")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ModelRejected(f"{path}: 'version' must be an integer, got {version!r}")
@@ -121,13 +123,17 @@ def verify_file(path: str, expected_bytes: int, expected_sha256: str) -> None:
     except OSError as err:
         raise ModelRejected(f"{path} cannot be read: {err.strerror}") from None
     if size != expected_bytes:
-        raise ModelRejected(f"{path} has {size} bytes but current.json announces {expected_bytes} (truncated or replaced)")
+        raise ModelRejected(
+            f"{path} has {size} bytes but current.json announces {expected_bytes} (truncated or replaced)"
+        )
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     if digest.hexdigest() != expected_sha256:
-        raise ModelRejected(f"{path}: SHA-256 {digest.hexdigest()[:12]}… does not match current.json's {expected_sha256[:12]}…")
+        raise ModelRejected(
+            f"{path}: SHA-256 {digest.hexdigest()[:12]}… does not match current.json's {expected_sha256[:12]}…"
+        )
 
 
 class ModelWatcher:
@@ -198,7 +204,9 @@ class ModelWatcher:
         verify_file(path, doc["bytes"], doc["sha256"])
         try:
             predictor = self.factory(path)
-            check_stream_compatible(predictor, self.frames_per_block, self.sample_rate_hz, what=f"published model v{doc['version']}")
+            check_stream_compatible(
+                predictor, self.frames_per_block, self.sample_rate_hz, what=f"published model v{doc['version']}"
+            )
             if predictor.context_samples > self.max_context_samples:
                 raise ModelRejected(
                     f"published model v{doc['version']} reads {predictor.context_samples} samples of context, more than "
@@ -239,7 +247,9 @@ class ModelWatcher:
             self._refused_versions.add(version)
         self.rejected += 1
         self.last_error = reason
-        log.warning("refusing published model%s, keeping the running one: %s", "" if version is None else f" v{version}", reason)
+        log.warning(
+            "refusing published model%s, keeping the running one: %s", "" if version is None else f" v{version}", reason
+        )
 
     def _try_load(self, offer: bool) -> PublishedModel | None:
         try:

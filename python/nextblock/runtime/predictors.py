@@ -122,7 +122,9 @@ def default_model_path() -> str:
     try:
         path = os.fspath(shipped())
     except FileNotFoundError as err:
-        raise AttachError(f"no shipped model: {err}; pass --model PATH (or --predictor repeat for a test run)") from None
+        raise AttachError(
+            f"no shipped model: {err}; pass --model PATH (or --predictor repeat for a test run)"
+        ) from None
     if not os.path.isfile(path):
         raise AttachError(f"the shipped model {path} does not exist: pass --model PATH")
     return path
@@ -196,7 +198,11 @@ def shipped_models() -> list[str]:
     """Every shipped model file (``*.tflite`` next to the default model), the default first."""
     default = default_model_path()
     folder = os.path.dirname(default)
-    others = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".tflite") and os.path.join(folder, f) != default)
+    others = sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.endswith(".tflite") and os.path.join(folder, f) != default
+    )
     return [default, *others]
 
 
@@ -218,7 +224,9 @@ def choose_shipped_model(frames_per_block: int, sample_rate_hz: int) -> tuple[st
     return os.fspath(path), why
 
 
-def fit_to_stream(predictor: Predictor, frames_per_block: int, sample_rate_hz: int, what: str = "the model") -> Predictor:
+def fit_to_stream(
+    predictor: Predictor, frames_per_block: int, sample_rate_hz: int, what: str = "the model"
+) -> Predictor:
     """The predictor to run for a stream of this geometry.
 
     A model predictor (``BlockPredictor``: it has ``predict_horizon``) is wrapped in a
@@ -247,7 +255,9 @@ def fit_to_stream(predictor: Predictor, frames_per_block: int, sample_rate_hz: i
         raise IncompatibleModel(f"{what} cannot serve this stream: {err}") from None
 
 
-def check_stream_compatible(predictor: Predictor, frames_per_block: int, sample_rate_hz: int, what: str = "the model") -> None:
+def check_stream_compatible(
+    predictor: Predictor, frames_per_block: int, sample_rate_hz: int, what: str = "the model"
+) -> None:
     """Refuse a model that cannot serve a stream of this geometry.
 
     Channel counts are never a problem (the model runs per channel, batched). Block size and

@@ -52,8 +52,10 @@ def priority_below(pid: int, requested: int | None = None) -> tuple[int | None, 
         ``reason`` says what was chosen and why, for the log.
     """
     if pid <= 0:
-        return None, ("the producer's PID is not known (no segment attached yet; --jacktrip-pid names it): "
-                      "staying at normal priority, so as never to preempt it")
+        return None, (
+            "the producer's PID is not known (no segment attached yet; --jacktrip-pid names it): "
+            "staying at normal priority, so as never to preempt it"
+        )
     priorities = realtime_priorities(pid)
     if not priorities:
         return None, (f"PID {pid} has no real-time thread: staying at normal priority, so as never to preempt it")
@@ -64,6 +66,8 @@ def priority_below(pid: int, requested: int | None = None) -> tuple[int | None, 
     if requested is None:
         return ceiling, f"SCHED_FIFO {ceiling}, one below the lowest real-time thread of PID {pid} ({lowest})"
     if requested > ceiling:
-        return ceiling, (f"SCHED_FIFO {ceiling}, not {requested}: {requested} would preempt a real-time thread of "
-                         f"PID {pid} (priority {lowest}, its audio callback's if it is a JACK client)")
+        return ceiling, (
+            f"SCHED_FIFO {ceiling}, not {requested}: {requested} would preempt a real-time thread of "
+            f"PID {pid} (priority {lowest}, its audio callback's if it is a JACK client)"
+        )
     return requested, f"SCHED_FIFO {requested} (the lowest real-time thread of PID {pid} is at {lowest})"

@@ -38,8 +38,8 @@ periods ahead; at least ``inference_budget + post_margin``). All times are ``CLO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -322,7 +322,9 @@ class StreamSchedule:
         :attr:`shared_early_ns` set (by a loop serving several streams: the smallest early lead of
         its just-in-time streams), every stream decides at the same lead, so that the decisions for
         one audio callback fall together and share a model call."""
-        early = self.early_lead_ns() if self.shared_early_ns is None else min(self.shared_early_ns, self.early_lead_ns())
+        early = (
+            self.early_lead_ns() if self.shared_early_ns is None else min(self.shared_early_ns, self.early_lead_ns())
+        )
         return max(early, budget_ns + self.post_margin_ns)
 
     def lookahead_blocks(self, budget_ns: int) -> int:

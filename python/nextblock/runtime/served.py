@@ -64,10 +64,17 @@ class ServedStream:
         Its first time guard (default: one cold fill measured here).
     """
 
-    def __init__(self, consumer: Consumer, schedule_config: ScheduleConfig, context_samples: int, ring_slots: int = 64,
-                 channels: tuple[int, ...] | None = None,
-                 post_hook: Callable[[int, np.ndarray], None] | None = None, fill: Callable | None = None,
-                 fill_guard_ns: int | None = None):
+    def __init__(
+        self,
+        consumer: Consumer,
+        schedule_config: ScheduleConfig,
+        context_samples: int,
+        ring_slots: int = 64,
+        channels: tuple[int, ...] | None = None,
+        post_hook: Callable[[int, np.ndarray], None] | None = None,
+        fill: Callable | None = None,
+        fill_guard_ns: int | None = None,
+    ):
         self.consumer = consumer
         self.post_hook = post_hook
         self.name = consumer.name
@@ -108,8 +115,9 @@ class ServedStream:
         self._seq_of = self.ring.seq_of_slot
         self._mask = self.ring.slots - 1
         first = max(0, consumer.blocks_written - self.ring.slots)  # enough history for a first context
-        self.tap = _core.StreamTap(consumer._c, self.ring.samples, self.ring.seq_of_slot, self.ring.source_of_slot,
-                                    self.schedule.slacks, first)
+        self.tap = _core.StreamTap(
+            consumer._c, self.ring.samples, self.ring.seq_of_slot, self.ring.source_of_slot, self.schedule.slacks, first
+        )
         # a stream that started moments ago (a client joining): count its events from its start
         created = consumer.geometry.get("created_unix_ns") or 0
         young = 0 < time.time_ns() - created < 5_000_000_000
@@ -121,8 +129,9 @@ class ServedStream:
         self._decided_how = [0] * DECISION_MEMORY  # POSTED, LATE or SKIPPED
         self.left_ns: int | None = None
         self.left_reason = ""
-        self.lookahead = Lookahead(self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz,
-                                   fill_guard_ns)
+        self.lookahead = Lookahead(
+            self.ring, self.schedule, self._repost, self.received, fill, self.sample_rate_hz, fill_guard_ns
+        )
         self.fallback_trace: list[dict] = []
         self._covered = [-1] * 64  # seqs _cover_previous posted for (the newest 64)
         self.new_blocks = False  #: the last poll read a block (the loop then tries the two-sided fill)
@@ -173,8 +182,9 @@ class ServedStream:
             next_index = e.index + 1
             if stats.count_event(e):
                 if e.outcome == Outcome.FALLBACK:
-                    reason = ("before_attach" if e.time_ns < self.attached_ns
-                              else self.explain_fallback(int(e.seq), e.kind))
+                    reason = (
+                        "before_attach" if e.time_ns < self.attached_ns else self.explain_fallback(int(e.seq), e.kind)
+                    )
                     stats.count_fallback(reason)
                     self._trace_fallback(e, reason)
                 elif e.outcome == Outcome.REPLACEMENT:
@@ -195,14 +205,24 @@ class ServedStream:
         if len(self.fallback_trace) >= FALLBACK_TRACE:  # the first half stays, the second is the newest
             del self.fallback_trace[FALLBACK_TRACE // 2]
         due = s.due_ns(seq) if s.clock_seq >= 0 else None
-        self.fallback_trace.append({
-            "seq": seq, "reason": reason, "kind": int(event.kind), "detail": int(event.detail),
-            "received": bool(self.received(seq)), "received_next": bool(self.received(seq + 1)),
-            "event_minus_due_us": None if due is None else (int(event.time_ns) - due) / 1000.0,
-            "clock_seq": int(s.clock_seq), "newest_seq": int(s.newest_seq), "handled_seq": int(s.handled_seq),
-            "mode": s.mode, "slack_low_us": None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
-            "considered_us": None, "since_attach_ms": (int(event.time_ns) - self.attached_ns) / 1e6,
-        })
+        self.fallback_trace.append(
+            {
+                "seq": seq,
+                "reason": reason,
+                "kind": int(event.kind),
+                "detail": int(event.detail),
+                "received": bool(self.received(seq)),
+                "received_next": bool(self.received(seq + 1)),
+                "event_minus_due_us": None if due is None else (int(event.time_ns) - due) / 1000.0,
+                "clock_seq": int(s.clock_seq),
+                "newest_seq": int(s.newest_seq),
+                "handled_seq": int(s.handled_seq),
+                "mode": s.mode,
+                "slack_low_us": None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
+                "considered_us": None,
+                "since_attach_ms": (int(event.time_ns) - self.attached_ns) / 1e6,
+            }
+        )
         c = s.considered(seq)
         if c is not None:  # relative to the producer's event (its pull): negative = before it
             t = int(event.time_ns)

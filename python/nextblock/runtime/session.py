@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..capture import (
-    process_exists,
     Consumer,
     LayoutMismatch,
     SegmentError,
@@ -30,6 +29,7 @@ from ..capture import (
     SegmentPermissionError,
     StaleSegment,
     nextblock_segments,
+    process_exists,
     segment_name_for_pid,
 )
 from .errors import AttachError, ProducerGone
@@ -198,8 +198,12 @@ def find_restarted(target: Target, old_pid: int | None, old_created_unix_ns: int
 
 
 def wait_for_producer(
-    target: Target, stop: threading.Event, old_pid: int | None, old_created_unix_ns: int | None,
-    poll_s: float = 0.2, timeout_s: float | None = None,
+    target: Target,
+    stop: threading.Event,
+    old_pid: int | None,
+    old_created_unix_ns: int | None,
+    poll_s: float = 0.2,
+    timeout_s: float | None = None,
 ) -> Consumer | None:
     """Poll (every ``poll_s``) until the producer is back; ``None`` on stop or timeout."""
     deadline = time.monotonic() + timeout_s if timeout_s is not None else None
@@ -232,7 +236,11 @@ def serve(
     consumer = open_consumer(target)
     log.info(
         "attached to %s (%s): %d Hz, %d frames/block, %d channels",
-        target.describe(), consumer.name, consumer.sample_rate_hz, consumer.frames_per_block, consumer.channels,
+        target.describe(),
+        consumer.name,
+        consumer.sample_rate_hz,
+        consumer.frames_per_block,
+        consumer.channels,
     )
     try:
         while True:

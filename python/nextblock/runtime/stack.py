@@ -38,8 +38,16 @@ class StreamStack:
     model_path: str | None
 
 
-def build_stream_stack(frames_per_block: int, sample_rate_hz: int, channels: int = 2, model_path: str | os.PathLike | None = None,
-                       kind: str = "model", threads: int = 1, max_rows: int = 32, warm: bool = True) -> StreamStack:
+def build_stream_stack(
+    frames_per_block: int,
+    sample_rate_hz: int,
+    channels: int = 2,
+    model_path: str | os.PathLike | None = None,
+    kind: str = "model",
+    threads: int = 1,
+    max_rows: int = 32,
+    warm: bool = True,
+) -> StreamStack:
     """The predictor for streams of ``frames_per_block`` at ``sample_rate_hz``.
 
     Parameters

@@ -207,9 +207,11 @@ class RuntimeStats:
     def sided_status(self) -> str:
         """The status line's two-sided part: `` two_sided=N (P%) one_sided=late/burst/none``."""
         share = self.two_sided_share()
-        return (f" two_sided={self.two_sided}{'' if share is None else f' ({100 * share:.1f}%)'} one_sided(no_later/"
-                f"burst/too_late)={self.one_sided_no_later_block}/{self.one_sided_burst_too_long}/"
-                f"{self.one_sided_too_late}")
+        return (
+            f" two_sided={self.two_sided}{'' if share is None else f' ({100 * share:.1f}%)'} one_sided(no_later/"
+            f"burst/too_late)={self.one_sided_no_later_block}/{self.one_sided_burst_too_long}/"
+            f"{self.one_sided_too_late}"
+        )
 
     def mark_streaming(self) -> None:
         """Restart the wall/CPU clocks of :meth:`to_dict`'s ``cpu_share`` at the first block, so
@@ -263,12 +265,39 @@ class RuntimeStats:
         out = {
             k: getattr(self, k)
             for k in (
-                "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late",
-                "fallbacks_skipped", "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage", "fallbacks_dropped_received", "cover_posts", "cover_used", "refused", "two_sided",
-                "one_sided_no_later_block", "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off",
-                "two_sided_posts", "predictions", "posts",
-                "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "model_swaps",
-                "model_rejects", "reattaches", "model_version", "model_choice",
+                "blocks",
+                "blocks_skipped",
+                "underruns",
+                "replacements_used",
+                "fallbacks",
+                "fallbacks_late",
+                "fallbacks_skipped",
+                "fallbacks_unseen",
+                "fallbacks_after_post",
+                "fallbacks_before_attach",
+                "fallbacks_outage",
+                "fallbacks_dropped_received",
+                "cover_posts",
+                "cover_used",
+                "refused",
+                "two_sided",
+                "one_sided_no_later_block",
+                "one_sided_burst_too_long",
+                "one_sided_too_late",
+                "one_sided_off",
+                "two_sided_posts",
+                "predictions",
+                "posts",
+                "chained_posts",
+                "late",
+                "overload_skips",
+                "rejected_nonfinite",
+                "limited",
+                "model_swaps",
+                "model_rejects",
+                "reattaches",
+                "model_version",
+                "model_choice",
             )
         }
         out.update(
@@ -304,10 +333,35 @@ FALLBACK_REASONS = ("late", "skipped", "unseen", "after_post", "before_attach", 
 
 #: per-stream counters that add up to the totals of :class:`HubStats`
 SUMMED_COUNTERS = (
-    "blocks", "blocks_skipped", "underruns", "replacements_used", "fallbacks", "fallbacks_late", "fallbacks_skipped",
-    "fallbacks_unseen", "fallbacks_after_post", "fallbacks_before_attach", "fallbacks_outage", "fallbacks_dropped_received", "cover_posts", "cover_used", "refused", "two_sided", "one_sided_no_later_block",
-    "one_sided_burst_too_long", "one_sided_too_late", "one_sided_off", "two_sided_posts", "predictions", "posts",
-    "chained_posts", "late", "overload_skips", "rejected_nonfinite", "limited", "deadline_misses",
+    "blocks",
+    "blocks_skipped",
+    "underruns",
+    "replacements_used",
+    "fallbacks",
+    "fallbacks_late",
+    "fallbacks_skipped",
+    "fallbacks_unseen",
+    "fallbacks_after_post",
+    "fallbacks_before_attach",
+    "fallbacks_outage",
+    "fallbacks_dropped_received",
+    "cover_posts",
+    "cover_used",
+    "refused",
+    "two_sided",
+    "one_sided_no_later_block",
+    "one_sided_burst_too_long",
+    "one_sided_too_late",
+    "one_sided_off",
+    "two_sided_posts",
+    "predictions",
+    "posts",
+    "chained_posts",
+    "late",
+    "overload_skips",
+    "rejected_nonfinite",
+    "limited",
+    "deadline_misses",
 )
 
 
@@ -434,8 +488,11 @@ class HubStats:
         out.update(
             deadline_miss_share=out["deadline_misses"] / attempts if attempts else 0.0,
             replacement_share=out["replacements_used"] / out["underruns"] if out["underruns"] else None,
-            served_share=(out["replacements_used"] / (out["underruns"] - out["fallbacks_before_attach"])
-                          if out["underruns"] > out["fallbacks_before_attach"] else None),
+            served_share=(
+                out["replacements_used"] / (out["underruns"] - out["fallbacks_before_attach"])
+                if out["underruns"] > out["fallbacks_before_attach"]
+                else None
+            ),
             two_sided_share=out["two_sided"] / out["underruns"] if out["underruns"] else None,
             lookahead=self.lookahead,
             predictions=self.predictions,

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def fade_windows(length_samples: int, kind: str = "linear", sample_rate_hz: int = 48000) -> tuple[np.ndarray, np.ndarray]:
+def fade_windows(
+    length_samples: int, kind: str = "linear", sample_rate_hz: int = 48000
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(fade_out, fade_in)`` windows of ``length_samples`` that sum to one.
 
     ``kind`` is ``"linear"`` (JackTrip's Regulator ramps), ``"cosine"`` (raised cosine,

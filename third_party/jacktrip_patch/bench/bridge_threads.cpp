@@ -92,9 +92,10 @@ int consumerMain(const std::string& name, int stop_fd)
         wakes += c->header().wakes_issued.load(std::memory_order_relaxed);
         missing_wakes += c->missing_wakes_issued();
     }
-    std::printf("consumer: %llu attaches, %llu blocks, %llu events, %llu posted, %llu wakes, %llu missing wakes\n",
-                (unsigned long long)attaches, (unsigned long long)blocks, (unsigned long long)events,
-                (unsigned long long)posted, (unsigned long long)wakes, (unsigned long long)missing_wakes);
+    std::printf(
+        "consumer: %llu attaches, %llu blocks, %llu events, %llu posted, %llu wakes, %llu missing wakes\n",
+        (unsigned long long)attaches, (unsigned long long)blocks, (unsigned long long)events,
+        (unsigned long long)posted, (unsigned long long)wakes, (unsigned long long)missing_wakes);
     std::fflush(stdout);  // the caller _exits
     return attaches > 0 && blocks > 0 ? 0 : 1;
 }
@@ -103,7 +104,8 @@ int consumerMain(const std::string& name, int stop_fd)
 int main(int argc, char** argv)
 {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: bridge_threads regulator|jitterbuffer|ringbuffer [FRAMES] [CHANNELS] [BLOCKS]\n");
+        std::fprintf(
+            stderr, "usage: bridge_threads regulator|jitterbuffer|ringbuffer [FRAMES] [CHANNELS] [BLOCKS]\n");
         return 2;
     }
     const std::string strategy = argv[1];
@@ -111,10 +113,10 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "unknown strategy %s\n", strategy.c_str());
         return 2;
     }
-    const int frames = argc > 2 ? std::atoi(argv[2]) : 128;
-    const int chans  = argc > 3 ? std::atoi(argv[3]) : 2;
-    const int blocks = argc > 4 ? std::atoi(argv[4]) : 3000;
-    const int bitRes = 2;
+    const int frames       = argc > 2 ? std::atoi(argv[2]) : 128;
+    const int chans        = argc > 3 ? std::atoi(argv[3]) : 2;
+    const int blocks       = argc > 4 ? std::atoi(argv[4]) : 3000;
+    const int bitRes       = 2;
     const std::string name = NextBlockBridge::segmentName(false, 0);
 
     // the consumer first: fork before any thread exists
@@ -129,12 +131,13 @@ int main(int argc, char** argv)
     }
     close(stop[0]);
 
-    NextBlockBridge* nb = NextBlockBridge::create(false, 0, "threads", "127.0.0.1", 48000, frames, chans, bitRes);
+    NextBlockBridge* nb =
+        NextBlockBridge::create(false, 0, "threads", "127.0.0.1", 48000, frames, chans, bitRes);
     if (nb == nullptr)
         return 3;
     const bool locked = strategy != "regulator";  // the Regulator's hooks run without a lock
     if (locked)
-        nb->deferWakes();  // as RingBuffer / JitterBuffer::enableNextBlock do
+        nb->deferWakes();   // as RingBuffer / JitterBuffer::enableNextBlock do
     std::mutex bufferLock;  // JackTrip's RingBuffer::mMutex
     std::atomic<int64_t> rxUpTo{-1};
     std::atomic<int> peerFrames{frames};
@@ -162,7 +165,7 @@ int main(int argc, char** argv)
     std::thread audio([&] {
         std::vector<int8_t> slot(frames * chans * bitRes);  // the buffer's slot: JackTrip's own block size
         std::vector<float> burgIn(2 * 2 * frames * chans);
-        bool fadePending = false;
+        bool fadePending      = false;
         int64_t lastConcealed = -1;
         for (int64_t seq = 0; seq < blocks; ++seq) {
             while (rxUpTo.load(std::memory_order_acquire) < seq + 2 && rxUpTo.load() < blocks - 1)
@@ -203,7 +206,7 @@ int main(int argc, char** argv)
                     } else if (ok) {  // RingBuffer::nbReadHole
                         nb->replacementToBits(0, slot.data());
                     }
-                    fadePending = ok;
+                    fadePending   = ok;
                     lastConcealed = seq;
                 } else {
                     if (fadePending && strategy == "jitterbuffer") {
@@ -230,10 +233,11 @@ int main(int argc, char** argv)
     int status = 0;
     waitpid(child, &status, 0);
     std::fflush(stdout);
-    std::printf("{\"strategy\": \"%s\", \"frames\": %d, \"channels\": %d, \"blocks\": %d, \"concealed\": %llu,"
-                " \"replacements_taken\": %llu, \"final_frames\": %d, \"consumer_exit\": %d}\n",
-                strategy.c_str(), frames, chans, blocks, (unsigned long long)concealed,
-                (unsigned long long)taken, finalFrames, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    std::printf(
+        "{\"strategy\": \"%s\", \"frames\": %d, \"channels\": %d, \"blocks\": %d, \"concealed\": %llu,"
+        " \"replacements_taken\": %llu, \"final_frames\": %d, \"consumer_exit\": %d}\n",
+        strategy.c_str(), frames, chans, blocks, (unsigned long long)concealed, (unsigned long long)taken,
+        finalFrames, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return 4;
     if (taken == 0 || finalFrames != 2 * frames)

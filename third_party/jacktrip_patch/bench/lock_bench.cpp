@@ -59,12 +59,13 @@ int main(int argc, char** argv)
     if (argc < 2)
         return 2;
     const std::string strategy = argv[1];
-    const int frames = argc > 2 ? std::atoi(argv[2]) : 128;
-    const int chans  = argc > 3 ? std::atoi(argv[3]) : 2;
-    const int blocks = argc > 4 ? std::atoi(argv[4]) : 20000;
+    const int frames           = argc > 2 ? std::atoi(argv[2]) : 128;
+    const int chans            = argc > 3 ? std::atoi(argv[3]) : 2;
+    const int blocks           = argc > 4 ? std::atoi(argv[4]) : 20000;
     const int gapUs  = argc > 5 ? std::atoi(argv[5]) : 150;  // between blocks: 150 cold caches, 20 warm
     const int bitRes = 2, slot = frames * chans * bitRes;
-    NextBlockBridge* nb = NextBlockBridge::create(false, 0, "lock", "127.0.0.1", 48000, frames, chans, bitRes);
+    NextBlockBridge* nb =
+        NextBlockBridge::create(false, 0, "lock", "127.0.0.1", 48000, frames, chans, bitRes);
     if (nb == nullptr)
         return 3;
     RingBuffer* buf = strategy == "jitterbuffer"
@@ -73,8 +74,8 @@ int main(int argc, char** argv)
     buf->enableNextBlock(nb);
     std::string why;
     const std::string name = NextBlockBridge::segmentName(false, 0);
-    auto poster  = nextblock::Consumer::attach(name, true, &why);
-    auto sleeper = nextblock::Consumer::attach(name, false, &why);
+    auto poster            = nextblock::Consumer::attach(name, true, &why);
+    auto sleeper           = nextblock::Consumer::attach(name, false, &why);
     if (!poster || !sleeper) {
         std::fprintf(stderr, "%s\n", why.c_str());
         return 3;
@@ -96,7 +97,8 @@ int main(int argc, char** argv)
             }
             const uint64_t woke = nextblock::monotonic_ns();
             for (; seen < sleeper->events_written(); ++seen)
-                if (sleeper->read_event(seen, &e) == nextblock::ReadResult::Ok && e.kind == 1 && woke > e.time_ns)
+                if (sleeper->read_event(seen, &e) == nextblock::ReadResult::Ok && e.kind == 1
+                    && woke > e.time_ns)
                     eventWakeNs.push_back(static_cast<double>(woke - e.time_ns));
         }
     });
@@ -130,7 +132,8 @@ int main(int argc, char** argv)
         if (i < lead)
             continue;
         std::this_thread::sleep_for(std::chrono::microseconds(gapUs));  // the sleeper back asleep
-        const int64_t concealedBefore = poster->header().replacements_used.load() + poster->header().replacements_missed.load();
+        const int64_t concealedBefore =
+            poster->header().replacements_used.load() + poster->header().replacements_missed.load();
         const auto t0 = clk::now();
         buf->readSlotNonBlocking(out.data());  // mMutex held throughout
         const auto t1 = clk::now();
@@ -138,26 +141,28 @@ int main(int argc, char** argv)
         const auto t2 = clk::now();
         readNs.push_back(ns(t0, t1));
         flushNs.push_back(ns(t1, t2));
-        if (poster->header().replacements_used.load() + poster->header().replacements_missed.load() != static_cast<uint64_t>(concealedBefore))
+        if (poster->header().replacements_used.load() + poster->header().replacements_missed.load()
+            != static_cast<uint64_t>(concealedBefore))
             readConcealNs.push_back(ns(t0, t1));
     }
     stop.store(true);
     nb->onPacket(0, bits.data(), slot);  // wake the sleeper
     sleeping.join();
-    const uint64_t used = poster->header().replacements_used.load();
-    const uint64_t wakes = poster->header().wakes_issued.load();
+    const uint64_t used         = poster->header().replacements_used.load();
+    const uint64_t wakes        = poster->header().wakes_issued.load();
     const uint64_t missingWakes = poster->missing_wakes_issued();
-    std::printf("{\"strategy\": \"%s\", \"frames\": %d, \"channels\": %d, \"blocks\": %d,"
-                " \"read_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
-                " \"read_lock_concealing_ns\": {\"median\": %.0f, \"p99\": %.0f, \"n\": %zu},"
-                " \"insert_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
-                " \"flush_after_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
-                " \"event_wake_latency_ns\": {\"median\": %.0f, \"p99\": %.0f, \"n\": %zu},"
-                " \"replacements_used\": %llu, \"wakes_issued\": %llu, \"missing_wakes_issued\": %llu}\n",
-                strategy.c_str(), frames, chans, blocks, q(readNs, 0.5), q(readNs, 0.99), q(readConcealNs, 0.5),
-                q(readConcealNs, 0.99), readConcealNs.size(), q(insertNs, 0.5), q(insertNs, 0.99), q(flushNs, 0.5),
-                q(flushNs, 0.99), q(eventWakeNs, 0.5), q(eventWakeNs, 0.99), eventWakeNs.size(), (unsigned long long)used, (unsigned long long)wakes,
-                (unsigned long long)missingWakes);
+    std::printf(
+        "{\"strategy\": \"%s\", \"frames\": %d, \"channels\": %d, \"blocks\": %d,"
+        " \"read_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+        " \"read_lock_concealing_ns\": {\"median\": %.0f, \"p99\": %.0f, \"n\": %zu},"
+        " \"insert_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+        " \"flush_after_lock_ns\": {\"median\": %.0f, \"p99\": %.0f},"
+        " \"event_wake_latency_ns\": {\"median\": %.0f, \"p99\": %.0f, \"n\": %zu},"
+        " \"replacements_used\": %llu, \"wakes_issued\": %llu, \"missing_wakes_issued\": %llu}\n",
+        strategy.c_str(), frames, chans, blocks, q(readNs, 0.5), q(readNs, 0.99), q(readConcealNs, 0.5),
+        q(readConcealNs, 0.99), readConcealNs.size(), q(insertNs, 0.5), q(insertNs, 0.99), q(flushNs, 0.5),
+        q(flushNs, 0.99), q(eventWakeNs, 0.5), q(eventWakeNs, 0.99), eventWakeNs.size(),
+        (unsigned long long)used, (unsigned long long)wakes, (unsigned long long)missingWakes);
     poster.reset();
     sleeper.reset();
     delete buf;

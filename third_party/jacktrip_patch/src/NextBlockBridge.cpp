@@ -150,27 +150,26 @@ NextBlockBridge::Stream* NextBlockBridge::makeStream(int frames, std::string* wh
     auto* st     = new Stream();
     st->producer = std::move(producer);
     st->producer->defer_wakes(mDeferWakes.load(std::memory_order_acquire));
-    st->frames   = frames;
+    st->frames = frames;
     st->rxFloat.assign(static_cast<size_t>(frames) * mChannels, 0.0f);
     st->repl.assign(2 * static_cast<size_t>(frames) * mChannels, 0.0f);
     st->staged.assign(st->repl.size(), 0.0f);
     st->replBits.assign(static_cast<size_t>(frames) * mChannels * mBitRes, 0);
     st->stagedBits.assign(st->replBits.size(), 0);
-    const uint32_t fade = nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate),
-                                                           static_cast<uint32_t>(frames));
+    const uint32_t fade =
+        nextblock::recovery_fade_samples(static_cast<uint32_t>(mSampleRate), static_cast<uint32_t>(frames));
     for (uint32_t f = 0; f < fade; ++f)
         st->fadeUp.push_back(nextblock::recovery_fade_in(f, fade));
     return st;
 }
 
-NextBlockBridge* NextBlockBridge::create(bool perPort, int localPort,
-                                         const std::string& streamName,
-                                         const std::string& peerAddress, int sampleRate,
-                                         int framesPerBlock, int channels, int bitResBytes)
+NextBlockBridge* NextBlockBridge::create(bool perPort, int localPort, const std::string& streamName,
+                                         const std::string& peerAddress, int sampleRate, int framesPerBlock,
+                                         int channels, int bitResBytes)
 {
     if (bitResBytes < 1 || bitResBytes > 4) {
-        std::cerr << "NextBlock: unsupported bit resolution " << bitResBytes
-                  << " bytes; disabled" << std::endl;
+        std::cerr << "NextBlock: unsupported bit resolution " << bitResBytes << " bytes; disabled"
+                  << std::endl;
         return nullptr;
     }
     std::unique_ptr<NextBlockBridge> b(new NextBlockBridge());
@@ -190,11 +189,13 @@ NextBlockBridge* NextBlockBridge::create(bool perPort, int localPort,
     }
     b->mAll.emplace_back(st);
     b->mStream.store(st, std::memory_order_release);
-    b->mAudioStream = st;
+    b->mAudioStream      = st;
     NextBlockBridge* raw = b.get();
-    b->mLogThread        = std::thread([raw] { raw->serviceLoop(); });
-    std::cout << "NextBlock: publishing to shared memory " << b->mSegmentName << " (" << sampleRate
-              << " Hz, " << framesPerBlock << " frames, " << channels << " channels"
+    b->mLogThread        = std::thread([raw] {
+        raw->serviceLoop();
+    });
+    std::cout << "NextBlock: publishing to shared memory " << b->mSegmentName << " (" << sampleRate << " Hz, "
+              << framesPerBlock << " frames, " << channels << " channels"
               << (streamName.empty() ? "" : ", stream " + streamName)
               << (peerAddress.empty() ? "" : ", peer " + peerAddress) << ")" << std::endl;
     return b.release();
@@ -211,8 +212,8 @@ void NextBlockBridge::serviceLoop()
             std::string err;
             Stream* st = makeStream(want, &err);
             if (st == nullptr) {
-                std::cerr << "NextBlock: cannot re-create " << mSegmentName << " for the peer's "
-                          << want << " frames: " << err << std::endl;
+                std::cerr << "NextBlock: cannot re-create " << mSegmentName << " for the peer's " << want
+                          << " frames: " << err << std::endl;
             } else {
                 mAll.emplace_back(st);
                 cur->producer->mark_closed();
@@ -241,9 +242,9 @@ void NextBlockBridge::drainLogs()
                           << std::endl;
                 break;
             case NextBlockLogRing::PeerBlockMismatch:
-                std::cerr << "NextBlock: peer block of " << r.a << " bytes is not " << r.b
-                          << " bytes x " << mChannels << " channels x " << mBitRes
-                          << " bytes; blocks are not published" << std::endl;
+                std::cerr << "NextBlock: peer block of " << r.a << " bytes is not " << r.b << " bytes x "
+                          << mChannels << " channels x " << mBitRes << " bytes; blocks are not published"
+                          << std::endl;
                 break;
             case NextBlockLogRing::PeerRestart:
                 std::cerr << "NextBlock: peer's sequence numbers jumped back (restart?); "
@@ -253,8 +254,7 @@ void NextBlockBridge::drainLogs()
             case NextBlockLogRing::Refused:
                 std::cerr << "NextBlock: refused replacement for seq " << r.a
                           << " (non-finite or out-of-range samples; " << r.b
-                          << " refused so far); JackTrip's own concealment played"
-                          << std::endl;
+                          << " refused so far); JackTrip's own concealment played" << std::endl;
                 break;
             default:
                 break;
@@ -268,22 +268,21 @@ void NextBlockBridge::drainLogs()
 
 int64_t NextBlockBridge::onPacket(uint16_t seq16, const int8_t* interleavedBits, int bytes)
 {
-    const int64_t last     = mUnwrapper->last();
-    const uint64_t before  = mUnwrapper->restarts();
-    const int64_t seq      = mUnwrapper->next(seq16);
+    const int64_t last    = mUnwrapper->last();
+    const uint64_t before = mUnwrapper->restarts();
+    const int64_t seq     = mUnwrapper->next(seq16);
     if (mUnwrapper->restarts() != before)
         mRxLog.push(NextBlockLogRing::PeerRestart, last, seq);
     const uint64_t now = nextblock::monotonic_ns();
     const uint64_t gap = mLastArrivalNs ? now - mLastArrivalNs : 0;
     mLastArrivalNs     = now;
 
-    Stream* st   = mStream.load(std::memory_order_acquire);
-    const int n  = st->frames * mChannels;
+    Stream* st  = mStream.load(std::memory_order_acquire);
+    const int n = st->frames * mChannels;
     if (bytes == n * mBitRes) {
         const auto res = bitRes(mBitRes);
         for (int i = 0; i < n; ++i)
-            AudioInterface::fromBitToSampleConversion(interleavedBits + i * mBitRes,
-                                                      &st->rxFloat[i], res);
+            AudioInterface::fromBitToSampleConversion(interleavedBits + i * mBitRes, &st->rxFloat[i], res);
         st->producer->publish_block(static_cast<uint64_t>(seq), st->rxFloat.data(), now, gap);
     } else if (bytes > 0 && bytes % (mChannels * mBitRes) == 0) {
         // the peer's block size differs: the service thread makes a segment of its size
@@ -339,9 +338,9 @@ bool NextBlockBridge::conceal(Kind kind, int64_t seq, int frames, int64_t detail
     mAudioStream = st;
     if (mConsumerLostPending.exchange(false, std::memory_order_acq_rel))
         st->producer->post_event(nextblock::EventKind::ConsumerLost, static_cast<uint64_t>(seq),
-                              nextblock::Outcome::None);
-    const nextblock::Take t = seq >= 0 && st->frames == frames ? takeStaged(st, seq)
-                                                               : nextblock::Take::Missing;
+                                 nextblock::Outcome::None);
+    const nextblock::Take t =
+        seq >= 0 && st->frames == frames ? takeStaged(st, seq) : nextblock::Take::Missing;
     nextblock::Outcome outcome = nextblock::Outcome::Fallback;
     if (t == nextblock::Take::Taken) {
         outcome = nextblock::Outcome::Replacement;
@@ -350,8 +349,8 @@ bool NextBlockBridge::conceal(Kind kind, int64_t seq, int frames, int64_t detail
         if (powerOfTen(++mRefused))
             mAudioLog.push(NextBlockLogRing::Refused, seq, static_cast<int64_t>(mRefused));
     }
-    st->producer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
-                             outcome, detail);
+    st->producer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq), outcome,
+                             detail);
     return t == nextblock::Take::Taken;
 }
 
@@ -382,9 +381,9 @@ void NextBlockBridge::stageNext(Stream* st)
     const int64_t seq = mPlayoutSeq + 1;
     if (mStagedStream == st && mStagedSeq == seq)
         return;  // staged already (a change since is caught by take_peeked)
-    mStagedSeq     = -1;
-    mStagedStream  = st;
-    bool playable  = false;
+    mStagedSeq    = -1;
+    mStagedStream = st;
+    bool playable = false;
     const uint64_t v =
         st->producer->peek_replacement(static_cast<uint64_t>(seq), st->staged.data(), &playable);
     if (v == 0)
@@ -393,7 +392,8 @@ void NextBlockBridge::stageNext(Stream* st)
         const int n    = st->frames * mChannels;
         const auto res = bitRes(mBitRes);
         for (int i = 0; i < n; ++i)
-            unitToBits(clampUnit(st->staged[static_cast<size_t>(i)]), st->stagedBits.data() + i * mBitRes, res);
+            unitToBits(clampUnit(st->staged[static_cast<size_t>(i)]), st->stagedBits.data() + i * mBitRes,
+                       res);
     }
     mStagedVersion  = v;
     mStagedPlayable = playable;
@@ -404,9 +404,8 @@ void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t 
 {
     mStream.load(std::memory_order_acquire)
         ->producer->post_event(static_cast<nextblock::EventKind>(kind), static_cast<uint64_t>(seq),
-                          fallbackPlayed ? nextblock::Outcome::Fallback
-                                         : nextblock::Outcome::None,
-                          detail);
+                               fallbackPlayed ? nextblock::Outcome::Fallback : nextblock::Outcome::None,
+                               detail);
 }
 
 void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
@@ -439,14 +438,14 @@ void NextBlockBridge::deferWakes()
     mStream.load(std::memory_order_acquire)->producer->defer_wakes(true);
 }
 
-void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames,
-                                              int8_t* dst) const
+void NextBlockBridge::replacementFramesToBits(int b, int firstFrame, int nFrames, int8_t* dst) const
 {
     if (firstFrame < 0 || nFrames <= 0 || firstFrame + nFrames > mAudioStream->frames)
         return;
-    const int n      = nFrames * mChannels;
+    const int n = nFrames * mChannels;
     if (b == 0 && mReplBitsValid) {  // converted outside the lock (stageNext)
-        std::memcpy(dst, mAudioStream->replBits.data() + static_cast<size_t>(firstFrame) * mChannels * mBitRes,
+        std::memcpy(dst,
+                    mAudioStream->replBits.data() + static_cast<size_t>(firstFrame) * mChannels * mBitRes,
                     static_cast<size_t>(n) * mBitRes);
         return;
     }

@@ -60,7 +60,7 @@ class NextBlockLogRing
 
    private:
     static constexpr uint32_t kSize = 64;  // power of two
-    Record mRing[kSize] = {};
+    Record mRing[kSize]             = {};
     std::atomic<uint32_t> mHead{0}, mTail{0};
     std::atomic<uint64_t> mDropped{0};
 };
@@ -85,8 +85,8 @@ class NextBlockBridge
     /// resolution (1..4 bytes). Delete it after the threads that use it have stopped: that
     /// removes the segment (unless a newer stream already took its name).
     static NextBlockBridge* create(bool perPort, int localPort, const std::string& streamName,
-                                   const std::string& peerAddress, int sampleRate,
-                                   int framesPerBlock, int channels, int bitResBytes);
+                                   const std::string& peerAddress, int sampleRate, int framesPerBlock,
+                                   int channels, int bitResBytes);
 
     ~NextBlockBridge();
 
@@ -167,21 +167,21 @@ class NextBlockBridge
     struct Stream {
         std::unique_ptr<nextblock::Producer> producer;
         int frames = 0;
-        std::vector<float> rxFloat;  // receive thread: one block as float
-        std::vector<float> repl;     // audio thread: the last replacement taken
-        std::vector<int8_t> replBits;  // audio thread: its block 0 in bits (when mReplBitsValid)
-        std::vector<float> staged;     // audio thread: flushWakes()' copy of the next replacement
+        std::vector<float> rxFloat;      // receive thread: one block as float
+        std::vector<float> repl;         // audio thread: the last replacement taken
+        std::vector<int8_t> replBits;    // audio thread: its block 0 in bits (when mReplBitsValid)
+        std::vector<float> staged;       // audio thread: flushWakes()' copy of the next replacement
         std::vector<int8_t> stagedBits;  // audio thread: its block 0 in bits
-        std::vector<float> fadeUp;   // the recovery fade's weights of real audio (its frames only)
+        std::vector<float> fadeUp;       // the recovery fade's weights of real audio (its frames only)
     };
 
     NextBlockBridge();
     Stream* makeStream(int frames, std::string* why) const;  // not real-time
-    void checkConsumer(uint64_t nowNs);  // receive thread: logs consumer loss once
-    void stageNext(Stream* st);          // audio thread, outside the lock (flushWakes)
-    nextblock::Take takeStaged(Stream* st, int64_t seq);  // audio thread: conceal()'s take
-    void drainLogs();                    // service thread
-    void serviceLoop();                  // service thread: logs, re-sizes the segment
+    void checkConsumer(uint64_t nowNs);                      // receive thread: logs consumer loss once
+    void stageNext(Stream* st);                              // audio thread, outside the lock (flushWakes)
+    nextblock::Take takeStaged(Stream* st, int64_t seq);     // audio thread: conceal()'s take
+    void drainLogs();                                        // service thread
+    void serviceLoop();                                      // service thread: logs, re-sizes the segment
 
     static bool sRequested;
 
@@ -196,21 +196,21 @@ class NextBlockBridge
     std::unique_ptr<nextblock::SeqUnwrapper> mUnwrapper;
     int mRequestedFrames = 0;
     std::atomic<int64_t> mLastRx{-1};
-    uint64_t mLastArrivalNs = 0;
+    uint64_t mLastArrivalNs     = 0;
     uint64_t mPacketsSinceCheck = 0;
-    bool mConsumerWasAlive = false;
-    bool mSizeMismatchLogged = false;
+    bool mConsumerWasAlive      = false;
+    bool mSizeMismatchLogged    = false;
     std::atomic<bool> mConsumerLostPending{false};
     NextBlockLogRing mRxLog;
     // audio thread
-    Stream* mAudioStream = nullptr;  // the stream of the last conceal() (replacement() reads it)
-    int64_t mPlayoutSeq  = -1;       // the newest seq the play-out clock reported
-    Stream* mStagedStream = nullptr;  // the stream, seq and slot version of the staged copy
-    int64_t mStagedSeq    = -1;       // (-1: none staged)
+    Stream* mAudioStream    = nullptr;  // the stream of the last conceal() (replacement() reads it)
+    int64_t mPlayoutSeq     = -1;       // the newest seq the play-out clock reported
+    Stream* mStagedStream   = nullptr;  // the stream, seq and slot version of the staged copy
+    int64_t mStagedSeq      = -1;       // (-1: none staged)
     uint64_t mStagedVersion = 0;
-    bool mStagedPlayable  = false;
-    bool mReplBitsValid   = false;    // repl's block 0 is in replBits (taken from the staged copy)
-    uint64_t mRefused = 0;
+    bool mStagedPlayable    = false;
+    bool mReplBitsValid     = false;  // repl's block 0 is in replBits (taken from the staged copy)
+    uint64_t mRefused       = 0;
     NextBlockLogRing mAudioLog;
     // log thread
     std::atomic<bool> mStopLog{false};
