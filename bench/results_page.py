@@ -298,10 +298,12 @@ def _e2e_section(results: Results) -> list[str]:
         out.append("none: every pair ran within the tolerance.")
     out += [
         "",
-        "Every run, as the benchmark wrote it:",
+        "Every run, as the benchmark wrote it (two-sided share: of the concealments attach replaced, those "
+        "filled from both sides):",
         "",
-        "| loss | seed | receiver | dropped | ViSQOL | SNR lost dB | LSD lost dB | slips | xruns | in the means |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| loss | seed | receiver | dropped | ViSQOL | SNR lost dB | LSD lost dB | two-sided share | slips | xruns "
+        "| in the means |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(
         results.rows, key=lambda r: (_patterns(results.rows).index(r["pattern"]), r["seed"], r["receiver"])
@@ -310,7 +312,7 @@ def _e2e_section(results: Results) -> list[str]:
         out.append(
             f"| {r['pattern']} | {r['seed']} | {r['receiver']} | {r.get('dropped_packets', '–')} | "
             f"{f(r.get('visqol_mos'), 3)} | {f(r.get('snr_lost_db'))} | {f(r.get('lsd_lost_db'))} | "
-            f"{r.get('timing_slips', '–')} | {xruns_total(r)} | {'no' if flag_reasons(r, results.tolerance) else 'yes'} |"
+            f"{f((r.get('attach_stats') or {}).get('two_sided_share'))} | {r.get('timing_slips', '–')} | {xruns_total(r)} | {'no' if flag_reasons(r, results.tolerance) else 'yes'} |"
         )
     return out + [""]
 
