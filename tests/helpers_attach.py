@@ -316,29 +316,9 @@ def assert_fallbacks_explained(stats: dict, concealed: int, context=None) -> Non
     assert stats["fallbacks"] == sum(stats[f"fallbacks_{r}"] for r in FALLBACK_REASONS), f"unexplained fallbacks: {why}"
 
 
-def standin_fill_gap(
-    past: np.ndarray, future: np.ndarray, gap_samples: int, prior: np.ndarray | None = None, sample_rate_hz: int = 48000
-) -> np.ndarray:
-    """A stand-in for ``nextblock.features.twosided.fill_gap`` (tests only, until it is in this
-    build): the prior (or the newest past sample held) ramped linearly into the first future
-    sample, so that it ends where ``future`` begins. Same shapes and contract."""
-    channels = past.shape[0]
-    base = prior if prior is not None else np.repeat(past[:, -1:], gap_samples, axis=1)
-    ramp = np.linspace(0.0, 1.0, gap_samples + 1, dtype=np.float32)[1:]
-    out = base + ramp * (future[:, :1] - base[:, -1:])
-    return np.asarray(out, np.float32).reshape(channels, gap_samples)
+def twosided_fill(monkeypatch=None):
+    """The shipped two-sided fill, ``nextblock.features.twosided.fill_gap`` (tests wrap it to
+    record its calls; ``monkeypatch`` is accepted for the fixtures' signature)."""
+    from nextblock.features.twosided import fill_gap
 
-
-def twosided_fill(monkeypatch):
-    """The two-sided fill this build has; where ``nextblock.features.twosided`` is not there yet,
-    :func:`standin_fill_gap` is installed under its name for the test (``monkeypatch``)."""
-    import types
-
-    try:
-        from nextblock.features.twosided import fill_gap
-    except ImportError:
-        module = types.ModuleType("nextblock.features.twosided")
-        module.fill_gap = standin_fill_gap
-        monkeypatch.setitem(sys.modules, "nextblock.features.twosided", module)
-        fill_gap = standin_fill_gap
     return fill_gap

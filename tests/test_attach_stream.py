@@ -158,9 +158,10 @@ def test_a_loss_whose_next_block_arrived_in_time_is_refilled_from_both_sides_and
     h.wait_ready(ready, proc)
     fills: list[tuple[int, int]] = []
 
-    def recording_fill(past, future, gap_samples, prior=None, sample_rate_hz=48000):
+    def recording_fill(past, future, gap_samples, prior=None, sample_rate_hz=48000, **options):
+        # options: the fast fill (when the full one would be late) passes its order and weights
         fills.append((past.shape[1], gap_samples))
-        return fill(past, future, gap_samples, prior, sample_rate_hz=sample_rate_hz)
+        return fill(past, future, gap_samples, prior, sample_rate_hz=sample_rate_hz, **options)
 
     monkeypatch.setattr(sys.modules["nextblock.features.twosided"], "fill_gap", recording_fill)
     thread, loop, stop = serve_in_thread(
