@@ -8,7 +8,7 @@ import pytest
 
 from nextblock.features.config import FeatureConfig
 from nextblock.features.spectral import SpectralCodec
-from nextblock.features.twosided import fill_gap, two_sided_guess
+from nextblock.features.twosided import FAST_GUESS, FULL_GUESS, GUESS_RECIPES, GuessRecipe, fill_gap, two_sided_guess
 
 
 def tones(samples: int, rows: int = 2, seed: int = 0) -> np.ndarray:
@@ -45,6 +45,23 @@ def test_two_sided_guess_is_the_lsar_fill_then_the_samples_that_arrived():
     assert err < 0.01  # three tones: LSAR interpolates them almost exactly
     with pytest.raises(ValueError, match="needs 128 future samples"):
         two_sided_guess(x[:, :1024], x[:, 1152:1200], 128, 256)
+
+
+def test_the_full_recipe_is_the_fusion_nextblock_plays_and_survives_the_metadata():
+    """``--two-sided-guess full``: the network corrects exactly what fill_gap fills by default
+    (AR(256), the prior fading over the gap); a model file's metadata gives the recipe back, and a
+    file from before recipes were recorded reads as the fast one at its own order and weight."""
+    x = tones(1024 + 256)
+    prior = (0.9 * x[:, 1024:1152]).astype(np.float32)
+    guess = two_sided_guess(x[:, :1024], x[:, 1152:], 128, 256, prior, recipe=FULL_GUESS)
+    fill, _ = fill_gap(x[:, :1024], x[:, 1152:], 128, prior)
+    np.testing.assert_array_equal(guess[:, :128], fill)
+    fast = two_sided_guess(x[:, :1024], x[:, 1152:], 128, 256, prior, recipe=FAST_GUESS)
+    assert not np.array_equal(fast[:, :128], fill)
+    for recipe in GUESS_RECIPES.values():
+        assert GuessRecipe.from_metadata({"gap_samples": 128, **recipe.metadata()}) == recipe
+    old = GuessRecipe.from_metadata({"gap_samples": 128, "guess": "fusion", "guess_order": 128, "prior_weight": 0.3})
+    assert old == FAST_GUESS
 
 
 def _train_tiny(tmp_path_factory, *extra: str):
@@ -119,7 +136,15 @@ def test_export_says_the_model_is_two_sided_and_the_predictor_fills_between_both
     from nextblock.model.two_sided import TwoSidedPredictor
 
     md = read_metadata(tiny_two_sided_model)
-    assert md["two_sided"] == {"gap_samples": 128, "guess": "lsar", "guess_order": 128, "prior_weight": 0.0}
+    assert md["two_sided"] == {
+        "gap_samples": 128,
+        "guess": "lsar",
+        "guess_recipe": "fast",
+        "guess_order": 128,
+        "prior_weight": 0.0,
+        "prior_fade": 0.0,
+        "levinson": True,
+    }
     assert md["training"]["two_sided"] is True
     predictor = TwoSidedPredictor(tiny_two_sided_model)
     assert (predictor.gap_samples, predictor.future_samples, predictor.past_samples) == (128, 128, 1024)

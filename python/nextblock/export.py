@@ -176,17 +176,19 @@ def build_metadata(
     # a two-sided network (train --two-sided) says so, with the gap and the guess it was trained on
     two_sided = {}
     if training.get("two_sided"):
-        from .features.twosided import NETWORK_GUESS_ORDER, NETWORK_GUESS_PRIOR_WEIGHT
+        from .features.twosided import GUESS_RECIPES
 
         fused = bool(training.get("two_sided_prior"))
+        recipe = GUESS_RECIPES[training.get("two_sided_guess") or "fast"]
         two_sided = {
             "two_sided": {
                 "gap_samples": features.frames_per_block,
                 "guess": "fusion" if fused else "lsar",
-                "guess_order": NETWORK_GUESS_ORDER,
-                "prior_weight": NETWORK_GUESS_PRIOR_WEIGHT if fused else 0.0,
+                **recipe.metadata(),
             }
         }
+        if not fused:
+            two_sided["two_sided"]["prior_weight"] = 0.0
 
     return {
         "format": METADATA_FORMAT,

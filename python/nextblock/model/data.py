@@ -20,6 +20,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,6 +29,9 @@ from ..features.config import FeatureConfig
 from ..features.spectral import SpectralCodec
 from .audio_files import SPLITS, by_split_and_group, find_audio_files, read_excerpt
 from .examples import MIN_CONTEXT_RMS, random_windows
+
+if TYPE_CHECKING:
+    from ..features.twosided import GuessRecipe
 
 SHARDS_FORMAT = "nextblock-shards/1"
 
@@ -237,6 +241,7 @@ def two_sided_arrays(
     gap_samples: int | None = None,
     prior_model: str | None = None,
     chunk: int = 8192,
+    recipe: GuessRecipe | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`windows_to_arrays` for a two-sided network: the first ``gap_samples`` (default: one
     block) of each continuation are lost, the rest arrived.
@@ -244,13 +249,15 @@ def two_sided_arrays(
     The guess channels hold :func:`~nextblock.features.twosided.two_sided_guess` (the gap filled
     by LSAR from the context and the samples after the gap, then those samples) instead of the
     causal LPC guess; with ``prior_model`` (a causal ``.tflite``) the LSAR is fused with that
-    model's prediction of the gap, as the runtime fuses the causal replacement it already posted.
+    model's prediction of the gap, as the runtime fuses the causal replacement it already posted;
+    ``recipe`` (:class:`~nextblock.features.twosided.GuessRecipe`, default the fast one) says how.
     The targets are the whole continuation, as for the causal network.
     ``windows`` ``(n, context_samples + output_samples)`` → ``features`` ``(n, input_bins, 5)``,
     ``targets`` ``(n, output_samples)`` float32.
     """
-    from ..features.twosided import two_sided_guess
+    from ..features.twosided import FAST_GUESS, two_sided_guess
 
+    recipe = FAST_GUESS if recipe is None else recipe
     gap = int(gap_samples or config.frames_per_block)
     codec = SpectralCodec(config)
     causal = None
@@ -275,7 +282,7 @@ def two_sided_arrays(
                 [causal.predict_horizon(context[i : i + 1024]) for i in range(0, part.shape[0], 1024)]
             )
             prior = np.ascontiguousarray(prior[:, :gap])
-        guess = two_sided_guess(part[:, :c], part[:, c + gap :], gap, config.output_samples, prior)
+        guess = two_sided_guess(part[:, :c], part[:, c + gap :], gap, config.output_samples, prior, recipe=recipe)
         f, scale = codec.encode_given_guess(part[:, :c], guess)
         features[start : start + chunk] = f
         targets[start : start + chunk] = part[:, c:] / scale[:, None]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..features.continuity import boundary_ramp
-from ..features.twosided import DEFAULT_FIT_SAMPLES, two_sided_guess
+from ..features.twosided import DEFAULT_FIT_SAMPLES, FAST_GUESS, GuessRecipe, fill_gap, two_sided_guess
 from .metadata import ModelFileError
 from .runner import BlockPredictor
 
@@ -75,12 +75,10 @@ class TwoSidedPredictor:
         self.model = predictor
         #: samples of the gap the network was trained on (one block)
         self.gap_samples = int(spec["gap_samples"])
-        #: order of the interpolation it corrects
-        self.guess_order = int(spec.get("guess_order", 128))
+        #: how the interpolation it corrects is made (order, the causal prediction's weight, ...)
+        self.recipe = GuessRecipe.from_metadata(spec)
         #: whether that interpolation is fused with the causal prediction (``fill`` then needs it)
         self.needs_prior = spec.get("guess") == "fusion"
-        #: the causal prediction's weight in it
-        self.prior_weight = float(spec.get("prior_weight", 0.0))
         #: samples of the horizon after the gap that must have arrived
         self.future_samples = self.model.horizon_samples - self.gap_samples
         self._end_ramp = boundary_ramp(END_RAMP_SAMPLES)[::-1].copy()  # 0 -> 1: from the network to the guess
@@ -122,8 +120,7 @@ class TwoSidedPredictor:
             self.gap_samples,
             self.model.horizon_samples,
             prior if self.needs_prior else None,
-            order=self.guess_order,
-            prior_weight=self.prior_weight,
+            recipe=self.recipe,
         )
         blocks = self.model.predict_with_guess(past[:, -self.model.context_samples :], guess)
         fill = blocks.reshape(blocks.shape[0], -1)[:, : self.gap_samples].copy()
@@ -192,8 +189,6 @@ class TwoSidedFill:
         ):
             self.network_fills += 1
             return self.network.fill(past, future, prior)
-        from ..features.twosided import fill_gap
-
         self.fusion_fills += 1
         return fill_gap(past, future, int(gap_samples), prior, sample_rate_hz)[0]
 
@@ -210,8 +205,6 @@ class TwoSidedFill:
         time than :meth:`__call__`'s fill). For when the full fill would finish after the lost
         block's pull: a two-sided fill that is in time beats a causal one (validation, 48 kHz x 128,
         5 % loss: 9.18 dB against the full fusion's 9.32 and the causal prediction's ~7.6)."""
-        from ..features.twosided import NETWORK_GUESS_ORDER, NETWORK_GUESS_PRIOR_WEIGHT, fill_gap
-
         self.fast_fills += 1
         return fill_gap(
             np.atleast_2d(past),
@@ -219,10 +212,10 @@ class TwoSidedFill:
             int(gap_samples),
             prior,
             sample_rate_hz,
-            order=NETWORK_GUESS_ORDER,
-            prior_weight=NETWORK_GUESS_PRIOR_WEIGHT if prior is not None else 0.0,
-            prior_fade=0.0,
-            levinson=True,
+            order=FAST_GUESS.order,
+            prior_weight=FAST_GUESS.prior_weight if prior is not None else 0.0,
+            prior_fade=FAST_GUESS.prior_fade,
+            levinson=FAST_GUESS.levinson,
         )[0]
 
 
