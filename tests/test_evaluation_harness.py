@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from nextblock import evaluate as cli
+from nextblock.commands import evaluate as cli
 from nextblock.concealers import make_concealer
 from nextblock.evaluation import perceptual
 from nextblock.evaluation.clips import SPEECH_CLIP, ClipUnavailable, debian_clip
