@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/python_env.sh   # PY: the venv's python once setup has made it (.venv), else ${PYTHON:-python3}
-demo='import sys; from nextblock.demo import main; sys.exit(main(sys.argv[1:], prog="scripts/demo.sh"))'
+demo='import sys; from nextblock.commands.demo import main; sys.exit(main(sys.argv[1:], prog="scripts/demo.sh"))'
 for a in "$@"; do
   case "$a" in -h|--help) PYTHONPATH=python exec "$PY" -c "$demo" --help ;; esac
 done

@@ -449,7 +449,7 @@ def analyse(s: Session, margin_start: int = 50, margin_end: int = 8) -> Analysis
     vals, counts = np.unique(offs, return_counts=True)
     offset = int(vals[np.argmax(counts)])  # the sender side may slip a block under load
     by_code: dict[int, list[int]] = {}
-    for q, c in zip(seqs[ok].tolist(), s.published_idx[ok].tolist()):
+    for q, c in zip(seqs[ok].tolist(), s.published_idx[ok].tolist(), strict=True):
         by_code.setdefault(int(c) % CODE_PERIOD, []).append(int(q))
     lo, hi = int(seqs.min()) + margin_start, int(seqs.max()) - margin_end
     pub = set(seqs.tolist())
@@ -464,7 +464,7 @@ def analyse(s: Session, margin_start: int = 50, margin_end: int = 8) -> Analysis
     late = {e.seq for e in s.events if e.kind.name == "LATE"}
     # an overflow drops blocks that already arrived (the ring buffer's half-reset)
     overflowed = {q for e in s.events if e.kind.name == "OVERFLOW" for q in range(e.seq - 16, e.seq + 1)}
-    arrival = dict(zip(seqs.tolist(), s.arrival_ns.astype(np.int64).tolist()))
+    arrival = dict(zip(seqs.tolist(), s.arrival_ns.astype(np.int64).tolist(), strict=True))
     timeline = []
     prev = None
     for blk in s.recorded:

@@ -119,7 +119,7 @@ def test_minimum_headroom_stays_speculative_and_predicts_after_every_block(tmp_p
         tmp_path, ["--seconds", "2.5", "--loss-rate", "0.05", "--burst-max", "2", "--headroom-blocks", "0"], []
     )
     assert [s["mode"] for s in stats["streams"]] == ["speculative"]
-    for s, e in zip(stats["streams"], summary["streams"]):
+    for s, e in zip(stats["streams"], summary["streams"], strict=True):
         assert s["predictions"] >= 0.7 * s["blocks"]
         h.assert_fallbacks_explained(s, e["lost"], e)
         assert e["replaced"] >= 0.75 * e["lost"] > 0

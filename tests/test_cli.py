@@ -4,8 +4,12 @@ NextBlock attached. The console script that ``pip install .`` puts on PATH: test
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import inspect
 import json
 import os
+import pkgutil
 import shutil
 import signal
 import subprocess
@@ -17,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import resources
-from nextblock import cli, doctor, live
+from nextblock import cli, doctor
+from nextblock.commands import jacktrip as jacktrip_command
 from nextblock.processes import process_running
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +72,89 @@ def test_each_subcommand_has_a_help_that_teaches(name, capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "usage:" in text and ("example" in text.lower()), text[:400]
+
+
+def _command_modules() -> dict[str, object]:
+    """Every module of nextblock.commands, by name."""
+    import nextblock.commands
+
+    return {
+        info.name: importlib.import_module(f"nextblock.commands.{info.name}")
+        for info in pkgutil.iter_modules(nextblock.commands.__path__)
+    }
+
+
+def test_the_table_names_every_command_module_and_nothing_else():
+    assert sorted(module for module, _ in cli.SUBCOMMANDS.values()) == sorted(
+        f"nextblock.commands.{name}" for name in _command_modules()
+    )
+    for name, (module, _) in cli.SUBCOMMANDS.items():
+        assert module == "nextblock.commands." + name.replace("-", "_")
+
+
+@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
+def test_every_command_module_has_the_one_shape(name):
+    command = importlib.import_module(cli.SUBCOMMANDS[name][0])
+    prog = f"nextblock {name}"
+    build = inspect.signature(command.build_parser)
+    assert list(build.parameters) == ["prog"] and build.parameters["prog"].default == prog
+    main = inspect.signature(command.main)
+    assert list(main.parameters) == ["argv", "prog"]
+    assert main.parameters["argv"].default is None and main.parameters["prog"].default == prog
+    parser = command.build_parser(prog)
+    assert isinstance(parser, argparse.ArgumentParser) and parser.prog == prog
+    assert parser.format_help().startswith(f"usage: {prog} ")
+    assert command.build_parser("python -m x").format_help().startswith("usage: python -m x ")
+
+
+@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
+def test_nextblock_x_help_names_nextblock_x(name):
+    r = _run(name, "--help", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: nextblock {name} "), r.stdout[:200]
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("nextblock.attach", "attach"),
+        ("nextblock.demo", "demo"),
+        ("nextblock.doctor", "doctor"),
+        ("nextblock.live", "jacktrip"),
+        ("nextblock.learn", "learn"),
+        ("nextblock.evaluate", "evaluate"),
+        ("nextblock.dataset", "dataset"),
+        ("nextblock.train", "train"),
+        ("nextblock.export", "export"),
+        ("nextblock.jackio.patched_build", "build-jacktrip"),
+    ],
+)
+def test_the_module_forms_run_the_same_command(module, name):
+    """``python -m nextblock.attach`` (scripts, benches, docs and ``nextblock jacktrip`` use them)
+    is ``nextblock attach``: the same help, under its own name."""
+    r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    prog = ("python3 -m " if name == "build-jacktrip" else "python -m ") + module
+    assert r.stdout.startswith(f"usage: {prog} "), r.stdout[:200]
+    same = _run(name, "--help", timeout=60).stdout
+    assert r.stdout.split("\n\n", 1)[1].replace(prog, f"nextblock {name}") == same.split("\n\n", 1)[1].replace(
+        prog, f"nextblock {name}"
+    )
+
+
+def test_parsing_any_command_and_running_doctor_import_no_tensorflow():
+    code = textwrap.dedent("""
+        import contextlib, importlib, io, json, sys
+        from nextblock import cli
+        for name, (module, _) in cli.SUBCOMMANDS.items():
+            importlib.import_module(module).build_parser("nextblock " + name).format_help()
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main(["doctor", "--json"])
+        print(json.dumps(sorted(m for m in ("tensorflow", "keras", "jax") if m in sys.modules)))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1]) == []
 
 
 def test_subcommands_pass_their_arguments_to_the_module():
@@ -168,12 +256,14 @@ def test_doctor_command_reports_each_check_and_its_exit_status(tmp_path):
 
 # ----------------------------------------------------------------------------- nextblock jacktrip
 def test_jacktrip_arguments_are_split_between_jacktrip_and_nextblock():
-    jt, nb = live.split_args(["-c", "host", "--nb-stats", "2", "-q", "4", "--nb-model=m.tflite", "--nb-realtime"])
+    jt, nb = jacktrip_command.split_args(
+        ["-c", "host", "--nb-stats", "2", "-q", "4", "--nb-model=m.tflite", "--nb-realtime"]
+    )
     assert jt == ["-c", "host", "-q", "4"] and nb == ["--stats", "2", "--model", "m.tflite", "--realtime"]
     with pytest.raises(ValueError, match="--nb-stats needs a value"):
-        live.split_args(["--nb-stats"])
+        jacktrip_command.split_args(["--nb-stats"])
     with pytest.raises(ValueError, match="unknown option --nb-foo"):
-        live.split_args(["--nb-foo", "1"])
+        jacktrip_command.split_args(["--nb-foo", "1"])
 
 
 FAKE_JACKTRIP = textwrap.dedent('''\

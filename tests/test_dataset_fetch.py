@@ -39,7 +39,7 @@ def session_zip(clips: list[Path], names: list[str]) -> bytes:
     """A multitrack-like zip: each real clip re-encoded as 16-bit WAV under a stem name."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for clip, name in zip(clips, names):
+        for clip, name in zip(clips, names, strict=True):
             audio, rate = sf.read(clip, dtype="float32")
             wav = io.BytesIO()
             sf.write(wav, audio, rate, format="WAV", subtype="PCM_16")

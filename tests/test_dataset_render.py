@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -42,7 +44,7 @@ def test_chorale_events_follow_the_score():
     score = load_score("bach/bwv66.6")
     events = score_events(score, tempo_bpm=120.0)
     assert {e.channel for e in events} == {0, 1, 2, 3}  # SATB
-    assert all(a.start_s <= b.start_s for a, b in zip(events, events[1:]))
+    assert all(a.start_s <= b.start_s for a, b in pairwise(events))
     assert max(e.end_s for e in events) == pytest.approx(float(score.highestTime) * 0.5)
     soprano = [e.key for e in events if e.channel == 0]
     assert soprano[0] == score.parts[0].stripTies().flatten().notes[0].pitch.midi

@@ -129,7 +129,7 @@ def test_amplitude_threshold_drops_silent_regions_and_reports_what_is_kept(tmp_p
     word_s = word.size / rate
     frame_s = 0.1  # analysis frames blur edges by less than this
     takes = [(2.0, 2.0 + word_s), (4.0 + word_s, 4.0 + 2 * word_s)]
-    for (start_s, end_s), (take_start_s, take_end_s) in zip(regions, takes):
+    for (start_s, end_s), (take_start_s, take_end_s) in zip(regions, takes, strict=True):
         assert take_start_s - frame_s <= start_s < end_s <= take_end_s + frame_s  # the 2 s gaps are dropped
     assert row.active_s <= 2 * word_s + 2 * frame_s
     assert row.kept_fraction == pytest.approx(row.active_s / (padded.size / rate), rel=1e-3)

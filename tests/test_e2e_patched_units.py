@@ -8,6 +8,7 @@ import stat
 import numpy as np
 import pytest
 
+from nextblock.commands import build_jacktrip
 from nextblock.jackio import patched_build as pb
 from nextblock.jackio.align import locate_dropped_blocks
 
@@ -56,7 +57,7 @@ def test_no_source_no_build_says_what_to_do(tmp_path, monkeypatch):
     assert "JACKTRIP_SOURCE_DIR" in msg and str(tmp_path / "jacktrip" / "jacktrip-2.7.2") in msg
     stock, note = pb.find_stock_jacktrip(None)
     assert stock == "jacktrip" and "1.7.0" in note
-    assert pb.main(["--check"]) == 0 and pb.main(["--check", "--strict"]) == 2
+    assert build_jacktrip.main(["--check"]) == 0 and build_jacktrip.main(["--check", "--strict"]) == 2
 
 
 def test_cache_build_is_found_when_its_key_matches(tmp_path, monkeypatch):

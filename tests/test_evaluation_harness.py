@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from nextblock import evaluate as cli
+from nextblock.commands import evaluate as cli
 from nextblock.concealers import make_concealer
 from nextblock.evaluation import perceptual
 from nextblock.evaluation.clips import SPEECH_CLIP, ClipUnavailable, debian_clip
@@ -136,7 +136,7 @@ def test_evaluate_matches_conceal_stream_and_is_repeatable(speech_clip):
     config = EvaluationConfig(concealers=["zeros", "burg"], losses=["bernoulli:0.05"], visqol=False, seed=4)
     first = evaluate([speech_clip], config, progress=False)
     second = evaluate([speech_clip], config, progress=False)
-    for a, b in zip(first.rows, second.rows):
+    for a, b in zip(first.rows, second.rows, strict=True):
         assert {k: v for k, v in a.items() if not k.startswith("us_")} == {
             k: v for k, v in b.items() if not k.startswith("us_")
         }

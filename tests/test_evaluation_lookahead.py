@@ -123,7 +123,7 @@ def test_two_sided_share_counts_the_blocks_filled_from_both_sides():
 def test_evaluate_cli_reports_lookahead_and_two_sided_share(tmp_path):
     import soundfile as sf
 
-    from nextblock.evaluate import main
+    from nextblock.commands.evaluate import main
 
     path = tmp_path / "tone.wav"
     sf.write(path, harmonic(48000 * 2), 48000)

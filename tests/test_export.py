@@ -35,7 +35,7 @@ def tiny_run(tmp_path_factory):
     """A run dir trained for 1 epoch, then resumed to 2, on synthetic tones + noise."""
     import soundfile as sf
 
-    from nextblock import train
+    from nextblock.commands import train
 
     root = tmp_path_factory.mktemp("export")
     audio_dir = root / "audio" / "tones"
@@ -66,7 +66,7 @@ def test_training_writes_checkpoints_and_resumes(tiny_run):
 
 
 def test_training_refuses_a_run_dir_with_other_sizes(tiny_run):
-    from nextblock import train
+    from nextblock.commands import train
 
     with pytest.raises(SystemExit, match="different"):
         train.main(["--audio", str(tiny_run), "--run-dir", str(tiny_run), *TINY, "--width", "16"])
@@ -74,13 +74,14 @@ def test_training_refuses_a_run_dir_with_other_sizes(tiny_run):
 
 def test_export_matches_keras_and_embeds_metadata(tiny_run, tmp_path):
     from nextblock import export
+    from nextblock.commands import export as export_command
     from nextblock.features import SpectralCodec
     from nextblock.model.metadata import read_metadata
     from nextblock.model.runner import BlockPredictor
 
     out = tmp_path / "tiny.tflite"
     assert (
-        export.main(
+        export_command.main(
             [
                 "--run-dir",
                 str(tiny_run),
@@ -118,7 +119,7 @@ def test_export_matches_keras_and_embeds_metadata(tiny_run, tmp_path):
 
 
 def test_export_cli_errors(tmp_path, capsys):
-    from nextblock import export
+    from nextblock.commands import export
 
     assert export.main(["--run-dir", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def test_cpp_encode_equals_the_numpy_reference(config):
 def test_autocorrelation_guess_models_keep_the_numpy_path():
     codec = SpectralCodec(FeatureConfig(lpc_order=32))
     context = _contexts(2, 1024)
-    for got, want in zip(codec.encode_with_guess(context), codec.encode_reference(context)):
+    for got, want in zip(codec.encode_with_guess(context), codec.encode_reference(context), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

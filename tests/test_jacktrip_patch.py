@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,7 @@ def test_fallback_plays_when_nothing_is_posted(bins, tmp_path, bufstrategy, zero
         assert kinds.count("zero") >= 0.7 * n
     elif bufstrategy == -1:
         # wavetable: the last real block again
-        dup = sum(1 for x, y in zip(a.timeline, a.timeline[1:]) if x[0] == y[0] == "real" and x[1] == y[1])
+        dup = sum(1 for x, y in pairwise(a.timeline) if x[0] == y[0] == "real" and x[1] == y[1])
         assert dup >= 0.7 * n
     else:
         # Burg's prediction: neither a real block nor silence
@@ -223,7 +224,7 @@ def test_disabled_output_identical_to_stock(bins, tmp_path):
         assert kinds.count("marker") == 0
         assert kinds.count("real") >= 0.8 * len(kinds), f"{name}: {kinds.count('real')} of {len(kinds)} real"
         by_code[name] = {}
-        for b, k in zip(s.recorded, kinds):
+        for b, k in zip(s.recorded, kinds, strict=True):
             if k == "real":
                 by_code[name].setdefault(H.classify(b)[1], b.tobytes())
         # what is not a received block is JackTrip's underrun silence (or, rarely under heavy

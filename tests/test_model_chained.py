@@ -119,7 +119,7 @@ def test_train_with_chained_share_from_initial_weights(tmp_path):
     pytest.importorskip("tensorflow", reason="TensorFlow (training extra) is not installed")
     import soundfile as sf
 
-    from nextblock import train
+    from nextblock.commands import train
 
     audio_dir = tmp_path / "audio" / "tones"
     audio_dir.mkdir(parents=True)

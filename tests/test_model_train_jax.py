@@ -124,7 +124,7 @@ def test_two_networks_train_and_export(tmp_path):
         assert all(math.isfinite(float(r["val_loss"])) for r in rows)
 
     # TensorFlow side: the JAX-trained weights export and run like any run folder
-    from nextblock.export import main as export_main
+    from nextblock.commands.export import main as export_main
     from nextblock.model.runner import BlockPredictor
 
     out = tmp_path / "small.tflite"

@@ -8,6 +8,7 @@ import socket
 import struct
 import threading
 import time
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_list_loss_and_bad_specs():
 def test_delay_model_keeps_order_and_bounds():
     dm = DelayModel(5.0, 10.0, rng_streams(2)[1])
     dues = [dm.due_time_s(i * 0.001) for i in range(1000)]
-    assert all(b >= a for a, b in zip(dues, dues[1:]))
+    assert all(b >= a for a, b in pairwise(dues))
     delays_ms = [(d - i * 0.001) * 1000 for i, d in enumerate(dues)]
     assert min(delays_ms) >= 5.0 - 1e-9 and max(delays_ms) <= 15.0 + 1.0  # ordering can add < 1 packet
 

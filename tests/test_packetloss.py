@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nextblock import demo, evaluate
+from nextblock import demo
+from nextblock.commands import demo as demo_command
+from nextblock.commands import evaluate
 from nextblock.model import guess_blend
 from nextblock.netlab import relay
 from nextblock.netlab.impairments import BernoulliLoss, GilbertElliottLoss, make_loss_model, rng_streams
@@ -64,7 +66,7 @@ def test_every_command_refuses_the_old_percent_with_the_same_message(tmp_path, c
         parse_loss_spec("bernoulli:5")
     message = str(info.value)
     parsers = {
-        "demo": demo.build_parser().parse_args,
+        "demo": demo_command.build_parser().parse_args,
         "relay": relay.build_parser().parse_args,
         "guess_blend": guess_blend.parse_args,
     }
@@ -122,7 +124,7 @@ def test_a_percentage_and_a_probability_are_the_same_spec():
 @pytest.mark.parametrize("spec", ["bernoulli:0.05", "bernoulli:0.1", "bernoulli:5%"])
 def test_bernoulli_means_the_same_rate_in_every_command(spec):
     p = parse_loss_spec(spec).params[0]
-    args = demo.build_parser().parse_args(["--loss", spec])
+    args = demo_command.build_parser().parse_args(["--loss", spec])
     relay_model = make_loss_model(args.loss, rng_streams(1)[0])
     assert isinstance(relay_model, BernoulliLoss) and relay_model.p == p
     assert LinkSpec(loss=args.loss).bernoulli_percent() == pytest.approx(100 * p)  # nft, netem, simloss
@@ -194,6 +196,6 @@ def test_bench_e2e_patterns_mean_what_their_names_say():
 
 
 def test_defaults_are_five_percent_everywhere():
-    assert parse_loss_spec(demo.build_parser().parse_args([]).loss).expected_rate == 0.05
+    assert parse_loss_spec(demo_command.build_parser().parse_args([]).loss).expected_rate == 0.05
     assert parse_loss_spec(LinkSpec().loss).expected_rate == 0.05
     assert "bernoulli:0.05" in evaluate.build_parser().format_help()

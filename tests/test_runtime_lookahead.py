@@ -3,6 +3,8 @@ a play-out clock, a recording post function."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -80,7 +82,7 @@ def test_a_burst_up_to_four_blocks_is_one_gap_and_a_longer_one_stays_one_sided(f
     s = Stream(fill, clock=84, newest=106, missing={102, 103, 104, 105})  # 48 ms: a 4-block fill is ~10 ms
     assert s.after_blocks() == MAX_GAP_BLOCKS
     assert [seq for seq, _ in s.posts] == [102, 103, 104, 105]
-    for (_, rep), (_, nxt) in zip(s.posts, s.posts[1:]):
+    for (_, rep), (_, nxt) in pairwise(s.posts):
         np.testing.assert_array_equal(rep[1], nxt[0])  # one continuous fill across the slots
     np.testing.assert_array_equal(s.posts[-1][1][1], block(106))
     long = Stream(fill, clock=84, newest=107, missing={102, 103, 104, 105, 106})

@@ -7,6 +7,8 @@ is asked at every step what to predict.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -177,7 +179,7 @@ def test_a_burst_is_chained_block_by_block_each_from_the_previous_guess():
     assert [a.seq for _, a in jit] == [150, 151, 152]
     assert [a.chained for _, a in jit] == [False, True, True]
     times = [t for t, _ in jit]
-    assert all(abs((t2 - t1) - P) <= 100_000 for t1, t2 in zip(times, times[1:]))  # one decision per period
+    assert all(abs((t2 - t1) - P) <= 100_000 for t1, t2 in pairwise(times))  # one decision per period
 
 
 def test_a_late_block_that_arrives_before_its_decision_is_not_predicted_and_a_later_one_is():

@@ -342,7 +342,9 @@ def test_sequence_unwrap_moves_on_after_a_peer_restart():
     assert u.restarts == 1
     assert restarted[0] > 30099, "a restart never repeats earlier numbers"
     assert np.all(np.diff(restarted) == 1)
-    assert all(q % 65536 == s for q, s in zip(restarted, range(50))), "still congruent to the packet's number"
+    assert all(q % 65536 == s for q, s in zip(restarted, range(50), strict=True)), (
+        "still congruent to the packet's number"
+    )
     # 16-bit wrap-around is not a restart
     u2 = _core.SeqUnwrapper()
     wrapped = [u2.next(s % 65536) for s in range(65500, 65600)]

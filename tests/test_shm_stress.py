@@ -93,7 +93,7 @@ def test_real_rate_stream_with_gaps_loses_nothing(segment_name):
                 batch = c.read_blocks(next_index, written - next_index)
                 assert batch.skipped == 0, "a reader keeping up must never be lapped"
                 assert batch.first_index == next_index
-                for seq, samples in zip(batch.seq.tolist(), batch.samples):
+                for seq, samples in zip(batch.seq.tolist(), batch.samples, strict=True):
                     np.testing.assert_array_equal(samples, block_of(seq), err_msg=f"torn block {seq}")
                 seen_seqs += batch.seq.tolist()
                 next_index += len(batch.seq)

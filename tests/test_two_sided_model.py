@@ -68,7 +68,7 @@ def _train_tiny(tmp_path_factory, *extra: str):
     pytest.importorskip("tensorflow", reason="TensorFlow (training extra) is not installed")
     import soundfile as sf
 
-    from nextblock import export, train
+    from nextblock.commands import export, train
 
     root = tmp_path_factory.mktemp("two-sided")
     audio = root / "audio" / "tones"

@@ -1,9 +1,11 @@
 """``nextblock``: one command for everything, subcommands mirroring the modules.
 
-Each subcommand is the module of the same name (``nextblock attach ...`` is
-``python -m nextblock.attach ...``, same options, same exit status); ``nextblock SUBCOMMAND
---help`` shows its options. Only the argument parsing of the chosen module is imported, so
-``nextblock doctor`` does not load TensorFlow.
+Each subcommand is a module of :mod:`nextblock.commands` (``nextblock build-jacktrip`` is
+``nextblock.commands.build_jacktrip``), all of one shape: ``build_parser(prog)`` and
+``main(argv, prog) -> exit status``. ``nextblock attach ...`` is also ``python -m
+nextblock.attach ...`` (same options, same exit status); ``nextblock SUBCOMMAND --help`` shows its
+options. Only the chosen command's module is imported, so ``nextblock doctor`` does not load
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,34 +13,29 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module, function, one line for the overview). The module's function takes argv.
-SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("nextblock.demo", "main", "hear NextBlock vs JackTrip's own concealment on a lossy link (a few minutes)"),
+# name -> (its module in nextblock.commands, one line for the overview). Every command module has
+# build_parser(prog) and main(argv, prog) -> exit status (nextblock/commands/__init__.py).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("nextblock.commands.demo", "hear NextBlock vs JackTrip's own concealment on a lossy link (a few minutes)"),
     "jacktrip": (
-        "nextblock.live",
-        "main",
+        "nextblock.commands.jacktrip",
         "run the patched JackTrip with NextBlock enabled and attached: nextblock jacktrip -c HOST",
     ),
     "doctor": (
-        "nextblock.doctor",
-        "main",
+        "nextblock.commands.doctor",
         "check JACK, the patched JackTrip, the model, real-time privileges, shared memory; print fixes",
     ),
-    "attach": ("nextblock.attach", "main", "attach NextBlock to a running patched JackTrip (--jacktrip-pid PID)"),
-    "learn": ("nextblock.learn", "main", "learn online on the server and publish better models to clients"),
-    "evaluate": ("nextblock.evaluate", "main", "score concealers (zeros, repeat, burg, nextblock) on your audio"),
-    "dataset": ("nextblock.dataset.cli", "main", "fetch, sort, verify and package training audio"),
-    "train": ("nextblock.train", "main", "train a model (needs the train extra: TensorFlow)"),
-    "export": ("nextblock.export", "main", "export a trained run to a LiteRT .tflite with metadata"),
+    "attach": ("nextblock.commands.attach", "attach NextBlock to a running patched JackTrip (--jacktrip-pid PID)"),
+    "learn": ("nextblock.commands.learn", "learn online on the server and publish better models to clients"),
+    "evaluate": ("nextblock.commands.evaluate", "score concealers (zeros, repeat, burg, nextblock) on your audio"),
+    "dataset": ("nextblock.commands.dataset", "fetch, sort, verify and package training audio"),
+    "train": ("nextblock.commands.train", "train a model (needs the train extra: TensorFlow)"),
+    "export": ("nextblock.commands.export", "export a trained run to a LiteRT .tflite with metadata"),
     "build-jacktrip": (
-        "nextblock.jackio.patched_build",
-        "main",
+        "nextblock.commands.build_jacktrip",
         "build the patched JackTrip 2.7.2 from its release tarball or source (~10 min)",
     ),
 }
-
-# Subcommands whose main() takes a ``prog`` argument (so their --help names `nextblock X`).
-_TAKES_PROG = {"demo", "jacktrip", "doctor", "build-jacktrip"}
 
 USAGE = """\
 usage: nextblock SUBCOMMAND [ARGS...]        (nextblock SUBCOMMAND --help for its options)
@@ -59,7 +56,7 @@ first steps:
 
 def usage() -> str:
     width = max(len(n) for n in SUBCOMMANDS)
-    return USAGE.format(rows="\n".join(f"  {n:<{width}}  {line}" for n, (_, _, line) in SUBCOMMANDS.items()))
+    return USAGE.format(rows="\n".join(f"  {n:<{width}}  {line}" for n, (_, line) in SUBCOMMANDS.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,10 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"nextblock: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module, func, _ = SUBCOMMANDS[name]
-    entry = getattr(importlib.import_module(module), func)
+    command = importlib.import_module(SUBCOMMANDS[name][0])
     try:
-        code = entry(rest, prog=f"nextblock {name}") if name in _TAKES_PROG else entry(rest)
+        code = command.main(rest, prog=f"nextblock {name}")
     except KeyboardInterrupt:
         return 130
     return int(code or 0)

@@ -16,7 +16,6 @@ Exit status: 0 when everything is ready, 1 when something is missing (each print
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -34,13 +33,6 @@ def pip_install(what: str) -> str:
         f"pip install {what} in a virtual environment (python3 -m venv .venv && .venv/bin/python -m pip install "
         f"{what}; in NextBlock's repository scripts/setup.sh makes .venv)"
     )
-
-
-EPILOG = """\
-examples:
-  nextblock doctor              # one line per check, a fix under each problem
-  nextblock doctor --json       # machine-readable
-"""
 
 
 @dataclass
@@ -182,16 +174,8 @@ def run_checks() -> list[Check]:
     return [check_jack(), check_patched_jacktrip(), check_model(), check_realtime(), check_shared_memory()]
 
 
-def build_parser(prog: str = "nextblock doctor") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    return p
-
-
-def main(argv=None, prog: str = "nextblock doctor") -> int:
-    args = build_parser(prog).parse_args(argv)
+def run(args) -> int:
+    """Print every check (``args.json``: as one JSON object); 0 when all are ok, else 1."""
     checks = run_checks()
     ready = all(c.ok for c in checks)
     if args.json:
@@ -210,4 +194,6 @@ def main(argv=None, prog: str = "nextblock doctor") -> int:
 
 
 if __name__ == "__main__":
+    from nextblock.commands.doctor import main
+
     sys.exit(main(prog="python -m nextblock.doctor"))

@@ -15,21 +15,6 @@ import os
 import sys
 from pathlib import Path
 
-EPILOG = """\
-examples:
-  # export the best checkpoint of a run as the shipped default model
-  python -m nextblock.export --run-dir runs/default --output models/nextblock-default.tflite
-
-  # also write a float16-weight variant next to it (half the size; same speed on CPU)
-  python -m nextblock.export --run-dir runs/default --output /tmp/nb.tflite --float16
-
-  # inspect any exported model's metadata
-  python -m nextblock.export --show models/nextblock-default.tflite
-
-The metadata is a JSON object stored in the .tflite flatbuffer's `metadata` table under the name
-"nextblock"; nextblock.model.metadata.read_metadata(path) reads and validates it (no TensorFlow).
-"""
-
 FEATURE_DESCRIPTION = (
     "context / RMS x asymmetric sin^2-rise/cos^2-fall window -> rfft -> per bin (re, im, log|X|/4), "
     "and with lpc_order > 0 (re, im) of the rfft of an order-lpc_order LPC continuation on the output bin grid; "
@@ -39,47 +24,6 @@ FEATURE_DESCRIPTION = (
     "start joined to the context over boundary_ramp_samples (raised cosine: from the LPC guess when "
     "lpc_order > 0, else an offset ramp)"
 )
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line (see ``--help``)."""
-    p = argparse.ArgumentParser(
-        prog="python -m nextblock.export",
-        description="Export a trained NextBlock run to LiteRT (.tflite).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--run-dir", help="training run folder (config.json + *.weights.h5)")
-    p.add_argument("--weights", default="best", choices=("best", "last"), help="which checkpoint (default %(default)s)")
-    p.add_argument("--output", default="models/nextblock-default.tflite", help="output .tflite (default %(default)s)")
-    p.add_argument("--model-version", default=None, help="version string in the metadata (default 1.<date>)")
-    p.add_argument("--name", default=None, help="model name in the metadata (default: output file stem)")
-    p.add_argument("--float16", action="store_true", help="also write <output stem>-fp16.tflite (float16 weights)")
-    p.add_argument(
-        "--guess-weight",
-        type=float,
-        default=0.0,
-        help="share of the LPC guess blended into the network's prediction at run time, 0-1 "
-        "(metadata guess_weight; choose it on validation windows, default %(default)s)",
-    )
-    p.add_argument(
-        "--boundary-ramp-samples",
-        type=int,
-        default=None,
-        help="samples over which the runner joins the prediction's start to the context, 0 = off "
-        "(default: 64, a cross-fade from the LPC guess, for models with one; else 32)",
-    )
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=1e-3,
-        help="max |LiteRT - Keras| allowed on the check inputs (default %(default)s)",
-    )
-    p.add_argument("--show", metavar="TFLITE", help="only print the metadata of this model and exit")
-    args = p.parse_args(argv)
-    if not args.show and not args.run_dir:
-        p.error("--run-dir is required (or --show TFLITE)")
-    return args
 
 
 def load_run(run_dir: Path, which: str):
@@ -235,9 +179,8 @@ def build_metadata(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Export (or ``--show``) as ``args`` (:func:`nextblock.commands.export.build_parser`) say; returns the exit status."""
     from .model.metadata import ModelFileError, embed_metadata, read_metadata
 
     if args.show:
@@ -301,4 +244,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nextblock.commands.export import main
+
+    sys.exit(main(prog="python -m nextblock.export"))

@@ -28,47 +28,6 @@ import sys
 import threading
 import time
 
-EPILOG = """\
-examples:
-  nextblock jacktrip -s --bufstrategy 3                 # a p2p server with the Regulator (Burg when a guess is late)
-  nextblock jacktrip -c server.example.org --bufstrategy 3 -q 11 --nb-stats 2
-  nextblock jacktrip -S --nb-realtime                   # hub server
-"""
-
-_NB_OPTIONS = {"--nb-model": "--model", "--nb-stats": "--stats", "--nb-json": "--json"}
-_NB_FLAGS = {"--nb-realtime": "--realtime"}
-
-
-def usage(prog: str) -> str:
-    return (
-        f"usage: {prog} [JACKTRIP ARGS...] [--nb-model PATH] [--nb-stats S] [--nb-json FILE] [--nb-realtime]\n\n"
-        + __doc__.split("\n", 1)[1]
-        + "\n"
-        + EPILOG
-    )
-
-
-def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(JackTrip's arguments, ``nextblock attach``'s arguments). Raises ``ValueError`` for an
-    ``--nb-*`` option without its value or an unknown ``--nb-*`` option."""
-    jacktrip, attach = [], []
-    it = iter(argv)
-    for arg in it:
-        name, eq, value = arg.partition("=")
-        if name in _NB_OPTIONS:
-            if not eq:
-                value = next(it, None)
-                if value is None or value.startswith("--"):
-                    raise ValueError(f"{name} needs a value")
-            attach += [_NB_OPTIONS[name], value]
-        elif name in _NB_FLAGS and not eq:
-            attach.append(_NB_FLAGS[name])
-        elif name.startswith("--nb-"):
-            raise ValueError(f"unknown option {name} (NextBlock's are {', '.join([*_NB_OPTIONS, *_NB_FLAGS])})")
-        else:
-            jacktrip.append(arg)
-    return jacktrip, attach
-
 
 def _stop(proc: subprocess.Popen | None, sig: int, timeout_s: float = 5.0) -> None:
     """``sig`` to ``proc``'s process group, SIGKILL after ``timeout_s``."""
@@ -84,16 +43,10 @@ def _stop(proc: subprocess.Popen | None, sig: int, timeout_s: float = 5.0) -> No
         pass
 
 
-def main(argv=None, prog: str = "nextblock jacktrip") -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage(prog))
-        return 0
-    try:
-        jacktrip_args, attach_args = split_args(argv)
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+def run(jacktrip_args: list[str], attach_args: list[str], prog: str = "nextblock jacktrip") -> int:
+    """Start the patched JackTrip with ``jacktrip_args`` and ``nextblock attach`` with
+    ``attach_args`` beside it (see the module docstring); returns the exit status (``prog``
+    names the command in error messages)."""
     from nextblock.capture import segment_name_for_pid
     from nextblock.jackio.patched_build import find_patched_jacktrip
 
@@ -155,4 +108,6 @@ def main(argv=None, prog: str = "nextblock jacktrip") -> int:
 
 
 if __name__ == "__main__":
+    from nextblock.commands.jacktrip import main
+
     sys.exit(main(prog="python -m nextblock.live"))

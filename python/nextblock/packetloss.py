@@ -282,7 +282,8 @@ def parse_loss_spec(spec: str) -> LossSpec:
             raise ValueError(
                 f"loss spec {spec!r}: expected gilbert:P_ENTER,P_LEAVE[,LOSS_BAD[,LOSS_GOOD]], e.g. gilbert:0.02,0.25"
             )
-        for name, value in zip(("P_ENTER", "P_LEAVE", "LOSS_BAD", "LOSS_GOOD"), numbers):
+        # 2 to 4 numbers (LOSS_BAD, LOSS_GOOD optional): only the names given
+        for name, value in zip(("P_ENTER", "P_LEAVE", "LOSS_BAD", "LOSS_GOOD"), numbers, strict=False):
             _check_probability(name, value, spec)
         if numbers[1] == 0.0:
             raise ValueError(f"loss spec {spec!r}: P_LEAVE must be positive (a loss burst must end)")

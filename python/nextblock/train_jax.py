@@ -318,9 +318,9 @@ class Trainer:
 
     def _assign(self, state) -> None:
         tv, ntv, _ = state
-        for v, value in zip(self.model.trainable_variables, tv):
+        for v, value in zip(self.model.trainable_variables, tv, strict=True):
             v.assign(value)
-        for v, value in zip(self.model.non_trainable_variables, ntv):
+        for v, value in zip(self.model.non_trainable_variables, ntv, strict=True):
             v.assign(value)
 
     def record(self, train_loss: float, val_loss: float, val_snr: float, seconds: float) -> None:
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     budget_s = args.minutes * 60.0  # for training proper (data and compilation come on top)
     share_s = budget_s / len(trainers)
     totals = [max(4 * chunk, int(rate * share_s * 0.9)) for rate in rates]
-    for trainer, total in zip(trainers, totals):
+    for trainer, total in zip(trainers, totals, strict=True):
         trainer.step = 0  # the cosine restarts from the peak over the planned steps
         print(f"{trainer.spec.name}: {total} steps planned ({total * args.batch_size / 1e6:.1f} M windows)", flush=True)
     training = {

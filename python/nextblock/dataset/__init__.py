@@ -14,7 +14,7 @@ Modules, in the order the data flows:
 * :mod:`~nextblock.dataset.report`      – kept/rejected summary and plot
 * :mod:`~nextblock.dataset.package`     – 48 kHz examples, split by song, shards
 * :mod:`~nextblock.dataset.shards`      – the ``nextblock-shards/1`` format and its readers
-* :mod:`~nextblock.dataset.cli`         – the command line
+* :mod:`~nextblock.dataset.steps`       – the four steps (command line: :mod:`nextblock.commands.dataset`)
 
 Readers for the trainer::
 

@@ -1,7 +1,7 @@
-"""``python -m nextblock.dataset``: see :mod:`nextblock.dataset.cli`."""
+"""``python -m nextblock.dataset``: see :mod:`nextblock.commands.dataset`."""
 
 import sys
 
-from .cli import main
+from nextblock.commands.dataset import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m nextblock.dataset"))

@@ -306,7 +306,11 @@ def fetch_entries(
     ) as progress:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             done = dict(
-                zip((archive_file_name(e) for e in unique), pool.map(lambda e: fetcher.fetch(e, progress), unique))
+                zip(
+                    (archive_file_name(e) for e in unique),
+                    pool.map(lambda e: fetcher.fetch(e, progress), unique),
+                    strict=True,
+                )
             )
     results = []
     for entry in entries:

@@ -111,7 +111,7 @@ def score_events(score, tempo_bpm: float) -> list[NoteEvent]:
     parts = list(score.parts) or [score]
     channels = [c for c in range(16) if c != 9]
     events = []
-    for part, channel in zip(parts, channels):
+    for part, channel in zip(parts, channels, strict=False):  # 15 melodic channels: parts beyond them are not rendered
         for element in part.stripTies().flatten().notes:
             start_s = float(element.offset) * seconds_per_quarter
             end_s = start_s + float(element.quarterLength) * seconds_per_quarter

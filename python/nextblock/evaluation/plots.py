@@ -32,7 +32,10 @@ def loss_events(
     edges = np.diff(np.concatenate([[0], lost, [0]]))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
-    energy = [float(np.sum(reference[s * frames_per_block : e * frames_per_block] ** 2)) for s, e in zip(starts, ends)]
+    energy = [
+        float(np.sum(reference[s * frames_per_block : e * frames_per_block] ** 2))
+        for s, e in zip(starts, ends, strict=True)
+    ]
     loudest = sorted(np.argsort(energy)[::-1][:max_events])
     return [(int(starts[i]), int(ends[i] - starts[i])) for i in loudest]
 
@@ -92,7 +95,7 @@ def plot_losses(
 
     written = []
     fig, axes = plt.subplots(len(events), 1, figsize=(10, 2.6 * len(events)), squeeze=False)
-    for ax, (start, length) in zip(axes[:, 0], events):
+    for ax, (start, length) in zip(axes[:, 0], events, strict=True):
         lo, hi = window(start, length)
         t_ms = np.arange(lo, hi) * 1000.0 / sample_rate_hz
         ax.axvspan(

@@ -256,7 +256,7 @@ def locate_dropped_blocks(
         x = x[:, 0]
     n_blocks = len(x) // period_samples
     out, matched, offset = [], 0, 0
-    for i, head in zip(indices, heads):
+    for i, head in zip(indices, heads, strict=True):
         best = None
         if head and any(head):
             h = np.asarray(head, dtype=np.float64)

@@ -26,6 +26,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -337,7 +338,7 @@ def run_e2e(
     result["lag_samples"] = lag
     result["latency_ms"] = round(1000.0 * (lag - pr.play_offset_samples) / rate_hz, 2)
     # JackTrip's jitter buffer can add/drop whole packets after underruns: count the slips.
-    result["timing_slips"] = sum(1 for a, b in zip(lags, lags[1:]) if a != b)
+    result["timing_slips"] = sum(1 for a, b in pairwise(lags) if a != b)
     result["lag_range_samples"] = [int(min(lags)), int(max(lags))]
     result["metrics"] = score(audio, aligned, rate_hz)
     dropped = result["link"].get("dropped_indices")
@@ -345,7 +346,9 @@ def run_e2e(
         heads = result["link"].get("dropped_heads") or [None] * len(dropped)
         blocks, matched = locate_dropped_blocks(audio, dropped, heads, period_samples)
         result["dropped_audio_blocks"], result["dropped_blocks_matched"] = blocks, matched
-        result["dropped_index_drift_blocks"] = max((abs(b - i) for b, i in zip(blocks, dropped)), default=0)
+        result["dropped_index_drift_blocks"] = max(
+            (abs(b - i) for b, i in zip(blocks, dropped, strict=True)), default=0
+        )
         mask = lost_sample_mask(blocks, len(audio), period_samples)
         result["metrics_lost_packets"] = score(audio, aligned, rate_hz, sample_mask=mask)
     result["sent_wav"] = _write_wav(work / "sent.wav", audio, rate_hz)

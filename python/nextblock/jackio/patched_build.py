@@ -36,7 +36,6 @@ when JackTrip's source is available (``$JACKTRIP_SOURCE_DIR`` or
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -458,54 +457,12 @@ def ensure_patched_jacktrip(build: bool = True, show_progress: bool = False) -> 
     return path, msg
 
 
-def _epilog(prog: str) -> str:
-    return f"""\
-examples:
-  {prog}                                  # find it, else build it (~10 min on 2 cores)
-  {prog} --tarball ~/Downloads/jacktrip-{JACKTRIP_VERSION}.tar.gz
-  {prog} --check --json                   # only look; machine-readable
-
-JackTrip's source: --tarball PATH if given, else the first of $JACKTRIP_SOURCE_DIR (an unpacked
-v{JACKTRIP_VERSION} tree); the cache ({source_dir()}); the release tarball
-jacktrip-{JACKTRIP_VERSION}.tar.gz in $NEXTBLOCK_JACKTRIP_TARBALL, in ../shared/jacktrip/ beside the
-repository, or in {cache_root() / "jacktrip"}/. The tarball is JackTrip's v{JACKTRIP_VERSION} release source
-(https://github.com/jacktrip/jacktrip/archive/refs/tags/v{JACKTRIP_VERSION}.tar.gz); its sha256 must be
-{TARBALL_SHA256}.
-The binaries land in {build_dir("<key>") / "bin"}/ (jacktrip = patched,
-jacktrip-stock = the same source unpatched); $NEXTBLOCK_JACKTRIP points at a prebuilt patched binary instead.
-"""
-
-
-def build_parser(prog: str = "python3 -m nextblock.jackio.patched_build") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0],
-        epilog=_epilog(prog),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--tarball",
-        metavar="PATH",
-        help=f"build from this jacktrip-{JACKTRIP_VERSION}.tar.gz (sha256 checked, unpacked into the cache)",
-    )
-    p.add_argument("--check", action="store_true", help="only look for it, never unpack or build")
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit 2 when no patched JackTrip can be had (CI: setup must not go on without it)",
-    )
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    return p
-
-
-def main(argv=None, prog: str = "python3 -m nextblock.jackio.patched_build") -> int:
-    parser = build_parser(prog)
-    a = parser.parse_args(argv)
-    if a.check and a.tarball:
-        parser.error("--check only looks; drop it to build from --tarball")
-    path, msg, failed = _ensure(not a.check, tarball=a.tarball, show_progress=not a.json)
+def run(args) -> int:
+    """Find (``args.check``), else build, the patched JackTrip as ``args``
+    (:func:`nextblock.commands.build_jacktrip.build_parser`) say; returns the exit status."""
+    path, msg, failed = _ensure(not args.check, tarball=args.tarball, show_progress=not args.json)
     stock, stock_note = find_stock_jacktrip(path)
-    if a.json:
+    if args.json:
         print(json.dumps({"patched": path, "message": msg, "stock": stock, "stock_note": stock_note}))
     else:
         print(msg, file=sys.stderr if failed else sys.stdout)
@@ -517,8 +474,10 @@ def main(argv=None, prog: str = "python3 -m nextblock.jackio.patched_build") -> 
             )
     if failed:
         return 1
-    return 2 if (a.strict and path is None) else 0
+    return 2 if (args.strict and path is None) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nextblock.commands.build_jacktrip import main
+
+    sys.exit(main(prog="python3 -m nextblock.jackio.patched_build"))

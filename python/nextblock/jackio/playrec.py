@@ -188,7 +188,7 @@ class PlayRecord:
                     done.set()
 
             client.activate()
-            for src, dst in zip(ports, self.send_ports):
+            for src, dst in zip(ports, self.send_ports, strict=True):
                 client.connect(src, dst)
             if not done.wait(timeout_s):
                 raise TimeoutError(f"playback did not finish within {timeout_s:.0f} s")

@@ -58,7 +58,7 @@ def record(server: str, ports_to_record: list[str], max_seconds: float, out: Pat
 
     client.activate()
     try:
-        for src, dst in zip(ports_to_record, ports):
+        for src, dst in zip(ports_to_record, ports, strict=True):
             client.connect(src, dst)
         deadline = time.monotonic() + 10.0
         while st["start_frame"] is None and time.monotonic() < deadline:

@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator: {err}", file=sys.stderr)
         return 2
     streams = []
-    for plan, r in zip(plans, results):
+    for plan, r in zip(plans, results, strict=True):
         lost = int(r["lost"].sum())
         used = int((r["outcome"] == 1).sum())
         streams.append(

@@ -56,7 +56,7 @@ class FineTuner:
             with tf.GradientTape() as tape:
                 value = tf.reduce_mean(self.loss(targets, model(features, training=True)))
             grads = tape.gradient(value, variables)
-            self.optimizer.apply_gradients(zip(grads, variables))
+            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
             return value
 
         @tf.function(reduce_retracing=True)

@@ -68,7 +68,7 @@ class Adapter:
     def restore(self, state: tuple) -> None:
         """Put back what :meth:`snapshot` returned."""
         own, below = state
-        for n, v in zip(self._STATE, own):
+        for n, v in zip(self._STATE, own, strict=True):
             setattr(self, n, v)
         if below is not None:
             self.inner.restore(below)

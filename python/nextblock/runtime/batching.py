@@ -65,7 +65,7 @@ class BucketedPredictor:
     def warm(self, calls: int = 10) -> None:
         """Run every bucket ``calls`` times on low noise (first-call costs paid before any deadline)."""
         rng = np.random.default_rng(0)
-        for member, padded in zip(self._members, self._padded):
+        for member, padded in zip(self._members, self._padded, strict=True):
             padded[:] = rng.standard_normal(padded.shape).astype(np.float32) * 0.01
             for _ in range(calls):
                 member.predict(padded)
