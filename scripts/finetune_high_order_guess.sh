@@ -5,7 +5,7 @@
 # (nextblock.features.spectral). Up to 3.2.0 that guess was Burg's AR(128) fitted to the last 768
 # samples; the one-shot SNR of the guess alone on the validation recordings (first 128 samples
 # after 1,876 random contexts, pooled) rises with the order: AR(128) on 768 samples 2.82 dB,
-# AR(256) on 1024 3.88, AR(320) 4.73, AR(384) 5.12, AR(448) 5.37 (docs/notes/model.md). 3.3.0 took
+# AR(256) on 1024 3.88, AR(320) 4.73, AR(384) 5.12, AR(448) 5.37 (docs/tried/model.md). 3.3.0 took
 # AR(256) on the last 1024 samples (ORDER=256 from the 3.2.0 weights); 3.4.0 takes AR($ORDER) (the
 # default, 384) from the 3.3.0 weights, once the fit's later orders ran in float32 and made order 384
 # about as cheap as order 256 had been (csrc/nextblock/lpc.hpp). One round on the recipe's data

@@ -104,7 +104,7 @@ def test_recorded_output_contains_our_replacements_at_the_lost_positions(bins, t
         assert seq in posted, f"JackTrip played a replacement for seq {seq} that NextBlock never posted"
     found = [seq for seq in replaced if any(in_recording(b) for b in posted[seq])]
     missing = sorted(set(replaced) - set(found))
-    # Where the missing ones go (measured, docs/notes/attach.md): on a quiet machine every replacement
+    # Where the missing ones go: on a quiet machine every replacement
     # is in the recording. When the machine is overloaded, JackTrip's receive thread stalls: packets
     # arrive tens to hundreds of ms after JackTrip concealed them (its LATE events), and the JACK
     # periods around such a stall - replacements included - can be lost from the recording (the
