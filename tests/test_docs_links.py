@@ -35,7 +35,17 @@ def doc_files() -> list[Path]:
 
 
 def top_level_dirs() -> set[str]:
-    return {p.name for p in ROOT.iterdir() if p.is_dir() and p.name not in {".git", ".venv"}}
+    """The repository's own top-level folders: those git tracks files in (not ``runs/``, ``out/``
+    or a venv that a run left in this checkout, which the docs name as places output goes)."""
+    import subprocess
+
+    try:
+        tracked = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {p.name for p in ROOT.iterdir() if p.is_dir() and p.name not in {".git", ".venv", "runs", "out"}}
+    return {t.split("/", 1)[0] for t in tracked if "/" in t}
 
 
 def prose(text: str) -> str:
