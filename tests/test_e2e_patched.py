@@ -103,12 +103,13 @@ CLAIM_MAX_SLIPS, CLAIM_MAX_XRUNS = 2, 5
 #: runs of each receiver (~22 s each) before the comparison gives up on this machine's timing
 CLAIM_MAX_RUNS = 3
 #: NextBlock's lost-packet SNR above stock's and LSD below it, pooled over the lost blocks: half the
-#: page's gains (+3.0 dB, -0.59 dB); clean runs here +4.2 dB, -0.71 dB (stock 1.5 dB / 3.75 dB, NextBlock
-#: 5.7 dB / 3.04 dB), on busier ones NextBlock 4.0-7.4 dB / 3.0-4.3 dB, stock 1.4-3.4 dB / 3.7-4.0 dB
+#: page's gains (+3.0 dB, -0.59 dB); the two clean comparisons here +4.2 / -0.71 dB and +5.2 / -0.88 dB
+#: (stock 1.3-1.5 dB / 3.75-3.85 dB, NextBlock 5.7-6.5 dB / 2.97-3.04 dB); busier runs: NextBlock
+#: 4.0-7.4 dB / 3.0-4.3 dB, stock 1.4-3.5 dB / 3.7-6.2 dB
 CLAIM_SNR_GAIN_DB = 1.5
 CLAIM_LSD_GAIN_DB = 0.3
 #: the share of the Regulator's concealments NextBlock replaced: the results page states 1.00 (one
-#: quiet run, rounded); clean runs here gave 0.989-0.995 (1-2 of ~187 not replaced: a Regulator
+#: quiet run, rounded); the four clean runs here gave 0.989-0.995 (1-2 of ~187 not replaced: a Regulator
 #: concealment of a packet it had received and dropped, one never known missing in time), busier ones
 #: 0.85-0.99. The bound lets 2 of ~187 go to Burg, not 3
 CLAIM_SHARE_STATED = 1.00
