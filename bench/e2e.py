@@ -47,10 +47,12 @@ def _visqol(reference, recorded, rate_hz):
     return visqol_mos(reference, recorded, rate_hz) if visqol_available() else None
 
 
-def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
+def row(pattern: str, r: dict, reference, rate_hz: int, visqol: bool = True) -> dict:
+    """One receiver's figures from a ``run_e2e`` result ``r`` (``reference``: the sent audio, [n]);
+    ``visqol=False`` leaves the ViSQOL MOS out (``None``; it takes seconds per run)."""
     import soundfile as sf
 
-    rec, _ = sf.read(r["recorded_wav"], dtype="float32")
+    rec, _ = sf.read(r["recorded_wav"], dtype="float32") if visqol else (None, None)
     att = r.get("attach_stats") if isinstance(r.get("attach_stats"), dict) else {}
     recv = r["jacktrip_receive"]
     ev = r.get("segment_events") or {}
@@ -73,7 +75,7 @@ def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
         "lsd_db": r["metrics"]["lsd_db"],
         "snr_lost_db": (r.get("metrics_lost_packets") or {}).get("snr_db"),
         "lsd_lost_db": (r.get("metrics_lost_packets") or {}).get("lsd_db"),
-        "visqol_mos": _visqol(reference, rec, rate_hz),
+        "visqol_mos": _visqol(reference, rec, rate_hz) if visqol else None,
         "nextblock_concealed_share": (replaced / underruns) if (replaced is not None and underruns) else None,
         "nextblock_replacements_used": replaced,
         "attach_stats": att or None,
@@ -85,6 +87,74 @@ def _row(pattern: str, r: dict, reference, rate_hz: int) -> dict:
         "wall_s": r["wall_s"],
         "recorded_wav": r["recorded_wav"],
     }
+
+
+def receivers(
+    patched: str | None,
+    stock_bin: str,
+    out: Path,
+    realtime: bool,
+    fallbacks=FALLBACKS,
+    patched_labels=None,
+) -> list:
+    """The receivers of one pattern, as ``[(ReceiverSpec, sender binary)]``: stock JackTrip with each
+    of ``fallbacks`` (sent by ``stock_bin``), then, with a ``patched`` build, the patched ones
+    (:data:`PATCHED_RECEIVERS`, sent by ``patched``; only ``patched_labels`` if given). attach
+    writes its statistics under ``out``; ``realtime``: attach with SCHED_FIFO."""
+    from nextblock.jackio.e2e import (
+        REGULATOR_QUEUE_MS,
+        nextblock_receiver,
+        patched_fallback_receiver,
+        stock_receiver,
+    )
+
+    recv = [(stock_receiver(f, binary=stock_bin), stock_bin) for f in fallbacks]
+    if patched:
+        recv.append((patched_fallback_receiver(patched), patched))
+        recv.append((nextblock_receiver(patched, (out / "attach-stats.json").resolve(), realtime=realtime), patched))
+        # NextBlock on the Regulator: Burg stays JackTrip's fallback for any block we miss
+        on_regulator = nextblock_receiver(
+            patched,
+            (out / "attach-stats-regulator.json").resolve(),
+            buffer_args=("--bufstrategy", "3"),
+            realtime=realtime,
+        )
+        on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
+        recv.append((on_regulator, patched))
+        # NextBlock on JackTrip's default buffer (--bufstrategy 1, the JitterBuffer, queue 4)
+        on_jitter = nextblock_receiver(
+            patched,
+            (out / "attach-stats-jitterbuffer.json").resolve(),
+            buffer_args=("--bufstrategy", "1"),
+            realtime=realtime,
+        )
+        on_jitter.label = "nextblock-jitterbuffer"
+        recv.append((on_jitter, patched))
+    if patched_labels:
+        recv = [(r, b) for r, b in recv if r.label.startswith("stock-") or r.label in patched_labels]
+    return recv
+
+
+def measure(
+    pattern: str,
+    loss: str,
+    receiver,
+    sender: str,
+    audio,
+    out: Path,
+    seed: int,
+    topology: str = "auto",
+    rt_priority: int | None = None,
+    visqol: bool = True,
+) -> tuple[dict, dict]:
+    """One run of ``receiver`` (a ``ReceiverSpec``) over the seeded relay dropping ``loss`` (the
+    same packets of ``audio`` [n] for every receiver of one ``seed``): ``(row(...), the run_e2e result)``."""
+    from nextblock.jackio.e2e import run_e2e
+    from nextblock.netlab.link import LinkSpec
+
+    link = LinkSpec(loss=loss, seed=seed, method="relay", topology=topology)
+    r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt_priority)
+    return row(pattern, r, audio, r["rate_hz"], visqol=visqol), r
 
 
 def _fmt(v, nd=2):
@@ -168,19 +238,11 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     import os
 
-    from nextblock.jackio.e2e import (
-        REGULATOR_QUEUE_MS,
-        nextblock_receiver,
-        patched_fallback_receiver,
-        run_e2e,
-        stock_receiver,
-    )
     from nextblock.jackio.patched_build import (
         ensure_patched_jacktrip,
         find_stock_jacktrip,
     )
     from nextblock.jackio.recording import load_test_recording
-    from nextblock.netlab.link import LinkSpec
 
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     # a test-split recording: the shipped model never trained on it
@@ -193,45 +255,17 @@ def _run(args) -> int:
     # SCHED_FIFO for both JackTrips and the relay in every run (same scheduling for all receivers;
     # without it the predictor starves JackTrip's network thread on a busy 2-core box)
     rt = 20 if os.geteuid() == 0 else None
-    receivers = [(stock_receiver(f, binary=stock_bin), stock_bin) for f in (args.fallback or FALLBACKS)]
     rows, t0 = [], time.monotonic()
     patterns = {**PATTERNS, **EXTRA_PATTERNS, **{_slug(spec): spec for spec in args.loss}}
     for name in (args.pattern or ([] if args.loss else list(PATTERNS))) + [_slug(spec) for spec in args.loss]:
         out = Path(args.out) / name
-        recv = list(receivers)
-        if patched:
-            recv.append((patched_fallback_receiver(patched), patched))
-            recv.append(
-                (nextblock_receiver(patched, (out / "attach-stats.json").resolve(), realtime=rt is not None), patched)
-            )
-            # NextBlock on the Regulator: Burg stays JackTrip's fallback for any block we miss
-            on_regulator = nextblock_receiver(
-                patched,
-                (out / "attach-stats-regulator.json").resolve(),
-                buffer_args=("--bufstrategy", "3"),
-                realtime=rt is not None,
-            )
-            on_regulator.label, on_regulator.queue = "nextblock-regulator", str(REGULATOR_QUEUE_MS)
-            recv.append((on_regulator, patched))
-            # NextBlock on JackTrip's default buffer (--bufstrategy 1, the JitterBuffer, queue 4)
-            on_jitter = nextblock_receiver(
-                patched,
-                (out / "attach-stats-jitterbuffer.json").resolve(),
-                buffer_args=("--bufstrategy", "1"),
-                realtime=rt is not None,
-            )
-            on_jitter.label = "nextblock-jitterbuffer"
-            recv.append((on_jitter, patched))
-        if args.patched:
-            recv = [(r, b) for r, b in recv if r.label.startswith("stock-") or r.label in args.patched]
+        recv = receivers(patched, stock_bin, out, rt is not None, args.fallback or FALLBACKS, args.patched)
         for receiver, sender in recv:
-            link = LinkSpec(loss=patterns[name], seed=args.seed, method="relay", topology=args.topology)
-            r = run_e2e(audio, link, receiver, out, sender_binary=sender, rt_priority=rt)
-            row = _row(name, r, audio, r["rate_hz"])
-            rows.append(row)
+            fig, _ = measure(name, patterns[name], receiver, sender, audio, out, args.seed, args.topology, rt)
+            rows.append(fig)
             print(
-                f"{name:<13} {receiver.label:<18} dropped {row['dropped_packets']!s:>4} "
-                f"snr {row['snr_db']:6.2f} dB  lsd {row['lsd_db']:5.2f} dB",
+                f"{name:<13} {receiver.label:<18} dropped {fig['dropped_packets']!s:>4} "
+                f"snr {fig['snr_db']:6.2f} dB  lsd {fig['lsd_db']:5.2f} dB",
                 file=sys.stderr,
                 flush=True,
             )

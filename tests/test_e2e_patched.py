@@ -18,24 +18,37 @@ Asserted:
 * no process of ours (``NEXTBLOCK_OWNER`` marker) and no namespace of ours is left, also when a
   start fails; JackTrip's segment is removed.
 
+**The README's claim** (its results table, ``scripts/results.sh --quick``): on the Regulator
+(``--bufstrategy 3``), NextBlock against the *stock* Regulator's Burg on the same losses, through
+bench/e2e.py's own receivers and figures (10-s test-split recording, relay seed 1, 5 % random
+loss): NextBlock's lost-packet SNR is higher and its LSD lower, pooled over the lost blocks, and it
+replaces the share of the concealments the results page states. Runs with more timing slips or
+xruns than the results page counts are run again (each receiver up to three times); none clean
+fails under CI=true. The same NextBlock run shows that the Regulator conceals every drop with
+NextBlock's replacement.
+
 Needs: root (namespaces and SCHED_FIFO for JackTrip/relay/attach: on a loaded 2-core machine the
 predictor otherwise starves JackTrip's UDP receive thread, see docs/notes/e2e.md), jackd2,
 JACK-Client, the patched build (built once from JackTrip's source if it is there — otherwise skipped
-with the reason), the LiteRT model runner, the test recording. ~20 s per run, ~60 s in all.
+with the reason), the LiteRT model runner, the test recording. ~15 s per ring-buffer run, ~22 s per
+Regulator run; ~90 s in all on a quiet machine, up to ~3 min when the Regulator runs are re-run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import helpers_attach as h
+import resources
 from helpers_e2e import assert_recording_is_the_music
 from nextblock.jackio.e2e import (
-    REGULATOR_QUEUE_MS,
     ReceiverSpec,
     nextblock_receiver,
     patched_fallback_receiver,
@@ -75,6 +88,32 @@ RT = 20  # SCHED_FIFO priority of both JackTrips and the relay; attach --realtim
 #: the share of drops NextBlock's replacements must conceal here, whatever the machine's timing (see
 #: _assert_replacements_played; 0.62 in the slowest Regulator run on this machine, 0.95-0.99 in quiet ones)
 MIN_SHARE = 0.5
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from results_page import Tolerance, flag_reasons  # noqa: E402  (bench/: the results page's tolerance)
+
+# NextBlock on the Regulator against the stock Regulator, as the README's table has it
+# (scripts/results.sh --quick: bench/e2e.py, 10-s test-split recording, relay seed 1)
+CLAIM_PATTERN = "bernoulli-5"
+CLAIM_SECONDS = 10.0
+CLAIM_SEED = 1
+#: docs/results.md's tolerance for a run in its means (MAX_SLIPS=2 MAX_XRUNS=5)
+CLAIM_MAX_SLIPS, CLAIM_MAX_XRUNS = 2, 5
+#: runs of each receiver (~22 s each) before the comparison gives up on this machine's timing
+CLAIM_MAX_RUNS = 3
+#: NextBlock's lost-packet SNR above stock's and LSD below it, pooled over the lost blocks: half the
+#: page's gains (+3.0 dB, -0.59 dB); the two clean comparisons here +4.2 / -0.71 dB and +5.2 / -0.88 dB
+#: (stock 1.3-1.5 dB / 3.75-3.85 dB, NextBlock 5.7-6.5 dB / 2.97-3.04 dB); busier runs: NextBlock
+#: 4.0-7.4 dB / 3.0-4.3 dB, stock 1.4-3.5 dB / 3.7-6.2 dB
+CLAIM_SNR_GAIN_DB = 1.5
+CLAIM_LSD_GAIN_DB = 0.3
+#: the share of the Regulator's concealments NextBlock replaced: the results page states 1.00 (one
+#: quiet run, rounded); the four clean runs here gave 0.989-0.995 (1-2 of ~187 not replaced: a Regulator
+#: concealment of a packet it had received and dropped, one never known missing in time), busier ones
+#: 0.85-0.99. The bound lets 2 of ~187 go to Burg, not 3
+CLAIM_SHARE_STATED = 1.00
+CLAIM_SHARE = 0.985
 
 
 @pytest.fixture(scope="module")
@@ -271,16 +310,120 @@ def test_failed_jacktrip_start_cleans_up_everything(patched, audio, tmp_path):
         )
 
 
+def _bench_e2e():
+    """bench/e2e.py, the benchmark behind the README's table: its receivers and its figures."""
+    spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "bench" / "e2e.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _unclean(row: dict) -> list[str]:
+    """Why a run does not count (docs/results.md's tolerance), or ``[]``."""
+    return flag_reasons(row, Tolerance(max_slips=CLAIM_MAX_SLIPS, max_xruns=CLAIM_MAX_XRUNS))
+
+
 @pytest.fixture(scope="module")
-def regulator_run(patched, audio, tmp_path_factory):
-    """The receiving JackTrip on its Regulator (``--bufstrategy 3``, Burg as the fallback) with attach."""
-    work = tmp_path_factory.mktemp("e2e-regulator")
-    spec = nextblock_receiver(patched, work / "attach.json", buffer_args=("--bufstrategy", "3"), realtime=True)
-    spec.queue = str(REGULATOR_QUEUE_MS)
+def regulator_runs(patched, tmp_path_factory):
+    """The README's comparison, as ``bench/e2e.py --fallback regulator --patched nextblock-regulator``
+    makes it (``scripts/results.sh --quick``'s recording, length and seed): the stock Regulator
+    (``--bufstrategy 3``, Burg) and NextBlock on the patched one over the seeded relay, which drops
+    the same packets in every run. Each receiver runs again (up to :data:`CLAIM_MAX_RUNS` times)
+    until one of its runs has no more timing slips and xruns than the results page allows:
+    ``{label: [(row, run_e2e result), ...]}``."""
+    from nextblock.jackio.patched_build import find_stock_jacktrip
+    from nextblock.jackio.recording import load_test_recording
+
+    bench = _bench_e2e()
     try:
-        r = run_e2e(audio, _link(), spec, work, sender_binary=patched, rt_priority=RT)
+        audio, _ = load_test_recording(CLAIM_SECONDS, split="test")
+    except Exception as exc:  # noqa: BLE001  (no apt, no network, no cache)
+        pytest.skip(f"test recording unavailable: {exc}")
+    stock_bin, _ = find_stock_jacktrip(patched)
+    work = tmp_path_factory.mktemp("e2e-regulator")
+    runs: dict[str, list] = {"stock-regulator": [], "nextblock-regulator": []}
+    try:
+        for attempt in range(CLAIM_MAX_RUNS):
+            out = work / f"run{attempt}"
+            for spec, sender in bench.receivers(patched, stock_bin, out, True, ("regulator",), tuple(runs)):
+                if any(not _unclean(row) for row, _ in runs[spec.label]):
+                    continue  # this receiver has its clean run
+                row, r = bench.measure(
+                    CLAIM_PATTERN,
+                    bench.PATTERNS[CLAIM_PATTERN],
+                    spec,
+                    sender,
+                    audio,
+                    out,
+                    CLAIM_SEED,
+                    TOPOLOGY,
+                    RT,
+                    visqol=False,
+                )
+                runs[spec.label].append((row, r))
+                print(f"{spec.label} run {attempt}", _figures(row), _unclean(row))
     finally:
         _no_leftovers()
+    return runs
+
+
+def _figures(row: dict) -> dict:
+    keys = ("dropped_packets", "underruns", "snr_lost_db", "lsd_lost_db", "nextblock_concealed_share")
+    return {**{k: row.get(k) for k in keys}, "slips": row["timing_slips"], "xruns": row["xruns"]}
+
+
+def _pooled_lost(runs: list[dict]) -> dict:
+    """Lost-packet SNR and LSD over the lost blocks of all ``runs`` together (``run_e2e`` results)."""
+    import soundfile as sf
+
+    from nextblock.jackio.align import lost_sample_mask, score
+
+    ref, rec, mask = [], [], []
+    for r in runs:
+        sent, rate_hz = sf.read(r["sent_wav"], dtype="float32")
+        got, _ = sf.read(r["recorded_wav"], dtype="float32")
+        n = min(len(sent), len(got))
+        ref.append(sent[:n])
+        rec.append(got[:n])
+        mask.append(lost_sample_mask(r["dropped_audio_blocks"], n, r["period_samples"]))
+    return score(np.concatenate(ref), np.concatenate(rec), rate_hz, sample_mask=np.concatenate(mask))
+
+
+def test_nextblock_beats_the_stock_regulator_on_the_same_losses(regulator_runs):
+    """The README's table, guarded: on the same lost packets NextBlock on the Regulator scores a
+    higher lost-packet SNR and a lower LSD than the stock Regulator's Burg, pooled over the lost
+    blocks, and replaces the share of the concealments the results page states. Runs with more
+    timing slips or xruns than the page allows do not count; a receiver without a clean run fails
+    under CI=true (skips elsewhere)."""
+    every = [r for label in regulator_runs for _, r in regulator_runs[label]]
+    # the relay arms on the first audio packet: the same lost audio packets in every run
+    assert all(r["link"]["dropped_indices"] == every[0]["link"]["dropped_indices"] for r in every)
+    clean = {label: [(row, r) for row, r in got if not _unclean(row)] for label, got in regulator_runs.items()}
+    seen = {label: [(_figures(row), _unclean(row)) for row, _ in got] for label, got in regulator_runs.items()}
+    if not all(clean.values()):
+        resources.too_busy(
+            f"a receiver had no run with at most {CLAIM_MAX_SLIPS} timing slips and {CLAIM_MAX_XRUNS} xruns "
+            f"in {CLAIM_MAX_RUNS}: {seen}"
+        )
+    stock = _pooled_lost([r for _, r in clean["stock-regulator"]])
+    nb = _pooled_lost([r for _, r in clean["nextblock-regulator"]])
+    print("pooled lost-packet", {"stock": stock, "nextblock": nb, "seen": seen})
+    assert nb["snr_db"] > stock["snr_db"] + CLAIM_SNR_GAIN_DB, (stock, nb, seen)
+    assert nb["lsd_db"] < stock["lsd_db"] - CLAIM_LSD_GAIN_DB, (stock, nb, seen)
+    replaced = sum(row["nextblock_replacements_used"] for row, _ in clean["nextblock-regulator"])
+    concealed = sum(row["underruns"] for row, _ in clean["nextblock-regulator"])
+    assert replaced >= CLAIM_SHARE * concealed, (
+        f"NextBlock replaced {replaced} of {concealed} concealments ({replaced / concealed:.3f}), "
+        f"the results page states {CLAIM_SHARE_STATED}: {seen}"
+    )
+
+
+def test_regulator_conceals_every_drop_with_nextblocks_replacement(regulator_runs):
+    """The Regulator reports a dropped packet as a SKIP glitch (a newer packet is already queued)
+    or an UNDERRUN (none is): either way at the dropped seq, and it plays the block we posted.
+    When the audio callback runs late (a loaded machine) it may skip several blocks in one glitch to
+    catch up, the dropped one among them: one block plays for all, at the first one's seq."""
+    _, r = regulator_runs["nextblock-regulator"][-1]
     print(
         "regulator",
         {
@@ -291,15 +434,6 @@ def regulator_run(patched, audio, tmp_path_factory):
             "attach": r.get("attach_stats"),
         },
     )
-    return r
-
-
-def test_regulator_conceals_every_drop_with_nextblocks_replacement(regulator_run):
-    """The Regulator reports a dropped packet as a SKIP glitch (a newer packet is already queued)
-    or an UNDERRUN (none is): either way at the dropped seq, and it plays the block we posted.
-    When the audio callback runs late (a loaded machine) it may skip several blocks in one glitch to
-    catch up, the dropped one among them: one block plays for all, at the first one's seq."""
-    r = regulator_run
     dropped = _mod(r["link"]["dropped_seqs"])
     ev = r["segment_events"]
     assert ev["error"] is None, ev["error"]

@@ -114,6 +114,9 @@ SAMPLE = textwrap.dedent("""
     def test_tagged_machine_resource():
         resources.machine_lacks("no GPU here")
 
+    def test_too_busy():
+        resources.too_busy("only 3 usable losses")
+
     def test_passes():
         assert 1 + 1 == 2
 """)
@@ -138,15 +141,18 @@ def _run_sample(tmp_path: Path, env_extra: dict) -> subprocess.CompletedProcess:
 def test_outside_ci_every_missing_resource_skips_with_its_reason(tmp_path):
     r = _run_sample(tmp_path, {})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "1 passed, 3 skipped" in r.stdout and "TensorFlow is not installed" in r.stdout
+    assert "1 passed, 4 skipped" in r.stdout and "TensorFlow is not installed" in r.stdout
+    assert "too busy for the comparison: only 3 usable losses" in r.stdout
 
 
 @pytest.mark.parametrize("env", [{"CI": "true"}, {"NEXTBLOCK_STRICT_TESTS": "1"}])
 def test_in_ci_a_skip_for_a_setup_resource_fails_and_a_machine_skip_stays(tmp_path, env):
     r = _run_sample(tmp_path, env)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "1 failed, 1 passed, 2 skipped" in r.stdout, r.stdout
+    assert "2 failed, 1 passed, 2 skipped" in r.stdout, r.stdout
     assert "FAILED" in r.stdout and "test_setup_resource" in r.stdout
+    # a machine too busy for a measurement the test exists for fails, with what went wrong
+    assert "test_too_busy" in r.stdout and "only 3 usable losses" in r.stdout
     assert "setup is supposed to provide this" in r.stdout and "TensorFlow is not installed" in r.stdout
 
 
