@@ -18,7 +18,8 @@
 #include "nextblock/codec.hpp"
 #include "nextblock/lpc.hpp"
 #include "nextblock/pattern.hpp"
-#include "nextblock/shm_protocol.hpp"
+#include "nextblock/shm_consumer.hpp"
+#include "nextblock/shm_producer.hpp"
 #include "nextblock/stream_tap.hpp"
 
 namespace py = pybind11;
