@@ -252,7 +252,7 @@ def played_source(result: dict, sample_rate_hz: int = 48000) -> tuple[np.ndarray
     """What the live loop's context holds per block, i.e. what was played: the clean block where
     it arrived, the taken replacement's first block where it was concealed by NextBlock, and the
     block after such a concealment cross-faded from the replacement's second block (the recovery
-    fade of ``shm_protocol.hpp``: a raised cosine over 32 samples at 48 kHz).
+    fade of ``shm_layout.hpp``: a raised cosine over 32 samples at 48 kHz).
     Returns ``(blocks (n, frames, channels), known (n,) bool)`` – ``known`` is False for FALLBACK
     blocks (JackTrip's own concealment is not in the segment)."""
     n = len(result["lost"])

@@ -199,7 +199,7 @@ def test_a_reset_concealer_replays_a_stream_identically(name):
     [(48000, 128, 32), (44100, 128, 29), (96000, 256, 64), (48000, 16, 16), (32000, 1024, 21)],
 )
 def test_the_recovery_fade_is_a_short_raised_cosine_in_proportion_to_the_rate(rate_hz, frames, fade_samples):
-    """The splice after a NextBlock replacement (shm_protocol.hpp, as the patched JackTrip plays
+    """The splice after a NextBlock replacement (shm_layout.hpp, as the patched JackTrip plays
     it): the real block's weight rises as a raised cosine over 32 samples at 48 kHz (at most the
     block), then the block is real."""
     from nextblock import _core

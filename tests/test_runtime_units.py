@@ -66,7 +66,7 @@ def test_gaps_are_filled_with_the_prediction_then_silence_and_received_wins():
 
 def test_the_block_after_a_guess_enters_the_context_cross_faded_as_it_was_played():
     """JackTrip plays the real block after a replacement cross-faded (the recovery fade of
-    shm_protocol.hpp: a raised cosine over at most 32 samples at 48 kHz) from the replacement's
+    shm_layout.hpp: a raised cosine over at most 32 samples at 48 kHz) from the replacement's
     second block; the context must hold that, not the raw block: the raw one starts
     with a step where the guess ends, a click the model answers with ripple (measured live: 40 %
     of the contexts at 10 % loss had such steps, ViSQOL 3.92 instead of 4.52)."""

@@ -7,7 +7,7 @@
 // last call into that buffer (transposed from the segment's frame-major layout), marks the slots
 // as received, records each block's slack against the play-out clock (how long before it is due
 // it arrived) and reads the clock — one call per wake-up, no allocation, nothing trusted from the
-// segment beyond the seqlock-checked copy. Header-only, C++17, uses only shm_protocol.hpp.
+// segment beyond the seqlock-checked copy. Header-only, C++17, uses only shm_consumer.hpp.
 //
 // Not real-time-thread code: the caller is NextBlock's predictor thread.
 #pragma once
@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <cerrno>
 
-#include "nextblock/shm_protocol.hpp"
+#include "nextblock/shm_consumer.hpp"
 
 namespace nextblock {
 

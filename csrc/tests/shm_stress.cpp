@@ -35,7 +35,8 @@
 #include <cstring>
 #include <vector>
 
-#include "nextblock/shm_protocol.hpp"
+#include "nextblock/shm_consumer.hpp"
+#include "nextblock/shm_producer.hpp"
 
 using namespace nextblock;
 

@@ -35,46 +35,6 @@ class SeqUnwrapper:
     @property
     def restarts(self) -> int:
         ...
-class LongTermPredictor:
-    """
-    Pattern-matched continuation of a long history and its backcast weight (nextblock/pattern.hpp; see nextblock.features.pattern). Buffers are made here; predict allocates only its results and releases the GIL.
-    """
-    def __init__(self, history_samples: typing.SupportsInt | typing.SupportsIndex, template_samples: typing.SupportsInt | typing.SupportsIndex, min_lag_samples: typing.SupportsInt | typing.SupportsIndex, backcast_samples: typing.SupportsInt | typing.SupportsIndex, ar_order: typing.SupportsInt | typing.SupportsIndex, ar_samples: typing.SupportsInt | typing.SupportsIndex, max_gain: typing.SupportsFloat | typing.SupportsIndex, lo_db: typing.SupportsFloat | typing.SupportsIndex, hi_db: typing.SupportsFloat | typing.SupportsIndex, silence_mean_square: typing.SupportsFloat | typing.SupportsIndex, wrap_fraction: typing.SupportsFloat | typing.SupportsIndex, wrap_max_samples: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def blend_into(self, history: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], skip: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], factor: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], prediction: numpy.ndarray, fade_in_samples: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
-        """
-        predict() and the blend in one call: each row of prediction (rows, n_out) float32 (in place) moves towards its guess by weight * factor[row], faded in over fade_in_samples where skip is 0. Rows whose factor is 0 are not computed. Returns the weights (rows,) float64, factor included.
-        """
-    def predict(self, history: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], skip: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], n_out: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float64]]:
-        """
-        history (rows, history_samples) float32, skip (rows,) samples already concealed at its end -> (guess (rows, n_out) float32, weight (rows,) float64 in [0, 1]; 0 and a zero guess for silence or no match).
-        """
-    @property
-    def history_samples(self) -> int:
-        ...
-class CodecCore:
-    """
-    The spectral codec around one network call (nextblock/codec.hpp): encode() before LiteRT, decode() after. Buffers and FFT plans are made here; the calls allocate only their result arrays and release the GIL.
-    """
-    def __init__(self, context_samples: typing.SupportsInt | typing.SupportsIndex, output_samples: typing.SupportsInt | typing.SupportsIndex, bin_stride: typing.SupportsInt | typing.SupportsIndex, lpc_order: typing.SupportsInt | typing.SupportsIndex, burg_samples: typing.SupportsInt | typing.SupportsIndex, scaled_window: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], rms_floor: typing.SupportsFloat | typing.SupportsIndex, log_floor: typing.SupportsFloat | typing.SupportsIndex, log_divisor: typing.SupportsFloat | typing.SupportsIndex, silence_mean_square: typing.SupportsFloat | typing.SupportsIndex, output_gain: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    def decode(self, net_out: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], scale: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], guess: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex, ramp: typing.Any, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[numpy.typing.NDArray[numpy.float32], int]:
-        """
-        The network's output (rows, output_bins, 2) -> (horizon (rows, output_samples) float32, rows zeroed): irfft, level, `weight` of the guess blended in, the start cross-faded from the guess over `ramp` (without a guess: pulled onto the context's linear extrapolation), a non-finite row zeroed.
-        """
-    def encode(self, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], typing.Any]:
-        """
-        context (rows, context_samples) float32 -> (features (rows, input_bins, channels), scale (rows,), guess (rows, output_samples) or None without an LPC order). Non-finite samples give non-finite features: sanitise first.
-        """
-    @property
-    def channels(self) -> int:
-        ...
-    @property
-    def input_bins(self) -> int:
-        ...
-    @property
-    def output_bins(self) -> int:
-        ...
 class Producer:
     """
     Producer side of a segment (patched JackTrip; tests and the demo).
@@ -161,6 +121,46 @@ class Consumer:
         ...
     @property
     def producer_closed(self) -> bool:
+        ...
+class LongTermPredictor:
+    """
+    Pattern-matched continuation of a long history and its backcast weight (nextblock/pattern.hpp; see nextblock.features.pattern). Buffers are made here; predict allocates only its results and releases the GIL.
+    """
+    def __init__(self, history_samples: typing.SupportsInt | typing.SupportsIndex, template_samples: typing.SupportsInt | typing.SupportsIndex, min_lag_samples: typing.SupportsInt | typing.SupportsIndex, backcast_samples: typing.SupportsInt | typing.SupportsIndex, ar_order: typing.SupportsInt | typing.SupportsIndex, ar_samples: typing.SupportsInt | typing.SupportsIndex, max_gain: typing.SupportsFloat | typing.SupportsIndex, lo_db: typing.SupportsFloat | typing.SupportsIndex, hi_db: typing.SupportsFloat | typing.SupportsIndex, silence_mean_square: typing.SupportsFloat | typing.SupportsIndex, wrap_fraction: typing.SupportsFloat | typing.SupportsIndex, wrap_max_samples: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def blend_into(self, history: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], skip: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], factor: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], prediction: numpy.ndarray, fade_in_samples: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        predict() and the blend in one call: each row of prediction (rows, n_out) float32 (in place) moves towards its guess by weight * factor[row], faded in over fade_in_samples where skip is 0. Rows whose factor is 0 are not computed. Returns the weights (rows,) float64, factor included.
+        """
+    def predict(self, history: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], skip: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], n_out: typing.SupportsInt | typing.SupportsIndex) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float64]]:
+        """
+        history (rows, history_samples) float32, skip (rows,) samples already concealed at its end -> (guess (rows, n_out) float32, weight (rows,) float64 in [0, 1]; 0 and a zero guess for silence or no match).
+        """
+    @property
+    def history_samples(self) -> int:
+        ...
+class CodecCore:
+    """
+    The spectral codec around one network call (nextblock/codec.hpp): encode() before LiteRT, decode() after. Buffers and FFT plans are made here; the calls allocate only their result arrays and release the GIL.
+    """
+    def __init__(self, context_samples: typing.SupportsInt | typing.SupportsIndex, output_samples: typing.SupportsInt | typing.SupportsIndex, bin_stride: typing.SupportsInt | typing.SupportsIndex, lpc_order: typing.SupportsInt | typing.SupportsIndex, burg_samples: typing.SupportsInt | typing.SupportsIndex, scaled_window: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], rms_floor: typing.SupportsFloat | typing.SupportsIndex, log_floor: typing.SupportsFloat | typing.SupportsIndex, log_divisor: typing.SupportsFloat | typing.SupportsIndex, silence_mean_square: typing.SupportsFloat | typing.SupportsIndex, output_gain: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def decode(self, net_out: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], scale: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], guess: typing.Any, weight: typing.SupportsFloat | typing.SupportsIndex, ramp: typing.Any, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[numpy.typing.NDArray[numpy.float32], int]:
+        """
+        The network's output (rows, output_bins, 2) -> (horizon (rows, output_samples) float32, rows zeroed): irfft, level, `weight` of the guess blended in, the start cross-faded from the guess over `ramp` (without a guess: pulled onto the context's linear extrapolation), a non-finite row zeroed.
+        """
+    def encode(self, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], typing.Any]:
+        """
+        context (rows, context_samples) float32 -> (features (rows, input_bins, channels), scale (rows,), guess (rows, output_samples) or None without an LPC order). Non-finite samples give non-finite features: sanitise first.
+        """
+    @property
+    def channels(self) -> int:
+        ...
+    @property
+    def input_bins(self) -> int:
+        ...
+    @property
+    def output_bins(self) -> int:
         ...
 class StreamTap:
     """

@@ -4,7 +4,7 @@ The producer (patched JackTrip, or :class:`Producer` in tests and the demo) publ
 received block and every underrun into a POSIX shared-memory segment named ``/nextblock-<PID>``;
 consumers (:class:`Consumer`: the predictor, the online learner) read the history, sleep until the
 next block, and the single *poster* among them posts replacement blocks. The layout lives in one
-place, ``csrc/nextblock/shm_protocol.hpp``; this package only wraps the C++ core.
+place, ``csrc/nextblock/shm_layout.hpp``; this package only wraps the C++ core.
 
 Example::
 

@@ -68,6 +68,8 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[3]
 PATCH_DIR = REPO / "third_party" / "jacktrip_patch"
+#: the shm headers (csrc/nextblock/) JackTrip compiles: the producer and the layout it includes
+JACKTRIP_SHM_HEADERS = ("shm_producer.hpp", "shm_layout.hpp")
 JACKTRIP_VERSION = "2.7.2"
 TARBALL_NAME = f"jacktrip-{JACKTRIP_VERSION}.tar.gz"
 # sha256 of JackTrip's v2.7.2 release source tarball (upstream tag v2.7.2, commit 2d409d4a5695)
@@ -189,14 +191,15 @@ def _hash_tree(h, root: Path, rel_dirs=("src", "meson.build", "meson_options.txt
 
 
 def build_key(source: Path) -> str:
-    """Hash of JackTrip's source, our patch/bridge/CMake files and the shm header."""
+    """Hash of JackTrip's source, our patch/bridge/CMake files and the shm headers JackTrip compiles."""
     h = hashlib.sha256()
     _hash_tree(h, source)
     for f in sorted(PATCH_DIR.rglob("*")):
         if f.is_file() and "__pycache__" not in f.parts:
             h.update(str(f.relative_to(PATCH_DIR)).encode())
             h.update(f.read_bytes())
-    h.update((REPO / "csrc" / "nextblock" / "shm_protocol.hpp").read_bytes())
+    for header in JACKTRIP_SHM_HEADERS:
+        h.update((REPO / "csrc" / "nextblock" / header).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -75,7 +75,7 @@ class ContextRing:
         self._fade_seq = np.full(self.slots, NO_SEQ, np.int64)
         self._faded_seq = np.full(self.slots, NO_SEQ, np.int64)  # a received block cross-faded in place
         #: weight of the replacement's second block over the block after a concealment (1 -> 0
-        #: over the recovery fade of ``shm_protocol.hpp``: what the patched JackTrip and the
+        #: over the recovery fade of ``shm_layout.hpp``: what the patched JackTrip and the
         #: stand-in producer play)
         self._fade_out = fade_windows(self.frames_per_block, "recovery", int(sample_rate_hz))[0]
 

@@ -45,7 +45,7 @@ import numpy as np
 
 JUST_IN_TIME = "just-in-time"
 SPECULATIVE = "speculative"
-#: the producer's missing-block wake looks at most this far ahead (shm_protocol.hpp kMaxMissingLookahead)
+#: the producer's missing-block wake looks at most this far ahead (shm_layout.hpp kMaxMissingLookahead)
 MAX_LOOKAHEAD_BLOCKS = 16
 #: a play-out clock reading at most this many blocks behind the previous one is a re-timing (the
 #: producer played blocks late after concealing them), not a jump (see StreamSchedule.on_clock)

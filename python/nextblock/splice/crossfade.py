@@ -16,7 +16,7 @@ def fade_windows(
     ``kind`` is ``"linear"`` (JackTrip's Regulator ramps), ``"cosine"`` (raised cosine,
     equal-gain) or ``"recovery"``: the patched JackTrip's splice after a NextBlock replacement, a
     raised cosine over the first 32 samples at 48 kHz (in proportion at ``sample_rate_hz``), then
-    the real block (the C++ header ``shm_protocol.hpp`` defines it; ``_core.recovery_fade_in``).
+    the real block (the C++ header ``shm_layout.hpp`` defines it; ``_core.recovery_fade_in``).
     Shapes: ``(length_samples,)`` each, float32.
     """
     if length_samples <= 0:

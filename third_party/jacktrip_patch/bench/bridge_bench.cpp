@@ -15,7 +15,8 @@
 #include <vector>
 
 #include "NextBlockBridge.h"
-#include "nextblock/shm_protocol.hpp"
+#include "nextblock/shm_consumer.hpp"
+#include "nextblock/shm_producer.hpp"
 
 static double ns_per(const std::vector<double>& v, double q)
 {

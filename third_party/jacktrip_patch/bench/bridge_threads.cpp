@@ -34,7 +34,8 @@
 #include <vector>
 
 #include "NextBlockBridge.h"
-#include "nextblock/shm_protocol.hpp"
+#include "nextblock/shm_consumer.hpp"
+#include "nextblock/shm_producer.hpp"
 
 namespace
 {

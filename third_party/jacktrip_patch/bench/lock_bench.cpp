@@ -23,7 +23,8 @@
 #include "JitterBuffer.h"
 #include "NextBlockBridge.h"
 #include "RingBuffer.h"
-#include "nextblock/shm_protocol.hpp"
+#include "nextblock/shm_consumer.hpp"
+#include "nextblock/shm_producer.hpp"
 
 bool JackTrip::sAudioStopped = false;
 

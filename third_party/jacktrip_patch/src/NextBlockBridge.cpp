@@ -11,7 +11,7 @@
 #include <string>
 
 #include "AudioInterface.h"
-#include "nextblock/shm_protocol.hpp"  // from NextBlock's repository (-I<repo>/csrc)
+#include "nextblock/shm_producer.hpp"  // from NextBlock's repository (-I<repo>/csrc)
 
 bool NextBlockBridge::sRequested = false;
 
@@ -464,7 +464,7 @@ void NextBlockBridge::crossfadeFrameFromReplacement(int frame, int8_t* bits) con
         return;
     const float* pred = replacement(1) + frame * mChannels;
     const auto res    = bitRes(mBitRes);
-    // the splice of shm_protocol.hpp: a short raised cosine, then the real block (frames past it
+    // the splice of shm_layout.hpp: a short raised cosine, then the real block (frames past it
     // are left as they arrived); its weights were computed with the stream. Compared with our
     // validated copy of block 1, sample by sample: where it equals what arrived the fade would give
     // that sample back, so the bits stay as they came (bounded: the fade's frames x channels)

@@ -6,7 +6,7 @@
 //
 // When active, every JackTrip instance (a point-to-point JackTrip has one; a hub server one per
 // connected client) owns one bridge, created in JackTrip::setupRingBuffers() and deleted by
-// ~JackTrip, with its own shared-memory segment (csrc/nextblock/shm_protocol.hpp, included from
+// ~JackTrip, with its own shared-memory segment (csrc/nextblock/shm_producer.hpp, included from
 // NextBlock's repository, never copied): "/nextblock-<PID>" for a point-to-point JackTrip,
 // "/nextblock-<PID>-<PORT>" for a hub worker receiving on local UDP port PORT. The segment's
 // header names the stream (JACK client name, peer address, port).
@@ -131,7 +131,7 @@ class NextBlockBridge
     /// Writes frames [firstFrame, firstFrame + nFrames) of replacement block b into `dst`.
     void replacementFramesToBits(int b, int firstFrame, int nFrames, int8_t* dst) const;
     /// Cross-fades from replacement block 1 into the real block `bits` (in place), over the
-    /// recovery fade of nextblock/shm_protocol.hpp (its first samples; the rest stays real).
+    /// recovery fade of nextblock/shm_layout.hpp (its first samples; the rest stays real).
     /// A sample where block 1 equals the real one stays as it came: after a two-sided
     /// replacement (block 1 is the packet that arrived) the splice is an identity.
     void crossfadeFromReplacement(int8_t* bits) const;
