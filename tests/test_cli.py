@@ -142,6 +142,14 @@ def test_the_module_forms_run_the_same_command(module, name):
     )
 
 
+def test_python_m_nextblock_is_the_nextblock_command():
+    r = subprocess.run([sys.executable, "-m", "nextblock", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == _run("--help", timeout=60).stdout
+    bad = subprocess.run([sys.executable, "-m", "nextblock", "no-such"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown subcommand" in bad.stderr
+
+
 def test_parsing_any_command_and_running_doctor_import_no_tensorflow():
     code = textwrap.dedent("""
         import contextlib, importlib, io, json, sys
