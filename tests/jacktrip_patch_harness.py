@@ -179,9 +179,13 @@ def run_session(
     srv_args += list(extra_server_args)
     cli_args = [str(client_bin), "-c", "127.0.0.1", "-B", str(port_c), "-P", str(port_s), "-J", "jtc", *common]
 
+    # below 64 frames jackd's default timeouts (in periods) fail a client's activation on a busy host
+    timeout_ms = 500 if min(period_samples, client_period_samples) < 64 else None
     with (
-        JackdServer("jts", workdir, rate_hz=rate_hz, period_samples=period_samples) as js,
-        JackdServer("jtc", workdir, rate_hz=rate_hz, period_samples=client_period_samples) as jc,
+        JackdServer("jts", workdir, rate_hz=rate_hz, period_samples=period_samples, client_timeout_ms=timeout_ms) as js,
+        JackdServer(
+            "jtc", workdir, rate_hz=rate_hz, period_samples=client_period_samples, client_timeout_ms=timeout_ms
+        ) as jc,
     ):
         srv = ManagedProcess(srv_args, workdir / "jacktrip-server.log", env=js.client_env(), stop_signal=2)
         cli = ManagedProcess(cli_args, workdir / "jacktrip-client.log", env=jc.client_env(), stop_signal=2)

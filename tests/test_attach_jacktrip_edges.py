@@ -21,6 +21,7 @@ import pytest
 import helpers_attach as h
 import jacktrip_patch_harness as H
 from nextblock.runtime.stats import FALLBACK_REASONS
+from resources import machine_lacks
 from test_attach_jacktrip_live import attach_process, stop_attach
 from test_jacktrip_patch import bins  # noqa: F401  (the patched/stock build fixture)
 
@@ -102,6 +103,24 @@ P2P_GEOMETRIES = {
     (48000, 16): 0.0,
     (48000, 1024): 0.0,
 }
+#: seconds of audio per geometry: enough concealments at 1024 frames (47 blocks a second)
+P2P_SECONDS = {16: 6, 1024: 14}
+#: more of JackTrip's concealments than this share of the blocks it received: the link itself
+#: failed (the host cannot run it), there is no stream to judge attach on
+LINK_MAX_CONCEALED_SHARE = 0.5
+
+
+def skip_unless_the_link_carried(result: dict, what: str) -> None:
+    """Skip (machine lacks) when the two JackTrips could not carry the stream on this host: at 16
+    frames each JackTrip took ~1.4 cores of this 2-core host, the JACK clients' graph errored
+    thousands of times and JackTrip concealed 19x more blocks than it received (2026-12-07)."""
+    received = len(result["seq"])
+    concealed = sum(e.is_concealment for e in result["events"])
+    if concealed > LINK_MAX_CONCEALED_SHARE * max(1, received):
+        machine_lacks(
+            f"the CPU to carry {what} between two JackTrips: {concealed} blocks concealed by JackTrip, "
+            f"{received} received (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
 
 
 @pytest.mark.parametrize("rate_hz, frames", list(P2P_GEOMETRIES), ids=[f"{r // 1000}k-{f}" for r, f in P2P_GEOMETRIES])
@@ -115,7 +134,7 @@ def test_p2p_served_at_each_rate_and_block_size(bins, tmp_path, record_property,
         bufstrategy=3,
         simloss=0.05,
         nextblock=True,
-        seconds=10,
+        seconds=P2P_SECONDS.get(frames, 10),
         rate_hz=rate_hz,
         period_samples=frames,
         consumer=serving_consumer(tmp_path, "--realtime"),
@@ -126,6 +145,7 @@ def test_p2p_served_at_each_rate_and_block_size(bins, tmp_path, record_property,
     assert (st["sample_rate_hz"], st["frames_per_block"], st["channels"]) == (rate_hz, frames, 2), st
     assert_clean_log(s.consumer_result["attach_log"])
     record(record_property, st)
+    skip_unless_the_link_carried(s.consumer_result, f"{frames} frames at {rate_hz} Hz")
     assert_served(st, P2P_GEOMETRIES[rate_hz, frames], 10)
 
 
