@@ -6,7 +6,9 @@ the ``repeat`` stand-in predictor: plumbing and scheduling, not inference speed)
 stream was served, every fallback has its reason (:func:`helpers_attach.assert_fallbacks_explained`)
 and a share of the concealments was replaced (``served_share``: replacements used / concealments
 while attach served the stream). The bounds are what this 2-core shared host gave, less a margin;
-the measurements are in each bound's comment.
+the measurements are in each bound's comment: below issue 29's 0.99 on this loaded host, each
+fallback with its reason. About 2 minutes in all (four p2p geometries ~14 s each, the others
+~16-21 s).
 """
 
 from __future__ import annotations
@@ -96,12 +98,18 @@ def assert_clean_log(log: str) -> None:
 # ------------------------------------------------------------------------------------------
 # point to point at other rates and block sizes
 
-#: (rate, frames per block) -> the least served share
+#: (rate, frames per block) -> the least served share. Issue 29's target is 0.99; measured
+#: 2026-12-07 on the shared 2-core host (load 2.3-6.6, other agents compiling), four runs each:
+#: 44.1k x 128: 0.68-0.78; 96k x 256: 0.37-0.89 (the low runs at the load peaks, with JackTrip's
+#: own concealments 12-14 % of the blocks against 6-8 % in the others: late, skipped, unseen and
+#: dropped-received fallbacks alike); 48k x 1024: 0.93-1.0 (22-34 concealments, one fallback is
+#: 3-4 %). 48k x 16: skipped in every run, the link itself fails here (see
+#: skip_unless_the_link_carried); never measured, so its bound is the 128-frame one.
 P2P_GEOMETRIES = {
-    (44100, 128): 0.0,
-    (96000, 256): 0.0,
-    (48000, 16): 0.0,
-    (48000, 1024): 0.0,
+    (44100, 128): 0.5,
+    (96000, 256): 0.3,
+    (48000, 16): 0.5,
+    (48000, 1024): 0.8,
 }
 #: seconds of audio per geometry: enough concealments at 1024 frames (47 blocks a second)
 P2P_SECONDS = {16: 6, 1024: 14}
@@ -152,8 +160,11 @@ def test_p2p_served_at_each_rate_and_block_size(bins, tmp_path, record_property,
 # ------------------------------------------------------------------------------------------
 # redundancy
 
-#: the least served share with ``-r 2``
-REDUNDANCY_MIN_SHARE = 0.0
+#: the least served share with ``-r 2``: 0.22-0.39 in four runs (2026-12-07, load 3.2-5.7), the
+#: fallbacks mostly "dropped_received" (98-131 of 300-378 concealments: the Regulator's SKIP of
+#: a block that had arrived, its redundant copy a period later, too old for its latency) and
+#: "unseen" (64-99); with -r 2 JackTrip concealed more blocks than without it (6-8 % of them)
+REDUNDANCY_MIN_SHARE = 0.15
 
 
 def test_p2p_served_with_redundancy(bins, tmp_path, record_property):  # noqa: F811
@@ -182,9 +193,11 @@ def test_p2p_served_with_redundancy(bins, tmp_path, record_property):  # noqa: F
 # ------------------------------------------------------------------------------------------
 # a sending peer that restarts
 
-#: the least served share across a restart of the sending JackTrip (whole run; after the restart)
-RESTART_MIN_SHARE = 0.0
-RESTART_MIN_SHARE_AFTER = 0.0
+#: the least served share across a restart of the sending JackTrip (whole run: 0.63-0.84 in four
+#: runs, 2026-12-07, load 3.8-5.9) and of JackTrip's concealments from 0.5 s after it (0.74-1.0:
+#: 142/192, 147/160, 176/206, 178/178)
+RESTART_MIN_SHARE = 0.5
+RESTART_MIN_SHARE_AFTER = 0.6
 
 
 def test_p2p_served_again_after_the_sending_peer_restarts(bins, tmp_path, record_property):  # noqa: F811
@@ -226,8 +239,11 @@ def test_p2p_served_again_after_the_sending_peer_restarts(bins, tmp_path, record
 # ------------------------------------------------------------------------------------------
 # a hub whose clients come and go
 
-#: the least served share per hub stream that lived long enough, clients joining and leaving
-HUB_CHURN_MIN_SHARE = 0.0
+#: the least served share per hub stream that lived long enough, clients joining and leaving:
+#: per stream 0.24-0.96 in four runs of six streams (2026-12-07, load 3.7-6.2; worst run's
+#: streams 0.24-0.53 with "skipped" and "unseen" the most, the first streams worst, while the
+#: churn's jackd and JackTrip starts competed for the two cores); the static hub test's bound is 0.6
+HUB_CHURN_MIN_SHARE = 0.2
 #: a stream is judged when attach served it this many blocks (~2.7 s at 128 frames)
 HUB_CHURN_MIN_BLOCKS = 1000
 
@@ -272,6 +288,11 @@ def test_hub_clients_join_and_leave_every_few_seconds(bins, tmp_path, record_pro
     lived = [x for x in s.streams if len(x["seq"]) >= HUB_CHURN_MIN_BLOCKS]
     assert len(lived) >= 5, [(x["segment"], len(x["seq"])) for x in s.streams]
     assert att["streams_left"] >= 3, (att["streams_joined"], att["streams_left"], log[-3000:])
+    # the gone clients' streams were let go of when JackTrip closed their segments, before attach stopped
+    gone = [st for st in att["streams"] if st["left_reason"] != "NextBlock stopped"]
+    assert len(gone) >= 3 and all(st["left_reason"] == "its producer closed the segment" for st in gone), [
+        (st["name"], st["left_reason"]) for st in att["streams"]
+    ]
     for x in lived:
         mine = [st for st in by_key.get((x["segment"], x["stream_name"]), []) if st["blocks"] > 0]
         for st in mine:
