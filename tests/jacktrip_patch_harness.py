@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -136,8 +137,13 @@ def run_session(
     stop_consumer_after_s: float | None = None,
     consumer=None,
     replacement_fn=None,
-    client_period_samples: int = 128,
+    client_period_samples: int | None = None,
     repost_fn=None,
+    rate_hz: int = 48000,
+    period_samples: int = 128,
+    extra_args: tuple = (),
+    restart_client_at_s: float | None = None,
+    consumer_ready_timeout_s: float | None = None,
 ) -> Session:
     """Runs one loopback session; see module docstring. The server is the receiver under test.
 
@@ -145,15 +151,24 @@ def run_session(
     of the test consumer (e.g. :func:`scribbler`); ``replacement_fn(seq, frames, channels)``: what
     the test consumer posts (default :func:`marker_blocks`); ``repost_fn(seq, frames, channels)``:
     posted for the same seq right after it (a re-post, as a two-sided replacement is);
-    ``client_period_samples``: the sending side's JACK period, i.e. the peer's block size (the
-    receiver's is 128)."""
+    ``client_period_samples``: the sending side's JACK period, i.e. the peer's block size
+    (default: the receiver's, ``period_samples``); ``rate_hz``: both ``jackd``'s sample rate;
+    ``extra_args``: passed to both JackTrips (``-r 2``); ``restart_client_at_s``: that many
+    seconds into the recording the sending JackTrip is killed (SIGKILL: no exit packet) and
+    started again with the same command line, and a new sender with it (its block codes start
+    at 0 again); ``consumer_result["client_restarted_ns"]`` says when it ran again
+    (``time.monotonic_ns``); ``consumer_ready_timeout_s``: wait that long at most for the
+    ``consumer`` to set ``result["ready"]`` before the signal is sent and recorded (a consumer
+    process that takes seconds to start on a busy host)."""
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port_s, port_c = _free_port_pair()
-    common = ["--bufstrategy", str(bufstrategy), "-D"]
+    if client_period_samples is None:
+        client_period_samples = period_samples
+    common = ["--bufstrategy", str(bufstrategy), "-D", *extra_args]
     if queue is not None:
         common += ["-q", str(queue)]
     srv_args = [str(server_bin), "-s", "-B", str(port_s), "-P", str(port_c), "-J", "jts", *common]
@@ -164,7 +179,14 @@ def run_session(
     srv_args += list(extra_server_args)
     cli_args = [str(client_bin), "-c", "127.0.0.1", "-B", str(port_c), "-P", str(port_s), "-J", "jtc", *common]
 
-    with JackdServer("jts", workdir) as js, JackdServer("jtc", workdir, period_samples=client_period_samples) as jc:
+    # below 64 frames jackd's default timeouts (in periods) fail a client's activation on a busy host
+    timeout_ms = 500 if min(period_samples, client_period_samples) < 64 else None
+    with (
+        JackdServer("jts", workdir, rate_hz=rate_hz, period_samples=period_samples, client_timeout_ms=timeout_ms) as js,
+        JackdServer(
+            "jtc", workdir, rate_hz=rate_hz, period_samples=client_period_samples, client_timeout_ms=timeout_ms
+        ) as jc,
+    ):
         srv = ManagedProcess(srv_args, workdir / "jacktrip-server.log", env=js.client_env(), stop_signal=2)
         cli = ManagedProcess(cli_args, workdir / "jacktrip-client.log", env=jc.client_env(), stop_signal=2)
         io = None
@@ -196,21 +218,45 @@ def run_session(
                         result,
                         stop_consumer_after_s,
                         replacement_fn or marker_blocks,
-                        client_period_samples != 128,
+                        client_period_samples != period_samples,
                         repost_fn,
                     ),
                     daemon=True,
                 )
                 consumer_thread.start()
+            if consumer_ready_timeout_s is not None:
+                deadline = time.monotonic() + consumer_ready_timeout_s
+                while consumer_thread is not None and consumer_thread.is_alive() and not result.get("ready"):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
             out_npy = workdir / "recorded.npy"
             jackio = [sys.executable, str(Path(__file__).with_name("jacktrip_patch_jackio.py"))]
-            sender = ManagedProcess(
-                [*jackio, "send", "--server", jc.name, "--ports", "jtc:send_", "--seconds", str(seconds + 30)],
-                workdir / "sender.log",
-                env={"JACK_NO_START_SERVER": "1"},
-            )
+            send_cmd = [*jackio, "send", "--server", jc.name, "--ports", "jtc:send_", "--seconds", str(seconds + 30)]
+            sender = ManagedProcess(send_cmd, workdir / "sender.log", env={"JACK_NO_START_SERVER": "1"})
             sender.start()
+            restarter = None
+            if restart_client_at_s is not None:
+
+                def restart():
+                    nonlocal cli, sender
+                    if stop.wait(restart_client_at_s):
+                        return
+                    os.kill(cli.pid, signal.SIGKILL)
+                    cli.proc.wait(timeout=10)
+                    cli.stop()
+                    sender.stop()
+                    cli = start_again(cli)
+                    if _wait_ports(jc, ["jtc:send_1", "jtc:send_2"], 20):
+                        sender = ManagedProcess(
+                            send_cmd, workdir / "sender-2.log", env={"JACK_NO_START_SERVER": "1"}
+                        ).start()
+                        result["client_restarted_ns"] = time.monotonic_ns()
+
+                restarter = threading.Thread(target=restart, daemon=True)
             try:
+                if restarter is not None:
+                    restarter.start()
                 io = subprocess.run(
                     [
                         *jackio,
@@ -230,6 +276,9 @@ def run_session(
                     env=dict(os.environ, JACK_NO_START_SERVER="1"),
                 )
             finally:
+                if restarter is not None:
+                    stop.set()
+                    restarter.join(timeout=30)
                 sender.stop()
             if io.returncode != 0:
                 raise RuntimeError(
@@ -606,6 +655,7 @@ def run_hub_session(
     bufstrategy: int = 3,
     on_hub_start=None,
     client_periods: list[int] | None = None,
+    churn_every_s: float | None = None,
 ) -> HubSession:
     """A patched hub server (``-S --nextblock --simloss``, no auto patching) on its own ``jackd``
     and ``n_clients`` hub clients, each on its own ``jackd`` sending the block-coded signal; a
@@ -615,7 +665,10 @@ def run_hub_session(
     ``nextblock.attach``; it may return a thread, joined at the end); the watcher's consumers then
     only read (the poster role is left to it). ``client_periods``: each client's JACK period
     (block size; default 128 each), clients of one period sharing a ``jackd``; the hub runs at 128
-    and its Regulator converts (each client's segment has the client's block size)."""
+    and its Regulator converts (each client's segment has the client's block size).
+    ``churn_every_s``: every that many seconds the oldest client leaves (SIGINT: JackTrip's exit
+    packet) and a new one joins, each on its own ``jackd`` (not with ``client_periods``); only the
+    first clients are recorded."""
     from nextblock.capture import stream_segments
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
@@ -696,7 +749,7 @@ def run_hub_session(
             )
             snd.start()
             procs.extend([snd, cli])
-            return cli, snd
+            return (cli, snd) if period else (cli, snd, js)
 
         def record(name: str, prefix: str, secs: float):
             out = workdir / f"rec-{name}.npy"
@@ -725,6 +778,15 @@ def run_hub_session(
             wait_for(lambda: len(_hub_ports(hub_jack.name)) >= n_clients, 30, f"{n_clients} clients on the hub")
             for name, prefix in _hub_ports(hub_jack.name).items():
                 record(name, prefix, seconds)
+            if churn_every_s:
+                end = time.monotonic() + seconds
+                oldest = 0
+                while time.monotonic() + churn_every_s < end:
+                    time.sleep(churn_every_s)
+                    for p in clients.pop(oldest):
+                        p.stop()
+                    oldest += 1
+                    clients[len(clients) + oldest] = start_client(len(clients) + oldest)
             if churn:
                 time.sleep(seconds / 3)
                 for p in clients[n_clients - 1]:  # the last client leaves, a new one joins

@@ -54,6 +54,9 @@ class JackdServer:
     period_samples: JACK period (one JackTrip packet carries one period).
     log_dir: where ``jackd-<name>.log`` goes.
     ready_timeout_s: how long to wait for the server to accept clients.
+    client_timeout_ms: ``jackd -t``; by default jackd waits two periods for a client and
+        twenty to activate one (6.7 ms at 16 frames and 48 kHz: less than a busy host's
+        scheduling delay, so a client's activation fails); a fixed timeout lifts that.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class JackdServer:
         period_samples: int = 128,
         ready_timeout_s: float = 15.0,
         jackd_binary: str = "jackd",
+        client_timeout_ms: int | None = None,
     ):
         if shutil.which(jackd_binary) is None:
             raise ProcessStartError(f"{jackd_binary!r} not found: apt-get install jackd2")
@@ -72,7 +76,9 @@ class JackdServer:
         self.period_samples = period_samples
         self.ready_timeout_s = ready_timeout_s
         self.process = ManagedProcess(
-            [jackd_binary, "-n", self.name, "-d", "dummy", "-r", str(rate_hz), "-p", str(period_samples)],
+            [jackd_binary, "-n", self.name]
+            + (["-t", str(int(client_timeout_ms))] if client_timeout_ms else [])
+            + ["-d", "dummy", "-r", str(rate_hz), "-p", str(period_samples)],
             log_path=Path(log_dir) / f"jackd-{self.name}.log",
             env={"JACK_NO_START_SERVER": "1"},
         )
