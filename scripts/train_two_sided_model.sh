@@ -15,6 +15,9 @@
 # when it beats the fusion in SNR and LSD.
 #
 # Usage:  scripts/train_two_sided_model.sh          (RUN_DIR=runs/two-sided-net EPOCHS=6 TRAIN_EXAMPLES=200000 GUESS=full)
+#   another round from a two-sided run's weights, with a heavier spectral loss:
+#   RUN_DIR=runs/ts2 BASE_WEIGHTS=runs/ts1/train/best.weights.h5 EPOCHS=3 LEARNING_RATE=3e-4 \
+#     TRAIN_ARGS="--spectral-weight 0.6" scripts/train_two_sided_model.sh
 # Interrupted? Run it again: training resumes from $RUN_DIR/backup (Keras BackupAndRestore).
 # Runs niced, one TensorFlow thread (~10 min of features and chains, ~8 min of training per
 # 6 epochs on a quiet 2-core machine; ~9 GB of memory).
@@ -29,6 +32,8 @@ EPOCHS="${EPOCHS:-6}"
 TRAIN_EXAMPLES="${TRAIN_EXAMPLES:-200000}"
 VERSION="${VERSION:-1.0.0}"
 GUESS="${GUESS:-full}"
+LEARNING_RATE="${LEARNING_RATE:-1e-3}"
+read -r -a TRAIN_ARGS <<< "${TRAIN_ARGS:-}"   # more nextblock.train arguments, after the recipe's (they win)
 BASE_MODEL="${BASE_MODEL:-models/nextblock-default.tflite}"
 BASE_WEIGHTS="${BASE_WEIGHTS:-models/nextblock-default.weights.h5}"
 mkdir -p "$RUN_DIR"
@@ -40,7 +45,8 @@ mkdir -p "$RUN_DIR"
 nice "$PY" -m nextblock.train --audio "${ROOTS[@]}" --run-dir "$RUN_DIR/train" "${RECIPE[@]}" \
   --lpc-order 384 --lpc-burg-samples 1024 --two-sided --two-sided-prior "$RUN_DIR/base.tflite" \
   --epochs "$EPOCHS" --train-examples "$TRAIN_EXAMPLES" --init-weights "$RUN_DIR/base.weights.h5" \
-  --two-sided-guess "$GUESS" --chained-share 0.4 --chained-model "$RUN_DIR/base.tflite" --learning-rate 1e-3
+  --two-sided-guess "$GUESS" --chained-share 0.4 --chained-model "$RUN_DIR/base.tflite" \
+  --learning-rate "$LEARNING_RATE" "${TRAIN_ARGS[@]}"
 
 # validation recordings by category (never the test split): the network at each guess weight (the
 # share of its guess blended into its output, metadata guess_weight) against the full fusion
