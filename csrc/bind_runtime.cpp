@@ -156,10 +156,10 @@ void init_runtime(py::module_& m) {
         v.reserve(py::len(items));
         for (py::handle h : items) {
           auto t = h.cast<py::tuple>();
-          if (t.size() != 8 && t.size() != 9)
+          if (t.size() < 8 || t.size() > 10)
             throw py::value_error(
                 "each item is (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, "
-                "lookahead])");
+                "lookahead[, wake_on_gap]])");
           auto& tap = t[0].cast<PyStreamTap&>();
           nextblock::WaitItem it;
           it.tap = tap.tap_.get();
@@ -171,7 +171,8 @@ void init_runtime(py::module_& m) {
           it.period_ns = t[5].cast<uint64_t>();
           it.stale_ns = t[6].cast<uint64_t>();
           it.max_chain = t[7].cast<int64_t>();
-          it.lookahead = t.size() == 9 ? t[8].cast<uint32_t>() : 0;
+          it.lookahead = t.size() >= 9 ? t[8].cast<uint32_t>() : 0;
+          it.wake_on_gap = t.size() == 10 && t[9].cast<bool>();
           v.push_back(it);
         }
         py::gil_scoped_release release;
@@ -182,8 +183,10 @@ void init_runtime(py::module_& m) {
       },
       py::arg("items"), py::arg("until_ns"), py::arg("window_ns"), py::arg("block_wait") = -1,
       "Sleep (GIL released) until a stream needs a decision or until_ns; keeps every tap's ring current. "
-      "items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead]); "
+      "items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead[, "
+      "wake_on_gap]]); "
       "lookahead k > 0: a just-in-time stream sleeps until the producer finds the block k past the one it plays "
-      "missing (its missing-block wake) instead of waking at every block. "
+      "missing (its missing-block wake) instead of waking at every block; wake_on_gap: it also returns as soon as "
+      "a block after its first missing seq arrived (the loss is known: the two-sided fill's chance). "
       "Returns the index of the first stream that needs the caller, or -1 at until_ns.");
 }

@@ -89,6 +89,7 @@ py::dict counters_of(const nextblock::Producer& p) {
   d["replacements_torn"] = p.replacements_torn();
   d["replacements_refused"] = p.replacements_refused();
   d["wakes_issued"] = p.wakes_issued();
+  d["gap_wakes_issued"] = p.gap_wakes_issued();  // the producer's own count (not in the segment)
   return d;
 }
 

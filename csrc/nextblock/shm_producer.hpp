@@ -19,9 +19,10 @@
 //     counters are private copies); the consumer-written words it reads (a replacement slot's
 //     version, seq and samples, the wake registrations, missing_lookahead_blocks, the poster token
 //     and heartbeat) are bounded or validated, and any value is harmless.
-//   * System calls: at most one FUTEX_WAKE per published block or event (notify_word) and one per
-//     missing block (missing_word), and only while a reader's wake registration is current and
-//     plausible; none while nobody sleeps. Clock reads are clock_gettime(CLOCK_MONOTONIC) (vDSO on
+//   * System calls: at most one FUTEX_WAKE per published block or event (notify_word), one per
+//     missing block (missing_word) and one per gap a published block closes (missing_word, from
+//     publish_block), and only while a reader's wake registration is current and plausible; none
+//     while nobody sleeps. Clock reads are clock_gettime(CLOCK_MONOTONIC) (vDSO on
 //     Linux x86-64 / arm64, no system call).
 //   * Under JackTrip's lock (a buffer's QMutex, held around its read path): no system call. With
 //     defer_wakes(true), post_event() and note_playout() only mark their FUTEX_WAKE pending and
@@ -272,6 +273,8 @@ class Producer {
   uint64_t blocks_written() const noexcept { return blocks_; }
   uint64_t events_written() const noexcept { return events_; }
   uint64_t wakes_issued() const noexcept { return wakes_.load(std::memory_order_relaxed); }
+  /// FUTEX_WAKEs on missing_word that publish_block issued for a block after a missing one.
+  uint64_t gap_wakes_issued() const noexcept { return gap_wakes_.load(std::memory_order_relaxed); }
   uint64_t replacements_used() const noexcept { return used_; }
   uint64_t replacements_refused() const noexcept { return refused_; }
   uint64_t replacements_missed() const noexcept { return missed_; }
@@ -312,6 +315,11 @@ class Producer {
     map_.header()->blocks_written.store(blocks_, std::memory_order_release);
     received_[seq & (kReceivedHistory - 1)].store(seq, std::memory_order_release);
     notify_readers(false);
+    // the block after a missing one: the loss is known now, while the missing block may still be
+    // queued. A consumer asleep on its missing-block wake is woken (it may fill the gap from both
+    // sides): one check per block, a syscall only per gap and only while a sleep is registered
+    if (i > 0 && seq > 0 && received_[(seq - 1) & (kReceivedHistory - 1)].load(std::memory_order_relaxed) != seq - 1)
+      wake_missing_after_gap();
   }
 
   /// Records an event (underrun, skip, late, ...) with the sequence number concerned. Wait-free.
@@ -478,12 +486,27 @@ class Producer {
     }
   }
 
+  /// publish_block's wake for a gap before the block (receive thread; the audio thread's
+  /// check_upcoming bumps the same word, atomically). Counted apart from the audio thread's wakes.
+  void wake_missing_after_gap() noexcept {
+    ControlPage* c = map_.control();
+    if (c->missing_lookahead_blocks.load(std::memory_order_relaxed) == 0) return;  // no consumer sleeps on it
+    c->missing_word.fetch_add(1, std::memory_order_seq_cst);
+    const uint64_t until = c->missing_wake_until_ns.load(std::memory_order_seq_cst);
+    const uint64_t now_ns = monotonic_ns();
+    if (until > now_ns && until - now_ns <= kMaxWakeRegistrationNs + 2 * kWakeSlackNs) {
+      futex_wake_shared(&c->missing_word);
+      gap_wakes_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
   std::string name_;
   Mapping map_;
   ino_t inode_ = 0;  ///< the object this producer created (its name may be reused later)
   // private counters: the segment only receives copies
   uint64_t blocks_ = 0, events_ = 0;
-  std::atomic<uint64_t> wakes_{0};  ///< receive and audio thread both wake (wake_notify_word)
+  std::atomic<uint64_t> wakes_{0};      ///< receive and audio thread both wake (wake_notify_word)
+  std::atomic<uint64_t> gap_wakes_{0};  ///< publish_block's missing-word wakes for a gap (receive thread)
   // deferred wakes (defer_wakes): set by post_event / note_playout, issued by flush_wakes (audio thread)
   static constexpr uint32_t kPendingNotify = 1, kPendingMissing = 2;
   bool defer_wakes_ = false;

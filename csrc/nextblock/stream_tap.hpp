@@ -205,6 +205,9 @@ struct WaitItem {
   uint64_t period_ns = 0, stale_ns = 0;
   int64_t max_chain = 8;   ///< just-in-time: no decisions beyond newest + max_chain
   uint32_t lookahead = 0;  ///< just-in-time: the producer's missing-block wake checks clock + this (0: off)
+  /// just-in-time: also needs the caller when a block arrived after its first missing, unplayed seq
+  /// (the loss is known then, not only at its decision time: the two-sided fill's chance)
+  bool wake_on_gap = false;
 };
 
 /// How long wait_for_decision sleeps at most in one go (it beats the posters' heartbeats between).
@@ -223,10 +226,12 @@ inline constexpr uint64_t kDecisionSleepMaxNs = 100'000'000;
 /// clock is checked by the producer at the pull of s - k, which wakes this thread only if s is
 /// missing then, so that nothing wakes while every block arrives (the idle cost follows the
 /// losses). A missing seq within k blocks of the clock (the producer's check has passed) gets a
-/// timed wake at its decision time. Where futex_waitv is missing and there are several streams,
-/// it falls back to timed decisions and polls (`block_wait`: the index of a speculative stream
-/// whose futex to sleep on, -1 for timed sleeps). Returns the index of the first stream that
-/// needs the caller, or -1 at `until_ns`. Not real-time code.
+/// timed wake at its decision time. With `wake_on_gap`, a just-in-time stream also needs the caller
+/// as soon as a block after its first missing seq arrives (the producer wakes the missing word for
+/// such a block: the loss is known then, earlier than its decision time). Where futex_waitv is missing and there are
+/// several streams, it falls back to timed decisions and polls (`block_wait`: the index of a speculative stream whose
+/// futex to sleep on, -1 for timed sleeps). Returns the index of the first stream that needs the caller, or -1 at
+/// `until_ns`. Not real-time code.
 inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, uint64_t window_ns, int block_wait,
                              uint64_t* wakeups = nullptr) noexcept {
   static bool vector_wait_ok = true;  // cleared once the kernel says ENOSYS
@@ -272,6 +277,9 @@ inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, ui
       int64_t s = std::max<int64_t>(it.handled_seq, int64_t(p.clock_seq)) + 1;
       const int64_t newest = it.tap->newest_seq();
       while (s <= newest && it.tap->received(s)) ++s;
+      // a block after the missing s came in (the producer's gap wake, publish_block): s is lost
+      // and still queued; the caller can predict and fill it from both sides now
+      if (it.wake_on_gap && p.blocks && s < newest) return int(i);
       if (s > newest + it.max_chain) continue;  // a long outage: the caller gave up on these
       if (lookahead && s > int64_t(p.clock_seq) + int64_t(lookahead)) continue;  // the producer checks s later
       const int64_t due = int64_t(p.clock_ns) + (s - int64_t(p.clock_seq)) * int64_t(it.period_ns);

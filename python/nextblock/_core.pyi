@@ -248,7 +248,7 @@ def validate_header(image: bytes) -> None:
     """
 def wait_for_decision(items: list, until_ns: typing.SupportsInt | typing.SupportsIndex, window_ns: typing.SupportsInt | typing.SupportsIndex, block_wait: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
     """
-    Sleep (GIL released) until a stream needs a decision or until_ns; keeps every tap's ring current. items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead]); lookahead k > 0: a just-in-time stream sleeps until the producer finds the block k past the one it plays missing (its missing-block wake) instead of waking at every block. Returns the index of the first stream that needs the caller, or -1 at until_ns.
+    Sleep (GIL released) until a stream needs a decision or until_ns; keeps every tap's ring current. items: (tap, just_in_time, handled_seq, lead_ns, wake_ns, period_ns, stale_ns, max_chain[, lookahead[, wake_on_gap]]); lookahead k > 0: a just-in-time stream sleeps until the producer finds the block k past the one it plays missing (its missing-block wake) instead of waking at every block; wake_on_gap: it also returns as soon as a block after its first missing seq arrived (the loss is known: the two-sided fill's chance). Returns the index of the first stream that needs the caller, or -1 at until_ns.
     """
 def wait_for_decision_wakeups() -> int:
     """

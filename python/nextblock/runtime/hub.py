@@ -20,7 +20,8 @@
    slots (after the causal predictions: those are the safety net).
 6. **Sleep** until the earliest decision time of any stream (GIL released). A speculative stream
    also wakes the loop when its block arrives (the segment's futex), and so does a stream whose
-   missing block may still be filled from both sides; with several such streams and no
+   missing block may still be filled from both sides, and a just-in-time stream when a block
+   arrives after a missing one (the producer's gap wake); with several such streams and no
    ``futex_waitv`` the loop polls at an eighth of a period.
 7. Between blocks: heartbeats, dead-producer checks, model hot-swap, status lines.
 """
@@ -653,6 +654,10 @@ class HubLoop:
                         schedule.stale_ns,
                         schedule.config.max_chain_blocks,
                         schedule.lookahead_blocks(budget) if jit and missing_wake else 0,
+                        # the block after a missing one wakes us (the producer's gap wake): the loss
+                        # is known then, while the missing block is still queued, not only at its
+                        # decision time; the two-sided fill needs that time
+                        jit and self._fill is not None,
                     )
                 )
             stats.sleeps += 1
