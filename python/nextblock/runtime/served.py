@@ -340,6 +340,8 @@ class ServedStream:
         self._covered[prev & 63] = prev
         self.stats.cover_posts += 1
         self._remember(prev, POSTED)
+        if self.post_hook is not None:
+            self.post_hook(prev, replacement)
 
     def _repost(self, seq: int, replacement: np.ndarray) -> None:
         """The two-sided version of ``seq``'s replacement ``(2, frames, channels)`` (in [-1, 1],
