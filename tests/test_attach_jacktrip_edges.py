@@ -24,7 +24,7 @@ import helpers_attach as h
 import jacktrip_patch_harness as H
 from nextblock.runtime.stats import FALLBACK_REASONS
 from resources import machine_lacks
-from test_attach_jacktrip_live import attach_process, stop_attach
+from test_attach_jacktrip_live import attach_process, hub_attach, stop_attach
 from test_jacktrip_patch import bins  # noqa: F401  (the patched/stock build fixture)
 
 pytestmark = [pytest.mark.jacktrip, pytest.mark.slow]
@@ -267,19 +267,7 @@ def test_hub_clients_join_and_leave_every_few_seconds(bins, tmp_path, record_pro
     joins. One attach serves the new streams, lets go of the gone ones and reports each; no
     errors."""
     out: dict = {}
-
-    def start(hub_pid, stop):
-        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
-        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", "--realtime")
-
-        def wait_then_stop():
-            stop.wait()
-            out["attach"] = stop_attach(proc, json_path, log_path)
-            out["log"] = log_path.read_text()
-
-        t = threading.Thread(target=wait_then_stop, daemon=True)
-        t.start()
-        return t
+    start = hub_attach(tmp_path, out, "--realtime")
 
     s = H.run_hub_session(
         bins["patched"],

@@ -79,6 +79,27 @@ def stop_attach(proc: subprocess.Popen, json_path: Path, log_path: Path) -> dict
     return json.loads(json_path.read_text())
 
 
+def hub_attach(tmp_path: Path, out: dict, *extra: str, predictor: str = "repeat"):
+    """``run_hub_session``'s ``on_hub_start``: ``nextblock attach --wait-for-streams`` on the hub for
+    the whole session (``extra`` arguments after), stopped with the session; ``out["attach"]``
+    gets its statistics, ``out["log"]`` its log."""
+
+    def start(hub_pid, stop):
+        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
+        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", *extra, predictor=predictor)
+
+        def wait_then_stop():
+            stop.wait()
+            out["attach"] = stop_attach(proc, json_path, log_path)
+            out["log"] = log_path.read_text()
+
+        t = threading.Thread(target=wait_then_stop, daemon=True)
+        t.start()
+        return t
+
+    return start
+
+
 def attach_consumer(tmp_path: Path, *extra: str):
     """A run_session consumer: ``nextblock.attach`` on the receiving JackTrip for the whole session."""
 
@@ -241,8 +262,13 @@ def test_two_sided_replacements_play_and_the_packet_after_them_is_untouched(
     roomy = st["slack_low_us"] is not None and st["slack_low_us"] > 1.5 * period_us
     if share is not None and roomy:
         assert st["two_sided"] >= 1 and st["two_sided"] >= share * concealed, why
-    elif share is not None:  # too little slack: mostly no later block in time
-        assert st["one_sided_no_later_block"] >= 0.5 * (st["replacements_used"] - st["two_sided"]), why
+    elif share is not None:
+        # too little slack: the share may fall short, and then the one-sided ones must mostly be
+        # "no later block in time" (a CI run since the gap wake, 3.6 ms of slack: 81 of 91
+        # two-sided, the rest 7 too late and 3 no later block: the share, not the excuse, holds)
+        assert st["two_sided"] >= share * concealed or st["one_sided_no_later_block"] >= 0.5 * (
+            st["replacements_used"] - st["two_sided"]
+        ), why
     gaps, exact = exact_splices(s.recorded)
     if st["two_sided"] == 0 and (share is None or not roomy):
         return
@@ -264,20 +290,8 @@ HUB_MIN_KNOWABLE_SHARE = 0.8
 
 def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
     out: dict = {}
-
-    def start(hub_pid, stop):
-        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
-        # as a hub operator runs it: the schedule as it chooses, the hot path real-time
-        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", "--realtime")
-
-        def wait_then_stop():
-            stop.wait()
-            out["attach"] = stop_attach(proc, json_path, log_path)
-            out["log"] = log_path.read_text()
-
-        t = threading.Thread(target=wait_then_stop, daemon=True)
-        t.start()
-        return t
+    # as a hub operator runs it: the schedule as it chooses, the hot path real-time
+    start = hub_attach(tmp_path, out, "--realtime")
 
     s = H.run_hub_session(
         bins["patched"], tmp_path, n_clients=3, seconds=12.0, simloss=0.05, churn=False, on_hub_start=start
@@ -333,18 +347,7 @@ def test_one_attach_serves_clients_at_32_64_128_and_256_frames_each_at_its_own_b
     out: dict = {}
     predictor = MIXED_PREDICTOR
 
-    def start(hub_pid, stop):
-        json_path, log_path = tmp_path / "attach.json", tmp_path / "attach.log"
-        proc = attach_process(hub_pid, json_path, log_path, "--wait-for-streams", predictor=predictor)
-
-        def wait_then_stop():
-            stop.wait()
-            out["attach"] = stop_attach(proc, json_path, log_path)
-            out["log"] = log_path.read_text()
-
-        t = threading.Thread(target=wait_then_stop, daemon=True)
-        t.start()
-        return t
+    start = hub_attach(tmp_path, out, predictor=predictor)
 
     s = H.run_hub_session(
         bins["patched"],

@@ -22,9 +22,9 @@ Asserted:
 (``--bufstrategy 3``), NextBlock against the *stock* Regulator's Burg on the same losses, through
 bench/e2e.py's own receivers and figures (10-s test-split recording, relay seed 1, 5 % random
 loss): NextBlock's lost-packet SNR is higher and its LSD lower, pooled over the lost blocks, and it
-replaces the share of the concealments the results page states. Runs with more timing slips or
-xruns than the results page counts are run again (each receiver up to three times); none clean
-fails under CI=true. The same NextBlock run shows that the Regulator conceals every drop with
+replaces the share of the concealments the results page states. Runs with more xruns than the
+results page allows, or with a dropped packet not located in the recording, are run again (each
+receiver up to three times); none usable fails under CI=true. The same NextBlock run shows that the Regulator conceals every drop with
 NextBlock's replacement.
 
 Needs: root (namespaces and SCHED_FIFO for JackTrip/relay/attach: on a loaded 2-core machine the
@@ -98,8 +98,12 @@ from results_page import Tolerance, flag_reasons  # noqa: E402  (bench/: the res
 CLAIM_PATTERN = "bernoulli-5"
 CLAIM_SECONDS = 10.0
 CLAIM_SEED = 1
-#: docs/results.md's tolerance for a run in its means (MAX_SLIPS=2 MAX_XRUNS=5)
-CLAIM_MAX_SLIPS, CLAIM_MAX_XRUNS = 2, 5
+#: the harness's xruns (player + recorder) a usable run may have: docs/results.md's tolerance
+#: (MAX_XRUNS=5). Timing slips are not held against a run here: they are the Regulator's own
+#: latency changes (7 in a stock run on the quiet CI machine, scoring 1.57 / 3.82 dB like the runs
+#: without), and the recording is aligned piecewise around them; what a slip could spoil, the
+#: lost-packet mask, is checked instead: every dropped packet must be located in the recording.
+CLAIM_MAX_XRUNS = 5
 #: runs of each receiver (~22 s each) before the comparison gives up on this machine's timing
 CLAIM_MAX_RUNS = 3
 #: NextBlock's lost-packet SNR above stock's and LSD below it, pooled over the lost blocks: half the
@@ -318,9 +322,14 @@ def _bench_e2e():
     return module
 
 
-def _unclean(row: dict) -> list[str]:
-    """Why a run does not count (docs/results.md's tolerance), or ``[]``."""
-    return flag_reasons(row, Tolerance(max_slips=CLAIM_MAX_SLIPS, max_xruns=CLAIM_MAX_XRUNS))
+def _unclean(row: dict, r: dict) -> list[str]:
+    """Why a run (its bench row and ``run_e2e`` result) does not count, or ``[]``: more xruns
+    than docs/results.md allows, or dropped packets not located in its recording."""
+    reasons = flag_reasons(row, Tolerance(max_slips=10**9, max_xruns=CLAIM_MAX_XRUNS))
+    located, dropped = r.get("dropped_blocks_matched", 0), len(r.get("dropped_audio_blocks") or [])
+    if located < dropped:
+        reasons.append(f"{dropped - located} of {dropped} dropped packets not located in the recording")
+    return reasons
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +338,8 @@ def regulator_runs(patched, tmp_path_factory):
     makes it (``scripts/results.sh --quick``'s recording, length and seed): the stock Regulator
     (``--bufstrategy 3``, Burg) and NextBlock on the patched one over the seeded relay, which drops
     the same packets in every run. Each receiver runs again (up to :data:`CLAIM_MAX_RUNS` times)
-    until one of its runs has no more timing slips and xruns than the results page allows:
+    until one of its runs is usable (:func:`_unclean`: the page's xrun tolerance, every dropped
+    packet located):
     ``{label: [(row, run_e2e result), ...]}``."""
     from nextblock.jackio.patched_build import find_stock_jacktrip
     from nextblock.jackio.recording import load_test_recording
@@ -346,7 +356,7 @@ def regulator_runs(patched, tmp_path_factory):
         for attempt in range(CLAIM_MAX_RUNS):
             out = work / f"run{attempt}"
             for spec, sender in bench.receivers(patched, stock_bin, out, True, ("regulator",), tuple(runs)):
-                if any(not _unclean(row) for row, _ in runs[spec.label]):
+                if any(not _unclean(row, r) for row, r in runs[spec.label]):
                     continue  # this receiver has its clean run
                 row, r = bench.measure(
                     CLAIM_PATTERN,
@@ -361,7 +371,7 @@ def regulator_runs(patched, tmp_path_factory):
                     visqol=False,
                 )
                 runs[spec.label].append((row, r))
-                print(f"{spec.label} run {attempt}", _figures(row), _unclean(row))
+                print(f"{spec.label} run {attempt}", _figures(row), _unclean(row, r))
     finally:
         _no_leftovers()
     return runs
@@ -393,16 +403,16 @@ def test_nextblock_beats_the_stock_regulator_on_the_same_losses(regulator_runs):
     """The README's table, guarded: on the same lost packets NextBlock on the Regulator scores a
     higher lost-packet SNR and a lower LSD than the stock Regulator's Burg, pooled over the lost
     blocks, and replaces the share of the concealments the results page states. Runs with more
-    timing slips or xruns than the page allows do not count; a receiver without a clean run fails
-    under CI=true (skips elsewhere)."""
+    xruns than the page allows or with dropped packets not located do not count; a receiver
+    without a usable run fails under CI=true (skips elsewhere)."""
     every = [r for label in regulator_runs for _, r in regulator_runs[label]]
     # the relay arms on the first audio packet: the same lost audio packets in every run
     assert all(r["link"]["dropped_indices"] == every[0]["link"]["dropped_indices"] for r in every)
-    clean = {label: [(row, r) for row, r in got if not _unclean(row)] for label, got in regulator_runs.items()}
-    seen = {label: [(_figures(row), _unclean(row)) for row, _ in got] for label, got in regulator_runs.items()}
+    clean = {label: [(row, r) for row, r in got if not _unclean(row, r)] for label, got in regulator_runs.items()}
+    seen = {label: [(_figures(row), _unclean(row, r)) for row, r in got] for label, got in regulator_runs.items()}
     if not all(clean.values()):
         resources.too_busy(
-            f"a receiver had no run with at most {CLAIM_MAX_SLIPS} timing slips and {CLAIM_MAX_XRUNS} xruns "
+            f"a receiver had no run with at most {CLAIM_MAX_XRUNS} xruns and every dropped packet located "
             f"in {CLAIM_MAX_RUNS}: {seen}"
         )
     stock = _pooled_lost([r for _, r in clean["stock-regulator"]])
