@@ -15,7 +15,7 @@ CPU share (of one core) of attach and of the hub JackTrip, ``served_share`` (the
 concealments while attach served the stream: ``fallbacks_before_attach`` left out), and Burg's cost on the same
 concealments (``bench/burg_cost.py``: JackTrip's BurgAlgorithm compiled at bench time, its median
 cost per channel per glitch x 2 channels x the concealments). Prints a line per stream, then the
-JSON (last line). Targets (issue 29, quiet 2-core machine, 48 kHz, 5 % loss): every stream
+JSON (last line). Targets (quiet 2-core machine, 48 kHz, 5 % loss): every stream
 >= 0.99 of its concealments replaced, every fallback explained, attach <= 0.15 of a core at 6
 clients. The load average is in the JSON: read it before believing a number.
 

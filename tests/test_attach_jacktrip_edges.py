@@ -1,4 +1,4 @@
-"""``nextblock attach`` on the real patched JackTrip at the edges (issue 29): other rates and
+"""``nextblock attach`` on the real patched JackTrip at the edges: other rates and
 block sizes, clients coming and going on a hub, a sending peer that restarts, redundancy.
 
 Each test runs attach as an operator does (``--realtime``, its default schedule and look-ahead,
@@ -6,7 +6,7 @@ the ``repeat`` stand-in predictor: plumbing and scheduling, not inference speed)
 stream was served, every fallback has its reason (:func:`helpers_attach.assert_fallbacks_explained`)
 and a share of the concealments was replaced (``served_share``: replacements used / concealments
 while attach served the stream). The bounds are what this 2-core shared host gave, less a margin;
-the measurements are in each bound's comment: below issue 29's 0.99 on this loaded host, each
+the measurements are in each bound's comment: below the 0.99 the project aims for, on this loaded host, each
 fallback with its reason. About 2 minutes in all (four p2p geometries ~14 s each, the others
 ~16-21 s).
 """
@@ -98,7 +98,7 @@ def assert_clean_log(log: str) -> None:
 # ------------------------------------------------------------------------------------------
 # point to point at other rates and block sizes
 
-#: (rate, frames per block) -> the least served share. Issue 29's target is 0.99; measured
+#: (rate, frames per block) -> the least served share. The target is 0.99; measured
 #: 2026-12-07 on the shared 2-core host (other agents compiling and training), six runs each, the
 #: first four at load 2.3-6.6, the last two at 5.4-10: 44.1k x 128: 0.68-0.78 (then 0.53, 0.94);
 #: 96k x 256: 0.37-0.89 (0.63, 0.68; the low runs at the load peaks, JackTrip's own concealments
@@ -171,7 +171,7 @@ def test_p2p_served_at_each_rate_and_block_size(bins, tmp_path, record_property,
 #: nothing was predicted, and the Regulator dropped q all the same (too late by its own timing):
 #: fallbacks "dropped_received" and "unseen" (the same case, the block not yet in attach's ring
 #: when it read the event). Serving it needs a prediction for a block that comes a period late
-#: (issue 29, open): below this bound the test xfails with the numbers, and still asserts the
+#: (open): below this bound the test xfails with the numbers, and still asserts the
 #: stream served and every fallback explained.
 REDUNDANCY_MIN_SHARE = 0.15
 
@@ -199,7 +199,7 @@ def test_p2p_served_with_redundancy(bins, tmp_path, record_property):  # noqa: F
     record_property("slack_low_us", st["slack_low_us"])
     assert_served(st, 0.0, 5)
     if st["served_share"] < REDUNDANCY_MIN_SHARE:
-        pytest.xfail(f"issue 29: -r 2, the Regulator's SKIPs of arrived blocks not covered: {why(st)}")
+        pytest.xfail(f"known gap: -r 2, the Regulator's SKIPs of arrived blocks not covered: {why(st)}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def test_two_sided_replacements_play_and_the_packet_after_them_is_untouched(
     assert exact >= 1 and exact >= 0.6 * min(st["two_sided_fills"], gaps), (gaps, exact, why)
 
 
-#: the least served share per hub stream. Issue 29 asks 0.97; what the code gives on a quiet machine
+#: the least served share per hub stream. The target is 0.97; what the code gives on a quiet machine
 #: is below it and varies with the latency the Regulator picks (2026-12-07, load ~1, five runs of
 #: three streams: 0.72-1.0, the worst run's shortfall mostly "dropped_received": the Regulator's
 #: early concealment of a block that had arrived, not knowable in time, each explained). So the
@@ -311,7 +311,7 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
         assert mine, f"no attach statistics for {x['segment']} ({x['stream_name']}): {sorted(streams)}"
         conceal = [e for e in x["events"] if e.is_concealment]
         assert abs(mine[0]["underruns"] - len(conceal)) <= max(2, 0.05 * len(conceal)), (mine[0], len(conceal))
-        # and nearly all of them were replaced while attach served it (issue 29: >= 0.97 per stream;
+        # and nearly all of them were replaced while attach served it (target >= 0.97 per stream;
         # every fallback explained by its reason; fallback_trace says what the schedule knew). On a
         # loaded host this fails with the load in the message: read the reasons before the bound.
         st = mine[0]
@@ -330,9 +330,9 @@ def test_one_attach_serves_every_client_of_a_hub(bins, tmp_path):  # noqa: F811
 #: the clients' block sizes in the mixed hub test (each client chooses its own, the Regulator converts)
 MIXED_PERIODS = [32, 64, 128, 256]
 #: the least share of each stream's concealments replaced in it. Measured 2026-12-07 on the busy
-#: 2-core host (load 7-8, other agents compiling and training): 0.13-0.18 per stream with the repeat
-#: stand-in, most fallbacks "unseen" (the just-in-time schedule on a real hub, issue 29's first
-#: bullet); the hub's own underruns were 14-16 % of the blocks at 5 % --simloss. Raise it with that fix.
+#: 2-core host (load 7-8, other builds and a training running): 0.13-0.18 per stream with the repeat
+#: stand-in, most fallbacks "unseen" (the just-in-time schedule on a real hub, not
+#: yet right for it); the hub's own underruns were 14-16 % of the blocks at 5 % --simloss. Raise it with that fix.
 MIXED_MIN_SHARE = 0.1
 #: the stand-in, as the other live tests (plumbing and scheduling, not inference on a loaded host).
 #: With the shipped model the same hub received half the blocks and played 70-80 % of them

@@ -191,7 +191,7 @@ def _gap_waiter(st: ServedStream, wake_on_gap: bool, until_ns: int, result: dict
 
 @pytest.mark.parametrize("wake_on_gap", [True, False], ids=["wake-on-gap", "without"])
 def test_the_block_after_a_missing_one_wakes_a_waiter_that_asks_for_gaps_at_once(segment_name, wake_on_gap):
-    """Issue 28: on JackTrip's JitterBuffer the block after a loss arrives ~2.3 ms before the lost
+    """On JackTrip's JitterBuffer the block after a loss arrives ~2.3 ms before the lost
     one plays, but the just-in-time waiter slept until the lost block's decision time (~1.8 ms
     before it plays: its slack less the tolerance), and the causal prediction then left no room for
     the two-sided fill (two_sided_share 0.00-0.29 live). The producer now wakes the missing word
