@@ -187,6 +187,7 @@ def test_a_loss_whose_next_block_arrived_in_time_is_refilled_from_both_sides_and
     # after the pull is not started or not posted; 2026-12-07 on a busy 2-core host 0.19-0.44
     assert stats["two_sided"] >= max(5, 0.15 * used), str({k: v for k, v in st.items() if "sided" in k})
     assert stats["two_sided_share"] == stats["two_sided"] / stats["underruns"]
+    assert fills, "the two-sided fills did not go through features.twosided.fill_gap"
     assert all(past >= 1024 and gap % 128 == 0 and 128 <= gap <= 4 * 128 for past, gap in fills)
     # the packet after a two-sided replacement: taken[k - 1][1] is that packet, and it played as it came
     after = [k for k in np.flatnonzero(outcome[:-1] == 1) + 1 if outcome[k] == 0]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..features import twosided
 from ..features.continuity import boundary_ramp
-from ..features.twosided import DEFAULT_FIT_SAMPLES, FAST_GUESS, GuessRecipe, fill_gap, two_sided_guess
+from ..features.twosided import DEFAULT_FIT_SAMPLES, FAST_GUESS, GuessRecipe, two_sided_guess
 from .metadata import ModelFileError
 from .runner import BlockPredictor
 
@@ -190,7 +191,8 @@ class TwoSidedFill:
             self.network_fills += 1
             return self.network.fill(past, future, prior)
         self.fusion_fills += 1
-        return fill_gap(past, future, int(gap_samples), prior, sample_rate_hz)[0]
+        # looked up at the call (twosided.fill_gap), as every caller of the fill does
+        return twosided.fill_gap(past, future, int(gap_samples), prior, sample_rate_hz)[0]
 
     def fast(
         self,
@@ -206,7 +208,7 @@ class TwoSidedFill:
         block's pull: a two-sided fill that is in time beats a causal one (validation, 48 kHz x 128,
         5 % loss: 9.18 dB against the full fusion's 9.32 and the causal prediction's ~7.6)."""
         self.fast_fills += 1
-        return fill_gap(
+        return twosided.fill_gap(
             np.atleast_2d(past),
             np.atleast_2d(future),
             int(gap_samples),
