@@ -129,10 +129,10 @@ def build_metadata(
                 "gap_samples": features.frames_per_block,
                 "guess": "fusion" if fused else "lsar",
                 **recipe.metadata(),
+                # plain LSAR without a prior model: the recipe's prior weight does not apply
+                **({} if fused else {"prior_weight": 0.0}),
             }
         }
-        if not fused:
-            two_sided["two_sided"]["prior_weight"] = 0.0
 
     return {
         "format": METADATA_FORMAT,
