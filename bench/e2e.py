@@ -11,7 +11,8 @@ misses), and its default JitterBuffer (``--bufstrategy 1 -q 4``) with ``nextbloc
 (``nextblock-jitterbuffer``) — it plays a real recording the model never trained on (a test-split recording of
 ``singularity-music``) through two jackd dummy servers and records it, then reports
 ``snr_db`` and ``lsd_db`` (whole file and lost packets only), ViSQOL MOS where ``visqol-python``
-is installed, the share of underruns NextBlock concealed, JackTrip's
+is installed, the share of the underruns while attach served the stream that NextBlock concealed
+(JackTrip's start-up glitches before attach joined are not NextBlock's to conceal), JackTrip's
 counters and CPU seconds per process. Writes JSON and a markdown table; the last output line
 is the JSON object.
 
@@ -61,6 +62,9 @@ def row(pattern: str, r: dict, reference, rate_hz: int, visqol: bool = True) -> 
     else:  # bufstrategy 3 (Regulator) prints "Glitches" instead of recv/prot counters
         underruns = recv["recv_underruns"] if recv["glitches"] is None else recv["glitches"]
     replaced = ev.get("replacements_used", 0) if r.get("attach_command") else None
+    # concealments while attach served the stream: the ones before it joined (JackTrip's start-up
+    # glitches) are attach's ``fallbacks_before_attach``, not a block NextBlock could replace
+    served = underruns - int(att.get("fallbacks_before_attach") or 0) if replaced is not None else None
     return {
         "pattern": pattern,
         "receiver": r["label"],
@@ -76,8 +80,9 @@ def row(pattern: str, r: dict, reference, rate_hz: int, visqol: bool = True) -> 
         "snr_lost_db": (r.get("metrics_lost_packets") or {}).get("snr_db"),
         "lsd_lost_db": (r.get("metrics_lost_packets") or {}).get("lsd_db"),
         "visqol_mos": _visqol(reference, rec, rate_hz) if visqol else None,
-        "nextblock_concealed_share": (replaced / underruns) if (replaced is not None and underruns) else None,
+        "nextblock_concealed_share": (replaced / served) if (replaced is not None and served) else None,
         "nextblock_replacements_used": replaced,
+        "underruns_while_attached": served,
         "attach_stats": att or None,
         "dropped_index_drift_blocks": r.get("dropped_index_drift_blocks"),
         "timing_slips": r["timing_slips"],

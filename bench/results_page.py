@@ -270,7 +270,7 @@ def _e2e_section(results: Results) -> list[str]:
         out += [
             f"**{label}** (`{rec}`)",
             "",
-            "| loss | stock ViSQOL | ΔViSQOL | Δ lost-packet SNR dB | Δ lost-packet LSD dB | NextBlock share of concealments |",
+            "| loss | stock ViSQOL | ΔViSQOL | Δ lost-packet SNR dB | Δ lost-packet LSD dB | NextBlock share of concealments while attached |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for pat in _patterns(results.rows):
