@@ -24,7 +24,7 @@ bench/e2e.py's own receivers and figures (10-s test-split recording, relay seed 
 loss): NextBlock's lost-packet SNR is higher and its LSD lower, pooled over the lost blocks, and it
 replaces the share of the concealments (while it served the stream) the results page states. Runs
 with more xruns than the results page allows, with a dropped packet not located in the recording,
-or where attach itself finished more predictions after their deadline than the share lets go to
+or where attach lost more concealments to time (late or skipped) than the share lets go to
 Burg, are run again (each receiver up to five times); none usable fails under CI=true. The same
 NextBlock run shows that the Regulator conceals every drop with NextBlock's replacement.
 
@@ -121,11 +121,13 @@ CLAIM_LSD_GAIN_DB = 0.3
 #: of ~187 go to Burg, not 3
 CLAIM_SHARE_STATED = 1.00
 CLAIM_SHARE = 0.985
-#: the predictions attach itself finished after their deadline (its ``deadline_misses``) a run may
-#: have and still measure the share: a run where the machine kept attach from more deadlines than
-#: the share bound lets go to Burg measures the machine, not NextBlock (0 in quiet runs here; 2-34
-#: with a busy-looping process beside the test, each a ``late`` or ``skipped`` fallback)
-CLAIM_MAX_DEADLINE_MISSES = 2
+#: the concealments attach lost to time a run may have and still measure the share: its ``late``
+#: (predicted, finished after the deadline) and ``skipped`` (too little time left to start)
+#: fallbacks. A run where the machine took more of them than the share bound lets go to Burg
+#: measures the machine, not NextBlock (0 in quiet runs here; 2-23 with a busy loop beside it or
+#: with the VM's host busy: attach's inference then peaks at 4-11 ms against a 0.6 ms median).
+#: The other reasons (unseen, after_post, dropped_received) count against the share in full
+CLAIM_MAX_TIMING_FALLBACKS = 2
 
 
 @pytest.fixture(scope="module")
@@ -333,17 +335,18 @@ def _bench_e2e():
 def _unclean(row: dict, r: dict) -> list[str]:
     """Why a run (its bench row and ``run_e2e`` result) does not count, or ``[]``: more xruns
     than docs/results.md allows, dropped packets not located in its recording, or (with attach)
-    more of attach's own predictions finished after their deadline than
-    :data:`CLAIM_MAX_DEADLINE_MISSES`."""
+    more of attach's fallbacks lost to time (late, skipped) than
+    :data:`CLAIM_MAX_TIMING_FALLBACKS`."""
     reasons = flag_reasons(row, Tolerance(max_slips=10**9, max_xruns=CLAIM_MAX_XRUNS))
     located, dropped = r.get("dropped_blocks_matched", 0), len(r.get("dropped_audio_blocks") or [])
     if located < dropped:
         reasons.append(f"{dropped - located} of {dropped} dropped packets not located in the recording")
     att = row.get("attach_stats") or {}
-    if (att.get("deadline_misses") or 0) > CLAIM_MAX_DEADLINE_MISSES:
+    timing = int(att.get("fallbacks_late") or 0) + int(att.get("fallbacks_skipped") or 0)
+    if timing > CLAIM_MAX_TIMING_FALLBACKS:
         reasons.append(
-            f"attach finished {att['deadline_misses']} predictions after their deadline "
-            f"(inference median {att.get('infer_us_median')} us, max {att.get('infer_us_max')} us)"
+            f"attach lost {timing} concealments to time (late or skipped; {att.get('deadline_misses')} deadline "
+            f"misses, inference median {att.get('infer_us_median')} us, max {att.get('infer_us_max')} us)"
         )
     return reasons
 
