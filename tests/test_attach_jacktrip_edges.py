@@ -67,6 +67,24 @@ def serving_consumer(tmp_path, *extra: str):
     return run
 
 
+def served_p2p_session(bins, tmp_path, **session) -> H.Session:
+    """``run_session`` between two patched JackTrips, the receiver's Regulator (``--bufstrategy 3``)
+    with 5 % ``--simloss``, and ``nextblock attach --realtime`` serving it for the whole session
+    (:func:`serving_consumer`); ``session``: the rest of ``run_session``'s options (length, rate,
+    period, extra JackTrip arguments, a restart)."""
+    return H.run_session(
+        bins["patched"],
+        bins["patched"],
+        tmp_path,
+        bufstrategy=3,
+        simloss=0.05,
+        nextblock=True,
+        consumer=serving_consumer(tmp_path, "--realtime"),
+        consumer_ready_timeout_s=60,
+        **session,
+    )
+
+
 def why(st: dict, **more) -> str:
     out = {k: st.get(k) for k in WHY_KEYS}
     out.update(more, load=os.getloadavg())
@@ -136,18 +154,12 @@ def skip_unless_the_link_carried(result: dict, what: str) -> None:
 def test_p2p_served_at_each_rate_and_block_size(bins, tmp_path, record_property, rate_hz, frames):  # noqa: F811
     """Both ``jackd`` at the rate and period, the Regulator (``--bufstrategy 3``) with 5 %
     ``--simloss`` on the receiver: attach serves the stream at its geometry."""
-    s = H.run_session(
-        bins["patched"],
-        bins["patched"],
+    s = served_p2p_session(
+        bins,
         tmp_path,
-        bufstrategy=3,
-        simloss=0.05,
-        nextblock=True,
         seconds=P2P_SECONDS.get(frames, 10),
         rate_hz=rate_hz,
         period_samples=frames,
-        consumer=serving_consumer(tmp_path, "--realtime"),
-        consumer_ready_timeout_s=60,
     )
     att = s.consumer_result["attach"]
     (st,) = att["streams"]
@@ -180,17 +192,11 @@ def test_p2p_served_with_redundancy(bins, tmp_path, record_property):  # noqa: F
     """``-r 2`` on both sides (each packet carries the previous one too): ``--simloss`` drops
     datagrams, a single loss is recovered from the next packet; JackTrip's concealments are then
     mostly its Regulator's, and attach serves them where it can (see REDUNDANCY_MIN_SHARE)."""
-    s = H.run_session(
-        bins["patched"],
-        bins["patched"],
+    s = served_p2p_session(
+        bins,
         tmp_path,
-        bufstrategy=3,
-        simloss=0.05,
-        nextblock=True,
         seconds=12,
         extra_args=("-r", "2"),
-        consumer=serving_consumer(tmp_path, "--realtime"),
-        consumer_ready_timeout_s=60,
     )
     att = s.consumer_result["attach"]
     (st,) = att["streams"]
@@ -218,17 +224,11 @@ def test_p2p_served_again_after_the_sending_peer_restarts(bins, tmp_path, record
     at 0 again, which the patch's 64-bit seq unwraps as the next 16-bit wrap (a jump of ~65536).
     attach serves the stream on: concealments after the restart are its replacements (JackTrip's
     own events, read alongside), no errors, no second stream."""
-    s = H.run_session(
-        bins["patched"],
-        bins["patched"],
+    s = served_p2p_session(
+        bins,
         tmp_path,
-        bufstrategy=3,
-        simloss=0.05,
-        nextblock=True,
         seconds=14,
         restart_client_at_s=5.0,
-        consumer=serving_consumer(tmp_path, "--realtime"),
-        consumer_ready_timeout_s=60,
     )
     result = s.consumer_result
     assert "client_restarted_ns" in result, s.client_log[-2000:]

@@ -60,6 +60,7 @@ from nextblock.jackio.playrec import jack_client_available
 from nextblock.jackio.procs import ProcessStartError, leftover_processes
 from nextblock.netlab.link import LinkSpec
 from nextblock.netlab.netns import list_our_namespaces, netns_available
+from nextblock.runtime.stats import FALLBACK_REASONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.jacktrip]
 
@@ -406,7 +407,7 @@ def _figures(row: dict) -> dict:
         "nextblock_concealed_share",
     )
     att = row.get("attach_stats") or {}
-    fallbacks = {k.removeprefix("fallbacks_"): v for k, v in att.items() if k.startswith("fallbacks_") and v}
+    fallbacks = {r: att[f"fallbacks_{r}"] for r in FALLBACK_REASONS if att.get(f"fallbacks_{r}")}
     return {
         **{k: row.get(k) for k in keys},
         "slips": row["timing_slips"],

@@ -362,12 +362,7 @@ class Producer {
       h->replacements_torn.store(++torn_, std::memory_order_relaxed);
       return Take::Torn;
     }
-    if (!playable) {
-      h->replacements_refused.store(++refused_, std::memory_order_relaxed);
-      return Take::Refused;
-    }
-    h->replacements_used.store(++used_, std::memory_order_relaxed);
-    return Take::Taken;
+    return count_take(playable);
   }
 
   /// take_replacement() in two halves, for an audio thread that takes inside a lock. Outside
@@ -390,17 +385,11 @@ class Producer {
   }
 
   Take take_peeked(uint64_t seq, uint64_t peeked_version, bool playable) noexcept {
-    SegmentHeader* h = map_.header();
     ReplacementSlotHeader* s = map_.replacement_slot(seq);
     if (peeked_version == 0 || s->version.load(std::memory_order_acquire) != peeked_version ||
         load_shared(&s->seq) != seq)
       return Take::Torn;
-    if (!playable) {
-      h->replacements_refused.store(++refused_, std::memory_order_relaxed);
-      return Take::Refused;
-    }
-    h->replacements_used.store(++used_, std::memory_order_relaxed);
-    return Take::Taken;
+    return count_take(playable);
   }
 
   /// The play-out clock: the audio thread just played (or concealed) block `seq` at `now_ns`,
@@ -435,6 +424,18 @@ class Producer {
  private:
   Producer(std::string name, void* base, const SegmentConfig& cfg, const Layout& layout, ino_t inode)
       : name_(std::move(name)), map_(base, layout.total_bytes, cfg, layout), inode_(inode) {}
+
+  /// The end of take_replacement() and take_peeked(): an untorn copy is counted (and returned) as
+  /// used, or as refused when its check failed.
+  Take count_take(bool playable) noexcept {
+    SegmentHeader* h = map_.header();
+    if (!playable) {
+      h->replacements_refused.store(++refused_, std::memory_order_relaxed);
+      return Take::Refused;
+    }
+    h->replacements_used.store(++used_, std::memory_order_relaxed);
+    return Take::Taken;
+  }
 
   /// Wakes sleeping readers after a block or event was published: one FUTEX_WAKE, and only while
   /// a reader's registration is current (not past, not implausibly far ahead). `defer`: leave the
