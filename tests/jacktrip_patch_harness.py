@@ -656,6 +656,7 @@ def run_hub_session(
     on_hub_start=None,
     client_periods: list[int] | None = None,
     churn_every_s: float | None = None,
+    record: bool = True,
 ) -> HubSession:
     """A patched hub server (``-S --nextblock --simloss``, no auto patching) on its own ``jackd``
     and ``n_clients`` hub clients, each on its own ``jackd`` sending the block-coded signal; a
@@ -668,7 +669,9 @@ def run_hub_session(
     and its Regulator converts (each client's segment has the client's block size).
     ``churn_every_s``: every that many seconds the oldest client leaves (SIGINT: JackTrip's exit
     packet) and a new one joins, each on its own ``jackd`` (not with ``client_periods``); only the
-    first clients are recorded."""
+    first clients are recorded. ``record=False``: no recorders (four clients at 32-256 frames
+    already fill a 2-core machine; a test that reads only the segments' events does not need
+    them)."""
     from nextblock.capture import stream_segments
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
@@ -751,7 +754,7 @@ def run_hub_session(
             procs.extend([snd, cli])
             return (cli, snd) if period else (cli, snd, js)
 
-        def record(name: str, prefix: str, secs: float):
+        def rec(name: str, prefix: str, secs: float):
             out = workdir / f"rec-{name}.npy"
             proc = subprocess.Popen(
                 [
@@ -776,8 +779,10 @@ def run_hub_session(
             time.sleep(0.5)
             clients = {i: start_client(i) for i in range(n_clients)}
             wait_for(lambda: len(_hub_ports(hub_jack.name)) >= n_clients, 30, f"{n_clients} clients on the hub")
-            for name, prefix in _hub_ports(hub_jack.name).items():
-                record(name, prefix, seconds)
+            session_end = time.monotonic() + seconds
+            if record:
+                for name, prefix in _hub_ports(hub_jack.name).items():
+                    rec(name, prefix, seconds)
             if churn_every_s:
                 end = time.monotonic() + seconds
                 oldest = 0
@@ -794,10 +799,11 @@ def run_hub_session(
                 clients[n_clients] = start_client(n_clients)
                 wait_for(lambda: any(n not in recs for n in _hub_ports(hub_jack.name)), 30, "the new client on the hub")
                 for name, prefix in _hub_ports(hub_jack.name).items():
-                    if name not in recs:
-                        record(name, prefix, seconds / 2)
+                    if record and name not in recs:
+                        rec(name, prefix, seconds / 2)
             for proc, _ in recs.values():
                 proc.wait(timeout=seconds + 60)
+            time.sleep(max(0.0, session_end - time.monotonic()))
             hub_alive = hub.running()
         finally:
             stop.set()
