@@ -669,9 +669,9 @@ def run_hub_session(
     and its Regulator converts (each client's segment has the client's block size).
     ``churn_every_s``: every that many seconds the oldest client leaves (SIGINT: JackTrip's exit
     packet) and a new one joins, each on its own ``jackd`` (not with ``client_periods``); only the
-    first clients are recorded. ``record=False``: no recorders (four clients at 32-256 frames
-    already fill a 2-core machine; a test that reads only the segments' events does not need
-    them)."""
+    first clients are recorded. ``record=False``: no recorders (the hub's JACK graph waits for
+    every client in it each period: four Python recorders there made the hub conceal 12-40 % on a
+    2-core machine; a test that reads only the segments' events does not need them)."""
     from nextblock.capture import stream_segments
     from nextblock.jackio.jackd import JackdServer
     from nextblock.jackio.procs import ManagedProcess
@@ -784,9 +784,8 @@ def run_hub_session(
                 for name, prefix in _hub_ports(hub_jack.name).items():
                     rec(name, prefix, seconds)
             if churn_every_s:
-                end = time.monotonic() + seconds
                 oldest = 0
-                while time.monotonic() + churn_every_s < end:
+                while time.monotonic() + churn_every_s < session_end:
                     time.sleep(churn_every_s)
                     for p in clients.pop(oldest):
                         p.stop()
