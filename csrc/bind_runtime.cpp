@@ -56,7 +56,7 @@ class PyStreamTap {
   }
 
   // (blocks, skipped, newest_seq, newest_arrival_ns, slacks_recorded, clock) with clock
-  // (seq, at_ns, queued_blocks) or None.
+  // (seq, at_ns, queued_blocks, pull_blocks, pull_left) or None.
   py::tuple poll(uint64_t now_ns, uint64_t period_ns, uint64_t stale_ns, uint64_t max_blocks) {
     auto& c = consumer_.cast<PyConsumer&>().get();
     nextblock::TapResult r;
@@ -64,7 +64,10 @@ class PyStreamTap {
       py::gil_scoped_release release;
       r = tap_->poll(c, now_ns, period_ns, stale_ns, max_blocks);
     }
-    py::object clock = r.have_clock ? py::object(py::make_tuple(r.clock_seq, r.clock_ns, r.clock_queued)) : py::none();
+    const nextblock::PlayoutClock& k = r.clock;
+    py::object clock = r.have_clock
+                           ? py::object(py::make_tuple(k.seq, k.at_ns, k.queued_blocks, k.pull_blocks, k.pull_left))
+                           : py::none();
     return py::make_tuple(r.blocks, r.skipped, r.newest_seq, r.newest_arrival_ns, r.slacks_recorded, clock);
   }
 
@@ -104,7 +107,8 @@ void init_runtime(py::module_& m) {
       .def("poll", &PyStreamTap::poll, py::arg("now_ns"), py::arg("period_ns"), py::arg("stale_ns"),
            py::arg("max_blocks") = 64,
            "Copy the blocks published since the last call into the ring (GIL released); returns (blocks, skipped, "
-           "newest_seq, newest_arrival_ns, slacks_recorded, clock) with clock (seq, at_ns, queued_blocks) or None.")
+           "newest_seq, newest_arrival_ns, slacks_recorded, clock) with clock (seq, at_ns, queued_blocks, pull_blocks, "
+           "pull_left) or None.")
       .def_property_readonly("next_index", [](PyStreamTap& self) { return self.tap_->next_index(); })
       .def_property_readonly("slack_count", [](PyStreamTap& self) { return self.tap_->slack_count(); })
       .def("reset_slacks", [](PyStreamTap& self) { self.tap_->reset_slacks(); });

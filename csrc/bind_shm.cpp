@@ -167,8 +167,9 @@ class PyProducer {
     return py::make_tuple(take_name(t), std::move(out));
   }
 
-  void note_playout(uint64_t seq, int64_t queued_blocks, py::object now_ns) {
-    get().note_playout(seq, now_ns.is_none() ? nextblock::monotonic_ns() : now_ns.cast<uint64_t>(), queued_blocks);
+  void note_playout(uint64_t seq, int64_t queued_blocks, py::object now_ns, uint32_t pull_blocks, uint32_t pull_left) {
+    get().note_playout(seq, now_ns.is_none() ? nextblock::monotonic_ns() : now_ns.cast<uint64_t>(), queued_blocks,
+                       pull_blocks, pull_left);
   }
 
   void close() { p_.reset(); }
@@ -197,6 +198,21 @@ void init_shm(py::module_& m) {
   m.def("segment_name_for_stream", &nextblock::segment_name_for_stream, py::arg("pid"), py::arg("port"),
         "The shared-memory name of one stream of a process with several: '/nextblock-<pid>-<port>'.");
   m.def("monotonic_ns", &nextblock::monotonic_ns, "CLOCK_MONOTONIC in ns: the time base of every *_ns field.");
+  m.def(
+      "playout_due_ns",
+      [](uint64_t clock_seq, uint64_t clock_ns, uint32_t pull_blocks, uint32_t pull_left, int64_t period_ns,
+         int64_t seq) {
+        nextblock::PlayoutClock k;
+        k.seq = clock_seq;
+        k.at_ns = clock_ns;
+        k.pull_blocks = pull_blocks ? pull_blocks : 1;
+        k.pull_left = pull_left < k.pull_blocks ? pull_left : k.pull_blocks - 1;
+        return k.due_ns(seq, period_ns);
+      },
+      py::arg("clock_seq"), py::arg("clock_ns"), py::arg("pull_blocks"), py::arg("pull_left"), py::arg("period_ns"),
+      py::arg("seq"),
+      "When block seq is due by the play-out clock reading (clock_seq played at clock_ns by a pull of pull_blocks "
+      "blocks, pull_left after it): PlayoutClock::due_ns, the rule the tap and the waiter use.");
   m.def(
       "validate_header",
       [](py::bytes image) {
@@ -332,8 +348,10 @@ void init_shm(py::module_& m) {
            "Take the replacement posted for exactly seq: (status, (2, frames, channels) array or None), status one "
            "of 'taken', 'missing', 'torn', 'refused' (non-finite or |x| > 1 samples).")
       .def("note_playout", &PyProducer::note_playout, py::arg("seq"), py::arg("queued_blocks"),
-           py::arg("now_ns") = py::none(),
-           "Play-out clock: block seq was just played, queued_blocks later ones are already received.")
+           py::arg("now_ns") = py::none(), py::arg("pull_blocks") = 1, py::arg("pull_left") = 0,
+           "Play-out clock: block seq was just played, queued_blocks later ones are already received. A pull that "
+           "plays several blocks back to back (a hub whose period is longer than the peer's) calls it for each, "
+           "with pull_blocks the blocks it plays and pull_left those it plays after seq.")
       .def("consumer_alive", [](PyProducer& self) { return self.get().consumer_alive(nextblock::monotonic_ns()); })
       .def("counters", [](PyProducer& self) { return counters_of(self.get()); })
       .def("geometry",
@@ -360,7 +378,8 @@ void init_shm(py::module_& m) {
           "to wake a sleeping just-in-time waiter when it has not (0: off; clamped to 16).")
       .def_property_readonly("missing_lookahead", [](PyConsumer& self) { return self.get().missing_lookahead(); })
       .def("playout", &PyConsumer::playout,
-           "(seq, at_ns, queued_blocks) of the producer's last pull, or None before its first")
+           "(seq, at_ns, queued_blocks, pull_blocks, pull_left) of the producer's last pull, or None before its "
+           "first: block seq was played at at_ns by a pull that plays pull_blocks blocks, pull_left after seq")
       .def("producer_alive", [](PyConsumer& self) { return self.get().producer_alive(); })
       .def("counters",
            [](PyConsumer& self) {

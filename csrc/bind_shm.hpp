@@ -137,10 +137,9 @@ class PyConsumer {
   }
 
   py::object playout() {
-    uint64_t seq = 0, at = 0;
-    int64_t queued = 0;
+    nextblock::PlayoutClock k;
     for (int attempt = 0; attempt < 4; ++attempt)
-      if (get().read_playout(&seq, &at, &queued)) return py::make_tuple(seq, at, queued);
+      if (get().read_playout(&k)) return py::make_tuple(k.seq, k.at_ns, k.queued_blocks, k.pull_blocks, k.pull_left);
     return py::none();
   }
 

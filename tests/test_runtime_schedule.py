@@ -38,8 +38,18 @@ class Sim:
         config: ScheduleConfig | None = None,
         clock=True,
         arrival_offset_ns: int = 100_000,
+        pull_blocks: int = 1,
+        tell_pull: bool = True,
+        period_ns: int = P,
+        odd_pull_late_ns: int = 0,
     ):
-        self.s = StreamSchedule(P, config or ScheduleConfig(min_samples=32, reevaluate_blocks=16))
+        self.P = period_ns
+        self.s = StreamSchedule(period_ns, config or ScheduleConfig(min_samples=32, reevaluate_blocks=16))
+        # the producer's pull plays `pull_blocks` blocks back to back every `pull_blocks` periods
+        # (a 128-frame hub and a 32-frame client: four); `tell_pull` False: its clock does not say so
+        self.r = pull_blocks
+        self.tell_pull = tell_pull
+        self.odd_pull_late_ns = odd_pull_late_ns  # every other pull this much late (the callback's jitter)
         self.h = headroom
         self.lost = set(lost)
         self.late_ns = late_ns or {}
@@ -50,17 +60,22 @@ class Sim:
         self.now = 0
 
     def arrival(self, k: int) -> int:
-        return k * P - self.offset + self.late_ns.get(k, 0)
+        return k * self.P - self.offset + self.late_ns.get(k, 0)
+
+    def played_at(self, k: int) -> int:
+        """The pull that plays block ``k``: every ``r`` periods, ``r`` blocks at once."""
+        pull = (k + self.h) // self.r
+        return pull * self.r * self.P + (pull % 2) * self.odd_pull_late_ns
 
     def run(self, until_block: int, step_ns: int = 50_000) -> None:
         events = []
         for k in range(until_block + self.h + 2):
             if k not in self.lost:
                 events.append((self.arrival(k), 0, k))
-            events.append(((k + self.h) * P, 1, k))
+            events.append((self.played_at(k), 1, k))
         events.sort()
         i = 0
-        t_end = (until_block + self.h) * P
+        t_end = (until_block + self.h) * self.P
         while self.now <= t_end:
             while i < len(events) and events[i][0] <= self.now:
                 t, kind, k = events[i]
@@ -68,7 +83,11 @@ class Sim:
                     self.received.add(k)
                     self.s.on_block(k, t, self.now)
                 elif self.clock:
-                    self.s.on_clock(k, t, sum(1 for j in self.received if j > k))
+                    queued = sum(1 for j in self.received if j > k)
+                    if self.tell_pull:
+                        self.s.on_clock(k, t, queued, self.r, self.r - 1 - (k + self.h) % self.r)
+                    else:
+                        self.s.on_clock(k, t, queued)
                 i += 1
             self.s.update_mode(self.now, BUDGET)
             while True:
@@ -114,6 +133,66 @@ def test_before_the_slacks_are_measured_the_producers_queue_decides(queued, budg
     s.on_block(0, 0, 0)
     s.on_clock(0, 0, queued)
     assert s.update_mode(0, budget_ns) == mode
+
+
+P32 = 666_667  # ns, 32 frames at 48 kHz: a client of a 128-frame hub (four blocks per pull)
+
+
+def test_a_pull_of_several_blocks_keeps_the_clock_fresh_and_decides_only_the_lost_block():
+    """A 32-frame client on a 128-frame hub: the producer plays four blocks back to back every
+    2.67 ms. Told so by the clock (pull_blocks, pull_left), the schedule is just in time, predicts
+    nothing while every block arrives, and predicts a lost block once, before its pull."""
+    sim = Sim(headroom=8, lost={601}, pull_blocks=4, period_ns=P32, arrival_offset_ns=20_000)
+    sim.run(700, step_ns=20_000)
+    assert sim.s.mode == JUST_IN_TIME and sim.s.mode_switches == 1
+    assert sim.s.clock_pull_blocks == 4
+    assert sim.predicted(after_block=200) == [601]
+    t, action = next((t, a) for t, a in sim.actions if a.seq == 601)
+    assert action.deadline_ns == sim.played_at(601) - sim.s.post_margin_ns
+    assert sim.arrival(601) < t <= sim.played_at(601) - BUDGET - sim.s.post_margin_ns
+
+
+def test_a_linear_clock_of_a_pull_of_several_blocks_goes_stale_between_pulls():
+    """The same stream with a clock that does not say how many blocks a pull plays (a producer
+    older than the pull fields): read as one block per 0.67 ms, it is four periods old when the
+    next pull comes, stale whenever that pull is a little late, and the schedule falls back to
+    predicting after every block — what a 32-frame client of a real hub got, 1500 predictions a
+    second. Told, the same pulls keep it just in time."""
+    for tell, most in ((False, None), (True, 0)):
+        sim = Sim(
+            headroom=8, pull_blocks=4, tell_pull=tell, period_ns=P32, arrival_offset_ns=20_000, odd_pull_late_ns=60_000
+        )
+        sim.run(700, step_ns=20_000)
+        assert sim.s.clock_pull_blocks == (4 if tell else 1)
+        predicted = len(sim.predicted(after_block=200))
+        if most is None:
+            assert predicted > 250 and sim.s.mode == SPECULATIVE
+        else:
+            assert predicted == most and sim.s.mode == JUST_IN_TIME
+
+
+@given(
+    clock_seq=st.integers(0, 1 << 40),
+    clock_ns=st.integers(1, 1 << 60),
+    pull_blocks=st.sampled_from([1, 2, 4, 8, 32]),
+    left=st.integers(0, 40),
+    period_ns=st.integers(300_000, 25_000_000),
+    offset=st.integers(-100, 100),
+)
+@settings(max_examples=300, deadline=None)
+def test_due_times_agree_with_the_cpp_clock(clock_seq, clock_ns, pull_blocks, left, period_ns, offset):
+    """The schedule's due time is the C++ tap's and waiter's (PlayoutClock::due_ns): the same
+    block, the same pull; and the blocks of one pull are due together."""
+    from nextblock import _core
+
+    left = min(left, pull_blocks - 1)
+    s = StreamSchedule(period_ns)
+    s.on_clock(clock_seq, clock_ns, 0, pull_blocks, left)
+    seq = max(0, clock_seq + offset)
+    assert s.due_ns(seq) == _core.playout_due_ns(clock_seq, clock_ns, pull_blocks, left, period_ns, seq)
+    last = clock_seq + left  # the reading's pull ends here
+    assert s.due_ns(last) == clock_ns and s.due_ns(last + 1) == clock_ns + pull_blocks * period_ns
+    assert s.due_ns(last + pull_blocks) == s.due_ns(last + 1)
 
 
 def test_a_lost_block_is_predicted_once_just_in_time_before_it_is_due():
@@ -321,3 +400,44 @@ def test_a_clock_a_few_blocks_back_is_a_re_timing_not_a_jump():
     assert s.handled_seq == seq - 3 and s.due_ns(seq - 2) == at + 2 * P
     s.on_clock(seq - 3 - 40, at + 2 * P, 0)
     assert s.clock_jumps == 1
+
+
+def test_a_producer_that_drops_received_blocks_makes_the_stream_speculative_while_it_does():
+    """JackTrip's Regulator, its callback late on a loaded host, drops blocks that had arrived and
+    conceals them: a just-in-time stream has no replacement for those. Eight such drops within a
+    second make the stream speculative (a replacement posted for every block); two seconds after
+    the last it is just in time again. Seven, or eight spread over more than a second, change
+    nothing."""
+    sim = Sim(headroom=2)
+    sim.run(200)
+    s = sim.s
+    assert s.mode == JUST_IN_TIME
+    t0, seq0 = s.clock_at_ns, s.clock_seq
+
+    def mode_at(t: int) -> str:  # the producer's clock stays fresh meanwhile
+        s.on_clock(seq0 + (t - t0) // P, t, 2)
+        return s.update_mode(t, BUDGET)
+
+    for i in range(7):
+        s.note_dropped_received(t0 + i * 100_000_000)
+    assert mode_at(t0 + 700_000_000) == JUST_IN_TIME, "seven drops are not enough"
+    s.note_dropped_received(t0 + 1_200_000_000)  # the eighth, but 1.2 s after the first
+    assert mode_at(t0 + 1_200_000_000) == JUST_IN_TIME, "eight spread over more than a second"
+    for t in (1_210_000_000, 1_220_000_000, 1_230_000_000):
+        s.note_dropped_received(t0 + t)  # the newest eight: 0.3 s .. 1.23 s, within a second
+    assert mode_at(t0 + 1_230_000_000) == SPECULATIVE and s.hedge_switches == 1 and s.dropped_received == 11
+    assert mode_at(t0 + 3_100_000_000) == SPECULATIVE, "held for 2 s after the newest drop"
+    assert mode_at(t0 + 3_300_000_000) == JUST_IN_TIME, "the slacks still leave room: just in time again"
+
+
+def test_no_hedging_when_the_mode_is_forced_or_off():
+    for cfg in (
+        ScheduleConfig(force_mode=JUST_IN_TIME, min_samples=32, reevaluate_blocks=16),
+        ScheduleConfig(dropped_per_s=0, min_samples=32, reevaluate_blocks=16),
+    ):
+        sim = Sim(headroom=2, config=cfg)
+        sim.run(200)
+        s = sim.s
+        for i in range(20):
+            s.note_dropped_received(s.clock_at_ns + i)
+        assert s.update_mode(s.clock_at_ns + 20, BUDGET) == JUST_IN_TIME

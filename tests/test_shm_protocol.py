@@ -223,7 +223,15 @@ def test_playout_clock_is_read_as_written(segment_name):
     with Producer(segment_name, 48000, 128, 2) as p, Consumer(segment_name) as c:
         assert c.playout() is None, "no pull yet"
         p.note_playout(41, 3, now_ns=123_456_789)
-        assert c.playout() == (41, 123_456_789, 3)
+        assert c.playout() == (41, 123_456_789, 3, 1, 0), "one block per pull unless told"
         p.note_playout(42, 2)
-        seq, at_ns, queued = c.playout()
-        assert (seq, queued) == (42, 2) and abs(at_ns - monotonic_ns()) < 1e9
+        seq, at_ns, queued, pull_blocks, pull_left = c.playout()
+        assert (seq, queued, pull_blocks, pull_left) == (42, 2, 1, 0) and abs(at_ns - monotonic_ns()) < 1e9
+        p.note_playout(44, 1, now_ns=5, pull_blocks=4, pull_left=2)
+        assert c.playout() == (44, 5, 1, 4, 2)
+        p.note_playout(45, 1, now_ns=6, pull_blocks=4, pull_left=9)  # left past the pull: its last block
+        assert c.playout() == (45, 6, 1, 4, 3)
+        p.note_playout(46, 1, now_ns=7, pull_blocks=0)  # 0 blocks per pull: one
+        assert c.playout() == (46, 7, 1, 1, 0)
+        p.note_playout(47, 1, now_ns=8, pull_blocks=1000, pull_left=999)  # more than any pull plays
+        assert c.playout() == (47, 8, 1, 1, 0)

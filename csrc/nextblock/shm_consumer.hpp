@@ -184,18 +184,22 @@ class Consumer {
 
   /// The newest play-out clock reading (see Producer::note_playout); false if the producer has
   /// not played a block yet or kept writing while this read (then try again).
-  bool read_playout(uint64_t* seq, uint64_t* at_ns, int64_t* queued_blocks) const noexcept {
+  bool read_playout(PlayoutClock* clock) const noexcept {
     const SegmentHeader* h = map_.header();
     const uint64_t v1 = h->playout_version.load(std::memory_order_acquire);
     if (v1 & 1) return false;
-    const uint64_t q = h->playout_seq.load(std::memory_order_relaxed);
-    const uint64_t t = h->playout_ns.load(std::memory_order_relaxed);
-    const int64_t b = h->playout_queued_blocks.load(std::memory_order_relaxed);
+    PlayoutClock r;
+    r.seq = h->playout_seq.load(std::memory_order_relaxed);
+    r.at_ns = h->playout_ns.load(std::memory_order_relaxed);
+    r.queued_blocks = h->playout_queued_blocks.load(std::memory_order_relaxed);
+    r.pull_blocks = h->playout_pull_blocks.load(std::memory_order_relaxed);
+    r.pull_left = h->playout_pull_left.load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (h->playout_version.load(std::memory_order_relaxed) != v1 || t == 0) return false;
-    *seq = q;
-    *at_ns = t;
-    *queued_blocks = b;
+    if (h->playout_version.load(std::memory_order_relaxed) != v1 || r.at_ns == 0) return false;
+    // a producer older than the pull fields leaves them 0; a hostile one may write anything
+    if (r.pull_blocks == 0 || r.pull_blocks > kMaxPullBlocks) r.pull_blocks = 1;
+    if (r.pull_left >= r.pull_blocks) r.pull_left = r.pull_blocks - 1;
+    *clock = r;
     return true;
   }
 

@@ -100,6 +100,9 @@ inline constexpr uint64_t kMaxWakeRegistrationNs = 200000000ULL;
 inline constexpr uint64_t kWakeSlackNs = 5000000ULL;
 /// The missing-block wake looks at most this many blocks past the one being played.
 inline constexpr uint32_t kMaxMissingLookahead = 16;
+/// The most blocks one pull may say it plays (PlayoutClock::pull_blocks): a 1024-frame callback
+/// of a 16-frame peer; a larger value read from a segment is taken as 1.
+inline constexpr uint32_t kMaxPullBlocks = 64;
 /// Received seqs the producer remembers for the missing-block check (a power of two > the lookahead).
 inline constexpr uint32_t kReceivedHistory = 64;
 
@@ -245,6 +248,29 @@ inline constexpr bool is_power_of_two(uint64_t n) noexcept { return n && !(n & (
 /// Loads a plain 64-bit field of shared memory that another process may be writing.
 inline uint64_t load_shared(const uint64_t* p) noexcept { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
+/// One play-out clock reading (SegmentHeader's playout_* fields, Producer::note_playout): block
+/// `seq` was played at `at_ns` by a pull that plays `pull_blocks` blocks back to back, `pull_left`
+/// of them after `seq`; the next pull comes `pull_blocks` block periods later. A producer whose
+/// local period equals the peer's (or is longer: one pull every few periods) plays one block per
+/// pull, and the clock is linear: seq + k is due k periods after at_ns.
+struct PlayoutClock {
+  uint64_t seq = 0;
+  uint64_t at_ns = 0;
+  int64_t queued_blocks = 0;
+  uint32_t pull_blocks = 1;  ///< at least 1 (a reading of 0 is taken as 1)
+  uint32_t pull_left = 0;    ///< below pull_blocks
+
+  /// When block `s` is played: at its pull, the pulls `pull_blocks` periods apart, the last block
+  /// of the reading's pull being seq + pull_left. Blocks of the reading's own pull are due at at_ns.
+  int64_t due_ns(int64_t s, int64_t period_ns) const noexcept {
+    const int64_t r = pull_blocks ? int64_t(pull_blocks) : 1;
+    const int64_t last = int64_t(seq) + int64_t(pull_left);
+    const int64_t k = s - last + r - 1;  // pulls after this one, times r (floored below)
+    const int64_t pulls = k >= 0 ? k / r : -((-k + r - 1) / r);
+    return int64_t(at_ns) + pulls * r * period_ns;
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // Layout
 // ---------------------------------------------------------------------------------------------
@@ -332,6 +358,11 @@ struct SegmentHeader {
   std::atomic<uint64_t> playout_seq;                  ///< seq of the block played at playout_ns
   std::atomic<uint64_t> playout_ns;                   ///< monotonic_ns() of that pull (0: no pull yet)
   std::atomic<int64_t> playout_queued_blocks;         ///< blocks already received beyond playout_seq
+  /// Blocks the pull that played playout_seq plays (a hub at 128 frames pulls four 32-frame blocks
+  /// of a client back to back, then none for a period); 0 (a producer older than this field) or 1:
+  /// one block per pull. See PlayoutClock.
+  std::atomic<uint32_t> playout_pull_blocks;
+  std::atomic<uint32_t> playout_pull_left;  ///< blocks that same pull plays after playout_seq
 };
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "header must fit its page");
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "64-bit atomics must be lock-free for shared memory");

@@ -394,20 +394,29 @@ class Producer {
 
   /// The play-out clock: the audio thread just played (or concealed) block `seq` at `now_ns`,
   /// with `queued_blocks` later blocks already received. Consumers derive from it when each
-  /// later seq will be due (seq + k at about now_ns + k block periods). Wait-free; one thread.
+  /// later seq will be due (seq + k at about now_ns + k block periods; PlayoutClock::due_ns).
+  /// A producer whose audio callback plays several of the peer's blocks at once (a 128-frame hub
+  /// and a 32-frame client: four per callback) calls it for each of them, with `pull_blocks` the
+  /// number its pull plays and `pull_left` how many it plays after `seq`; then the blocks after
+  /// the pull are due a whole callback later, not one block period. Wait-free; one thread.
   ///
   /// Then the missing-block wake: if a consumer asked for it (missing_lookahead_blocks = k > 0),
   /// block seq + k is checked once; if it has not been published, missing_word is bumped and,
   /// while a registration in missing_wake_until_ns is current, one FUTEX_WAKE is issued. A
   /// just-in-time consumer sleeps on that word instead of waking at every block, so that its idle
   /// cost follows the losses. At most one check per pull, one syscall per missing block.
-  void note_playout(uint64_t seq, uint64_t now_ns, int64_t queued_blocks) noexcept {
+  void note_playout(uint64_t seq, uint64_t now_ns, int64_t queued_blocks, uint32_t pull_blocks = 1,
+                    uint32_t pull_left = 0) noexcept {
     SegmentHeader* h = map_.header();
+    if (pull_blocks == 0) pull_blocks = 1;
+    if (pull_left >= pull_blocks) pull_left = pull_blocks - 1;
     h->playout_version.store(++playout_version_, std::memory_order_relaxed);  // odd
     std::atomic_thread_fence(std::memory_order_release);
     h->playout_seq.store(seq, std::memory_order_relaxed);
     h->playout_ns.store(now_ns, std::memory_order_relaxed);
     h->playout_queued_blocks.store(queued_blocks, std::memory_order_relaxed);
+    h->playout_pull_blocks.store(pull_blocks, std::memory_order_relaxed);
+    h->playout_pull_left.store(pull_left, std::memory_order_relaxed);
     h->playout_version.store(++playout_version_, std::memory_order_release);  // even
     check_upcoming(seq, now_ns);
   }

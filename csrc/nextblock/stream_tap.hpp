@@ -44,8 +44,7 @@ struct TapResult {
   uint64_t newest_arrival_ns = 0;
   uint64_t slacks_recorded = 0;  ///< slacks written by this call (into the slack ring)
   bool have_clock = false;
-  uint64_t clock_seq = 0, clock_ns = 0;
-  int64_t clock_queued = 0;
+  PlayoutClock clock;  ///< the newest reading (when have_clock)
 };
 
 /// Whether a play-out clock read at `at_ns` is fresh at `now_ns`: at most `stale_ns` old. A reading
@@ -104,19 +103,16 @@ class StreamTap {
   /// Reads the clock and copies new blocks into the ring, adding to what take() returns.
   void pump(const Consumer& c_, uint64_t now_ns, uint64_t period_ns, uint64_t stale_ns, uint64_t max_blocks) noexcept {
     TapResult& r = acc_;
-    uint64_t seq = 0, at = 0;
-    int64_t queued = 0;
+    PlayoutClock reading;
     bool got_clock = false;
-    for (int attempt = 0; attempt < 4 && !got_clock; ++attempt) got_clock = c_.read_playout(&seq, &at, &queued);
+    for (int attempt = 0; attempt < 4 && !got_clock; ++attempt) got_clock = c_.read_playout(&reading);
     if (got_clock) {
       r.have_clock = true;
-      r.clock_seq = seq;
-      r.clock_ns = at;
-      r.clock_queued = queued;
+      r.clock = reading;
     }
-    seq = r.clock_seq;
-    at = r.clock_ns;
-    const bool fresh = r.have_clock && clock_fresh(now_ns, at, stale_ns);
+    const PlayoutClock& clock = r.clock;
+    const uint64_t seq = clock.seq;
+    const bool fresh = r.have_clock && clock_fresh(now_ns, clock.at_ns, stale_ns);
     const uint64_t written = c_.blocks_written();
     if (written <= next_) return;
     const uint64_t slots_in_segment = c_.config().block_ring_slots;
@@ -148,7 +144,7 @@ class StreamTap {
       }
       if (int64_t(bseq) > newest_) newest_ = int64_t(bseq);
       if (fresh && ring_.slack_slots && bseq + 64 > seq) {
-        const int64_t due = int64_t(at) + (int64_t(bseq) - int64_t(seq)) * int64_t(period_ns);
+        const int64_t due = clock.due_ns(int64_t(bseq), int64_t(period_ns));
         ring_.slacks[slack_n_ % ring_.slack_slots] = due - int64_t(arrival);
         ++slack_n_;
         ++r.slacks_recorded;
@@ -273,21 +269,22 @@ inline int wait_for_decision(std::vector<WaitItem>& items, uint64_t until_ns, ui
         if (!by_words && int(i) != block_wait) next = std::min<uint64_t>(next, now + it.period_ns / 8);  // poll it
         continue;
       }
-      if (!p.have_clock || !clock_fresh(now, p.clock_ns, it.stale_ns)) return int(i);  // stale: re-decide the mode
-      int64_t s = std::max<int64_t>(it.handled_seq, int64_t(p.clock_seq)) + 1;
+      if (!p.have_clock || !clock_fresh(now, p.clock.at_ns, it.stale_ns)) return int(i);  // stale: re-decide the mode
+      const int64_t clock_seq = int64_t(p.clock.seq);
+      int64_t s = std::max<int64_t>(it.handled_seq, clock_seq) + 1;
       const int64_t newest = it.tap->newest_seq();
       while (s <= newest && it.tap->received(s)) ++s;
       // a block after the missing s came in (the producer's gap wake, publish_block): s is lost
       // and still queued; the caller can predict and fill it from both sides now
       if (it.wake_on_gap && p.blocks && s < newest) return int(i);
-      if (s > newest + it.max_chain) continue;  // a long outage: the caller gave up on these
-      if (lookahead && s > int64_t(p.clock_seq) + int64_t(lookahead)) continue;  // the producer checks s later
-      const int64_t due = int64_t(p.clock_ns) + (s - int64_t(p.clock_seq)) * int64_t(it.period_ns);
+      if (s > newest + it.max_chain) continue;                        // a long outage: the caller gave up on these
+      if (lookahead && s > clock_seq + int64_t(lookahead)) continue;  // the producer checks s later
+      const int64_t due = p.clock.due_ns(s, int64_t(it.period_ns));
       const int64_t decide = due - it.lead_ns;
       if (int64_t(now + window_ns) >= decide) return int(i);
       if (uint64_t(decide) < next) next = uint64_t(decide);
       if (!lookahead) {
-        const uint64_t stale_at = p.clock_ns + it.stale_ns + 1;
+        const uint64_t stale_at = p.clock.at_ns + it.stale_ns + 1;
         if (stale_at < next) next = stale_at;
       }
     }

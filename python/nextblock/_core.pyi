@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CodecCore', 'Consumer', 'HEADER_BYTES', 'LAYOUT_VERSION', 'LayoutMismatch', 'LongTermPredictor', 'MAGIC', 'MAX_WAKE_REGISTRATION_NS', 'Producer', 'SegmentError', 'SegmentInUse', 'SegmentNotFound', 'SegmentNotReady', 'SegmentPermissionError', 'SeqUnwrapper', 'StaleSegment', 'StreamTap', 'all_finite', 'burg_continuation', 'compute_layout', 'control_field_offsets', 'guard_prediction', 'header_field_offsets', 'lpc_continuation', 'lsar_fill', 'monotonic_ns', 'process_token', 'recovery_fade_in', 'recovery_fade_samples', 'sanitize_playable', 'segment_name_for_pid', 'segment_name_for_stream', 'validate_header', 'wait_for_decision', 'wait_for_decision_wakeups']
+__all__: list[str] = ['CodecCore', 'Consumer', 'HEADER_BYTES', 'LAYOUT_VERSION', 'LayoutMismatch', 'LongTermPredictor', 'MAGIC', 'MAX_WAKE_REGISTRATION_NS', 'Producer', 'SegmentError', 'SegmentInUse', 'SegmentNotFound', 'SegmentNotReady', 'SegmentPermissionError', 'SeqUnwrapper', 'StaleSegment', 'StreamTap', 'all_finite', 'burg_continuation', 'compute_layout', 'control_field_offsets', 'guard_prediction', 'header_field_offsets', 'lpc_continuation', 'lsar_fill', 'monotonic_ns', 'playout_due_ns', 'process_token', 'recovery_fade_in', 'recovery_fade_samples', 'sanitize_playable', 'segment_name_for_pid', 'segment_name_for_stream', 'validate_header', 'wait_for_decision', 'wait_for_decision_wakeups']
 class SegmentError(RuntimeError):
     pass
 class SegmentNotFound(SegmentError):
@@ -49,9 +49,9 @@ class Producer:
         ...
     def geometry(self) -> dict:
         ...
-    def note_playout(self, seq: typing.SupportsInt | typing.SupportsIndex, queued_blocks: typing.SupportsInt | typing.SupportsIndex, now_ns: typing.Any = None) -> None:
+    def note_playout(self, seq: typing.SupportsInt | typing.SupportsIndex, queued_blocks: typing.SupportsInt | typing.SupportsIndex, now_ns: typing.Any = None, pull_blocks: typing.SupportsInt | typing.SupportsIndex = 1, pull_left: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         """
-        Play-out clock: block seq was just played, queued_blocks later ones are already received.
+        Play-out clock: block seq was just played, queued_blocks later ones are already received. A pull that plays several blocks back to back (a hub whose period is longer than the peer's) calls it for each, with pull_blocks the blocks it plays and pull_left those it plays after seq.
         """
     def post_event(self, kind: typing.SupportsInt | typing.SupportsIndex, seq: typing.SupportsInt | typing.SupportsIndex, outcome: typing.SupportsInt | typing.SupportsIndex = 0, detail: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
@@ -85,7 +85,7 @@ class Consumer:
         ...
     def playout(self) -> typing.Any:
         """
-        (seq, at_ns, queued_blocks) of the producer's last pull, or None before its first
+        (seq, at_ns, queued_blocks, pull_blocks, pull_left) of the producer's last pull, or None before its first: block seq was played at at_ns by a pull that plays pull_blocks blocks, pull_left after seq
         """
     def post_replacement(self, seq: typing.SupportsInt | typing.SupportsIndex, samples: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> bool:
         ...
@@ -172,7 +172,7 @@ class StreamTap:
         """
     def poll(self, now_ns: typing.SupportsInt | typing.SupportsIndex, period_ns: typing.SupportsInt | typing.SupportsIndex, stale_ns: typing.SupportsInt | typing.SupportsIndex, max_blocks: typing.SupportsInt | typing.SupportsIndex = 64) -> tuple:
         """
-        Copy the blocks published since the last call into the ring (GIL released); returns (blocks, skipped, newest_seq, newest_arrival_ns, slacks_recorded, clock) with clock (seq, at_ns, queued_blocks) or None.
+        Copy the blocks published since the last call into the ring (GIL released); returns (blocks, skipped, newest_seq, newest_arrival_ns, slacks_recorded, clock) with clock (seq, at_ns, queued_blocks, pull_blocks, pull_left) or None.
         """
     def reset_slacks(self) -> None:
         ...
@@ -217,6 +217,10 @@ def lsar_fill(past: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], fut
 def monotonic_ns() -> int:
     """
     CLOCK_MONOTONIC in ns: the time base of every *_ns field.
+    """
+def playout_due_ns(clock_seq: typing.SupportsInt | typing.SupportsIndex, clock_ns: typing.SupportsInt | typing.SupportsIndex, pull_blocks: typing.SupportsInt | typing.SupportsIndex, pull_left: typing.SupportsInt | typing.SupportsIndex, period_ns: typing.SupportsInt | typing.SupportsIndex, seq: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    When block seq is due by the play-out clock reading (clock_seq played at clock_ns by a pull of pull_blocks blocks, pull_left after it): PlayoutClock::due_ns, the rule the tap and the waiter use.
     """
 def process_token(pid: typing.SupportsInt | typing.SupportsIndex) -> int:
     """

@@ -174,10 +174,13 @@ class Producer:
         "torn" | "refused", None)``; ``"refused"``: a sample was non-finite or outside [-1, 1]."""
         return self._p.take(seq)
 
-    def note_playout(self, seq: int, queued_blocks: int, now_ns: int | None = None) -> None:
+    def note_playout(
+        self, seq: int, queued_blocks: int, now_ns: int | None = None, pull_blocks: int = 1, pull_left: int = 0
+    ) -> None:
         """Play-out clock: block ``seq`` was just played (or concealed) at ``now_ns`` (default:
-        now), with ``queued_blocks`` later blocks already received."""
-        self._p.note_playout(seq, queued_blocks, now_ns)
+        now), with ``queued_blocks`` later blocks already received. A pull that plays several
+        blocks back to back notes each of them: ``pull_blocks`` it plays, ``pull_left`` after ``seq``."""
+        self._p.note_playout(seq, queued_blocks, now_ns, pull_blocks, pull_left)
 
     def consumer_alive(self) -> bool:
         """Whether a poster is attached and posted or beat within the last second."""
@@ -291,10 +294,12 @@ class Consumer:
         events = [Event(i, EventKind(k), Outcome(o), s, t, d) for (i, k, o, s, t, d) in raw]
         return events, skipped
 
-    def playout(self) -> tuple[int, int, int] | None:
-        """The producer's play-out clock: ``(seq, at_ns, queued_blocks)`` of its last pull (block
-        ``seq`` played at ``at_ns`` with ``queued_blocks`` later ones received), ``None`` before
-        its first pull. Seq ``seq + k`` is due at about ``at_ns + k`` block periods."""
+    def playout(self) -> tuple[int, int, int, int, int] | None:
+        """The producer's play-out clock: ``(seq, at_ns, queued_blocks, pull_blocks, pull_left)`` of
+        its last pull (block ``seq`` played at ``at_ns`` with ``queued_blocks`` later ones received,
+        by a pull that plays ``pull_blocks`` blocks, ``pull_left`` of them after ``seq``), ``None``
+        before its first pull. With one block per pull, seq ``seq + k`` is due at about ``at_ns + k``
+        block periods; else at its pull (``_core.playout_due_ns``)."""
         return self._c.playout()
 
     def post_replacement(self, seq: int, samples: np.ndarray) -> None:

@@ -7,7 +7,10 @@ questions: *which block must be predicted now, and by when must it be posted*
 It works in one of two modes, chosen per stream from what it measures:
 
 **just-in-time** (the producer writes a play-out clock and blocks arrive with headroom)
-    Block ``s`` is due at ``due(s) = clock_at + (s - clock_seq) * period``. Received blocks
+    Block ``s`` is due at ``due(s) = clock_at + (s - clock_seq) * period`` (:meth:`~StreamSchedule.due_ns`;
+    where the producer's pull plays several blocks back to back — a hub at 128 frames and a client
+    at 32 plays four per callback — the blocks of one pull are due together, one pull period
+    apart: the pull fields of the clock, ``_core.playout_due_ns``). Received blocks
     arrive ``slack = due - arrival`` ahead of their play-out; the schedule keeps the recent
     slacks and the low percentile ``slack_low`` of those that came in time (a block that came
     after its due time was a loss). A block that has not arrived
@@ -101,6 +104,14 @@ class ScheduleConfig:
     force_mode : str | None
         ``"just-in-time"`` or ``"speculative"`` to disable the automatic choice (just-in-time
         still needs a fresh clock).
+    dropped_per_s : float
+        Speculative while the producer drops received blocks this often (at least this many in the
+        last second; :meth:`StreamSchedule.note_dropped_received`): JackTrip's Regulator, its
+        callback late on a loaded host, drops blocks that had arrived (older than its latency
+        target) and conceals them, and only a replacement posted for every block serves those.
+        Default 8 (0: never).
+    dropped_hold_s : float
+        ...for this long after the newest such drop. Default 2 s.
     """
 
     post_margin_us: float = 200.0
@@ -114,6 +125,8 @@ class ScheduleConfig:
     max_chain_blocks: int = 8
     chain_slack_fraction: float = 0.25
     force_mode: str | None = None
+    dropped_per_s: float = 8.0
+    dropped_hold_s: float = 2.0
 
 
 def slack_low(slacks_ns: np.ndarray, percentile: float) -> int:
@@ -163,6 +176,8 @@ class StreamSchedule:
         self.clock_seq = -1
         self.clock_at_ns = 0
         self.clock_queued = 0
+        self.clock_pull_blocks = 1  #: blocks the producer's pull plays (the newest reading's)
+        self.clock_pull_left = 0  #: blocks that pull plays after clock_seq
         self.clock_jumps = 0
         self.clock_retimes = 0  #: readings a few blocks back (see :meth:`on_clock`)
         self.clock_jump_log: list[tuple[int, int, int]] = []
@@ -186,6 +201,12 @@ class StreamSchedule:
         self._considered_at = np.zeros((64, 3), np.int64)  # first looked at, decide time, due time
         self._given_up = np.full(64, -1, np.int64)  # seqs left to the producer: past the longest chain
         self.wake_ns: int | None = None  #: when :meth:`next_action` wants to be asked again (None: on the next block)
+        # the newest drops of received blocks (note_dropped_received), a ring of ``dropped_per_s`` times
+        self._dropped_at = np.zeros(max(1, int(np.ceil(cfg.dropped_per_s))), np.int64)
+        self._dropped_n = 0
+        self.dropped_received = 0  #: drops of received blocks noted
+        self.hedge_switches = 0  #: times the drops made the stream speculative
+        self._hedging = False
 
     # --- what happened --------------------------------------------------------------------------
 
@@ -195,12 +216,26 @@ class StreamSchedule:
         return self.clock_seq >= 0 and abs(now_ns - self.clock_at_ns) <= self.stale_ns
 
     def due_ns(self, seq: int) -> int:
-        """When block ``seq`` will be played, from the newest clock reading (needs a clock)."""
-        return self.clock_at_ns + (seq - self.clock_seq) * self.period_ns
+        """When block ``seq`` will be played, from the newest clock reading (needs a clock): at its
+        pull, the pulls ``clock_pull_blocks`` periods apart, the reading's pull ending with
+        ``clock_seq + clock_pull_left`` (one block per pull: ``clock_seq + k`` is due ``k``
+        periods after the reading). The rule of ``PlayoutClock::due_ns`` (shm_layout.hpp)."""
+        r = self.clock_pull_blocks
+        pulls = (seq - self.clock_seq - self.clock_pull_left + r - 1) // r
+        return self.clock_at_ns + pulls * r * self.period_ns
 
-    def on_clock(self, seq: int, at_ns: int, queued_blocks: int) -> None:
+    def check_lead_ns(self, blocks: int) -> int:
+        """The least time between the pull of ``s - blocks`` and the pull of ``s``, over every
+        ``s``: ``blocks`` periods with one block per pull; with ``r`` per pull, whole pulls only
+        (``blocks // r`` of them, ``r`` periods each)."""
+        r = self.clock_pull_blocks
+        return (blocks // r) * r * self.period_ns
+
+    def on_clock(self, seq: int, at_ns: int, queued_blocks: int, pull_blocks: int = 1, pull_left: int = 0) -> None:
         """A play-out clock reading: ``seq`` was played at ``at_ns`` with ``queued_blocks`` later ones
-        received. A seq a few blocks (``MAX_RETIME_BLOCKS``) behind the last reading is a
+        received, by a pull that plays ``pull_blocks`` blocks, ``pull_left`` of them after ``seq``
+        (the producer pulls every ``pull_blocks`` periods, so the clock goes stale after that many
+        times ``stale_clock_periods``). A seq a few blocks (``MAX_RETIME_BLOCKS``) behind the last reading is a
         re-timing: blocks concealed before they arrived play now, late, and everything after them
         plays that much later; the blocks from ``seq`` on are decided again. A seq that moves
         further back or leaps (the producer restarted its numbering, or resynchronised) is a clock
@@ -208,6 +243,11 @@ class StreamSchedule:
         seq, at_ns = int(seq), int(at_ns)
         if seq == self.clock_seq and at_ns == self.clock_at_ns:
             return
+        pull_blocks = max(1, int(pull_blocks))
+        if pull_blocks != self.clock_pull_blocks:
+            self.clock_pull_blocks = pull_blocks
+            self.stale_ns = int(self.config.stale_clock_periods * self.period_ns * pull_blocks)
+        self.clock_pull_left = min(max(0, int(pull_left)), pull_blocks - 1)
         if 0 < self.clock_seq - seq <= MAX_RETIME_BLOCKS:
             # a few blocks back: the producer played concealments for blocks that had not arrived
             # and plays them now, late (JackTrip's Regulator after a run of underruns: its latency
@@ -268,6 +308,25 @@ class StreamSchedule:
                 self.handled_seq = max(self.handled_seq, self.newest_seq)
             self._pending = None
 
+    def note_dropped_received(self, at_ns: int) -> None:
+        """The producer concealed a block that had arrived (JackTrip's Regulator dropped it: a SKIP
+        of a received seq), at ``at_ns``. Often enough (``dropped_per_s``), the stream turns
+        speculative (:meth:`update_mode`): a just-in-time stream has no replacement for a block it
+        saw arrive."""
+        self._dropped_at[self._dropped_n % self._dropped_at.shape[0]] = int(at_ns)
+        self._dropped_n += 1
+        self.dropped_received += 1
+
+    def hedging(self, now_ns: int) -> bool:
+        """Whether the producer drops received blocks often: ``dropped_per_s`` of them within one
+        second, the newest at most ``dropped_hold_s`` ago."""
+        cfg, ring = self.config, self._dropped_at
+        if cfg.dropped_per_s <= 0 or self._dropped_n < ring.shape[0]:
+            return False
+        newest = int(ring[(self._dropped_n - 1) % ring.shape[0]])
+        oldest = int(ring[self._dropped_n % ring.shape[0]])  # of the newest dropped_per_s
+        return newest - oldest <= 1_000_000_000 and now_ns - newest <= cfg.dropped_hold_s * 1e9
+
     def update_mode(self, now_ns: int, budget_ns: int) -> str:
         """Choose the mode (cheap unless ``reevaluate_blocks`` blocks came since the last time).
         ``budget_ns``: what a prediction may take (recent inference peak)."""
@@ -275,6 +334,16 @@ class StreamSchedule:
         if not self.clock_fresh(now_ns):
             self._set_mode(SPECULATIVE)
             return self.mode
+        if cfg.force_mode is None and self._dropped_n:
+            hedging = self.hedging(now_ns)
+            if hedging != self._hedging:
+                self._hedging = hedging
+                self._since_eval = cfg.reevaluate_blocks  # re-evaluate now
+                if hedging:
+                    self.hedge_switches += 1
+            if hedging:
+                self._set_mode(SPECULATIVE)
+                return self.mode
         if self._since_eval < cfg.reevaluate_blocks and self.slack_low_ns is not None:
             return self.mode
         self._since_eval = 0
@@ -337,13 +406,29 @@ class StreamSchedule:
         arrives as usual is rarely reported and a lost one is known as early as the pulls allow. (The
         decision's tolerance is left out here: with 5.4 ms of slack at 128 frames it would put
         the check at 2.7 ms instead of 5.3 ms before the block is due, halving the time a cold
-        prediction has.) Before they are measured, ``k = lead // period``. ``k`` grows until ``k``
-        periods leave room for ``budget_ns + post_margin``. Clamped to 1..16 (the producer's limit)."""
-        if self.slack_low_ns is not None:
-            k = max(1, self.slack_low_ns // self.period_ns)
-        else:
-            k = max(1, self.lead_ns(budget_ns) // self.period_ns)
-        while k * self.period_ns < budget_ns + self.post_margin_ns and k < MAX_LOOKAHEAD_BLOCKS:
+        prediction has.) Before they are measured, ``k = lead // period``. ``k`` grows until the
+        check's lead (:meth:`check_lead_ns`: ``k`` periods, or whole pulls where a pull plays several
+        blocks) leaves room for ``budget_ns + post_margin``. Clamped to 1..16 (the producer's limit).
+
+        Where a pull plays ``r > 1`` blocks (:attr:`clock_pull_blocks`), ``k`` is a whole number of
+        pulls, ``m · r``: then every block is checked ``m`` pulls before its own. With less slack
+        than one pull (``slack_low < r · period``) the producer's check at the pull before would
+        come before most blocks arrive and wake the waiter at nearly every pull, right when the
+        producer's audio thread runs; the check at the block's own pull comes too late. Then this is
+        0 (no missing-block wake; the waiter times the decision itself), as it is where ``m · r``
+        would pass the producer's limit."""
+        r = self.clock_pull_blocks
+        ahead_ns = self.slack_low_ns if self.slack_low_ns is not None else self.lead_ns(budget_ns)
+        if r > 1:
+            pulls = ahead_ns // (r * self.period_ns)
+            if pulls < 1:
+                return 0
+            k = pulls * r
+            while self.check_lead_ns(k) < budget_ns + self.post_margin_ns and k + r <= MAX_LOOKAHEAD_BLOCKS:
+                k += r
+            return int(k) if k <= MAX_LOOKAHEAD_BLOCKS else 0
+        k = max(1, ahead_ns // self.period_ns)
+        while self.check_lead_ns(k) < budget_ns + self.post_margin_ns and k < MAX_LOOKAHEAD_BLOCKS:
             k += 1
         return int(min(k, MAX_LOOKAHEAD_BLOCKS))
 
@@ -363,7 +448,7 @@ class StreamSchedule:
         decision waits for ``due - lead`` as on a timed wake."""
         lead = self.lead_ns(budget_ns)
         if self.missing_wake and self.slack_low_ns is not None:
-            check = self.lookahead_blocks(budget_ns) * self.period_ns
+            check = self.check_lead_ns(self.lookahead_blocks(budget_ns))
             if check <= self.slack_low_ns:  # else the check comes before blocks normally arrive: wait for due - lead
                 lead = max(lead, check)
         return lead

@@ -180,6 +180,10 @@ class ServedStream:
         next_index = self.events_seen + skipped
         for e in events:
             next_index = e.index + 1
+            if e.kind == EventKind.SKIP and e.is_concealment and self.received(int(e.seq)):
+                self.schedule.note_dropped_received(
+                    int(e.time_ns)
+                )  # played or not: the Regulator drops received blocks
             if stats.count_event(e):
                 if e.outcome == Outcome.FALLBACK:
                     reason = (
@@ -376,6 +380,9 @@ class ServedStream:
             mode_switches=s.mode_switches,
             clock_jumps=s.clock_jumps,
             clock_retimes=s.clock_retimes,
+            clock_pull_blocks=s.clock_pull_blocks,
+            dropped_received=s.dropped_received,
+            hedge_switches=s.hedge_switches,
             slack_low_us=None if s.slack_low_ns is None else s.slack_low_ns / 1000.0,
             attached_s=((self.left_ns or monotonic_ns()) - self.attached_ns) / 1e9,
             left=self.left_ns is not None,

@@ -232,9 +232,9 @@ int main(int argc, char** argv)
     }
     // the play-out clock reaches the consumer
     nb->playout(1234, 3);
-    uint64_t pseq = 0, pat = 0;
-    int64_t pq = 0;
-    if (!consumer->read_playout(&pseq, &pat, &pq) || pseq != 1234 || pq != 3) {
+    nextblock::PlayoutClock clock;
+    if (!consumer->read_playout(&clock) || clock.seq != 1234 || clock.queued_blocks != 3
+        || clock.pull_blocks != 1) {
         fprintf(stderr, "play-out clock lost\n");
         return 2;
     }

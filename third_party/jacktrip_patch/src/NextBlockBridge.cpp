@@ -408,7 +408,7 @@ void NextBlockBridge::post(Kind kind, int64_t seq, bool fallbackPlayed, int64_t 
                                detail);
 }
 
-void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
+void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks, uint32_t pullBlocks, uint32_t pullLeft)
 {
     if (seq < 0)
         return;
@@ -419,7 +419,8 @@ void NextBlockBridge::playout(int64_t seq, int64_t queuedBlocks)
         seq = mPlayoutSeq;
     mPlayoutSeq = seq;
     mStream.load(std::memory_order_acquire)
-        ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks);
+        ->producer->note_playout(static_cast<uint64_t>(seq), nextblock::monotonic_ns(), queuedBlocks,
+                                 pullBlocks, pullLeft);
 }
 
 void NextBlockBridge::flushWakes()

@@ -142,7 +142,10 @@ class NextBlockBridge
     void crossfadeFramesFromReplacement(int firstFrame, int nFrames, int8_t* bits) const;
     /// The play-out clock: block `seq` (real or concealed) plays now, `queuedBlocks` later
     /// blocks are already received. Called at every pull. Monotonic through short replays.
-    void playout(int64_t seq, int64_t queuedBlocks);
+    /// A callback that plays several of the peer's blocks back to back (the Regulator with a
+    /// peer block size below the local one) calls it for each: `pullBlocks` it plays,
+    /// `pullLeft` of them after `seq` (Producer::note_playout).
+    void playout(int64_t seq, int64_t queuedBlocks, uint32_t pullBlocks = 1, uint32_t pullLeft = 0);
     /// Audio thread, outside JackTrip's buffer lock (JackTrip::receiveNetworkPacket, after the
     /// read): issues the FUTEX_WAKEs that the hooks run under that lock deferred. Nothing when
     /// none is pending (one load); at most one syscall per futex word. Then, after deferWakes()
