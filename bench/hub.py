@@ -247,6 +247,11 @@ def summarise(args, r: dict) -> dict:
                 "served_share": st.get("served_share"),
                 "fallbacks": {k: st.get(f"fallbacks_{k}", 0) for k in REASONS},
                 "two_sided": st.get("two_sided", 0),
+                # the blocks one hub callback pulls of this client (the play-out clock's pull_blocks)
+                "pull_blocks": st.get("clock_pull_blocks", 1),
+                # received blocks the Regulator dropped and concealed; times they made it speculative
+                "dropped_received": st.get("dropped_received", 0),
+                "hedge_switches": st.get("hedge_switches", 0),
             }
         )
     concealed = sum(x["concealments"] for x in rows)
@@ -301,8 +306,9 @@ def main(argv=None) -> int:
         share = "-" if x["share"] is None else f"{x['share']:.3f}"
         why = " ".join(f"{k}={v}" for k, v in x["fallbacks"].items() if v)
         print(
-            f"{x['name']:<24} {x['frames_per_block']:>4} fr {x['mode']:<12} concealed={x['concealments']:<4} "
-            f"replaced={x['replaced']:<4} share={share} served={x['served_share'] or 0:.3f} {why}",
+            f"{x['name']:<24} {x['frames_per_block']:>4} fr x{x['pull_blocks']}/pull {x['mode']:<12} "
+            f"concealed={x['concealments']:<4} replaced={x['replaced']:<4} share={share} "
+            f"served={x['served_share'] or 0:.3f} drops_of_received={x['dropped_received']} {why}",
             file=sys.stderr,
         )
     if summary["unserved_clients"]:

@@ -349,8 +349,8 @@ MIXED_HUB_FRAMES = 128
 #: the bound stays until the loop decides a pull's blocks at once (docs/notes/attach.md, Limits).
 MIXED_MIN_SHARE = 0.1
 #: the stand-in, as the other live tests (plumbing and scheduling, not inference on a loaded host).
-#: With the shipped model the same hub received half the blocks and played 70-80 % of them
-#: concealed on this host (attach at 0.18 of a core): not explained yet, see docs/notes/attach.md
+#: With the shipped model attach is late far more often (bench/hub.py, 3 clients: 0.57-0.79 replaced
+#: at 0.41 of a core against 0.84-0.96 at 0.10; docs/notes/attach.md, Limits)
 MIXED_PREDICTOR = "repeat"
 #: a session in which the hub concealed more than this share of some client's received blocks (4x
 #: the 5 % --simloss) was not carried by the host, and what attach replaced then says nothing of
