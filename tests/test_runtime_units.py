@@ -412,3 +412,36 @@ def test_the_block_after_a_guess_is_faded_in_the_context_only_if_the_guess_was_p
             assert after[0] == pytest.approx(0.15, abs=1e-3) and after[-1] == pytest.approx(0.1, abs=1e-3)
         else:
             np.testing.assert_array_equal(after, np.float32(0.1))  # as it came
+
+
+def test_a_served_stream_measures_slacks_by_the_producers_pulls(segment_name):
+    """A 32-frame stream of a 128-frame hub: the producer's pull plays four blocks at once, every
+    2.67 ms. The C++ tap measures each block's slack against its pull (the clock's pull_blocks,
+    pull_left), the schedule sees the same due times, the clock stays fresh between pulls, and a
+    SKIP of a received block counts as a drop of a received block (the hedge's input)."""
+    from nextblock.capture import Consumer, EventKind, Outcome, Producer, monotonic_ns
+    from nextblock.runtime.schedule import ScheduleConfig
+    from nextblock.runtime.served import ServedStream
+
+    period = round(1e9 * 32 / 48000)
+    with Producer(segment_name, 48000, 32, 1) as p, Consumer(segment_name, post_replacements=True) as c:
+        st = ServedStream(c, ScheduleConfig(), context_samples=1024)
+        t = monotonic_ns()
+        for left in (3, 2, 1, 0):  # the pull at t plays blocks 0..3
+            p.note_playout(3 - left, 8, now_ns=t, pull_blocks=4, pull_left=left)
+        for seq in range(4, 12):  # arrived 0.1 ms apart, well before their pulls
+            p.publish_block(seq, np.full((32, 1), 0.1, np.float32), arrival_ns=t + seq * 100_000)
+        st.poll(t + 2 * period)
+        s = st.schedule
+        assert (s.clock_seq, s.clock_pull_blocks, s.clock_pull_left) == (3, 4, 0)
+        assert s.clock_fresh(t + 15 * period), "stale only after four pulls"
+        # blocks 4..7 play at the next pull (t + 4 periods), 8..11 at the one after (t + 8)
+        want = [t + (4 if seq < 8 else 8) * period - (t + seq * 100_000) for seq in range(4, 12)]
+        assert sorted(s.slacks[:8].tolist()) == sorted(want)
+        assert [s.due_ns(seq) for seq in (4, 7, 8, 11, 12)] == [t + 4 * period] * 2 + [t + 8 * period] * 2 + [
+            t + 12 * period
+        ]
+        p.post_event(EventKind.SKIP, 5, Outcome.FALLBACK, 1)  # the Regulator dropped block 5, received
+        p.post_event(EventKind.UNDERRUN, 12, Outcome.FALLBACK)  # not received: not a drop
+        st.poll(monotonic_ns())
+        assert s.dropped_received == 1

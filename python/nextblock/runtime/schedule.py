@@ -83,7 +83,8 @@ class ScheduleConfig:
         How much later than ``slack_low`` (fraction of a period) a block may arrive before it is
         presumed lost. Default 0.15.
     stale_clock_periods : float
-        A clock older than this many periods is stale (the producer stopped pulling). Default 4.
+        A clock older than this many periods is stale (the producer stopped pulling); this many
+        pulls where a pull plays several blocks (:meth:`StreamSchedule.on_clock`). Default 4.
     slack_percentile : float
         Which low percentile of the recent slacks of blocks that came in time is ``slack_low``
         (:func:`slack_low`). Default 1.
