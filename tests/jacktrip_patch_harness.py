@@ -381,6 +381,8 @@ def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0,
             evs, skipped = c.read_events(ev_count, 1024)
             result["events"].extend(evs)
             ev_count += len(evs) + skipped
+            # overwritten before this reader got to them (its thread starved on a loaded host)
+            result["events_skipped"] = result.get("events_skipped", 0) + skipped
             if post and evs and (stop_after_s is None or time.monotonic() - t0 < stop_after_s):
                 # a stalled stream: keep predicting past the blocks JackTrip is concealing now
                 top = max((e.seq for e in evs if e.kind in (EventKind.UNDERRUN, EventKind.SKIP)), default=-1)
@@ -397,6 +399,7 @@ def _consume_one(c, post, ahead, stop, result, stop_after_s, replacement_fn, t0,
                         break
                     result["events"].extend(evs)
                     ev_count += len(evs) + skipped
+                    result["events_skipped"] = result.get("events_skipped", 0) + skipped
                 result["counters"] = c.counters()
                 return posted_upto
 

@@ -442,7 +442,10 @@ def test_one_attach_serves_clients_at_32_64_128_and_256_frames_each_at_its_own_b
         assert mine["sample_rate_hz"] == 48000 and mine["channels"] == 2, why
         # attach counts the concealments from when it served the stream (its model stack for that
         # block size is built once the stream is there): none it did not see, most of them
-        assert len(conceal) * 0.5 - 2 <= mine["underruns"] <= len(conceal) + 2, (why, len(conceal))
+        # (the watcher's events overwritten before it read them, on a loaded host, may be any of them:
+        # CI 2026-12-08 counted 2698 concealments where attach counted 2885)
+        lost = x.get("events_skipped", 0)
+        assert len(conceal) * 0.5 - 2 <= mine["underruns"] <= len(conceal) + lost + 2, (why, len(conceal), lost)
         assert mine["underruns"] >= 10, why
         h.assert_fallbacks_explained(mine, mine["underruns"], why)
         why["hub_concealed_shares"] = shares
