@@ -441,3 +441,24 @@ def test_no_hedging_when_the_mode_is_forced_or_off():
         for i in range(20):
             s.note_dropped_received(s.clock_at_ns + i)
         assert s.update_mode(s.clock_at_ns + 20, BUDGET) == JUST_IN_TIME
+
+
+@pytest.mark.parametrize(
+    "pull_blocks, slack_low_us, want",
+    [
+        (4, 1_500, 0),  # less slack than one pull (2.67 ms): no check comes after the arrivals
+        (4, 3_000, 4),  # one pull ahead
+        (4, 6_000, 8),  # two pulls
+        (4, 40_000, 16),  # clamped to the producer's limit, a whole number of pulls
+        (2, 40_000, 16),
+        (32, 100_000, 0),  # one pull plays more than the limit
+    ],
+)
+def test_the_missing_block_check_of_a_pull_of_several_blocks_is_whole_pulls_ahead(pull_blocks, slack_low_us, want):
+    s = StreamSchedule(P32)
+    s.on_clock(100, 1_000_000_000, 4, pull_blocks, pull_blocks - 1)
+    s.slack_low_ns = slack_low_us * 1000
+    k = s.lookahead_blocks(BUDGET)
+    assert k == want
+    if k:
+        assert k % pull_blocks == 0 and s.check_lead_ns(k) == k * P32 >= BUDGET + s.post_margin_ns

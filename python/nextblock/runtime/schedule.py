@@ -416,18 +416,18 @@ class StreamSchedule:
         than one pull (``slack_low < r · period``) the producer's check at the pull before would
         come before most blocks arrive and wake the waiter at nearly every pull, right when the
         producer's audio thread runs; the check at the block's own pull comes too late. Then this is
-        0 (no missing-block wake; the waiter times the decision itself), as it is where ``m · r``
-        would pass the producer's limit."""
+        0 (no missing-block wake; the waiter times the decision itself), as it is where one pull
+        plays more blocks than the producer's limit; ``m`` is clamped to ``16 // r``."""
         r = self.clock_pull_blocks
         ahead_ns = self.slack_low_ns if self.slack_low_ns is not None else self.lead_ns(budget_ns)
         if r > 1:
-            pulls = ahead_ns // (r * self.period_ns)
+            pulls = min(ahead_ns // (r * self.period_ns), MAX_LOOKAHEAD_BLOCKS // r)
             if pulls < 1:
                 return 0
             k = pulls * r
             while self.check_lead_ns(k) < budget_ns + self.post_margin_ns and k + r <= MAX_LOOKAHEAD_BLOCKS:
                 k += r
-            return int(k) if k <= MAX_LOOKAHEAD_BLOCKS else 0
+            return int(k)
         k = max(1, ahead_ns // self.period_ns)
         while self.check_lead_ns(k) < budget_ns + self.post_margin_ns and k < MAX_LOOKAHEAD_BLOCKS:
             k += 1
