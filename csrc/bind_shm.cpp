@@ -205,8 +205,9 @@ void init_shm(py::module_& m) {
         nextblock::PlayoutClock k;
         k.seq = clock_seq;
         k.at_ns = clock_ns;
-        k.pull_blocks = pull_blocks ? pull_blocks : 1;
-        k.pull_left = pull_left < k.pull_blocks ? pull_left : k.pull_blocks - 1;
+        nextblock::clamp_pull(pull_blocks, pull_left);
+        k.pull_blocks = pull_blocks;
+        k.pull_left = pull_left;
         return k.due_ns(seq, period_ns);
       },
       py::arg("clock_seq"), py::arg("clock_ns"), py::arg("pull_blocks"), py::arg("pull_left"), py::arg("period_ns"),

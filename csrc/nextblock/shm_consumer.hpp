@@ -196,9 +196,7 @@ class Consumer {
     r.pull_left = h->playout_pull_left.load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (h->playout_version.load(std::memory_order_relaxed) != v1 || r.at_ns == 0) return false;
-    // a producer older than the pull fields leaves them 0; a hostile one may write anything
-    if (r.pull_blocks == 0 || r.pull_blocks > kMaxPullBlocks) r.pull_blocks = 1;
-    if (r.pull_left >= r.pull_blocks) r.pull_left = r.pull_blocks - 1;
+    clamp_pull(r.pull_blocks, r.pull_left);  // an older producer leaves them 0; a hostile one writes anything
     *clock = r;
     return true;
   }

@@ -248,6 +248,13 @@ inline constexpr bool is_power_of_two(uint64_t n) noexcept { return n && !(n & (
 /// Loads a plain 64-bit field of shared memory that another process may be writing.
 inline uint64_t load_shared(const uint64_t* p) noexcept { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
+/// The pull fields as the protocol allows them: 0 or more than kMaxPullBlocks blocks per pull
+/// (a producer older than the fields, or a hostile one) is one; `left` is below `blocks`.
+inline void clamp_pull(uint32_t& blocks, uint32_t& left) noexcept {
+  if (blocks == 0 || blocks > kMaxPullBlocks) blocks = 1;
+  if (left >= blocks) left = blocks - 1;
+}
+
 /// One play-out clock reading (SegmentHeader's playout_* fields, Producer::note_playout): block
 /// `seq` was played at `at_ns` by a pull that plays `pull_blocks` blocks back to back, `pull_left`
 /// of them after `seq`; the next pull comes `pull_blocks` block periods later. A producer whose

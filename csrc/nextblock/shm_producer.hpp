@@ -408,8 +408,7 @@ class Producer {
   void note_playout(uint64_t seq, uint64_t now_ns, int64_t queued_blocks, uint32_t pull_blocks = 1,
                     uint32_t pull_left = 0) noexcept {
     SegmentHeader* h = map_.header();
-    if (pull_blocks == 0) pull_blocks = 1;
-    if (pull_left >= pull_blocks) pull_left = pull_blocks - 1;
+    clamp_pull(pull_blocks, pull_left);
     h->playout_version.store(++playout_version_, std::memory_order_relaxed);  // odd
     std::atomic_thread_fence(std::memory_order_release);
     h->playout_seq.store(seq, std::memory_order_relaxed);

@@ -181,9 +181,8 @@ class ServedStream:
         for e in events:
             next_index = e.index + 1
             if e.kind == EventKind.SKIP and e.is_concealment and self.received(int(e.seq)):
-                self.schedule.note_dropped_received(
-                    int(e.time_ns)
-                )  # played or not: the Regulator drops received blocks
+                # the Regulator dropped a block that had arrived (whatever it played for it)
+                self.schedule.note_dropped_received(int(e.time_ns))
             if stats.count_event(e):
                 if e.outcome == Outcome.FALLBACK:
                     reason = (
